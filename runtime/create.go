@@ -1,0 +1,105 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// CreateOptions are the options of create and run.
+type CreateOptions struct {
+	ProcessIO
+	ID     string
+	Bundle string // default: the current directory
+	// NoPivot uses MS_MOVE + chroot instead of pivot_root (rootfs on a ramdisk).
+	NoPivot bool
+	// NoNewKeyring keeps the caller's session keyring.
+	NoNewKeyring bool
+	// Keep leaves a stopped container behind after run (run only).
+	Keep bool
+	// NoSubreaper keeps clawrun from reaping reparented processes (run only).
+	NoSubreaper bool
+}
+
+// Create creates a container whose init waits for Start.
+func (r *Runtime) Create(opts CreateOptions) error {
+	opts.Detach = true
+	_, err := r.start(opts, actCreate)
+	return err
+}
+
+// Run creates and starts a container. In the foreground it returns the
+// container's exit status once it exits, and removes it unless Keep.
+func (r *Runtime) Run(opts CreateOptions) (int, error) {
+	return r.start(opts, actRun)
+}
+
+func (r *Runtime) start(opts CreateOptions, act action) (int, error) {
+	if opts.ID == "" {
+		return -1, ErrEmptyID
+	}
+	if opts.PidFile != "" {
+		abs, err := filepath.Abs(opts.PidFile)
+		if err != nil {
+			return -1, err
+		}
+		opts.PidFile = abs
+	}
+	spec, err := r.loadBundle(opts.Bundle)
+	if err != nil {
+		return -1, err
+	}
+	c, err := r.createContainer(opts, spec)
+	if err != nil {
+		return -1, err
+	}
+	run := &runner{
+		ProcessIO: opts.ProcessIO,
+		container: c,
+		action:    act,
+		init:      true,
+		subreaper: !opts.NoSubreaper,
+		destroy:   !opts.Keep,
+		listenFDs: listenFDs(),
+	}
+	return run.run(spec.Process)
+}
+
+// loadBundle makes bundle the working directory, as libcontainer resolves
+// relative paths of the spec (root.path, mount sources) against it.
+func (r *Runtime) loadBundle(bundle string) (*specs.Spec, error) {
+	if bundle != "" {
+		if err := os.Chdir(bundle); err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", bundle, err)
+		}
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	return LoadSpec(wd)
+}
+
+func (r *Runtime) createContainer(opts CreateOptions, spec *specs.Spec) (*libcontainer.Container, error) {
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:       opts.ID,
+		UseSystemdCgroup: r.SystemdCgroup,
+		NoPivotRoot:      opts.NoPivot,
+		NoNewKeyring:     opts.NoNewKeyring,
+		Spec:             spec,
+		RootlessEUID:     os.Geteuid() != 0,
+		RootlessCgroups:  r.rootlessCgroups(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	c, err := libcontainer.Create(r.Root, opts.ID, config)
+	if err == libcontainer.ErrExist {
+		return nil, fmt.Errorf("container %q already exists", opts.ID)
+	}
+	return c, err
+}

@@ -1,0 +1,144 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+)
+
+// Start lets a created container's init exec the user's process.
+func (r *Runtime) Start(id string) error {
+	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	status, err := c.Status()
+	if err != nil {
+		return err
+	}
+	switch status {
+	case libcontainer.Created:
+		return c.Exec()
+	case libcontainer.Stopped:
+		return errors.New("cannot start a container that has stopped")
+	case libcontainer.Running:
+		return errors.New("cannot start an already running container")
+	default:
+		return fmt.Errorf("cannot start a container in the %s state", status)
+	}
+}
+
+// Kill sends sig to the container's init. With all, a container that is
+// no longer running is not an error (runc's obsolete -a keeps that meaning).
+func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
+	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	err = c.Signal(sig)
+	if all && errors.Is(err, libcontainer.ErrNotRunning) {
+		return nil
+	}
+	return err
+}
+
+// ParseSignal accepts "KILL", "SIGKILL", "kill" or "9".
+func ParseSignal(raw string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(raw); err == nil {
+		if n <= 0 || n > 64 {
+			return -1, fmt.Errorf("invalid signal number %d", n)
+		}
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(raw)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	sig := unix.SignalNum(name)
+	if sig == 0 {
+		return -1, fmt.Errorf("unknown signal %q", raw)
+	}
+	return sig, nil
+}
+
+// Delete removes a stopped (or, with force, any) container and everything
+// it holds. A created container is killed first, as runc does.
+func (r *Runtime) Delete(id string, force bool) error {
+	if id == "" {
+		return ErrEmptyID
+	}
+	c, err := libcontainer.Load(r.Root, id)
+	if errors.Is(err, libcontainer.ErrNotExist) {
+		// A state dir without a readable state is debris of a crash.
+		_ = os.RemoveAll(filepath.Join(r.Root, id))
+		if force {
+			return nil
+		}
+		return fmt.Errorf("container %q does not exist", id)
+	}
+	if err != nil {
+		return err
+	}
+	if force {
+		return killAndDestroy(c)
+	}
+	status, err := c.Status()
+	if err != nil {
+		return err
+	}
+	switch status {
+	case libcontainer.Stopped:
+		return c.Destroy()
+	case libcontainer.Created:
+		return killAndDestroy(c)
+	default:
+		return fmt.Errorf("cannot delete container %s that is not stopped: %s (use --force)", id, status)
+	}
+}
+
+// killAndDestroy SIGKILLs the init, waits up to 10 s for it to go away,
+// then removes the container's cgroup and state.
+func killAndDestroy(c *libcontainer.Container) error {
+	_ = c.Signal(unix.SIGKILL)
+	for range 1000 {
+		if err := c.Signal(unix.Signal(0)); err != nil {
+			return c.Destroy()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return errors.New("container init still running after SIGKILL")
+}
+
+// Pause freezes every process of the container.
+func (r *Runtime) Pause(id string) error {
+	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	return c.Pause()
+}
+
+// Resume thaws a paused container.
+func (r *Runtime) Resume(id string) error {
+	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	return c.Resume()
+}
+
+// Processes lists the host pids of the container's processes.
+func (r *Runtime) Processes(id string) ([]int, error) {
+	c, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	return c.Processes()
+}

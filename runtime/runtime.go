@@ -1,0 +1,62 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/runc/libcontainer"
+)
+
+// DefaultRoot is where container state lives unless --root says otherwise.
+const DefaultRoot = "/run/clawrun"
+
+// ErrEmptyID is returned when a command needs a container id and got none.
+var ErrEmptyID = errors.New("container id cannot be empty")
+
+// Runtime is one state root and the global options that apply to every
+// container under it.
+type Runtime struct {
+	// Root is the absolute directory holding one state dir per container.
+	Root string
+	// SystemdCgroup selects the systemd cgroup driver (cgroupsPath of the
+	// form "slice:prefix:name").
+	SystemdCgroup bool
+	// Rootless forces (true/false) or auto-detects (nil) rootless cgroups.
+	Rootless *bool
+}
+
+// New validates root and returns a Runtime for it.
+func New(root string, systemdCgroup bool, rootless *bool) (*Runtime, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if abs == "/" {
+		return nil, errors.New("--root must not be /")
+	}
+	return &Runtime{Root: abs, SystemdCgroup: systemdCgroup, Rootless: rootless}, nil
+}
+
+// load opens an existing container.
+func (r *Runtime) load(id string) (*libcontainer.Container, error) {
+	if id == "" {
+		return nil, ErrEmptyID
+	}
+	c, err := libcontainer.Load(r.Root, id)
+	if errors.Is(err, libcontainer.ErrNotExist) {
+		return nil, fmt.Errorf("container %q does not exist", id)
+	}
+	return c, err
+}
+
+// rootlessCgroups reports whether cgroup errors must be tolerated.
+func (r *Runtime) rootlessCgroups() bool {
+	if r.Rootless != nil {
+		return *r.Rootless
+	}
+	return os.Geteuid() != 0
+}
+
+func absPath(p string) (string, error) { return filepath.Abs(p) }
