@@ -13,9 +13,13 @@ LDFLAGS    := -s -w -linkmode external -extldflags '-static' \
               -X github.com/clawrun/clawrun/runtime.Commit=$(COMMIT)
 GOBUILD    := CGO_ENABLED=1 $(GO) build -trimpath -tags '$(TAGS)' -ldflags "$(LDFLAGS)"
 
-.PHONY: all build install test unit integration conformance bench lint demo clean
+.PHONY: all deps build install test unit integration conformance bench lint demo clean
 
 all: build
+
+# Debian packages for building and testing (installs only what is missing).
+deps:
+	bash contrib/install-deps.sh
 
 build:
 	$(GOBUILD) -o bin/clawrun ./cmd/clawrun
@@ -24,7 +28,7 @@ install: build
 	install -D -m 0755 bin/clawrun $(DESTDIR)$(BINDIR)/clawrun
 
 # Everything CI runs.
-test: lint build unit integration conformance
+test: deps lint build unit integration conformance
 
 unit:
 	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 ./runtime/... ./cmd/...
@@ -38,8 +42,8 @@ conformance: build bin/runc-1.5.2
 bench: build bin/runc-1.5.2
 	CLAWRUN=$(CURDIR)/bin/clawrun bash test/bench/run.sh
 
-demo: build
-	bash test/demo.sh
+demo: deps build
+	bash contrib/demo/demo.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -32,7 +32,7 @@ printf 'NAME="busybox"\nID=busybox\n' > "$root/etc/os-release"
 
 (cd "$dir" && rm -f config.json && "$runtime" spec)
 args='["sh"]'
-if [ $# -gt 0 ]; then args=$(printf '%s\n' "$@" | jq -R . | jq -s .); fi
+if [ $# -gt 0 ]; then args=$(jq -cn '$ARGS.positional' --args -- "$@"); fi
 jq --argjson args "$args" '.process.terminal = false | .process.args = $args | .hostname = "test"' \
 	"$dir/config.json" > "$dir/config.json.new"
 mv "$dir/config.json.new" "$dir/config.json"

@@ -1,0 +1,31 @@
+#!/bin/bash
+# install-deps.sh: install what building and testing clawrun needs on a
+# Debian 12 machine (as root). Idempotent: installs only what is missing.
+set -euo pipefail
+
+packages=(
+	build-essential pkg-config   # cgo, static linking
+	libseccomp-dev               # libcontainer's seccomp (linked statically)
+	busybox-static               # test and demo root filesystems
+	runc                         # Debian's runc 1.1.5, a second benchmark reference
+	jq iproute2 procps util-linux git ca-certificates
+)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "install-deps: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null; then
+	if [ -x /usr/local/go/bin/go ]; then
+		echo "install-deps: Go is at /usr/local/go/bin: add it to PATH" >&2
+	else
+		echo "install-deps: Go 1.26 is needed (https://go.dev/dl)" >&2
+	fi
+	exit 1
+fi
