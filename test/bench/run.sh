@@ -1,0 +1,97 @@
+#!/bin/bash
+# test/bench/run.sh: container start-up benchmark (`make bench`).
+#
+# Times `RUNTIME --root R run --bundle B ID` of /bin/true in one busybox
+# bundle for clawrun and the reference runtimes, interleaved (each round
+# runs every runtime once, in a shuffled order), and prints a markdown table
+# (also written to $BENCH_OUT). The timing loop is a small Go program,
+# startbench/, since forking `date` per sample would cost ~1 ms.
+# Target: clawrun's median <= 1.05 x runc-1.5.2's. Missing it is reported,
+# not fatal (a benchmark is not a timed test); a failing run is fatal.
+# Other jobs on the machine are the main noise: run it on a quiet machine,
+# or raise BENCH_RUNS until the ratio's confidence interval is narrow.
+#
+# Environment:
+#   CLAWRUN        clawrun binary (default: bin/clawrun)
+#   BENCH_RUNS     measured runs per runtime (default 40, at least 30)
+#   BENCH_WARMUP   warm-up runs per runtime (default 3)
+#   BENCH_OUT      file the table is written to (default bench-results.md,
+#                  in the current dir; empty: stdout only)
+#   BENCH_RAW      if set, every sample is also written there as CSV
+#   BENCH_ROWS     extra rows, one 'name|command prefix' per line, e.g.
+#                  'clawrun+agent|/path/clawrun --policy agent-default'
+#   BENCH_TARGET   target ratio (default 1.05)
+#   BENCH_SEED     seed of the per-round shuffle (default: from the clock)
+#   BENCH_GAP      idle time before each run, e.g. 20ms (default 0)
+#   BENCH_FIXED_ORDER=1  same order every round instead of shuffled
+#   DEBIAN_RUNC    second reference (default /usr/sbin/runc; skipped if absent)
+#   GO             go command used to build the driver (default go)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+clawrun=${CLAWRUN:-$repo/bin/clawrun}
+runc152=$repo/bin/runc-1.5.2
+debian_runc=${DEBIAN_RUNC:-/usr/sbin/runc}
+runs=${BENCH_RUNS:-40}
+warmup=${BENCH_WARMUP:-3}
+out=${BENCH_OUT-bench-results.md}
+target=${BENCH_TARGET:-1.05}
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (rootful runtimes, cgroups)"
+[[ $runs =~ ^[0-9]+$ ]] && [ "$runs" -ge 30 ] || die "BENCH_RUNS must be a number >= 30 (got '$runs')"
+[[ $warmup =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be a number (got '$warmup')"
+[ -x "$clawrun" ] || die "$clawrun not found or not executable (make build)"
+[ -x "$runc152" ] || die "$runc152 not found (make bin/runc-1.5.2)"
+
+# The rows, in table order: 'name|command prefix'. The driver appends
+# `--root R run --bundle B ID`, so a prefix may carry global flags. Add
+# rows here (or through BENCH_ROWS) to benchmark more configurations, e.g.
+#	"clawrun + agent policy|$clawrun --policy agent-default"
+# Every row gets its ratio to $base (checked against the target) and to
+# $ref (informational).
+base=runc-1.5.2
+ref="runc-1.1.5 (Debian)"
+rows=(
+	"clawrun|$clawrun"
+	"$base|$runc152"
+)
+notes=()
+if [ -x "$debian_runc" ]; then
+	rows+=("$ref|$debian_runc")
+	refarg=(-ref "$ref")
+else
+	notes+=(-note "Debian runc ($debian_runc) not installed: row skipped.")
+	refarg=()
+fi
+if [ -n "${BENCH_ROWS:-}" ]; then
+	while IFS= read -r line; do
+		[ -n "$line" ] && rows+=("$line")
+	done <<<"$BENCH_ROWS"
+fi
+if [ "$(readlink -f "$clawrun")" = "$(readlink -f "$runc152")" ]; then
+	notes+=(-note "CLAWRUN is runc-1.5.2 itself: this run only validates the bench (expect a ratio near 1).")
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/clawrun-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# Build the driver outside the measurement; it needs only the standard library.
+(cd "$repo" && CGO_ENABLED=0 "${GO:-go}" build -o "$work/startbench" ./test/bench/startbench)
+
+# One bundle for every runtime. Its spec comes from the reference runc, so
+# no runtime gets a config tailored by its own `spec` command.
+RUNTIME=$runc152 bash "$repo/test/mkbundle.sh" "$work/bundle" /bin/true >/dev/null
+
+args=(-bundle "$work/bundle" -workdir "$work" -runs "$runs" -warmup "$warmup"
+	-baseline "$base" -target "$target" "${refarg[@]}" "${notes[@]}")
+[ -n "$out" ] && args+=(-out "$out")
+[ -n "${BENCH_RAW:-}" ] && args+=(-raw "$BENCH_RAW")
+[ -n "${BENCH_SEED:-}" ] && args+=(-seed "$BENCH_SEED")
+[ -n "${BENCH_GAP:-}" ] && args+=(-gap "$BENCH_GAP")
+[ "${BENCH_FIXED_ORDER:-0}" = 1 ] && args+=(-fixed-order)
+
+start=$(date +%s%N)
+"$work/startbench" "${args[@]}" "${rows[@]}"
+echo "bench: done in $(( ($(date +%s%N) - start) / 1000000 )) ms${out:+, table written to $out}" >&2
