@@ -1,0 +1,247 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/test/bundle"
+)
+
+// TestLifecycle walks create → start → kill → delete, once per spelling of
+// SIGTERM that kill must accept.
+func TestLifecycle(t *testing.T) {
+	t.Parallel()
+	skipUnlessReady(t)
+	for _, sig := range []string{"TERM", "SIGTERM", "15"} {
+		t.Run(sig, func(t *testing.T) {
+			t.Parallel()
+			r := newRuntime(t)
+			b := r.bundle(bundle.Shell(sleeper))
+			id := newID(t)
+
+			res := r.create(id, b)
+			out := res.StdoutPath // the container inherited create's stdout
+
+			st := r.state(id)
+			if st.Status != "created" || st.ID != id || st.Bundle != b || st.Pid <= 0 || st.OCIVersion == "" {
+				t.Fatalf("state after create: %+v (want created, id %s, bundle %s, a pid)", st, id, b)
+			}
+			// The right pid: alive, and its root is the bundle's rootfs (this
+			// also validates procsInRootfs, on which the leftover checks rely).
+			if !pidAlive(st.Pid) || !slices.Contains(procsInRootfs(t, b), st.Pid) {
+				t.Fatalf("state pid %d is not a live process in the container's rootfs (%v)", st.Pid, procsInRootfs(t, b))
+			}
+			// The user process must not run before start.
+			time.Sleep(100 * time.Millisecond)
+			if s := readFile(out); strings.Contains(s, "started") {
+				t.Fatalf("container process ran before start: %q", s)
+			}
+			// Validates defaultCgroupDir, on which the error tests rely.
+			if got, want := cgroupDirOf(t, st.Pid, "pids"), defaultCgroupDir(t, "pids", id); got != want {
+				t.Errorf("init's pids cgroup is %s, want the default %s", got, want)
+			}
+
+			r.ok("start", id)
+			waitFor(t, 10*time.Second, "the container's output", func() bool {
+				return strings.Contains(readFile(out), "started")
+			})
+			st2 := r.state(id)
+			if st2.Status != "running" || st2.Pid != st.Pid {
+				t.Fatalf("state after start: %+v (want running, pid %d)", st2, st.Pid)
+			}
+
+			// Misuse of a running container fails and changes nothing.
+			if res := r.run("start", id); res.Code == 0 {
+				t.Errorf("start of a running container succeeded:\n%s", res)
+			}
+			if res := r.run("delete", id); res.Code == 0 {
+				t.Errorf("delete (no -f) of a running container succeeded:\n%s", res)
+			}
+			if st := r.state(id); st.Status != "running" {
+				t.Fatalf("after refused start/delete: %+v", st)
+			}
+
+			r.ok("kill", id, sig)
+			st3 := r.waitStatus(id, "stopped")
+			if st3.Pid != 0 {
+				t.Errorf("stopped container reports pid %d, want 0 as runc", st3.Pid)
+			}
+			if s := readFile(out); !strings.Contains(s, "got-TERM") {
+				t.Errorf("the container did not get SIGTERM: output %q", s)
+			}
+			if pidAlive(st.Pid) {
+				t.Errorf("init pid %d still alive after stop", st.Pid)
+			}
+
+			// Signalling a stopped container fails, unless -a (runc: obsolete, tolerated).
+			if res := r.run("kill", id, "KILL"); res.Code == 0 {
+				t.Errorf("kill of a stopped container succeeded:\n%s", res)
+			}
+			r.ok("kill", "-a", id, "KILL")
+			if res := r.run("exec", id, "true"); res.Code == 0 {
+				t.Errorf("exec into a stopped container succeeded:\n%s", res)
+			}
+
+			r.ok("delete", id)
+			res = r.run("state", id)
+			assertFailure(t, res, "does not exist")
+			r.assertGone(id, b)
+		})
+	}
+
+	// kill -a with SIGKILL takes down exec'd processes along with init.
+	t.Run("kill-all", func(t *testing.T) {
+		t.Parallel()
+		r := newRuntime(t)
+		b := r.bundle(bundle.Shell(sleeper))
+		id := newID(t)
+		st := r.runDetached(id, b)
+		pidFile := filepath.Join(t.TempDir(), "exec.pid")
+		r.ok("exec", "--detach", "--pid-file", pidFile, id, "sleep", "1000")
+		execPid := atoiFile(t, pidFile)
+		if !pidAlive(execPid) {
+			t.Fatalf("exec'd pid %d not alive", execPid)
+		}
+		r.ok("kill", "-a", id, "KILL")
+		r.waitStatus(id, "stopped")
+		waitFor(t, 10*time.Second, "exec'd process to die", func() bool { return !pidAlive(execPid) })
+		if pidAlive(st.Pid) {
+			t.Errorf("init %d alive", st.Pid)
+		}
+		r.ok("delete", id)
+		r.assertGone(id, b)
+	})
+
+	// delete -f removes a running container outright.
+	t.Run("delete-force", func(t *testing.T) {
+		t.Parallel()
+		r := newRuntime(t)
+		b := r.bundle(bundle.Shell(sleeper))
+		id := newID(t)
+		st := r.runDetached(id, b)
+		r.ok("delete", "-f", id)
+		if pidAlive(st.Pid) {
+			t.Errorf("init %d alive after delete -f", st.Pid)
+		}
+		assertFailure(t, r.run("state", id), "does not exist")
+		r.assertGone(id, b)
+	})
+}
+
+// TestPidFile: create --pid-file writes the init pid.
+func TestPidFile(t *testing.T) {
+	t.Parallel()
+	r := newRuntime(t)
+	b := r.bundle(bundle.Shell(sleeper))
+	id := newID(t)
+	pidFile := filepath.Join(t.TempDir(), "init.pid")
+	r.create(id, b, "--pid-file", pidFile)
+	st := r.state(id)
+	if got := atoiFile(t, pidFile); got != st.Pid || got <= 0 {
+		t.Fatalf("pid file holds %d, state says %d", got, st.Pid)
+	}
+}
+
+func atoiFile(t *testing.T, path string) int {
+	t.Helper()
+	var n int
+	s := readTrim(t, path)
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != s {
+		t.Fatalf("%s holds %q, not a pid", path, s)
+	}
+	return n
+}
+
+// TestRun covers the foreground/detached run modes.
+func TestRun(t *testing.T) {
+	t.Parallel()
+	skipUnlessReady(t)
+
+	t.Run("exit-code", func(t *testing.T) {
+		t.Parallel()
+		r := newRuntime(t)
+		b := r.bundle(bundle.Shell(`echo out; echo err >&2; exit 7`))
+		id := newID(t)
+		r.track(id)
+		res := r.run("run", "--bundle", b, id)
+		if res.Code != 7 || res.Stdout != "out\n" || !strings.Contains(res.Stderr, "err") {
+			t.Fatalf("want exit 7, stdout \"out\\n\", stderr err:\n%s", res)
+		}
+		// Without --keep, run deletes the container when it exits.
+		assertFailure(t, r.run("state", id), "does not exist")
+		r.assertGone(id, b)
+	})
+
+	t.Run("exit-zero", func(t *testing.T) {
+		t.Parallel()
+		r := newRuntime(t)
+		b := r.bundle(bundle.Shell(`hostname`))
+		id := newID(t)
+		r.track(id)
+		res := r.run("run", "--bundle", b, id)
+		if res.Code != 0 || res.Stdout != "test\n" {
+			t.Fatalf("want exit 0 and the spec's hostname:\n%s", res)
+		}
+	})
+
+	t.Run("detach", func(t *testing.T) {
+		t.Parallel()
+		r := newRuntime(t)
+		b := r.bundle(bundle.Shell(sleeper))
+		id := newID(t)
+		st := r.runDetached(id, b)
+		if st.Pid <= 0 || !pidAlive(st.Pid) || st.Bundle != b {
+			t.Fatalf("run -d: %+v", st)
+		}
+	})
+
+	t.Run("keep", func(t *testing.T) {
+		t.Parallel()
+		r := newRuntime(t)
+		b := r.bundle(bundle.Shell(`exit 3`))
+		id := newID(t)
+		r.track(id)
+		if res := r.run("run", "--keep", "--bundle", b, id); res.Code != 3 {
+			t.Fatalf("want exit 3:\n%s", res)
+		}
+		st := r.state(id)
+		if st.Status != "stopped" || st.ID != id {
+			t.Fatalf("run --keep left %+v, want a stopped container", st)
+		}
+		if _, err := os.Stat(filepath.Join(r.root, id)); err != nil {
+			t.Fatalf("state dir: %v", err)
+		}
+		r.ok("delete", id)
+		r.assertGone(id, b)
+	})
+
+	// The foreground runtime forwards signals it gets to the container.
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGTERM, 42}, {syscall.SIGUSR1, 43}} {
+		t.Run("forward-"+unix.SignalName(tc.sig), func(t *testing.T) {
+			t.Parallel()
+			r := newRuntime(t)
+			b := r.bundle(bundle.Shell(`trap 'exit 42' TERM; trap 'exit 43' USR1; echo ready; while :; do sleep 1000 & wait $!; done`))
+			id := newID(t)
+			r.track(id)
+			p := r.startBG(runOpts{}, "run", "--bundle", b, id)
+			waitFor(t, 10*time.Second, "the container to set its traps", func() bool {
+				return strings.Contains(p.stdout(), "ready")
+			})
+			p.signal(t, tc.sig)
+			if res := p.wait(10 * time.Second); res.Code != tc.code {
+				t.Fatalf("after %v the runtime exited %d, want the container's %d:\n%s", tc.sig, res.Code, tc.code, res)
+			}
+		})
+	}
+}
