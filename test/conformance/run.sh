@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# run.sh: run the OCI runtime-tools validation suite against clawrun and
+# against the reference runc (built from the same libcontainer), print a
+# side-by-side table, and fail only where clawrun fails an assertion that
+# runc passes. Tests that fail for runc too on this machine (cgroup knobs
+# the kernel lacks, apparmor, hook timing the spec and runc disagree on, ...)
+# do not fail the run.
+#
+# Usage: CLAWRUN=bin/clawrun bash test/conformance/run.sh   (as root)
+# Environment:
+#   CLAWRUN              runtime under test (default: bin/clawrun)
+#   RUNC                 reference runtime (default: bin/runc-1.5.2)
+#   CLAWRUN_CACHE        where the built suite is kept (/var/cache/clawrun-ci)
+#   CONFORMANCE_OUT      TAP logs, results and summary (/tmp/clawrun-conformance)
+#   CONFORMANCE_TIMEOUT  seconds per test file (60)
+#   CONFORMANCE_TESTS    space-separated test names to run (default: all)
+#   CONFORMANCE_RETRIES  reruns of a test file that regressed (1): the suite
+#                        has sleep/poll-based tests that can flake under load
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+CLAWRUN=${CLAWRUN:-$repo/bin/clawrun}
+RUNC=${RUNC:-$repo/bin/runc-1.5.2}
+CACHE=${CLAWRUN_CACHE:-/var/cache/clawrun-ci}
+OUT=${CONFORMANCE_OUT:-/tmp/clawrun-conformance}
+TIMEOUT=${CONFORMANCE_TIMEOUT:-60}
+RETRIES=${CONFORMANCE_RETRIES:-1}
+GO=${GO:-go}
+
+RT_MODULE=github.com/opencontainers/runtime-tools
+RT_VERSION=v0.9.1-0.20251114084447-edf4cb3d2116
+
+log() { printf 'conformance: %s\n' "$*" >&2; }
+die() { log "$*"; exit 2; }
+
+# ---- preconditions -----------------------------------------------------------
+
+[ "$(id -u)" = 0 ] || die "must run as root (the suite creates real containers)"
+for tool in "$GO" make tar timeout unshare flock awk; do
+	command -v "$tool" >/dev/null || die "missing tool: $tool"
+done
+CLAWRUN=$(readlink -f "$CLAWRUN") RUNC=$(readlink -f "$RUNC")
+[ -x "$CLAWRUN" ] || die "CLAWRUN=$CLAWRUN is not executable (make build)"
+[ -x "$RUNC" ] || die "RUNC=$RUNC is not executable (make bin/runc-1.5.2)"
+
+mkdir -p "$CACHE" "$OUT" || die "cannot create $CACHE or $OUT"
+# Absolute: the tests run from the suite's directory.
+CACHE=$(cd "$CACHE" && pwd) OUT=$(cd "$OUT" && pwd)
+SUITE=$CACHE/runtime-tools-$RT_VERSION
+# One run at a time per machine: the cgroup tests use fixed cgroup paths
+# (/cgrouptest), and two runs must not build the suite into the same place.
+exec 9>"$CACHE/conformance.lock"
+flock -w 900 9 || die "another conformance run holds $CACHE/conformance.lock"
+
+# ---- obtain and build the suite (cached per version) -------------------------
+
+# The build is complete when runtimetest and one .t per validation/<name>/<name>.go
+# exist; the .built stamp is written last, so a half-done build is redone.
+suite_built() {
+	[ -f "$SUITE/.built" ] && [ -x "$SUITE/runtimetest" ] || return 1
+	local src
+	for src in "$SUITE"/validation/*/*.go; do
+		case $src in */util/*) continue ;; esac
+		[ -x "${src%.go}.t" ] || return 1
+	done
+}
+
+build_suite() {
+	local dir tmp
+	log "building runtime-tools $RT_VERSION validation suite in $SUITE"
+	# Outside any module (so the project's go.mod is neither consulted nor
+	# touched); go mod download prints the extracted module's Dir.
+	dir=$(cd / && GO111MODULE=on GOWORK=off GOFLAGS=-mod=mod "$GO" mod download -json "$RT_MODULE@$RT_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p') || true
+	[ -f "$dir/Makefile" ] || die "go mod download $RT_MODULE@$RT_VERSION failed"
+
+	tmp=$SUITE.tmp.$$
+	rm -rf "$tmp"
+	cp -R "$dir" "$tmp" || die "cannot copy $dir to $tmp"
+	chmod -R u+w "$tmp" # the module cache is read-only
+	# The module zip keeps only vendor/modules.txt, not the vendored code, and
+	# its presence makes go default to -mod=vendor: build in module mode
+	# instead (dependencies come from the module proxy, pinned by its go.sum).
+	# CGO off: runtimetest runs inside the test rootfs and must be static.
+	if ! (cd "$tmp" && GO111MODULE=on GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 \
+		make -j"$(nproc)" GO="$GO" runtimetest validation-executables) >"$OUT/build.log" 2>&1; then
+		tail -n 20 "$OUT/build.log" >&2
+		rm -rf "$tmp"
+		die "building the validation suite failed (full log: $OUT/build.log)"
+	fi
+	touch "$tmp/.built"
+	rm -rf "$SUITE"
+	mv "$tmp" "$SUITE" || die "cannot move $tmp to $SUITE"
+}
+
+suite_built || build_suite
+suite_built || die "suite in $SUITE is incomplete after building"
+
+# Test names: every validation/<name>/<name>.t (util is a library).
+if [ -n "${CONFORMANCE_TESTS:-}" ]; then
+	read -r -a tests <<<"$CONFORMANCE_TESTS"
+	for t in "${tests[@]}"; do
+		[ -x "$SUITE/validation/$t/$t.t" ] || die "no such test: $t"
+	done
+else
+	tests=()
+	for f in "$SUITE"/validation/*/*.t; do tests+=("$(basename "$f" .t)"); done
+fi
+
+# ---- per-runtime sandbox -----------------------------------------------------
+#
+# Each runtime gets, under $OUT/<label>/:
+#   runtime    the RUNTIME the suite calls: a wrapper that adds --root state/
+#              (the suite has no option for that) and logs every call's
+#              arguments to calls.log
+#   state/     its --root, so leftovers of one runtime never meet the other
+#   tmp/       TMPDIR of the test files: their bundles (ocitest*) land here
+#   tap/       <test>.tap (stdout), <test>.err (stderr), <test>.res (parsed)
+
+labels=(clawrun "$(basename "$RUNC")")
+[ "${labels[1]}" != clawrun ] || labels[1]=reference
+declare -A BIN ROOTFLAG USEC
+BIN[${labels[0]}]=$CLAWRUN
+BIN[${labels[1]}]=$RUNC
+
+setup_runtime() {
+	local label=$1 bin=${BIN[$1]} d=$OUT/$1
+	mkdir -p "$d/state"
+	# Use a private --root when the runtime takes it (runc's global flag);
+	# otherwise fall back to its default root and clean up by bundle path.
+	ROOTFLAG[$label]=""
+	if "$bin" --root "$d/state" list >/dev/null 2>&1; then
+		ROOTFLAG[$label]="--root $d/state"
+	else
+		log "warning: $label does not accept --root; using its default state dir"
+	fi
+	teardown_runtime "$label" # what an interrupted earlier run left
+	rm -rf "$d/tap" "$d/tmp" "$d/calls.log" "$d/results.tsv" "$d/times.tsv"
+	mkdir -p "$d/tmp" "$d/tap"
+	cat >"$d/runtime" <<-EOF
+		#!/bin/sh
+		printf '%s\\n' "\$*" >>'$d/calls.log'
+		exec '$bin' ${ROOTFLAG[$label]} "\$@"
+	EOF
+	chmod +x "$d/runtime"
+}
+
+# Containers the tests left behind (crash, timeout, tests that never delete):
+# kill and delete them so they cannot hold cgroups or mounts the next test
+# needs. With a private root everything in it is ours; without one, only
+# containers whose bundle is in our TMPDIR.
+cleanup_containers() {
+	local label=$1 bin=${BIN[$1]} d=$OUT/$1 ids
+	# shellcheck disable=SC2086  # ROOTFLAG is "" or "--root DIR"
+	if [ -n "${ROOTFLAG[$label]}" ]; then
+		ids=$("$bin" ${ROOTFLAG[$label]} list -q 2>/dev/null)
+	else
+		ids=$("$bin" list 2>/dev/null | awk -v p="$d/tmp/" 'NR > 1 && index($4, p) == 1 { print $1 }')
+	fi
+	local id
+	for id in $ids; do
+		# shellcheck disable=SC2086
+		"$bin" ${ROOTFLAG[$label]} delete -f "$id" >/dev/null 2>&1 ||
+			log "warning: $label: cannot delete leftover container $id"
+	done
+}
+
+# Remove the tests' bundles. Tests without a mount namespace (linux_ns_*)
+# make the runtime mount /proc, /dev, /sys into the bundle in OUR namespace,
+# and a runtime may leak more (e.g. a bind mount of /etc): unmount everything
+# below tmp/ first, deepest first, and never rm -rf through a mount point.
+cleanup_tmp() {
+	local tmp=$OUT/$1/tmp m
+	awk -v p="$tmp/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	if awk -v p="$tmp/" 'index($5, p) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+		log "warning: mounts remain under $tmp; not removing it"
+		return
+	fi
+	rm -rf "${tmp:?}"/* 2>/dev/null || true
+}
+
+# Cgroups the tests name (absolute /cgrouptest, relative testdir/cgrouptest/
+# container) that a crashed container may leave: rmdir removes only empty ones.
+cleanup_cgroups() {
+	local cg
+	find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d -name cgrouptest 2>/dev/null | sort -r |
+		while read -r cg; do
+			rmdir "$cg/container" "$cg" 2>/dev/null
+			case $cg in */testdir/cgrouptest) rmdir "${cg%/cgrouptest}" 2>/dev/null ;; esac
+		done
+	return 0
+}
+
+teardown_runtime() {
+	cleanup_containers "$1"
+	cleanup_tmp "$1"
+	cleanup_cgroups
+}
+
+# run_test LABEL TEST [SUFFIX]: run one test file, parse it into tap/TEST.res.
+run_test() {
+	local label=$1 t=$2 sfx=${3:-} d=$OUT/$1 rc t0=${EPOCHREALTIME/./}
+	# The suite finds runtimetest and rootfs-<arch>.tar.gz in its cwd.
+	(
+		cd "$SUITE" &&
+			RUNTIME=$d/runtime TMPDIR=$d/tmp exec timeout -k 5 "$TIMEOUT" \
+				"./validation/$t/$t.t" </dev/null >"$d/tap/$t$sfx.tap" 2>"$d/tap/$t$sfx.err"
+	)
+	rc=$?
+	echo "$rc" >"$d/tap/$t$sfx.rc"
+	# Wall time per test file (microseconds), for spotting slow operations.
+	USEC[$label]=$((${USEC[$label]:-0} + ${EPOCHREALTIME/./} - t0))
+	printf '%s\t%d\n' "$t$sfx" $(((${EPOCHREALTIME/./} - t0) / 1000)) >>"$d/times.tsv"
+	teardown_runtime "$label"
+	awk -v rc="$rc" -v limit="$TIMEOUT" -f "$here/tap.awk" "$d/tap/$t$sfx.tap" >"$d/tap/$t$sfx.res"
+}
+
+# regressed CLAW.res REF.res: the keys REF passes that CLAW does not pass,
+# as "KEY<TAB>CLAW-STATUS" (missing = the assertion never ran).
+regressed() {
+	awk -F '\t' 'FILENAME == ARGV[1] { st[$2] = $1; next }
+		$1 == "pass" { s = ($2 in st) ? st[$2] : "missing"; if (s != "pass") printf "%s\t%s\n", $2, s }' "$1" "$2"
+}
+
+# ---- run ---------------------------------------------------------------------
+
+claw=${labels[0]} ref=${labels[1]}
+for label in "${labels[@]}"; do setup_runtime "$label"; done
+# On ^C or kill, leave no containers, mounts or cgroups behind.
+# shellcheck disable=SC2317  # invoked by the trap
+on_interrupt() {
+	trap - INT TERM
+	log "interrupted; cleaning up"
+	local l
+	for l in "${labels[@]}"; do teardown_runtime "$l"; done
+	exit 130
+}
+trap on_interrupt INT TERM
+rm -f "$OUT/summary.txt" "$OUT/flaky.txt"
+: >"$OUT/regressions.txt"
+
+start=$SECONDS
+total=${#tests[@]} i=0
+# Interleaved per test file (reference first), so load or machine state
+# affects both runtimes alike and a regression can be retried right away.
+for t in "${tests[@]}"; do
+	i=$((i + 1))
+	printf '[%d/%d] %s\n' "$i" "$total" "$t" >&2
+	run_test "$ref" "$t"
+	run_test "$claw" "$t"
+	r=0
+	while [ "$r" -lt "$RETRIES" ] && [ -n "$(regressed "$OUT/$claw/tap/$t.res" "$OUT/$ref/tap/$t.res")" ]; do
+		r=$((r + 1))
+		printf '[%d/%d] %s (retry %d for %s)\n' "$i" "$total" "$t" "$r" "$claw" >&2
+		mv "$OUT/$claw/tap/$t.res" "$OUT/$claw/tap/$t.try$r.res"
+		for ext in tap err rc; do mv "$OUT/$claw/tap/$t.$ext" "$OUT/$claw/tap/$t.try$r.$ext"; done
+		run_test "$claw" "$t"
+		if [ -z "$(regressed "$OUT/$claw/tap/$t.res" "$OUT/$ref/tap/$t.res")" ]; then
+			echo "$t (passed on retry $r; first try: $OUT/$claw/tap/$t.try$r.tap)" >>"$OUT/flaky.txt"
+		fi
+	done
+done
+for label in "${labels[@]}"; do teardown_runtime "$label"; done
+trap - INT TERM
+elapsed=$((SECONDS - start))
+
+# ---- report ------------------------------------------------------------------
+
+for t in "${tests[@]}"; do
+	awk -F '\t' -v t="$t" '{ print t "\t" $1 "\t" $2 }' "$OUT/$claw/tap/$t.res" >>"$OUT/$claw/results.tsv.new"
+	awk -F '\t' -v t="$t" '{ print t "\t" $1 "\t" $2 }' "$OUT/$ref/tap/$t.res" >>"$OUT/$ref/results.tsv.new"
+	regressed "$OUT/$claw/tap/$t.res" "$OUT/$ref/tap/$t.res" |
+		awk -F '\t' -v t="$t" '{ print t "\t" $1 "\t" $2 }' >>"$OUT/regressions.txt"
+done
+for label in "${labels[@]}"; do mv "$OUT/$label/results.tsv.new" "$OUT/$label/results.tsv"; done
+
+# Table: per test, pass/fail/skip for each runtime; "<<" marks clawrun
+# failing assertions that the reference passes.
+awk -F '\t' -v claw="$claw" -v ref="$ref" -v order="${tests[*]}" -v regf="$OUT/regressions.txt" -v cf="$OUT/$claw/results.tsv" '
+	FILENAME == regf { reg[$1]++; next }
+	{ side = (FILENAME == cf) ? "c" : "r"; n[side, $1, $2]++; tot[side, $2]++ }
+	function centre(s,  w, l) {
+		w = 15; s = " " s " "
+		if (length(s) >= w) return s
+		l = int((w - length(s)) / 2)
+		s = substr("---------------", 1, l) s
+		return s substr("---------------", 1, w - length(s))
+	}
+	function cell(side, t) { return sprintf("%5d %4d %4d", n[side, t, "pass"], n[side, t, "fail"], n[side, t, "skip"]) }
+	END {
+		split(order, ts, " ")
+		printf "%-32s %s   %s\n", "", centre(claw), centre(ref)
+		printf "%-32s %5s %4s %4s   %5s %4s %4s\n", "test", "pass", "fail", "skip", "pass", "fail", "skip"
+		for (i = 1; i in ts; i++) {
+			t = ts[i]
+			mark = (t in reg) ? sprintf("  << %d regressed", reg[t]) : ""
+			printf "%-32s %s   %s%s\n", t, cell("c", t), cell("r", t), mark
+		}
+		printf "%-32s %5d %4d %4d   %5d %4d %4d\n", "TOTAL", tot["c", "pass"], tot["c", "fail"], tot["c", "skip"],
+			tot["r", "pass"], tot["r", "fail"], tot["r", "skip"]
+		printf "\nconformance: %s %d/%d passed, %s %d/%d passed (skipped: %d, %d)\n",
+			claw, tot["c", "pass"], tot["c", "pass"] + tot["c", "fail"],
+			ref, tot["r", "pass"], tot["r", "pass"] + tot["r", "fail"], tot["c", "skip"], tot["r", "skip"]
+	}' "$OUT/regressions.txt" "$OUT/$claw/results.tsv" "$OUT/$ref/results.tsv" | tee "$OUT/summary.txt"
+
+{
+	echo "conformance: ${#tests[@]} test files per runtime in ${elapsed}s" \
+		"($claw $((${USEC[$claw]:-0} / 1000000))s, $ref $((${USEC[$ref]:-0} / 1000000))s);" \
+		"logs in $OUT/{$claw,$ref}/tap/"
+	if [ -s "$OUT/flaky.txt" ]; then
+		echo "conformance: flaky for $claw (failed, then passed on retry):"
+		sed 's/^/  /' "$OUT/flaky.txt"
+	fi
+} | tee -a "$OUT/summary.txt"
+
+# A reference that passes nothing means a broken machine or suite, not a
+# clawrun that matches it.
+if ! awk -F '\t' '$2 == "pass" { found = 1; exit } END { exit !found }' "$OUT/$ref/results.tsv"; then
+	echo "conformance: ERROR: $ref passed no assertion; see $OUT/$ref/tap/*.err" | tee -a "$OUT/summary.txt"
+	exit 2
+fi
+if [ -s "$OUT/regressions.txt" ]; then
+	{
+		echo "conformance: FAIL: $claw fails $(wc -l <"$OUT/regressions.txt") assertion(s) that $ref passes:"
+		# At most 10 lines per test file here; all of them in regressions.txt.
+		awk -F '\t' '++k[$1] <= 10 { printf "  %s: %s (%s)\n", $1, $2, $3 }
+			k[$1] == 11 { printf "  %s: ...\n", $1 }' "$OUT/regressions.txt"
+		echo "  full list: $OUT/regressions.txt"
+	} | tee -a "$OUT/summary.txt"
+	exit 1
+fi
+echo "conformance: OK: $claw passes every assertion that $ref passes" | tee -a "$OUT/summary.txt"
+exit 0
