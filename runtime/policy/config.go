@@ -1,0 +1,157 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Default locations of the runtime's configuration.
+const (
+	DefaultConfigFile = "/etc/clawrun/config.yaml"
+	DefaultPolicyDir  = "/etc/clawrun/policies"
+)
+
+// Config is the runtime's configuration file.
+type Config struct {
+	// FloorPolicy is applied under every container's policy: a preset
+	// name, a policy name (a file in PolicyDir) or an absolute file path.
+	// Empty means no floor.
+	FloorPolicy string `json:"floor_policy,omitempty"`
+	// DefaultPolicy (a preset or policy name) is applied to containers
+	// that carry no policy annotation. Empty means none.
+	DefaultPolicy string `json:"default_policy,omitempty"`
+	// PolicyDir holds named policies as NAME.yaml.
+	PolicyDir string       `json:"policy_dir"`
+	Egress    EgressConfig `json:"egress"`
+}
+
+// EgressConfig configures the egress filter.
+type EgressConfig struct {
+	// UpstreamDNS are the resolvers the filter's DNS forwards to, as
+	// "IP:PORT" (a bare IP means port 53). Empty means the host's.
+	UpstreamDNS []string `json:"upstream_dns,omitempty"`
+	// AllowedUpstreamRanges are CIDR prefixes the filter may connect to
+	// even though they are private.
+	AllowedUpstreamRanges []string `json:"allowed_upstream_ranges,omitempty"`
+}
+
+// ParseConfig parses and validates the runtime's configuration file. An
+// empty file is the default configuration.
+func ParseConfig(name string, data []byte) (*Config, error) {
+	c := &Config{PolicyDir: DefaultPolicyDir}
+	d := &decoder{file: name}
+	if len(strings.TrimSpace(string(data))) > 0 {
+		if root := d.decodeDocument(data); root != nil {
+			d.config(root, c)
+		}
+	}
+	if err := d.errs.asError(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (d *decoder) config(root *yaml.Node, c *Config) {
+	d.mapping(root, "", []string{"floor_policy", "default_policy", "policy_dir", "egress"}, nil, func(key string, _, v *yaml.Node, sub string) {
+		if key == "egress" {
+			d.egress(v, sub, &c.Egress)
+			return
+		}
+		s, ok := d.str(v, sub)
+		if !ok {
+			return
+		}
+		switch key {
+		case "floor_policy":
+			if strings.HasPrefix(s, "/") {
+				clean, reason := cleanPath(s)
+				if reason == "" && clean == "/" {
+					reason = "not a file"
+				}
+				if reason != "" {
+					d.fail(v, sub, "%s", reason)
+					return
+				}
+				s = clean
+			} else if err := ValidName(s); err != nil {
+				d.fail(v, sub, "%v (or an absolute file path)", err)
+				return
+			}
+			c.FloorPolicy = s
+		case "default_policy":
+			if err := ValidName(s); err != nil {
+				d.fail(v, sub, "%v", err)
+				return
+			}
+			c.DefaultPolicy = s
+		case "policy_dir":
+			clean, reason := cleanPath(s)
+			if reason != "" {
+				d.fail(v, sub, "%s", reason)
+				return
+			}
+			c.PolicyDir = clean
+		}
+	})
+}
+
+func (d *decoder) egress(n *yaml.Node, field string, e *EgressConfig) {
+	d.mapping(n, field, []string{"upstream_dns", "allowed_upstream_ranges"}, nil, func(key string, _, v *yaml.Node, sub string) {
+		d.list(v, sub, "addresses", func(_ int, item *yaml.Node, isub string) {
+			s, ok := d.str(item, isub)
+			if !ok {
+				return
+			}
+			if key == "upstream_dns" {
+				ap, reason := normAddrPort(s)
+				if reason != "" {
+					d.fail(item, isub, "%s", reason)
+				} else {
+					e.UpstreamDNS = append(e.UpstreamDNS, ap)
+				}
+				return
+			}
+			if !strings.Contains(s, "/") {
+				d.fail(item, isub, "%q: not a CIDR prefix such as 10.0.0.0/8", truncate(s))
+				return
+			}
+			p, reason := normCIDR(s)
+			if reason != "" {
+				d.fail(item, isub, "%s", reason)
+			} else {
+				e.AllowedUpstreamRanges = append(e.AllowedUpstreamRanges, p.String())
+			}
+		})
+	})
+}
+
+// normAddrPort accepts "IP:PORT", "[IPv6]:PORT" or a bare IP (port 53).
+func normAddrPort(s string) (string, string) {
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		return netip.AddrPortFrom(a, 53).String(), ""
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || ap.Addr().Zone() != "" {
+		return "", fmt.Sprintf("%q: not an IP:PORT address such as 1.1.1.1:53", truncate(s))
+	}
+	if ap.Port() == 0 {
+		return "", fmt.Sprintf("%q: port 0 is not allowed", truncate(s))
+	}
+	return ap.String(), ""
+}
+
+// PolicyFile is where a named policy lives: PolicyDir/NAME.yaml.
+func (c *Config) PolicyFile(name string) (string, error) {
+	if err := ValidName(name); err != nil {
+		return "", err
+	}
+	dir := c.PolicyDir
+	if dir == "" {
+		dir = DefaultPolicyDir
+	}
+	return filepath.Join(dir, name+".yaml"), nil
+}

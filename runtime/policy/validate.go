@@ -1,0 +1,302 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// Limits, as in OpenShell where it has one.
+const (
+	MaxFilesystemPaths = 256
+	maxPathLen         = 4096
+	maxSyscallLen      = 64
+	maxNameLen         = 64
+)
+
+// Each checker below returns the canonical form of a value and "" or, if
+// the value is refused, a reason. The parser and Validate share them so a
+// Policy built in code obeys the same rules as a parsed one.
+
+// cleanPath checks a filesystem_policy path and returns it cleaned (no
+// trailing slash, no repeated slashes).
+func cleanPath(p string) (string, string) {
+	switch {
+	case p == "":
+		return "", "empty path"
+	case len(p) > maxPathLen:
+		return "", fmt.Sprintf("%q: longer than %d bytes", truncate(p), maxPathLen)
+	case strings.ContainsRune(p, 0):
+		return "", fmt.Sprintf("%q: contains a NUL byte", truncate(p))
+	case !strings.HasPrefix(p, "/"):
+		return "", fmt.Sprintf("%q: must be an absolute path", truncate(p))
+	}
+	for _, c := range strings.Split(p, "/") {
+		if c == "." || c == ".." {
+			return "", fmt.Sprintf("%q: %q components are not allowed", truncate(p), c)
+		}
+	}
+	return path.Clean(p), ""
+}
+
+// checkBinary checks a network_policies binary path: absolute, possibly a
+// glob, so it is not cleaned ("**" and a trailing "/" mean something).
+func checkBinary(p string) string {
+	switch {
+	case p == "":
+		return "empty path"
+	case len(p) > maxPathLen:
+		return fmt.Sprintf("%q: longer than %d bytes", truncate(p), maxPathLen)
+	case strings.ContainsRune(p, 0):
+		return fmt.Sprintf("%q: contains a NUL byte", truncate(p))
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Sprintf("%q: must be an absolute path (a glob such as /usr/bin/* is allowed)", truncate(p))
+	}
+	for _, c := range strings.Split(p, "/") {
+		if c == "." || c == ".." {
+			return fmt.Sprintf("%q: %q components are not allowed", truncate(p), c)
+		}
+	}
+	return ""
+}
+
+var hostLabel = regexp.MustCompile(`^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`)
+
+// normHost checks an endpoint host and returns it lower-cased without a
+// trailing dot. A wildcard is allowed only as the whole first label and
+// must leave at least two labels: "*.example.com", never "*.com".
+func normHost(h string) (string, string) {
+	q := truncate(h)
+	if h == "" {
+		return "", "empty host"
+	}
+	if ip := strings.Trim(h, "[]"); isIP(ip) {
+		return "", fmt.Sprintf("%q: IP addresses are not allowed as host; name the host and list its addresses in allowed_ips", q)
+	}
+	host := strings.ToLower(strings.TrimSuffix(h, "."))
+	if len(host) > 253 {
+		return "", fmt.Sprintf("%q: longer than 253 characters", q)
+	}
+	labels := strings.Split(host, ".")
+	rest := labels
+	wild := labels[0] == "*"
+	if wild {
+		rest = labels[1:]
+	}
+	for _, l := range rest {
+		if strings.Contains(l, "*") {
+			return "", fmt.Sprintf("%q: a wildcard is allowed only as the whole first label, as in \"*.example.com\"", q)
+		}
+	}
+	if wild && len(rest) < 2 {
+		return "", fmt.Sprintf("%q: over-broad wildcard; \"*.\" must be followed by at least two labels, as in \"*.example.com\"", q)
+	}
+	for _, l := range rest {
+		if !hostLabel.MatchString(l) {
+			if l == "" {
+				return "", fmt.Sprintf("%q: empty label", q)
+			}
+			return "", fmt.Sprintf("%q: invalid DNS label %q (letters, digits, '-' and '_', at most 63)", q, truncate(l))
+		}
+	}
+	// No top-level domain is numeric: "10.1" or "1.2.3.4.5" is an address
+	// in disguise or a typo.
+	if tld := rest[len(rest)-1]; strings.Trim(tld, "0123456789") == "" {
+		return "", fmt.Sprintf("%q: looks like an IP address; name the host and list its addresses in allowed_ips", q)
+	}
+	return host, ""
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// checkPort accepts 1..65535.
+func checkPort(p int64) string {
+	if p < 1 || p > 65535 {
+		return fmt.Sprintf("port %d is out of range 1-65535", p)
+	}
+	return ""
+}
+
+// normCIDR checks an allowed_ips entry: an address or a prefix without
+// host bits set, and returns it as a prefix ("10.0.0.1" -> "10.0.0.1/32").
+func normCIDR(s string) (netip.Prefix, string) {
+	q := truncate(s)
+	var pfx netip.Prefix
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return pfx, fmt.Sprintf("%q: not a CIDR prefix such as 10.0.0.0/8", q)
+		}
+		if p.Masked() != p {
+			return pfx, fmt.Sprintf("%q: host bits are set; did you mean %s?", q, p.Masked())
+		}
+		pfx = p
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return pfx, fmt.Sprintf("%q: not an IP address or CIDR prefix", q)
+		}
+		pfx = netip.PrefixFrom(a, a.BitLen())
+	}
+	return pfx, ""
+}
+
+// alwaysBlocked are ranges the egress filter never opens, whatever
+// allowed_ips says (OpenShell behaves the same).
+var alwaysBlocked = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"), // link-local, cloud metadata
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("fe80::/10"),
+}
+
+func blockedOverlap(p netip.Prefix) (netip.Prefix, bool) {
+	for _, b := range alwaysBlocked {
+		if b.Overlaps(p) {
+			return b, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+var userName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$`)
+
+// normIdentity checks run_as_user or run_as_group: a name, or a number
+// written in decimal; root, by name or as 0, is refused.
+func normIdentity(s string) (string, string) {
+	q := truncate(s)
+	if s == "" {
+		return "", "empty name"
+	}
+	if strings.Trim(s, "0123456789") == "" {
+		n, err := strconv.ParseUint(s, 10, 32)
+		switch {
+		case err != nil || n == 1<<32-1: // -1 means "unchanged" to setuid
+			return "", fmt.Sprintf("%s is out of range", q)
+		case n == 0:
+			return "", "root (0) is not allowed"
+		}
+		return strconv.FormatUint(n, 10), ""
+	}
+	if s == "root" {
+		return "", "root is not allowed"
+	}
+	if !userName.MatchString(s) {
+		return "", fmt.Sprintf("%q: not a user or group name (letters, digits, '_', '.', '-', at most 32) or number", q)
+	}
+	return s, ""
+}
+
+var syscallName = regexp.MustCompile(`^[a-z0-9_]+$`)
+
+func checkSyscall(s string) string {
+	if len(s) > maxSyscallLen || !syscallName.MatchString(s) {
+		return fmt.Sprintf("%q: not a syscall name ([a-z0-9_]+)", truncate(s))
+	}
+	return ""
+}
+
+var networkKey = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+func checkNetworkKey(s string) string {
+	if len(s) > 128 || !networkKey.MatchString(s) {
+		return fmt.Sprintf("%q: a network policy name is letters, digits, '_', '.' and '-', at most 128", truncate(s))
+	}
+	return ""
+}
+
+// checkText accepts free text (a network policy's display name, a query
+// value): printable, one line, bounded.
+func checkText(s string, max int) string {
+	if len(s) > max {
+		return fmt.Sprintf("%q: longer than %d characters", truncate(s), max)
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return fmt.Sprintf("%q: contains a control character", truncate(s))
+		}
+	}
+	return ""
+}
+
+var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "*"}
+
+var rpcMethod = regexp.MustCompile(`^[A-Za-z0-9_./*:-]{1,128}$`)
+
+// normMethod checks a rule's method: an HTTP method (upper-cased) or "*",
+// or for json-rpc and mcp a JSON-RPC method name such as "tools/call".
+func normMethod(m, protocol string) (string, string) {
+	if protocol == "json-rpc" || protocol == "mcp" {
+		if !rpcMethod.MatchString(m) {
+			return "", fmt.Sprintf("%q: not a JSON-RPC method name", truncate(m))
+		}
+		return m, ""
+	}
+	u := strings.ToUpper(m)
+	for _, ok := range httpMethods {
+		if u == ok {
+			return u, ""
+		}
+	}
+	return "", fmt.Sprintf("%q: not an HTTP method; valid methods are %s", truncate(m), strings.Join(httpMethods, ", "))
+}
+
+// checkURLPath checks an endpoint's or a rule's path glob.
+func checkURLPath(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Sprintf("%q: a path must start with /", truncate(p))
+	}
+	if len(p) > maxPathLen {
+		return fmt.Sprintf("%q: longer than %d bytes", truncate(p), maxPathLen)
+	}
+	for _, r := range p {
+		if r <= ' ' || r == 0x7f {
+			return fmt.Sprintf("%q: contains a space or control character", truncate(p))
+		}
+	}
+	return ""
+}
+
+// oneOf checks an enumerated value.
+func oneOf(v string, valid ...string) string {
+	for _, ok := range valid {
+		if v == ok {
+			return ""
+		}
+	}
+	return fmt.Sprintf("%q: must be one of %s", truncate(v), strings.Join(valid, ", "))
+}
+
+var (
+	protocols    = []string{"rest", "websocket", "graphql", "mcp", "json-rpc", "tcp"}
+	tlsModes     = []string{"skip", "terminate", "passthrough"}
+	enforcements = []string{"enforce", "audit"}
+	accesses     = []string{"read-only", "read-write", "full"}
+	profiles     = []string{ProfileAgent, ProfileNone}
+	compats      = []string{string(BestEffort), string(HardRequirement)}
+)
+
+// Seccomp profile names.
+const (
+	ProfileAgent = "agent"
+	ProfileNone  = "none"
+)
+
+var policyName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+
+// ValidName checks a policy name given in an annotation or the config: a
+// preset or a file in policy_dir, never a path, so that an annotation can
+// never make the runtime read an arbitrary host file.
+func ValidName(name string) error {
+	if len(name) > maxNameLen || !policyName.MatchString(name) {
+		return fmt.Errorf("invalid policy name %q: want [a-z0-9][a-z0-9_.-]*, at most %d characters", truncate(name), maxNameLen)
+	}
+	return nil
+}
