@@ -1,0 +1,221 @@
+// Package launcher is the part of clawrun that runs INSIDE the container.
+//
+// libcontainer has no hook between "rootfs, user and capabilities are set
+// up" and "execve the user's command", which is exactly where Landlock must
+// be applied (it forbids mounts once enforced, and its paths are the ones
+// the container sees). So clawrun rewrites the container's command to run
+// its own binary first, in launcher mode (/proc/self/exe is libcontainer's
+// sealed copy of clawrun at that point): the launcher enforces the policy's
+// Landlock layers and the agent seccomp profile on its only running thread,
+// reports what the kernel really accepted, and execve's the real command.
+//
+// Everything the launcher needs arrives in one environment variable, which
+// it removes before exec; nothing of it reaches the agent.
+package launcher
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/landlock"
+	"github.com/clawrun/clawrun/seccomp"
+)
+
+const (
+	// Arg is argv[1] of the launcher: clawrun's main hands over to Main.
+	Arg = "__clawrun_launch"
+	// EnvVar carries the JSON Spec.
+	EnvVar = "_CLAWRUN_LAUNCH"
+	// Exe is how the launcher is reached from inside the container.
+	Exe = "/proc/self/exe"
+)
+
+// Spec is what the runtime asks the launcher to enforce.
+type Spec struct {
+	Layers []Layer `json:"layers"`
+	// Strict (hard_requirement): any gap fails the launch.
+	Strict bool `json:"strict"`
+	// Seccomp is stacked on the spec's own filter; nil for none.
+	Seccomp *configs.Seccomp `json:"seccomp,omitempty"`
+	// ReportFD receives the Report as JSON; -1 for none.
+	ReportFD int `json:"report_fd"`
+}
+
+// Layer is one Landlock ruleset and the policy it came from.
+type Layer struct {
+	Source string         `json:"source"`
+	Rules  landlock.Layer `json:"rules"`
+}
+
+// Report is what was really enforced, as the kernel answered.
+type Report struct {
+	// Status is "enforced" (every rule in place; paths that do not exist
+	// are listed but weaken nothing), "partial" (best effort left out a
+	// kernel feature or an existing path) or "off" (no Landlock here).
+	Status  string        `json:"status"`
+	ABI     int           `json:"abi"`
+	Layers  []LayerReport `json:"layers,omitempty"`
+	Seccomp bool          `json:"seccomp_loaded"`
+	Error   string        `json:"error,omitempty"`
+}
+
+// LayerReport is one layer's outcome.
+type LayerReport struct {
+	Source string `json:"source"`
+	landlock.Result
+}
+
+// Command returns the args that make the container run the launcher
+// before args.
+func Command(args []string) []string {
+	return append([]string{Exe, Arg, "--"}, args...)
+}
+
+// Encode returns the environment entry carrying spec.
+func Encode(spec *Spec) (string, error) {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return "", err
+	}
+	return EnvVar + "=" + string(data), nil
+}
+
+// Main runs the launcher and never returns. It must be called before the
+// Go runtime starts other goroutines' work on this thread: from an init().
+func Main() {
+	// Landlock and seccomp are applied to this thread, and execve happens
+	// from it: after execve it is the process's only thread.
+	runtime.LockOSThread()
+	err := launch()
+	fmt.Fprintf(os.Stderr, "clawrun: %v\n", err)
+	var notFound *exec.Error
+	if errors.As(err, &notFound) {
+		os.Exit(127)
+	}
+	os.Exit(126)
+}
+
+func launch() error {
+	if len(os.Args) < 4 || os.Args[2] != "--" {
+		return errors.New("launcher: usage: " + Arg + " -- COMMAND [ARG...]")
+	}
+	args := os.Args[3:]
+	var spec Spec
+	if err := json.Unmarshal([]byte(os.Getenv(EnvVar)), &spec); err != nil {
+		return fmt.Errorf("launcher: invalid %s: %w", EnvVar, err)
+	}
+	env := cleanEnv(os.Environ())
+
+	report := Report{}
+	fail := func(err error) error {
+		report.Error = err.Error()
+		writeReport(spec.ReportFD, &report)
+		return err
+	}
+	// Resolve the command while nothing is restricted yet; running it
+	// still needs the policy's EXECUTE right.
+	path, err := lookPath(args[0], env)
+	if err != nil {
+		return fail(err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fail(fmt.Errorf("no_new_privs: %w", err))
+	}
+	report.ABI = landlock.ABI()
+	report.Status = "enforced"
+	if report.ABI == 0 && len(spec.Layers) > 0 {
+		report.Status = "off"
+	}
+	for _, l := range spec.Layers {
+		res, err := landlock.Restrict(l.Rules, spec.Strict)
+		report.Layers = append(report.Layers, LayerReport{Source: l.Source, Result: res})
+		if err != nil {
+			return fail(fmt.Errorf("landlock (%s): %w", l.Source, err))
+		}
+		if res.Degraded() && report.Status == "enforced" {
+			report.Status = "partial"
+		}
+	}
+	if spec.Seccomp != nil {
+		if err := seccomp.Load(spec.Seccomp); err != nil {
+			return fail(fmt.Errorf("seccomp: %w", err))
+		}
+		report.Seccomp = true
+	}
+	writeReport(spec.ReportFD, &report)
+	err = syscall.Exec(path, args, env)
+	return &exec.Error{Name: args[0], Err: err}
+}
+
+// cleanEnv drops the launcher's own variables and libcontainer's, which
+// must not reach the agent.
+func cleanEnv(env []string) []string {
+	out := env[:0]
+	for _, kv := range env {
+		if strings.HasPrefix(kv, EnvVar+"=") || strings.HasPrefix(kv, "_LIBCONTAINER_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// lookPath resolves name against the PATH of the container's process, as
+// libcontainer does for a process without a launcher.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", &exec.Error{Name: name, Err: err}
+		}
+		return name, nil
+	}
+	pathVar := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathVar = v
+		}
+	}
+	for _, dir := range filepath.SplitList(pathVar) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", &exec.Error{Name: name, Err: exec.ErrNotFound}
+}
+
+func executable(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return os.ErrPermission
+	}
+	return nil
+}
+
+func writeReport(fd int, r *Report) {
+	if fd < 0 {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "clawrun-report")
+	if f == nil {
+		return
+	}
+	_ = json.NewEncoder(f).Encode(r)
+	_ = f.Close()
+}
