@@ -31,7 +31,7 @@ install: build
 test: deps lint build unit integration conformance
 
 unit:
-	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 ./runtime/... ./cmd/...
+	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
 
 integration: build
 	CLAWRUN=$(CURDIR)/bin/clawrun CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m ./test/integration/...

@@ -53,11 +53,25 @@ func (r *Runtime) start(opts CreateOptions, act action) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	// The policy rewrites the spec, so it comes before libcontainer's config.
+	conf, err := r.confine(spec)
+	if err != nil {
+		return -1, err
+	}
 	c, err := r.createContainer(opts, spec)
 	if err != nil {
 		return -1, err
 	}
+	stateDir := filepath.Join(r.Root, opts.ID)
+	if conf != nil {
+		if err := conf.save(stateDir); err != nil {
+			_ = c.Destroy()
+			return -1, err
+		}
+	}
 	run := &runner{
+		confine:   conf,
+		stateDir:  stateDir,
 		ProcessIO: opts.ProcessIO,
 		container: c,
 		action:    act,

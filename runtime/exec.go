@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -55,6 +57,19 @@ func (r *Runtime) Exec(id string, opts ExecOptions) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	stateDir := filepath.Join(r.Root, id)
+	conf, err := loadConfinement(stateDir)
+	if err != nil {
+		return -1, err
+	}
+	if conf != nil {
+		// exec must not be a way around the policy: the process goes
+		// through the launcher like the container's init.
+		conf.Command = slices.Clone(p.Args)
+		if err := conf.applyToProcess(p, c.Config().Rootfs); err != nil {
+			return -1, err
+		}
+	}
 	sub, err := parseSubCgroups(opts.Cgroups)
 	if err != nil {
 		return -1, err
@@ -69,6 +84,8 @@ func (r *Runtime) Exec(id string, opts ExecOptions) (int, error) {
 		container:  c,
 		action:     actRun,
 		subCgroups: sub,
+		confine:    conf,
+		stateDir:   stateDir,
 	}
 	return run.run(p)
 }

@@ -25,7 +25,14 @@ func (r *Runtime) Start(id string) error {
 	}
 	switch status {
 	case libcontainer.Created:
-		return c.Exec()
+		if err := c.Exec(); err != nil {
+			return err
+		}
+		stateDir := filepath.Join(r.Root, id)
+		if conf, err := loadConfinement(stateDir); err != nil || conf == nil {
+			return err
+		}
+		return waitInitReport(c, stateDir)
 	case libcontainer.Stopped:
 		return errors.New("cannot start a container that has stopped")
 	case libcontainer.Running:

@@ -49,6 +49,10 @@ type runner struct {
 	destroy    bool // destroy the container when the process fails or ends
 	listenFDs  []*os.File
 	subCgroups map[string]string
+	// confine, when set, runs the process through the policy launcher,
+	// whose report goes to a file in stateDir (init) or a pipe (exec).
+	confine  *confinement
+	stateDir string
 }
 
 func (r *runner) run(config *specs.Process) (status int, retErr error) {
@@ -83,6 +87,14 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 		process.ExtraFiles = append(process.ExtraFiles, os.NewFile(uintptr(fd), "preserved-fd-"+strconv.Itoa(fd)))
 	}
 
+	var report *launchReport
+	if r.confine != nil {
+		if report, err = r.attachLauncher(process); err != nil {
+			return -1, err
+		}
+		defer report.Close()
+	}
+
 	// Signals are caught before the process exists so that no SIGCHLD is lost.
 	var fwd *signalForwarder
 	if !detach {
@@ -102,14 +114,42 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 		defer closeConn()
 	}
 
-	switch r.action {
-	case actCreate:
+	switch {
+	case r.action == actCreate:
 		err = r.container.Start(process)
-	case actRun:
+	case r.confine != nil && r.init:
+		// Stop at the exec fifo to check the command and the policy's
+		// paths inside the fully set-up container first.
+		if err = r.container.Start(process); err != nil {
+			break
+		}
+		if err = r.checkInContainer(process); err == nil {
+			if err = r.container.Exec(); err == nil {
+				err = waitInitReport(r.container, r.stateDir)
+			}
+		}
+		if err != nil {
+			// The init holds our stdio pipes: it must go before they close.
+			terminate(process)
+		}
+	default:
 		err = r.container.Run(process)
 	}
 	if err != nil {
 		return -1, err
+	}
+	if r.action == actCreate && r.confine != nil {
+		if err := r.checkInContainer(process); err != nil {
+			terminate(process)
+			return -1, err
+		}
+	}
+	if report != nil && !r.init {
+		// An exec'd process reports over a pipe right before it execs.
+		if err := report.waitExec(); err != nil {
+			terminate(process)
+			return -1, err
+		}
 	}
 	if err := io.waitConsole(); err != nil {
 		terminate(process)

@@ -25,6 +25,8 @@ type Runtime struct {
 	SystemdCgroup bool
 	// Rootless forces (true/false) or auto-detects (nil) rootless cgroups.
 	Rootless *bool
+	// Policy holds the administrator's policy settings.
+	Policy PolicyOptions
 }
 
 // New validates root and returns a Runtime for it.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
@@ -42,21 +41,7 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 	if err := ValidateProcess(spec.Process); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if err := checkAnnotations(spec.Annotations); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	return spec, nil
-}
-
-// checkAnnotations fails closed on clawrun annotations this build cannot
-// honour: a container that asks for confinement must never run without it.
-func checkAnnotations(annotations map[string]string) error {
-	for key := range annotations {
-		if strings.HasPrefix(key, AnnotationPrefix) {
-			return fmt.Errorf("annotation %q: not supported by this clawrun build (refusing to run the container unconfined)", key)
-		}
-	}
-	return nil
 }
 
 // ValidateProcess checks the fields of a process that libcontainer needs.

@@ -21,8 +21,6 @@ func TestLoadSpecErrors(t *testing.T) {
 		{"relative cwd", `{"process":{"cwd":"tmp","args":["sh"]}}`, `process.cwd "tmp" must be an absolute path`},
 		{"empty cwd", `{"process":{"args":["sh"]}}`, "process.cwd must not be empty"},
 		{"no args", `{"process":{"cwd":"/"}}`, "process.args must not be empty"},
-		{"clawrun annotation", `{"process":{"cwd":"/","args":["sh"]},"annotations":{"run.clawrun.policy":"agent-default"}}`,
-			`annotation "run.clawrun.policy": not supported by this clawrun build`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -25,6 +26,8 @@ type State struct {
 	Created        time.Time         `json:"created"`
 	Annotations    map[string]string `json:"annotations,omitempty"`
 	Owner          string            `json:"owner"`
+	// Clawrun says what is really enforced (absent: no policy applies).
+	Clawrun *Confinement `json:"clawrun,omitempty"`
 }
 
 // State reports one container.
@@ -33,10 +36,10 @@ func (r *Runtime) State(id string) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	return stateOf(c)
+	return stateOf(r.Root, c)
 }
 
-func stateOf(c *libcontainer.Container) (*State, error) {
+func stateOf(root string, c *libcontainer.Container) (*State, error) {
 	status, err := c.Status()
 	if err != nil {
 		return nil, err
@@ -50,7 +53,15 @@ func stateOf(c *libcontainer.Container) (*State, error) {
 		pid = 0
 	}
 	bundle, annotations := utils.Annotations(st.Config.Labels)
+	var report *Confinement
+	stateDir := filepath.Join(root, c.ID())
+	if conf, err := loadConfinement(stateDir); err != nil {
+		return nil, err
+	} else if conf != nil {
+		report = confinementState(conf, stateDir)
+	}
 	return &State{
+		Clawrun:        report,
 		Version:        st.BaseState.Config.Version,
 		ID:             st.BaseState.ID,
 		InitProcessPid: pid,
@@ -86,7 +97,7 @@ func (r *Runtime) List(rootIsDefault bool) ([]State, error) {
 			fmt.Fprintf(os.Stderr, "load container %s: %v\n", e.Name(), err)
 			continue
 		}
-		st, err := stateOf(c)
+		st, err := stateOf(r.Root, c)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "state of %s: %v\n", e.Name(), err)
 			continue

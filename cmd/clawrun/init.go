@@ -7,12 +7,22 @@ import (
 	// The nsenter constructor runs before the Go runtime in `clawrun init`
 	// and joins the container's namespaces.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+
+	"github.com/clawrun/clawrun/landlock/launcher"
 )
 
 // `clawrun init` is the container's first process inside its namespaces;
 // libcontainer.Init never returns (it execs the user's process).
+//
+// The policy launcher is clawrun's own binary run inside the container
+// right before the agent's command (see landlock/launcher).
 func init() {
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		libcontainer.Init()
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "init":
+			libcontainer.Init()
+		case launcher.Arg:
+			launcher.Main()
+		}
 	}
 }

@@ -45,6 +45,8 @@ func main() {
 			&cli.StringFlag{Name: "root", Value: runtime.DefaultRoot, Usage: "directory for container state (should be on tmpfs)"},
 			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "use the systemd cgroup driver; cgroupsPath must be \"slice:prefix:name\""},
 			&cli.StringFlag{Name: "rootless", Value: "auto", Usage: "ignore cgroup permission errors: 'true', 'false' or 'auto'"},
+			&cli.StringFlag{Name: "policy", Usage: "floor policy for every container: a preset or policy name, or an absolute file path (containers can narrow it, never widen it)"},
+			&cli.StringFlag{Name: "config", Value: runtime.DefaultConfigFile, Usage: "clawrun's config file (floor and default policy, policy directory); a missing default file is fine"},
 		},
 		Commands: []*cli.Command{
 			createCommand,
@@ -111,7 +113,16 @@ func newRuntime(c *cli.Context) (*runtime.Runtime, error) {
 		}
 		rootless = &b
 	}
-	return runtime.New(c.String("root"), c.Bool("systemd-cgroup"), rootless)
+	rt, err := runtime.New(c.String("root"), c.Bool("systemd-cgroup"), rootless)
+	if err != nil {
+		return nil, err
+	}
+	rt.Policy = runtime.PolicyOptions{
+		Floor:          c.String("policy"),
+		ConfigFile:     c.String("config"),
+		ConfigExplicit: c.IsSet("config"),
+	}
+	return rt, nil
 }
 
 // logWriter copies the CLI library's own error output into the log.

@@ -1,0 +1,223 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/moby/sys/user"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/landlock"
+	"github.com/clawrun/clawrun/landlock/launcher"
+	"github.com/clawrun/clawrun/runtime/policy"
+	"github.com/clawrun/clawrun/seccomp"
+)
+
+// Capabilities a confined container may not hold: each one is a way
+// around Landlock, seccomp or the egress filter. They are refused, never
+// silently removed, so that nobody believes a privileged agent is confined.
+var refusedCaps = []string{
+	"CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE", "CAP_DAC_READ_SEARCH",
+	"CAP_NET_ADMIN", "CAP_BPF", "CAP_PERFMON",
+}
+
+// droppedCaps are removed from every set: Docker grants NET_RAW by default,
+// and raw sockets bypass any TCP-level filter.
+var droppedCaps = []string{"CAP_NET_RAW"}
+
+// confinement is a compiled policy as applied to one container; it is kept
+// in the container's state dir for exec and state.
+type confinement struct {
+	Plan        *policy.Plan  `json:"plan"`
+	Launch      launcher.Spec `json:"launch"`
+	DroppedCaps []string      `json:"dropped_capabilities,omitempty"`
+	// Command is the process's own command, before the launcher.
+	Command []string `json:"command"`
+}
+
+const (
+	confinementFile = "clawrun.json"
+	initReportFile  = "clawrun-init-report.json"
+)
+
+// confine resolves the policy of a container and rewrites its spec to
+// enforce it. It returns nil (and leaves the spec alone) when no policy
+// applies anywhere.
+func (r *Runtime) confine(spec *specs.Spec) (*confinement, error) {
+	plan, err := r.Policy.resolvePlan(spec.Annotations, spec.Process.Cwd)
+	if err != nil {
+		return nil, err
+	}
+	if plan == nil {
+		return nil, nil
+	}
+	if !hasProcMount(spec) {
+		return nil, errors.New("policy: the container needs a /proc mount (clawrun's launcher runs from /proc/self/exe)")
+	}
+	c := &confinement{Plan: plan, Command: slices.Clone(spec.Process.Args)}
+	if c.Launch, err = launchSpec(plan); err != nil {
+		return nil, err
+	}
+	if err := c.applyToProcess(spec.Process, rootfsPath(spec)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// applyToProcess makes p run under the confinement: through the launcher,
+// with no_new_privs, without the dropped capabilities, as the policy's user.
+func (c *confinement) applyToProcess(p *specs.Process, rootfs string) error {
+	if caps := p.Capabilities; caps != nil {
+		for _, set := range [][]string{caps.Bounding, caps.Effective, caps.Permitted, caps.Inheritable, caps.Ambient} {
+			for _, name := range set {
+				if slices.Contains(refusedCaps, normalizeCap(name)) {
+					return fmt.Errorf("policy: the process holds %s, which would let it escape the policy; a confined container cannot be privileged", normalizeCap(name))
+				}
+			}
+		}
+		dropped := false
+		for _, set := range []*[]string{&caps.Bounding, &caps.Effective, &caps.Permitted, &caps.Inheritable, &caps.Ambient} {
+			before := len(*set)
+			*set = slices.DeleteFunc(*set, func(n string) bool { return slices.Contains(droppedCaps, normalizeCap(n)) })
+			dropped = dropped || len(*set) != before
+		}
+		if dropped && len(c.DroppedCaps) == 0 {
+			c.DroppedCaps = slices.Clone(droppedCaps)
+		}
+	}
+	p.NoNewPrivileges = true
+	if c.Plan.RunAsUser != "" || c.Plan.RunAsGroup != "" {
+		if err := setUser(p, c.Plan.RunAsUser, c.Plan.RunAsGroup, rootfs); err != nil {
+			return err
+		}
+	}
+	p.Args = launcher.Command(p.Args)
+	return nil
+}
+
+func normalizeCap(name string) string {
+	name = strings.ToUpper(name)
+	if !strings.HasPrefix(name, "CAP_") {
+		name = "CAP_" + name
+	}
+	return name
+}
+
+// launchSpec turns a plan into what the in-container launcher enforces.
+func launchSpec(plan *policy.Plan) (launcher.Spec, error) {
+	spec := launcher.Spec{Strict: plan.Compatibility == policy.HardRequirement, ReportFD: -1}
+	for _, l := range plan.Layers {
+		spec.Layers = append(spec.Layers, launcher.Layer{Source: l.Source, Rules: landlock.Layer{
+			ReadOnly: l.ReadOnly, ReadWrite: l.ReadWrite,
+			ScopeSignals: l.ScopeSignals, ScopeAbstractUnix: l.ScopeAbstractUnix,
+			TCPBind: l.TCPBind, TCPConnect: l.TCPConnect,
+		}})
+	}
+	if spec.Strict && len(spec.Layers) > 0 {
+		if abi := landlock.ABI(); abi == 0 {
+			return spec, errors.New("policy: landlock.compatibility is hard_requirement but this kernel has no Landlock")
+		}
+	}
+	if err := seccomp.CheckNames(plan.Seccomp.Deny); err != nil {
+		return spec, fmt.Errorf("policy: %w", err)
+	}
+	switch {
+	case plan.Seccomp.Profile == seccomp.ProfileAgent:
+		spec.Seccomp = seccomp.AgentProfile(plan.Seccomp.Deny)
+	case len(plan.Seccomp.Deny) > 0:
+		spec.Seccomp = denyOnly(plan.Seccomp.Deny)
+	}
+	return spec, nil
+}
+
+func denyOnly(names []string) *configs.Seccomp {
+	eperm := uint(unix.EPERM)
+	s := &configs.Seccomp{DefaultAction: configs.Allow}
+	for _, n := range names {
+		s.Syscalls = append(s.Syscalls, &configs.Syscall{Name: n, Action: configs.Errno, ErrnoRet: &eperm})
+	}
+	return s
+}
+
+// setUser applies run_as_user/run_as_group, resolving names in the
+// container's own /etc/passwd and /etc/group. Root is refused.
+func setUser(p *specs.Process, userName, groupName, rootfs string) error {
+	spec := userName
+	if spec == "" {
+		spec = strconv.Itoa(int(p.User.UID))
+	}
+	if groupName != "" {
+		spec += ":" + groupName
+	}
+	defaults := &user.ExecUser{Uid: int(p.User.UID), Gid: int(p.User.GID)}
+	eu, err := user.GetExecUserPath(spec, defaults, filepath.Join(rootfs, "etc/passwd"), filepath.Join(rootfs, "etc/group"))
+	if err != nil {
+		return fmt.Errorf("policy: process.run_as_user/run_as_group %q: %w", spec, err)
+	}
+	if eu.Uid == 0 || eu.Gid == 0 {
+		return fmt.Errorf("policy: process.run_as_user/run_as_group %q resolves to root, which is not allowed", spec)
+	}
+	p.User.UID, p.User.GID = uint32(eu.Uid), uint32(eu.Gid)
+	p.User.AdditionalGids = nil
+	for _, g := range eu.Sgids {
+		if g != 0 {
+			p.User.AdditionalGids = append(p.User.AdditionalGids, uint32(g))
+		}
+	}
+	return nil
+}
+
+func hasProcMount(spec *specs.Spec) bool {
+	for _, m := range spec.Mounts {
+		if path.Clean(m.Destination) == "/proc" && m.Type == "proc" {
+			return true
+		}
+	}
+	return false
+}
+
+func rootfsPath(spec *specs.Spec) string {
+	if spec.Root == nil {
+		return ""
+	}
+	p := spec.Root.Path
+	if !filepath.IsAbs(p) {
+		wd, _ := os.Getwd() // create runs in the bundle directory
+		p = filepath.Join(wd, p)
+	}
+	return p
+}
+
+// save writes the confinement into the container's state dir.
+func (c *confinement) save(stateDir string) error {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(stateDir, confinementFile), data, 0o600)
+}
+
+// loadConfinement reads it back; nil when the container has no policy.
+func loadConfinement(stateDir string) (*confinement, error) {
+	data, err := os.ReadFile(filepath.Join(stateDir, confinementFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c confinement
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", confinementFile, err)
+	}
+	return &c, nil
+}
