@@ -1,0 +1,231 @@
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/egress"
+)
+
+// ReadyFD is the supervisor's fd on which it reports "ok" or the error
+// that kept it from filtering, then closes it.
+const ReadyFD = 3
+
+// SupervisorMain runs the supervisor; it never returns.
+func SupervisorMain(configPath string) {
+	ready := os.NewFile(ReadyFD, "ready")
+	err := supervise(configPath, func(setupErr error) {
+		if ready == nil {
+			return
+		}
+		msg := "ok\n"
+		if setupErr != nil {
+			msg = "error: " + setupErr.Error() + "\n"
+		}
+		_, _ = ready.WriteString(msg)
+		ready.Close()
+		ready = nil
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "clawrun egress supervisor:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func supervise(configPath string, reportReady func(error)) error {
+	cfg, err := LoadConfig(configPath)
+	if err != nil {
+		reportReady(err)
+		return err
+	}
+	status := &Status{State: "starting", Supervisor: os.Getpid()}
+	save := func() { _ = writeJSONAtomic(cfg.StatusFile, status) }
+	save()
+
+	ns, err := os.Open(cfg.Netns)
+	if err != nil {
+		reportReady(fmt.Errorf("network namespace: %w", err))
+		return err
+	}
+	nsFD := int(ns.Fd())
+	ports := egress.Ports{Proxy: cfg.ProxyPort, DNS: cfg.DNSPort}
+	if err := egress.EnsureRoutes(nsFD); err != nil {
+		reportReady(err)
+		return err
+	}
+	ln, err := egress.Listen(nsFD, ports)
+	if err != nil {
+		reportReady(err)
+		return err
+	}
+	// Rules last: from here on everything goes through the sockets above.
+	if err := egress.InstallRules(nsFD, ports); err != nil {
+		ln.Close()
+		reportReady(err)
+		return err
+	}
+	files, layout, err := listenerFiles(ln)
+	if err != nil {
+		_ = egress.RemoveRules(nsFD)
+		reportReady(err)
+		return err
+	}
+
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	var worker *exec.Cmd
+	exited := make(chan error, 1)
+	startWorker := func() error {
+		worker = exec.Command("/proc/self/exe", WorkerArg, configPath)
+		worker.ExtraFiles = files
+		worker.Env = append(os.Environ(), fdLayoutEnv+"="+layout)
+		worker.Stdout, worker.Stderr = os.Stderr, os.Stderr
+		worker.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := worker.Start(); err != nil {
+			return err
+		}
+		status.Worker = worker.Process.Pid
+		go func(c *exec.Cmd) { exited <- c.Wait() }(worker)
+		return nil
+	}
+	if err := startWorker(); err != nil {
+		_ = egress.RemoveRules(nsFD)
+		reportReady(err)
+		return err
+	}
+	status.State = "running"
+	save()
+	reportReady(nil)
+
+	stop := func() error {
+		status.State = "stopped"
+		if worker != nil && worker.Process != nil {
+			_ = worker.Process.Signal(unix.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(2 * time.Second):
+				_ = worker.Process.Kill()
+				<-exited
+			}
+		}
+		err := egress.RemoveRules(nsFD)
+		ln.Close()
+		ns.Close()
+		save()
+		return err
+	}
+
+	backoff := 50 * time.Millisecond
+	var recent []time.Time
+	for {
+		select {
+		case s := <-sigs:
+			if s == unix.SIGHUP {
+				if worker != nil && worker.Process != nil {
+					_ = worker.Process.Signal(unix.SIGHUP)
+				}
+				continue
+			}
+			return stop()
+		case werr := <-exited:
+			// The worker died: its sockets stay here, so connections wait
+			// in the backlog (nothing gets out, nothing can take the port)
+			// until a new worker accepts them.
+			status.Restarts++
+			status.State = "restarting"
+			status.Error = fmt.Sprint(werr)
+			save()
+			now := time.Now()
+			recent = append(recent, now)
+			for len(recent) > 0 && now.Sub(recent[0]) > time.Minute {
+				recent = recent[1:]
+			}
+			if len(recent) > 20 {
+				status.State = "failed"
+				save()
+				// Keep the rules and the sockets: the namespace stays
+				// closed until the container is deleted.
+				for s := range sigs {
+					if s != unix.SIGHUP {
+						return stop()
+					}
+				}
+			}
+			time.Sleep(backoff)
+			backoff = min(backoff*2, 2*time.Second)
+			if err := startWorker(); err != nil {
+				status.Error = err.Error()
+				save()
+				continue
+			}
+			status.State = "running"
+			status.Error = ""
+			save()
+		}
+	}
+}
+
+const fdLayoutEnv = "_CLAWRUN_EGRESS_FDS"
+
+// listenerFiles dups the listeners for the worker, with the layout
+// "proxy,dnsudp,dnstcp" counts.
+func listenerFiles(ln *egress.Listeners) ([]*os.File, string, error) {
+	var files []*os.File
+	for _, l := range ln.Proxy {
+		f, err := l.File()
+		if err != nil {
+			return nil, "", err
+		}
+		files = append(files, f)
+	}
+	for _, c := range ln.DNSUDP {
+		f, err := c.File()
+		if err != nil {
+			return nil, "", err
+		}
+		files = append(files, f)
+	}
+	for _, l := range ln.DNSTCP {
+		f, err := l.File()
+		if err != nil {
+			return nil, "", err
+		}
+		files = append(files, f)
+	}
+	layout := strconv.Itoa(len(ln.Proxy)) + "," + strconv.Itoa(len(ln.DNSUDP)) + "," + strconv.Itoa(len(ln.DNSTCP))
+	return files, layout, nil
+}
+
+// Stop asks the supervisor with the given pid to stop, and waits for it.
+func Stop(pid int, timeout time.Duration) error {
+	if pid <= 0 {
+		return nil
+	}
+	if err := unix.Kill(pid, unix.SIGTERM); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		// The supervisor may be our child (run in the foreground): reap it.
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = unix.Kill(pid, syscall.SIGKILL)
+	return fmt.Errorf("egress supervisor %d did not stop within %s", pid, timeout)
+}

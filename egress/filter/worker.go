@@ -1,0 +1,186 @@
+package filter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/egress"
+)
+
+// WorkerMain runs the worker on the sockets inherited from the
+// supervisor; it never returns.
+func WorkerMain(configPath string) {
+	if err := work(configPath); err != nil {
+		fmt.Fprintln(os.Stderr, "clawrun egress worker:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// LoadRules reads a rules file.
+func LoadRules(path string) (*egress.Rules, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r egress.Rules
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// WriteRules writes a rules file atomically (the worker may be reading).
+func WriteRules(path string, r *egress.Rules) error { return writeJSONAtomic(path, r) }
+
+func work(configPath string) error {
+	cfg, err := LoadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	initial, err := LoadRules(cfg.RulesFile)
+	if err != nil {
+		return err
+	}
+	var rules atomic.Pointer[egress.Rules]
+	rules.Store(initial)
+	current := func() *egress.Rules { return rules.Load() }
+
+	log, err := egress.NewLog(cfg.LogFile, cfg.LogMaxBytes, cfg.LogKeep)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+
+	allowed, err := parsePrefixes(cfg.AllowedRanges)
+	if err != nil {
+		return err
+	}
+	synth, err := netip.ParsePrefix(cfg.SyntheticRange)
+	if err != nil {
+		return fmt.Errorf("synthetic range: %w", err)
+	}
+	logRecord := func(r egress.Record) { _ = log.Write(r) }
+	resolver := &egress.Resolver{
+		Rules:         current,
+		Upstream:      cfg.Upstream,
+		Synthetic:     egress.NewSyntheticPool(synth),
+		Log:           logRecord,
+		Container:     cfg.Container,
+		ConfigAllowed: allowed,
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	proxy := &egress.Proxy{
+		Rules:         current,
+		Resolver:      resolver,
+		ConfigAllowed: allowed,
+		Log:           logRecord,
+		Container:     cfg.Container,
+		Dial:          dialer.DialContext,
+	}
+	if cfg.NsPid > 0 {
+		proxy.Binaries = egress.SocketOwners(cfg.NsPid)
+	}
+
+	proxies, udps, tcps, err := inheritedListeners()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := make(chan error, len(proxies)+len(udps))
+	for _, l := range proxies {
+		go func(l net.Listener) { errs <- proxy.Serve(l) }(l)
+	}
+	for i := range udps {
+		var tcp net.Listener
+		if i < len(tcps) {
+			tcp = tcps[i]
+		}
+		go func(u net.PacketConn, t net.Listener) { errs <- resolver.Serve(ctx, u, t) }(udps[i], tcp)
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGHUP, unix.SIGTERM, unix.SIGINT)
+	for {
+		select {
+		case s := <-sigs:
+			if s != unix.SIGHUP {
+				return nil
+			}
+			next, err := LoadRules(cfg.RulesFile)
+			if err != nil {
+				// An invalid generation is refused; the old one stays.
+				fmt.Fprintln(os.Stderr, "clawrun egress worker: reload:", err)
+				continue
+			}
+			rules.Store(next)
+			proxy.Recheck()
+		case err := <-errs:
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func parsePrefixes(in []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range in {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("allowed range %q: %w", s, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// inheritedListeners rebuilds the supervisor's sockets from fds 3...
+func inheritedListeners() (proxies []net.Listener, udps []net.PacketConn, tcps []net.Listener, err error) {
+	parts := strings.Split(os.Getenv(fdLayoutEnv), ",")
+	if len(parts) != 3 {
+		return nil, nil, nil, fmt.Errorf("missing %s", fdLayoutEnv)
+	}
+	var n [3]int
+	for i, p := range parts {
+		if n[i], err = strconv.Atoi(p); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	fd := 3
+	next := func() *os.File { f := os.NewFile(uintptr(fd), "listener-"+strconv.Itoa(fd)); fd++; return f }
+	for range n[0] {
+		l, err := net.FileListener(next())
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		proxies = append(proxies, l)
+	}
+	for range n[1] {
+		c, err := net.FilePacketConn(next())
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		udps = append(udps, c)
+	}
+	for range n[2] {
+		l, err := net.FileListener(next())
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		tcps = append(tcps, l)
+	}
+	return proxies, udps, tcps, nil
+}

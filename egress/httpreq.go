@@ -1,0 +1,633 @@
+package egress
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// MaxRequestHead caps the bytes of one request head (request line and
+// header fields).
+const MaxRequestHead = 64 << 10
+
+// Errors of ReadRequestHead. Every one means the request is refused: the
+// filter and the server could read it differently (which Host, where the
+// body ends), so it is never forwarded.
+var (
+	ErrHeadTooLarge     = errors.New("http: request head larger than 64 KiB")
+	ErrBareLF           = errors.New("http: line not ended by CRLF")
+	ErrObsFold          = errors.New("http: obsolete line folding")
+	ErrBadRequestLine   = errors.New("http: malformed request line")
+	ErrUnsupportedProto = errors.New("http: protocol version other than HTTP/1.0 or HTTP/1.1")
+	ErrBadHeader        = errors.New("http: malformed header field")
+	ErrDuplicateHost    = errors.New("http: more than one Host header")
+	ErrMissingHost      = errors.New("http: no Host")
+	ErrBadHost          = errors.New("http: malformed Host")
+	ErrHostUserinfo     = errors.New("http: userinfo in Host")
+	ErrHostMismatch     = errors.New("http: Host header differs from the request-target's authority")
+	ErrBadFraming       = errors.New("http: ambiguous message framing (Content-Length, Transfer-Encoding)")
+	ErrBadChunk         = errors.New("http: malformed chunked body")
+)
+
+// RequestHead is one HTTP/1.x request head.
+type RequestHead struct {
+	Method string
+	Target string // request-target as sent
+	Proto  string // "HTTP/1.0" or "HTTP/1.1"
+	// Host is the authority's host, lower-case, without port or brackets
+	// (from an absolute-form or authority-form target, else the Host
+	// header; when both are present they must agree).
+	Host string
+	Port int // the authority's port, 0 when absent
+	// Header fields in order, names as sent.
+	Header []HeaderField
+	// ContentLength is the body's length, -1 when chunked; 0 when the
+	// request has no body.
+	ContentLength int64
+	Chunked       bool
+	// Connect is a CONNECT request (the target is an authority).
+	Connect bool
+	// Upgrade is the protocol asked for by Connection: upgrade and
+	// Upgrade ("websocket"), "" if none: once the server accepts it, the
+	// connection is no longer HTTP.
+	Upgrade string
+	// Close: the connection ends after this request (Connection: close,
+	// or HTTP/1.0 without keep-alive).
+	Close bool
+	// Raw is the head exactly as received, to forward unchanged.
+	Raw []byte
+}
+
+// HeaderField is one header line.
+type HeaderField struct{ Name, Value string }
+
+// Get returns the value of the first field named name (case-insensitive).
+func (h RequestHead) Get(name string) string {
+	for _, f := range h.Header {
+		if strings.EqualFold(f.Name, name) {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// ReadRequestHead reads one request head from br, strictly (RFC 9112):
+// lines end with CRLF, no obsolete folding, one Host, no userinfo, one
+// unambiguous body length. It returns io.EOF when the connection ends
+// cleanly before a request, so a keep-alive loop can stop. Up to four
+// empty lines before the request line are skipped (and not in Raw), as
+// some clients send a CRLF after a body.
+func ReadRequestHead(br *bufio.Reader) (RequestHead, error) {
+	h := RequestHead{ContentLength: 0}
+	var raw []byte
+	first := true
+	skipped := 0
+	var line []byte
+	for {
+		var err error
+		line, err = readLine(br, &raw, first)
+		if err != nil {
+			return h, err
+		}
+		first = false
+		if len(line) != 0 {
+			break
+		}
+		skipped++
+		raw = raw[:0]
+		if skipped > 4 {
+			return h, ErrBadRequestLine
+		}
+	}
+	if err := h.parseRequestLine(string(line)); err != nil {
+		return h, err
+	}
+	var (
+		hosts      []string
+		lengths    []string
+		encodings  []string
+		connection []string
+		upgrade    string
+	)
+	for {
+		line, err := readLine(br, &raw, false)
+		if err != nil {
+			return h, err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return h, ErrObsFold
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(name) == 0 || !isToken(string(name)) {
+			// Includes whitespace before the colon (RFC 9112, 5.1).
+			return h, fmt.Errorf("%w: %q", ErrBadHeader, clipBytes(line))
+		}
+		v := string(bytes.Trim(value, " \t"))
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+				return h, fmt.Errorf("%w: control character in %s", ErrBadHeader, name)
+			}
+		}
+		f := HeaderField{Name: string(name), Value: v}
+		h.Header = append(h.Header, f)
+		switch strings.ToLower(f.Name) {
+		case "host":
+			hosts = append(hosts, v)
+		case "content-length":
+			lengths = append(lengths, v)
+		case "transfer-encoding":
+			encodings = append(encodings, v)
+		case "connection":
+			connection = append(connection, v)
+		case "upgrade":
+			upgrade = v
+		}
+	}
+	h.Raw = raw
+
+	if err := h.resolveHost(hosts); err != nil {
+		return h, err
+	}
+	if err := h.framing(lengths, encodings); err != nil {
+		return h, err
+	}
+	closeConn, keepAlive, upgradeToken := false, false, false
+	for _, c := range connection {
+		for t := range strings.SplitSeq(c, ",") {
+			switch strings.ToLower(strings.TrimSpace(t)) {
+			case "close":
+				closeConn = true
+			case "keep-alive":
+				keepAlive = true
+			case "upgrade":
+				upgradeToken = true
+			}
+		}
+	}
+	h.Close = closeConn || h.Proto == "HTTP/1.0" && !keepAlive
+	if upgradeToken {
+		h.Upgrade = upgrade
+	}
+	return h, nil
+}
+
+// readLine appends one line (with its CRLF) to raw and returns it without
+// the CRLF. A line ending in a bare LF, or holding a bare CR, is refused.
+func readLine(br *bufio.Reader, raw *[]byte, first bool) ([]byte, error) {
+	start := len(*raw)
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(*raw)+len(chunk) > MaxRequestHead {
+			return nil, ErrHeadTooLarge
+		}
+		*raw = append(*raw, chunk...)
+		if err == nil {
+			break
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			if first && len(*raw) == start {
+				return nil, io.EOF
+			}
+			return nil, io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	line := (*raw)[start:]
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return nil, ErrBareLF
+	}
+	line = line[:len(line)-2]
+	if bytes.IndexByte(line, '\r') >= 0 {
+		return nil, ErrBareLF
+	}
+	return line, nil
+}
+
+func (h *RequestHead) parseRequestLine(line string) error {
+	method, rest, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || !isToken(method) || target == "" || strings.Contains(proto, " ") {
+		return fmt.Errorf("%w: %q", ErrBadRequestLine, clip(line))
+	}
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c >= 0x7f {
+			return fmt.Errorf("%w: %q", ErrBadRequestLine, clip(line))
+		}
+	}
+	if proto != "HTTP/1.1" && proto != "HTTP/1.0" {
+		return fmt.Errorf("%w: %q", ErrUnsupportedProto, clip(proto))
+	}
+	h.Method, h.Target, h.Proto = method, target, proto
+	h.Connect = method == "CONNECT"
+	return nil
+}
+
+// resolveHost sets Host and Port from the target and the Host headers.
+func (h *RequestHead) resolveHost(hosts []string) error {
+	if len(hosts) > 1 {
+		return ErrDuplicateHost
+	}
+	var fromTarget, fromHeader *authority
+	switch {
+	case h.Connect:
+		a, err := parseAuthority(h.Target)
+		if err != nil {
+			return err
+		}
+		if a.port == 0 {
+			return fmt.Errorf("%w: CONNECT without a port", ErrBadRequestLine)
+		}
+		fromTarget = &a
+	case strings.HasPrefix(h.Target, "/"):
+	case h.Target == "*":
+		if h.Method != "OPTIONS" {
+			return fmt.Errorf("%w: %q target for %s", ErrBadRequestLine, "*", h.Method)
+		}
+	default:
+		scheme, rest, ok := strings.Cut(h.Target, "://")
+		if !ok || !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
+			return fmt.Errorf("%w: target %q", ErrBadRequestLine, clip(h.Target))
+		}
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
+		a, err := parseAuthority(rest[:end])
+		if err != nil {
+			return err
+		}
+		fromTarget = &a
+	}
+	if len(hosts) == 1 {
+		a, err := parseAuthority(hosts[0])
+		if err != nil {
+			return err
+		}
+		fromHeader = &a
+	}
+	switch {
+	case fromTarget != nil && fromHeader != nil:
+		if *fromTarget != *fromHeader {
+			// A proxy must use the target, an origin server often reads
+			// the header: refuse rather than guess.
+			return ErrHostMismatch
+		}
+		h.Host, h.Port = fromTarget.host, fromTarget.port
+	case fromTarget != nil:
+		h.Host, h.Port = fromTarget.host, fromTarget.port
+	case fromHeader != nil:
+		h.Host, h.Port = fromHeader.host, fromHeader.port
+	default:
+		return ErrMissingHost
+	}
+	return nil
+}
+
+type authority struct {
+	host string
+	port int
+}
+
+// parseAuthority parses host[:port] strictly: a DNS name of letters,
+// digits, '-', '_' and '.', or an IP literal (IPv6 in brackets); no
+// userinfo, no percent-encoding.
+func parseAuthority(s string) (authority, error) {
+	var a authority
+	if strings.Contains(s, "@") {
+		return a, ErrHostUserinfo
+	}
+	host, port := s, ""
+	if strings.HasPrefix(s, "[") {
+		end := strings.Index(s, "]")
+		if end < 0 {
+			return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+		}
+		host, port = s[1:end], s[end+1:]
+		ip, err := netip.ParseAddr(host)
+		if err != nil || !ip.Is6() || ip.Zone() != "" {
+			return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+		}
+		host = ip.String()
+		if port != "" {
+			p, ok := strings.CutPrefix(port, ":")
+			if !ok {
+				return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+			}
+			port = p
+		}
+	} else if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port = s[:i], s[i+1:]
+		if port == "" {
+			// "host:" is allowed by RFC 3986 but a needless ambiguity.
+			return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+		}
+	}
+	if host == "" {
+		return a, fmt.Errorf("%w: empty host", ErrBadHost)
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+		}
+	}
+	if strings.Contains(host, ":") && !strings.HasPrefix(s, "[") {
+		return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+	}
+	a.host = strings.ToLower(host)
+	if port != "" {
+		if len(port) > 5 || strings.Trim(port, "0123456789") != "" {
+			return a, fmt.Errorf("%w: port %q", ErrBadHost, clip(port))
+		}
+		p, _ := strconv.Atoi(port)
+		if p < 1 || p > 65535 {
+			return a, fmt.Errorf("%w: port %q", ErrBadHost, clip(port))
+		}
+		a.port = p
+	}
+	return a, nil
+}
+
+// framing sets ContentLength and Chunked, refusing any message whose end
+// two parsers could place differently (RFC 9112, 6.3 and 11.2).
+func (h *RequestHead) framing(lengths, encodings []string) error {
+	switch {
+	case len(encodings) > 0 && len(lengths) > 0:
+		return fmt.Errorf("%w: both Content-Length and Transfer-Encoding", ErrBadFraming)
+	case len(encodings) > 1:
+		return fmt.Errorf("%w: several Transfer-Encoding fields", ErrBadFraming)
+	case len(encodings) == 1:
+		if h.Proto == "HTTP/1.0" || !strings.EqualFold(encodings[0], "chunked") {
+			return fmt.Errorf("%w: Transfer-Encoding %q", ErrBadFraming, clip(encodings[0]))
+		}
+		h.Chunked, h.ContentLength = true, -1
+	case len(lengths) > 1:
+		return fmt.Errorf("%w: several Content-Length fields", ErrBadFraming)
+	case len(lengths) == 1:
+		v := lengths[0]
+		if v == "" || len(v) > 18 || strings.Trim(v, "0123456789") != "" {
+			return fmt.Errorf("%w: Content-Length %q", ErrBadFraming, clip(v))
+		}
+		h.ContentLength, _ = strconv.ParseInt(v, 10, 64)
+	}
+	return nil
+}
+
+// BodyReader returns a reader of exactly the request's body bytes as they
+// are on the wire (chunked framing and trailers included, verified), so
+// that the caller can forward them and then read the next request head.
+// A CONNECT or Upgrade request has no body here: after it the connection
+// is a raw stream, which the caller handles.
+func (h RequestHead) BodyReader(br *bufio.Reader) io.Reader {
+	switch {
+	case h.Chunked:
+		return &chunkedReader{br: br}
+	case h.ContentLength > 0:
+		return &fixedReader{r: br, left: h.ContentLength}
+	}
+	return eofReader{}
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// fixedReader is io.LimitReader that reports a short body.
+type fixedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (f *fixedReader) Read(p []byte) (int, error) {
+	if f.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > f.left {
+		p = p[:f.left]
+	}
+	n, err := f.r.Read(p)
+	f.left -= int64(n)
+	if err == io.EOF {
+		if f.left > 0 {
+			return n, io.ErrUnexpectedEOF
+		}
+		err = nil
+	}
+	return n, err
+}
+
+// Limits of the chunked framing lines.
+const (
+	maxChunkLine = 4 << 10
+	maxTrailers  = 64 << 10
+)
+
+// chunkedReader passes a chunked body through unchanged while checking
+// its framing: chunk-size (hex) [; extensions] CRLF, data, CRLF, ..., a
+// zero-size chunk, trailer fields, CRLF.
+type chunkedReader struct {
+	br      *bufio.Reader
+	pending []byte // framing bytes read but not yet returned
+	data    int64  // data bytes left in the current chunk
+	state   int
+	trailer int // trailer bytes so far
+	err     error
+}
+
+const (
+	chunkSize = iota
+	chunkData
+	chunkDataEnd
+	chunkTrailer
+	chunkDone
+)
+
+func (c *chunkedReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if len(c.pending) > 0 {
+			n := copy(p, c.pending)
+			c.pending = c.pending[n:]
+			return n, nil
+		}
+		if c.err != nil {
+			return 0, c.err
+		}
+		if c.state != chunkData {
+			c.step()
+			continue
+		}
+		q := p
+		if int64(len(q)) > c.data {
+			q = q[:c.data]
+		}
+		n, err := c.br.Read(q)
+		c.data -= int64(n)
+		if c.data == 0 {
+			c.state = chunkDataEnd
+		}
+		if n > 0 {
+			return n, nil // an error comes back on the next call
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			c.err = err
+			return 0, err
+		}
+	}
+}
+
+// step reads the next framing element into pending (or sets err).
+func (c *chunkedReader) step() {
+	switch c.state {
+	case chunkSize:
+		line, err := c.line(maxChunkLine)
+		if err != nil {
+			c.err = err
+			return
+		}
+		size, ext, _ := bytes.Cut(line, []byte(";"))
+		if len(size) == 0 || len(size) > 15 {
+			c.err = fmt.Errorf("%w: chunk size %q", ErrBadChunk, clipBytes(line))
+			return
+		}
+		var n int64
+		for _, d := range size {
+			if !isHex(d) {
+				c.err = fmt.Errorf("%w: chunk size %q", ErrBadChunk, clipBytes(line))
+				return
+			}
+			n = n<<4 | int64(unhex(d))
+		}
+		for _, b := range ext {
+			if b < ' ' && b != '\t' || b == 0x7f {
+				c.err = fmt.Errorf("%w: control character in a chunk extension", ErrBadChunk)
+				return
+			}
+		}
+		if n == 0 {
+			c.state = chunkTrailer
+		} else {
+			c.data, c.state = n, chunkData
+		}
+	case chunkDataEnd:
+		line, err := c.line(2)
+		if err != nil {
+			c.err = err
+			return
+		}
+		if len(line) != 0 {
+			c.err = fmt.Errorf("%w: chunk data longer than its size", ErrBadChunk)
+			return
+		}
+		c.state = chunkSize
+	case chunkTrailer:
+		line, err := c.line(maxTrailers - c.trailer)
+		if err != nil {
+			c.err = err
+			return
+		}
+		c.trailer += len(line) + 2
+		if len(line) == 0 {
+			c.state = chunkDone
+			return
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			c.err = ErrObsFold
+			return
+		}
+		if name, _, ok := bytes.Cut(line, []byte(":")); !ok || !isToken(string(name)) {
+			c.err = fmt.Errorf("%w: trailer %q", ErrBadHeader, clipBytes(line))
+		}
+	case chunkDone:
+		c.err = io.EOF
+	}
+}
+
+// line reads one CRLF-terminated framing line of at most max bytes (CRLF
+// excluded) into pending and returns it without the CRLF.
+func (c *chunkedReader) line(max int) ([]byte, error) {
+	var raw []byte
+	for {
+		chunk, err := c.br.ReadSlice('\n')
+		raw = append(raw, chunk...)
+		if len(raw) > max+2 {
+			return nil, fmt.Errorf("%w: line too long", ErrBadChunk)
+		}
+		if err == nil {
+			break
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if len(raw) < 2 || raw[len(raw)-2] != '\r' || bytes.IndexByte(raw[:len(raw)-2], '\r') >= 0 {
+		return nil, ErrBareLF
+	}
+	c.pending = append(c.pending, raw...)
+	return raw[:len(raw)-2], nil
+}
+
+// isToken reports an RFC 9110 token (method, header name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// IsLikelyHTTP reports whether a connection's first bytes look like an
+// HTTP/1.x request line: an upper-case method token of at most 20
+// letters followed by a space ("GET ", "PROPFIND "). Callers peek a few
+// bytes (at least 21 or until a space) before deciding.
+func IsLikelyHTTP(first []byte) bool {
+	for i, c := range first {
+		switch {
+		case c == ' ':
+			return i > 0
+		case i >= 20:
+			return false
+		case c >= 'A' && c <= 'Z' || c == '-' || c == '_':
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+func clipBytes(b []byte) string { return clip(string(b)) }

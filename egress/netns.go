@@ -1,0 +1,137 @@
+package egress
+
+// Kernel side: sockets and routes inside another network namespace. A
+// socket keeps the namespace it was created in, so the filter (running in
+// the host's namespace, from where it dials upstream) creates its
+// listeners inside the container's namespace by switching one locked OS
+// thread there and back.
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// inNetns runs fn on a thread switched into the namespace nsFD. If the
+// switch back fails, the thread is left locked so that the Go runtime
+// discards it instead of reusing a thread in the wrong namespace.
+func inNetns(nsFD int, fn func() error) error {
+	runtime.LockOSThread()
+	self, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer self.Close()
+	if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("setns: %w", err)
+	}
+	fnErr := fn()
+	if err := netns.Set(self); err != nil {
+		return errors.Join(fnErr, fmt.Errorf("setns back: %w", err))
+	}
+	runtime.UnlockOSThread()
+	return fnErr
+}
+
+// Listeners are the filter's sockets inside a container's namespace: one
+// per address family, because redirected traffic arrives on 127.0.0.1 or
+// ::1, and SO_ORIGINAL_DST needs a socket of the connection's own family.
+type Listeners struct {
+	Proxy  []*net.TCPListener
+	DNSUDP []*net.UDPConn
+	DNSTCP []*net.TCPListener
+}
+
+// Close closes every listener.
+func (l *Listeners) Close() {
+	for _, c := range l.Proxy {
+		c.Close()
+	}
+	for _, c := range l.DNSUDP {
+		c.Close()
+	}
+	for _, c := range l.DNSTCP {
+		c.Close()
+	}
+}
+
+// Listen creates the listeners inside nsFD, on 127.0.0.1 and, when the
+// namespace has IPv6, on ::1.
+func Listen(nsFD int, ports Ports) (*Listeners, error) {
+	l := &Listeners{}
+	err := inNetns(nsFD, func() error {
+		for _, fam := range []struct {
+			tcp, udp string
+			ip       net.IP
+		}{{"tcp4", "udp4", net.IPv4(127, 0, 0, 1)}, {"tcp6", "udp6", net.IPv6loopback}} {
+			proxy, err := net.ListenTCP(fam.tcp, &net.TCPAddr{IP: fam.ip, Port: int(ports.Proxy)})
+			if err != nil {
+				if fam.tcp == "tcp6" {
+					return nil // no IPv6 here: no IPv6 traffic either
+				}
+				return err
+			}
+			l.Proxy = append(l.Proxy, proxy)
+			dnsTCP, err := net.ListenTCP(fam.tcp, &net.TCPAddr{IP: fam.ip, Port: int(ports.DNS)})
+			if err != nil {
+				return err
+			}
+			l.DNSTCP = append(l.DNSTCP, dnsTCP)
+			dnsUDP, err := net.ListenUDP(fam.udp, &net.UDPAddr{IP: fam.ip, Port: int(ports.DNS)})
+			if err != nil {
+				return err
+			}
+			l.DNSUDP = append(l.DNSUDP, dnsUDP)
+		}
+		return nil
+	})
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("listen in the container's network namespace: %w", err)
+	}
+	return l, nil
+}
+
+// EnsureRoutes makes outbound connections reach netfilter in a namespace
+// with no route out (a fresh one has only lo): without a default route,
+// connect() fails with ENETUNREACH before the redirect can see it.
+func EnsureRoutes(nsFD int) error {
+	h, err := netlink.NewHandleAt(netns.NsHandle(nsFD))
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	lo, err := h.LinkByIndex(loIndex)
+	if err != nil {
+		return err
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return err
+	}
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := h.RouteListFiltered(family, &netlink.Route{Dst: nil}, netlink.RT_FILTER_DST)
+		if err == nil && len(routes) > 0 {
+			continue // Docker's or CNI's default route: leave it
+		}
+		r := &netlink.Route{LinkIndex: loIndex, Family: family, Scope: netlink.SCOPE_LINK,
+			Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}}
+		if family == netlink.FAMILY_V4 {
+			r.Dst = &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
+			r.Src = net.IPv4(127, 0, 0, 1)
+		}
+		if err := h.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
+			if family == netlink.FAMILY_V6 && errors.Is(err, unix.EACCES) {
+				continue // IPv6 disabled in this namespace
+			}
+			return fmt.Errorf("default route via lo (family %d): %w", family, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+package egress
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Proxy is the transparent TCP proxy of one network namespace. Every TCP
+// connection the container opens is redirected to it; it reads the TLS
+// ClientHello's SNI or the HTTP Host of every request, decides with the
+// current Rules, resolves the name itself, refuses blocked address classes,
+// and dials the address it checked — never the destination the client
+// chose.
+type Proxy struct {
+	Rules         func() *Rules
+	Resolver      *Resolver
+	ConfigAllowed []netip.Prefix
+	Log           func(Record)
+	Container     string
+	// Dial connects upstream (from the host's namespace).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Binaries returns the executables of the process that owns a client
+	// connection and of its ancestors; nil when it cannot tell.
+	Binaries func(client net.Conn) []string
+	// PeekTimeout bounds the wait for a ClientHello or a request head.
+	PeekTimeout time.Duration
+
+	mu    sync.Mutex
+	live  map[*flow]struct{}
+	count atomic.Int64
+}
+
+// flow is one proxied connection, re-checked when the rules change.
+type flow struct {
+	client, upstream net.Conn
+	host             string
+	port             int
+	binaries         []string
+}
+
+// Serve accepts connections until ln is closed.
+func (p *Proxy) Serve(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		go p.handle(c)
+	}
+}
+
+// Live returns the number of connections being proxied.
+func (p *Proxy) Live() int64 { return p.count.Load() }
+
+// Recheck closes the live connections the current rules no longer allow
+// (hot reload: a new generation takes effect on open flows too).
+func (p *Proxy) Recheck() int {
+	rules := p.Rules()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	closed := 0
+	for f := range p.live {
+		if d := rules.MatchBinary(f.host, f.port, f.binaries); !d.Allow {
+			f.client.Close()
+			f.upstream.Close()
+			closed++
+			p.log(Record{Generation: rules.Generation, Protocol: "tcp", Host: f.host, Port: f.port,
+				Decision: "deny", Reason: d.Reason, Rule: d.Rule})
+		}
+	}
+	return closed
+}
+
+func (p *Proxy) log(r Record) {
+	if p.Log == nil {
+		return
+	}
+	r.Time = time.Now().UTC()
+	r.Container = p.Container
+	p.Log(r)
+}
+
+func (p *Proxy) handle(client net.Conn) {
+	start := time.Now()
+	rules := p.Rules()
+	rec := Record{Generation: rules.Generation, Source: client.RemoteAddr().String()}
+	dst, err := OriginalDst(client)
+	if err != nil {
+		dst = addrPort(client.LocalAddr())
+	}
+	rec.Destination = dst.String()
+	rec.Port = int(dst.Port())
+	finish := func(d Decision) {
+		rec.Reason, rec.Rule = d.Reason, d.Rule
+		switch {
+		case d.Allow && d.Audit:
+			rec.Decision = "audit"
+		case d.Allow:
+			rec.Decision = "allow"
+		default:
+			rec.Decision = "deny"
+		}
+		rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+		p.log(rec)
+	}
+	var binaries []string
+	// Finding a connection's executable costs a /proc scan: only when some
+	// policy lists binaries.
+	if p.Binaries != nil && rules.HasBinaries() {
+		binaries = p.Binaries(client)
+		if len(binaries) > 0 {
+			rec.Binary = binaries[0]
+		}
+	}
+
+	// A synthetic address stands for exactly one protocol:tcp endpoint:
+	// dial at once, the server may speak first.
+	if p.Resolver != nil && p.Resolver.Synthetic != nil {
+		if name, ok := p.Resolver.Synthetic.Lookup(dst.Addr().Unmap()); ok {
+			rec.Protocol, rec.Host = "tcp", name
+			d := rules.MatchBinary(name, int(dst.Port()), binaries)
+			if !d.Allow {
+				finish(d)
+				client.Close()
+				return
+			}
+			p.connect(client, nil, name, int(dst.Port()), d, binaries, &rec, finish)
+			return
+		}
+	}
+
+	_ = client.SetReadDeadline(time.Now().Add(p.peekTimeout()))
+	br := bufio.NewReaderSize(client, 16<<10)
+	first, err := br.Peek(1)
+	if err != nil {
+		rec.Protocol = "tcp"
+		finish(Decision{Reason: ReasonNotHTTP})
+		client.Close()
+		return
+	}
+	if first[0] == 0x16 { // TLS handshake record
+		rec.Protocol = "tls"
+		hello, helloBytes, err := readClientHello(br)
+		if err != nil {
+			finish(Decision{Reason: ReasonNoSNI})
+			client.Close()
+			return
+		}
+		rec.Host = hello.ServerName
+		if d, ok := refuseName(hello.ServerName, hello.ECH); !ok {
+			finish(d)
+			client.Close()
+			return
+		}
+		// MatchBinary denies endpoints whose rules TLS hides (Unenforceable),
+		// except in audit mode.
+		d := rules.MatchBinary(hello.ServerName, int(dst.Port()), binaries)
+		if !d.Allow {
+			finish(d)
+			client.Close()
+			return
+		}
+		_ = client.SetReadDeadline(time.Time{})
+		p.connect(client, io.MultiReader(bytesReader(helloBytes), br), hello.ServerName, int(dst.Port()), d, binaries, &rec, finish)
+		return
+	}
+	rec.Protocol = "http"
+	p.serveHTTP(client, br, dst, rules, binaries, &rec, finish)
+}
+
+func (p *Proxy) peekTimeout() time.Duration {
+	if p.PeekTimeout > 0 {
+		return p.PeekTimeout
+	}
+	return 10 * time.Second
+}
+
+// refuseName denies names that cannot be checked: none, an IP literal, or
+// an encrypted ClientHello (whose outer SNI is a decoy).
+func refuseName(name string, ech bool) (Decision, bool) {
+	switch {
+	case ech:
+		return Decision{Reason: ReasonECH}, false
+	case name == "":
+		return Decision{Reason: ReasonNoSNI}, false
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		return Decision{Reason: ReasonIPLiteral}, false
+	}
+	return Decision{}, true
+}
+
+// readClientHello reads until a whole ClientHello is buffered and returns
+// it with the bytes read (to be replayed upstream).
+func readClientHello(br *bufio.Reader) (ClientHello, []byte, error) {
+	var buf []byte
+	for {
+		chunk := make([]byte, 4096)
+		n, err := br.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		hello, perr := ParseClientHello(buf)
+		if perr == nil {
+			return hello, buf, nil
+		}
+		if !errors.Is(perr, ErrNeedMore) {
+			return ClientHello{}, nil, perr
+		}
+		if err != nil {
+			return ClientHello{}, nil, err
+		}
+		if len(buf) > 64<<10 {
+			return ClientHello{}, nil, errors.New("ClientHello too large")
+		}
+	}
+}
+
+// dialChecked resolves name itself and dials the first address whose class
+// is permitted, on port.
+func (p *Proxy) dialChecked(ctx context.Context, name string, port int, endpointAllowed []netip.Prefix) (net.Conn, netip.Addr, Reason, error) {
+	addrs, err := p.Resolver.LookupIP(ctx, name)
+	if err != nil || len(addrs) == 0 {
+		return nil, netip.Addr{}, ReasonResolve, fmt.Errorf("resolve %s: %v", name, err)
+	}
+	var lastErr error
+	reason := ReasonPrivateIP
+	for _, a := range addrs {
+		if ok, _ := Permitted(a, endpointAllowed, p.ConfigAllowed); !ok {
+			continue
+		}
+		c, err := p.Dial(ctx, "tcp", netip.AddrPortFrom(a.Unmap(), uint16(port)).String())
+		if err == nil {
+			return c, a, "", nil
+		}
+		lastErr, reason = err, ReasonUpstream
+	}
+	if lastErr == nil {
+		lastErr = fmt.Errorf("%s resolves only to blocked addresses %v", name, addrs)
+	}
+	return nil, netip.Addr{}, reason, lastErr
+}
+
+// connect dials upstream for an allowed flow and copies both ways.
+func (p *Proxy) connect(client net.Conn, replay io.Reader, name string, port int, d Decision, binaries []string, rec *Record, finish func(Decision)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	up, ip, reason, err := p.dialChecked(ctx, name, port, d.AllowedIPs)
+	cancel()
+	if err != nil {
+		finish(Decision{Reason: reason, Rule: d.Rule})
+		client.Close()
+		return
+	}
+	rec.ResolvedIP = ip.String()
+	f := &flow{client: client, upstream: up, host: name, port: port, binaries: binaries}
+	p.track(f, true)
+	defer p.track(f, false)
+	src := io.Reader(client)
+	if replay != nil {
+		src = replay
+	}
+	out, in := pipe(client, up, src)
+	rec.BytesOut, rec.BytesIn = out, in
+	finish(d)
+}
+
+func (p *Proxy) track(f *flow, add bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.live == nil {
+		p.live = map[*flow]struct{}{}
+	}
+	if add {
+		p.live[f] = struct{}{}
+		p.count.Add(1)
+	} else {
+		delete(p.live, f)
+		p.count.Add(-1)
+	}
+}
+
+// pipe copies client→upstream (from src) and upstream→client until both
+// directions end, half-closing as each ends. On Linux io.Copy between two
+// TCP connections uses splice(2).
+func pipe(client, up net.Conn, src io.Reader) (out, in int64) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		in, _ = io.Copy(client, up)
+		closeWrite(client)
+	}()
+	out, _ = io.Copy(up, src)
+	closeWrite(up)
+	wg.Wait()
+	client.Close()
+	up.Close()
+	return out, in
+}
+
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	} else {
+		_ = c.Close()
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// HasBinaries reports whether any policy restricts endpoints to binaries.
+func (r *Rules) HasBinaries() bool {
+	for _, l := range r.Layers {
+		for _, p := range l.Policies {
+			if len(p.Binaries) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,135 @@
+package egress
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// serveHTTP proxies a plain-HTTP connection. Every request of the
+// connection is checked (Host and the endpoint's L7 rules), not only the
+// first: a keep-alive connection cannot smuggle a second host. All
+// requests of one connection must name the same host, since they share
+// one upstream connection.
+func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, rules *Rules, binaries []string, rec *Record, finish func(Decision)) {
+	port := int(dst.Port())
+	head, err := ReadRequestHead(br)
+	if err != nil {
+		finish(Decision{Reason: ReasonNotHTTP})
+		denyHTTP(client, "", port, ReasonNotHTTP)
+		return
+	}
+	rec.Host = head.Host
+	d := p.decideRequest(rules, head, port, binaries)
+	if !d.Allow {
+		finish(d)
+		denyHTTP(client, head.Host, port, d.Reason)
+		return
+	}
+	_ = client.SetReadDeadline(time.Time{})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	up, ip, reason, err := p.dialChecked(ctx, head.Host, port, d.AllowedIPs)
+	cancel()
+	if err != nil {
+		d = Decision{Reason: reason, Rule: d.Rule}
+		finish(d)
+		denyHTTP(client, head.Host, port, reason)
+		return
+	}
+	rec.ResolvedIP = ip.String()
+	f := &flow{client: client, upstream: up, host: head.Host, port: port, binaries: binaries}
+	p.track(f, true)
+	defer p.track(f, false)
+
+	var in int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		in, _ = io.Copy(client, up)
+		closeWrite(client)
+	}()
+	out, last := p.forwardRequests(client, br, up, head, rules, port, binaries)
+	closeWrite(up)
+	if !last.Allow {
+		// A later request was refused: end the connection now.
+		up.Close()
+		client.Close()
+	}
+	wg.Wait()
+	client.Close()
+	up.Close()
+	rec.BytesOut, rec.BytesIn = out, in
+	if !last.Allow {
+		finish(last)
+		return
+	}
+	finish(d)
+}
+
+// forwardRequests forwards head and the requests after it until the client
+// is done or a request is refused (returned as the last decision).
+func (p *Proxy) forwardRequests(client net.Conn, br *bufio.Reader, up net.Conn, head RequestHead, rules *Rules, port int, binaries []string) (int64, Decision) {
+	var out int64
+	host := head.Host
+	for {
+		n, err := up.Write(head.Raw)
+		out += int64(n)
+		if err != nil {
+			return out, Decision{Allow: true}
+		}
+		m, err := io.Copy(up, head.BodyReader(br))
+		out += m
+		if err != nil || head.Close || head.Upgrade != "" {
+			if head.Upgrade != "" && err == nil {
+				// After an upgrade the connection is no longer HTTP: the
+				// endpoint was allowed, copy the rest as is.
+				m, _ := io.Copy(up, br)
+				out += m
+			}
+			return out, Decision{Allow: true}
+		}
+		next, err := ReadRequestHead(br)
+		if err != nil {
+			return out, Decision{Allow: true} // the client is done (or sent garbage: close)
+		}
+		cur := p.Rules() // hot reload applies to the next request too
+		d := p.decideRequest(cur, next, port, binaries)
+		if next.Host != host {
+			d = Decision{Reason: ReasonNotAllowed}
+		}
+		if !d.Allow {
+			p.log(Record{Generation: cur.Generation, Protocol: "http", Host: next.Host, Port: port,
+				Decision: "deny", Reason: d.Reason, Rule: d.Rule})
+			denyHTTP(client, next.Host, port, d.Reason)
+			return out, d
+		}
+		head = next
+	}
+}
+
+func (p *Proxy) decideRequest(rules *Rules, head RequestHead, port int, binaries []string) Decision {
+	if head.Host == "" {
+		return Decision{Reason: ReasonNoSNI}
+	}
+	if head.Connect {
+		return Decision{Reason: ReasonNotAllowed}
+	}
+	if d, ok := refuseName(head.Host, false); !ok {
+		return d
+	}
+	return rules.MatchRequest(head.Host, port, binaries, head.Method, head.Target)
+}
+
+// denyHTTP answers a refused request with 403 and closes the connection.
+func denyHTTP(client net.Conn, host string, port int, reason Reason) {
+	body := fmt.Sprintf("clawrun: egress to %s:%d denied (%s)\n", host, port, reason)
+	_ = client.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	fmt.Fprintf(client, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	client.Close()
+}
