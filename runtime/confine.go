@@ -42,6 +42,10 @@ type confinement struct {
 	DroppedCaps []string      `json:"dropped_capabilities,omitempty"`
 	// Command is the process's own command, before the launcher.
 	Command []string `json:"command"`
+	// Floor names the administrator's floor policy ("" if none).
+	Floor string `json:"floor,omitempty"`
+	// Egress is the filter of a plan with network policies.
+	Egress *egressSetup `json:"egress,omitempty"`
 }
 
 const (
@@ -53,17 +57,26 @@ const (
 // enforce it. It returns nil (and leaves the spec alone) when no policy
 // applies anywhere.
 func (r *Runtime) confine(spec *specs.Spec) (*confinement, error) {
-	plan, err := r.Policy.resolvePlan(spec.Annotations, spec.Process.Cwd)
+	res, err := r.Policy.resolvePlan(spec.Annotations, spec.Process.Cwd)
 	if err != nil {
 		return nil, err
 	}
+	plan, cfg := res.plan, res.cfg
 	if plan == nil {
 		return nil, nil
 	}
 	if !hasProcMount(spec) {
 		return nil, errors.New("policy: the container needs a /proc mount (clawrun's launcher runs from /proc/self/exe)")
 	}
-	c := &confinement{Plan: plan, Command: slices.Clone(spec.Process.Args)}
+	c := &confinement{Plan: plan, Command: slices.Clone(spec.Process.Args), Floor: res.floor}
+	if len(plan.Network) > 0 {
+		if err := checkEgressNetwork(spec); err != nil {
+			return nil, err
+		}
+		if c.Egress, err = egressFor(plan, cfg); err != nil {
+			return nil, err
+		}
+	}
 	if c.Launch, err = launchSpec(plan); err != nil {
 		return nil, err
 	}

@@ -66,8 +66,8 @@ func confinementState(c *confinement, stateDir string) *Confinement {
 	if c.Plan.RunAsUser != "" || c.Plan.RunAsGroup != "" {
 		out.Process.User = c.Plan.RunAsUser + ":" + c.Plan.RunAsGroup
 	}
-	if len(c.Plan.Network) > 0 {
-		out.Egress = "not enforced: network_policies need the egress filter"
+	if c.Egress != nil {
+		out.Egress = egressState(stateDir)
 	}
 	for _, w := range c.Plan.Warnings {
 		out.Warnings = append(out.Warnings, w.String())

@@ -93,8 +93,9 @@ func (r *Runtime) Delete(id string, force bool) error {
 	if err != nil {
 		return err
 	}
+	stateDir := filepath.Join(r.Root, id)
 	if force {
-		return killAndDestroy(c)
+		return killAndDestroy(c, stateDir)
 	}
 	status, err := c.Status()
 	if err != nil {
@@ -102,9 +103,9 @@ func (r *Runtime) Delete(id string, force bool) error {
 	}
 	switch status {
 	case libcontainer.Stopped:
-		return c.Destroy()
+		return destroy(c, stateDir)
 	case libcontainer.Created:
-		return killAndDestroy(c)
+		return killAndDestroy(c, stateDir)
 	default:
 		return fmt.Errorf("cannot delete container %s that is not stopped: %s (use --force)", id, status)
 	}
@@ -112,11 +113,11 @@ func (r *Runtime) Delete(id string, force bool) error {
 
 // killAndDestroy SIGKILLs the init, waits up to 10 s for it to go away,
 // then removes the container's cgroup and state.
-func killAndDestroy(c *libcontainer.Container) error {
+func killAndDestroy(c *libcontainer.Container, stateDir string) error {
 	_ = c.Signal(unix.SIGKILL)
 	for range 1000 {
 		if err := c.Signal(unix.Signal(0)); err != nil {
-			return c.Destroy()
+			return destroy(c, stateDir)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -148,4 +149,14 @@ func (r *Runtime) Processes(id string) ([]int, error) {
 		return nil, err
 	}
 	return c.Processes()
+}
+
+// destroy stops what clawrun runs beside the container (its egress
+// filter), then removes the container's cgroups and state.
+func destroy(c *libcontainer.Container, stateDir string) error {
+	egressErr := stopEgress(stateDir)
+	if err := c.Destroy(); err != nil {
+		return err
+	}
+	return egressErr
 }

@@ -58,7 +58,14 @@ func (o *PolicyOptions) loadConfig() (*policy.Config, error) {
 // resolvePlan compiles the floor and the container's own policy (from its
 // annotations, else the config's default policy). No policy anywhere: nil,
 // and the container runs as runc would run it.
-func (o *PolicyOptions) resolvePlan(annotations map[string]string, workdir string) (*policy.Plan, error) {
+// resolved is a compiled plan and what produced it.
+type resolved struct {
+	plan  *policy.Plan
+	cfg   *policy.Config
+	floor string // the floor policy's name ("" without a floor)
+}
+
+func (o *PolicyOptions) resolvePlan(annotations map[string]string, workdir string) (*resolved, error) {
 	cfg, err := o.loadConfig()
 	if err != nil {
 		return nil, err
@@ -77,7 +84,15 @@ func (o *PolicyOptions) resolvePlan(annotations map[string]string, workdir strin
 	if err != nil {
 		return nil, err
 	}
-	return policy.Compile(floor, container, policy.CompileOptions{Workdir: workdir})
+	plan, err := policy.Compile(floor, container, policy.CompileOptions{Workdir: workdir})
+	if err != nil {
+		return nil, err
+	}
+	res := &resolved{plan: plan, cfg: cfg}
+	if floor != nil {
+		res.floor = floor.Name
+	}
+	return res, nil
 }
 
 // containerPolicy reads the policy a container asks for through its

@@ -124,6 +124,9 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 			break
 		}
 		if err = r.checkInContainer(process); err == nil {
+			err = r.startEgress(process)
+		}
+		if err == nil {
 			if err = r.container.Exec(); err == nil {
 				err = waitInitReport(r.container, r.stateDir)
 			}
@@ -139,7 +142,11 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 		return -1, err
 	}
 	if r.action == actCreate && r.confine != nil {
-		if err := r.checkInContainer(process); err != nil {
+		err := r.checkInContainer(process)
+		if err == nil {
+			err = r.startEgress(process)
+		}
+		if err != nil {
 			terminate(process)
 			return -1, err
 		}
@@ -176,10 +183,23 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 
 func (r *runner) destroyContainer() {
 	if r.destroy {
-		if err := r.container.Destroy(); err != nil {
+		if err := destroy(r.container, r.stateDir); err != nil {
 			logrus.Warn(err)
 		}
 	}
+}
+
+// startEgress starts the egress filter of an init under a plan with
+// network policies, once its network namespace exists.
+func (r *runner) startEgress(process *libcontainer.Process) error {
+	if !r.init || r.confine == nil || r.confine.Egress == nil {
+		return nil
+	}
+	pid, err := process.Pid()
+	if err != nil {
+		return err
+	}
+	return startEgress(r.confine.Egress, r.stateDir, r.container.ID(), pid)
 }
 
 func terminate(p *libcontainer.Process) {

@@ -8,6 +8,7 @@ import (
 	// and joins the container's namespaces.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 
+	"github.com/clawrun/clawrun/egress/filter"
 	"github.com/clawrun/clawrun/landlock/launcher"
 )
 
@@ -15,7 +16,8 @@ import (
 // libcontainer.Init never returns (it execs the user's process).
 //
 // The policy launcher is clawrun's own binary run inside the container
-// right before the agent's command (see landlock/launcher).
+// right before the agent's command (see landlock/launcher); the egress
+// filter's supervisor and worker are clawrun too (see egress/filter).
 func init() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
@@ -23,6 +25,14 @@ func init() {
 			libcontainer.Init()
 		case launcher.Arg:
 			launcher.Main()
+		case filter.SupervisorArg:
+			if len(os.Args) > 2 {
+				filter.SupervisorMain(os.Args[2])
+			}
+		case filter.WorkerArg:
+			if len(os.Args) > 2 {
+				filter.WorkerMain(os.Args[2])
+			}
 		}
 	}
 }

@@ -49,6 +49,7 @@ func main() {
 			&cli.StringFlag{Name: "config", Value: runtime.DefaultConfigFile, Usage: "clawrun's config file (floor and default policy, policy directory); a missing default file is fine"},
 		},
 		Commands: []*cli.Command{
+			auditCommand,
 			createCommand,
 			deleteCommand,
 			eventsCommand,
@@ -58,6 +59,7 @@ func main() {
 			killCommand,
 			listCommand,
 			pauseCommand,
+			policyCommand,
 			psCommand,
 			resumeCommand,
 			runCommand,

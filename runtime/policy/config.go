@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -37,7 +38,13 @@ type EgressConfig struct {
 	// AllowedUpstreamRanges are CIDR prefixes the filter may connect to
 	// even though they are private.
 	AllowedUpstreamRanges []string `json:"allowed_upstream_ranges,omitempty"`
+	// LogDir holds one decision log per container, ID.egress.jsonl
+	// (default /var/log/clawrun).
+	LogDir string `json:"log_dir,omitempty"`
 }
+
+// DefaultEgressLogDir is where decision logs go unless egress.log_dir says.
+const DefaultEgressLogDir = "/var/log/clawrun"
 
 // ParseConfig parses and validates the runtime's configuration file. An
 // empty file is the default configuration.
@@ -100,7 +107,17 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 }
 
 func (d *decoder) egress(n *yaml.Node, field string, e *EgressConfig) {
-	d.mapping(n, field, []string{"upstream_dns", "allowed_upstream_ranges"}, nil, func(key string, _, v *yaml.Node, sub string) {
+	d.mapping(n, field, []string{"upstream_dns", "allowed_upstream_ranges", "log_dir"}, nil, func(key string, _, v *yaml.Node, sub string) {
+		if key == "log_dir" {
+			if s, ok := d.str(v, sub); ok {
+				if !strings.HasPrefix(s, "/") {
+					d.fail(v, sub, "%q: must be an absolute path", truncate(s))
+				} else {
+					e.LogDir = path.Clean(s)
+				}
+			}
+			return
+		}
 		d.list(v, sub, "addresses", func(_ int, item *yaml.Node, isub string) {
 			s, ok := d.str(item, isub)
 			if !ok {

@@ -5,6 +5,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Presets are embedded YAML documents parsed by Parse, so they obey the
@@ -13,7 +14,9 @@ import (
 //go:embed presets/*.yaml
 var presetFiles embed.FS
 
-var presets = loadPresets()
+// The presets are parsed on first use: every clawrun process (the
+// container's init and the launcher included) would otherwise pay for it.
+var presets = sync.OnceValue(loadPresets)
 
 func loadPresets() map[string]*Policy {
 	entries, err := presetFiles.ReadDir("presets")
@@ -38,14 +41,15 @@ func loadPresets() map[string]*Policy {
 
 // Preset returns a copy of the built-in policy with that name.
 func Preset(name string) (*Policy, bool) {
-	p, ok := presets[name]
+	p, ok := presets()[name]
 	return p.Clone(), ok
 }
 
 // PresetNames lists the built-in policies, sorted.
 func PresetNames() []string {
-	names := make([]string, 0, len(presets))
-	for name := range presets {
+	all := presets()
+	names := make([]string, 0, len(all))
+	for name := range all {
 		names = append(names, name)
 	}
 	slices.Sort(names)

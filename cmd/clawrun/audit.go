@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/egress"
+)
+
+var auditCommand = &cli.Command{
+	Name:      "audit",
+	Usage:     "show a container's egress decisions (DNS queries and connections)",
+	ArgsUsage: "<container-id>",
+	Description: `Prints the egress filter's decision log of a container whose policy has
+network_policies: one line per DNS query and TCP connection, with the
+decision, the reason (rule name, or not_allowed / private_ip / no_sni /
+ip_literal / ech / port) and the bytes each way. The log is the file
+<egress.log_dir>/<id>.egress.jsonl (default /var/log/clawrun), size-capped
+and rotated.
+
+Example:
+    clawrun audit --denied agent1
+    clawrun audit --follow --json agent1`,
+	Flags: []cli.Flag{
+		&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new decisions"},
+		&cli.BoolFlag{Name: "denied", Usage: "only denied (and audit-mode) decisions"},
+		&cli.BoolFlag{Name: "json", Usage: "print the JSON lines as they are"},
+	},
+	Action: func(c *cli.Context) error {
+		if err := exactArgs(c, 1); err != nil {
+			return err
+		}
+		rt, err := newRuntime(c)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+		defer stop()
+		enc := json.NewEncoder(os.Stdout)
+		return rt.Audit(ctx, c.Args().First(), c.Bool("follow"), c.Bool("denied"), func(r egress.Record) {
+			if c.Bool("json") {
+				_ = enc.Encode(r)
+				return
+			}
+			fmt.Println(formatRecord(r))
+		})
+	},
+}
+
+// formatRecord is one decision as a human reads it.
+func formatRecord(r egress.Record) string {
+	target := r.Host
+	if target == "" {
+		target = r.Destination
+	}
+	if r.Port != 0 && r.Protocol != "dns" {
+		target = fmt.Sprintf("%s:%d", target, r.Port)
+	}
+	if r.QueryType != "" {
+		target += " " + r.QueryType
+	}
+	why := string(r.Reason)
+	if r.Rule != "" {
+		why += " (" + r.Rule + ")"
+	}
+	line := fmt.Sprintf("%s %-5s %-5s %-40s %s", r.Time.Format("15:04:05.000"), r.Decision, r.Protocol, target, why)
+	if r.ResolvedIP != "" {
+		line += " -> " + r.ResolvedIP
+	}
+	if r.BytesOut+r.BytesIn > 0 {
+		line += fmt.Sprintf(" [%d B out, %d B in]", r.BytesOut, r.BytesIn)
+	}
+	return line
+}

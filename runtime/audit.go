@@ -1,0 +1,100 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/filter"
+	"github.com/clawrun/clawrun/runtime/policy"
+)
+
+// AuditLog returns the decision log file of a container's egress filter.
+func (r *Runtime) AuditLog(id string) (string, error) {
+	if _, err := r.load(id); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(filepath.Join(r.Root, id, "egress.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id)
+	}
+	if err != nil {
+		return "", err
+	}
+	var rec egressRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return "", err
+	}
+	return rec.LogFile, nil
+}
+
+// Audit streams a container's decisions to out (following new ones if
+// follow, until ctx ends).
+func (r *Runtime) Audit(ctx context.Context, id string, follow, deniedOnly bool, out func(egress.Record)) error {
+	path, err := r.AuditLog(id)
+	if err != nil {
+		return err
+	}
+	keep := func(rec egress.Record) bool { return !deniedOnly || rec.Decision != "allow" }
+	return egress.ReadLogContext(ctx, path, follow, keep, out)
+}
+
+// ApplyNetworkPolicy replaces the network policies of a running confined
+// container with those of the policy document in data (hot reload): the
+// filter swaps to the new generation atomically and closes open
+// connections the new one denies. The floor still bounds it. An invalid
+// policy is rejected and the old one stays.
+func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error) {
+	if _, err := r.load(id); err != nil {
+		return 0, err
+	}
+	stateDir := filepath.Join(r.Root, id)
+	conf, err := loadConfinement(stateDir)
+	if err != nil {
+		return 0, err
+	}
+	if conf == nil || conf.Egress == nil {
+		return 0, fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id)
+	}
+	next, err := policy.Parse(name, data)
+	if err != nil {
+		return 0, err
+	}
+	if !next.HasNetwork {
+		return 0, fmt.Errorf("%s: no network_policies section (an empty one denies everything)", name)
+	}
+	// Keep every other layer (the floor's), replace the container's own.
+	var layers []policy.NetworkLayer
+	for i, l := range conf.Plan.Network {
+		// Compile puts the floor's layer first.
+		if i == 0 && conf.Floor != "" && l.Source == conf.Floor {
+			layers = append(layers, l)
+		}
+	}
+	layers = append(layers, policy.NetworkLayer{Source: next.Name, Policies: next.NetworkPolicies})
+	current, err := filter.LoadRules(filepath.Join(stateDir, egressRulesFile))
+	if err != nil {
+		return 0, err
+	}
+	rules, _ := egress.FromPlan(layers, current.Generation+1)
+	if err := filter.WriteRules(filepath.Join(stateDir, egressRulesFile), rules); err != nil {
+		return 0, err
+	}
+	data2, err := os.ReadFile(filepath.Join(stateDir, "egress.json"))
+	if err != nil {
+		return 0, err
+	}
+	var rec egressRecord
+	if err := json.Unmarshal(data2, &rec); err != nil {
+		return 0, err
+	}
+	if err := syscall.Kill(rec.SupervisorPid, syscall.SIGHUP); err != nil {
+		return 0, fmt.Errorf("egress filter (pid %d): %w", rec.SupervisorPid, err)
+	}
+	return rules.Generation, nil
+}

@@ -1,0 +1,228 @@
+package runtime
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/filter"
+	"github.com/clawrun/clawrun/runtime/policy"
+)
+
+// Files of the egress filter in a container's state dir.
+const (
+	egressConfigFile = "egress-filter.json"
+	egressRulesFile  = "egress-rules.json"
+	egressStatusFile = "egress-status.json"
+)
+
+// Where the filter listens inside the container's network namespace, and
+// the range of synthetic addresses for protocol: tcp endpoints (never
+// routed anywhere: a connection to one is mapped back to its name).
+const (
+	egressProxyPort      = 15001
+	egressDNSPort        = 15053
+	egressSyntheticRange = "100.127.0.0/16"
+)
+
+// egressSetup is what create needs to start the filter.
+type egressSetup struct {
+	Rules    *egress.Rules
+	Upstream []string
+	Allowed  []string
+	LogDir   string
+}
+
+// checkEgressNetwork refuses network policies that could not be enforced:
+// a container sharing the host's network namespace.
+func checkEgressNetwork(spec *specs.Spec) error {
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				return nil
+			}
+		}
+	}
+	return errors.New("network_policies: the container shares the host's network namespace, whose traffic clawrun cannot filter: give it a network namespace of its own")
+}
+
+// egressFor prepares the filter of a plan with network policies.
+func egressFor(plan *policy.Plan, cfg *policy.Config) (*egressSetup, error) {
+	rules, warnings := egress.FromPlan(plan.Network, 1)
+	_ = warnings // already part of the plan's warnings via policy validation
+	upstream := cfg.Egress.UpstreamDNS
+	if len(upstream) == 0 {
+		var err error
+		if upstream, err = hostResolvers("/etc/resolv.conf"); err != nil {
+			return nil, err
+		}
+	}
+	logDir := cfg.Egress.LogDir
+	if logDir == "" {
+		logDir = policy.DefaultEgressLogDir
+	}
+	return &egressSetup{Rules: rules, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir}, nil
+}
+
+// hostResolvers reads the host's nameservers (loopback ones excluded: the
+// filter dials from the host's namespace, where they would be the host's
+// own stub resolver, which is fine, but never the container's).
+func hostResolvers(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("egress: no upstream_dns in the config and %w", err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "nameserver" {
+			if a, err := netip.ParseAddr(fields[1]); err == nil {
+				out = append(out, netip.AddrPortFrom(a, 53).String())
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("egress: no upstream_dns in the config and no nameserver in %s", path)
+	}
+	return out, nil
+}
+
+// egressRecord is kept in the state dir to find and stop the filter.
+type egressRecord struct {
+	SupervisorPid int    `json:"supervisor_pid"`
+	LogFile       string `json:"log_file"`
+}
+
+// startEgress starts the filter for the namespace of the container's init
+// and waits until its rules and listeners are in place.
+func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
+	if err := os.MkdirAll(setup.LogDir, 0o700); err != nil {
+		return fmt.Errorf("egress log dir: %w", err)
+	}
+	cfg := filter.Config{
+		Netns:          "/proc/" + strconv.Itoa(initPid) + "/ns/net",
+		NsPid:          initPid,
+		Container:      id,
+		RulesFile:      filepath.Join(stateDir, egressRulesFile),
+		LogFile:        filepath.Join(setup.LogDir, id+".egress.jsonl"),
+		LogMaxBytes:    16 << 20,
+		LogKeep:        3,
+		StatusFile:     filepath.Join(stateDir, egressStatusFile),
+		Upstream:       setup.Upstream,
+		AllowedRanges:  setup.Allowed,
+		SyntheticRange: egressSyntheticRange,
+		ProxyPort:      egressProxyPort,
+		DNSPort:        egressDNSPort,
+	}
+	if err := filter.WriteRules(cfg.RulesFile, setup.Rules); err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(stateDir, egressConfigFile)
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		return err
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer readyR.Close()
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		readyW.Close()
+		return err
+	}
+	defer devnull.Close()
+	cmd := exec.Command("/proc/self/exe", filter.SupervisorArg, cfgPath)
+	cmd.ExtraFiles = []*os.File{readyW} // fd 3 = filter.ReadyFD
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
+	// Detached: its own session, so that the caller's terminal signals
+	// and process group do not reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if err := cmd.Start(); err != nil {
+		readyW.Close()
+		return fmt.Errorf("egress filter: %w", err)
+	}
+	readyW.Close()
+	rec := egressRecord{SupervisorPid: cmd.Process.Pid, LogFile: cfg.LogFile}
+	if data, err := json.Marshal(rec); err == nil {
+		_ = os.WriteFile(filepath.Join(stateDir, "egress.json"), data, 0o600)
+	}
+	// Do not wait for it: it outlives this process.
+	_ = cmd.Process.Release()
+
+	msg := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(readyR).ReadString('\n')
+		msg <- strings.TrimSpace(line)
+	}()
+	select {
+	case m := <-msg:
+		if m == "ok" {
+			return nil
+		}
+		if m == "" {
+			m = "the filter exited before it was ready"
+		}
+		_ = filter.Stop(rec.SupervisorPid, 2*time.Second)
+		return fmt.Errorf("egress filter: %s", strings.TrimPrefix(m, "error: "))
+	case <-time.After(10 * time.Second):
+		_ = filter.Stop(rec.SupervisorPid, 2*time.Second)
+		return errors.New("egress filter: not ready within 10s")
+	}
+}
+
+// stopEgress stops a container's filter, if it has one.
+func stopEgress(stateDir string) error {
+	data, err := os.ReadFile(filepath.Join(stateDir, "egress.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var rec egressRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return err
+	}
+	return filter.Stop(rec.SupervisorPid, 5*time.Second)
+}
+
+// egressState describes the filter for `state`.
+func egressState(stateDir string) string {
+	st, err := filter.ReadStatus(filepath.Join(stateDir, egressStatusFile))
+	if err != nil {
+		return "pending"
+	}
+	switch st.State {
+	case "running":
+		gen := int64(0)
+		if r, err := filter.LoadRules(filepath.Join(stateDir, egressRulesFile)); err == nil {
+			gen = r.Generation
+		}
+		return fmt.Sprintf("filtering (generation %d)", gen)
+	case "restarting":
+		return "down, restarting: nothing gets out meanwhile (" + st.Error + ")"
+	case "failed":
+		return "failed: nothing gets out (" + st.Error + ")"
+	}
+	return st.State
+}
