@@ -44,6 +44,8 @@ type confinement struct {
 	Command []string `json:"command"`
 	// Floor names the administrator's floor policy ("" if none).
 	Floor string `json:"floor,omitempty"`
+	// User is run_as_user/run_as_group resolved at create.
+	User *specs.User `json:"user,omitempty"`
 	// Egress is the filter of a plan with network policies.
 	Egress *egressSetup `json:"egress,omitempty"`
 }
@@ -69,13 +71,29 @@ func (r *Runtime) confine(spec *specs.Spec) (*confinement, error) {
 		return nil, errors.New("policy: the container needs a /proc mount (clawrun's launcher runs from /proc/self/exe)")
 	}
 	c := &confinement{Plan: plan, Command: slices.Clone(spec.Process.Args), Floor: res.floor}
+	podRole := spec.Annotations[annotationCRIContainerType]
 	if len(plan.Network) > 0 {
 		if err := checkEgressNetwork(spec); err != nil {
 			return nil, err
 		}
-		if c.Egress, err = egressFor(plan, cfg); err != nil {
+		setup, err := egressFor(plan, cfg)
+		if err != nil {
 			return nil, err
 		}
+		if podRole == criContainer {
+			// The pod's sandbox runs the filter of the shared namespace.
+			if err := r.checkPodEgress(spec, setup); err != nil {
+				return nil, err
+			}
+		} else {
+			c.Egress = setup
+		}
+	}
+	if podRole == criSandbox {
+		// The sandbox (pause) container carries the pod's network policy
+		// only; each application container has its own file and seccomp
+		// policy.
+		plan.Layers, plan.Seccomp = nil, policy.SeccompPlan{Profile: seccomp.ProfileNone}
 	}
 	if c.Launch, err = launchSpec(plan); err != nil {
 		return nil, err
@@ -108,10 +126,17 @@ func (c *confinement) applyToProcess(p *specs.Process, rootfs string) error {
 		}
 	}
 	p.NoNewPrivileges = true
-	if c.Plan.RunAsUser != "" || c.Plan.RunAsGroup != "" {
-		if err := setUser(p, c.Plan.RunAsUser, c.Plan.RunAsGroup, rootfs); err != nil {
+	if c.User == nil && (c.Plan.RunAsUser != "" || c.Plan.RunAsGroup != "") {
+		u, err := resolveUser(p, c.Plan.RunAsUser, c.Plan.RunAsGroup, rootfs)
+		if err != nil {
 			return err
 		}
+		c.User = u
+	}
+	if c.User != nil {
+		// Resolved once, at create: an exec'd process gets the same ids
+		// whatever the container has done to its /etc since.
+		p.User = *c.User
 	}
 	p.Args = launcher.Command(p.Args)
 	return nil
@@ -161,9 +186,11 @@ func denyOnly(names []string) *configs.Seccomp {
 	return s
 }
 
-// setUser applies run_as_user/run_as_group, resolving names in the
-// container's own /etc/passwd and /etc/group. Root is refused.
-func setUser(p *specs.Process, userName, groupName, rootfs string) error {
+// resolveUser resolves run_as_user/run_as_group in the image's own
+// /etc/passwd and /etc/group, read inside the rootfs (symlinks cannot
+// point the lookup at host files) and only if they are regular files (a
+// FIFO cannot hang clawrun). Root is refused.
+func resolveUser(p *specs.Process, userName, groupName, rootfs string) (*specs.User, error) {
 	spec := userName
 	if spec == "" {
 		spec = strconv.Itoa(int(p.User.UID))
@@ -171,22 +198,58 @@ func setUser(p *specs.Process, userName, groupName, rootfs string) error {
 	if groupName != "" {
 		spec += ":" + groupName
 	}
-	defaults := &user.ExecUser{Uid: int(p.User.UID), Gid: int(p.User.GID)}
-	eu, err := user.GetExecUserPath(spec, defaults, filepath.Join(rootfs, "etc/passwd"), filepath.Join(rootfs, "etc/group"))
+	passwd, err := openInRootfs(rootfs, "etc/passwd")
 	if err != nil {
-		return fmt.Errorf("policy: process.run_as_user/run_as_group %q: %w", spec, err)
+		return nil, fmt.Errorf("policy: process.run_as_user: %w", err)
+	}
+	defer passwd.Close()
+	group, err := openInRootfs(rootfs, "etc/group")
+	if err != nil {
+		return nil, fmt.Errorf("policy: process.run_as_group: %w", err)
+	}
+	defer group.Close()
+	defaults := &user.ExecUser{Uid: int(p.User.UID), Gid: int(p.User.GID)}
+	eu, err := user.GetExecUser(spec, defaults, passwd, group)
+	if err != nil {
+		return nil, fmt.Errorf("policy: process.run_as_user/run_as_group %q: %w", spec, err)
 	}
 	if eu.Uid == 0 || eu.Gid == 0 {
-		return fmt.Errorf("policy: process.run_as_user/run_as_group %q resolves to root, which is not allowed", spec)
+		return nil, fmt.Errorf("policy: process.run_as_user/run_as_group %q resolves to root, which is not allowed", spec)
 	}
-	p.User.UID, p.User.GID = uint32(eu.Uid), uint32(eu.Gid)
-	p.User.AdditionalGids = nil
+	u := &specs.User{UID: uint32(eu.Uid), GID: uint32(eu.Gid)}
 	for _, g := range eu.Sgids {
 		if g != 0 {
-			p.User.AdditionalGids = append(p.User.AdditionalGids, uint32(g))
+			u.AdditionalGids = append(u.AdditionalGids, uint32(g))
 		}
 	}
-	return nil
+	return u, nil
+}
+
+// openInRootfs opens rel inside rootfs (RESOLVE_IN_ROOT) if it is a regular
+// file; a missing file reads as empty (numeric ids still work).
+func openInRootfs(rootfs, rel string) (*os.File, error) {
+	root, err := os.Open(rootfs)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	fd, err := unix.Openat2(int(root.Fd()), rel, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_NOCTTY,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if errors.Is(err, unix.ENOENT) {
+		return os.Open(os.DevNull)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("/%s: %w", rel, err)
+	}
+	f := os.NewFile(uintptr(fd), "/"+rel)
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("/%s is not a regular file", rel)
+	}
+	return f, nil
 }
 
 func hasProcMount(spec *specs.Spec) bool {

@@ -177,7 +177,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 	select {
 	case m := <-msg:
 		if m == "ok" {
-			return nil
+			return registerNetns(filepath.Dir(stateDir), cfg.Netns, id, setup.Rules)
 		}
 		if m == "" {
 			m = "the filter exited before it was ready"
@@ -192,6 +192,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 
 // stopEgress stops a container's filter, if it has one.
 func stopEgress(stateDir string) error {
+	unregisterNetns(filepath.Dir(stateDir), filepath.Base(stateDir))
 	data, err := os.ReadFile(filepath.Join(stateDir, "egress.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

@@ -25,14 +25,23 @@ func (r *Runtime) Start(id string) error {
 	}
 	switch status {
 	case libcontainer.Created:
+		stateDir := filepath.Join(r.Root, id)
+		conf, err := loadConfinement(stateDir)
+		if err != nil {
+			return err
+		}
+		if conf == nil {
+			return c.Exec()
+		}
+		fifo, err := startReport(stateDir)
+		if err != nil {
+			return err
+		}
+		defer fifo.Close()
 		if err := c.Exec(); err != nil {
 			return err
 		}
-		stateDir := filepath.Join(r.Root, id)
-		if conf, err := loadConfinement(stateDir); err != nil || conf == nil {
-			return err
-		}
-		return waitInitReport(c, stateDir)
+		return readReport(fifo, stateDir, true)
 	case libcontainer.Stopped:
 		return errors.New("cannot start a container that has stopped")
 	case libcontainer.Running:

@@ -128,7 +128,7 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 		}
 		if err == nil {
 			if err = r.container.Exec(); err == nil {
-				err = waitInitReport(r.container, r.stateDir)
+				err = report.wait(r.stateDir, true)
 			}
 		}
 		if err != nil {
@@ -152,8 +152,8 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 		}
 	}
 	if report != nil && !r.init {
-		// An exec'd process reports over a pipe right before it execs.
-		if err := report.waitExec(); err != nil {
+		// An exec'd process reports over a pipe until its command runs.
+		if err := report.wait(r.stateDir, false); err != nil {
 			terminate(process)
 			return -1, err
 		}

@@ -98,8 +98,8 @@ func Main() {
 	runtime.LockOSThread()
 	err := launch()
 	fmt.Fprintf(os.Stderr, "clawrun: %v\n", err)
-	var notFound *exec.Error
-	if errors.As(err, &notFound) {
+	// The shell's convention: 127 not found, 126 found but not runnable.
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 		os.Exit(127)
 	}
 	os.Exit(126)
@@ -152,9 +152,19 @@ func launch() error {
 		}
 		report.Seccomp = true
 	}
-	writeReport(spec.ReportFD, &report)
+	// The report stays open across the execve, close-on-exec: the runtime
+	// reads until it closes, so a command the policy will not let run
+	// (Landlock refuses EXECUTE only at execve) is reported as a failure
+	// rather than as a started process.
+	writeReportLine(spec.ReportFD, &report)
+	if spec.ReportFD >= 0 {
+		unix.CloseOnExec(spec.ReportFD)
+	}
 	err = syscall.Exec(path, args, env)
-	return &exec.Error{Name: args[0], Err: err}
+	err = &exec.Error{Name: args[0], Err: err}
+	report.Error = err.Error()
+	writeReport(spec.ReportFD, &report)
+	return err
 }
 
 // cleanEnv drops the launcher's own variables and libcontainer's, which
@@ -208,14 +218,22 @@ func executable(path string) error {
 	return nil
 }
 
-func writeReport(fd int, r *Report) {
+// writeReportLine writes r as one JSON line; the last line is the outcome.
+func writeReportLine(fd int, r *Report) {
 	if fd < 0 {
 		return
 	}
-	f := os.NewFile(uintptr(fd), "clawrun-report")
-	if f == nil {
+	data, err := json.Marshal(r)
+	if err != nil {
 		return
 	}
-	_ = json.NewEncoder(f).Encode(r)
-	_ = f.Close()
+	_, _ = unix.Write(fd, append(data, '\n'))
+}
+
+// writeReport writes the final line and closes the channel.
+func writeReport(fd int, r *Report) {
+	writeReportLine(fd, r)
+	if fd >= 0 {
+		_ = unix.Close(fd)
+	}
 }

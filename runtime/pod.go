@@ -1,0 +1,113 @@
+package runtime
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/egress"
+)
+
+// The CRI (containerd, CRI-O) tells a pod's sandbox from its containers.
+const (
+	annotationCRIContainerType = "io.kubernetes.cri.container-type"
+	criSandbox                 = "sandbox"
+	criContainer               = "container"
+)
+
+// netnsRecord says which container runs the egress filter of a network
+// namespace, and with which rules, so that the other containers of a pod
+// can join it. It is a file (not a directory) under --root, keyed by the
+// namespace's inode, so that `list` does not take it for a container.
+type netnsRecord struct {
+	Owner  string `json:"owner"`
+	Digest string `json:"rules_digest"`
+}
+
+func netnsRecordPath(root string, ino uint64) string {
+	return filepath.Join(root, "egress-netns-"+strconv.FormatUint(ino, 10)+".json")
+}
+
+// rulesDigest identifies an allow list whatever its generation.
+func rulesDigest(r *egress.Rules) string {
+	layers, _ := json.Marshal(r.Layers)
+	sum := sha256.Sum256(layers)
+	return hex.EncodeToString(sum[:])
+}
+
+func netnsInode(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// registerNetns records the filter of a namespace (at the sandbox's create).
+func registerNetns(root, nsPath, owner string, rules *egress.Rules) error {
+	ino, err := netnsInode(nsPath)
+	if err != nil {
+		return err
+	}
+	data, _ := json.Marshal(netnsRecord{Owner: owner, Digest: rulesDigest(rules)})
+	return os.WriteFile(netnsRecordPath(root, ino), data, 0o600)
+}
+
+// unregisterNetns removes the records owned by a container.
+func unregisterNetns(root, owner string) {
+	matches, _ := filepath.Glob(filepath.Join(root, "egress-netns-*.json"))
+	for _, m := range matches {
+		data, err := os.ReadFile(m)
+		if err != nil {
+			continue
+		}
+		var rec netnsRecord
+		if json.Unmarshal(data, &rec) == nil && rec.Owner == owner {
+			os.Remove(m)
+		}
+	}
+}
+
+// checkPodEgress lets an application container of a pod share its
+// sandbox's filter, and refuses one whose egress policy differs from the
+// pod's: the namespace has one filter, so one allow list.
+func (r *Runtime) checkPodEgress(spec *specs.Spec, setup *egressSetup) error {
+	nsPath := ""
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				nsPath = ns.Path
+			}
+		}
+	}
+	if nsPath == "" {
+		return errors.New("network_policies: a pod container without the pod's network namespace")
+	}
+	ino, err := netnsInode(nsPath)
+	if err != nil {
+		return fmt.Errorf("network_policies: the pod's network namespace: %w", err)
+	}
+	data, err := os.ReadFile(netnsRecordPath(r.Root, ino))
+	if errors.Is(err, os.ErrNotExist) {
+		return errors.New("network_policies: the pod has no egress filter: put the egress policy on the pod (its sandbox), not only on a container")
+	}
+	if err != nil {
+		return err
+	}
+	var rec netnsRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return err
+	}
+	if rec.Digest != rulesDigest(setup.Rules) {
+		return fmt.Errorf("network_policies: this container's egress policy differs from its pod's (filtered by %s); a pod has one egress policy", rec.Owner)
+	}
+	return nil
+}
