@@ -1,0 +1,183 @@
+package integration
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawrun/clawrun/test/bundle"
+)
+
+// floorDoc is an administrator's floor: the system read-only, /tmp
+// writable, nothing else.
+const floorDoc = `version: 1
+filesystem_policy:
+  read_only: [/bin, /usr, /etc, /proc]
+  read_write: [/tmp, /dev/null]
+`
+
+// wideDoc is a container policy that tries to widen the floor: /usr and
+// /srv writable.
+const wideDoc = `version: 1
+filesystem_policy:
+  read_only: [/bin, /etc, /proc]
+  read_write: [/usr, /srv, /tmp, /dev/null]
+`
+
+// sourceChecks tell which of /usr, /srv and /tmp are writable. /usr/w is
+// world-writable, so that only a policy can refuse the write there.
+func sourceChecks(usr, srv, tmp string) []pcheck {
+	return []pcheck{
+		pc("write-usr", "write /usr/w/x", usr, ""),
+		pc("write-srv", "write /srv/x", srv, ""),
+		pc("write-tmp", "write /tmp/x", tmp, ""),
+		pc("memfd", "memfd-exec", "ERR EPERM", ""), // the agent seccomp profile is the default
+	}
+}
+
+// TestPolicySources: every way a policy reaches a container (annotation
+// name, inline document, egress shortcut, the --policy floor as a name or
+// a file, the config file's floor_policy, policy_dir and default_policy),
+// and that a container's policy can narrow the floor, never widen it.
+func TestPolicySources(t *testing.T) {
+	t.Parallel()
+	policyRuntime(t)
+	const deny, ok = "ERR EACCES", "OK"
+
+	dir := t.TempDir()
+	floorFile := filepath.Join(dir, "floor.yaml")
+	policyDir := filepath.Join(dir, "policies")
+	mkdirAll(t, policyDir)
+	writeFile(t, floorFile, floorDoc)
+	writeFile(t, filepath.Join(policyDir, "wide.yaml"), wideDoc)
+	writeFile(t, filepath.Join(policyDir, "site-floor.yaml"), floorDoc)
+	config := func(body string) string {
+		return writeTemp(t, "config.yaml", body+"policy_dir: "+policyDir+"\n")
+	}
+
+	for _, tc := range []struct {
+		name    string
+		globals []string
+		edits   []func(*specs.Spec)
+		checks  []pcheck
+		policy  string   // state's clawrun.policy
+		layers  []string // state's landlock layer sources
+		egress  bool     // the plan has network_policies
+	}{
+		{name: "annotation-preset", edits: []func(*specs.Spec){withPolicy("agent-default")},
+			checks: sourceChecks(deny, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
+		{name: "annotation-inline", edits: []func(*specs.Spec){withInline(wideDoc)},
+			checks: sourceChecks(ok, ok, ok), policy: "inline", layers: []string{"inline"}},
+		// Egress only: no Landlock layer at all, but the seccomp profile.
+		{name: "egress-shortcut", edits: []func(*specs.Spec){annotate(annEgress, "api.example.com,pypi.org:443")},
+			checks: sourceChecks(ok, ok, ok), policy: "egress", layers: nil, egress: true},
+		{name: "egress-with-preset", edits: []func(*specs.Spec){withPolicy("agent-default"), annotate(annEgress, "api.example.com")},
+			checks: sourceChecks(deny, deny, ok), policy: "agent-default", layers: []string{"agent-default"}, egress: true},
+		{name: "floor-flag-preset", globals: []string{"--policy", "agent-default"},
+			checks: sourceChecks(deny, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
+		// The container's policy asks for /usr and /srv: the floor wins.
+		{name: "floor-flag-file-widened", globals: []string{"--policy", floorFile}, edits: []func(*specs.Spec){withInline(wideDoc)},
+			checks: sourceChecks(deny, deny, ok), policy: "floor:" + floorFile + " + inline", layers: []string{floorFile, "inline"}},
+		{name: "floor-config-file-widened", globals: []string{"--config", config("floor_policy: " + floorFile + "\n")},
+			edits:  []func(*specs.Spec){withPolicy("wide")},
+			checks: sourceChecks(deny, deny, ok), policy: "floor:" + floorFile + " + wide", layers: []string{floorFile, "wide"}},
+		{name: "floor-config-name", globals: []string{"--config", config("floor_policy: site-floor\n")},
+			checks: sourceChecks(deny, deny, ok), policy: "site-floor", layers: []string{"site-floor"}},
+		// --policy overrides the config's floor_policy.
+		{name: "floor-flag-over-config", globals: []string{"--config", config("floor_policy: site-floor\n"), "--policy", "wide"},
+			checks: sourceChecks(ok, ok, ok), policy: "wide", layers: []string{"wide"}},
+		{name: "config-default-policy", globals: []string{"--config", config("default_policy: agent-default\n")},
+			checks: sourceChecks(deny, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
+		// An annotation replaces the default policy (the floor stays).
+		{name: "config-default-replaced", globals: []string{"--config", config("default_policy: agent-default\n")},
+			edits:  []func(*specs.Spec){withPolicy("wide")},
+			checks: sourceChecks(ok, ok, ok), policy: "wide", layers: []string{"wide"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := policyRuntime(t)
+			b := r.probeBundle(append(slices.Clone(tc.edits), bundle.Shell(sleeper))...)
+			mkdirRootfs(t, b, "/srv", "/usr/w")
+			chmodRootfs(t, b, "/usr/w", 0o777)
+			id := newID(t)
+			r.runDetachedOut(id, b, tc.globals...)
+
+			c := r.fullState(id).Clawrun
+			var layers []string
+			for _, l := range c.Landlock.Layers {
+				layers = append(layers, l.Source)
+			}
+			wantStatus := "enforced"
+			if len(tc.layers) == 0 {
+				wantStatus = "none"
+			}
+			if c.Policy != tc.policy || !slices.Equal(layers, tc.layers) || c.Landlock.Status != wantStatus || !c.Seccomp.Loaded {
+				t.Errorf("state: want policy %q, layers %q, landlock %s, seccomp loaded; got %s", tc.policy, tc.layers, wantStatus, c)
+			}
+			checkEgress(t, c, tc.egress)
+			res := r.ok("exec", id, "sh", "-c", checkScript(tc.checks))
+			verifyChecks(t, tc.name, res.Stdout, tc.checks, wantPolicy)
+		})
+	}
+}
+
+// TestPolicyCompatibility: a policy path that does not exist in the
+// container fails creation under hard_requirement (with nothing left), and
+// is skipped, and reported, under best_effort.
+func TestPolicyCompatibility(t *testing.T) {
+	t.Parallel()
+	policyRuntime(t)
+	doc := func(compat string) string {
+		return fmt.Sprintf(`version: 1
+filesystem_policy:
+  read_only: [/bin, /usr, /no-such-dir]
+  read_write: [/tmp, /dev/null]
+landlock:
+  compatibility: %s
+`, compat)
+	}
+
+	t.Run("hard_requirement", func(t *testing.T) {
+		t.Parallel()
+		r := policyRuntime(t)
+		b := r.probeBundle(withInline(doc("hard_requirement")), bundle.Shell(sleeper))
+		for _, cmd := range []string{"create", "run"} {
+			id := newID(t)
+			r.track(id)
+			res := r.run(cmd, "--bundle", b, id)
+			assertFailure(t, res, "/no-such-dir")
+			if !strings.Contains(res.Stderr, "hard_requirement") {
+				t.Errorf("the error does not name hard_requirement:\n%s", res)
+			}
+			r.assertGone(id, b)
+		}
+		// Once the path exists the same policy runs.
+		mkdirRootfs(t, b, "/no-such-dir")
+		id := newID(t)
+		r.runDetachedOut(id, b)
+		if c := r.fullState(id).Clawrun; c.Landlock.Status != "enforced" || c.Landlock.Compatibility != "hard_requirement" || len(c.Landlock.Skipped) > 0 {
+			t.Errorf("with the path there: %s", c)
+		}
+	})
+
+	t.Run("best_effort", func(t *testing.T) {
+		t.Parallel()
+		r := policyRuntime(t)
+		b := r.probeBundle(withInline(doc("best_effort")), bundle.Shell(sleeper))
+		id := newID(t)
+		r.runDetachedOut(id, b)
+		c := r.fullState(id).Clawrun
+		// A path that does not exist weakens nothing: still "enforced".
+		if c.Landlock.Status != "enforced" || c.Landlock.Compatibility != "best_effort" ||
+			len(c.Landlock.Skipped) != 1 || c.Landlock.Skipped[0].Path != "/no-such-dir" || c.Landlock.Skipped[0].Reason != "does not exist" {
+			t.Errorf("want enforced, best_effort, /no-such-dir skipped as missing; got %s", c)
+		}
+		checks := []pcheck{pc("write-usr", "write /usr/x", "ERR EACCES", ""), pc("write-tmp", "write /tmp/x", "OK", "")}
+		res := r.ok("exec", id, "sh", "-c", checkScript(checks))
+		verifyChecks(t, "best_effort", res.Stdout, checks, wantPolicy)
+	})
+}
