@@ -1,12 +1,14 @@
 package filter
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -207,8 +209,8 @@ func listenerFiles(ln *egress.Listeners) ([]*os.File, string, error) {
 
 // Stop asks the supervisor with the given pid to stop, and waits for it.
 func Stop(pid int, timeout time.Duration) error {
-	if pid <= 0 {
-		return nil
+	if pid <= 0 || !isSupervisor(pid) {
+		return nil // gone (its pid may even belong to another process now)
 	}
 	if err := unix.Kill(pid, unix.SIGTERM); err != nil {
 		if errors.Is(err, unix.ESRCH) {
@@ -224,8 +226,35 @@ func Stop(pid int, timeout time.Duration) error {
 		// The supervisor may be our child (run in the foreground): reap it.
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		// Usually it is not (its starter exited): it stays a zombie until
+		// init or a subreaper reaps it, which some do only now and then.
+		// A zombie has done all it had to do.
+		if zombie(pid) {
+			return nil
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	_ = unix.Kill(pid, syscall.SIGKILL)
 	return fmt.Errorf("egress supervisor %d did not stop within %s", pid, timeout)
+}
+
+// isSupervisor tells whether pid is still an egress supervisor.
+func isSupervisor(pid int) bool {
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	return len(args) > 1 && args[1] == SupervisorArg
+}
+
+// zombie reports whether pid has exited but was not reaped yet.
+func zombie(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which may hold ')'.
+	i := bytes.LastIndexByte(data, ')')
+	return i >= 0 && i+2 < len(data) && (data[i+2] == 'Z' || data[i+2] == 'X')
 }
