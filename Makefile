@@ -23,9 +23,11 @@ deps:
 
 build:
 	$(GOBUILD) -o bin/clawrun ./cmd/clawrun
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/containerd-shim-clawrun-v2 ./cmd/containerd-shim-clawrun-v2
 
 install: build
 	install -D -m 0755 bin/clawrun $(DESTDIR)$(BINDIR)/clawrun
+	install -D -m 0755 bin/containerd-shim-clawrun-v2 $(DESTDIR)$(BINDIR)/containerd-shim-clawrun-v2
 
 # Everything CI runs.
 test: deps lint build unit integration conformance
