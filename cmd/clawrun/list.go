@@ -4,11 +4,38 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/clawrun/clawrun/runtime"
 )
+
+func policyName(c *runtime.Confinement) string {
+	if c == nil {
+		return "-"
+	}
+	return strings.ReplaceAll(c.Policy, " ", "")
+}
+
+// enforced sums up a confined container in one column.
+func enforced(c *runtime.Confinement) string {
+	if c == nil {
+		return "-"
+	}
+	ll := "landlock:" + c.Landlock.Status
+	if c.Landlock.ABI > 0 {
+		ll += fmt.Sprintf("(abi%d)", c.Landlock.ABI)
+	}
+	eg := "egress:off"
+	if c.Egress != "off" {
+		eg = "egress:" + strings.ReplaceAll(strings.ReplaceAll(c.Egress, " (generation ", "/gen"), ")", "")
+	}
+	return ll + ",seccomp:" + c.Seccomp.Profile + "," + eg
+}
 
 var listCommand = &cli.Command{
 	Name:  "list",
@@ -40,11 +67,21 @@ var listCommand = &cli.Command{
 		}
 		switch c.String("format") {
 		case "table":
+			// runc's columns; confined containers add what is enforced.
+			confined := slices.ContainsFunc(states, func(s runtime.State) bool { return s.Clawrun != nil })
 			w := tabwriter.NewWriter(os.Stdout, 12, 1, 3, ' ', 0)
-			fmt.Fprint(w, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER\n")
+			fmt.Fprint(w, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER")
+			if confined {
+				fmt.Fprint(w, "\tPOLICY\tENFORCED")
+			}
+			fmt.Fprintln(w)
 			for _, s := range states {
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n",
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s",
 					s.ID, s.InitProcessPid, s.Status, s.Bundle, s.Created.Format(time.RFC3339Nano), s.Owner)
+				if confined {
+					fmt.Fprintf(w, "\t%s\t%s", policyName(s.Clawrun), enforced(s.Clawrun))
+				}
+				fmt.Fprintln(w)
 			}
 			return w.Flush()
 		case "json":
