@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 
 	"github.com/vishvananda/netlink"
@@ -101,8 +102,23 @@ func Listen(nsFD int, ports Ports) (*Listeners, error) {
 
 // EnsureRoutes makes outbound connections reach netfilter in a namespace
 // with no route out (a fresh one has only lo): without a default route,
-// connect() fails with ENETUNREACH before the redirect can see it.
+// connect() fails with ENETUNREACH before the redirect can see it. It also
+// lets redirected packets keep a non-loopback source on their way to
+// 127.0.0.1 (route_localnet; without it they are dropped as martians in a
+// namespace with a real interface, such as Docker's or a pod's); the rules
+// drop anything arriving from outside for 127.0.0.0/8.
 func EnsureRoutes(nsFD int) error {
+	if err := inNetns(nsFD, func() error {
+		for _, conf := range []string{"all", "default"} {
+			p := "/proc/sys/net/ipv4/conf/" + conf + "/route_localnet"
+			if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("route_localnet: %w", err)
+	}
 	h, err := netlink.NewHandleAt(netns.NsHandle(nsFD))
 	if err != nil {
 		return err

@@ -72,6 +72,13 @@ func InstallRules(nsFD int, ports Ports) error {
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &drop,
 	})
 	conn.AddRule(&nftables.Rule{Table: table, Chain: filter, Exprs: concat(oifLoopback(), accept())})
+	// Traffic the nat chain redirected to the filter. "oif lo" alone does
+	// not see it when the namespace has a real route (Docker's, a CNI's):
+	// the output interface a chain sees is the one routed before the
+	// redirect, for every chain of the hook. The rewritten destination is
+	// loopback, which is only ever routed to lo.
+	conn.AddRule(&nftables.Rule{Table: table, Chain: filter, Exprs: concat(daddrLoopback4(), accept())})
+	conn.AddRule(&nftables.Rule{Table: table, Chain: filter, Exprs: concat(daddrLoopback6(), accept())})
 	// Replies of connections that came in (a published port): the reply
 	// direction of an established flow the container did not start.
 	conn.AddRule(&nftables.Rule{Table: table, Chain: filter, Exprs: []expr.Any{
@@ -83,6 +90,20 @@ func InstallRules(nsFD int, ports Ports) error {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: le32(0)},
 		&expr.Verdict{Kind: expr.VerdictAccept},
 	}})
+	// Nothing from outside may reach 127.0.0.0/8 (route_localnet is on so
+	// that redirected traffic keeps its source; see EnsureRoutes).
+	input := conn.AddChain(&nftables.Chain{
+		Name: "input", Table: table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter,
+	})
+	conn.AddRule(&nftables.Rule{Table: table, Chain: input, Exprs: concat(
+		[]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIF, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: le32(loIndex)},
+		},
+		daddrLoopback4(),
+		[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}},
+	)})
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("nftables: install rules: %w", err)
 	}

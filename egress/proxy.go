@@ -45,6 +45,7 @@ type flow struct {
 	host             string
 	port             int
 	binaries         []string
+	http             bool // plain HTTP: its requests are checked one by one
 }
 
 // Serve accepts connections until ln is closed.
@@ -76,7 +77,11 @@ func (p *Proxy) Recheck() int {
 	defer p.mu.Unlock()
 	closed := 0
 	for f := range p.live {
-		if d := rules.MatchBinary(f.host, f.port, f.binaries); !d.Allow {
+		d := rules.MatchBinary(f.host, f.port, f.binaries)
+		if f.http {
+			d = rules.MatchHTTPConnection(f.host, f.port, f.binaries)
+		}
+		if !d.Allow {
 			f.client.Close()
 			f.upstream.Close()
 			closed++

@@ -42,7 +42,7 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 		return
 	}
 	rec.ResolvedIP = ip.String()
-	f := &flow{client: client, upstream: up, host: head.Host, port: port, binaries: binaries}
+	f := &flow{client: client, upstream: up, host: head.Host, port: port, binaries: binaries, http: true}
 	p.track(f, true)
 	defer p.track(f, false)
 
@@ -54,7 +54,7 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 		in, _ = io.Copy(client, up)
 		closeWrite(client)
 	}()
-	out, last := p.forwardRequests(client, br, up, head, rules, port, binaries)
+	out, last := p.forwardRequests(client, br, up, head, dst, binaries)
 	closeWrite(up)
 	if !last.Allow {
 		// A later request was refused: end the connection now.
@@ -65,17 +65,16 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 	client.Close()
 	up.Close()
 	rec.BytesOut, rec.BytesIn = out, in
-	if !last.Allow {
-		finish(last)
-		return
-	}
+	// The connection is logged as what it was allowed for (its host, the
+	// bytes); a later request that was refused has a record of its own.
 	finish(d)
 }
 
 // forwardRequests forwards head and the requests after it until the client
 // is done or a request is refused (returned as the last decision).
-func (p *Proxy) forwardRequests(client net.Conn, br *bufio.Reader, up net.Conn, head RequestHead, rules *Rules, port int, binaries []string) (int64, Decision) {
+func (p *Proxy) forwardRequests(client net.Conn, br *bufio.Reader, up net.Conn, head RequestHead, dst netip.AddrPort, binaries []string) (int64, Decision) {
 	var out int64
+	port := int(dst.Port())
 	host := head.Host
 	for {
 		n, err := up.Write(head.Raw)
@@ -104,8 +103,8 @@ func (p *Proxy) forwardRequests(client net.Conn, br *bufio.Reader, up net.Conn, 
 			d = Decision{Reason: ReasonNotAllowed}
 		}
 		if !d.Allow {
-			p.log(Record{Generation: cur.Generation, Protocol: "http", Host: next.Host, Port: port,
-				Decision: "deny", Reason: d.Reason, Rule: d.Rule})
+			p.log(Record{Generation: cur.Generation, Protocol: "http", Source: client.RemoteAddr().String(),
+				Destination: dst.String(), Host: next.Host, Port: port, Decision: "deny", Reason: d.Reason, Rule: d.Rule})
 			denyHTTP(client, next.Host, port, d.Reason)
 			return out, d
 		}

@@ -247,9 +247,10 @@ func isIPLiteral(host string) bool {
 type matchMode int
 
 const (
-	modeName    matchMode = iota // DNS: the name, no port, no process
-	modeOpaque                   // TLS or raw TCP: name (SNI) and port only
-	modeRequest                  // one plain-HTTP request
+	modeName     matchMode = iota // DNS: the name, no port, no process
+	modeOpaque                    // TLS or raw TCP: name (SNI) and port only
+	modeRequest                   // one plain-HTTP request
+	modeHTTPConn                  // an open plain-HTTP connection: name, port, process (requests are checked each)
 )
 
 type matchQuery struct {
@@ -314,6 +315,13 @@ func (r *Rules) MatchBinary(host string, port int, exes []string) Decision {
 // rules are checked instead. Call it for every request of a connection.
 func (r *Rules) MatchRequest(host string, port int, exes []string, method, target string) Decision {
 	return r.decide(host, matchQuery{port: port, exes: exes, mode: modeRequest, method: method, target: target})
+}
+
+// MatchHTTPConnection decides whether an open plain-HTTP connection may
+// stay open (after a reload): MatchBinary without Unenforceable, which is
+// about TLS; each next request is still checked with MatchRequest.
+func (r *Rules) MatchHTTPConnection(host string, port int, exes []string) Decision {
+	return r.decide(host, matchQuery{port: port, exes: exes, mode: modeHTTPConn})
 }
 
 // NameAllowed decides a DNS query: is there, in every layer, an endpoint

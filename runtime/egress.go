@@ -213,6 +213,11 @@ func egressState(stateDir string) string {
 	if err != nil {
 		return "pending"
 	}
+	if (st.State == "running" || st.State == "restarting") && !supervisorAlive(st.Supervisor) {
+		// Killed (SIGKILL, OOM) before it could say so: its worker died
+		// with it, its rules stay, nothing gets out.
+		return fmt.Sprintf("down: the filter's supervisor (pid %d) is gone: nothing gets out", st.Supervisor)
+	}
 	switch st.State {
 	case "running":
 		gen := int64(0)
@@ -226,4 +231,22 @@ func egressState(stateDir string) string {
 		return "failed: nothing gets out (" + st.Error + ")"
 	}
 	return st.State
+}
+
+// supervisorAlive tells whether pid is a filter supervisor that has not
+// exited (a zombie has; a reused pid is another program).
+func supervisorAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || !strings.Contains(string(cmdline), filter.SupervisorArg) {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	return i >= 0 && i+2 < len(stat) && stat[i+2] != 'Z' && stat[i+2] != 'X'
 }

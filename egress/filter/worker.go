@@ -72,10 +72,16 @@ func work(configPath string) error {
 		return fmt.Errorf("synthetic range: %w", err)
 	}
 	logRecord := func(r egress.Record) { _ = log.Write(r) }
+	pool := egress.NewSyntheticPool(synth)
+	// Give the protocol: tcp names their addresses now, in the rules'
+	// order, not in the order the container asks: a restarted worker then
+	// maps the addresses the container still has cached back to the same
+	// names (wildcard names are still assigned when first asked).
+	assignSynthetic(pool, initial)
 	resolver := &egress.Resolver{
 		Rules:         current,
 		Upstream:      cfg.Upstream,
-		Synthetic:     egress.NewSyntheticPool(synth),
+		Synthetic:     pool,
 		Log:           logRecord,
 		Container:     cfg.Container,
 		ConfigAllowed: allowed,
@@ -125,6 +131,7 @@ func work(configPath string) error {
 				fmt.Fprintln(os.Stderr, "clawrun egress worker: reload:", err)
 				continue
 			}
+			assignSynthetic(pool, next)
 			rules.Store(next)
 			proxy.Recheck()
 		case err := <-errs:
@@ -183,4 +190,21 @@ func inheritedListeners() (proxies []net.Listener, udps []net.PacketConn, tcps [
 		tcps = append(tcps, l)
 	}
 	return proxies, udps, tcps, nil
+}
+
+// assignSynthetic assigns the synthetic addresses of the exact names of
+// the rules' protocol: tcp endpoints.
+func assignSynthetic(pool *egress.SyntheticPool, r *egress.Rules) {
+	for _, l := range r.Layers {
+		for _, p := range l.Policies {
+			for _, e := range p.Endpoints {
+				if e.Protocol != "tcp" || strings.HasPrefix(e.Host, "*.") {
+					continue
+				}
+				if _, ok := r.TCPEndpoint(e.Host); ok {
+					pool.Assign(e.Host)
+				}
+			}
+		}
+	}
 }
