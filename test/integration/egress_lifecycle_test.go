@@ -1,0 +1,331 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestEgressHotReload: `clawrun policy apply` switches a running
+// container to a new generation, closes the open connections it denies
+// (and only those), and rejects an invalid file, keeping the old policy.
+func TestEgressHotReload(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startPolicy(r, policyDoc(`  web:
+    endpoints:
+      - {host: allowed.test, port: 443}
+      - {host: other.test, port: 443}
+      - {host: svc.test, port: 2222, protocol: tcp}
+      - {host: other.test, port: 80}
+  api:
+    endpoints:
+      - host: allowed.test
+        port: 80
+        protocol: rest
+        rules:
+          - allow: {method: GET, path: /ok}
+`))
+	if st := c.egressState(); st != "filtering (generation 1)" {
+		t.Errorf("state: egress %q, want filtering (generation 1)", st)
+	}
+	// Live connections: three the new policy denies (TLS, a TCP stream,
+	// HTTP keep-alive), two it keeps (TLS, HTTP keep-alive to an endpoint
+	// with request rules). The HTTP clients send their second request
+	// 5 s after the first, after the reload.
+	em, lm := fn.mark(), c.logMark()
+	hold := func(args ...string) *proc {
+		return r.startBG(runOpts{Timeout: time.Minute}, append(append(fn.globals(), "exec", c.id, "probe"), args...)...)
+	}
+	denyTLS := hold("tls", "other.test", "443", "other.test", "30")
+	denyTCP := hold("tcp", "svc.test", "2222", "30")
+	denyHTTP := hold("http-hold", "other.test", "80", "other.test", "5")
+	keep := hold("tls", "allowed.test", "443", "allowed.test", "7")
+	keepHTTP := hold("http-hold", "allowed.test", "80", "allowed.test", "5", "/ok")
+	fn.waitSaw(t, em, "the held TLS connection", sawTLS("other.test", fn.ip(hOther)).match)
+	fn.waitSaw(t, em, "the held HTTP connection", sawHTTP("other.test", fn.ip(hOther)).match)
+	fn.waitSaw(t, em, "the kept HTTP connection", sawHTTP("allowed.test", fn.ip(hAllowed)).match)
+	fn.waitSaw(t, em, "the held TCP stream", sawConnTo(fn.ip(hSvc), 2222).match)
+	fn.waitSaw(t, em, "the kept TLS connection", sawTLS("allowed.test", fn.ip(hAllowed)).match)
+
+	gen2 := writeTemp(t, "gen2.yaml", policyDoc(`  web:
+    endpoints:
+      - {host: allowed.test, port: 443}
+  api:
+    endpoints:
+      - host: allowed.test
+        port: 80
+        protocol: rest
+        rules:
+          - allow: {method: GET, path: /ok}
+`))
+	applied := time.Now()
+	res := r.ok(append(fn.globals(), "policy", "apply", c.id, gen2)...)
+	if !strings.Contains(res.Stdout, "generation 2") {
+		t.Errorf("policy apply: %q does not name generation 2", res.Stdout)
+	}
+	for _, p := range []struct {
+		name string
+		p    *proc
+		want string
+	}{{"TLS to other.test", denyTLS, "OK CLOSED"}, {"TCP to svc.test", denyTCP, "OK CLOSED"}} {
+		out := p.p.wait(15 * time.Second)
+		if !strings.HasPrefix(strings.TrimSpace(out.Stdout), p.want) {
+			t.Errorf("held %s: got %q, want %q (closed by the reload)", p.name, out.Stdout, p.want)
+		}
+		if took := time.Since(applied); took > 10*time.Second {
+			t.Errorf("held %s: closed %v after the reload", p.name, took)
+		}
+	}
+	if out := denyHTTP.wait(20 * time.Second); !strings.HasPrefix(strings.TrimSpace(out.Stdout), "OK 200 host=other.test") ||
+		!strings.Contains(out.Stdout, "| ERR ") {
+		t.Errorf("held HTTP to other.test: got %q, want its second request cut off by the reload", out.Stdout)
+	}
+	if out := keep.wait(20 * time.Second); !strings.HasPrefix(strings.TrimSpace(out.Stdout), "OK OPEN") {
+		t.Errorf("the TLS connection the new policy allows: got %q, want it left open", out.Stdout)
+	}
+	kept := "OK 200 host=allowed.test local=" + fn.ip(hAllowed) + " path=/ok | 200 host=allowed.test"
+	if out := keepHTTP.wait(20 * time.Second); !strings.HasPrefix(strings.TrimSpace(out.Stdout), kept) {
+		t.Errorf("the HTTP connection the new policy allows (an endpoint with request rules): got %q, want %q", out.Stdout, kept)
+	}
+	for _, w := range []want{
+		connWant("tcp", "other.test", 443, "deny", "not_allowed"),
+		connWant("tcp", "svc.test", 2222, "deny", "not_allowed"),
+		connWant("tcp", "other.test", 80, "deny", "not_allowed"),
+	} {
+		if d := c.waitDecision(lm, w); d.Generation != 2 {
+			t.Errorf("the reload's decision has generation %d, want 2: %s", d.Generation, d)
+		}
+	}
+	if st := c.egressState(); st != "filtering (generation 2)" {
+		t.Errorf("state: egress %q, want filtering (generation 2)", st)
+	}
+	c.checks(
+		echeck{name: "generation 2: other.test is denied",
+			args:  []string{"tls", fn.ip(hOther), "443", "other.test"},
+			out:   "ERR EOF|ERR ECONNRESET",
+			dec:   []want{connWant("tls", "other.test", 443, "deny", "not_allowed")},
+			never: []seen{nothing}},
+		echeck{name: "generation 2: other.test does not resolve",
+			args:  []string{"dns", fn.ip(hDNS), "other.test"},
+			out:   "ERR NXDOMAIN",
+			dec:   []want{dnsWant("other.test", "A", "deny", "not_allowed")},
+			never: []seen{queryContaining("other.test")}},
+	)
+
+	// Invalid files change nothing.
+	for _, bad := range []struct{ name, doc, cause string }{
+		{"bad port", policyDoc("  web:\n    endpoints:\n      - {host: other.test, port: 70000}\n"), "port"},
+		{"not YAML", "network_policies: [\n", "invalid YAML"},
+		{"no network_policies", "version: 1\n", "network_policies"},
+	} {
+		f := writeTemp(t, "bad.yaml", bad.doc)
+		res := r.run(append(fn.globals(), "policy", "apply", c.id, f)...)
+		assertFailure(t, res, bad.cause)
+		if st := c.egressState(); st != "filtering (generation 2)" {
+			t.Errorf("%s: state: egress %q, want filtering (generation 2)", bad.name, st)
+		}
+	}
+	lm = c.logMark()
+	c.checks(
+		echeck{name: "after the rejected files: allowed.test",
+			args: []string{"tls", "allowed.test", "443", "allowed.test"},
+			out:  "OK cn=allowed.test verify=ok",
+			dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
+			saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}},
+		echeck{name: "after the rejected files: other.test",
+			args:  []string{"tls", fn.ip(hOther), "443", "other.test"},
+			out:   "ERR EOF|ERR ECONNRESET",
+			dec:   []want{connWant("tls", "other.test", 443, "deny", "not_allowed")},
+			never: []seen{nothing}},
+	)
+	for _, d := range c.decisions()[lm:] {
+		if d.Generation != 2 {
+			t.Errorf("after the rejected files, a decision of generation %d: %s", d.Generation, d)
+		}
+	}
+
+	// A new generation can widen as well.
+	gen3 := writeTemp(t, "gen3.yaml", policyDoc(`  web:
+    endpoints:
+      - {host: allowed.test, port: 443}
+      - {host: denied.test, port: 443}
+`))
+	r.ok(append(fn.globals(), "policy", "apply", c.id, gen3)...)
+	c.check(echeck{name: "generation 3: denied.test is allowed",
+		args: []string{"tls", "denied.test", "443", "denied.test"},
+		out:  "OK cn=denied.test verify=ok hello sni=denied.test local=" + fn.ip(hDenied),
+		dec:  []want{connWant("tls", "denied.test", 443, "allow", "allowed")},
+		saw:  []seen{sawTLS("denied.test", fn.ip(hDenied))}})
+	if st := c.egressState(); st != "filtering (generation 3)" {
+		t.Errorf("state: egress %q, want filtering (generation 3)", st)
+	}
+}
+
+// TestEgressFilterKilled: a killed worker is restarted by the supervisor;
+// with the supervisor killed too, nothing gets out and state says so.
+func TestEgressFilterKilled(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startPolicy(r, policyDoc(`  web:
+    endpoints:
+      - {host: allowed.test, port: 443}
+      - {host: svc.test, port: 2222, protocol: tcp}
+`))
+	line := c.check(echeck{name: "synthetic address",
+		args: []string{"dns", fn.ip(hDNS), "svc.test"},
+		out:  "OK A:100.127.",
+		dec:  []want{dnsWant("svc.test", "A", "allow", "allowed")}})
+	synthetic := strings.TrimPrefix(strings.Fields(line)[1], "A:")
+	tcpWorks := echeck{name: "TCP to the synthetic address (cached by the client)",
+		args: []string{"tcp", synthetic, "2222"},
+		out:  "OK BANNER " + fn.ip(hSvc),
+		dec:  []want{connWant("tcp", "svc.test", 2222, "allow", "allowed")},
+		saw:  []seen{sawConnTo(fn.ip(hSvc), 2222)}}
+	c.check(tcpWorks)
+	works := echeck{name: "allowed TLS",
+		args: []string{"tls", "allowed.test", "443", "allowed.test"},
+		out:  "OK cn=allowed.test verify=ok",
+		dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
+		saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}}
+	c.check(works)
+	st := c.status()
+	if st.State != "running" || !pidAlive(st.Supervisor) || !pidAlive(st.Worker) {
+		t.Fatalf("filter status %+v: want running with a live supervisor and worker", st)
+	}
+
+	// kill -9 the worker: the supervisor starts another on the same sockets.
+	if err := syscall.Kill(st.Worker, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var now egressStatus
+	waitFor(t, 10*time.Second, "a new worker", func() bool {
+		now = c.status()
+		return now.State == "running" && now.Worker != st.Worker && now.Restarts >= 1 && pidAlive(now.Worker)
+	})
+	if now.Supervisor != st.Supervisor {
+		t.Errorf("the supervisor changed: %d -> %d", st.Supervisor, now.Supervisor)
+	}
+	if s := c.egressState(); s != "filtering (generation 1)" {
+		t.Errorf("after the worker's restart, state says egress %q", s)
+	}
+	c.check(works)
+	// The client still holds the synthetic address (its TTL is 60 s): the
+	// new worker must map it back to the same name.
+	c.check(tcpWorks)
+	c.check(echeck{name: "DNS after the restart",
+		args: []string{"dns", fn.ip(hDNS), "allowed.test"},
+		out:  "OK A:" + fn.ip(hAllowed),
+		dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")}})
+
+	// kill -9 the supervisor: the worker dies with it, the rules stay.
+	pid := r.state(c.id).Pid
+	if err := syscall.Kill(now.Supervisor, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the filter to be gone", func() bool {
+		return !pidAlive(now.Supervisor) && !pidAlive(now.Worker)
+	})
+	if tables := nftTables(t, pid); !strings.Contains(tables, "table inet clawrun") {
+		t.Errorf("the rules went with the filter:\n%s", tables)
+	}
+	c.checks(
+		echeck{name: "allowed TLS, filter dead",
+			args:  []string{"tls", "allowed.test", "443", "allowed.test"},
+			out:   "ERR ",
+			never: []seen{nothing}},
+		echeck{name: "TLS to an address, filter dead",
+			args:  []string{"tls", fn.ip(hAllowed), "443", "allowed.test"},
+			out:   "ERR ECONNREFUSED|ERR EOF|ERR ECONNRESET|ERR ETIMEDOUT",
+			never: []seen{nothing}},
+		echeck{name: "DNS, filter dead",
+			args:  []string{"dns", fn.ip(hDNS), "allowed.test"},
+			out:   "ERR ",
+			never: []seen{nothing}},
+		echeck{name: "UDP, filter dead",
+			args:  []string{"udp", fn.ip(hDNS), "7"},
+			out:   "ERR ",
+			never: []seen{nothing}},
+	)
+	if s := c.egressState(); strings.HasPrefix(s, "filtering") {
+		t.Errorf("the filter's supervisor and worker are dead, yet state says egress %q", s)
+	}
+}
+
+// TestEgressNoLeftovers: creating and deleting containers with egress
+// policies leaves no filter process, namespace, nftables table or
+// listener behind. CLAWRUN_EGRESS_CHURN sets how many (default 20).
+func TestEgressNoLeftovers(t *testing.T) {
+	r, fn := egressRuntime(t)
+	n := 20
+	if v := os.Getenv("CLAWRUN_EGRESS_CHURN"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("CLAWRUN_EGRESS_CHURN=%q: want a positive number", v)
+		}
+	}
+	b := fn.egressBundle(r, withInline(policyDoc(`  web:
+    endpoints:
+      - {host: allowed.test, port: 443}
+      - {host: svc.test, port: 2222, protocol: tcp}
+`)))
+	hostTables, err := runCmd(cmdTimeout, "nft", "list", "tables")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	inodes := map[uint64]bool{}
+	var ids []string
+	for i := range n {
+		id := newID(t)
+		r.track(id)
+		r.ok(append(fn.globals(), "create", "--bundle", b, id)...)
+		ids = append(ids, id)
+		pid := r.state(id).Pid
+		ino, err := netnsOf(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inodes[ino] = true
+		// Check a few in depth: rules, listeners, filter processes.
+		if i < 3 || i == n-1 {
+			if tables := nftTables(t, pid); !strings.Contains(tables, "table inet clawrun") {
+				t.Errorf("%s: no clawrun table in its namespace:\n%s", id, tables)
+			}
+			if l := listenersIn(t, pid); !strings.Contains(l, "0100007F:3A99") || !strings.Contains(l, "0100007F:3ACD") {
+				t.Errorf("%s: the filter's listeners (127.0.0.1:15001 and :15053) are not in its namespace:\n%s", id, l)
+			}
+			if procs := filterProcs(filepath.Join(r.root, id)); len(procs) != 2 {
+				t.Errorf("%s: %d filter processes, want a supervisor and a worker", id, len(procs))
+			}
+		}
+	}
+	created := time.Since(start)
+	if procs := filterProcs(r.root); len(procs) != 2*n {
+		t.Errorf("%d filter processes for %d containers", len(procs), n)
+	}
+	for _, id := range ids {
+		r.ok(append(fn.globals(), "delete", id)...)
+	}
+	total := time.Since(start)
+	t.Logf("%d containers with egress policies: created in %v, created and deleted in %v (%.0f ms per container)",
+		n, created.Round(time.Millisecond), total.Round(time.Millisecond), float64(total.Milliseconds())/float64(n))
+
+	waitFor(t, 10*time.Second, "no filter process left", func() bool { return len(filterProcs(r.root)) == 0 })
+	if held := netnsHeld(inodes); len(held) > 0 {
+		t.Errorf("the containers' network namespaces are still held:\n  %s", strings.Join(held, "\n  "))
+	}
+	for _, id := range ids {
+		if _, err := os.Stat(filepath.Join(r.root, id)); !os.IsNotExist(err) {
+			t.Errorf("%s: state dir left (%v)", id, err)
+		}
+	}
+	if pids := procsInRootfs(t, b); len(pids) > 0 {
+		t.Errorf("processes left in the containers' rootfs: %v", pids)
+	}
+	if out, err := runCmd(cmdTimeout, "nft", "list", "tables"); err != nil || out != hostTables {
+		t.Errorf("the host's nftables tables changed: %q -> %q (%v)", hostTables, out, err)
+	}
+}

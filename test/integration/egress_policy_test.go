@@ -1,0 +1,261 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// TestEgressTCPEndpoint: a protocol: tcp endpoint is reached through a
+// synthetic address that the resolver hands out without asking upstream;
+// the server speaks first and the proxy dials the name's real address.
+func TestEgressTCPEndpoint(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startPolicy(r, policyDoc(`  db:
+    endpoints:
+      - {host: svc.test, port: 2222, protocol: tcp}
+`))
+	line := c.check(echeck{name: "synthetic address",
+		args:  []string{"dns", fn.ip(hDNS), "svc.test"},
+		out:   "OK A:100.127.",
+		dec:   []want{dnsWant("svc.test", "A", "allow", "allowed")},
+		never: []seen{queryContaining("svc.test")}})
+	synthetic := strings.TrimPrefix(strings.Fields(line)[1], "A:")
+	c.checks(
+		echeck{name: "the server speaks first",
+			args: []string{"tcp", "svc.test", "2222"},
+			out:  "OK BANNER " + fn.ip(hSvc),
+			dec:  []want{connWant("tcp", "svc.test", 2222, "allow", "allowed")},
+			saw:  []seen{sawConnTo(fn.ip(hSvc), 2222)}},
+		echeck{name: "the synthetic address on another port",
+			args:  []string{"tcp", synthetic, "2223"},
+			out:   "ERR EOF|ERR ECONNRESET",
+			dec:   []want{connWant("tcp", "svc.test", 2223, "deny", "port")},
+			never: []seen{{"a connection", isKind("accept")}}},
+	)
+	for _, d := range c.decisions() {
+		if d.Protocol == "tcp" && d.Decision == "allow" && d.ResolvedIP != fn.ip(hSvc) {
+			t.Errorf("the proxy should dial svc.test's real address %s: %s", fn.ip(hSvc), d)
+		}
+	}
+}
+
+// TestEgressAllowedIPs: allowed_ips opens a range the runtime config does
+// not (198.18.N+1.0/24) for that endpoint only.
+func TestEgressAllowedIPs(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startPolicy(r, policyDoc(`  inside:
+    endpoints:
+      - {host: inside.test, port: 443, allowed_ips: ["`+fn.range2()+`"]}
+      - {host: inside2.test, port: 443}
+`))
+	inside := fn.ip2(hSecond)
+	c.checks(
+		echeck{name: "endpoint with allowed_ips: resolved",
+			args: []string{"dns", fn.ip(hDNS), "inside.test"},
+			out:  "OK A:" + inside,
+			dec:  []want{dnsWant("inside.test", "A", "allow", "allowed")}},
+		echeck{name: "endpoint with allowed_ips: connected",
+			args: []string{"tls", "inside.test", "443", "inside.test"},
+			out:  "OK cn=inside.test verify=ok hello sni=inside.test local=" + inside,
+			dec:  []want{connWant("tls", "inside.test", 443, "allow", "allowed")},
+			saw:  []seen{sawTLS("inside.test", inside)}},
+		echeck{name: "same address, endpoint without allowed_ips: removed from the answer",
+			args: []string{"dns", fn.ip(hDNS), "inside2.test"},
+			out:  "OK NODATA",
+			dec:  []want{dnsWant("inside2.test", "A", "deny", "private_ip")}},
+		echeck{name: "same address, endpoint without allowed_ips: not dialled",
+			args:  []string{"tls", inside, "443", "inside2.test"},
+			out:   "ERR EOF|ERR ECONNRESET",
+			dec:   []want{connWant("tls", "inside2.test", 443, "deny", "private_ip")},
+			never: []seen{{"a connection", isKind("accept")}}},
+	)
+}
+
+// binClients installs two copies of the probe, of which policies name one.
+func binClients(t *testing.T) func(string) {
+	return func(b string) {
+		installProbe(t, b, "/usr/bin/allowed-client", 0o755)
+		installProbe(t, b, "/usr/bin/other-client", 0o755)
+	}
+}
+
+// TestEgressBinaries: an endpoint restricted to an executable lets that
+// executable (and its children) through and no other.
+func TestEgressBinaries(t *testing.T) {
+	r, fn := egressRuntime(t)
+	b := fn.egressBundle(r, withInline(policyDoc(`  tools:
+    endpoints:
+      - {host: allowed.test, port: 443}
+    binaries:
+      - {path: /usr/bin/allowed-client}
+`)))
+	binClients(t)(b)
+	c := fn.start(r, b)
+	allowedIP := fn.ip(hAllowed)
+	tlsArgs := []string{"tls", allowedIP, "443", "allowed.test"}
+	for _, tc := range []struct {
+		name, binary string
+		argv         []string
+		out          string
+		allow        bool
+	}{
+		{"the listed executable", "/usr/bin/allowed-client", append([]string{"allowed-client"}, tlsArgs...), "OK cn=allowed.test verify=ok", true},
+		{"another executable", "/usr/bin/other-client", append([]string{"other-client"}, tlsArgs...), "ERR EOF|ERR ECONNRESET", false},
+		{"the probe", probePath, append([]string{"probe"}, tlsArgs...), "ERR EOF|ERR ECONNRESET", false},
+		{"a child of the listed executable", "/usr/bin/other-client",
+			append([]string{"allowed-client", "exec", "/usr/bin/other-client"}, tlsArgs...), "OK", true},
+	} {
+		lm, em := c.logMark(), fn.mark()
+		if line := c.exec(tc.argv...); !matches(line, tc.out) {
+			t.Errorf("%s: %v: got %q, want %q", tc.name, tc.argv, line, tc.out)
+		}
+		var d decision
+		if tc.allow {
+			d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "allow", "allowed"))
+			fn.waitSaw(t, em, tc.name+": the handshake", sawTLS("allowed.test", allowedIP).match)
+		} else {
+			d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "deny", "binary"))
+			c.checkNothing(em, tc.name)
+		}
+		if d.Binary != tc.binary {
+			t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, tc.binary, d)
+		}
+	}
+	// DNS cannot tell processes apart: the name resolves for everyone.
+	c.check(echeck{name: "DNS for another executable",
+		args: []string{"dns", fn.ip(hDNS), "allowed.test"},
+		out:  "OK A:" + allowedIP,
+		dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")}})
+}
+
+// checkNothing fails if the fake internet received anything since mark.
+func (c *ectr) checkNothing(mark int, what string) {
+	c.t.Helper()
+	time.Sleep(150 * time.Millisecond) // packets in flight
+	for _, e := range c.fn.since(mark) {
+		c.t.Errorf("%s: the fake internet received %s", what, e)
+	}
+}
+
+// TestEgressAudit: enforcement: audit lets through, and logs as audit,
+// what an endpoint's other checks (binaries, request rules) would deny;
+// it never opens names or ports the policy does not list.
+func TestEgressAudit(t *testing.T) {
+	r, fn := egressRuntime(t)
+	b := fn.egressBundle(r, withInline(policyDoc(`  watched:
+    endpoints:
+      - {host: audit.test, port: 443, enforcement: audit}
+    binaries:
+      - {path: /usr/bin/allowed-client}
+  api:
+    endpoints:
+      - host: allowed.test
+        port: 80
+        protocol: rest
+        enforcement: audit
+        rules:
+          - allow: {method: GET, path: /ok}
+      - host: other.test
+        port: 80
+        protocol: rest
+        rules:
+          - allow: {method: GET, path: /ok}
+`)))
+	binClients(t)(b)
+	c := fn.start(r, b)
+	c.checks(
+		echeck{name: "another executable on an audit endpoint",
+			args: []string{"tls", "audit.test", "443", "audit.test"},
+			out:  "OK cn=audit.test verify=ok hello sni=audit.test local=" + fn.ip(hAudit),
+			dec:  []want{connWant("tls", "audit.test", 443, "audit", "binary")},
+			saw:  []seen{sawTLS("audit.test", fn.ip(hAudit))}},
+		echeck{name: "a request the audit endpoint's rules do not allow",
+			args: []string{"http", "allowed.test", "80", "allowed.test", "-", "/forbidden"},
+			out:  "OK 200 host=allowed.test local=" + fn.ip(hAllowed) + " path=/forbidden",
+			dec:  []want{connWant("http", "allowed.test", 80, "audit", "request")},
+			saw:  []seen{sawHTTP("allowed.test", fn.ip(hAllowed))}},
+		echeck{name: "a request the audit endpoint's rules allow",
+			args: []string{"http", "allowed.test", "80", "allowed.test", "-", "/ok"},
+			out:  "OK 200 host=allowed.test",
+			dec:  []want{connWant("http", "allowed.test", 80, "allow", "allowed")},
+			saw:  []seen{sawHTTP("allowed.test", fn.ip(hAllowed))}},
+		echeck{name: "the same request on an enforcing endpoint",
+			args:  []string{"http", "other.test", "80", "other.test", "-", "/forbidden"},
+			out:   "OK 403 clawrun: egress to other.test:80 denied (request)",
+			dec:   []want{connWant("http", "other.test", 80, "deny", "request")},
+			never: []seen{{"an HTTP request", isKind("http")}}},
+		echeck{name: "audit does not open unlisted names",
+			args:  []string{"tls", fn.ip(hAllowed), "443", "denied.test"},
+			out:   "ERR EOF|ERR ECONNRESET",
+			dec:   []want{connWant("tls", "denied.test", 443, "deny", "not_allowed")},
+			never: []seen{nothing}},
+		echeck{name: "audit does not open unlisted ports",
+			args:  []string{"tls", fn.ip(hAudit), "22", "audit.test"},
+			out:   "ERR EOF|ERR ECONNRESET",
+			dec:   []want{connWant("tls", "audit.test", 22, "deny", "port")},
+			never: []seen{nothing}},
+		echeck{name: "audit does not resolve unlisted names",
+			args:  []string{"dns", fn.ip(hDNS), "denied.test"},
+			out:   "ERR NXDOMAIN",
+			dec:   []want{dnsWant("denied.test", "A", "deny", "not_allowed")},
+			never: []seen{queryContaining("denied")}},
+	)
+	res := r.ok(append(fn.globals(), "audit", "--denied", c.id)...)
+	found := false
+	for line := range strings.SplitSeq(res.Stdout, "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[1] == "audit" && f[2] == "tls" && f[3] == "audit.test:443" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("clawrun audit --denied does not show the audited connection:\n%s", res.Stdout)
+	}
+}
+
+// TestEgressHostNetworkRefused: network policies on a container that
+// shares the host's network namespace are refused, and nothing is left.
+func TestEgressHostNetworkRefused(t *testing.T) {
+	r, fn := egressRuntime(t)
+	hostNet := func(s *specs.Spec) {
+		var keep []specs.LinuxNamespace
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Type != specs.NetworkNamespace {
+				keep = append(keep, ns)
+			}
+		}
+		s.Linux.Namespaces = keep
+	}
+	before, err := runCmd(cmdTimeout, "nft", "list", "tables")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*specs.Spec)
+		cmd  string
+	}{
+		{"inline policy, run", withInline(policyDoc("  web:\n    endpoints:\n      - {host: allowed.test, port: 443}\n")), "run"},
+		{"egress annotation, create", annotate(annEgress, "allowed.test"), "create"},
+	} {
+		b := fn.egressBundle(r, tc.edit, hostNet)
+		id := newID(t)
+		r.track(id)
+		res := r.run(append(fn.globals(), tc.cmd, "--bundle", b, id)...)
+		assertFailure(t, res, "shares the host's network namespace")
+		r.assertGone(id, b)
+		if procs := filterProcs(r.root); len(procs) > 0 {
+			t.Errorf("%s: filter processes left: %v", tc.name, procs)
+		}
+		if after, err := runCmd(cmdTimeout, "nft", "list", "tables"); err != nil || after != before {
+			t.Errorf("%s: the host's nftables tables changed: %q -> %q (%v)", tc.name, before, after, err)
+		}
+		if _, err := os.Stat(filepath.Join(fn.logDir, id+".egress.jsonl")); err == nil {
+			t.Errorf("%s: a decision log was created", tc.name)
+		}
+	}
+}
