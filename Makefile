@@ -13,7 +13,7 @@ LDFLAGS    := -s -w -linkmode external -extldflags '-static' \
               -X github.com/clawrun/clawrun/runtime.Commit=$(COMMIT)
 GOBUILD    := CGO_ENABLED=1 $(GO) build -trimpath -tags '$(TAGS)' -ldflags "$(LDFLAGS)"
 
-.PHONY: all deps build install test unit integration conformance bench lint demo clean
+.PHONY: all deps build install test unit integration conformance bench lint demo demo-check e2e clean
 
 all: build
 
@@ -30,7 +30,7 @@ install: build
 	install -D -m 0755 bin/containerd-shim-clawrun-v2 $(DESTDIR)$(BINDIR)/containerd-shim-clawrun-v2
 
 # Everything CI runs.
-test: deps lint build unit integration conformance
+test: deps lint build unit integration demo-check conformance
 
 unit:
 	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
@@ -46,6 +46,10 @@ bench: build bin/runc-1.5.2
 
 demo: deps build
 	bash contrib/demo/demo.sh
+
+# The demo's verdicts, checked (part of make test).
+demo-check: build
+	CLAWRUN=$(CURDIR)/bin/clawrun bash test/demo_check.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -1,42 +1,165 @@
 #!/bin/bash
-# demo.sh: run an "agent" in a container with clawrun, from a busybox
-# bundle built on the spot (no registry needed), and show what the agent
-# sees and how long the sandbox took to start.
+# demo.sh (make demo): run an "agent" under clawrun's built-in agent-default
+# policy, plus an egress allow list of one host, and print what it tried:
+# ALLOWED or DENIED, and which layer decided (Landlock, seccomp, egress).
+# The same agent then runs without a policy, to show that the DENIED rows
+# are the policy's doing. The machine is offline: the "internet" is a
+# network namespace with a DNS server and a web server (contrib/demo/fakenet).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 clawrun=${CLAWRUN:-$here/bin/clawrun}
+go=${GO:-go}
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (containers need it)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/clawrun-demo.XXXXXX)
-state="$work/state"
+net=cdemo-net-$$      # the fake internet
+agentns=cdemo-agt-$$  # the agent's network namespace (a veth into the fake internet)
+state=$work/state
+fakenet_pid=
 cleanup() {
 	"$clawrun" --root "$state" delete --force demo-agent >/dev/null 2>&1 || true
+	[ -n "$fakenet_pid" ] && kill "$fakenet_pid" 2>/dev/null || true
+	ip netns del "$net" 2>/dev/null || true
+	ip netns del "$agentns" 2>/dev/null || true
+	ip link del "cdh$$" 2>/dev/null || true
 	rm -rf "$work"
 }
-trap cleanup EXIT
+# DEMO_KEEP=1 keeps the work dir and namespaces for a look afterwards.
+[ -n "${DEMO_KEEP:-}" ] || trap cleanup EXIT
 
-echo "== building a busybox bundle in $work/bundle"
-RUNTIME=$clawrun "$here/test/mkbundle.sh" "$work/bundle" sh -c '
-echo "agent: hostname=$(hostname) pid=$$ uid=$(id -u)"
-echo "agent: processes I can see: $(ps -o pid= | wc -l)"
-echo "agent: root filesystem read-only? $(touch /usr/x 2>/dev/null && echo no || echo yes)"
-echo "agent: /tmp writable? $(touch /tmp/x 2>/dev/null && echo yes || echo no)"
-echo "agent: network interfaces: $(ls /sys/class/net | tr "\n" " ")"
-exit 0'
-# The agent's scratch space is a tmpfs at /tmp; everything else is read-only.
-jq '.mounts += [{"destination":"/tmp","type":"tmpfs","source":"tmpfs","options":["nosuid","nodev","size=16m"]}]' \
-	"$work/bundle/config.json" > "$work/config.json" && mv "$work/config.json" "$work/bundle/config.json"
+step() { printf '== %s\n' "$*" >&2; }
 
-echo "== clawrun run demo-agent"
+step "building the probe and the fake internet"
+CGO_ENABLED=0 "$go" build -o "$work/probe" "$here/test/probe"
+"$go" build -o "$work/fakenet" "$here/contrib/demo/fakenet"
+
+step "starting the fake internet (198.18.0.0/15, the benchmarking range)"
+ip netns add "$net"
+ip netns add "$agentns"
+ip link add "cdh$$" type veth peer name "cdn$$"
+ip link set "cdn$$" netns "$net"
+ip addr add 198.18.0.1/24 dev "cdh$$" && ip link set "cdh$$" up
+ip -n "$net" addr add 198.18.0.2/24 dev "cdn$$" && ip -n "$net" link set "cdn$$" up
+ip -n "$net" link set lo up
+ip link add "cda$$" netns "$net" type veth peer name "cdb$$" netns "$agentns"
+ip -n "$net" addr add 198.18.2.1/24 dev "cda$$" && ip -n "$net" link set "cda$$" up
+ip -n "$agentns" addr add 198.18.2.2/24 dev "cdb$$" && ip -n "$agentns" link set "cdb$$" up
+ip -n "$agentns" link set lo up
+ip -n "$agentns" route add default via 198.18.2.1
+ip netns exec "$net" "$work/fakenet" -addr 198.18.0.2 -query-log "$work/queries.log" 2>"$work/fakenet.log" &
+fakenet_pid=$!
+for _ in $(seq 50); do
+	ip netns exec "$net" bash -c 'exec 3<>/dev/tcp/198.18.0.2/80' 2>/dev/null && break
+	sleep 0.1
+done
+
+# clawrun's config: where the egress filter resolves and what it may reach.
+cat > "$work/config.yaml" <<EOF
+egress:
+  upstream_dns: ["198.18.0.2:53"]
+  allowed_upstream_ranges: ["198.18.0.0/15"]
+  log_dir: $work/logs
+EOF
+
+step "building the agent's container from busybox"
+RUNTIME=$clawrun "$here/test/mkbundle.sh" "$work/bundle" sh /sandbox/agent.sh >/dev/null
+install -m 0755 "$work/probe" "$work/bundle/rootfs/usr/bin/probe"
+echo "nameserver 198.18.2.1" > "$work/bundle/rootfs/etc/resolv.conf"
+cat > "$work/bundle/rootfs/sandbox/agent.sh" <<'EOF'
+# The "agent": tries each action and prints ACTION|ALLOWED or DENIED|DETAIL.
+p=/usr/bin/probe
+try() { # try NAME COMMAND...: the probe prints OK or ERR <errno> <message>
+	name=$1; shift
+	out=$("$@" 2>&1 | head -1)
+	case $out in OK*) echo "$name|ALLOWED|$out" ;; *) echo "$name|DENIED|$out" ;; esac
+}
+http() { # http NAME HOST ADDR: one GET with Host: HOST to ADDR:80
+	out=$(printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" | nc -w 3 "$3" 80 2>&1 | tail -1)
+	case $out in "hello from"*) echo "$1|ALLOWED|$out" ;; *) echo "$1|DENIED|${out:-no answer}" ;; esac
+}
+try "read /etc/os-release" $p read /etc/os-release
+try "write /usr/bin/x" $p write /usr/bin/x
+try "write /sandbox/out" $p write /sandbox/out
+try "read /run/secrets/token" $p read /run/secrets/token
+try "ptrace another process" $p ptrace 1
+try "run code from memory (memfd)" $p memfd-exec
+try "new user namespace" $p unshare-user
+try "raw packet socket" $p socket packet
+if nslookup allowed.example >/dev/null 2>&1; then echo "resolve allowed.example|ALLOWED|answered"; else echo "resolve allowed.example|DENIED|no answer"; fi
+if nslookup leak-secret-data.denied.example >/dev/null 2>&1; then echo "DNS lookup of a denied name|ALLOWED|answered"; else echo "DNS lookup of a denied name|DENIED|NXDOMAIN"; fi
+http "fetch http://allowed.example" allowed.example allowed.example
+http "fetch http://denied.example" denied.example 198.18.0.2
+try "UDP datagram out (QUIC-like)" $p udp 198.18.0.2 443
+EOF
+mkdir -p "$work/bundle/rootfs/run/secrets" && echo s3cr3t > "$work/bundle/rootfs/run/secrets/token"
+# As Docker would: a writable root filesystem and CAP_NET_RAW; the agent's
+# network namespace is the one wired to the fake internet.
+jq --arg ns "/var/run/netns/$agentns" '
+	.root.readonly = false
+	| .process.capabilities |= with_entries(.value += ["CAP_NET_RAW"])
+	| .linux.namespaces |= map(if .type == "network" then .path = $ns else . end)' \
+	"$work/bundle/config.json" > "$work/c.json" && mv "$work/c.json" "$work/bundle/config.json"
+
+run_agent() { # run_agent FILE [ANNOTATIONS-JSON]
+	jq --argjson a "${2:-{\}}" '.annotations = $a' "$work/bundle/config.json" > "$work/c.json"
+	cp "$work/c.json" "$work/bundle/config.json"
+	"$clawrun" --root "$state" --config "$work/config.yaml" run --bundle "$work/bundle" demo-agent > "$1" 2>"$1.err" || true
+}
+
+policy='{"run.clawrun.policy":"agent-default","run.clawrun.egress":"allowed.example:80"}'
+step "running the agent under agent-default + egress allowed.example:80"
 start=$(date +%s%N)
-"$clawrun" --root "$state" run --bundle "$work/bundle" demo-agent
-end=$(date +%s%N)
-echo "== the container started, ran and was removed in $(( (end - start) / 1000000 )) ms"
+run_agent "$work/with.txt" "$policy"
+leaked_confined=$(grep -c "leak-secret-data" "$work/queries.log" 2>/dev/null || true)
+step "running the same agent without a policy"
+run_agent "$work/without.txt" '{}'
 
-echo "== a detached container, then exec into it"
-jq '.process.args = ["sleep", "60"]' "$work/bundle/config.json" > "$work/c.json" && mv "$work/c.json" "$work/bundle/config.json"
-"$clawrun" --root "$state" run --detach --bundle "$work/bundle" demo-agent </dev/null >/dev/null 2>&1
-"$clawrun" --root "$state" list
-"$clawrun" --root "$state" exec demo-agent sh -c 'echo "exec: running as pid $$ next to $(cat /proc/1/comm) (pid 1)"'
-"$clawrun" --root "$state" delete --force demo-agent
-echo "== done: nothing is left under $state: $(ls "$state" | wc -l) containers"
+# Which layer refused, from what the agent saw.
+layer() { # layer ACTION DETAIL
+	case $1 in
+	*resolve*|*DNS*|*fetch*|*UDP*) echo "egress" ;;
+	*)
+		case $2 in
+		*EACCES*|*EXDEV*) echo "Landlock" ;;
+		*EPERM*|*ENOSYS*) echo "seccomp" ;;
+		*) echo "?" ;;
+		esac ;;
+	esac
+}
+verdict() { # verdict FILE ACTION
+	line=$(grep -F "$2|" "$1" | head -1)
+	v=$(echo "$line" | cut -d'|' -f2)
+	d=$(echo "$line" | cut -d'|' -f3-)
+	case $v in
+	ALLOWED) echo "ALLOWED" ;;
+	DENIED) echo "DENIED ($(layer "$2" "$d"))" ;;
+	*) echo "(no result)" ;;
+	esac
+}
+
+echo
+printf '%-32s  %-22s  %s\n' "WHAT THE AGENT TRIED" "UNDER agent-default" "WITHOUT A POLICY"
+printf '%-32s  %-22s  %s\n' "--------------------" "-------------------" "----------------"
+cut -d'|' -f1 "$work/with.txt" | while read -r action; do
+	printf '%-32s  %-22s  %s\n' "$action" "$(verdict "$work/with.txt" "$action")" "$(verdict "$work/without.txt" "$action")"
+done
+echo
+leaked_total=$(grep -c "leak-secret-data" "$work/queries.log" 2>/dev/null || true)
+echo "Queries for the denied name that reached the fake internet's DNS server:" \
+	"${leaked_confined:-0} from the confined agent, $(( ${leaked_total:-0} - ${leaked_confined:-0} )) from the unconfined one."
+echo "Decisions of the egress filter (clawrun audit):"
+sed -n 's/.*"protocol":"\([a-z]*\)".*"host":"\([^"]*\)".*"decision":"\([a-z]*\)","reason":"\([a-z_]*\)".*/  \3  \1  \2  (\4)/p' "$work/logs/demo-agent.egress.jsonl" 2>/dev/null | sort -u | head -12
+
+step "sandbox start-up time"
+cp "$work/c.json" "$work/bundle/config.json"
+jq --argjson a "$policy" '.annotations = $a | .process.args = ["/usr/bin/probe", "true"]' "$work/bundle/config.json" > "$work/c.json"
+cp "$work/c.json" "$work/bundle/config.json"
+best=
+for _ in 1 2 3 4 5; do
+	s=$(date +%s%N)
+	"$clawrun" --root "$state" --config "$work/config.yaml" run --bundle "$work/bundle" demo-agent >/dev/null 2>&1
+	e=$(date +%s%N)
+	t=$(( (e - s) / 1000000 ))
+	if [ -z "$best" ] || [ "$t" -lt "$best" ]; then best=$t; fi
+done
+echo "A confined agent (Landlock + seccomp + egress filter) starts, runs and is removed in ${best} ms (best of 5)."

@@ -55,6 +55,9 @@ base=runc-1.5.2
 ref="runc-1.1.5 (Debian)"
 rows=(
 	"clawrun|$clawrun"
+	# The agent policy: Landlock (agent-default) + the agent seccomp
+	# profile, applied by the in-container launcher. Target <= 1.3 x runc.
+	"clawrun + agent-default|$clawrun --policy agent-default|1.3"
 	"$base|$runc152"
 )
 notes=()

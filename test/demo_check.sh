@@ -1,0 +1,38 @@
+#!/bin/bash
+# demo_check.sh: run `make demo`'s script and check its verdicts: every
+# row has the expected outcome under agent-default, and the unconfined run
+# turns every DENIED row (but the ones no policy can allow) into ALLOWED,
+# which proves the demo measures the policy rather than the machine.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+out=$(bash "$here/contrib/demo/demo.sh" 2>&1)
+status=$?
+echo "$out"
+[ $status -eq 0 ] || { echo "demo_check: the demo failed (exit $status)"; echo "0 passed, 1 failed"; exit 1; }
+
+pass=0 fail=0
+expect() { # expect ACTION UNDER-POLICY WITHOUT
+	line=$(echo "$out" | grep -F "$1 " | head -1)
+	if echo "$line" | grep -q -- "$2 .*$3\$"; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		echo "demo_check: '$1': want '$2' then '$3', got: $line"
+	fi
+}
+expect "read /etc/os-release" "ALLOWED" "ALLOWED"
+expect "write /usr/bin/x" "DENIED (Landlock)" "ALLOWED"
+expect "write /sandbox/out" "ALLOWED" "ALLOWED"
+expect "read /run/secrets/token" "DENIED (Landlock)" "ALLOWED"
+expect "ptrace another process" "DENIED (seccomp)" "ALLOWED"
+expect "run code from memory (memfd)" "DENIED (seccomp)" "ALLOWED"
+expect "new user namespace" "DENIED (seccomp)" "ALLOWED"
+expect "raw packet socket" "DENIED (seccomp)" "ALLOWED"
+expect "resolve allowed.example" "ALLOWED" "ALLOWED"
+expect "DNS lookup of a denied name" "DENIED (egress)" "ALLOWED"
+expect "fetch http://allowed.example" "ALLOWED" "ALLOWED"
+expect "fetch http://denied.example" "DENIED (egress)" "ALLOWED"
+expect "UDP datagram out (QUIC-like)" "DENIED (egress)" "ALLOWED"
+if echo "$out" | grep -q "0 from the confined agent"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "demo_check: the denied name reached the upstream DNS server"; fi
+echo "demo_check: $pass passed, $fail failed"
+[ $fail -eq 0 ]
