@@ -15,6 +15,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 	p := newPolicy(name)
 	if root := d.decodeDocument(data); root != nil {
 		d.policy(root, p)
+		d.includes(root, p) // clawrun.include: include.go
 	}
 	if err := d.errs.asError(); err != nil {
 		return nil, err
@@ -176,7 +177,10 @@ func (d *decoder) filesystem(keyNode, n *yaml.Node, field string, fs *Filesystem
 }
 
 func (d *decoder) extensions(n *yaml.Node, field string, x *Extensions) (landlockKey *yaml.Node) {
-	d.mapping(n, field, []string{"seccomp", "landlock"}, nil, func(key string, k, v *yaml.Node, sub string) {
+	d.mapping(n, field, []string{"seccomp", "landlock", "include"}, nil, func(key string, k, v *yaml.Node, sub string) {
+		if key == "include" {
+			return // read and merged by includes (include.go)
+		}
 		if key == "seccomp" {
 			d.mapping(v, sub, []string{"profile", "deny_syscalls"}, nil, func(key string, _, v *yaml.Node, sub string) {
 				if key == "profile" {

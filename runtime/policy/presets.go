@@ -14,43 +14,56 @@ import (
 //go:embed presets/*.yaml
 var presetFiles embed.FS
 
-// The presets are parsed on first use: every clawrun process (the
-// container's init and the launcher included) would otherwise pay for it.
-var presets = sync.OnceValue(loadPresets)
+// Presets are parsed when first named, one by one: every clawrun process
+// (the container's init and the launcher included) would otherwise pay
+// for all of them.
+var (
+	presetMu    sync.Mutex
+	presetCache = map[string]*Policy{}
+)
 
-func loadPresets() map[string]*Policy {
-	entries, err := presetFiles.ReadDir("presets")
+func loadPreset(name string) (*Policy, bool) {
+	if ValidName(name) != nil {
+		return nil, false
+	}
+	presetMu.Lock()
+	defer presetMu.Unlock()
+	if p, ok := presetCache[name]; ok {
+		return p, true
+	}
+	data, err := presetFiles.ReadFile(path.Join("presets", name+".yaml"))
 	if err != nil {
-		panic("policy: presets: " + err.Error())
+		return nil, false
 	}
-	out := map[string]*Policy{}
-	for _, e := range entries {
-		name := strings.TrimSuffix(e.Name(), ".yaml")
-		data, err := presetFiles.ReadFile(path.Join("presets", e.Name()))
-		if err != nil {
-			panic("policy: preset " + name + ": " + err.Error())
-		}
-		p, err := Parse(name, data)
-		if err != nil {
-			panic("policy: preset " + name + ": " + err.Error())
-		}
-		out[name] = p
+	// A preset may include others: parse without holding the lock.
+	presetMu.Unlock()
+	p, err := Parse(name, data)
+	presetMu.Lock()
+	if err != nil {
+		panic("policy: preset " + name + ": " + err.Error())
 	}
-	return out
+	presetCache[name] = p
+	return p, true
 }
 
 // Preset returns a copy of the built-in policy with that name.
 func Preset(name string) (*Policy, bool) {
-	p, ok := presets()[name]
-	return p.Clone(), ok
+	p, ok := loadPreset(name)
+	if !ok {
+		return nil, false
+	}
+	return p.Clone(), true
 }
 
 // PresetNames lists the built-in policies, sorted.
 func PresetNames() []string {
-	all := presets()
-	names := make([]string, 0, len(all))
-	for name := range all {
-		names = append(names, name)
+	entries, err := presetFiles.ReadDir("presets")
+	if err != nil {
+		panic("policy: presets: " + err.Error())
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
 	}
 	slices.Sort(names)
 	return names

@@ -3,6 +3,8 @@ package policy
 import (
 	"errors"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -190,5 +192,74 @@ func TestLoad(t *testing.T) {
 	c.FloorPolicy = "agent-default"
 	if p, err := c.LoadFloor(read); err != nil || p.Name != "agent-default" {
 		t.Errorf("floor preset: %+v %v", p, err)
+	}
+}
+
+// TestContribPolicies checks the ready-made policies of contrib/policies:
+// each parses and compiles without a warning, alone and under the
+// agent-default floor, and keeps the promises its comments make.
+func TestContribPolicies(t *testing.T) {
+	files, err := filepath.Glob("../../contrib/policies/*.yaml")
+	if err != nil || len(files) < 4 {
+		t.Fatalf("contrib policies: %v %v", files, err)
+	}
+	floor, _ := Preset("agent-default")
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Installed as /etc/clawrun/policies/NAME.yaml and named in
+			// run.clawrun.policy: the name must be valid and not a preset's.
+			if err := ValidName(name); err != nil {
+				t.Error(err)
+			}
+			if _, isPreset := Preset(name); isPreset {
+				t.Errorf("%s shadows a preset", name)
+			}
+			p, err := Parse(name, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Warnings) != 0 {
+				t.Errorf("warnings: %v", p.Warnings)
+			}
+			for _, f := range []*Policy{nil, floor} {
+				plan, err := Compile(f, p, CompileOptions{Workdir: "/sandbox"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(plan.Warnings) != 0 {
+					t.Errorf("plan warnings: %v", plan.Warnings)
+				}
+			}
+			// A confined agent: its own workspace, never root, egress
+			// filtered, no gap tolerated.
+			if !p.HasFilesystem || !slices.Contains(p.FilesystemPolicy.ReadWrite, "/sandbox") || p.FilesystemPolicy.IncludeWorkdir {
+				t.Errorf("filesystem %+v", p.FilesystemPolicy)
+			}
+			if p.Process.RunAsUser == "" || p.Process.RunAsGroup == "" {
+				t.Errorf("process %+v", p.Process)
+			}
+			if p.Landlock.Compatibility != HardRequirement || p.Clawrun.Seccomp.Profile != ProfileAgent {
+				t.Errorf("landlock %+v, seccomp %+v", p.Landlock, p.Clawrun.Seccomp)
+			}
+			if !p.HasNetwork || len(p.NetworkPolicies) == 0 {
+				t.Error("egress is not filtered")
+			}
+			for key, np := range p.NetworkPolicies {
+				for _, ep := range np.Endpoints {
+					// Plain HTTPS endpoints: nothing that the egress filter
+					// would turn into a denial with a warning, and no
+					// wildcard that opens a whole organisation's hosts.
+					if !reflect.DeepEqual(ep.Ports, []int{443}) || ep.Protocol != "" || ep.Path != "" || ep.Access != "" ||
+						ep.Rules != nil || ep.DenyRules != nil || ep.AllowedIPs != nil || strings.HasPrefix(ep.Host, "*.") {
+						t.Errorf("%s: endpoint %+v", key, ep)
+					}
+				}
+			}
+		})
 	}
 }

@@ -1,0 +1,115 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/runtime/policy"
+	"github.com/clawrun/clawrun/seccomp"
+)
+
+// seccompRules describes the rules of seccomp.AgentProfile that depend on
+// a call's arguments (keep it in step with seccomp/agent.go).
+var seccompRules = []string{
+	"clone and unshare with CLONE_NEWUSER: denied (no user namespaces); clone3 reports ENOSYS, so that libc falls back to clone.",
+	"execveat of a file descriptor (AT_EMPTY_PATH, e.g. a memfd): denied.",
+	"Sockets: AF_PACKET, AF_BLUETOOTH, AF_VSOCK, and netlink other than NETLINK_ROUTE: denied.",
+}
+
+// Explain loads the policy ref names and the floor the runtime would put
+// under it (--policy, else the config's floor_policy), and explains them
+// together. ref is a file when it contains a "/" or ends in .yaml, .yml
+// or .json; otherwise a preset or a NAME.yaml of the policy directory, as
+// run.clawrun.policy names it. An empty ref is the config's
+// default_policy: what a container without a policy annotation gets.
+func (o *PolicyOptions) Explain(ref string) (*policy.Explanation, error) {
+	cfg, err := o.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	var floor *policy.Policy
+	var floorFrom string
+	if floorRef := o.Floor; floorRef != "" || cfg.FloorPolicy != "" {
+		if floorRef == "" {
+			floorRef = cfg.FloorPolicy
+		}
+		if floor, err = loadPolicyRef(floorRef, cfg, true); err != nil {
+			return nil, fmt.Errorf("floor policy: %w", err)
+		}
+		floorFrom = policyOrigin(floorRef, cfg)
+	}
+
+	var container *policy.Policy
+	var containerFrom string
+	switch {
+	case ref == "" && cfg.DefaultPolicy == "":
+	case ref == "":
+		if container, err = loadPolicyRef(cfg.DefaultPolicy, cfg, true); err != nil {
+			return nil, fmt.Errorf("config default_policy: %w", err)
+		}
+		containerFrom = "the config's default_policy, " + policyOrigin(cfg.DefaultPolicy, cfg)
+	case isPolicyFile(ref):
+		data, err := os.ReadFile(ref)
+		if err != nil {
+			return nil, err
+		}
+		if container, err = policy.Parse(ref, data); err != nil {
+			return nil, err
+		}
+	default:
+		if container, err = loadPolicyRef(ref, cfg, false); err != nil {
+			return nil, err
+		}
+		containerFrom = policyOrigin(ref, cfg)
+	}
+
+	// What the egress filter would deny of what the policies say.
+	var layers []policy.NetworkLayer
+	for _, p := range []*policy.Policy{floor, container} {
+		if p != nil && p.HasNetwork {
+			layers = append(layers, policy.NetworkLayer{Source: p.Name, Policies: p.NetworkPolicies})
+		}
+	}
+	_, warnings := egress.FromPlan(layers, 1)
+
+	e, err := policy.Explain(floor, container, policy.ExplainFacts{
+		SeccompDenied:       seccomp.AgentDenied,
+		SeccompRules:        seccompRules,
+		RefusedCapabilities: refusedCaps,
+		DroppedCapabilities: droppedCaps,
+		Warnings:            warnings,
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.FloorFrom, e.ContainerFrom = floorFrom, containerFrom
+	return e, nil
+}
+
+func isPolicyFile(ref string) bool {
+	if strings.Contains(ref, "/") {
+		return true
+	}
+	switch filepath.Ext(ref) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+// policyOrigin says where loadPolicyRef found ref.
+func policyOrigin(ref string, cfg *policy.Config) string {
+	if filepath.IsAbs(ref) {
+		return "" // the name is the path
+	}
+	if _, ok := policy.Preset(ref); ok {
+		return "built-in preset"
+	}
+	if file, err := cfg.PolicyFile(ref); err == nil {
+		return file
+	}
+	return ""
+}

@@ -1,0 +1,788 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// ExplainFacts are what the runtime does to every confined container on
+// top of the policy's own fields. The caller passes them in, so that this
+// package stays free of the seccomp and runtime packages.
+type ExplainFacts struct {
+	// SeccompDenied are the calls the agent profile denies with EPERM
+	// (seccomp.AgentDenied).
+	SeccompDenied []string
+	// SeccompRules describe the agent profile's rules that depend on a
+	// call's arguments, one sentence each.
+	SeccompRules []string
+	// RefusedCapabilities make the creation of a confined container fail;
+	// DroppedCapabilities are removed from it.
+	RefusedCapabilities []string
+	DroppedCapabilities []string
+	// Warnings are added to the policies' own (the egress filter's).
+	Warnings []Warning
+}
+
+// Explanation is what an agent may do under a floor policy and a
+// container policy together, worked out from the policies the way the
+// runtime enforces them (each layer can only take away), for people to
+// read: String renders it.
+type Explanation struct {
+	// Floor and Container name the policies ("" when absent); the caller
+	// may say where each came from (a preset, a file) in the From fields.
+	Floor         string `json:"floor,omitempty"`
+	FloorFrom     string `json:"floor_from,omitempty"`
+	Container     string `json:"container,omitempty"`
+	ContainerFrom string `json:"container_from,omitempty"`
+	// Files is the effective Landlock access; nil when no policy has a
+	// filesystem_policy (files are not confined).
+	Files *FileAccess `json:"files,omitempty"`
+	// Network is the effective egress allow list; nil when no policy has
+	// network_policies (egress is not filtered).
+	Network *Egress `json:"network,omitempty"`
+	// RunAsUser and RunAsGroup are "" when the spec's user is kept.
+	RunAsUser  string `json:"run_as_user,omitempty"`
+	RunAsGroup string `json:"run_as_group,omitempty"`
+	// Seccomp is the agent profile (or none) and the extra denied calls.
+	Seccomp SeccompPlan `json:"seccomp"`
+	// The Landlock scopes, on if any layer asks (only with Files).
+	ScopeSignals      bool `json:"scope_signals"`
+	ScopeAbstractUnix bool `json:"scope_abstract_unix"`
+	// TCPBind and TCPConnect are the only ports allowed by every layer
+	// that restricts them; nil: not restricted.
+	TCPBind    []uint16 `json:"tcp_bind,omitempty"`
+	TCPConnect []uint16 `json:"tcp_connect,omitempty"`
+	// Compatibility is hard_requirement if any policy asks for it; MinABI
+	// is then the Landlock ABI the kernel must have (0: no Landlock layer).
+	Compatibility Compatibility `json:"compatibility"`
+	MinABI        int           `json:"min_abi,omitempty"`
+	// FloorTakes says, one sentence each, what the container's policy
+	// allows that the floor takes away (nil without a floor).
+	FloorTakes []string `json:"floor_takes,omitempty"`
+	// Warnings are the policies' warnings and the facts'.
+	Warnings []Warning `json:"warnings,omitempty"`
+
+	facts ExplainFacts
+}
+
+// FileAccess is the effective file access: what every Landlock layer
+// allows. Paths are sorted, and a path is left out when a listed parent
+// already grants it as much.
+type FileAccess struct {
+	ReadOnly  []string `json:"read_only,omitempty"`  // read and execute
+	ReadWrite []string `json:"read_write,omitempty"` // every file right
+	// Workdir is true when a policy has include_workdir.
+	Workdir bool `json:"include_workdir,omitempty"`
+}
+
+// Egress is the effective egress allow list: the container policy's
+// entries as far as the floor allows them (or the only policy's).
+type Egress struct {
+	Entries []EgressEntry `json:"entries"`
+}
+
+// EgressEntry is one network_policies entry.
+type EgressEntry struct {
+	Key       string           `json:"key"`
+	Name      string           `json:"name,omitempty"`
+	Source    string           `json:"source"`
+	Endpoints []EgressEndpoint `json:"endpoints"`
+	Binaries  []string         `json:"binaries,omitempty"`
+}
+
+// EgressEndpoint is a host and its ports, with what qualifies them.
+type EgressEndpoint struct {
+	Host  string   `json:"host"`
+	Ports []int    `json:"ports"`
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Landlock ABIs and the Linux release that brought them.
+var abiKernel = map[int]string{1: "5.13", 4: "6.7", 6: "6.12"}
+
+// Explain works out what an agent may do under floor and container (either
+// may be nil). It fails as Compile would: on an invalid policy, or when the
+// two set different users.
+func Explain(floor, container *Policy, facts ExplainFacts) (*Explanation, error) {
+	var errs ErrorList
+	var sources []*Policy
+	for _, p := range []*Policy{floor, container} {
+		if p == nil {
+			continue
+		}
+		if err := p.Validate(); err != nil {
+			l, _ := AsErrorList(err)
+			errs = append(errs, l...)
+		}
+		sources = append(sources, p)
+	}
+	e := &Explanation{Compatibility: BestEffort, Seccomp: SeccompPlan{Profile: ProfileNone}, facts: facts}
+	var err *Error
+	if e.RunAsUser, err = identity("run_as_user", floor, container, func(p *Policy) string { return p.Process.RunAsUser }); err != nil {
+		errs = append(errs, *err)
+	}
+	if e.RunAsGroup, err = identity("run_as_group", floor, container, func(p *Policy) string { return p.Process.RunAsGroup }); err != nil {
+		errs = append(errs, *err)
+	}
+	if err := errs.asError(); err != nil {
+		return nil, err
+	}
+	if floor != nil {
+		e.Floor = floor.Name
+	}
+	if container != nil {
+		e.Container = container.Name
+	}
+	if len(sources) == 0 {
+		return e, nil
+	}
+
+	var deny []string
+	var fsLayers []*Policy
+	for _, p := range sources {
+		if p.Landlock.Compatibility == HardRequirement {
+			e.Compatibility = HardRequirement
+		}
+		if p.Clawrun.Seccomp.Profile != ProfileNone {
+			e.Seccomp.Profile = ProfileAgent
+		}
+		deny = append(deny, p.Clawrun.Seccomp.DenySyscalls...)
+		if p.HasFilesystem {
+			fsLayers = append(fsLayers, p)
+			e.ScopeSignals = e.ScopeSignals || p.Clawrun.Landlock.ScopeSignals
+			e.ScopeAbstractUnix = e.ScopeAbstractUnix || p.Clawrun.Landlock.ScopeAbstractUnix
+			e.TCPBind = intersectPorts(e.TCPBind, p.Clawrun.Landlock.TCPBind)
+			e.TCPConnect = intersectPorts(e.TCPConnect, p.Clawrun.Landlock.TCPConnect)
+		}
+		e.Warnings = append(e.Warnings, p.Warnings...)
+	}
+	e.Seccomp.Deny = sortedUnique(deny)
+	e.Warnings = append(e.Warnings, facts.Warnings...)
+	if len(fsLayers) > 0 {
+		e.Files = effectiveFiles(fsLayers)
+		if e.Compatibility == HardRequirement {
+			e.MinABI = 1
+			if e.TCPBind != nil || e.TCPConnect != nil {
+				e.MinABI = 4
+			}
+			if e.ScopeSignals || e.ScopeAbstractUnix {
+				e.MinABI = 6
+			}
+		}
+	}
+	e.Network = effectiveNetwork(floor, container)
+	if floor != nil && container != nil {
+		e.FloorTakes = floorTakes(floor, container)
+	}
+	return e, nil
+}
+
+// intersectPorts combines two Landlock port lists, nil meaning "any port".
+func intersectPorts(a, b []uint16) []uint16 {
+	switch {
+	case a == nil:
+		return slices.Clone(b)
+	case b == nil:
+		return a
+	}
+	out := []uint16{}
+	for _, p := range a {
+		if slices.Contains(b, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Access levels of a path under one Landlock layer: read-write rights
+// include read-only ones, so access levels are ordered.
+type level int
+
+const (
+	noAccess level = iota
+	readOnly
+	readWrite
+)
+
+func (l level) String() string {
+	return [...]string{"no access", "read-only", "read-write"}[l]
+}
+
+// under reports whether path is dir or inside it.
+func under(path, dir string) bool {
+	return path == dir || dir == "/" || strings.HasPrefix(path, dir+"/")
+}
+
+// levelAt is what a layer allows at path: Landlock grants the union of the
+// rights of every rule on the path or one of its parents. strict leaves
+// out the rule on path itself.
+func levelAt(fs Filesystem, path string, strict bool) level {
+	best := noAccess
+	for _, set := range []struct {
+		paths []string
+		lvl   level
+	}{{fs.ReadOnly, readOnly}, {fs.ReadWrite, readWrite}} {
+		for _, d := range set.paths {
+			if under(path, d) && !(strict && d == path) && set.lvl > best {
+				best = set.lvl
+			}
+		}
+	}
+	return best
+}
+
+// effectiveFiles intersects the layers. Access only grows down a path and
+// only changes at a listed path, so the listed paths are the only places
+// to look: each is shown where every layer together allows more than at
+// its parent.
+func effectiveFiles(layers []*Policy) *FileAccess {
+	var paths []string
+	fa := &FileAccess{}
+	for _, p := range layers {
+		paths = append(paths, p.FilesystemPolicy.ReadOnly...)
+		paths = append(paths, p.FilesystemPolicy.ReadWrite...)
+		fa.Workdir = fa.Workdir || p.FilesystemPolicy.IncludeWorkdir
+	}
+	for _, path := range sortedUnique(paths) {
+		at, parent := readWrite, readWrite
+		for _, p := range layers {
+			at = min(at, levelAt(p.FilesystemPolicy, path, false))
+			parent = min(parent, levelAt(p.FilesystemPolicy, path, true))
+		}
+		if at <= parent {
+			continue
+		}
+		if at == readWrite {
+			fa.ReadWrite = append(fa.ReadWrite, path)
+		} else {
+			fa.ReadOnly = append(fa.ReadOnly, path)
+		}
+	}
+	return fa
+}
+
+// hostCovered reports whether an endpoint host pattern allows the name,
+// as the egress filter matches them: exact, or "*." + domain for exactly
+// one more label.
+func hostCovered(pattern, name string) bool {
+	if domain, ok := strings.CutPrefix(pattern, "*."); ok {
+		label, ok := strings.CutSuffix(name, "."+domain)
+		return ok && label != "" && !strings.Contains(label, ".")
+	}
+	return pattern == name
+}
+
+// floorVerdict is how much of a container endpoint's (host, port) the
+// floor allows: all of it, some names (a wildcard the floor opens only for
+// some of its names), or nothing.
+type floorVerdict struct {
+	all   bool
+	some  []string
+	extra []string // conditions of the floor's matching entries
+}
+
+func floorAllows(floor map[string]NetworkPolicy, host string, port int) floorVerdict {
+	var v floorVerdict
+	unconditional := false
+	for _, key := range sortedKeys(floor) {
+		np := floor[key]
+		for _, ep := range np.Endpoints {
+			if !slices.Contains(ep.Ports, port) {
+				continue
+			}
+			full := hostCovered(ep.Host, host) || ep.Host == host
+			partial := !full && strings.HasPrefix(host, "*.") && !strings.HasPrefix(ep.Host, "*.") && hostCovered(host, ep.Host)
+			if !full && !partial {
+				continue
+			}
+			if full {
+				v.all = true
+			} else if !slices.Contains(v.some, ep.Host) {
+				v.some = append(v.some, ep.Host)
+			}
+			if len(np.Binaries) > 0 {
+				v.extra = append(v.extra, fmt.Sprintf("the floor's %s allows it only for %s", key, binaryList(np.Binaries)))
+			} else if full {
+				unconditional = true
+			}
+		}
+	}
+	// One matching entry without binaries is enough for any process.
+	if unconditional {
+		v.extra = nil
+	}
+	return v
+}
+
+func binaryList(bs []Binary) string {
+	paths := make([]string, len(bs))
+	for i, b := range bs {
+		paths[i] = b.Path
+	}
+	return strings.Join(paths, ", ")
+}
+
+// effectiveNetwork is the container's egress narrowed by the floor's: the
+// egress filter allows a connection only if every policy with
+// network_policies does.
+func effectiveNetwork(floor, container *Policy) *Egress {
+	var own, bound *Policy
+	switch {
+	case container != nil && container.HasNetwork:
+		own = container
+		if floor != nil && floor.HasNetwork {
+			bound = floor
+		}
+	case floor != nil && floor.HasNetwork:
+		own = floor
+	default:
+		return nil
+	}
+	eg := &Egress{Entries: []EgressEntry{}}
+	for _, key := range sortedKeys(own.NetworkPolicies) {
+		np := own.NetworkPolicies[key]
+		entry := EgressEntry{Key: key, Source: own.Name}
+		if np.Name != key {
+			entry.Name = np.Name
+		}
+		for _, b := range np.Binaries {
+			entry.Binaries = append(entry.Binaries, b.Path)
+		}
+		for _, ep := range np.Endpoints {
+			notes := endpointNotes(ep)
+			if bound == nil {
+				entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: slices.Clone(ep.Ports), Notes: notes})
+				continue
+			}
+			var ports []int
+			for _, port := range ep.Ports {
+				v := floorAllows(bound.NetworkPolicies, ep.Host, port)
+				switch {
+				case v.all:
+					ports = append(ports, port)
+				case len(v.some) > 0:
+					// Listed apart: only some of the wildcard's names.
+					n := append(slices.Clone(notes), "only "+strings.Join(v.some, ", ")+" (the floor allows no other name)")
+					entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: []int{port}, Notes: append(n, v.extra...)})
+					continue
+				default:
+					continue
+				}
+				notes = append(notes, v.extra...)
+			}
+			if len(ports) > 0 {
+				entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: ports, Notes: uniqueStrings(notes)})
+			}
+		}
+		if len(entry.Endpoints) > 0 {
+			eg.Entries = append(eg.Entries, entry)
+		}
+	}
+	return eg
+}
+
+func uniqueStrings(s []string) []string {
+	var out []string
+	for _, x := range s {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// endpointNotes are an endpoint's qualifications, in plain words.
+func endpointNotes(ep Endpoint) []string {
+	var notes []string
+	if strings.HasPrefix(ep.Host, "*.") {
+		notes = append(notes, fmt.Sprintf("one label before .%s, not %s itself", ep.Host[2:], ep.Host[2:]))
+	}
+	if ep.Protocol == "tcp" {
+		notes = append(notes, "any TCP (reached through a synthetic address)")
+	}
+	if ep.Enforcement == "audit" {
+		notes = append(notes, "audit: what its other conditions would deny is allowed and logged")
+	}
+	if ep.Path != "" || ep.Access == "read-only" || ep.Access == "read-write" || len(ep.Rules) > 0 || len(ep.DenyRules) > 0 {
+		notes = append(notes, "request rules: checked on plain HTTP; TLS to it is denied (clawrun does not decrypt)")
+	}
+	if len(ep.AllowedIPs) > 0 {
+		notes = append(notes, "may resolve to "+strings.Join(ep.AllowedIPs, ", "))
+	}
+	return notes
+}
+
+// floorTakes lists what the container's policy allows and the floor does
+// not, field by field.
+func floorTakes(floor, container *Policy) []string {
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+
+	switch {
+	case floor.HasFilesystem && !container.HasFilesystem:
+		add("Files: %s does not confine files; the floor's filesystem_policy does.", container.Name)
+	case floor.HasFilesystem:
+		ffs, cfs := floor.FilesystemPolicy, container.FilesystemPolicy
+		// Paths the floor cuts down the same way are reported together.
+		type cut struct{ had, left level }
+		var order []cut
+		groups := map[cut][]string{}
+		var partial []string
+		for _, set := range []struct {
+			paths []string
+			lvl   level
+		}{{cfs.ReadOnly, readOnly}, {cfs.ReadWrite, readWrite}} {
+			for _, path := range set.paths {
+				f := levelAt(ffs, path, false)
+				// A path its own parent already grants is reported with
+				// the parent.
+				if f >= set.lvl || levelAt(cfs, path, true) >= set.lvl {
+					continue
+				}
+				var inside []string
+				for _, d := range append(slices.Clone(ffs.ReadOnly), ffs.ReadWrite...) {
+					if d != path && under(d, path) && min(levelAt(ffs, d, false), set.lvl) > f {
+						inside = append(inside, fmt.Sprintf("%s (%s)", d, min(levelAt(ffs, d, false), set.lvl)))
+					}
+				}
+				if len(inside) > 0 {
+					slices.Sort(inside)
+					partial = append(partial, fmt.Sprintf("Files: %s is %s in %s; the floor allows %s there, and more only inside it: %s.",
+						path, set.lvl, container.Name, f, strings.Join(inside, ", ")))
+					continue
+				}
+				c := cut{set.lvl, f}
+				if _, ok := groups[c]; !ok {
+					order = append(order, c)
+				}
+				groups[c] = append(groups[c], path)
+			}
+		}
+		for _, c := range order {
+			add("Files %s in %s, %s under the floor: %s.", c.had, container.Name, c.left, strings.Join(groups[c], " "))
+		}
+		out = append(out, partial...)
+		if cfs.IncludeWorkdir && !ffs.IncludeWorkdir {
+			add("Working directory: %s adds it read-write; the floor allows only what its own paths cover of it.", container.Name)
+		}
+	}
+
+	switch {
+	case floor.HasNetwork && !container.HasNetwork:
+		add("Network: %s does not filter egress; the floor allows only its own network_policies.", container.Name)
+	case floor.HasNetwork:
+		var denied []string
+		for _, key := range sortedKeys(container.NetworkPolicies) {
+			for _, ep := range container.NetworkPolicies[key].Endpoints {
+				for _, port := range ep.Ports {
+					v := floorAllows(floor.NetworkPolicies, ep.Host, port)
+					switch {
+					case v.all:
+					case len(v.some) > 0:
+						add("Network: %s:%d (%s) only for %s.", ep.Host, port, key, strings.Join(v.some, ", "))
+					default:
+						denied = append(denied, fmt.Sprintf("%s:%d (%s)", ep.Host, port, key))
+					}
+				}
+			}
+		}
+		if len(denied) > 0 {
+			add("Network denied by the floor: %s.", strings.Join(denied, ", "))
+		}
+	}
+
+	if floor.Process.RunAsUser != "" && container.Process.RunAsUser == "" {
+		add("User: the floor makes the agent run as %s.", floor.Process.RunAsUser)
+	}
+	if floor.Process.RunAsGroup != "" && container.Process.RunAsGroup == "" {
+		add("Group: the floor makes the agent run as group %s.", floor.Process.RunAsGroup)
+	}
+	if floor.Clawrun.Seccomp.Profile != ProfileNone && container.Clawrun.Seccomp.Profile == ProfileNone {
+		add("System calls: %s asks for no agent seccomp profile; the floor keeps it.", container.Name)
+	}
+	var extra []string
+	for _, s := range floor.Clawrun.Seccomp.DenySyscalls {
+		if !slices.Contains(container.Clawrun.Seccomp.DenySyscalls, s) {
+			extra = append(extra, s)
+		}
+	}
+	if len(extra) > 0 {
+		add("System calls: the floor also denies %s.", strings.Join(extra, ", "))
+	}
+	if floor.Landlock.Compatibility == HardRequirement && container.Landlock.Compatibility != HardRequirement {
+		add("Enforcement: the floor is hard_requirement: any gap in enforcement fails the container's creation.")
+	}
+	if floor.HasFilesystem {
+		fl, cl := floor.Clawrun.Landlock, container.Clawrun.Landlock
+		if fl.ScopeSignals && (!container.HasFilesystem || !cl.ScopeSignals) {
+			add("Signals: the floor confines them to the agent's own sandbox.")
+		}
+		if fl.ScopeAbstractUnix && (!container.HasFilesystem || !cl.ScopeAbstractUnix) {
+			add("Abstract unix sockets: the floor confines them to the agent's own sandbox.")
+		}
+		for _, f := range []struct {
+			what        string
+			floor, cont []uint16
+		}{{"TCP bind", fl.TCPBind, cl.TCPBind}, {"TCP connect", fl.TCPConnect, cl.TCPConnect}} {
+			switch {
+			case f.floor == nil:
+			case f.cont == nil || !container.HasFilesystem:
+				add("%s: the floor allows only ports %s.", f.what, portList(f.floor))
+			default:
+				var lost []uint16
+				for _, p := range f.cont {
+					if !slices.Contains(f.floor, p) {
+						lost = append(lost, p)
+					}
+				}
+				if len(lost) > 0 {
+					add("%s: ports %s are denied by the floor.", f.what, portList(lost))
+				}
+			}
+		}
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out
+}
+
+func portList(ports []uint16) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ", ")
+}
+
+func intPorts(ports []int) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ",")
+}
+
+// explainWidth is where String wraps lists.
+const explainWidth = 78
+
+// writer builds String's output: headings, indented lines and wrapped lists.
+type writer struct{ strings.Builder }
+
+func (w *writer) heading(s string) {
+	if w.Len() > 0 {
+		w.WriteString("\n")
+	}
+	w.WriteString(s + "\n")
+}
+
+func (w *writer) line(indent int, format string, args ...any) {
+	w.wrap(indent, indent+2, fmt.Sprintf(format, args...))
+}
+
+// wrap writes text wrapped at explainWidth, continuation lines indented.
+func (w *writer) wrap(first, rest int, text string) {
+	pad := strings.Repeat(" ", first)
+	col := first
+	w.WriteString(pad)
+	for i, word := range strings.Fields(text) {
+		if i > 0 && col+1+len(word) > explainWidth {
+			w.WriteString("\n" + strings.Repeat(" ", rest))
+			col = rest
+		} else if i > 0 {
+			w.WriteString(" ")
+			col++
+		}
+		w.WriteString(word)
+		col += len(word)
+	}
+	w.WriteString("\n")
+}
+
+// String renders the explanation in plain language.
+func (e *Explanation) String() string {
+	w := &writer{}
+	container, floor := withFrom(e.Container, e.ContainerFrom), withFrom(e.Floor, e.FloorFrom)
+	switch {
+	case e.Container != "" && e.Floor != "":
+		w.line(0, "Policy %s, under the floor policy %s (the administrator's: a container's policy can narrow it, never widen it).", container, floor)
+	case e.Container != "":
+		w.line(0, "Policy %s, without a floor policy.", container)
+	case e.Floor != "":
+		w.line(0, "The floor policy %s alone (the container has no policy of its own).", floor)
+	default:
+		w.line(0, "No policy: the container runs unconfined, exactly as runc would run it.")
+		return w.String()
+	}
+	e.writeFiles(w)
+	e.writeNetwork(w)
+	e.writeProcess(w)
+	e.writeSeccomp(w)
+	e.writeEnforcement(w)
+	if len(e.Warnings) > 0 {
+		w.heading("Warnings (accepted, but not enforced as written)")
+		for _, warn := range e.Warnings {
+			w.line(2, "%s", warn.String())
+		}
+	}
+	if e.Floor != "" && e.Container != "" {
+		w.heading(fmt.Sprintf("What the floor %s takes away from %s", e.Floor, e.Container))
+		if len(e.FloorTakes) == 0 {
+			w.line(2, "Nothing: %s stays within the floor.", e.Container)
+		}
+		for _, s := range e.FloorTakes {
+			w.line(2, "- %s", s)
+		}
+	}
+	return w.String()
+}
+
+func withFrom(name, from string) string {
+	if from == "" {
+		return name
+	}
+	return name + " (" + from + ")"
+}
+
+func (e *Explanation) writeFiles(w *writer) {
+	w.heading("Files (Landlock)")
+	f := e.Files
+	if f == nil {
+		w.line(2, "Not confined: no filesystem_policy. The container's own mounts and file permissions apply.")
+		return
+	}
+	list := func(title string, paths []string) {
+		w.line(2, "%s:", title)
+		if len(paths) == 0 {
+			w.line(4, "nothing")
+			return
+		}
+		w.wrap(4, 4, strings.Join(paths, " "))
+	}
+	list("Read and execute", f.ReadOnly)
+	list("Read, write, create, delete and execute", f.ReadWrite)
+	if f.Workdir {
+		w.line(2, "Also the container's working directory (process.cwd), read-write: include_workdir. A working directory of / is refused.")
+	}
+	w.line(2, "Denied: every other path. The agent cannot read, list, write or execute anything not listed.")
+	if len(f.ReadWrite) > 0 {
+		w.line(2, "Read-write includes execute: the agent can run programs it writes there.")
+	}
+	w.line(2, "Not controlled by Landlock: metadata (stat, chmod, chown, timestamps); file ownership and modes still apply.")
+}
+
+func (e *Explanation) writeNetwork(w *writer) {
+	w.heading("Network (egress filter)")
+	if e.Network == nil {
+		w.line(2, "Not filtered: no network_policies, so the agent reaches whatever the container's network reaches. (network_policies, clawrun.include or the run.clawrun.egress annotation turn the filter on; network_policies: {} denies all egress.)")
+	} else {
+		if len(e.Network.Entries) == 0 {
+			w.line(2, "No destination is allowed: every connection is denied.")
+		} else {
+			w.line(2, "Only these destinations (host:ports):")
+		}
+		for _, entry := range e.Network.Entries {
+			title := entry.Key
+			if entry.Name != "" {
+				title += ": " + entry.Name
+			}
+			if entry.Source != e.Container && e.Container != "" {
+				title += ", from the floor"
+			}
+			w.line(4, "%s", title)
+			for _, ep := range entry.Endpoints {
+				text := ep.Host + ":" + intPorts(ep.Ports)
+				if len(ep.Notes) > 0 {
+					text += ": " + strings.Join(ep.Notes, "; ")
+				}
+				w.line(6, "%s", text)
+			}
+			if len(entry.Binaries) > 0 {
+				w.line(6, "only for connections of %s (the process or an ancestor)", strings.Join(entry.Binaries, ", "))
+			}
+		}
+		w.line(2, "Denied: every other name (NXDOMAIN, never asked upstream) and connection; UDP other than DNS, QUIC and ICMP; IP literals and TLS without a server name; loopback, link-local, private and CGNAT addresses unless allowed_ips opens them.")
+		w.line(2, "Connections are matched on the TLS server name (SNI) or HTTP Host, and port: what they carry is not inspected, so an allowed host is also a way out for data.")
+	}
+	if e.TCPConnect != nil {
+		w.line(2, "TCP connect (Landlock): only to ports %s.", portListOrNone(e.TCPConnect))
+	}
+	if e.TCPBind != nil {
+		w.line(2, "TCP bind (Landlock): only ports %s.", portListOrNone(e.TCPBind))
+	}
+}
+
+func portListOrNone(ports []uint16) string {
+	if len(ports) == 0 {
+		return "(none: no port at all)"
+	}
+	return portList(ports)
+}
+
+func (e *Explanation) writeProcess(w *writer) {
+	w.heading("Process")
+	switch {
+	case e.RunAsUser != "":
+		group := "the group the image gives that user"
+		if e.RunAsGroup != "" {
+			group = "group " + e.RunAsGroup
+		}
+		w.line(2, "Runs as user %s, %s (root is never allowed).", e.RunAsUser, group)
+	case e.RunAsGroup != "":
+		w.line(2, "Runs as the container's own user with group %s.", e.RunAsGroup)
+	default:
+		w.line(2, "Runs as the container's own user: no run_as_user. An image that runs as root runs the agent as root (within everything below); set process.run_as_user to prevent it.")
+	}
+	w.line(2, "no_new_privs: setuid programs and file capabilities grant nothing.")
+	if len(e.facts.DroppedCapabilities) > 0 {
+		w.line(2, "Capabilities removed: %s.", strings.Join(e.facts.DroppedCapabilities, ", "))
+	}
+	if len(e.facts.RefusedCapabilities) > 0 {
+		w.line(2, "Refused: a container holding %s is not created.", strings.Join(e.facts.RefusedCapabilities, ", "))
+	}
+	if e.Files != nil {
+		w.line(2, "Signals: %s", scopeText(e.ScopeSignals, "only to processes of its own sandbox (scope_signals)", "not scoped"))
+		w.line(2, "Abstract unix sockets: %s", scopeText(e.ScopeAbstractUnix, "only those of its own sandbox (scope_abstract_unix)", "not scoped"))
+	}
+}
+
+func scopeText(on bool, yes, no string) string {
+	if on {
+		return yes + "."
+	}
+	return no + "."
+}
+
+func (e *Explanation) writeSeccomp(w *writer) {
+	if e.Seccomp.Profile == ProfileAgent {
+		w.heading(`System calls (seccomp profile "agent", stacked on the container's own profile)`)
+		if len(e.facts.SeccompDenied) > 0 {
+			w.line(2, "Denied with EPERM:")
+			w.wrap(4, 4, strings.Join(e.facts.SeccompDenied, " "))
+		}
+		for _, r := range e.facts.SeccompRules {
+			w.line(2, "%s", r)
+		}
+	} else {
+		w.heading("System calls (seccomp)")
+		w.line(2, "Only the container's own seccomp profile: clawrun.seccomp.profile is none.")
+	}
+	if len(e.Seccomp.Deny) > 0 {
+		w.line(2, "Also denied (clawrun.seccomp.deny_syscalls): %s.", strings.Join(e.Seccomp.Deny, ", "))
+	}
+}
+
+func (e *Explanation) writeEnforcement(w *writer) {
+	w.heading("Enforcement")
+	if e.Files == nil {
+		w.line(2, "%s: no Landlock layer, so the kernel's Landlock support does not matter.", e.Compatibility)
+		return
+	}
+	if e.Compatibility == HardRequirement {
+		w.line(2, "hard_requirement: the container is not created if the kernel lacks Landlock ABI %d (Linux %s or later), or if a listed path does not exist.", e.MinABI, abiKernel[e.MinABI])
+		return
+	}
+	w.line(2, "best_effort: listed paths that do not exist are skipped, and a kernel without Landlock, or with an older ABI, enforces less (without Landlock, files are not confined at all). `clawrun state ID` reports what the kernel enforced.")
+}
