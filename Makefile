@@ -43,6 +43,7 @@ conformance: build bin/runc-1.5.2
 
 bench: build bin/runc-1.5.2
 	CLAWRUN=$(CURDIR)/bin/clawrun bash test/bench/run.sh
+	CLAWRUN=$(CURDIR)/bin/clawrun bash test/bench/egress.sh
 
 demo: deps build
 	bash contrib/demo/demo.sh

@@ -2,13 +2,13 @@ package egress
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,9 +34,10 @@ type Proxy struct {
 	// PeekTimeout bounds the wait for a ClientHello or a request head.
 	PeekTimeout time.Duration
 
-	mu    sync.Mutex
-	live  map[*flow]struct{}
-	count atomic.Int64
+	mu          sync.Mutex
+	live        map[*flow]struct{}
+	count       atomic.Int64
+	lastRelease atomic.Int64
 }
 
 // flow is one proxied connection, re-checked when the rules change.
@@ -182,7 +183,11 @@ func (p *Proxy) handle(client net.Conn) {
 			return
 		}
 		_ = client.SetReadDeadline(time.Time{})
-		p.connect(client, io.MultiReader(bytesReader(helloBytes), br), hello.ServerName, int(dst.Port()), d, binaries, &rec, finish)
+		// Replay the ClientHello and whatever else was read ahead, then
+		// splice straight from the socket (a reader wrapper would force
+		// a copy through user space for the whole flow).
+		prefix := append(helloBytes, buffered(br)...)
+		p.connect(client, prefix, hello.ServerName, int(dst.Port()), d, binaries, &rec, finish)
 		return
 	}
 	rec.Protocol = "http"
@@ -261,7 +266,7 @@ func (p *Proxy) dialChecked(ctx context.Context, name string, port int, endpoint
 }
 
 // connect dials upstream for an allowed flow and copies both ways.
-func (p *Proxy) connect(client net.Conn, replay io.Reader, name string, port int, d Decision, binaries []string, rec *Record, finish func(Decision)) {
+func (p *Proxy) connect(client net.Conn, prefix []byte, name string, port int, d Decision, binaries []string, rec *Record, finish func(Decision)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	up, ip, reason, err := p.dialChecked(ctx, name, port, d.AllowedIPs)
 	cancel()
@@ -274,13 +279,28 @@ func (p *Proxy) connect(client net.Conn, replay io.Reader, name string, port int
 	f := &flow{client: client, upstream: up, host: name, port: port, binaries: binaries}
 	p.track(f, true)
 	defer p.track(f, false)
-	src := io.Reader(client)
-	if replay != nil {
-		src = replay
+	var sent int64
+	if len(prefix) > 0 {
+		n, err := up.Write(prefix)
+		sent = int64(n)
+		if err != nil {
+			client.Close()
+			up.Close()
+			finish(Decision{Reason: ReasonUpstream, Rule: d.Rule})
+			return
+		}
 	}
-	out, in := pipe(client, up, src)
-	rec.BytesOut, rec.BytesIn = out, in
+	out, in := pipe(client, up, client)
+	rec.BytesOut, rec.BytesIn = sent+out, in
 	finish(d)
+}
+
+// buffered returns (and consumes) what br has read ahead.
+func buffered(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	out := append([]byte(nil), b...)
+	_, _ = br.Discard(len(out))
+	return out
 }
 
 func (p *Proxy) track(f *flow, add bool) {
@@ -292,10 +312,24 @@ func (p *Proxy) track(f *flow, add bool) {
 	if add {
 		p.live[f] = struct{}{}
 		p.count.Add(1)
-	} else {
-		delete(p.live, f)
-		p.count.Add(-1)
+		return
 	}
+	delete(p.live, f)
+	if p.count.Add(-1) == 0 {
+		p.releaseMemory()
+	}
+}
+
+// releaseMemory hands the buffers of finished connections back to the
+// kernel when the filter goes idle (Go would otherwise keep them until its
+// forced collection, two minutes later), at most every 10 s.
+func (p *Proxy) releaseMemory() {
+	now := time.Now().UnixNano()
+	last := p.lastRelease.Load()
+	if now-last < int64(10*time.Second) || !p.lastRelease.CompareAndSwap(last, now) {
+		return
+	}
+	go debug.FreeOSMemory()
 }
 
 // pipe copies client→upstream (from src) and upstream→client until both
@@ -332,8 +366,6 @@ func addrPort(a net.Addr) netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(a.String())
 	return ap
 }
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // HasBinaries reports whether any policy restricts endpoints to binaries.
 func (r *Rules) HasBinaries() bool {

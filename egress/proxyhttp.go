@@ -82,7 +82,7 @@ func (p *Proxy) forwardRequests(client net.Conn, br *bufio.Reader, up net.Conn, 
 		if err != nil {
 			return out, Decision{Allow: true}
 		}
-		m, err := io.Copy(up, head.BodyReader(br))
+		m, err := copyBody(up, br, client, head)
 		out += m
 		if err != nil || head.Close || head.Upgrade != "" {
 			if head.Upgrade != "" && err == nil {
@@ -131,4 +131,20 @@ func denyHTTP(client net.Conn, host string, port int, reason Reason) {
 	_ = client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	fmt.Fprintf(client, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 	client.Close()
+}
+
+// copyBody forwards a request body. A body of known length is spliced
+// from the client's socket once the read-ahead buffer is drained; chunked
+// bodies go through the framing-checking reader.
+func copyBody(up net.Conn, br *bufio.Reader, client net.Conn, head RequestHead) (int64, error) {
+	if head.Chunked || head.ContentLength <= 0 {
+		return io.Copy(up, head.BodyReader(br))
+	}
+	fromBuf := min(int64(br.Buffered()), head.ContentLength)
+	n, err := io.CopyN(up, br, fromBuf)
+	if err != nil || n == head.ContentLength {
+		return n, err
+	}
+	m, err := io.CopyN(up, client, head.ContentLength-n)
+	return n + m, err
 }

@@ -1,0 +1,693 @@
+package main
+
+// The driver: runs on the host, starts the two containers (the same bundle
+// but for the policy annotation and the network namespace each joins),
+// runs the client in them by `clawrun exec`, direct and filtered in a
+// shuffled order every round, and reads the filter's memory and CPU time
+// from /proc.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+type driveOptions struct {
+	clawrun, config, root  string
+	direct, filtered       string // bundles
+	server, name           string // the fake internet's address, the allowed name
+	logDir                 string // egress.log_dir of the config
+	serverPid              int    // for the machine's load figure
+	out, raw               string
+	rounds, block, dnsN    int
+	bulkMiB, bulkRuns      int
+	conns, connRuns        int
+	seed                   uint64
+	latencyTarget          time.Duration // added p50
+	throughputTarget       float64       // filtered/direct
+	rssTarget              int64         // bytes, supervisor + worker
+	notes                  []string
+	idPrefix               string
+	settle                 time.Duration
+	execTimeout            time.Duration
+	connHold               time.Duration
+	after                  time.Duration // wait before the memory reading after the connections
+	directName, filterName string
+}
+
+// ctr is one of the two containers.
+type ctr struct {
+	label    string // column name
+	id       string
+	bundle   string
+	filtered bool
+}
+
+type driver struct {
+	o      driveOptions
+	direct *ctr
+	filter *ctr
+	both   []*ctr
+	rng    *rand.Rand
+	logf   *os.File // output of run/delete (a file, not a pipe: `run -d` leaves the container holding it)
+	mu     sync.Mutex
+	made   []*ctr // started, to delete
+	raw    strings.Builder
+	// the filter's processes
+	sup, worker int
+	// interrupted: a signal is being handled (cleanup, then exit 130);
+	// failures it causes meanwhile are not reported.
+	interrupted atomic.Bool
+}
+
+func drive(args []string) {
+	var o driveOptions
+	fs := flag.NewFlagSet("drive", flag.ExitOnError)
+	fs.StringVar(&o.clawrun, "clawrun", "bin/clawrun", "clawrun binary")
+	fs.StringVar(&o.config, "config", "", "clawrun --config file (egress upstream_dns, ranges, log_dir)")
+	fs.StringVar(&o.root, "root", "", "clawrun --root for the bench's containers")
+	fs.StringVar(&o.direct, "direct", "", "bundle of the direct container (no policy)")
+	fs.StringVar(&o.filtered, "filtered", "", "bundle of the filtered container (run.clawrun.egress)")
+	fs.StringVar(&o.server, "server", "", "the fake internet's address (bench.test)")
+	fs.StringVar(&o.name, "name", "bench.test", "the allowed name")
+	fs.StringVar(&o.logDir, "log-dir", "", "egress.log_dir of the config (decision logs)")
+	fs.IntVar(&o.serverPid, "server-pid", 0, "pid of egressbench serve (its CPU time is the bench's, not other load)")
+	fs.StringVar(&o.out, "out", "", "also write the table to this file")
+	fs.StringVar(&o.raw, "raw", "", "also write every sample to this file (CSV)")
+	fs.IntVar(&o.rounds, "rounds", 20, "rounds of the latency and DNS measurements")
+	fs.IntVar(&o.block, "block", 25, "TLS connections per container per round")
+	fs.IntVar(&o.dnsN, "dns", 25, "DNS queries per container per round")
+	fs.IntVar(&o.bulkMiB, "bulk-mib", 256, "MiB per bulk transfer")
+	fs.IntVar(&o.bulkRuns, "bulk-runs", 5, "bulk transfers per direction and container")
+	fs.IntVar(&o.conns, "conns", 1000, "concurrent connections")
+	fs.IntVar(&o.connRuns, "conn-runs", 3, "runs of the concurrent connections per container")
+	fs.Uint64Var(&o.seed, "seed", 0, "seed of the per-round shuffle (0: from the clock)")
+	fs.DurationVar(&o.latencyTarget, "latency-target", 500*time.Microsecond, "target: added p50 latency below this")
+	fs.Float64Var(&o.throughputTarget, "throughput-target", 0.8, "target: filtered/direct throughput at least this")
+	rssMiB := fs.Int64("rss-target-mib", 16, "target: filter RSS (supervisor + worker) below this many MiB")
+	fs.StringVar(&o.idPrefix, "id-prefix", fmt.Sprintf("bench-egress-%d", os.Getpid()), "container id prefix")
+	fs.DurationVar(&o.settle, "settle", 500*time.Millisecond, "wait after the start before the idle memory reading")
+	fs.DurationVar(&o.execTimeout, "exec-timeout", 2*time.Minute, "bound of one client run")
+	fs.DurationVar(&o.after, "after", time.Second, "wait after the last connections closed before reading the filter's memory")
+	fs.DurationVar(&o.connHold, "hold", 700*time.Millisecond, "how long the client holds the connections open after the echoes")
+	fs.Func("note", "extra footnote line (repeatable)", func(s string) error { o.notes = append(o.notes, s); return nil })
+	_ = fs.Parse(args)
+	o.rssTarget = *rssMiB << 20
+	if o.config == "" || o.root == "" || o.direct == "" || o.filtered == "" || o.server == "" || o.logDir == "" {
+		fatalf("drive: -config, -root, -direct, -filtered, -server and -log-dir are required")
+	}
+	if o.rounds < 1 || o.block < 1 || o.dnsN < 1 || o.bulkRuns < 1 || o.connRuns < 1 || o.conns < 1 || o.bulkMiB < 1 {
+		fatalf("drive: counts must be positive")
+	}
+	if o.seed == 0 {
+		o.seed = uint64(time.Now().UnixNano())
+	}
+	o.directName, o.filterName = "direct", "through clawrun"
+
+	dr := &driver{o: o, rng: rand.New(rand.NewPCG(o.seed, 0))}
+	dr.direct = &ctr{label: o.directName, id: o.idPrefix + "-direct", bundle: o.direct}
+	dr.filter = &ctr{label: o.filterName, id: o.idPrefix + "-filtered", bundle: o.filtered, filtered: true}
+	dr.both = []*ctr{dr.direct, dr.filter}
+	// Beside --root, not in it: the runtime lists what is in it.
+	var err error
+	if dr.logf, err = os.CreateTemp(filepath.Dir(o.root), "runtime-*.log"); err != nil {
+		fatalf("drive: %v", err)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		dr.interrupted.Store(true)
+		dr.cleanup()
+		fmt.Fprintf(os.Stderr, "egressbench: %v\n", s)
+		os.Exit(130)
+	}()
+	table, failed := dr.run()
+	fmt.Print(table)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(table), 0o644); err != nil {
+			fatalf("drive: %v", err)
+		}
+	}
+	if o.raw != "" {
+		if err := os.WriteFile(o.raw, []byte(dr.raw.String()), 0o644); err != nil {
+			fatalf("drive: %v", err)
+		}
+	}
+	os.Remove(dr.logf.Name())
+	if failed {
+		fatalf("the run had errors (see the notes under the table)")
+	}
+}
+
+// die deletes the containers and exits.
+func (dr *driver) die(format string, a ...any) {
+	if dr.interrupted.Load() {
+		select {} // the signal handler exits
+	}
+	dr.cleanup()
+	fatalf(format, a...)
+}
+
+func (dr *driver) cleanup() {
+	dr.mu.Lock()
+	made := dr.made
+	dr.made = nil
+	dr.mu.Unlock()
+	for _, c := range made {
+		if out, err := dr.runtime(30*time.Second, "delete", "--force", c.id); err != nil {
+			fmt.Fprintf(os.Stderr, "egressbench: delete %s: %v\n%s\n", c.id, err, out)
+		}
+	}
+}
+
+// runtime runs clawrun with the bench's --root and --config; its output
+// goes to a file, since `run -d` leaves the container's init holding it.
+func (dr *driver) runtime(timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := dr.logf.Truncate(0); err != nil {
+		return "", err
+	}
+	if _, err := dr.logf.Seek(0, 0); err != nil {
+		return "", err
+	}
+	full := append([]string{"--root", dr.o.root, "--config", dr.o.config}, args...)
+	cmd := exec.CommandContext(ctx, dr.o.clawrun, full...)
+	cmd.Stdout, cmd.Stderr = dr.logf, dr.logf
+	err := cmd.Run()
+	out, _ := os.ReadFile(dr.logf.Name())
+	if err != nil {
+		return string(out), fmt.Errorf("clawrun %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out), nil
+}
+
+func (dr *driver) start(c *ctr) {
+	dr.mu.Lock()
+	dr.made = append(dr.made, c)
+	dr.mu.Unlock()
+	if out, err := dr.runtime(time.Minute, "run", "-d", "--bundle", c.bundle, c.id); err != nil {
+		dr.die("starting the %s container: %v\n%s", c.label, err, out)
+	}
+}
+
+// client runs `egressbench client ARGS` in c and returns its result.
+func (dr *driver) client(c *ctr, args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), dr.o.execTimeout)
+	defer cancel()
+	full := append([]string{"--root", dr.o.root, "--config", dr.o.config, "exec", c.id, "/bin/egressbench", "client"}, args...)
+	cmd := exec.CommandContext(ctx, dr.o.clawrun, full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var res result
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || jerr != nil {
+		dr.die("client %s in the %s container: %v %v\nstdout: %s\nstderr: %s",
+			strings.Join(args, " "), c.label, err, jerr, stdout.String(), stderr.String())
+	}
+	return res
+}
+
+// order is both containers in a fresh random order: neither always runs
+// right after the other (or right after a bulk transfer, say).
+func (dr *driver) order() []*ctr {
+	o := []*ctr{dr.direct, dr.filter}
+	dr.rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
+	return o
+}
+
+// measurements, per container label.
+type measurements struct {
+	dnsFirst   map[string]time.Duration
+	tlsFirst   map[string]time.Duration
+	dns        map[string][][]int64 // per round
+	latency    map[string][][]int64 // per round
+	bulk       map[string]map[string][]float64
+	conns      map[string][]result
+	rssIdle    procMem
+	rssPeak    procMem // the sample with the largest VmRSS(supervisor)+VmRSS(worker), connections open
+	rssAfter   procMem
+	hwm        int64                    // VmHWM(supervisor)+VmHWM(worker) at the end
+	cpu        map[string]time.Duration // the filter's CPU time per phase
+	phaseOps   map[string]string
+	errors     []string
+	decisions  map[string]int
+	restarts   int
+	elapsed    time.Duration
+	loadBefore string
+	others     float64 // CPUs used by other processes during the bench
+	idle       float64 // share of the machine's CPU time left idle
+	loadAfter  string
+	version    string
+}
+
+// run measures everything and returns the table, and whether anything
+// failed.
+func (dr *driver) run() (string, bool) {
+	o := dr.o
+	m := &measurements{
+		dnsFirst: map[string]time.Duration{}, tlsFirst: map[string]time.Duration{}, dns: map[string][][]int64{}, latency: map[string][][]int64{},
+		bulk: map[string]map[string][]float64{}, conns: map[string][]result{},
+		cpu: map[string]time.Duration{}, phaseOps: map[string]string{},
+	}
+	m.loadBefore = loadavg()
+	m.version = versionOf(o.clawrun)
+	t0 := time.Now()
+	busy0, idle0, own0 := machineBusy(), machineIdle(), dr.ownCPU()
+	dr.raw.WriteString("phase,container,round,value\n")
+	fmt.Fprintf(os.Stderr, "egressbench: starting the direct and the filtered container\n")
+	for _, c := range dr.both {
+		dr.start(c)
+	}
+	defer dr.cleanup()
+	dr.findFilter()
+	filterCPU0 := dr.cpu()
+
+	// Idle: the filter as a container gets it, before any traffic.
+	time.Sleep(o.settle)
+	m.rssIdle = dr.mem()
+
+	server53 := o.server + ":53"
+	dnsArgs := func(n, warmup int) []string {
+		return []string{"dns", "-server", server53, "-name", o.name, "-want", o.server,
+			"-n", strconv.Itoa(n), "-warmup", strconv.Itoa(warmup)}
+	}
+	// A failed query, handshake or transfer makes the run worthless: stop.
+	// Failed concurrent connections are a result: they are reported, and
+	// the bench then exits non-zero.
+	check := func(c *ctr, what string, r result) {
+		if r.Errors == 0 {
+			return
+		}
+		msg := fmt.Sprintf("%s, %s: %d failed (first: %s)", what, c.label, r.Errors, r.FirstError)
+		if what != "concurrent connections" {
+			dr.die("%s", msg)
+		}
+		m.errors = append(m.errors, msg)
+	}
+
+	// DNS: the filter's very first query, then rounds of repeated ones.
+	fmt.Fprintf(os.Stderr, "egressbench: DNS\n")
+	cpu0 := dr.cpu()
+	for _, c := range []*ctr{dr.filter, dr.direct} {
+		r := dr.client(c, dnsArgs(1, 0)...)
+		check(c, "DNS first query", r)
+		if len(r.Samples) == 1 {
+			m.dnsFirst[c.label] = time.Duration(r.Samples[0])
+			dr.rawf("dns-first", c.label, 0, r.Samples[0])
+		}
+	}
+	for round := range o.rounds {
+		for _, c := range dr.order() {
+			r := dr.client(c, dnsArgs(o.dnsN, 2)...)
+			check(c, "DNS", r)
+			m.dns[c.label] = append(m.dns[c.label], r.Samples)
+			for _, s := range r.Samples {
+				dr.rawf("dns", c.label, round, s)
+			}
+		}
+	}
+	m.cpu["dns"] = dr.cpu() - cpu0
+	m.phaseOps["dns"] = fmt.Sprintf("%d queries", 1+o.rounds*(o.dnsN+2))
+
+	// TLS latency: the filter's first connection (the proxy resolves the
+	// name itself, and its cache is still empty), then rounds.
+	fmt.Fprintf(os.Stderr, "egressbench: TLS connection latency\n")
+	cpu0 = dr.cpu()
+	latencyArgs := func(n, warmup int) []string {
+		return []string{"latency", "-addr", o.server + ":443", "-sni", o.name,
+			"-n", strconv.Itoa(n), "-warmup", strconv.Itoa(warmup)}
+	}
+	for _, c := range []*ctr{dr.filter, dr.direct} {
+		r := dr.client(c, latencyArgs(1, 0)...)
+		check(c, "TLS first connection", r)
+		if len(r.Samples) == 1 {
+			m.tlsFirst[c.label] = time.Duration(r.Samples[0])
+			dr.rawf("tls-first", c.label, 0, r.Samples[0])
+		}
+	}
+	for round := range o.rounds {
+		for _, c := range dr.order() {
+			r := dr.client(c, latencyArgs(o.block, 2)...)
+			check(c, "TLS latency", r)
+			m.latency[c.label] = append(m.latency[c.label], r.Samples)
+			for _, s := range r.Samples {
+				dr.rawf("tls", c.label, round, s)
+			}
+		}
+	}
+	m.cpu["tls"] = dr.cpu() - cpu0
+	m.phaseOps["tls"] = fmt.Sprintf("%d connections", 1+o.rounds*(o.block+2))
+
+	// Bulk, one direction after the other.
+	fmt.Fprintf(os.Stderr, "egressbench: bulk transfers\n")
+	size := int64(o.bulkMiB) << 20
+	for _, dir := range []string{"down", "up"} {
+		cpu0 = dr.cpu()
+		for round := range o.bulkRuns {
+			for _, c := range dr.order() {
+				r := dr.client(c, "bulk", "-addr", o.server+":8080", "-host", o.name+":8080",
+					"-dir", dir, "-bytes", strconv.FormatInt(size, 10))
+				check(c, "bulk "+dir, r)
+				if r.Errors > 0 || r.Nanos <= 0 {
+					continue
+				}
+				mibs := float64(r.Bytes) / (1 << 20) / (float64(r.Nanos) / 1e9)
+				if m.bulk[c.label] == nil {
+					m.bulk[c.label] = map[string][]float64{}
+				}
+				m.bulk[c.label][dir] = append(m.bulk[c.label][dir], mibs)
+				dr.rawf("bulk-"+dir+"-mibs", c.label, round, int64(mibs))
+			}
+		}
+		m.cpu["bulk-"+dir] = dr.cpu() - cpu0
+		m.phaseOps["bulk-"+dir] = fmt.Sprintf("%d MiB", o.bulkRuns*o.bulkMiB)
+	}
+
+	// Many connections at once.
+	fmt.Fprintf(os.Stderr, "egressbench: %d concurrent connections\n", o.conns)
+	cpu0 = dr.cpu()
+	for round := range o.connRuns {
+		for _, c := range dr.order() {
+			var stop func() procMem
+			if c.filtered {
+				stop = dr.sampleMem()
+			}
+			r := dr.client(c, "conns", "-addr", o.server+":8080", "-host", o.name+":8080",
+				"-n", strconv.Itoa(o.conns), "-hold", o.connHold.String())
+			if stop != nil {
+				if p := stop(); p.total() > m.rssPeak.total() {
+					m.rssPeak = p
+				}
+			}
+			check(c, "concurrent connections", r)
+			m.conns[c.label] = append(m.conns[c.label], r)
+			dr.rawf("conns-established-ns", c.label, round, r.EstablishNS)
+			dr.rawf("conns-echo-ns", c.label, round, r.EchoNS)
+		}
+	}
+	m.cpu["conns"] = dr.cpu() - cpu0
+	m.phaseOps["conns"] = fmt.Sprintf("%d connections", o.connRuns*o.conns)
+
+	// After: the connections are gone; what does the filter keep?
+	time.Sleep(o.after)
+	m.rssAfter = dr.mem()
+	m.hwm = readStatusBytes(dr.sup, "VmHWM") + readStatusBytes(dr.worker, "VmHWM")
+	if st, err := dr.status(); err == nil {
+		m.restarts = st.Restarts
+	}
+	m.decisions = dr.decisions()
+	// Every filtered operation must have gone through the filter: a
+	// connection that did not would have measured the direct path.
+	for _, want := range []struct {
+		key string
+		n   int
+	}{
+		{"dns allow", 1 + o.rounds*(o.dnsN+2)},
+		{"tls allow", 1 + o.rounds*(o.block+2)},
+		{"http allow", 2*o.bulkRuns + o.connRuns*o.conns},
+	} {
+		if got := m.decisions[want.key]; got < want.n {
+			m.errors = append(m.errors, fmt.Sprintf("the decision log has %d %q records, want at least %d: not all filtered traffic went through the filter", got, want.key, want.n))
+		}
+	}
+	m.loadAfter = loadavg()
+	// What the machine did besides the bench: all CPU time used meanwhile
+	// less ours (this driver, the runtime and the clients it reaped, the
+	// servers, the filter). The filtered path needs three busy processes
+	// at once, the direct one two: with 2 CPUs, other load costs the
+	// filtered figures more.
+	elapsed := time.Since(t0)
+	ours := dr.ownCPU() - own0 + dr.cpu() - filterCPU0
+	others := machineBusy() - busy0 - ours
+	m.others = max(0, float64(others)/float64(elapsed))
+	if b, i := machineBusy()-busy0, machineIdle()-idle0; b+i > 0 {
+		m.idle = float64(i) / float64(b+i)
+	}
+	dr.cleanup()
+	m.elapsed = time.Since(t0)
+	return dr.render(m), len(m.errors) > 0 || m.restarts > 0
+}
+
+func (dr *driver) rawf(phase, label string, round int, v int64) {
+	fmt.Fprintf(&dr.raw, "%s,%q,%d,%d\n", phase, label, round, v)
+}
+
+// filterStatus is the part of egress-status.json the bench reads.
+type filterStatus struct {
+	State      string `json:"state"`
+	Supervisor int    `json:"supervisor_pid"`
+	Worker     int    `json:"worker_pid"`
+	Restarts   int    `json:"restarts"`
+}
+
+func (dr *driver) status() (filterStatus, error) {
+	var st filterStatus
+	data, err := os.ReadFile(filepath.Join(dr.o.root, dr.filter.id, "egress-status.json"))
+	if err != nil {
+		return st, err
+	}
+	err = json.Unmarshal(data, &st)
+	return st, err
+}
+
+// findFilter reads the filter's pids: the supervisor from egress.json, the
+// worker from egress-status.json (both in the container's state dir).
+func (dr *driver) findFilter() {
+	var rec struct {
+		Supervisor int `json:"supervisor_pid"`
+	}
+	data, err := os.ReadFile(filepath.Join(dr.o.root, dr.filter.id, "egress.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &rec)
+	}
+	if err != nil || rec.Supervisor <= 0 {
+		dr.die("the filtered container has no egress filter (egress.json: %v)", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := dr.status()
+		if err == nil && st.State == "running" && st.Worker > 0 {
+			if st.Supervisor != rec.Supervisor {
+				dr.die("egress.json says supervisor %d, egress-status.json %d", rec.Supervisor, st.Supervisor)
+			}
+			dr.sup, dr.worker = st.Supervisor, st.Worker
+			return
+		}
+		if time.Now().After(deadline) {
+			dr.die("the egress filter is not running: %+v %v", st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// procMem is the filter's resident memory: VmRSS of each process, and
+// for the notes how it splits (anonymous, file-backed: the binary's pages,
+// which the two processes share) and the proportional share (PSS).
+type procMem struct {
+	sup, worker  int64
+	anon, file   int64 // RssAnon, RssFile, both processes
+	pss, pssAnon int64 // from smaps_rollup, both processes
+}
+
+func (p procMem) total() int64 { return p.sup + p.worker }
+
+func (dr *driver) mem() procMem {
+	p := dr.memOf()
+	if p.sup == 0 || p.worker == 0 {
+		dr.die("the egress filter's processes are gone (supervisor %d, worker %d)", dr.sup, dr.worker)
+	}
+	p.pss = readKB("/proc/"+strconv.Itoa(dr.sup)+"/smaps_rollup", "Pss") +
+		readKB("/proc/"+strconv.Itoa(dr.worker)+"/smaps_rollup", "Pss")
+	p.pssAnon = readKB("/proc/"+strconv.Itoa(dr.sup)+"/smaps_rollup", "Pss_Anon") +
+		readKB("/proc/"+strconv.Itoa(dr.worker)+"/smaps_rollup", "Pss_Anon")
+	return p
+}
+
+// memOf reads what /proc/PID/status says (cheap enough to sample).
+func (dr *driver) memOf() procMem {
+	p := procMem{sup: readStatusBytes(dr.sup, "VmRSS"), worker: readStatusBytes(dr.worker, "VmRSS")}
+	for _, pid := range []int{dr.sup, dr.worker} {
+		p.anon += readStatusBytes(pid, "RssAnon")
+		p.file += readStatusBytes(pid, "RssFile")
+	}
+	return p
+}
+
+// sampleMem samples the filter's memory every 20 ms until the returned
+// function is called, which returns the sample with the largest RSS.
+func (dr *driver) sampleMem() func() procMem {
+	stop := make(chan struct{})
+	done := make(chan procMem)
+	go func() {
+		var peak procMem
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if p := dr.memOf(); p.total() > peak.total() {
+				peak = p
+			}
+			select {
+			case <-stop:
+				done <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() procMem { close(stop); return <-done }
+}
+
+// readStatusBytes reads a "kB" field of /proc/PID/status; 0 if unreadable.
+func readStatusBytes(pid int, key string) int64 {
+	return readKB("/proc/"+strconv.Itoa(pid)+"/status", key)
+}
+
+// readKB reads a "Key: N kB" line of a /proc file, in bytes; 0 if absent.
+func readKB(path, key string) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || k != key {
+			continue
+		}
+		fields := strings.Fields(v)
+		if len(fields) == 0 {
+			return 0
+		}
+		n, _ := strconv.ParseInt(fields[0], 10, 64)
+		return n << 10
+	}
+	return 0
+}
+
+// cpu is the user+system time of the filter's two processes so far.
+func (dr *driver) cpu() time.Duration {
+	return procCPU(dr.sup) + procCPU(dr.worker)
+}
+
+// ownCPU is the CPU time of this driver, of the children it waited for
+// (the runtime, and the clients the runtime reaped) and of the servers.
+func (dr *driver) ownCPU() time.Duration {
+	var self, children syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	d := time.Duration(self.Utime.Nano() + self.Stime.Nano() + children.Utime.Nano() + children.Stime.Nano())
+	if dr.o.serverPid > 0 {
+		d += procCPU(dr.o.serverPid)
+	}
+	return d
+}
+
+// machineBusy is the CPU time all CPUs spent not idle so far (/proc/stat).
+func machineBusy() time.Duration { return machineCPU(false) }
+
+// machineIdle is the CPU time all CPUs spent idle (or waiting for I/O).
+func machineIdle() time.Duration { return machineCPU(true) }
+
+func machineCPU(idle bool) time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	// user nice system idle iowait irq softirq steal
+	var ticks int64
+	for i, v := range f[1:9] {
+		if (i == 3 || i == 4) != idle {
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clkTck
+}
+
+// clkTck is USER_HZ, 100 on every Linux architecture Go supports.
+const clkTck = 100
+
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	// After the command: state is field 3 of the line, utime 14, stime 15.
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * time.Second / clkTck
+}
+
+// decisions counts the filtered container's decision log lines by
+// protocol and decision ("tls allow", "dns allow", ...).
+func (dr *driver) decisions() map[string]int {
+	out := map[string]int{}
+	base := filepath.Join(dr.o.logDir, dr.filter.id+".egress.jsonl")
+	paths := []string{base}
+	for i := 1; i <= 5; i++ {
+		paths = append(paths, base+"."+strconv.Itoa(i))
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			dr.die("decision log: %v", err)
+		}
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if line == "" {
+				continue
+			}
+			var d struct{ Protocol, Decision string }
+			if err := json.Unmarshal([]byte(line), &d); err != nil {
+				out["unparsable"]++
+				continue
+			}
+			out[d.Protocol+" "+d.Decision]++
+		}
+	}
+	return out
+}
+
+func versionOf(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	line, _, _ := strings.Cut(string(out), "\n")
+	if err != nil || line == "" {
+		return "?"
+	}
+	return strings.TrimSpace(line)
+}

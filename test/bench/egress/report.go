@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// row is one line of the table.
+type row struct{ metric, direct, filtered, delta, target, result string }
+
+func (dr *driver) render(m *measurements) string {
+	o := dr.o
+	d, f := o.directName, o.filterName
+	rng := rand.New(rand.NewPCG(o.seed, 1))
+	var rows []row
+
+	// 1. TLS: connect + handshake + request/response.
+	dl, fl := flatten(m.latency[d]), flatten(m.latency[f])
+	if len(dl) > 0 && len(fl) > 0 {
+		added := quantile(fl, 0.5) - quantile(dl, 0.5)
+		lo, hi := diffCI(m.latency[f], m.latency[d], 0.5, rng)
+		verdict := "PASS"
+		if added >= o.latencyTarget {
+			verdict = "ABOVE TARGET"
+		}
+		if lo < o.latencyTarget && o.latencyTarget <= hi {
+			verdict += " (within noise)"
+		}
+		rows = append(rows,
+			row{fmt.Sprintf("TLS connect + handshake + 1 request, p50 (n=%d each)", len(fl)),
+				ms(quantile(dl, 0.5)), ms(quantile(fl, 0.5)),
+				fmt.Sprintf("%s (95%% CI %s … %s)", plusMS(added), plusMS(lo), plusMS(hi)),
+				"added < " + ms(o.latencyTarget), verdict},
+			row{"TLS connect + handshake + 1 request, p99",
+				ms(quantile(dl, 0.99)), ms(quantile(fl, 0.99)),
+				plusMS(quantile(fl, 0.99) - quantile(dl, 0.99)), "—", "—"})
+	}
+	rows = append(rows, row{"TLS, the filter's first connection (its own lookup of the name not cached yet; n=1)",
+		ms(m.tlsFirst[d]), ms(m.tlsFirst[f]), plusMS(m.tlsFirst[f] - m.tlsFirst[d]), "—", "—"})
+
+	// 2. Bulk.
+	for _, dir := range []string{"up", "down"} {
+		dv, fv := m.bulk[d][dir], m.bulk[f][dir]
+		name := map[string]string{"up": "upload", "down": "download"}[dir]
+		metric := fmt.Sprintf("Bulk %s, %d MiB, one stream (median of %d)", name, o.bulkMiB, o.bulkRuns)
+		if len(dv) == 0 || len(fv) == 0 {
+			rows = append(rows, row{metric, mibs(dv), mibs(fv), "—", fmt.Sprintf("≥ %.2f×", o.throughputTarget), "FAILED"})
+			continue
+		}
+		ratio := medianF(fv) / medianF(dv)
+		verdict := "PASS"
+		if ratio < o.throughputTarget {
+			verdict = "BELOW TARGET"
+		}
+		delta := fmt.Sprintf("%.2f×", ratio)
+		if len(fv) == len(dv) && len(fv) > 2 {
+			lo, hi := ratioCI(fv, dv, rng)
+			delta += fmt.Sprintf(" (95%% CI %.2f … %.2f)", lo, hi)
+			if lo < o.throughputTarget && o.throughputTarget <= hi {
+				verdict += " (within noise)"
+			}
+		}
+		rows = append(rows, row{metric, mibs(dv), mibs(fv), delta,
+			fmt.Sprintf("≥ %.2f×", o.throughputTarget), verdict})
+	}
+
+	// 3. Many connections at once.
+	worst := func(rs []result) (est, echo int) {
+		est, echo = -1, -1
+		for _, r := range rs {
+			if est < 0 || r.Established < est {
+				est = r.Established
+			}
+			if echo < 0 || r.Echoed < echo {
+				echo = r.Echoed
+			}
+		}
+		return
+	}
+	de, dec := worst(m.conns[d])
+	fe, fec := worst(m.conns[f])
+	verdict := "PASS"
+	if fe != o.conns || fec != o.conns {
+		verdict = "FAILED"
+	}
+	rows = append(rows, row{
+		fmt.Sprintf("%s concurrent connections: established / echoed (worst of %d)", thousands(o.conns), o.connRuns),
+		fmt.Sprintf("%d / %d", de, dec), fmt.Sprintf("%d / %d", fe, fec), "—",
+		fmt.Sprintf("all %s", thousands(o.conns)), verdict})
+	connTime := func(rs []result, est bool) time.Duration {
+		var v []time.Duration
+		for _, r := range rs {
+			if est {
+				v = append(v, time.Duration(r.EstablishNS))
+			} else {
+				v = append(v, time.Duration(r.EchoNS))
+			}
+		}
+		return medianD(v)
+	}
+	for _, est := range []bool{true, false} {
+		what := "time until all established (dial, upgrade request, 101 back)"
+		if !est {
+			what = "then one byte echoed on each"
+		}
+		dt, ft := connTime(m.conns[d], est), connTime(m.conns[f], est)
+		rows = append(rows, row{fmt.Sprintf("%s concurrent: %s, median", thousands(o.conns), what),
+			ms(dt), ms(ft), ratioOrDash(float64(ft), float64(dt)), "—", "—"})
+	}
+
+	// 4. DNS.
+	rows = append(rows, row{"DNS A " + o.name + ", the filter's first query (n=1)",
+		ms(m.dnsFirst[d]), ms(m.dnsFirst[f]), plusMS(m.dnsFirst[f] - m.dnsFirst[d]), "—", "—"})
+	dd, fd := flatten(m.dns[d]), flatten(m.dns[f])
+	if len(dd) > 0 && len(fd) > 0 {
+		lo, hi := diffCI(m.dns[f], m.dns[d], 0.5, rng)
+		rows = append(rows,
+			row{fmt.Sprintf("DNS A %s, repeated, p50 (n=%d each; the filter forwards every one)", o.name, len(fd)),
+				ms(quantile(dd, 0.5)), ms(quantile(fd, 0.5)),
+				fmt.Sprintf("%s (95%% CI %s … %s)", plusMS(quantile(fd, 0.5)-quantile(dd, 0.5)), plusMS(lo), plusMS(hi)), "—", "—"},
+			row{"DNS A " + o.name + ", repeated, p99",
+				ms(quantile(dd, 0.99)), ms(quantile(fd, 0.99)), plusMS(quantile(fd, 0.99) - quantile(dd, 0.99)), "—", "—"})
+	}
+
+	// 5. Memory.
+	rssRow := func(metric string, v int64, detail string) row {
+		verdict := "PASS"
+		if v >= o.rssTarget {
+			verdict = "ABOVE TARGET"
+		}
+		return row{metric, "—", mib(v) + detail, "—", "< " + mib(o.rssTarget), verdict}
+	}
+	split := func(p procMem) string {
+		return fmt.Sprintf(" (%s + %s; anonymous %s)", mib(p.sup), mib(p.worker), mib(p.anon))
+	}
+	rows = append(rows,
+		rssRow("Filter RSS (supervisor + worker), idle after start", m.rssIdle.total(), split(m.rssIdle)),
+		rssRow(fmt.Sprintf("Filter RSS, peak while %s connections are open (sampled every 20 ms)", thousands(o.conns)), m.rssPeak.total(),
+			fmt.Sprintf(" (anonymous %s)", mib(m.rssPeak.anon))),
+		rssRow(fmt.Sprintf("Filter RSS, %s after the last %s closed", o.after, thousands(o.conns)), m.rssAfter.total(), split(m.rssAfter)))
+
+	var sb strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
+	w("| metric | %s | %s | ratio / added | target | result |\n", d, f)
+	w("| --- | --: | --: | --: | --- | --- |\n")
+	for _, r := range rows {
+		w("| %s | %s | %s | %s | %s | %s |\n", r.metric, r.direct, r.filtered, r.delta, r.target, r.result)
+	}
+	w("\nThe same static client, run by `clawrun exec` in two containers of one busybox bundle, each in a network namespace\n")
+	w("with a veth route to the fake internet (DNS, TLS and HTTP servers in a third namespace, self-signed CA). The filtered one\n")
+	w("differs only by the policy `run.clawrun.egress=%s:443,%s:8080`: its TCP goes through the filter's transparent proxy\n", o.name, o.name)
+	w("(which dials from the host's namespace), its DNS through the filter's resolver, and the policy also puts its processes\n")
+	w("under clawrun's agent seccomp profile and no_new_privs. Times are taken inside the client with the monotonic clock.\n")
+	w("Direct and filtered runs alternate in a shuffled order every round (seed %d): %d rounds of %d TLS connections\n", o.seed, o.rounds, o.block)
+	w("(TLS 1.3, ECDSA P-256, full handshakes, 2 more unmeasured per round) and of %d DNS queries (2 more unmeasured); %d transfers\n", o.dnsN, o.bulkRuns)
+	w("per direction (plain HTTP on :8080, one connection each); %d runs of the concurrent connections (HTTP upgrade on :8080,\n", o.connRuns)
+	w("then an echoed byte). Added = p50(filtered) − p50(direct); ratio = median(filtered) / median(direct); the CIs are\n")
+	w("bootstraps over rounds. RSS: VmRSS of the filter's supervisor and worker, from /proc.\n\n")
+	w("Machine: %s, %d CPUs, kernel %s, %s; load average %s before, %s after; CPU used by other processes\n",
+		cpuModel(), goruntime.NumCPU(), kernel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), m.loadBefore, m.loadAfter)
+	w("during the bench: %.2f of %d CPUs, CPU left idle: %.0f%% (the filtered path keeps three processes busy, the direct\n",
+		m.others, goruntime.NumCPU(), 100*m.idle)
+	w("one two: other load costs it more). The bench took %s.\n\n", m.elapsed.Round(time.Second))
+	w("- clawrun: `%s` (%s)\n", o.clawrun, m.version)
+	w("- Filter CPU time (supervisor + worker, from /proc, 10 ms ticks):")
+	for i, ph := range []string{"dns", "tls", "bulk-down", "bulk-up", "conns"} {
+		sep := ";"
+		if i == 0 {
+			sep = ""
+		}
+		w("%s %s %d ms for %s", sep, ph, m.cpu[ph].Milliseconds(), m.phaseOps[ph])
+	}
+	w(".\n")
+	w("- Filter memory high-water mark (VmHWM, supervisor + worker): %s.\n", mib(m.hwm))
+	for _, x := range []struct {
+		when string
+		p    procMem
+	}{{"idle", m.rssIdle}, {"after the connections", m.rssAfter}} {
+		w("- Filter memory %s: RSS %s = anonymous %s + file-backed %s (clawrun's binary in the page cache, shared by both processes and every other filter); PSS %s, of which anonymous %s.\n",
+			x.when, mib(x.p.total()), mib(x.p.anon), mib(x.p.file), mib(x.p.pss), mib(x.p.pssAnon))
+	}
+	var decs []string
+	for k, v := range m.decisions {
+		decs = append(decs, fmt.Sprintf("%s %d", k, v))
+	}
+	slices.Sort(decs)
+	w("- Decision log of the filtered container: %s.\n", strings.Join(decs, ", "))
+	if m.restarts > 0 {
+		w("- **The filter's worker restarted %d times during the bench.**\n", m.restarts)
+	}
+	for _, e := range m.errors {
+		w("- **Errors:** %s\n", e)
+	}
+	for _, n := range o.notes {
+		w("- %s\n", n)
+	}
+	return sb.String()
+}
+
+func flatten(rounds [][]int64) []time.Duration {
+	var out []time.Duration
+	for _, r := range rounds {
+		for _, v := range r {
+			out = append(out, time.Duration(v))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// quantile of sorted xs, interpolating linearly between the nearest two.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	pos := q * float64(len(sorted)-1)
+	lo := int(pos)
+	if lo >= len(sorted)-1 {
+		return sorted[len(sorted)-1]
+	}
+	return sorted[lo] + time.Duration((pos-float64(lo))*float64(sorted[lo+1]-sorted[lo]))
+}
+
+// diffCI is a 95% bootstrap interval of quantile q of a minus that of b,
+// resampling whole rounds (a's and b's round i ran back to back, so the
+// machine's drift between rounds stays out of the interval).
+func diffCI(a, b [][]int64, q float64, rng *rand.Rand) (lo, hi time.Duration) {
+	const resamples = 1000
+	n := min(len(a), len(b))
+	if n == 0 {
+		return 0, 0
+	}
+	diffs := make([]time.Duration, resamples)
+	ra, rb := make([][]int64, n), make([][]int64, n)
+	for k := range diffs {
+		for i := range n {
+			j := rng.IntN(n)
+			ra[i], rb[i] = a[j], b[j]
+		}
+		diffs[k] = quantile(flatten(ra), q) - quantile(flatten(rb), q)
+	}
+	slices.Sort(diffs)
+	return diffs[resamples*25/1000], diffs[resamples*975/1000-1]
+}
+
+// ratioCI is a 95% bootstrap interval of median(a)/median(b), resampling
+// rounds (a[i] and b[i] ran back to back).
+func ratioCI(a, b []float64, rng *rand.Rand) (lo, hi float64) {
+	const resamples = 1000
+	n := len(a)
+	ra, rb := make([]float64, n), make([]float64, n)
+	ratios := make([]float64, resamples)
+	for k := range ratios {
+		for i := range n {
+			j := rng.IntN(n)
+			ra[i], rb[i] = a[j], b[j]
+		}
+		ratios[k] = medianF(ra) / medianF(rb)
+	}
+	slices.Sort(ratios)
+	return ratios[resamples*25/1000], ratios[resamples*975/1000-1]
+}
+
+func medianF(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func medianD(xs []time.Duration) time.Duration {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return quantile(s, 0.5)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
+
+func plusMS(d time.Duration) string { return fmt.Sprintf("%+.3f ms", float64(d)/1e6) }
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func mibs(v []float64) string {
+	if len(v) == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f MiB/s (%.0f–%.0f)", medianF(v), slices.Min(v), slices.Max(v))
+}
+
+func ratioOrDash(a, b float64) string {
+	if b == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
+func kernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
