@@ -136,7 +136,10 @@ func EnsureRoutes(nsFD int) error {
 		if err == nil && len(routes) > 0 {
 			continue // Docker's or CNI's default route: leave it
 		}
-		r := &netlink.Route{LinkIndex: loIndex, Family: family, Scope: netlink.SCOPE_LINK,
+		// The lowest priority: a front-end that wires the namespace after
+		// create (moby v2) adds its own default route, which must win
+		// rather than collide with this one.
+		r := &netlink.Route{LinkIndex: loIndex, Family: family, Scope: netlink.SCOPE_LINK, Priority: 0xffffffff,
 			Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}}
 		if family == netlink.FAMILY_V4 {
 			r.Dst = &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}

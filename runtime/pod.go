@@ -36,9 +36,16 @@ func netnsRecordPath(root string, ino uint64) string {
 	return filepath.Join(root, "egress-netns-"+strconv.FormatUint(ino, 10)+".json")
 }
 
-// rulesDigest identifies an allow list whatever its generation.
+// rulesDigest identifies an allow list whatever its generation and the
+// names of the policies it came from (a pod's containers may name their
+// policies differently and still carry the pod's allow list).
 func rulesDigest(r *egress.Rules) string {
-	layers, _ := json.Marshal(r.Layers)
+	stripped := make([]egress.Layer, len(r.Layers))
+	for i, l := range r.Layers {
+		l.Source = ""
+		stripped[i] = l
+	}
+	layers, _ := json.Marshal(stripped)
 	sum := sha256.Sum256(layers)
 	return hex.EncodeToString(sum[:])
 }
