@@ -30,7 +30,7 @@ install: build
 	install -D -m 0755 bin/containerd-shim-clawrun-v2 $(DESTDIR)$(BINDIR)/containerd-shim-clawrun-v2
 
 # Everything CI runs.
-test: deps lint build unit integration demo-check conformance
+test: deps lint build unit integration demo-check conformance e2e
 
 unit:
 	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
@@ -47,6 +47,13 @@ bench: build bin/runc-1.5.2
 
 demo: deps build
 	bash contrib/demo/demo.sh
+
+# End-to-end: the real front-ends (dockerd 20.10 and moby v2, containerd 2.2
+# with ctr, nerdctl and CRI) run clawrun. test/e2e/setup.sh installs and
+# builds them once into E2E_TOOLS (default /var/cache/clawrun-ci/e2e-<pins>).
+e2e: build
+	tools=$$(E2E_TOOLS=$(E2E_TOOLS) bash test/e2e/setup.sh) && \
+	  E2E_TOOLS=$$tools CLAWRUN_BIN=$(CURDIR)/bin CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m ./test/e2e/
 
 # The demo's verdicts, checked (part of make test).
 demo-check: build

@@ -1,0 +1,350 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	dockerImage = "clawrun-e2e/busybox:1"
+	// A container that runs until it is stopped, and stops at once.
+	loopScript = "trap 'exit 0' TERM; while :; do sleep 1; done"
+)
+
+// dockerd is a private Docker daemon and the client that drives it.
+type dockerd struct {
+	dir    string
+	client string
+	env    []string
+	d      *daemon
+}
+
+// renderDaemonJSON turns a daemon.json of contrib/docker into the test
+// daemon's: the runtimes' clawrun path becomes the binary under test and
+// runtimeArgs get prefix first; settings and extra runtimes are added.
+func renderDaemonJSON(t *testing.T, contrib string, prefix []string, settings map[string]any, extra map[string]any) string {
+	t.Helper()
+	var cfg map[string]any
+	if err := json.Unmarshal([]byte(readRepoFile(t, contrib)), &cfg); err != nil {
+		t.Fatalf("%s: %v", contrib, err)
+	}
+	runtimes, _ := cfg["runtimes"].(map[string]any)
+	if len(runtimes) == 0 {
+		t.Fatalf("%s: no runtimes", contrib)
+	}
+	for name, v := range runtimes {
+		rt := v.(map[string]any)
+		if p, ok := rt["path"]; ok {
+			if p != "/usr/local/bin/clawrun" {
+				t.Fatalf("%s: runtime %s: path %v, want /usr/local/bin/clawrun", contrib, name, p)
+			}
+			rt["path"] = theEnv.clawrun
+			args, _ := rt["runtimeArgs"].([]any)
+			var all []any
+			for _, a := range prefix {
+				all = append(all, a)
+			}
+			rt["runtimeArgs"] = append(all, args...)
+		}
+	}
+	for k, v := range extra {
+		runtimes[k] = v
+	}
+	for k, v := range settings {
+		cfg[k] = v
+	}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// startDockerd starts a private dockerd with the daemon.json given and
+// waits for its API.
+func startDockerd(t *testing.T, name, bin, client, config string, path string) *dockerd {
+	t.Helper()
+	dir := privateDir(t, name)
+	cfgFile := filepath.Join(dir, "daemon.json")
+	writeFile(t, cfgFile, config, 0o644)
+	sock := filepath.Join(dir, "docker.sock")
+	envv := []string{path, "HOME=" + dir, "DOCKER_HOST=unix://" + sock, "DOCKER_CONFIG=" + filepath.Join(dir, "client")}
+	d := &dockerd{dir: dir, client: client, env: envv}
+	d.d = startDaemon(t, name, filepath.Join(dir, "dockerd.log"), envv, bin, "--config-file", cfgFile)
+	waitSocket(t, d.d, sock, 60*time.Second)
+	if !waitFor(30*time.Second, func() bool { return d.docker("version").code == 0 }) {
+		t.Fatalf("%s does not answer:\n%v\n%s", name, d.docker("version"), d.d.logTail(30))
+	}
+	return d
+}
+
+func (d *dockerd) docker(args ...string) result {
+	return runIn(cmdOpts{env: d.env, timeout: 2 * time.Minute}, d.client, args...)
+}
+
+// settings every private dockerd gets: its own dirs and socket, cgroupfs,
+// a bridge and address pools in the test block, no iptables or sysctl
+// changes on the host, the fake internet as DNS.
+func dockerSettings(dir string, f *fakeNet, bridgeNet, poolNet int) map[string]any {
+	return map[string]any{
+		"data-root":             filepath.Join(dir, "data"),
+		"exec-root":             filepath.Join(dir, "exec"),
+		"pidfile":               filepath.Join(dir, "docker.pid"),
+		"hosts":                 []string{"unix://" + filepath.Join(dir, "docker.sock")},
+		"exec-opts":             []string{"native.cgroupdriver=cgroupfs"},
+		"bip":                   f.addr(bridgeNet, 1) + "/24",
+		"default-address-pools": []map[string]any{{"base": f.prefix(poolNet), "size": 24}},
+		"iptables":              false,
+		"ip6tables":             false,
+		"ip-forward":            false,
+		"ip-masq":               false,
+		"userland-proxy":        false,
+		"dns":                   []string{f.dnsAddr()},
+		"log-level":             "warn",
+	}
+}
+
+// stopDockerd stops the daemon (and the containerd it started), then
+// checks that nothing it started still runs and removes its bridge.
+func (d *dockerd) stop(t *testing.T, createdBridge bool) {
+	t.Helper()
+	if err := d.d.stop(45 * time.Second); err != nil {
+		t.Error(err)
+	}
+	// Its containerd exits after it; shims after their containers.
+	waitFor(15*time.Second, func() bool { return len(leftovers(d.dir)) == 0 })
+	killLeftovers(t, d.dir)
+	unmountUnder(d.dir)
+	if createdBridge {
+		deleteLink("docker0")
+	}
+}
+
+// findRoot finds the clawrun --root under which container id lives: a
+// directory holding id/state.json, below one of bases.
+func findRoot(id string, bases ...string) string {
+	for _, base := range bases {
+		var found string
+		_ = filepath.WalkDir(base, func(p string, e os.DirEntry, err error) error {
+			if err != nil || found != "" {
+				return filepath.SkipDir
+			}
+			if e.IsDir() && strings.Count(strings.TrimPrefix(p, base), "/") > 5 {
+				return filepath.SkipDir
+			}
+			if e.IsDir() && e.Name() == id && exists(filepath.Join(p, "state.json")) {
+				found = filepath.Dir(p)
+				return filepath.SkipAll
+			}
+			return nil
+		})
+		if found != "" {
+			return found
+		}
+	}
+	return ""
+}
+
+// TestDockerDebian: Debian's dockerd 20.10 (API 1.41, no --annotation)
+// with contrib/docker/daemon.json: runtimes by path, a floor policy
+// through runtimeArgs, the default bridge network.
+func TestDockerDebian(t *testing.T) {
+	e := need(t, "/usr/sbin/dockerd", "/usr/bin/docker", "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2")
+	start := time.Now()
+	if linkExists("docker0") {
+		t.Skip("skipped: docker0 exists: another dockerd runs on this host")
+	}
+	f := theFakeNet(t)
+	dir := filepath.Join(e.work, "docker-debian")
+	cfg := renderDaemonJSON(t, "contrib/docker/daemon.json", []string{"--config", f.config},
+		dockerSettings(dir, f, netDocker, netDockerPool),
+		map[string]any{
+			// Egress for a front-end without annotations: a floor policy
+			// with network_policies.
+			"clawrun-egress": map[string]any{"path": e.clawrun, "runtimeArgs": []string{"--config", f.config, "--policy", f.egressFloor()}},
+			"clawrun-bad":    map[string]any{"path": e.clawrun, "runtimeArgs": []string{"--policy", f.badFloor()}},
+		})
+	// Debian's containerd 1.6 and its runc shim: never the 2.x ones.
+	d := startDockerd(t, "docker-debian", "/usr/sbin/dockerd", "/usr/bin/docker", cfg, pathEnv(e.binDir))
+	defer d.stop(t, true)
+	step(t, start, "dockerd 20.10 up")
+	must(t, d.docker("import", "--change", `CMD ["sh"]`, e.image("busybox-rootfs.tar"), dockerImage))
+	step(t, start, "busybox imported")
+
+	// Runs to completion, exit status kept; no policy: as runc.
+	r := d.docker("run", "--rm", "--runtime=clawrun", dockerImage, "sh", "-c", probeScript+"; exit 7")
+	if r.code != 7 {
+		t.Errorf("want exit status 7: %v", r)
+	}
+	expectUnconfined(t, "docker run --runtime=clawrun", r.stdout)
+
+	// The floor policy of contrib's clawrun-agent runtime.
+	r = d.docker("run", "--rm", "--runtime=clawrun-agent", dockerImage, "sh", "-c", probeScript)
+	expectConfined(t, "docker run --runtime=clawrun-agent", r.stdout+r.stderr)
+	step(t, start, "run --rm done")
+
+	// Detached, egress through the floor, exec'd into, stopped, removed.
+	id := strings.TrimSpace(must(t, d.docker("run", "-d", "--name", "agent", "--runtime=clawrun-egress", dockerImage, "sh", "-c", loopScript)))
+	root := findRoot(id, d.dir)
+	if root == "" {
+		t.Fatalf("no clawrun state for %s under %s", id, d.dir)
+	}
+	expectStateConfined(t, stateOf(t, root, id), "egress-floor", true)
+	logNetns(t, root, id)
+	r = d.docker("exec", "agent", "sh", "-c", probeScript)
+	expectConfined(t, "docker exec (clawrun-egress)", r.stdout+r.stderr)
+	r = d.docker("exec", "agent", "sh", "-c", egressScript("denied-docker.example", f.dnsAddr()))
+	expectEgress(t, f, "docker exec (clawrun-egress)", "denied-docker.example", r.stdout+r.stderr)
+	step(t, start, "detached container checked")
+	must(t, d.docker("stop", "-t", "10", "agent"))
+	must(t, d.docker("rm", "agent"))
+	if ids := listIDs(t, root); len(ids) > 0 {
+		t.Errorf("clawrun still lists %v after docker rm", ids)
+	}
+	step(t, start, "stopped and removed")
+
+	// A bad policy: clawrun's message in docker's error.
+	r = d.docker("run", "--rm", "--runtime=clawrun-bad", dockerImage, "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "OCI runtime create failed") || !strings.Contains(r.stderr, `unknown key "filesystem"`) {
+		t.Errorf("a bad floor policy: want docker's OCI runtime create failed with clawrun's message: %v", r)
+	} else {
+		t.Logf("bad policy reported: %s", strings.TrimSpace(r.stderr))
+	}
+	step(t, start, "done")
+}
+
+// TestDockerMoby: a current dockerd (moby v2) with
+// contrib/docker/daemon-shim.json: the clawrun shim by name (registered
+// and not), annotations, and a runtime by path.
+func TestDockerMoby(t *testing.T) {
+	client := "/usr/local/bin/docker"
+	e := need(t, "dockerd", "containerd", "containerd-shim-runc-v2", client)
+	start := time.Now()
+	if linkExists("docker0") {
+		t.Skip("skipped: docker0 exists: another dockerd runs on this host")
+	}
+	f := theFakeNet(t)
+	dir := filepath.Join(e.work, "docker-moby")
+	cfg := renderDaemonJSON(t, "contrib/docker/daemon-shim.json", []string{"--config", f.config},
+		dockerSettings(dir, f, netMoby, netMobyPool), nil)
+	// Its containerd is 2.2.9's (from $E2E_TOOLS); the clawrun shim runs
+	// "clawrun" from PATH: the wrapper with the tests' config.
+	d := startDockerd(t, "docker-moby", toolPath("dockerd"), client, cfg,
+		pathEnv(f.wrapper, e.binDir, filepath.Join(e.tools, "bin")))
+	defer d.stop(t, true)
+	step(t, start, "dockerd (moby v2) up")
+	must(t, d.docker("import", "--change", `CMD ["sh"]`, e.image("busybox-rootfs.tar"), dockerImage))
+	step(t, start, "busybox imported")
+
+	// The shim by name, unregistered: exit status kept, no policy.
+	r := d.docker("run", "--rm", "--runtime", "io.containerd.clawrun.v2", dockerImage, "sh", "-c", probeScript+"; exit 7")
+	if r.code != 7 {
+		t.Errorf("want exit status 7: %v", r)
+	}
+	expectUnconfined(t, "docker run --runtime io.containerd.clawrun.v2", r.stdout)
+
+	// The shim by name with a policy and an egress allow list.
+	denied := "denied-moby.example"
+	r = d.docker("run", "--rm", "--runtime", "io.containerd.clawrun.v2",
+		"--annotation", "run.clawrun.policy=agent-default", "--annotation", "run.clawrun.egress="+allowedHost+":80",
+		dockerImage, "sh", "-c", probeScript+"\n"+egressScript(denied, f.dnsAddr()))
+	expectConfined(t, "docker run --runtime io.containerd.clawrun.v2 --annotation", r.stdout+r.stderr)
+	expectEgress(t, f, "docker run --runtime io.containerd.clawrun.v2 --annotation", denied, r.stdout+r.stderr)
+
+	// The registered shim runtime of daemon-shim.json.
+	r = d.docker("run", "--rm", "--runtime", "clawrun", "--annotation", "run.clawrun.policy=agent-default", dockerImage, "sh", "-c", probeScript)
+	expectConfined(t, "docker run --runtime clawrun (runtimeType) --annotation", r.stdout+r.stderr)
+	step(t, start, "run --rm done")
+
+	// The runtime by path (floor agent-default), detached, with an
+	// annotation on top; exec, stop, rm.
+	id := strings.TrimSpace(must(t, d.docker("run", "-d", "--name", "agent", "--runtime", "clawrun-agent",
+		"--annotation", "run.clawrun.egress="+allowedHost+":80", dockerImage, "sh", "-c", loopScript)))
+	root := findRoot(id, d.dir, "/run/containerd/runc")
+	if root == "" {
+		t.Fatalf("no clawrun state for %s", id)
+	}
+	expectStateConfined(t, stateOf(t, root, id), "agent-default", true)
+	logNetns(t, root, id)
+	r = d.docker("exec", "agent", "sh", "-c", probeScript)
+	expectConfined(t, "docker exec (clawrun-agent)", r.stdout+r.stderr)
+	denied = "denied-moby-exec.example"
+	r = d.docker("exec", "agent", "sh", "-c", egressScript(denied, f.dnsAddr()))
+	expectEgress(t, f, "docker exec (clawrun-agent)", denied, r.stdout+r.stderr)
+	must(t, d.docker("stop", "-t", "10", "agent"))
+	must(t, d.docker("rm", "agent"))
+	if ids := listIDs(t, root); len(ids) > 0 {
+		t.Errorf("clawrun still lists %v after docker rm", ids)
+	}
+	step(t, start, "detached container checked, stopped, removed")
+
+	// A typo in an annotation: refused, with clawrun's message.
+	r = d.docker("run", "--rm", "--runtime", "io.containerd.clawrun.v2", "--annotation", "run.clawrun.polcy=agent-default", dockerImage, "true")
+	if r.code == 0 || !strings.Contains(r.stderr, `"run.clawrun.polcy": unknown`) {
+		t.Errorf("an unknown run.clawrun.* annotation: want clawrun's refusal: %v", r)
+	} else {
+		t.Logf("unknown annotation reported: %s", strings.TrimSpace(r.stderr))
+	}
+	step(t, start, "done")
+}
+
+// logNetns logs how a container's network namespace is given in its spec
+// (a path it joins, or a new one): where the egress filter attaches.
+func logNetns(t *testing.T, root, id string) {
+	t.Helper()
+	st := stateOf(t, root, id)
+	data, err := os.ReadFile(filepath.Join(bundleOf(t, root, id), "config.json"))
+	if err != nil {
+		return
+	}
+	var spec struct {
+		Hooks map[string][]struct {
+			Path string `json:"path"`
+		} `json:"hooks"`
+		Linux struct {
+			Namespaces []struct {
+				Type string `json:"type"`
+				Path string `json:"path"`
+			} `json:"namespaces"`
+		} `json:"linux"`
+	}
+	if json.Unmarshal(data, &spec) != nil {
+		return
+	}
+	ns := "none (the host's)"
+	for _, n := range spec.Linux.Namespaces {
+		if n.Type == "network" {
+			ns = "new"
+			if n.Path != "" {
+				ns = "joined by path " + n.Path
+			}
+		}
+	}
+	var hooks []string
+	for kind, hs := range spec.Hooks {
+		for _, h := range hs {
+			hooks = append(hooks, fmt.Sprintf("%s:%s", kind, filepath.Base(h.Path)))
+		}
+	}
+	egress := "off (no policy)"
+	if st.Clawrun != nil {
+		egress = st.Clawrun.Egress
+	}
+	t.Logf("container %s: network namespace %s; hooks %v; egress %s", shortID(id), ns, hooks, egress)
+}
+
+// bundleOf is a container's bundle directory, from clawrun's state.
+func bundleOf(t *testing.T, root, id string) string {
+	t.Helper()
+	out := must(t, run(theEnv.clawrun, "--root", root, "state", id))
+	var st struct {
+		Bundle string `json:"bundle"`
+	}
+	_ = json.Unmarshal([]byte(out), &st)
+	return st.Bundle
+}
