@@ -126,22 +126,35 @@ layer() { # layer ACTION DETAIL
 		esac ;;
 	esac
 }
-verdict() { # verdict FILE ACTION
+# egress_why HOST: the egress filter's rule or reason for HOST, from its log.
+egress_why() {
+	grep -F "\"host\":\"$1\"" "$work/logs/demo-agent.egress.jsonl" 2>/dev/null | head -1 |
+		sed -n 's/.*"reason":"\([a-z_]*\)"\(,"rule":"\([^"]*\)"\)\{0,1\}.*/\1 \3/p'
+}
+verdict() { # verdict FILE ACTION [policy]
 	line=$(grep -F "$2|" "$1" | head -1)
 	v=$(echo "$line" | cut -d'|' -f2)
 	d=$(echo "$line" | cut -d'|' -f3-)
+	why=
+	if [ "${3:-}" = policy ]; then
+		case $2 in
+		*allowed.example*) set -- $(egress_why allowed.example); why=" (egress rule ${2:-?})" ;;
+		*"denied name"*) set -- $(egress_why leak-secret-data.denied.example); why=" (egress: ${1:-?})" ;;
+		*denied.example*) set -- $(egress_why denied.example); why=" (egress: ${1:-?})" ;;
+		esac
+	fi
 	case $v in
-	ALLOWED) echo "ALLOWED" ;;
-	DENIED) echo "DENIED ($(layer "$2" "$d"))" ;;
+	ALLOWED) echo "ALLOWED$why" ;;
+	DENIED) if [ -n "$why" ]; then echo "DENIED$why"; else echo "DENIED ($(layer "$2" "$d"))"; fi ;;
 	*) echo "(no result)" ;;
 	esac
 }
 
 echo
-printf '%-32s  %-22s  %s\n' "WHAT THE AGENT TRIED" "UNDER agent-default" "WITHOUT A POLICY"
-printf '%-32s  %-22s  %s\n' "--------------------" "-------------------" "----------------"
+printf '%-32s  %-30s  %s\n' "WHAT THE AGENT TRIED" "UNDER agent-default" "WITHOUT A POLICY"
+printf '%-32s  %-30s  %s\n' "--------------------" "-------------------" "----------------"
 cut -d'|' -f1 "$work/with.txt" | while read -r action; do
-	printf '%-32s  %-22s  %s\n' "$action" "$(verdict "$work/with.txt" "$action")" "$(verdict "$work/without.txt" "$action")"
+	printf '%-32s  %-30s  %s\n' "$action" "$(verdict "$work/with.txt" "$action" policy)" "$(verdict "$work/without.txt" "$action")"
 done
 echo
 leaked_total=$(grep -c "leak-secret-data" "$work/queries.log" 2>/dev/null || true)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // TestPolicyCheckCLI: `clawrun policy check` accepts good files, reports
@@ -45,5 +47,30 @@ func TestPolicyCheckCLI(t *testing.T) {
 	}
 	if res := r.run("policy", "explain", bad); res.Code == 0 {
 		t.Errorf("explain of a bad policy succeeded:\n%s", res)
+	}
+}
+
+// TestPolicyAuditAndListCLI: audit refuses what has no decision log, and
+// list shows a confined container's policy and enforcement.
+func TestPolicyAuditAndListCLI(t *testing.T) {
+	r := newRuntime(t)
+	if !r.isClawrun() {
+		t.Skip("audit and the list columns are clawrun's own")
+	}
+	assertFailure(t, r.run("audit", "no-such-container"), "does not exist")
+	dir := r.bundle(func(s *specs.Spec) {
+		s.Process.Args = []string{"sleep", "60"}
+		s.Annotations = map[string]string{"run.clawrun.policy": "agent-default"}
+	})
+	id := newID(t)
+	r.runDetached(id, dir)
+	assertFailure(t, r.run("audit", id), "no egress filter")
+	res := r.ok("list")
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+	if f := strings.Fields(lines[0]); len(f) != 8 || f[6] != "POLICY" || f[7] != "ENFORCED" {
+		t.Fatalf("list header with a confined container: %q", lines[0])
+	}
+	if len(lines) != 2 || !strings.Contains(lines[1], "agent-default") || !strings.Contains(lines[1], "landlock:enforced") || !strings.Contains(lines[1], "seccomp:agent") {
+		t.Fatalf("list row of a confined container:\n%s", res.Stdout)
 	}
 }
