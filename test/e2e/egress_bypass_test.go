@@ -1,0 +1,473 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+)
+
+// The egress bypass cases of test/integration (which run in a bare
+// `clawrun run` namespace), through the namespaces real front-ends make:
+// a Docker user-defined network (its containers resolve through Docker's
+// embedded DNS at 127.0.0.11) and a CRI pod (the sandbox runs the filter,
+// a container of the pod is probed). In both, the fake internet watches
+// what reaches it: its DNS query log, a counter of TCP connections to its
+// HTTP port and of packets from any address but the host's (the filter
+// dials from the host), and a UDP and a TCP listener of this test.
+
+const (
+	bypassUDPPort = 9999 // the test's UDP listener in the fake internet
+	bypassTCPPort = 8080 // the test's TCP listener in the fake internet
+	// An address of the fake internet's /24 where nothing listens: a
+	// resolver a container may try.
+	bypassNoResolver = 99
+)
+
+// bypassWatch is what the fake internet sees during a bypass test.
+type bypassWatch struct {
+	f     *fakeNet
+	table string
+	udp   net.PacketConn
+	tcp   net.Listener
+	mu    sync.Mutex
+	got   []string // "udp <src> <payload>" and "tcp <src>"
+}
+
+// inNetns runs fn on a thread in the named network namespace: sockets it
+// opens belong to that namespace. The thread is never returned to Go's
+// pool (it exits with the goroutine).
+func inNetns(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// watchFakeNet opens the test's listeners in the fake internet and its nft
+// counters; all are removed at the end of t.
+func watchFakeNet(t *testing.T, f *fakeNet) *bypassWatch {
+	t.Helper()
+	w := &bypassWatch{f: f, table: fmt.Sprintf("cle2e_bypass_%d", os.Getpid()%100000)}
+	err := inNetns(f.ns, func() error {
+		var err error
+		if w.udp, err = net.ListenPacket("udp4", net.JoinHostPort(f.dnsAddr(), strconv.Itoa(bypassUDPPort))); err != nil {
+			return err
+		}
+		w.tcp, err = net.Listen("tcp4", net.JoinHostPort(f.dnsAddr(), strconv.Itoa(bypassTCPPort)))
+		return err
+	})
+	if err != nil {
+		if w.udp != nil {
+			w.udp.Close()
+		}
+		t.Fatalf("listening in the fake internet: %v", err)
+	}
+	t.Cleanup(func() {
+		w.udp.Close()
+		w.tcp.Close()
+		_ = run("ip", "netns", "exec", f.ns, "nft", "delete", "table", "inet", w.table)
+	})
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, src, err := w.udp.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			w.add(fmt.Sprintf("udp %s %q", src, buf[:n]))
+		}
+	}()
+	go func() {
+		for {
+			c, err := w.tcp.Accept()
+			if err != nil {
+				return
+			}
+			w.add("tcp " + c.RemoteAddr().String())
+			c.Close()
+		}
+	}()
+	rules := fmt.Sprintf(`table inet %s {
+	counter syn80 {}
+	counter foreign {}
+	chain in {
+		type filter hook prerouting priority -300; policy accept;
+		tcp dport 80 tcp flags & (syn | ack) == syn counter name syn80
+		meta nfproto ipv4 ip saddr != %s counter name foreign
+	}
+}
+`, w.table, f.addr(netFake, 1))
+	must(t, runIn(cmdOpts{stdin: rules}, "ip", "netns", "exec", f.ns, "nft", "-f", "-"))
+	// The listener works: a datagram from the host arrives.
+	token := fmt.Sprintf("host-check-%d", time.Now().UnixNano())
+	c, err := net.Dial("udp4", net.JoinHostPort(f.dnsAddr(), strconv.Itoa(bypassUDPPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Write([]byte(token))
+	c.Close()
+	if !waitFor(5*time.Second, func() bool { return w.saw(token) }) {
+		t.Fatalf("the test's UDP listener in the fake internet did not get a datagram from the host")
+	}
+	// And the fake internet's resolver answers the host (the filter's
+	// upstream): a failure to resolve later is the filter's.
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(allowedHost), dns.TypeA)
+	if _, _, err := (&dns.Client{Timeout: 3 * time.Second}).Exchange(q, net.JoinHostPort(f.dnsAddr(), "53")); err != nil {
+		t.Fatalf("the fake internet's resolver does not answer the host: %v", err)
+	}
+	return w
+}
+
+func (w *bypassWatch) add(s string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.got = append(w.got, s)
+}
+
+// saw says whether something containing s arrived at a listener.
+func (w *bypassWatch) saw(s string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, g := range w.got {
+		if strings.Contains(g, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *bypassWatch) mark() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.got)
+}
+
+func (w *bypassWatch) since(m int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.got[m:]...)
+}
+
+var nftPackets = regexp.MustCompile(`packets (\d+)`)
+
+// counter reads one of the nft counters in the fake internet.
+func (w *bypassWatch) counter(t *testing.T, name string) int {
+	t.Helper()
+	out := must(t, run("ip", "netns", "exec", w.f.ns, "nft", "list", "counter", "inet", w.table, name))
+	m := nftPackets.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no packet count in %q", out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// setForwarding turns IPv4 forwarding on (so that, without the filter, a
+// container's packets would reach the fake internet) and puts it back at
+// the end of t.
+func setForwarding(t *testing.T) {
+	t.Helper()
+	const p = "/proc/sys/net/ipv4/ip_forward"
+	before, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.WriteFile(p, before, 0o644) })
+	if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// httpGet is a shell command: a plain HTTP request for host to addr:port
+// with busybox's nc, bounded by its timeout.
+func httpGet(host, addr string, port int) string {
+	return fmt.Sprintf(`printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' | nc -w 5 %s %d 2>&1`, host, addr, port)
+}
+
+// udpSend is a shell command: one UDP datagram holding token to addr:port
+// (busybox's tftp: its nc has no -u), bounded by timeout.
+func udpSend(token, addr string, port int) string {
+	return fmt.Sprintf(`cd /tmp && timeout 3 tftp -g -r %s -l /tmp/tftp.out %s %d 2>&1; echo "exit $?"`, token, addr, port)
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// checkBypass runs the bypass cases in a container through exec (a shell
+// script in it); label names the front-end, resolvers are the addresses a
+// query is sent to directly.
+func checkBypass(t *testing.T, w *bypassWatch, label string, resolvers []string, exec func(script string) result) {
+	t.Helper()
+	f := w.f
+	fake := f.dnsAddr()
+	start := time.Now()
+	foreign := w.counter(t, "foreign")
+	lm := w.mark()
+
+	r := exec("grep nameserver /etc/resolv.conf")
+	t.Logf("%s: resolv.conf: %s", label, oneLine(r.stdout))
+
+	// The allowed name resolves (through the container's resolver) and its
+	// HTTP answers.
+	r = exec("nslookup " + allowedHost)
+	if !strings.Contains(r.stdout, "Address: "+fake) {
+		t.Errorf("%s: %s does not resolve to %s: %v", label, allowedHost, fake, r)
+	} else {
+		t.Logf("%s: nslookup %s: %s", label, allowedHost, oneLine(r.stdout))
+	}
+	r = exec(httpGet(allowedHost, allowedHost, 80))
+	if !strings.Contains(r.stdout, "hello from "+allowedHost) {
+		t.Errorf("%s: HTTP to %s did not answer through the filter: %v", label, allowedHost, r)
+	}
+
+	// A denied name: NXDOMAIN, never asked upstream.
+	denied := "denied-bypass-" + label + ".example"
+	r = exec("nslookup " + denied)
+	if !strings.Contains(r.stdout+r.stderr, "NXDOMAIN") || strings.Contains(r.stdout, "Address: "+fake) {
+		t.Errorf("%s: %s: want NXDOMAIN: %v", label, denied, r)
+	}
+	if f.queried(denied) {
+		t.Errorf("%s: the denied name %s reached the fake internet's resolver", label, denied)
+	}
+
+	// Straight to the fake internet's address, a denied Host: clawrun's 403,
+	// and no connection reaches the fake internet's HTTP server.
+	syn := w.counter(t, "syn80")
+	deniedHost := "denied-direct-" + label + ".example"
+	r = exec(httpGet(deniedHost, fake, 80))
+	status := strings.SplitN(r.stdout, "\n", 2)[0]
+	if !strings.Contains(status, " 403") || strings.Contains(r.stdout, "hello from") {
+		t.Errorf("%s: HTTP to %s:80 with Host %s: want clawrun's 403: %v", label, fake, deniedHost, r)
+	} else {
+		t.Logf("%s: direct HTTP to %s:80, Host %s: %s", label, fake, deniedHost, strings.TrimSpace(status))
+	}
+	if n := w.counter(t, "syn80") - syn; n != 0 {
+		t.Errorf("%s: %d connections reached the fake internet's port 80 for a denied Host", label, n)
+	}
+	// The same to a port no endpoint allows, with the allowed Host.
+	r = exec(httpGet(allowedHost, fake, bypassTCPPort))
+	if strings.Contains(r.stdout, "hello from") || w.saw("tcp ") {
+		t.Errorf("%s: HTTP to %s:%d (a port not allowed) got through: %v", label, fake, bypassTCPPort, r)
+	} else {
+		t.Logf("%s: direct HTTP to %s:%d, Host %s: %q", label, fake, bypassTCPPort, allowedHost, strings.SplitN(r.stdout, "\n", 2)[0])
+	}
+
+	// A query sent straight to another resolver address: the policy
+	// resolver answers it (allowed answered, denied NXDOMAIN, never asked).
+	for i, srv := range resolvers {
+		r = exec("nslookup " + allowedHost + " " + srv)
+		if !strings.Contains(r.stdout, "Address: "+fake) {
+			t.Errorf("%s: nslookup %s %s: want %s: %v", label, allowedHost, srv, fake, r)
+		}
+		name := fmt.Sprintf("denied-at-%d-%s.example", i, label)
+		r = exec("nslookup " + name + " " + srv)
+		if !strings.Contains(r.stdout+r.stderr, "NXDOMAIN") || strings.Contains(r.stdout, "Address: "+fake) {
+			t.Errorf("%s: nslookup %s %s: want NXDOMAIN: %v", label, name, srv, r)
+		} else if f.queried(name) {
+			t.Errorf("%s: nslookup %s %s: the denied name reached the fake internet's resolver", label, name, srv)
+		} else {
+			t.Logf("%s: resolver %s: %s answered, %s NXDOMAIN (never sent upstream)", label, srv, allowedHost, name)
+		}
+	}
+
+	// UDP to the fake internet: dropped.
+	token := fmt.Sprintf("bypass-udp-%s-%d", label, time.Now().UnixNano())
+	r = exec(udpSend(token, fake, bypassUDPPort))
+	t.Logf("%s: UDP to %s:%d: %s", label, fake, bypassUDPPort, oneLine(r.stdout+r.stderr))
+	if waitFor(2*time.Second, func() bool { return w.saw(token) }) {
+		t.Errorf("%s: a UDP datagram from the container reached the fake internet", label)
+	}
+
+	for _, e := range w.since(lm) {
+		t.Errorf("%s: the test's listeners in the fake internet received: %s", label, e)
+	}
+	if n := w.counter(t, "foreign") - foreign; n != 0 {
+		t.Errorf("%s: %d packets from an address other than the host's (the filter's) reached the fake internet", label, n)
+	}
+	step(t, start, "%s: bypass cases checked", label)
+}
+
+// TestEgressBypassDocker: a container on a Docker user-defined network
+// (moby v2's dockerd, the clawrun shim, policy and egress by annotation).
+// Its resolver is Docker's embedded DNS, 127.0.0.11, which the egress
+// filter must take over like any other.
+func TestEgressBypassDocker(t *testing.T) {
+	client := "/usr/local/bin/docker"
+	e := need(t, "dockerd", "containerd", "containerd-shim-runc-v2", client)
+	start := time.Now()
+	if linkExists("docker0") {
+		t.Skip("skipped: docker0 exists: another dockerd runs on this host")
+	}
+	f := theFakeNet(t)
+	w := watchFakeNet(t, f)
+	setForwarding(t)
+	dir := filepath.Join(e.work, "docker-bypass")
+	cfg := renderDaemonJSON(t, "contrib/docker/daemon-shim.json", []string{"--config", f.config},
+		dockerSettings(dir, f, netMoby, netMobyPool), nil)
+	d := startDockerd(t, "docker-bypass", toolPath("dockerd"), client, cfg,
+		pathEnv(f.wrapper, e.binDir, filepath.Join(e.tools, "bin")))
+	defer d.stop(t, true)
+	step(t, start, "dockerd (moby v2) up")
+	must(t, d.docker("import", "--change", `CMD ["sh"]`, e.image("busybox-rootfs.tar"), dockerImage))
+
+	const network = "cle2e-bypass"
+	netID := strings.TrimSpace(must(t, d.docker("network", "create", "--driver", "bridge",
+		"--subnet", f.prefix(netMobyPool), "--gateway", f.addr(netMobyPool, 1), network)))
+	defer func() {
+		_ = d.docker("network", "rm", network)
+		deleteLink("br-" + shortID(netID))
+	}()
+	step(t, start, "network %s (%s) created", network, f.prefix(netMobyPool))
+
+	id := strings.TrimSpace(must(t, d.docker("run", "-d", "--name", "bypass", "--network", network,
+		"--runtime", "io.containerd.clawrun.v2",
+		"--annotation", "run.clawrun.policy=agent-default", "--annotation", "run.clawrun.egress="+allowedHost+":80",
+		dockerImage, "sh", "-c", loopScript)))
+	defer func() { _ = d.docker("rm", "-f", "bypass") }()
+	if root := findRoot(id, d.dir, shimRuncRoot); root == "" {
+		t.Errorf("no clawrun state for %s", id)
+	} else {
+		expectStateConfined(t, stateOf(t, root, id), "agent-default", true)
+		logNetns(t, root, id)
+	}
+	step(t, start, "container on %s running", network)
+	// Docker's own rules for its embedded DNS in the container's namespace
+	// (a DNAT of 127.0.0.11:53), next to clawrun's: logged.
+	if pid := strings.TrimSpace(d.docker("inspect", "-f", "{{.State.Pid}}", id).stdout); pid != "" {
+		nft := run("nsenter", "-t", pid, "-n", "nft", "list", "ruleset")
+		ipt := run("nsenter", "-t", pid, "-n", "iptables-save")
+		t.Logf("container's namespace: nft tables %q; iptables rules for 127.0.0.11: %q",
+			regexp.MustCompile(`(?m)^table .*$`).FindAllString(nft.stdout, -1), grepLines(ipt.stdout, "127.0.0.11"))
+	}
+
+	checkBypass(t, w, "docker", []string{"127.0.0.11", f.dnsAddr(), f.addr(netFake, bypassNoResolver)},
+		func(script string) result { return d.docker("exec", "bypass", "sh", "-c", script) })
+
+	// The control: the same network without a policy (clawrun as runc):
+	// the UDP datagram arrives, so the route is there and only the filter
+	// stops it.
+	token := fmt.Sprintf("bypass-udp-control-%d", time.Now().UnixNano())
+	r := d.docker("run", "--rm", "--network", network, "--runtime", "io.containerd.clawrun.v2", dockerImage,
+		"sh", "-c", udpSend(token, f.dnsAddr(), bypassUDPPort))
+	if !waitFor(5*time.Second, func() bool { return w.saw(token) }) {
+		t.Errorf("control: without a policy, the UDP datagram did not reach the fake internet (no route?): %v", r)
+	} else {
+		t.Logf("control: without a policy the UDP datagram arrives")
+	}
+
+	must(t, d.docker("rm", "-f", "bypass"))
+	must(t, d.docker("network", "rm", network))
+	step(t, start, "done")
+}
+
+// TestEgressBypassCRI: a container of a CRI pod whose sandbox runs the
+// egress filter (containerd 2.2.9, handler clawrun, the egress annotation
+// on the pod).
+func TestEgressBypassCRI(t *testing.T) {
+	e := need(t, "containerd", "ctr", "containerd-shim-runc-v2", "crictl")
+	start := time.Now()
+	f := theFakeNet(t)
+	w := watchFakeNet(t, f)
+	setForwarding(t)
+	dir := filepath.Join(e.work, "containerd-bypass")
+	runcRoot := filepath.Join(dir, "runc")
+	block := renderRuntimeBlock(t, readRepoFile(t, "contrib/containerd/config-v3.toml"), f.wrapperBin(), runcRoot, "'")
+	config := containerdBaseV3(dir) + "\n# contrib/containerd/config-v3.toml, rendered\n" + block
+	c := startContainerd(t, "containerd-bypass", toolPath("containerd"), config, pathEnv(f.wrapper, e.binDir, filepath.Join(e.tools, "bin")))
+	c.runcRoot = runcRoot
+	defer c.stop(t)
+	step(t, start, "containerd 2.2.9 up")
+
+	pid := os.Getpid() % 100000
+	bridge := fmt.Sprintf("cle2eb%d", pid)
+	defer deleteLink(bridge)
+	writeFile(t, filepath.Join(c.dir, "cni", "10-clawrun-e2e.conflist"),
+		cniConflist("clawrun-e2e-bypass", bridge, f.prefix(netCRI), filepath.Join(c.dir, "cni-ipam"), "1.0.0", ""), 0o644)
+	must(t, c.ctr("-n", "k8s.io", "images", "import", e.image("pause-oci.tar")))
+	must(t, c.ctr("-n", "k8s.io", "images", "import", e.image("busybox-oci.tar")))
+	if !waitFor(30*time.Second, func() bool { return c.crictl("inspecti", pauseRef).code == 0 }) {
+		t.Fatalf("the CRI plugin does not see the imported pause image: %v", c.crictl("images"))
+	}
+	step(t, start, "images imported")
+
+	podDir := filepath.Join(c.dir, "pods")
+	podFile := filepath.Join(podDir, "pod.json")
+	writeJSON(t, podFile, map[string]any{
+		"metadata":      map[string]any{"name": "bypass", "namespace": "e2e", "uid": fmt.Sprintf("e2e-bypass-%d", pid), "attempt": 0},
+		"hostname":      "bypass",
+		"log_directory": filepath.Join(podDir, "logs"),
+		"dns_config":    map[string]any{"servers": []string{f.dnsAddr()}},
+		"annotations": map[string]string{
+			"run.clawrun.policy": "agent-default",
+			"run.clawrun.egress": allowedHost + ":80",
+		},
+		"linux": map[string]any{},
+	})
+	podID := strings.TrimSpace(must(t, c.crictl("runp", "--runtime", "clawrun", podFile)))
+	defer func() {
+		_ = c.crictl("stopp", podID)
+		_ = c.crictl("rmp", "-f", podID)
+	}()
+	root := filepath.Join(runcRoot, "k8s.io")
+	if sb := stateOf(t, root, podID); sb.Clawrun == nil || !strings.HasPrefix(sb.Clawrun.Egress, "filtering") {
+		t.Fatalf("the pod sandbox runs no egress filter: %+v", sb.Clawrun)
+	}
+	ctrFile := filepath.Join(podDir, "agent.json")
+	writeJSON(t, ctrFile, map[string]any{
+		"metadata": map[string]any{"name": "agent"},
+		"image":    map[string]any{"image": busyboxRef},
+		"command":  []string{"sh", "-c", loopScript},
+		"log_path": "agent.log",
+		"linux":    map[string]any{},
+	})
+	agent := strings.TrimSpace(must(t, c.crictl("create", "--no-pull", podID, ctrFile, podFile)))
+	must(t, c.crictl("start", agent))
+	expectStateConfined(t, stateOf(t, root, agent), "agent-default", false)
+	step(t, start, "pod and container running")
+
+	checkBypass(t, w, "cri", []string{f.dnsAddr(), f.addr(netFake, bypassNoResolver), "127.0.0.11", "127.0.0.53"},
+		func(script string) result { return c.crictl("exec", "-i", agent, "sh", "-c", script) })
+
+	must(t, c.crictl("stop", "-t", "10", agent))
+	must(t, c.crictl("rm", agent))
+	must(t, c.crictl("stopp", podID))
+	must(t, c.crictl("rmp", podID))
+	if ids := listIDs(t, root); len(ids) > 0 {
+		t.Errorf("clawrun still lists %v after the pod was removed", ids)
+	}
+	step(t, start, "done")
+}
+
+// grepLines are the lines of s that contain sub.
+func grepLines(s, sub string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
