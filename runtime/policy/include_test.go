@@ -37,7 +37,7 @@ func TestNetworkPresets(t *testing.T) {
 			}
 		}
 	}
-	// What the brief of each preset promises.
+	// What each preset promises.
 	for name, hosts := range map[string][]string{
 		"github":       {"api.github.com", "github.com", "raw.githubusercontent.com", "codeload.github.com", "objects.githubusercontent.com"},
 		"npm_registry": {"registry.npmjs.org"},
