@@ -67,9 +67,6 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	}
 }
 
-// Live returns the number of connections being proxied.
-func (p *Proxy) Live() int64 { return p.count.Load() }
-
 // Recheck closes the live connections the current rules no longer allow
 // (hot reload: a new generation takes effect on open flows too).
 func (p *Proxy) Recheck() int {

@@ -2,10 +2,7 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"syscall"
 
@@ -19,16 +16,12 @@ func (r *Runtime) AuditLog(id string) (string, error) {
 	if _, err := r.load(id); err != nil {
 		return "", err
 	}
-	data, err := os.ReadFile(filepath.Join(r.Root, id, "egress.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id)
-	}
+	rec, err := readEgressRecord(filepath.Join(r.Root, id))
 	if err != nil {
 		return "", err
 	}
-	var rec egressRecord
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return "", err
+	if rec == nil {
+		return "", fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id)
 	}
 	return rec.LogFile, nil
 }
@@ -85,13 +78,12 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error
 	if err := filter.WriteRules(filepath.Join(stateDir, egressRulesFile), rules); err != nil {
 		return 0, err
 	}
-	data2, err := os.ReadFile(filepath.Join(stateDir, "egress.json"))
+	rec, err := readEgressRecord(stateDir)
 	if err != nil {
 		return 0, err
 	}
-	var rec egressRecord
-	if err := json.Unmarshal(data2, &rec); err != nil {
-		return 0, err
+	if rec == nil {
+		return 0, fmt.Errorf("container %q: its egress filter record is missing", id)
 	}
 	if err := syscall.Kill(rec.SupervisorPid, syscall.SIGHUP); err != nil {
 		return 0, fmt.Errorf("egress filter (pid %d): %w", rec.SupervisorPid, err)

@@ -26,6 +26,7 @@ const (
 	egressConfigFile = "egress-filter.json"
 	egressRulesFile  = "egress-rules.json"
 	egressStatusFile = "egress-status.json"
+	egressRecordFile = "egress.json"
 )
 
 // Where the filter listens inside the container's network namespace, and
@@ -164,7 +165,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 	readyW.Close()
 	rec := egressRecord{SupervisorPid: cmd.Process.Pid, LogFile: cfg.LogFile}
 	if data, err := json.Marshal(rec); err == nil {
-		_ = os.WriteFile(filepath.Join(stateDir, "egress.json"), data, 0o600)
+		_ = os.WriteFile(filepath.Join(stateDir, egressRecordFile), data, 0o600)
 	}
 	// Do not wait for it: it outlives this process.
 	_ = cmd.Process.Release()
@@ -190,18 +191,28 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 	}
 }
 
-// stopEgress stops a container's filter, if it has one.
-func stopEgress(stateDir string) error {
-	unregisterNetns(filepath.Dir(stateDir), filepath.Base(stateDir))
-	data, err := os.ReadFile(filepath.Join(stateDir, "egress.json"))
+// readEgressRecord returns the record of a container's filter, nil when
+// it has none.
+func readEgressRecord(stateDir string) (*egressRecord, error) {
+	data, err := os.ReadFile(filepath.Join(stateDir, egressRecordFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var rec egressRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// stopEgress stops a container's filter, if it has one.
+func stopEgress(stateDir string) error {
+	unregisterNetns(filepath.Dir(stateDir), filepath.Base(stateDir))
+	rec, err := readEgressRecord(stateDir)
+	if err != nil || rec == nil {
 		return err
 	}
 	return filter.Stop(rec.SupervisorPid, 5*time.Second)

@@ -75,7 +75,7 @@ func (r *Runtime) Exec(id string, opts ExecOptions) (int, error) {
 		return -1, err
 	}
 	if opts.PidFile != "" {
-		if opts.PidFile, err = absPath(opts.PidFile); err != nil {
+		if opts.PidFile, err = filepath.Abs(opts.PidFile); err != nil {
 			return -1, err
 		}
 	}

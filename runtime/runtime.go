@@ -60,5 +60,3 @@ func (r *Runtime) rootlessCgroups() bool {
 	}
 	return os.Geteuid() != 0
 }
-
-func absPath(p string) (string, error) { return filepath.Abs(p) }
