@@ -24,10 +24,12 @@ deps:
 build:
 	$(GOBUILD) -o bin/clawrun ./cmd/clawrun
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/containerd-shim-clawrun-v2 ./cmd/containerd-shim-clawrun-v2
+	CGO_ENABLED=0 $(GO) build -trimpath -tags 'netgo osusergo' -ldflags "-s -w" -o bin/clawrun-egress ./cmd/clawrun-egress
 
 install: build
 	install -D -m 0755 bin/clawrun $(DESTDIR)$(BINDIR)/clawrun
 	install -D -m 0755 bin/containerd-shim-clawrun-v2 $(DESTDIR)$(BINDIR)/containerd-shim-clawrun-v2
+	install -D -m 0755 bin/clawrun-egress $(DESTDIR)$(BINDIR)/clawrun-egress
 
 # Everything CI runs.
 test: deps lint build unit integration demo-check conformance e2e

@@ -151,7 +151,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 		return err
 	}
 	defer devnull.Close()
-	cmd := exec.Command("/proc/self/exe", filter.SupervisorArg, cfgPath)
+	cmd := exec.Command(filter.Binary(), filter.SupervisorArg, cfgPath)
 	cmd.ExtraFiles = []*os.File{readyW} // fd 3 = filter.ReadyFD
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
 	// Detached: its own session, so that the caller's terminal signals

@@ -1,6 +1,7 @@
 // Package filter runs clawrun's egress filter for one network namespace,
-// as two processes re-executed from clawrun's binary, detached from the
-// runtime and outside the container's cgroup:
+// as two processes started from clawrun-egress (or clawrun's own binary
+// when the helper is not installed, see Binary), detached from the runtime
+// and outside the container's cgroup:
 //
 //   - the supervisor attaches to the namespace, installs the routes and
 //     nftables rules, creates the listening sockets and keeps them for the
@@ -15,11 +16,13 @@
 package filter
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 )
 
-// Hidden argv[1] values of clawrun's binary.
+// Hidden argv[1] values of clawrun's binary, and clawrun-egress's.
 const (
 	SupervisorArg = "__egress-supervisor"
 	WorkerArg     = "__egress-worker"
@@ -66,9 +69,13 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Unknown fields are an error: a helper binary older than the clawrun
+	// that wrote the file must not run with half of its settings.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
 	var c Config
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, err
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &c, nil
 }

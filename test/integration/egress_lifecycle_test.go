@@ -329,3 +329,64 @@ func TestEgressNoLeftovers(t *testing.T) {
 		t.Errorf("the host's nftables tables changed: %q -> %q (%v)", hostTables, out, err)
 	}
 }
+
+// TestEgressFilterBinary: the filter runs from clawrun-egress when it is
+// installed next to clawrun, and from clawrun's own binary when it is not;
+// either way the policy is enforced.
+func TestEgressFilterBinary(t *testing.T) {
+	r, fn := egressRuntime(t)
+	helper := filepath.Join(filepath.Dir(r.bin), "clawrun-egress")
+	if _, err := os.Stat(helper); err != nil {
+		t.Fatalf("%v: make build puts clawrun-egress next to clawrun", err)
+	}
+	doc := policyDoc(`  web:
+    endpoints:
+      - {host: allowed.test, port: 443}
+`)
+	for _, tc := range []struct {
+		name       string
+		withHelper bool
+	}{{"helper installed", true}, {"clawrun alone", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			copyExecutable(t, r.bin, filepath.Join(dir, "clawrun"))
+			exe := filepath.Join(dir, "clawrun")
+			if tc.withHelper {
+				copyExecutable(t, helper, filepath.Join(dir, "clawrun-egress"))
+				exe = filepath.Join(dir, "clawrun-egress")
+			}
+			rr := *r
+			rr.t, rr.bin = t, filepath.Join(dir, "clawrun")
+			c := fn.startPolicy(&rr, doc)
+			st := c.status()
+			for _, pid := range []int{st.Supervisor, st.Worker} {
+				if got, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err != nil || got != exe {
+					t.Errorf("filter process %d runs %q (%v), want %s", pid, got, err, exe)
+				}
+			}
+			c.checks(
+				echeck{name: "allowed TLS",
+					args: []string{"tls", "allowed.test", "443", "allowed.test"},
+					out:  "OK cn=allowed.test verify=ok",
+					dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
+					saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}},
+				echeck{name: "denied SNI aimed at an allowed host's address",
+					args:  []string{"tls", fn.ip(hAllowed), "443", "denied.test"},
+					out:   "ERR EOF|ERR ECONNRESET",
+					dec:   []want{connWant("tls", "denied.test", 443, "deny", "not_allowed")},
+					never: []seen{nothing}},
+			)
+		})
+	}
+}
+
+func copyExecutable(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}

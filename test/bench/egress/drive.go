@@ -256,6 +256,7 @@ type measurements struct {
 	idle       float64 // share of the machine's CPU time left idle
 	loadAfter  string
 	version    string
+	filterExe  string // the filter's executable (clawrun-egress, or clawrun)
 }
 
 // run measures everything and returns the table, and whether anything
@@ -278,6 +279,7 @@ func (dr *driver) run() (string, bool) {
 	}
 	defer dr.cleanup()
 	dr.findFilter()
+	m.filterExe, _ = os.Readlink("/proc/" + strconv.Itoa(dr.sup) + "/exe")
 	filterCPU0 := dr.cpu()
 
 	// Idle: the filter as a container gets it, before any traffic.

@@ -167,7 +167,7 @@ func (dr *driver) render(m *measurements) string {
 	w("during the bench: %.2f of %d CPUs, CPU left idle: %.0f%% (the filtered path keeps three processes busy, the direct\n",
 		m.others, goruntime.NumCPU(), 100*m.idle)
 	w("one two: other load costs it more). The bench took %s.\n\n", m.elapsed.Round(time.Second))
-	w("- clawrun: `%s` (%s)\n", o.clawrun, m.version)
+	w("- clawrun: `%s` (%s); the filter runs `%s`\n", o.clawrun, m.version, m.filterExe)
 	w("- Filter CPU time (supervisor + worker, from /proc, 10 ms ticks):")
 	for i, ph := range []string{"dns", "tls", "bulk-down", "bulk-up", "conns"} {
 		sep := ";"
@@ -182,7 +182,7 @@ func (dr *driver) render(m *measurements) string {
 		when string
 		p    procMem
 	}{{"idle", m.rssIdle}, {"after the connections", m.rssAfter}} {
-		w("- Filter memory %s: RSS %s = anonymous %s + file-backed %s (clawrun's binary in the page cache, shared by both processes and every other filter); PSS %s, of which anonymous %s.\n",
+		w("- Filter memory %s: RSS %s = anonymous %s + file-backed %s (the filter's binary in the page cache, shared by both processes and every other filter); PSS %s, of which anonymous %s.\n",
 			x.when, mib(x.p.total()), mib(x.p.anon), mib(x.p.file), mib(x.p.pss), mib(x.p.pssAnon))
 	}
 	var decs []string
