@@ -54,7 +54,7 @@ type Resolver struct {
 	Synthetic *SyntheticPool
 	Log       func(Record)
 	Container string
-	// TTLCap bounds the TTL of answers and of LookupIP's cache (60 s when
+	// TTLCap bounds the TTL of answers and of the answer cache (60 s when
 	// zero), so a policy change or a rebinding takes effect soon.
 	TTLCap time.Duration
 	// Timeout bounds each upstream attempt (2 s when zero).
@@ -274,7 +274,7 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record) *dns.Msg {
 	defer r.release()
 	ctx, cancel := context.WithTimeout(context.Background(), r.budget())
 	defer cancel()
-	res, err := r.resolve(ctx, host, q.Qtype)
+	res, err := r.cachedResolve(ctx, host, q.Qtype)
 	if err != nil {
 		return deny(dns.RcodeServerFailure, ReasonResolve)
 	}

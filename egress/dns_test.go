@@ -395,8 +395,9 @@ func TestResolverAllowed(t *testing.T) {
 			t.Errorf("upstream saw EDNS options from the client: %+v", q)
 		}
 	}
-	if n := h.up.count("allowed.test", dns.TypeA); n != 2 {
-		t.Errorf("upstream saw %d A queries for allowed.test, want 2", n)
+	// The second query was answered from the cache.
+	if n := h.up.count("allowed.test", dns.TypeA); n != 1 {
+		t.Errorf("upstream saw %d A queries for allowed.test, want 1 (then cached)", n)
 	}
 
 	// A wildcard allows exactly one more label.
@@ -988,4 +989,36 @@ func FuzzServeDNS(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The container's answer and the proxy's lookup share one cache: a
+// connection right after the lookup asks nothing upstream, and a repeated
+// query gets what is left of the TTL.
+func TestResolverCacheSharedWithProxy(t *testing.T) {
+	h := newHarness(t, func(r *Resolver) { r.TTLCap = 3 * time.Second })
+	resp := h.query(t, "allowed.test.", dns.TypeA)
+	if len(resp.Answer) != 1 || resp.Answer[0].Header().Ttl != 3 {
+		t.Fatalf("first answer: %v", resp)
+	}
+	h.record(t)
+	if _, err := h.res.LookupIP(context.Background(), "allowed.test"); err != nil {
+		t.Fatal(err)
+	}
+	if a, aaaa := h.up.count("allowed.test", dns.TypeA), h.up.count("allowed.test", dns.TypeAAAA); a != 1 || aaaa != 1 {
+		t.Errorf("upstream saw %d A and %d AAAA queries, want 1 and 1 (the proxy's A from the cache)", a, aaaa)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	resp = h.query(t, "allowed.test.", dns.TypeA)
+	if len(resp.Answer) != 1 || resp.Answer[0].Header().Ttl != 2 {
+		t.Errorf("cached answer after 1.1 s: %v, want TTL 2", resp)
+	}
+	if rec := h.record(t); rec.Decision != "allow" {
+		t.Errorf("a cached answer is still a decision: %+v", rec)
+	}
+	// A denied name is never cached into an allowance: the rules decide
+	// before the cache is asked.
+	h.rules.Store(&Rules{Generation: 2})
+	if resp := h.query(t, "allowed.test.", dns.TypeA); resp.Rcode != dns.RcodeNameError {
+		t.Errorf("after the policy dropped the name: %v, want NXDOMAIN", resp)
+	}
 }

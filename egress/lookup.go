@@ -2,7 +2,6 @@ package egress
 
 import (
 	"context"
-	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -12,89 +11,109 @@ import (
 	"github.com/miekg/dns"
 )
 
-// maxCacheEntries bounds LookupIP's cache; names reach it only after the
+// maxCacheEntries bounds the answer cache; names reach it only after the
 // policy allowed them, but a wildcard endpoint allows unboundedly many.
 const maxCacheEntries = 4096
 
-// lookupCache is LookupIP's state: answers by name until their TTL ends,
-// and the lookups in flight, which concurrent callers for the same name
-// join instead of asking upstream again.
+// lookupCache holds upstream answers by name and type until their TTL
+// ends, for both the container's queries and the proxy's own lookups (so
+// a connection right after the container's lookup asks nothing upstream),
+// and the queries in flight, which concurrent callers join instead of
+// asking upstream again.
 type lookupCache struct {
 	mu      sync.Mutex
-	entries map[string]cacheEntry
-	flights map[string]*flight
+	entries map[cacheKey]cacheEntry
+	flights map[cacheKey]*flight
+}
+
+type cacheKey struct {
+	name  string // validated and lower-case (queryName)
+	qtype uint16
 }
 
 type cacheEntry struct {
-	addrs   []netip.Addr
-	err     error // a negative answer (no such host) is cached too
+	set     answerSet // NXDOMAIN and no-data answers are cached too
 	expires time.Time
+	hits    uint32
 }
 
 type flight struct {
-	done  chan struct{}
-	addrs []netip.Addr
-	err   error
+	done chan struct{}
+	set  answerSet
+	err  error
 }
 
-// LookupIP resolves host's A and AAAA addresses through the upstreams, for
-// the proxy, which dials only addresses it has classified itself. It
-// returns every address, IPv4 first; the caller decides which are
-// permitted. Answers are cached for their TTL (at most TTLCap). A name
-// that does not exist or has no address gives a *net.DNSError with
-// IsNotFound set.
-func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
-	name, ok := queryName(host)
-	if !ok {
-		return nil, &net.DNSError{Err: "invalid host name", Name: host, IsNotFound: true}
-	}
+// cachedResolve is resolve through the cache. Answers are kept for their
+// TTL, at most TTLCap; failures (SERVFAIL, timeouts) are not kept. The
+// returned TTL is what is left of it. name must have passed queryName.
+func (r *Resolver) cachedResolve(ctx context.Context, name string, qtype uint16) (answerSet, error) {
+	key := cacheKey{name, qtype}
 	c := &r.cache
 	c.mu.Lock()
-	if e, ok := c.entries[name]; ok {
-		if time.Now().Before(e.expires) {
+	if e, ok := c.entries[key]; ok {
+		if left := time.Until(e.expires); left > 0 {
+			// Rotated on every hit, as a round-robin upstream would,
+			// so that clients taking the first address spread out.
+			e.hits++
+			c.entries[key] = e
 			c.mu.Unlock()
-			return slices.Clone(e.addrs), e.err
+			set := e.set
+			set.addrs = slices.Clone(set.addrs)
+			if n := len(set.addrs); n > 1 {
+				k := int(e.hits % uint32(n))
+				set.addrs = append(set.addrs[k:], set.addrs[:k]...)
+			}
+			set.ttl = uint32((left + time.Second - 1) / time.Second)
+			return set, nil
 		}
-		delete(c.entries, name)
+		delete(c.entries, key)
 	}
-	f, ok := c.flights[name]
+	f, ok := c.flights[key]
 	if !ok {
 		if c.flights == nil {
-			c.flights = map[string]*flight{}
+			c.flights = map[cacheKey]*flight{}
 		}
 		f = &flight{done: make(chan struct{})}
-		c.flights[name] = f
-		// The lookup outlives this caller's cancellation: others may
-		// have joined it.
-		go r.fly(context.WithoutCancel(ctx), name, f)
+		c.flights[key] = f
+		// The query outlives this caller's cancellation: others may have
+		// joined it.
+		go r.fly(context.WithoutCancel(ctx), key, f)
 	}
 	c.mu.Unlock()
 
 	select {
 	case <-f.done:
-		return slices.Clone(f.addrs), f.err
+		set := f.set
+		set.addrs = slices.Clone(set.addrs)
+		return set, f.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return answerSet{}, ctx.Err()
 	}
 }
 
-func (r *Resolver) fly(ctx context.Context, name string, f *flight) {
-	addrs, ttl, err := r.lookupBoth(ctx, name)
+func (r *Resolver) fly(ctx context.Context, key cacheKey, f *flight) {
+	ctx, cancel := context.WithTimeout(ctx, r.budget())
+	defer cancel()
+	set, err := r.resolve(ctx, key.name, key.qtype)
+	keep := min(time.Duration(set.ttl)*time.Second, r.ttlCap())
+	if err == nil {
+		set.ttl = uint32((keep + time.Second - 1) / time.Second)
+	}
 	c := &r.cache
 	c.mu.Lock()
-	delete(c.flights, name)
-	if ttl > 0 {
-		c.store(name, cacheEntry{addrs: addrs, err: err, expires: time.Now().Add(ttl)})
+	delete(c.flights, key)
+	if err == nil && keep > 0 {
+		c.store(key, cacheEntry{set: set, expires: time.Now().Add(keep)})
 	}
-	f.addrs, f.err = addrs, err
+	f.set, f.err = set, err
 	c.mu.Unlock()
 	close(f.done)
 }
 
 // store adds an entry, making room first if the cache is full. c.mu held.
-func (c *lookupCache) store(name string, e cacheEntry) {
+func (c *lookupCache) store(key cacheKey, e cacheEntry) {
 	if c.entries == nil {
-		c.entries = map[string]cacheEntry{}
+		c.entries = map[cacheKey]cacheEntry{}
 	}
 	if len(c.entries) >= maxCacheEntries {
 		now := time.Now()
@@ -110,47 +129,45 @@ func (c *lookupCache) store(name string, e cacheEntry) {
 			delete(c.entries, k)
 		}
 	}
-	c.entries[name] = e
+	c.entries[key] = e
 }
 
-// lookupBoth asks A and AAAA in parallel and returns the addresses with
-// how long they may be cached (0: not at all, e.g. after a failure).
-func (r *Resolver) lookupBoth(ctx context.Context, name string) ([]netip.Addr, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.budget())
-	defer cancel()
+// LookupIP resolves host's A and AAAA addresses through the upstreams (or
+// the cache), for the proxy, which dials only addresses it has classified
+// itself. It returns every address, IPv4 first; the caller decides which
+// are permitted. A name that does not exist or has no address gives a
+// *net.DNSError with IsNotFound set.
+func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	name, ok := queryName(host)
+	if !ok {
+		return nil, &net.DNSError{Err: "invalid host name", Name: host, IsNotFound: true}
+	}
 	qtypes := [2]uint16{dns.TypeA, dns.TypeAAAA}
 	var res [2]answerSet
 	var errs [2]error
 	var wg sync.WaitGroup
 	for i, qt := range qtypes {
-		wg.Go(func() { res[i], errs[i] = r.resolve(ctx, name, qt) })
+		wg.Go(func() { res[i], errs[i] = r.cachedResolve(ctx, name, qt) })
 	}
 	wg.Wait()
 
 	var addrs []netip.Addr
-	ttl := uint32(math.MaxUint32)
-	failed := false
+	var failure error
 	for i := range qtypes {
 		if errs[i] != nil {
-			failed = true
+			failure = errs[i]
 			continue
 		}
 		addrs = append(addrs, res[i].addrs...)
-		ttl = min(ttl, res[i].ttl)
-	}
-	cacheFor := min(time.Duration(ttl)*time.Second, r.ttlCap())
-	if failed {
-		cacheFor = 0 // a partial answer is not worth keeping
 	}
 	if len(addrs) == 0 {
-		if failed {
-			err := errs[0]
-			if err == nil {
-				err = errs[1]
-			}
-			return nil, 0, &net.DNSError{Err: err.Error(), Name: name, IsTemporary: true}
+		if err := ctx.Err(); err != nil {
+			return nil, err // this caller gave up; the query goes on for others
 		}
-		return nil, cacheFor, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+		if failure != nil {
+			return nil, &net.DNSError{Err: failure.Error(), Name: name, IsTemporary: true}
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
 	}
-	return addrs, cacheFor, nil
+	return addrs, nil
 }

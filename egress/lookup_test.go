@@ -185,7 +185,7 @@ func TestLookupCacheBound(t *testing.T) {
 	var c lookupCache
 	exp := time.Now().Add(time.Hour)
 	for i := range maxCacheEntries + 100 {
-		c.store(strconv.Itoa(i), cacheEntry{expires: exp})
+		c.store(cacheKey{name: strconv.Itoa(i), qtype: dns.TypeA}, cacheEntry{expires: exp})
 	}
 	if len(c.entries) > maxCacheEntries {
 		t.Errorf("cache holds %d entries, bound %d", len(c.entries), maxCacheEntries)

@@ -3,6 +3,7 @@ package integration
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -121,13 +122,21 @@ func TestEgressDNS(t *testing.T) {
 			saw:  []seen{sawQuery("v6.test", "AAAA")}},
 	)
 
-	// Mixed case: allowed, and asked upstream in lower case only.
+	// Answered from the filter's cache: upstream is not asked again.
+	c.check(echeck{name: "allowed name again (cached)",
+		args:  []string{"dns", dnsSrv, "allowed.test"},
+		out:   "OK A:" + fn.ip(hAllowed),
+		dec:   []want{dnsWant("allowed.test", "A", "allow", "allowed")},
+		never: []seen{sawQuery("allowed.test", "A")}})
+
+	// Mixed case (a name not cached yet): allowed, and asked upstream in
+	// lower case only.
 	em := fn.mark()
 	c.check(echeck{name: "allowed name, mixed case",
-		args: []string{"dns", dnsSrv, "AlLoWeD.TeSt"},
-		out:  "OK A:" + fn.ip(hAllowed),
-		dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")},
-		saw:  []seen{sawQuery("allowed.test", "A")}})
+		args: []string{"dns", dnsSrv, "Y.WiLd.TeSt"},
+		out:  "OK A:" + fn.ip(hWild),
+		dec:  []want{dnsWant("y.wild.test", "A", "allow", "allowed")},
+		saw:  []seen{sawQuery("y.wild.test", "A")}})
 	for _, e := range fn.since(em) {
 		if e.Kind == "dns" && e.Name != strings.ToLower(e.Name) {
 			t.Errorf("the resolver passed the client's spelling upstream: %s", e)
@@ -137,13 +146,15 @@ func TestEgressDNS(t *testing.T) {
 	// Whatever resolver address the container uses, over UDP or TCP, IPv4
 	// or IPv6, the policy resolver answers; only the host asks upstream.
 	em = fn.mark()
-	for _, srv := range []string{fn.ip(hUnused), "127.0.0.11", "[" + fn.ip6(hUnused) + "]:53", "[::1]:53"} {
+	// A fresh name for each, so that each is asked upstream, not cached.
+	for i, srv := range []string{fn.ip(hUnused), "127.0.0.11", "[" + fn.ip6(hUnused) + "]:53", "[::1]:53"} {
 		for _, proto := range []string{"udp", "tcp"} {
+			name := fmt.Sprintf("via%d%s.wild.test", i, proto)
 			c.check(echeck{name: "resolver " + srv + " over " + proto,
-				args:  []string{"dns", srv, "allowed.test", "A", proto},
-				out:   "OK A:" + fn.ip(hAllowed),
-				dec:   []want{dnsWant("allowed.test", "A", "allow", "allowed")},
-				saw:   []seen{sawQuery("allowed.test", "A")},
+				args:  []string{"dns", srv, name, "A", proto},
+				out:   "OK A:" + fn.ip(hWild),
+				dec:   []want{dnsWant(name, "A", "allow", "allowed")},
+				saw:   []seen{sawQuery(name, "A")},
 				never: []seen{queryContaining("denied")}})
 			c.check(echeck{name: "resolver " + srv + " over " + proto + ", denied name",
 				args:  []string{"dns", srv, "denied.test", "A", proto},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestEgressTLS: TLS is decided on the ClientHello's SNI and port, and the
@@ -107,13 +108,15 @@ func TestEgressTLS(t *testing.T) {
 		}
 	}
 
-	// Rebinding: the client's lookup got an allowed address, the proxy's
-	// own lookup gets loopback and refuses it; nothing is dialled.
+	// Rebinding: the client's lookup got an allowed address; once its TTL
+	// (1 s) is over the name points at loopback, which the proxy's own
+	// lookup gets and refuses; nothing is dialled.
 	fn.resetRebind()
 	c.check(echeck{name: "rebinding: the client's lookup",
 		args: []string{"dns", fn.ip(hDNS), "rebind.test"},
 		out:  "OK A:" + allowedIP + " ttl:1",
 		dec:  []want{dnsWant("rebind.test", "A", "allow", "allowed")}})
+	time.Sleep(1100 * time.Millisecond)
 	c.check(echeck{name: "rebinding: the connection",
 		args:  []string{"tls", allowedIP, "443", "rebind.test"},
 		out:   cut,
