@@ -34,10 +34,11 @@ type Proxy struct {
 	// PeekTimeout bounds the wait for a ClientHello or a request head.
 	PeekTimeout time.Duration
 
-	mu          sync.Mutex
-	live        map[*flow]struct{}
-	count       atomic.Int64
-	lastRelease atomic.Int64
+	mu           sync.Mutex
+	live         map[*flow]struct{}
+	count        atomic.Int64
+	lastRelease  time.Time   // p.mu
+	releaseTimer *time.Timer // p.mu: a release waiting for its turn
 }
 
 // flow is one proxied connection, re-checked when the rules change.
@@ -149,7 +150,9 @@ func (p *Proxy) handle(client net.Conn) {
 	}
 
 	_ = client.SetReadDeadline(time.Now().Add(p.peekTimeout()))
-	br := bufio.NewReaderSize(client, 16<<10)
+	// Small: an HTTP connection keeps it for its whole life (heads longer
+	// than the buffer are read in pieces).
+	br := bufio.NewReaderSize(client, 4<<10)
 	first, err := br.Peek(1)
 	if err != nil {
 		rec.Protocol = "tcp"
@@ -319,14 +322,32 @@ func (p *Proxy) track(f *flow, add bool) {
 
 // releaseMemory hands the buffers of finished connections back to the
 // kernel when the filter goes idle (Go would otherwise keep them until its
-// forced collection, two minutes later), at most every 10 s.
+// forced collection, two minutes later), at most every 10 s: an idle
+// moment within 10 s of the last release is served when they are over,
+// if the filter is still idle then. p.mu held.
 func (p *Proxy) releaseMemory() {
-	now := time.Now().UnixNano()
-	last := p.lastRelease.Load()
-	if now-last < int64(10*time.Second) || !p.lastRelease.CompareAndSwap(last, now) {
+	const every = 10 * time.Second
+	if p.releaseTimer != nil {
+		return // one is scheduled
+	}
+	wait := every - time.Since(p.lastRelease)
+	if wait <= 0 {
+		p.lastRelease = time.Now()
+		go debug.FreeOSMemory()
 		return
 	}
-	go debug.FreeOSMemory()
+	p.releaseTimer = time.AfterFunc(wait, func() {
+		p.mu.Lock()
+		p.releaseTimer = nil
+		idle := p.count.Load() == 0
+		if idle {
+			p.lastRelease = time.Now()
+		}
+		p.mu.Unlock()
+		if idle {
+			debug.FreeOSMemory()
+		}
+	})
 }
 
 // pipe copies client→upstream (from src) and upstream→client until both
