@@ -76,7 +76,7 @@ func (r *Runtime) confine(spec *specs.Spec) (*confinement, error) {
 		if err := checkEgressNetwork(spec); err != nil {
 			return nil, err
 		}
-		setup, err := egressFor(plan, cfg)
+		setup, err := egressFor(plan, cfg, spec)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,16 +60,14 @@ func checkEgressNetwork(spec *specs.Spec) error {
 	return errors.New("network_policies: the container shares the host's network namespace, whose traffic clawrun cannot filter: give it a network namespace of its own")
 }
 
-// egressFor prepares the filter of a plan with network policies.
-func egressFor(plan *policy.Plan, cfg *policy.Config) (*egressSetup, error) {
+// egressFor prepares the filter of a plan with network policies for the
+// container of spec.
+func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egressSetup, error) {
 	rules, warnings := egress.FromPlan(plan.Network, 1)
 	_ = warnings // already part of the plan's warnings via policy validation
-	upstream := cfg.Egress.UpstreamDNS
-	if len(upstream) == 0 {
-		var err error
-		if upstream, err = hostResolvers("/etc/resolv.conf"); err != nil {
-			return nil, err
-		}
+	upstream, err := egressUpstream(cfg, spec)
+	if err != nil {
+		return nil, err
 	}
 	logDir := cfg.Egress.LogDir
 	if logDir == "" {
@@ -77,13 +76,42 @@ func egressFor(plan *policy.Plan, cfg *policy.Config) (*egressSetup, error) {
 	return &egressSetup{Rules: rules, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir}, nil
 }
 
-// hostResolvers reads the host's nameservers (loopback ones excluded: the
-// filter dials from the host's namespace, where they would be the host's
-// own stub resolver, which is fine, but never the container's).
-func hostResolvers(path string) ([]string, error) {
+// egressUpstream picks the filter's upstream resolvers: the config's
+// egress.upstream_dns when set (the administrator's choice wins); else, for
+// a pod's sandbox, the pod's own resolvers, from the resolv.conf the CRI
+// bind-mounts into it (kubelet's DNS config for the pod: with ClusterFirst
+// the cluster DNS, so allowed cluster names resolve); else the host's.
+func egressUpstream(cfg *policy.Config, spec *specs.Spec) ([]string, error) {
+	if len(cfg.Egress.UpstreamDNS) > 0 {
+		return cfg.Egress.UpstreamDNS, nil
+	}
+	if spec.Annotations[annotationCRIContainerType] == criSandbox {
+		for _, m := range spec.Mounts {
+			if m.Destination == "/etc/resolv.conf" && isBindMount(m) && filepath.IsAbs(m.Source) {
+				servers, err := resolvConfServers(m.Source)
+				if err != nil {
+					return nil, fmt.Errorf("egress: no upstream_dns in the config, and the pod's resolv.conf: %w", err)
+				}
+				return servers, nil
+			}
+		}
+	}
+	servers, err := resolvConfServers("/etc/resolv.conf")
+	if err != nil {
+		return nil, fmt.Errorf("egress: no upstream_dns in the config, and %w", err)
+	}
+	return servers, nil
+}
+
+func isBindMount(m specs.Mount) bool {
+	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+}
+
+// resolvConfServers reads the nameservers of a resolv.conf, as ip:53.
+func resolvConfServers(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("egress: no upstream_dns in the config and %w", err)
+		return nil, err
 	}
 	defer f.Close()
 	var out []string
@@ -97,7 +125,7 @@ func hostResolvers(path string) ([]string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("egress: no upstream_dns in the config and no nameserver in %s", path)
+		return nil, fmt.Errorf("no nameserver in %s", path)
 	}
 	return out, nil
 }

@@ -99,6 +99,7 @@ func expectEgress(t *testing.T, f *fakeNet, what, denied, out string) {
 type clawrunState struct {
 	ID          string            `json:"id"`
 	Status      string            `json:"status"`
+	Bundle      string            `json:"bundle"`
 	Annotations map[string]string `json:"annotations"`
 	Clawrun     *struct {
 		Policy   string `json:"policy"`

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -412,6 +413,7 @@ func testCRI(t *testing.T, c *ctrd, f *fakeNet) {
 		t.Logf("sandbox %s: egress %s", shortID(podID), sb.Clawrun.Egress)
 	}
 	logNetns(t, root, podID)
+	checkPodResolvConf(t, sb.Bundle, f.dnsAddr())
 	step(t, start, "pod sandbox running")
 
 	container := func(name string, annotations map[string]string, script ...string) string {
@@ -592,4 +594,38 @@ hosts_dir = [%q]
 	}
 	step(t, start, "detached container checked, stopped, removed")
 	_ = os.Remove(root)
+}
+
+// checkPodResolvConf: containerd bind-mounts the pod's resolv.conf (its
+// dns_config) into the sandbox, where clawrun finds the pod's resolver
+// when its config names no upstream_dns.
+func checkPodResolvConf(t *testing.T, bundle, server string) {
+	t.Helper()
+	var spec struct {
+		Mounts []struct {
+			Destination string   `json:"destination"`
+			Source      string   `json:"source"`
+			Type        string   `json:"type"`
+			Options     []string `json:"options"`
+		} `json:"mounts"`
+	}
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &spec)
+	}
+	if err != nil {
+		t.Fatalf("the sandbox's spec: %v", err)
+	}
+	for _, m := range spec.Mounts {
+		if m.Destination != "/etc/resolv.conf" {
+			continue
+		}
+		content, err := os.ReadFile(m.Source)
+		if err != nil || !strings.Contains(string(content), "nameserver "+server) || (m.Type != "bind" && !slices.Contains(m.Options, "rbind")) {
+			t.Errorf("the sandbox's /etc/resolv.conf mount %+v: %q (%v), want a bind mount naming nameserver %s", m, content, err, server)
+		}
+		t.Logf("sandbox /etc/resolv.conf: bind mount of %s (the pod's resolver %s)", m.Source, server)
+		return
+	}
+	t.Errorf("containerd gave the sandbox no /etc/resolv.conf mount: clawrun would fall back to the host's resolvers for the pod")
 }

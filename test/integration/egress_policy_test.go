@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +260,78 @@ func TestEgressHostNetworkRefused(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(fn.logDir, id+".egress.jsonl")); err == nil {
 			t.Errorf("%s: a decision log was created", tc.name)
 		}
+	}
+}
+
+// TestEgressPodResolver: with no upstream_dns in the config, a pod's
+// sandbox filter resolves allowed names through the pod's own resolver
+// (the resolv.conf the CRI bind-mounts into the sandbox), not the host's;
+// upstream_dns in the config still wins.
+func TestEgressPodResolver(t *testing.T) {
+	r, fn := egressRuntime(t)
+	dir := t.TempDir()
+	podResolv := filepath.Join(dir, "resolv.conf")
+	noUpstream := filepath.Join(dir, "config.yaml")
+	for name, content := range map[string]string{
+		podResolv:  "search e2e.svc.cluster.local\nnameserver " + fn.ip(hDNS) + "\noptions ndots:5\n",
+		noUpstream: fmt.Sprintf("egress:\n  allowed_upstream_ranges: [\"198.18.%d.0/24\"]\n  log_dir: %s\n", fn.oct, fn.logDir),
+	} {
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sandbox := func(s *specs.Spec) {
+		s.Annotations["io.kubernetes.cri.container-type"] = "sandbox"
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: podResolv, Options: []string{"rbind", "ro"}})
+	}
+	doc := withInline(policyDoc("  web:\n    endpoints:\n      - {host: allowed.test, port: 443}\n"))
+	start := func(config string) *ectr {
+		b := fn.egressBundle(r, doc, sandbox)
+		id := newID(t)
+		r.track(id)
+		r.ok("--config", config, "run", "-d", "--bundle", b, id)
+		r.waitStatus(id, "running")
+		return &ectr{t: t, r: r, fn: fn, id: id, bundle: b, log: filepath.Join(fn.logDir, id+".egress.jsonl")}
+	}
+	upstreamOf := func(c *ectr) []string {
+		var cfg struct {
+			Upstream []string `json:"upstream"`
+		}
+		data, err := os.ReadFile(c.statePath("egress-filter.json"))
+		if err == nil {
+			err = json.Unmarshal(data, &cfg)
+		}
+		if err != nil {
+			t.Fatalf("the filter's config: %v", err)
+		}
+		return cfg.Upstream
+	}
+
+	c := start(noUpstream)
+	// Checked before any query: were it the host's resolver, the test's
+	// names would be sent to it.
+	if got, want := upstreamOf(c), []string{fn.ip(hDNS) + ":53"}; !slices.Equal(got, want) {
+		t.Fatalf("the pod's filter asks %v, want the pod's resolver %v", got, want)
+	}
+	c.checks(
+		echeck{name: "allowed name, through the pod's resolver",
+			args: []string{"dns", fn.ip(hDNS), "allowed.test"},
+			out:  "OK A:" + fn.ip(hAllowed),
+			dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")},
+			saw:  []seen{sawQuery("allowed.test", "A")}},
+		echeck{name: "denied name: never sent to the pod's resolver",
+			args:  []string{"dns", fn.ip(hDNS), "other.test"},
+			out:   "ERR NXDOMAIN",
+			dec:   []want{dnsWant("other.test", "A", "deny", "not_allowed")},
+			never: []seen{queryContaining("other.test")}},
+	)
+
+	// The administrator's upstream_dns wins over the pod's.
+	adminConf := filepath.Join(dir, "admin.yaml")
+	if err := os.WriteFile(adminConf, []byte(fmt.Sprintf("egress:\n  upstream_dns: [\"%s:5353\"]\n  log_dir: %s\n", fn.ip(hDNS), fn.logDir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := upstreamOf(start(adminConf)), []string{fn.ip(hDNS) + ":5353"}; !slices.Equal(got, want) {
+		t.Errorf("with upstream_dns in the config the filter asks %v, want %v", got, want)
 	}
 }
