@@ -32,6 +32,9 @@ type result struct {
 	// bulk: payload bytes moved and the time it took.
 	Bytes int64 `json:"bytes,omitempty"`
 	Nanos int64 `json:"nanos,omitempty"`
+	// bulk: CPU time the whole machine was busy (any process, the
+	// kernel) during the transfer, from /proc/stat (not namespaced).
+	BusyNS int64 `json:"busy_ns,omitempty"`
 	// conns: how many connections got through each phase, and how long
 	// each phase took.
 	N           int   `json:"n,omitempty"`
@@ -160,6 +163,7 @@ func clientBulk(args []string) result {
 	buf := make([]byte, 1<<20)
 	br := bufio.NewReaderSize(c, 64<<10)
 	goruntime.GC()
+	busy0 := machineBusy()
 	t0 := time.Now()
 	switch *dir {
 	case "up":
@@ -220,6 +224,7 @@ func clientBulk(args []string) result {
 		fatalf("bulk: -dir must be up or down")
 	}
 	res.Nanos = time.Since(t0).Nanoseconds()
+	res.BusyNS = int64(machineBusy() - busy0)
 	return res
 }
 

@@ -240,6 +240,8 @@ type measurements struct {
 	dns        map[string][][]int64 // per round
 	latency    map[string][][]int64 // per round
 	bulk       map[string]map[string][]float64
+	bulkBusy   map[string]map[string]time.Duration // machine CPU busy during the transfers
+	bulkBytes  map[string]map[string]int64
 	conns      map[string][]result
 	rssIdle    procMem
 	rssPeak    procMem // the sample with the largest VmRSS(supervisor)+VmRSS(worker), connections open
@@ -266,6 +268,7 @@ func (dr *driver) run() (string, bool) {
 	m := &measurements{
 		dnsFirst: map[string]time.Duration{}, tlsFirst: map[string]time.Duration{}, dns: map[string][][]int64{}, latency: map[string][][]int64{},
 		bulk: map[string]map[string][]float64{}, conns: map[string][]result{},
+		bulkBusy: map[string]map[string]time.Duration{}, bulkBytes: map[string]map[string]int64{},
 		cpu: map[string]time.Duration{}, phaseOps: map[string]string{},
 	}
 	m.loadBefore = loadavg()
@@ -374,8 +377,12 @@ func (dr *driver) run() (string, bool) {
 				mibs := float64(r.Bytes) / (1 << 20) / (float64(r.Nanos) / 1e9)
 				if m.bulk[c.label] == nil {
 					m.bulk[c.label] = map[string][]float64{}
+					m.bulkBusy[c.label] = map[string]time.Duration{}
+					m.bulkBytes[c.label] = map[string]int64{}
 				}
 				m.bulk[c.label][dir] = append(m.bulk[c.label][dir], mibs)
+				m.bulkBusy[c.label][dir] += time.Duration(r.BusyNS)
+				m.bulkBytes[c.label][dir] += r.Bytes
 				dr.rawf("bulk-"+dir+"-mibs", c.label, round, int64(mibs))
 			}
 		}

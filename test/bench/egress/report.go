@@ -168,6 +168,28 @@ func (dr *driver) render(m *measurements) string {
 		m.others, goruntime.NumCPU(), 100*m.idle)
 	w("one two: other load costs it more). The bench took %s.\n\n", m.elapsed.Round(time.Second))
 	w("- clawrun: `%s` (%s); the filter runs `%s`\n", o.clawrun, m.version, m.filterExe)
+	// Bulk throughput is bounded by CPU once the machine is saturated:
+	// what each path costs per byte says how far it can go.
+	for _, dir := range []string{"down", "up"} {
+		perGiB := func(label string) (time.Duration, float64) {
+			b, busy := m.bulkBytes[label][dir], m.bulkBusy[label][dir]
+			if b == 0 {
+				return 0, 0
+			}
+			var wall float64
+			for _, v := range m.bulk[label][dir] {
+				wall += float64(b) / float64(len(m.bulk[label][dir])) / (1 << 20) / v
+			}
+			share := busy.Seconds() / (wall * float64(goruntime.NumCPU()))
+			return time.Duration(float64(busy) * float64(1<<30) / float64(b)), share
+		}
+		dc, ds := perGiB(d)
+		fc, fs := perGiB(f)
+		if dc > 0 && fc > 0 {
+			w("- Bulk %s, machine CPU per GiB moved (every process and the kernel, /proc/stat, during the transfers): %s %.2f s, %s %.2f s (%.2f×); machine busy %.0f%% / %.0f%%.\n",
+				map[string]string{"up": "upload", "down": "download"}[dir], d, dc.Seconds(), f, fc.Seconds(), fc.Seconds()/dc.Seconds(), 100*ds, 100*fs)
+		}
+	}
 	w("- Filter CPU time (supervisor + worker, from /proc, 10 ms ticks):")
 	for i, ph := range []string{"dns", "tls", "bulk-down", "bulk-up", "conns"} {
 		sep := ";"
