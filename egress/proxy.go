@@ -322,11 +322,11 @@ func (p *Proxy) track(f *flow, add bool) {
 
 // releaseMemory hands the buffers of finished connections back to the
 // kernel when the filter goes idle (Go would otherwise keep them until its
-// forced collection, two minutes later), at most every 10 s: an idle
-// moment within 10 s of the last release is served when they are over,
+// forced collection, two minutes later), at most every 2 s: an idle
+// moment within 2 s of the last release is served when they are over,
 // if the filter is still idle then. p.mu held.
 func (p *Proxy) releaseMemory() {
-	const every = 10 * time.Second
+	const every = 2 * time.Second
 	if p.releaseTimer != nil {
 		return // one is scheduled
 	}
