@@ -145,11 +145,14 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, err
 	qtypes := [2]uint16{dns.TypeA, dns.TypeAAAA}
 	var res [2]answerSet
 	var errs [2]error
-	var wg sync.WaitGroup
-	for i, qt := range qtypes {
-		wg.Go(func() { res[i], errs[i] = r.cachedResolve(ctx, name, qt) })
+	if !r.cachedBoth(name, &res) {
+		// Both types are asked at once (cached ones return at once).
+		var wg sync.WaitGroup
+		for i, qt := range qtypes {
+			wg.Go(func() { res[i], errs[i] = r.cachedResolve(ctx, name, qt) })
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 
 	var addrs []netip.Addr
 	var failure error
@@ -170,4 +173,23 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, err
 		return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
 	}
 	return addrs, nil
+}
+
+// cachedBoth fills res with name's A and AAAA answers when both are
+// cached: the common case of a connection right after its lookup, served
+// without starting goroutines.
+func (r *Resolver) cachedBoth(name string, res *[2]answerSet) bool {
+	c := &r.cache
+	c.mu.Lock()
+	a, okA := c.entries[cacheKey{name, dns.TypeA}]
+	aaaa, okAAAA := c.entries[cacheKey{name, dns.TypeAAAA}]
+	now := time.Now()
+	fresh := okA && okAAAA && now.Before(a.expires) && now.Before(aaaa.expires)
+	c.mu.Unlock()
+	if !fresh {
+		return false
+	}
+	res[0].addrs = slices.Clone(a.set.addrs)
+	res[1].addrs = slices.Clone(aaaa.set.addrs)
+	return true
 }
