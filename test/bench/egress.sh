@@ -32,6 +32,9 @@
 #                         round (default 25)
 #   BENCH_EGRESS_MIB      MiB per bulk transfer (default 256)
 #   BENCH_EGRESS_BULK_RUNS  transfers per direction and container (default 5)
+#   BENCH_EGRESS_SHAPE    rate of the shaped link of the second bulk phase, as
+#                         tc says it (default 10gbit; empty: no such phase)
+#   BENCH_EGRESS_SHAPED_MIB  MiB per transfer over the shaped link (default 256)
 #   BENCH_EGRESS_CONNS    concurrent connections (default 1000)
 #   BENCH_EGRESS_AFTER    wait after the concurrent connections closed before
 #                         reading the filter's memory (default 1s)
@@ -48,7 +51,7 @@ die() { echo "bench-egress: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, containers)"
 [ -x "$clawrun" ] || die "$clawrun not found or not executable (make build)"
-for tool in ip jq flock; do
+for tool in ip jq flock tc; do
 	command -v "$tool" >/dev/null || die "$tool not found"
 done
 for v in BENCH_EGRESS_ROUNDS BENCH_EGRESS_BLOCK BENCH_EGRESS_MIB BENCH_EGRESS_BULK_RUNS BENCH_EGRESS_CONNS; do
@@ -192,7 +195,12 @@ args=(-clawrun "$clawrun" -config "$work/config.yaml" -root "$work/root"
 	-log-dir "$work/logs" -id-prefix "bench-egress-$tag" -server-pid "$server_pid"
 	-rounds "${BENCH_EGRESS_ROUNDS:-20}" -block "${BENCH_EGRESS_BLOCK:-25}" -dns "${BENCH_EGRESS_BLOCK:-25}"
 	-bulk-mib "${BENCH_EGRESS_MIB:-256}" -bulk-runs "${BENCH_EGRESS_BULK_RUNS:-5}"
-	-conns "${BENCH_EGRESS_CONNS:-1000}" -after "${BENCH_EGRESS_AFTER:-1s}")
+	-conns "${BENCH_EGRESS_CONNS:-1000}" -after "${BENCH_EGRESS_AFTER:-1s}"
+	-shape-rate "${BENCH_EGRESS_SHAPE-10gbit}" -shaped-mib "${BENCH_EGRESS_SHAPED_MIB:-256}"
+	# The shaped link: the fake internet's side towards both clients
+	# (downloads), the host's and the direct container's side towards it
+	# (uploads; the filter dials from the host).
+	-shape "$net/$if_net" -shape "$net/$if_dn" -shape "-/$if_host" -shape "$cd_ns/$if_dc")
 [ -n "$out" ] && args+=(-out "$out")
 [ -n "${BENCH_EGRESS_RAW:-}" ] && args+=(-raw "$BENCH_EGRESS_RAW")
 [ -n "${BENCH_SEED:-}" ] && args+=(-seed "$BENCH_SEED")

@@ -36,6 +36,9 @@ type driveOptions struct {
 	out, raw               string
 	rounds, block, dnsN    int
 	bulkMiB, bulkRuns      int
+	shapeRate              string   // tc rate of the shaped link, e.g. 1gbit ("": no shaped phase)
+	shapeLinks             []string // NETNS/IFNAME ("-/IFNAME": the host's) shaped on egress
+	shapedMiB              int
 	conns, connRuns        int
 	seed                   uint64
 	latencyTarget          time.Duration // added p50
@@ -94,6 +97,10 @@ func drive(args []string) {
 	fs.IntVar(&o.dnsN, "dns", 25, "DNS queries per container per round")
 	fs.IntVar(&o.bulkMiB, "bulk-mib", 256, "MiB per bulk transfer")
 	fs.IntVar(&o.bulkRuns, "bulk-runs", 5, "bulk transfers per direction and container")
+	fs.StringVar(&o.shapeRate, "shape-rate", "10gbit", "rate of the shaped link for the second bulk phase (\"\": none)")
+	fs.Func("shape", "NETNS/IFNAME to shape on egress for the second bulk phase, - for the host's namespace (repeatable)",
+		func(v string) error { o.shapeLinks = append(o.shapeLinks, v); return nil })
+	fs.IntVar(&o.shapedMiB, "shaped-mib", 256, "MiB per transfer over the shaped link")
 	fs.IntVar(&o.conns, "conns", 1000, "concurrent connections")
 	fs.IntVar(&o.connRuns, "conn-runs", 3, "runs of the concurrent connections per container")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the per-round shuffle (0: from the clock)")
@@ -240,6 +247,7 @@ type measurements struct {
 	dns        map[string][][]int64 // per round
 	latency    map[string][][]int64 // per round
 	bulk       map[string]map[string][]float64
+	shaped     map[string]map[string][]float64     // bulk over the shaped link
 	bulkBusy   map[string]map[string]time.Duration // machine CPU busy during the transfers
 	bulkBytes  map[string]map[string]int64
 	conns      map[string][]result
@@ -269,7 +277,8 @@ func (dr *driver) run() (string, bool) {
 		dnsFirst: map[string]time.Duration{}, tlsFirst: map[string]time.Duration{}, dns: map[string][][]int64{}, latency: map[string][][]int64{},
 		bulk: map[string]map[string][]float64{}, conns: map[string][]result{},
 		bulkBusy: map[string]map[string]time.Duration{}, bulkBytes: map[string]map[string]int64{},
-		cpu: map[string]time.Duration{}, phaseOps: map[string]string{},
+		shaped: map[string]map[string][]float64{},
+		cpu:    map[string]time.Duration{}, phaseOps: map[string]string{},
 	}
 	m.loadBefore = loadavg()
 	m.version = versionOf(o.clawrun)
@@ -361,33 +370,52 @@ func (dr *driver) run() (string, bool) {
 	m.cpu["tls"] = dr.cpu() - cpu0
 	m.phaseOps["tls"] = fmt.Sprintf("%d connections", 1+o.rounds*(o.block+2))
 
-	// Bulk, one direction after the other.
-	fmt.Fprintf(os.Stderr, "egressbench: bulk transfers\n")
-	size := int64(o.bulkMiB) << 20
-	for _, dir := range []string{"down", "up"} {
-		cpu0 = dr.cpu()
-		for round := range o.bulkRuns {
-			for _, c := range dr.order() {
-				r := dr.client(c, "bulk", "-addr", o.server+":8080", "-host", o.name+":8080",
-					"-dir", dir, "-bytes", strconv.FormatInt(size, 10))
-				check(c, "bulk "+dir, r)
-				if r.Errors > 0 || r.Nanos <= 0 {
-					continue
+	// Bulk, one direction after the other: over the veths as they are
+	// (the filter's own limit), then over a link shaped like an internet
+	// connection's (where the link is the limit).
+	bulk := func(phase string, mib int, into map[string]map[string][]float64) {
+		size := int64(mib) << 20
+		for _, dir := range []string{"down", "up"} {
+			cpu0 := dr.cpu()
+			for round := range o.bulkRuns {
+				for _, c := range dr.order() {
+					r := dr.client(c, "bulk", "-addr", o.server+":8080", "-host", o.name+":8080",
+						"-dir", dir, "-bytes", strconv.FormatInt(size, 10))
+					check(c, phase+" "+dir, r)
+					if r.Errors > 0 || r.Nanos <= 0 {
+						continue
+					}
+					mibs := float64(r.Bytes) / (1 << 20) / (float64(r.Nanos) / 1e9)
+					if into[c.label] == nil {
+						into[c.label] = map[string][]float64{}
+					}
+					into[c.label][dir] = append(into[c.label][dir], mibs)
+					if phase == "bulk" {
+						if m.bulkBusy[c.label] == nil {
+							m.bulkBusy[c.label] = map[string]time.Duration{}
+							m.bulkBytes[c.label] = map[string]int64{}
+						}
+						m.bulkBusy[c.label][dir] += time.Duration(r.BusyNS)
+						m.bulkBytes[c.label][dir] += r.Bytes
+					}
+					dr.rawf(phase+"-"+dir+"-mibs", c.label, round, int64(mibs))
 				}
-				mibs := float64(r.Bytes) / (1 << 20) / (float64(r.Nanos) / 1e9)
-				if m.bulk[c.label] == nil {
-					m.bulk[c.label] = map[string][]float64{}
-					m.bulkBusy[c.label] = map[string]time.Duration{}
-					m.bulkBytes[c.label] = map[string]int64{}
-				}
-				m.bulk[c.label][dir] = append(m.bulk[c.label][dir], mibs)
-				m.bulkBusy[c.label][dir] += time.Duration(r.BusyNS)
-				m.bulkBytes[c.label][dir] += r.Bytes
-				dr.rawf("bulk-"+dir+"-mibs", c.label, round, int64(mibs))
 			}
+			m.cpu[phase+"-"+dir] = dr.cpu() - cpu0
+			m.phaseOps[phase+"-"+dir] = fmt.Sprintf("%d MiB", o.bulkRuns*mib)
 		}
-		m.cpu["bulk-"+dir] = dr.cpu() - cpu0
-		m.phaseOps["bulk-"+dir] = fmt.Sprintf("%d MiB", o.bulkRuns*o.bulkMiB)
+	}
+	fmt.Fprintf(os.Stderr, "egressbench: bulk transfers\n")
+	bulk("bulk", o.bulkMiB, m.bulk)
+	if o.shapeRate != "" && len(o.shapeLinks) > 0 {
+		fmt.Fprintf(os.Stderr, "egressbench: bulk transfers over a %s link\n", o.shapeRate)
+		undo, err := shapeLinks(o.shapeLinks, o.shapeRate)
+		if err != nil {
+			undo()
+			dr.die("shaping the links: %v", err)
+		}
+		bulk("shaped", o.shapedMiB, m.shaped)
+		undo()
 	}
 
 	// Many connections at once.
@@ -699,4 +727,42 @@ func versionOf(bin string) string {
 		return "?"
 	}
 	return strings.TrimSpace(line)
+}
+
+// shapeLinks puts a token bucket of rate on the egress of each NETNS/IFNAME
+// and returns what removes them (also after a failure).
+func shapeLinks(links []string, rate string) (undo func(), err error) {
+	var done []string
+	tc := func(link string, args ...string) error {
+		ns, dev, ok := strings.Cut(link, "/")
+		if !ok {
+			return fmt.Errorf("%q: want NETNS/IFNAME", link)
+		}
+		cmd := append([]string{"tc", "qdisc"}, args[0], "dev", dev)
+		cmd = append(cmd, args[1:]...)
+		if ns != "-" {
+			cmd = append([]string{"ip", "netns", "exec", ns}, cmd...)
+		}
+		out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %v: %s", strings.Join(cmd, " "), err, out)
+		}
+		return nil
+	}
+	undo = func() {
+		for _, link := range done {
+			if err := tc(link, "del", "root"); err != nil {
+				fmt.Fprintf(os.Stderr, "egressbench: %v\n", err)
+			}
+		}
+	}
+	for _, link := range links {
+		// A 256 KiB bucket (0.2 ms at 10 Gbit/s, 2 ms at 1) and 50 ms of
+		// queue: a link, not a shaper that stalls the stream.
+		if err := tc(link, "add", "root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms"); err != nil {
+			return undo, err
+		}
+		done = append(done, link)
+	}
+	return undo, nil
 }

@@ -45,29 +45,9 @@ func (dr *driver) render(m *measurements) string {
 		ms(m.tlsFirst[d]), ms(m.tlsFirst[f]), plusMS(m.tlsFirst[f] - m.tlsFirst[d]), "—", "—"})
 
 	// 2. Bulk.
-	for _, dir := range []string{"up", "down"} {
-		dv, fv := m.bulk[d][dir], m.bulk[f][dir]
-		name := map[string]string{"up": "upload", "down": "download"}[dir]
-		metric := fmt.Sprintf("Bulk %s, %d MiB, one stream (median of %d)", name, o.bulkMiB, o.bulkRuns)
-		if len(dv) == 0 || len(fv) == 0 {
-			rows = append(rows, row{metric, mibs(dv), mibs(fv), "—", fmt.Sprintf("≥ %.2f×", o.throughputTarget), "FAILED"})
-			continue
-		}
-		ratio := medianF(fv) / medianF(dv)
-		verdict := "PASS"
-		if ratio < o.throughputTarget {
-			verdict = "BELOW TARGET"
-		}
-		delta := fmt.Sprintf("%.2f×", ratio)
-		if len(fv) == len(dv) && len(fv) > 2 {
-			lo, hi := ratioCI(fv, dv, rng)
-			delta += fmt.Sprintf(" (95%% CI %.2f … %.2f)", lo, hi)
-			if lo < o.throughputTarget && o.throughputTarget <= hi {
-				verdict += " (within noise)"
-			}
-		}
-		rows = append(rows, row{metric, mibs(dv), mibs(fv), delta,
-			fmt.Sprintf("≥ %.2f×", o.throughputTarget), verdict})
+	bulkRows(&rows, o, m.bulk, d, f, "", o.bulkMiB, rng)
+	if len(m.shaped) > 0 {
+		bulkRows(&rows, o, m.shaped, d, f, fmt.Sprintf(" over a %s link (tbf on both paths)", o.shapeRate), o.shapedMiB, rng)
 	}
 
 	// 3. Many connections at once.
@@ -161,7 +141,12 @@ func (dr *driver) render(m *measurements) string {
 	w("(TLS 1.3, ECDSA P-256, full handshakes, 2 more unmeasured per round) and of %d DNS queries (2 more unmeasured); %d transfers\n", o.dnsN, o.bulkRuns)
 	w("per direction (plain HTTP on :8080, one connection each); %d runs of the concurrent connections (HTTP upgrade on :8080,\n", o.connRuns)
 	w("then an echoed byte). Added = p50(filtered) − p50(direct); ratio = median(filtered) / median(direct); the CIs are\n")
-	w("bootstraps over rounds. RSS: VmRSS of the filter's supervisor and worker, from /proc.\n\n")
+	w("bootstraps over rounds. RSS: VmRSS of the filter's supervisor and worker, from /proc.\n")
+	if len(m.shaped) > 0 {
+		w("The second bulk phase puts a token bucket (tc tbf, %s) on both paths' links, as an internet connection of\n", o.shapeRate)
+		w("that speed would: the first measures what the filter itself can move, the second whether it is what limits a stream.\n")
+	}
+	w("\n")
 	w("Machine: %s, %d CPUs, kernel %s, %s; load average %s before, %s after; CPU used by other processes\n",
 		cpuModel(), goruntime.NumCPU(), kernel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), m.loadBefore, m.loadAfter)
 	w("during the bench: %.2f of %d CPUs, CPU left idle: %.0f%% (the filtered path keeps three processes busy, the direct\n",
@@ -364,4 +349,32 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// bulkRows appends the upload and download rows of one bulk phase.
+func bulkRows(rows *[]row, o driveOptions, bulk map[string]map[string][]float64, d, f, link string, mib int, rng *rand.Rand) {
+	for _, dir := range []string{"up", "down"} {
+		dv, fv := bulk[d][dir], bulk[f][dir]
+		name := map[string]string{"up": "upload", "down": "download"}[dir]
+		metric := fmt.Sprintf("Bulk %s%s, %d MiB, one stream (median of %d)", name, link, mib, o.bulkRuns)
+		if len(dv) == 0 || len(fv) == 0 {
+			*rows = append(*rows, row{metric, mibs(dv), mibs(fv), "—", fmt.Sprintf("≥ %.2f×", o.throughputTarget), "FAILED"})
+			continue
+		}
+		ratio := medianF(fv) / medianF(dv)
+		verdict := "PASS"
+		if ratio < o.throughputTarget {
+			verdict = "BELOW TARGET"
+		}
+		delta := fmt.Sprintf("%.2f×", ratio)
+		if len(fv) == len(dv) && len(fv) > 2 {
+			lo, hi := ratioCI(fv, dv, rng)
+			delta += fmt.Sprintf(" (95%% CI %.2f … %.2f)", lo, hi)
+			if lo < o.throughputTarget && o.throughputTarget <= hi {
+				verdict += " (within noise)"
+			}
+		}
+		*rows = append(*rows, row{metric, mibs(dv), mibs(fv), delta,
+			fmt.Sprintf("≥ %.2f×", o.throughputTarget), verdict})
+	}
 }
