@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -54,7 +53,7 @@ func join(field, key string) string {
 
 func index(field string, i int) string { return fmt.Sprintf("%s[%d]", field, i) }
 
-var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var yamlErrLine = lazyRE(`^yaml: line (\d+): (.*)$`)
 
 // decodeDocument parses data into the root node of its single document.
 // It returns nil (with errors recorded) when there is nothing to walk.
@@ -293,7 +292,7 @@ func (d *decoder) boolean(n *yaml.Node, field string) (bool, bool) {
 	return false, false
 }
 
-var decimal = regexp.MustCompile(`^[-+]?(0|[1-9][0-9]*)$`)
+var decimal = lazyRE(`^[-+]?(0|[1-9][0-9]*)$`)
 
 // integer reads a decimal integer. Octal, hexadecimal and leading zeros are
 // refused: "0443" is 443 to a reader and 291 to some YAML libraries.

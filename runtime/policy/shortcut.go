@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -14,7 +13,7 @@ const ShortcutAnnotation = "run.clawrun.egress"
 // key of its single network policy.
 const ShortcutPolicyName = "egress"
 
-var portDigits = regexp.MustCompile(`^[1-9][0-9]{0,4}$`)
+var portDigits = lazyRE(`^[1-9][0-9]{0,4}$`)
 
 // ParseShortcut turns the value of the run.clawrun.egress annotation,
 // "host[:port],host[:port],..." (port 443 when omitted), into a Policy whose

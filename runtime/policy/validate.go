@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -64,7 +63,7 @@ func checkBinary(p string) string {
 	return ""
 }
 
-var hostLabel = regexp.MustCompile(`^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`)
+var hostLabel = lazyRE(`^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`)
 
 // normHost checks an endpoint host and returns it lower-cased without a
 // trailing dot. A wildcard is allowed only as the whole first label and
@@ -166,7 +165,7 @@ func blockedOverlap(p netip.Prefix) (netip.Prefix, bool) {
 	return netip.Prefix{}, false
 }
 
-var userName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$`)
+var userName = lazyRE(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$`)
 
 // normIdentity checks run_as_user or run_as_group: a name, or a number
 // written in decimal; root, by name or as 0, is refused.
@@ -194,7 +193,7 @@ func normIdentity(s string) (string, string) {
 	return s, ""
 }
 
-var syscallName = regexp.MustCompile(`^[a-z0-9_]+$`)
+var syscallName = lazyRE(`^[a-z0-9_]+$`)
 
 func checkSyscall(s string) string {
 	if len(s) > maxSyscallLen || !syscallName.MatchString(s) {
@@ -203,7 +202,7 @@ func checkSyscall(s string) string {
 	return ""
 }
 
-var networkKey = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+var networkKey = lazyRE(`^[A-Za-z0-9_.-]+$`)
 
 func checkNetworkKey(s string) string {
 	if len(s) > 128 || !networkKey.MatchString(s) {
@@ -228,7 +227,7 @@ func checkText(s string, max int) string {
 
 var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "*"}
 
-var rpcMethod = regexp.MustCompile(`^[A-Za-z0-9_./*:-]{1,128}$`)
+var rpcMethod = lazyRE(`^[A-Za-z0-9_./*:-]{1,128}$`)
 
 // normMethod checks a rule's method: an HTTP method (upper-cased) or "*",
 // or for json-rpc and mcp a JSON-RPC method name such as "tools/call".
@@ -289,7 +288,7 @@ const (
 	ProfileNone  = "none"
 )
 
-var policyName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+var policyName = lazyRE(`^[a-z0-9][a-z0-9_.-]*$`)
 
 // ValidName checks a policy name given in an annotation or the config: a
 // preset or a file in policy_dir, never a path, so that an annotation can
