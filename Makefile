@@ -35,7 +35,7 @@ install: build
 test: deps lint build unit integration demo-check conformance e2e
 
 unit:
-	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
+	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/) ./test/bench/stats
 
 integration: build
 	CLAWRUN=$(CURDIR)/bin/clawrun CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m ./test/integration/...

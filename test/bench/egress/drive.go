@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/clawrun/clawrun/test/bench/stats"
 )
 
 type driveOptions struct {
@@ -280,7 +282,7 @@ func (dr *driver) run() (string, bool) {
 		shaped: map[string]map[string][]float64{},
 		cpu:    map[string]time.Duration{}, phaseOps: map[string]string{},
 	}
-	m.loadBefore = loadavg()
+	m.loadBefore = stats.LoadAvg()
 	m.version = versionOf(o.clawrun)
 	t0 := time.Now()
 	busy0, idle0, own0 := machineBusy(), machineIdle(), dr.ownCPU()
@@ -465,7 +467,7 @@ func (dr *driver) run() (string, bool) {
 			m.errors = append(m.errors, fmt.Sprintf("the decision log has %d %q records, want at least %d: not all filtered traffic went through the filter", got, want.key, want.n))
 		}
 	}
-	m.loadAfter = loadavg()
+	m.loadAfter = stats.LoadAvg()
 	// What the machine did besides the bench: all CPU time used meanwhile
 	// less ours (this driver, the runtime and the clients it reaped, the
 	// servers, the filter). The filtered path needs three busy processes

@@ -1,14 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	goruntime "runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/clawrun/clawrun/test/bench/stats"
 )
 
 // row is one line of the table.
@@ -23,7 +23,7 @@ func (dr *driver) render(m *measurements) string {
 	// 1. TLS: connect + handshake + request/response.
 	dl, fl := flatten(m.latency[d]), flatten(m.latency[f])
 	if len(dl) > 0 && len(fl) > 0 {
-		added := quantile(fl, 0.5) - quantile(dl, 0.5)
+		added := stats.Quantile(fl, 0.5) - stats.Quantile(dl, 0.5)
 		lo, hi := diffCI(m.latency[f], m.latency[d], 0.5, rng)
 		verdict := "PASS"
 		if added >= o.latencyTarget {
@@ -34,12 +34,12 @@ func (dr *driver) render(m *measurements) string {
 		}
 		rows = append(rows,
 			row{fmt.Sprintf("TLS connect + handshake + 1 request, p50 (n=%d each)", len(fl)),
-				ms(quantile(dl, 0.5)), ms(quantile(fl, 0.5)),
+				ms(stats.Quantile(dl, 0.5)), ms(stats.Quantile(fl, 0.5)),
 				fmt.Sprintf("%s (95%% CI %s … %s)", plusMS(added), plusMS(lo), plusMS(hi)),
 				"added < " + ms(o.latencyTarget), verdict},
 			row{"TLS connect + handshake + 1 request, p99",
-				ms(quantile(dl, 0.99)), ms(quantile(fl, 0.99)),
-				plusMS(quantile(fl, 0.99) - quantile(dl, 0.99)), "—", "—"})
+				ms(stats.Quantile(dl, 0.99)), ms(stats.Quantile(fl, 0.99)),
+				plusMS(stats.Quantile(fl, 0.99) - stats.Quantile(dl, 0.99)), "—", "—"})
 	}
 	rows = append(rows, row{"TLS, the filter's first connection (cold: its first proxied flow; n=1)",
 		ms(m.tlsFirst[d]), ms(m.tlsFirst[f]), plusMS(m.tlsFirst[f] - m.tlsFirst[d]), "—", "—"})
@@ -82,7 +82,7 @@ func (dr *driver) render(m *measurements) string {
 				v = append(v, time.Duration(r.EchoNS))
 			}
 		}
-		return medianD(v)
+		return stats.Median(v)
 	}
 	for _, est := range []bool{true, false} {
 		what := "time until all established (dial, upgrade request, 101 back)"
@@ -102,10 +102,10 @@ func (dr *driver) render(m *measurements) string {
 		lo, hi := diffCI(m.dns[f], m.dns[d], 0.5, rng)
 		rows = append(rows,
 			row{fmt.Sprintf("DNS A %s, repeated, p50 (n=%d each; the filter answers from its cache)", o.name, len(fd)),
-				ms(quantile(dd, 0.5)), ms(quantile(fd, 0.5)),
-				fmt.Sprintf("%s (95%% CI %s … %s)", plusMS(quantile(fd, 0.5)-quantile(dd, 0.5)), plusMS(lo), plusMS(hi)), "—", "—"},
+				ms(stats.Quantile(dd, 0.5)), ms(stats.Quantile(fd, 0.5)),
+				fmt.Sprintf("%s (95%% CI %s … %s)", plusMS(stats.Quantile(fd, 0.5)-stats.Quantile(dd, 0.5)), plusMS(lo), plusMS(hi)), "—", "—"},
 			row{"DNS A " + o.name + ", repeated, p99",
-				ms(quantile(dd, 0.99)), ms(quantile(fd, 0.99)), plusMS(quantile(fd, 0.99) - quantile(dd, 0.99)), "—", "—"})
+				ms(stats.Quantile(dd, 0.99)), ms(stats.Quantile(fd, 0.99)), plusMS(stats.Quantile(fd, 0.99) - stats.Quantile(dd, 0.99)), "—", "—"})
 	}
 
 	// 5. Memory.
@@ -148,7 +148,7 @@ func (dr *driver) render(m *measurements) string {
 	}
 	w("\n")
 	w("Machine: %s, %d CPUs, kernel %s, %s; load average %s before, %s after; CPU used by other processes\n",
-		cpuModel(), goruntime.NumCPU(), kernel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), m.loadBefore, m.loadAfter)
+		stats.CPUModel(), goruntime.NumCPU(), stats.Kernel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), m.loadBefore, m.loadAfter)
 	w("during the bench: %.2f of %d CPUs, CPU left idle: %.0f%% (the filtered path keeps three processes busy, the direct\n",
 		m.others, goruntime.NumCPU(), 100*m.idle)
 	w("one two: other load costs it more). The bench took %s.\n\n", m.elapsed.Round(time.Second))
@@ -221,19 +221,6 @@ func flatten(rounds [][]int64) []time.Duration {
 	return out
 }
 
-// quantile of sorted xs, interpolating linearly between the nearest two.
-func quantile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	pos := q * float64(len(sorted)-1)
-	lo := int(pos)
-	if lo >= len(sorted)-1 {
-		return sorted[len(sorted)-1]
-	}
-	return sorted[lo] + time.Duration((pos-float64(lo))*float64(sorted[lo+1]-sorted[lo]))
-}
-
 // diffCI is a 95% bootstrap interval of quantile q of a minus that of b,
 // resampling whole rounds (a's and b's round i ran back to back, so the
 // machine's drift between rounds stays out of the interval).
@@ -250,46 +237,10 @@ func diffCI(a, b [][]int64, q float64, rng *rand.Rand) (lo, hi time.Duration) {
 			j := rng.IntN(n)
 			ra[i], rb[i] = a[j], b[j]
 		}
-		diffs[k] = quantile(flatten(ra), q) - quantile(flatten(rb), q)
+		diffs[k] = stats.Quantile(flatten(ra), q) - stats.Quantile(flatten(rb), q)
 	}
 	slices.Sort(diffs)
 	return diffs[resamples*25/1000], diffs[resamples*975/1000-1]
-}
-
-// ratioCI is a 95% bootstrap interval of median(a)/median(b), resampling
-// rounds (a[i] and b[i] ran back to back).
-func ratioCI(a, b []float64, rng *rand.Rand) (lo, hi float64) {
-	const resamples = 1000
-	n := len(a)
-	ra, rb := make([]float64, n), make([]float64, n)
-	ratios := make([]float64, resamples)
-	for k := range ratios {
-		for i := range n {
-			j := rng.IntN(n)
-			ra[i], rb[i] = a[j], b[j]
-		}
-		ratios[k] = medianF(ra) / medianF(rb)
-	}
-	slices.Sort(ratios)
-	return ratios[resamples*25/1000], ratios[resamples*975/1000-1]
-}
-
-func medianF(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func medianD(xs []time.Duration) time.Duration {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return quantile(s, 0.5)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
@@ -302,7 +253,7 @@ func mibs(v []float64) string {
 	if len(v) == 0 {
 		return "—"
 	}
-	return fmt.Sprintf("%.0f MiB/s (%.0f–%.0f)", medianF(v), slices.Min(v), slices.Max(v))
+	return fmt.Sprintf("%.0f MiB/s (%.0f–%.0f)", stats.Median(v), slices.Min(v), slices.Max(v))
 }
 
 func ratioOrDash(a, b float64) string {
@@ -320,37 +271,6 @@ func thousands(n int) string {
 	return s
 }
 
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "?"
-}
-
-func kernel() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
 // bulkRows appends the upload and download rows of one bulk phase.
 func bulkRows(rows *[]row, o driveOptions, bulk map[string]map[string][]float64, d, f, link string, mib int, rng *rand.Rand) {
 	for _, dir := range []string{"up", "down"} {
@@ -361,14 +281,14 @@ func bulkRows(rows *[]row, o driveOptions, bulk map[string]map[string][]float64,
 			*rows = append(*rows, row{metric, mibs(dv), mibs(fv), "—", fmt.Sprintf("≥ %.2f×", o.throughputTarget), "FAILED"})
 			continue
 		}
-		ratio := medianF(fv) / medianF(dv)
+		ratio := stats.Median(fv) / stats.Median(dv)
 		verdict := "PASS"
 		if ratio < o.throughputTarget {
 			verdict = "BELOW TARGET"
 		}
 		delta := fmt.Sprintf("%.2f×", ratio)
 		if len(fv) == len(dv) && len(fv) > 2 {
-			lo, hi := ratioCI(fv, dv, rng)
+			lo, hi := stats.RatioCI(fv, dv, 1000, rng)
 			delta += fmt.Sprintf(" (95%% CI %.2f … %.2f)", lo, hi)
 			if lo < o.throughputTarget && o.throughputTarget <= hi {
 				verdict += " (within noise)"

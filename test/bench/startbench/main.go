@@ -16,7 +16,6 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"io"
@@ -29,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/clawrun/clawrun/test/bench/stats"
 )
 
 // row is one runtime configuration under test and its samples. Sample i of
@@ -64,7 +65,7 @@ func main() {
 	flag.IntVar(&o.warmup, "warmup", 3, "unmeasured warm-up runs per row")
 	flag.StringVar(&o.baseline, "baseline", "", "row the target ratio is computed against")
 	flag.StringVar(&o.ref, "ref", "", "optional second reference row (informational ratio)")
-	flag.Float64Var(&o.target, "target", 1.05, "PASS if median(row)/median(baseline) <= target")
+	flag.Float64Var(&o.target, "target", 1.05, "PASS if stats.Median(row)/stats.Median(baseline) <= target")
 	flag.StringVar(&o.out, "out", "", "also write the table to this file")
 	flag.StringVar(&o.raw, "raw", "", "also write every sample to this file (CSV)")
 	flag.BoolVar(&o.fixed, "fixed-order", false, "run the rows in the given order every round (default: shuffled per round)")
@@ -91,7 +92,7 @@ func main() {
 			fatalf("-baseline/-ref %q is not one of the rows", name)
 		}
 	}
-	load := loadavg() // before we add our own load
+	load := stats.LoadAvg() // before we add our own load
 
 	b := &bench{bundle: o.bundle, prefix: fmt.Sprintf("bench-%d", os.Getpid()), gap: o.gap}
 	if b.log, err = os.CreateTemp(o.workdir, "run-*.log"); err != nil {
@@ -277,42 +278,6 @@ func findRow(rows []*row, name string) *row {
 	return nil
 }
 
-// quantile returns the q-quantile of sorted xs, interpolating linearly
-// between the two nearest samples (the common "type 7" definition).
-func quantile(sorted []time.Duration, q float64) time.Duration {
-	pos := q * float64(len(sorted)-1)
-	lo := int(pos)
-	if lo >= len(sorted)-1 {
-		return sorted[len(sorted)-1]
-	}
-	return sorted[lo] + time.Duration((pos-float64(lo))*float64(sorted[lo+1]-sorted[lo]))
-}
-
-func median(xs []time.Duration) time.Duration {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return quantile(s, 0.5)
-}
-
-// ratioCI returns a 95% bootstrap interval for median(a)/median(b). It
-// resamples whole rounds, keeping a[i] and b[i] together, so the machine's
-// drift between rounds (which interleaving cancels) does not widen it.
-func ratioCI(a, b []time.Duration, rng *rand.Rand) (lo, hi float64) {
-	const resamples = 2000
-	n := len(a)
-	ra, rb := make([]time.Duration, n), make([]time.Duration, n)
-	ratios := make([]float64, resamples)
-	for k := range ratios {
-		for i := range n {
-			j := rng.IntN(n)
-			ra[i], rb[i] = a[j], b[j]
-		}
-		ratios[k] = float64(median(ra)) / float64(median(rb))
-	}
-	slices.Sort(ratios)
-	return ratios[resamples*25/1000], ratios[resamples*975/1000-1]
-}
-
 // ms formats a duration as milliseconds with 0.01 ms resolution.
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/1e6) }
 
@@ -341,14 +306,14 @@ func render(rows []*row, o *options) string {
 	for _, r := range rows {
 		s := slices.Clone(r.wall)
 		slices.Sort(s)
-		med := quantile(s, 0.5)
+		med := stats.Quantile(s, 0.5)
 		cells := []string{r.name, fmt.Sprint(len(s)), ms(med),
-			ms(quantile(s, 0.1)) + "–" + ms(quantile(s, 0.9)), ms(s[0]), ms(median(r.cpu))}
+			ms(stats.Quantile(s, 0.1)) + "–" + ms(stats.Quantile(s, 0.9)), ms(s[0]), ms(stats.Median(r.cpu))}
 		if base == r {
 			cells = append(cells, "—", "—")
 		} else if base != nil {
-			ratio := float64(med) / float64(median(base.wall))
-			lo, hi := ratioCI(r.wall, base.wall, rng)
+			ratio := float64(med) / float64(stats.Median(base.wall))
+			lo, hi := stats.RatioCI(r.wall, base.wall, 2000, rng)
 			target := o.target
 			if r.target > 0 {
 				target = r.target
@@ -363,12 +328,12 @@ func render(rows []*row, o *options) string {
 				verdict += " (within noise)"
 			}
 			cells = append(cells, fmt.Sprintf("%.3f (%.2f–%.2f) %s", ratio, lo, hi, verdict),
-				fmt.Sprintf("%.3f", float64(median(r.cpu))/float64(median(base.cpu))))
+				fmt.Sprintf("%.3f", float64(stats.Median(r.cpu))/float64(stats.Median(base.cpu))))
 		}
 		if ref == r {
 			cells = append(cells, "—")
 		} else if ref != nil {
-			cells = append(cells, fmt.Sprintf("%.3f", float64(med)/float64(median(ref.wall))))
+			cells = append(cells, fmt.Sprintf("%.3f", float64(med)/float64(stats.Median(ref.wall))))
 		}
 		line(cells)
 	}
@@ -385,7 +350,7 @@ func render(rows []*row, o *options) string {
 	}
 	w(".\nRatios are of medians; the CI is a paired bootstrap over rounds. CPU: median user+sys time of the runtime and its children,\nless sensitive than wall time to other load on the machine.\n\n")
 	w("Machine: %s, %d CPUs, kernel %s, %s, %s.\n\n",
-		cpuModel(), goruntime.NumCPU(), kernel(), cgroupMode(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
+		stats.CPUModel(), goruntime.NumCPU(), stats.Kernel(), cgroupMode(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	for _, r := range rows {
 		w("- %s: `%s` (%s)\n", r.name, strings.Join(r.argv, " "), r.version)
 	}
@@ -403,14 +368,6 @@ func versionOf(argv []string) string {
 		return "?"
 	}
 	return strings.TrimSpace(line)
-}
-
-func kernel() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease") // what `uname -r` prints
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // machineCPU returns the CPU time used so far by all tasks on the machine,
@@ -438,29 +395,6 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "?"
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
 }
 
 // cgroupMode tells v2, v1 with a v2 hierarchy beside it (hybrid), or plain
