@@ -37,8 +37,11 @@ test: deps lint build unit integration demo-check conformance e2e
 unit:
 	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/) ./test/bench/stats
 
+# A Debian root filesystem (test/mkdebian.sh, cached) for the policy tests
+# on a real distribution's userland.
 integration: build
-	CLAWRUN=$(CURDIR)/bin/clawrun CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m ./test/integration/...
+	debian=$$(bash test/mkdebian.sh) && \
+	  CLAWRUN=$(CURDIR)/bin/clawrun CLAWRUN_DEBIAN_ROOTFS=$$debian CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m ./test/integration/...
 
 conformance: build bin/runc-1.5.2
 	CLAWRUN=$(CURDIR)/bin/clawrun bash test/conformance/run.sh

@@ -7,6 +7,7 @@ packages=(
 	build-essential pkg-config   # cgo, static linking
 	libseccomp-dev               # libcontainer's seccomp (linked statically)
 	busybox-static               # test and demo root filesystems
+	debootstrap                  # a Debian root filesystem for the tests (test/mkdebian.sh)
 	runc                         # Debian's runc 1.1.5, a second benchmark reference
 	jq iproute2 procps util-linux git ca-certificates
 )
