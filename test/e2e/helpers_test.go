@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -106,7 +107,7 @@ func startDaemon(t *testing.T, name, logFile string, envv []string, bin string, 
 	// Its own process group, so that the terminal's signals do not reach
 	// it; it is still stopped by its pid only.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := startOnSpawner(cmd); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	d := &daemon{name: name, cmd: cmd, log: logFile, done: make(chan struct{})}
@@ -285,4 +286,27 @@ func deleteLink(name string) {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return !errors.Is(err, os.ErrNotExist)
+}
+
+// spawn runs functions on one OS thread that lives as long as the test
+// binary. A child's Pdeathsig fires when the THREAD that forked it exits,
+// and Go ends threads at any time: every thread a goroutine leaves locked
+// (as those that enter the fake internet's network namespace do) is
+// discarded. A daemon forked from such a thread was killed at random.
+var spawn = func() chan func() {
+	ch := make(chan func())
+	go func() {
+		runtime.LockOSThread() // never unlocked: this thread never exits
+		for f := range ch {
+			f()
+		}
+	}()
+	return ch
+}()
+
+// startOnSpawner starts cmd from the spawner thread.
+func startOnSpawner(cmd *exec.Cmd) error {
+	errc := make(chan error, 1)
+	spawn <- func() { errc <- cmd.Start() }
+	return <-errc
 }
