@@ -353,18 +353,8 @@ func (c *ctrd) crictl(args ...string) result {
 // the sandbox's network namespace and egress filter.
 func testCRI(t *testing.T, c *ctrd, f *fakeNet) {
 	need(t, "crictl")
-	e := &theEnv
 	start := time.Now()
-	id := os.Getpid() % 100000
-	bridge := fmt.Sprintf("cle2ek%d", id)
-	defer deleteLink(bridge)
-	writeFile(t, filepath.Join(c.dir, "cni", "10-clawrun-e2e.conflist"),
-		cniConflist("clawrun-e2e-cri", bridge, f.prefix(netCRI), filepath.Join(c.dir, "cni-ipam"), "1.0.0", ""), 0o644)
-	must(t, c.ctr("-n", "k8s.io", "images", "import", e.image("pause-oci.tar")))
-	must(t, c.ctr("-n", "k8s.io", "images", "import", e.image("busybox-oci.tar")))
-	if !waitFor(30*time.Second, func() bool { return c.crictl("inspecti", pauseRef).code == 0 }) {
-		t.Fatalf("the CRI plugin does not see the imported pause image: %v", c.crictl("images"))
-	}
+	defer c.criReady(t, f, "clawrun-e2e-cri", "cle2ek")()
 	step(t, start, "pause and busybox imported into k8s.io")
 
 	var info struct {
@@ -389,7 +379,7 @@ func testCRI(t *testing.T, c *ctrd, f *fakeNet) {
 	podDir := filepath.Join(c.dir, "pods")
 	podFile := filepath.Join(podDir, "pod.json")
 	pod := map[string]any{
-		"metadata":      map[string]any{"name": "agent", "namespace": "e2e", "uid": fmt.Sprintf("e2e-%d", id), "attempt": 0},
+		"metadata":      map[string]any{"name": "agent", "namespace": "e2e", "uid": fmt.Sprintf("e2e-%d", os.Getpid()%100000), "attempt": 0},
 		"hostname":      "agent",
 		"log_directory": filepath.Join(podDir, "logs"),
 		"dns_config":    map[string]any{"servers": []string{f.dnsAddr()}},
@@ -580,18 +570,7 @@ hosts_dir = [%q]
 		"--annotation", "run.clawrun.policy=agent-default", "--annotation", "run.clawrun.egress="+allowedHost+":80", dns,
 		busyboxRef, "sh", "-c", loopScript)))
 	defer func() { _ = c.nerdctl("rm", "-f", "agent") }()
-	expectStateConfined(t, stateOf(t, root, cid), "agent-default", true)
-	logNetns(t, root, cid)
-	r = c.nerdctl("exec", "agent", "sh", "-c", probeScript)
-	expectConfined(t, "nerdctl exec", r.stdout+r.stderr)
-	denied = "denied-nerdctl-exec.example"
-	r = c.nerdctl("exec", "agent", "sh", "-c", egressScript(denied, f.dnsAddr()))
-	expectEgress(t, f, "nerdctl exec", denied, r.stdout+r.stderr)
-	must(t, c.nerdctl("stop", "-t", "10", "agent"))
-	must(t, c.nerdctl("rm", "agent"))
-	if ids := listIDs(t, root); len(ids) > 0 {
-		t.Errorf("clawrun still lists %v after nerdctl rm", ids)
-	}
+	checkDetachedAgent(t, f, "nerdctl", root, cid, c.nerdctl)
 	step(t, start, "detached container checked, stopped, removed")
 	_ = os.Remove(root)
 }
@@ -628,4 +607,43 @@ func checkPodResolvConf(t *testing.T, bundle, server string) {
 		return
 	}
 	t.Errorf("containerd gave the sandbox no /etc/resolv.conf mount: clawrun would fall back to the host's resolvers for the pod")
+}
+
+// criReady gives c's CRI plugin a CNI bridge network (named network, its
+// bridge bridgePrefix plus our pid) and the pause and busybox images in
+// namespace k8s.io; it returns what removes the bridge.
+func (c *ctrd) criReady(t *testing.T, f *fakeNet, network, bridgePrefix string) (cleanup func()) {
+	t.Helper()
+	bridge := fmt.Sprintf("%s%d", bridgePrefix, os.Getpid()%100000)
+	cleanup = func() { deleteLink(bridge) }
+	writeFile(t, filepath.Join(c.dir, "cni", "10-clawrun-e2e.conflist"),
+		cniConflist(network, bridge, f.prefix(netCRI), filepath.Join(c.dir, "cni-ipam"), "1.0.0", ""), 0o644)
+	must(t, c.ctr("-n", "k8s.io", "images", "import", theEnv.image("pause-oci.tar")))
+	must(t, c.ctr("-n", "k8s.io", "images", "import", theEnv.image("busybox-oci.tar")))
+	if !waitFor(30*time.Second, func() bool { return c.crictl("inspecti", pauseRef).code == 0 }) {
+		cleanup()
+		t.Fatalf("the CRI plugin does not see the imported pause image: %v", c.crictl("images"))
+	}
+	return cleanup
+}
+
+// checkDetachedAgent checks the running container "agent" (id under
+// clawrun's root) started by a front-end (cli: docker or nerdctl) with
+// agent-default and an egress allow list: its state, an exec'd process's
+// confinement and egress; then stops and removes it through the front-end
+// and checks that clawrun no longer lists it.
+func checkDetachedAgent(t *testing.T, f *fakeNet, label, root, id string, cli func(args ...string) result) {
+	t.Helper()
+	expectStateConfined(t, stateOf(t, root, id), "agent-default", true)
+	logNetns(t, root, id)
+	r := cli("exec", "agent", "sh", "-c", probeScript)
+	expectConfined(t, label+" exec", r.stdout+r.stderr)
+	denied := "denied-" + label + "-exec.example"
+	r = cli("exec", "agent", "sh", "-c", egressScript(denied, f.dnsAddr()))
+	expectEgress(t, f, label+" exec", denied, r.stdout+r.stderr)
+	must(t, cli("stop", "-t", "10", "agent"))
+	must(t, cli("rm", "agent"))
+	if ids := listIDs(t, root); len(ids) > 0 {
+		t.Errorf("clawrun still lists %v after %s rm", ids, label)
+	}
 }

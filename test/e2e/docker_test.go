@@ -223,23 +223,15 @@ func TestDockerDebian(t *testing.T) {
 // and not), annotations, and a runtime by path.
 func TestDockerMoby(t *testing.T) {
 	client := "/usr/local/bin/docker"
-	e := need(t, "dockerd", "containerd", "containerd-shim-runc-v2", client)
+	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", client)
 	start := time.Now()
 	if linkExists("docker0") {
 		t.Skip("skipped: docker0 exists: another dockerd runs on this host")
 	}
 	f := theFakeNet(t)
-	dir := filepath.Join(e.work, "docker-moby")
-	cfg := renderDaemonJSON(t, "contrib/docker/daemon-shim.json", []string{"--config", f.config},
-		dockerSettings(dir, f, netMoby, netMobyPool), nil)
-	// Its containerd is 2.2.9's (from $E2E_TOOLS); the clawrun shim runs
-	// "clawrun" from PATH: the wrapper with the tests' config.
-	d := startDockerd(t, "docker-moby", toolPath("dockerd"), client, cfg,
-		pathEnv(f.wrapper, e.binDir, filepath.Join(e.tools, "bin")))
+	d := startMoby(t, "docker-moby", client, f)
 	defer d.stop(t, true)
-	step(t, start, "dockerd (moby v2) up")
-	must(t, d.docker("import", "--change", `CMD ["sh"]`, e.image("busybox-rootfs.tar"), dockerImage))
-	step(t, start, "busybox imported")
+	step(t, start, "dockerd (moby v2) up, busybox imported")
 
 	// The shim by name, unregistered: exit status kept, no policy.
 	r := d.docker("run", "--rm", "--runtime", "io.containerd.clawrun.v2", dockerImage, "sh", "-c", probeScript+"; exit 7")
@@ -269,18 +261,7 @@ func TestDockerMoby(t *testing.T) {
 	if root == "" {
 		t.Fatalf("no clawrun state for %s", id)
 	}
-	expectStateConfined(t, stateOf(t, root, id), "agent-default", true)
-	logNetns(t, root, id)
-	r = d.docker("exec", "agent", "sh", "-c", probeScript)
-	expectConfined(t, "docker exec (clawrun-agent)", r.stdout+r.stderr)
-	denied = "denied-moby-exec.example"
-	r = d.docker("exec", "agent", "sh", "-c", egressScript(denied, f.dnsAddr()))
-	expectEgress(t, f, "docker exec (clawrun-agent)", denied, r.stdout+r.stderr)
-	must(t, d.docker("stop", "-t", "10", "agent"))
-	must(t, d.docker("rm", "agent"))
-	if ids := listIDs(t, root); len(ids) > 0 {
-		t.Errorf("clawrun still lists %v after docker rm", ids)
-	}
+	checkDetachedAgent(t, f, "docker", root, id, d.docker)
 	step(t, start, "detached container checked, stopped, removed")
 
 	// A typo in an annotation: refused, with clawrun's message.
@@ -347,4 +328,23 @@ func bundleOf(t *testing.T, root, id string) string {
 	}
 	_ = json.Unmarshal([]byte(out), &st)
 	return st.Bundle
+}
+
+// startMoby starts the moby v2 dockerd configured with
+// contrib/docker/daemon-shim.json and the tests' clawrun config, and
+// imports the busybox image.
+func startMoby(t *testing.T, name, client string, f *fakeNet) *dockerd {
+	t.Helper()
+	e := &theEnv
+	cfg := renderDaemonJSON(t, "contrib/docker/daemon-shim.json", []string{"--config", f.config},
+		dockerSettings(filepath.Join(e.work, name), f, netMoby, netMobyPool), nil)
+	// Its containerd is 2.2.9's (from $E2E_TOOLS); the clawrun shim runs
+	// "clawrun" from PATH: the wrapper with the tests' config.
+	d := startDockerd(t, name, toolPath("dockerd"), client, cfg,
+		pathEnv(f.wrapper, e.binDir, filepath.Join(e.tools, "bin")))
+	if r := d.docker("import", "--change", `CMD ["sh"]`, e.image("busybox-rootfs.tar"), dockerImage); r.code != 0 {
+		d.stop(t, true)
+		t.Fatalf("importing busybox: %v", r)
+	}
+	return d
 }

@@ -316,7 +316,7 @@ func checkBypass(t *testing.T, w *bypassWatch, label string, resolvers []string,
 // filter must take over like any other.
 func TestEgressBypassDocker(t *testing.T) {
 	client := "/usr/local/bin/docker"
-	e := need(t, "dockerd", "containerd", "containerd-shim-runc-v2", client)
+	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", client)
 	start := time.Now()
 	if linkExists("docker0") {
 		t.Skip("skipped: docker0 exists: another dockerd runs on this host")
@@ -324,14 +324,9 @@ func TestEgressBypassDocker(t *testing.T) {
 	f := theFakeNet(t)
 	w := watchFakeNet(t, f)
 	setForwarding(t)
-	dir := filepath.Join(e.work, "docker-bypass")
-	cfg := renderDaemonJSON(t, "contrib/docker/daemon-shim.json", []string{"--config", f.config},
-		dockerSettings(dir, f, netMoby, netMobyPool), nil)
-	d := startDockerd(t, "docker-bypass", toolPath("dockerd"), client, cfg,
-		pathEnv(f.wrapper, e.binDir, filepath.Join(e.tools, "bin")))
+	d := startMoby(t, "docker-bypass", client, f)
 	defer d.stop(t, true)
-	step(t, start, "dockerd (moby v2) up")
-	must(t, d.docker("import", "--change", `CMD ["sh"]`, e.image("busybox-rootfs.tar"), dockerImage))
+	step(t, start, "dockerd (moby v2) up, busybox imported")
 
 	const network = "cle2e-bypass"
 	netID := strings.TrimSpace(must(t, d.docker("network", "create", "--driver", "bridge",
@@ -401,22 +396,13 @@ func TestEgressBypassCRI(t *testing.T) {
 	defer c.stop(t)
 	step(t, start, "containerd 2.2.9 up")
 
-	pid := os.Getpid() % 100000
-	bridge := fmt.Sprintf("cle2eb%d", pid)
-	defer deleteLink(bridge)
-	writeFile(t, filepath.Join(c.dir, "cni", "10-clawrun-e2e.conflist"),
-		cniConflist("clawrun-e2e-bypass", bridge, f.prefix(netCRI), filepath.Join(c.dir, "cni-ipam"), "1.0.0", ""), 0o644)
-	must(t, c.ctr("-n", "k8s.io", "images", "import", e.image("pause-oci.tar")))
-	must(t, c.ctr("-n", "k8s.io", "images", "import", e.image("busybox-oci.tar")))
-	if !waitFor(30*time.Second, func() bool { return c.crictl("inspecti", pauseRef).code == 0 }) {
-		t.Fatalf("the CRI plugin does not see the imported pause image: %v", c.crictl("images"))
-	}
+	defer c.criReady(t, f, "clawrun-e2e-bypass", "cle2eb")()
 	step(t, start, "images imported")
 
 	podDir := filepath.Join(c.dir, "pods")
 	podFile := filepath.Join(podDir, "pod.json")
 	writeJSON(t, podFile, map[string]any{
-		"metadata":      map[string]any{"name": "bypass", "namespace": "e2e", "uid": fmt.Sprintf("e2e-bypass-%d", pid), "attempt": 0},
+		"metadata":      map[string]any{"name": "bypass", "namespace": "e2e", "uid": fmt.Sprintf("e2e-bypass-%d", os.Getpid()%100000), "attempt": 0},
 		"hostname":      "bypass",
 		"log_directory": filepath.Join(podDir, "logs"),
 		"dns_config":    map[string]any{"servers": []string{f.dnsAddr()}},
