@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,6 +45,10 @@ func SupervisorMain(configPath string) {
 }
 
 func supervise(configPath string, reportReady func(error)) error {
+	// Workers are forked from this thread only, and it lives as long as the
+	// supervisor: a worker's Pdeathsig fires when the thread that forked it
+	// exits, not the process, and Go discards threads left locked.
+	runtime.LockOSThread()
 	cfg, err := LoadConfig(configPath)
 	if err != nil {
 		reportReady(err)
