@@ -160,6 +160,8 @@ func TestDockerDebian(t *testing.T) {
 		t.Skip("skipped: docker0 exists: another dockerd runs on this host")
 	}
 	f := theFakeNet(t)
+	w := watchFakeNet(t, f)
+	setForwarding(t) // so that a leak from the default bridge would get through
 	dir := filepath.Join(e.work, "docker-debian")
 	cfg := renderDaemonJSON(t, "contrib/docker/daemon.json", []string{"--config", f.config},
 		dockerSettings(dir, f, netDocker, netDockerPool),
@@ -201,6 +203,16 @@ func TestDockerDebian(t *testing.T) {
 	r = d.docker("exec", "agent", "sh", "-c", egressScript("denied-docker.example", f.dnsAddr()))
 	expectEgress(t, f, "docker exec (clawrun-egress)", "denied-docker.example", r.stdout+r.stderr)
 	step(t, start, "detached container checked")
+	// Every bypass case on the default bridge, whose namespace Docker 20.10
+	// wires from a prestart hook.
+	checkBypass(t, w, "docker2010", []string{f.dnsAddr(), f.addr(netFake, bypassNoResolver), "127.0.0.11"},
+		func(script string) result { return d.docker("exec", "agent", "sh", "-c", script) })
+	// The control: without a policy, the same bridge's UDP gets out.
+	token := fmt.Sprintf("bypass-udp-control-2010-%d", time.Now().UnixNano())
+	r = d.docker("run", "--rm", "--runtime=clawrun", dockerImage, "sh", "-c", udpSend(token, f.dnsAddr(), bypassUDPPort))
+	if !waitFor(5*time.Second, func() bool { return w.saw(token) }) {
+		t.Errorf("control: without a policy, the UDP datagram did not reach the fake internet (no route?): %v", r)
+	}
 	must(t, d.docker("stop", "-t", "10", "agent"))
 	must(t, d.docker("rm", "agent"))
 	if ids := listIDs(t, root); len(ids) > 0 {
