@@ -11,25 +11,35 @@ import (
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
-// AuditLog returns the decision log file of a container's egress filter.
-func (r *Runtime) AuditLog(id string) (string, error) {
-	if _, err := r.load(id); err != nil {
-		return "", err
-	}
-	rec, err := readEgressRecord(filepath.Join(r.Root, id))
+// AuditLog returns the decision log file of the egress filter a container's
+// traffic goes through, and the container that runs that filter: itself,
+// or for an application container of a pod, the pod's sandbox (whose log
+// holds the decisions of every container of the pod).
+func (r *Runtime) AuditLog(id string) (path, filteredBy string, err error) {
+	c, err := r.load(id)
 	if err != nil {
-		return "", err
+		return "", "", err
+	}
+	owner := id
+	rec, err := readEgressRecord(filepath.Join(r.Root, id))
+	if err == nil && rec == nil {
+		if owner = r.podFilterOf(c); owner != "" {
+			rec, err = readEgressRecord(filepath.Join(r.Root, owner))
+		}
+	}
+	if err != nil {
+		return "", "", err
 	}
 	if rec == nil {
-		return "", fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id)
+		return "", "", fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id)
 	}
-	return rec.LogFile, nil
+	return rec.LogFile, owner, nil
 }
 
-// Audit streams a container's decisions to out (following new ones if
-// follow, until ctx ends).
+// Audit streams the decisions of the filter a container's traffic goes
+// through to out (following new ones if follow, until ctx ends).
 func (r *Runtime) Audit(ctx context.Context, id string, follow, deniedOnly bool, out func(egress.Record)) error {
-	path, err := r.AuditLog(id)
+	path, _, err := r.AuditLog(id)
 	if err != nil {
 		return err
 	}
@@ -52,6 +62,11 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error
 		return 0, err
 	}
 	if conf == nil || conf.Egress == nil {
+		if c, err := r.load(id); err == nil {
+			if owner := r.podFilterOf(c); owner != "" {
+				return 0, fmt.Errorf("container %q shares the egress filter of its pod's sandbox %q: apply the network policy to the sandbox (a pod has one allow list)", id, owner)
+			}
+		}
 		return 0, fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id)
 	}
 	next, err := policy.Parse(name, data)

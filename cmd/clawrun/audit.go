@@ -22,7 +22,8 @@ network_policies: one line per DNS query and TCP connection, with the
 decision, the reason (rule name, or not_allowed / private_ip / no_sni /
 ip_literal / ech / port) and the bytes each way. The log is the file
 <egress.log_dir>/<id>.egress.jsonl (default /var/log/clawrun), size-capped
-and rotated.
+and rotated. For a container of a pod, the log is its pod sandbox's: the
+pod's containers share one filter.
 
 Example:
     clawrun audit --denied agent1
@@ -40,10 +41,18 @@ Example:
 		if err != nil {
 			return err
 		}
+		id := c.Args().First()
+		_, filteredBy, err := rt.AuditLog(id)
+		if err != nil {
+			return err
+		}
+		if filteredBy != id {
+			fmt.Fprintf(os.Stderr, "clawrun: %s shares the egress filter of its pod's sandbox %s: its decisions are those of every container of the pod\n", id, filteredBy)
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 		defer stop()
 		enc := json.NewEncoder(os.Stdout)
-		return rt.Audit(ctx, c.Args().First(), c.Bool("follow"), c.Bool("denied"), func(r egress.Record) {
+		return rt.Audit(ctx, id, c.Bool("follow"), c.Bool("denied"), func(r egress.Record) {
 			if c.Bool("json") {
 				_ = enc.Encode(r)
 				return

@@ -843,6 +843,9 @@ type ectr struct {
 	id     string
 	bundle string
 	log    string // its decision log
+	// filteredBy is the container whose filter decides its traffic and
+	// names it in the log: itself, or its pod's sandbox ("": itself).
+	filteredBy string
 }
 
 // egressBundle is a probe bundle for the fake internet: its resolver and
@@ -956,7 +959,11 @@ func (c *ectr) decisions() []decision {
 		if err := json.Unmarshal([]byte(line), &d); err != nil {
 			c.t.Fatalf("decision log line is not JSON: %v: %q", err, line)
 		}
-		if d.Container != c.id || d.Time.IsZero() || d.Decision == "" || d.Reason == "" || d.Protocol == "" {
+		owner := c.id
+		if c.filteredBy != "" {
+			owner = c.filteredBy
+		}
+		if d.Container != owner || d.Time.IsZero() || d.Decision == "" || d.Reason == "" || d.Protocol == "" {
 			c.t.Errorf("decision log line lacks container, time, decision, reason or protocol: %q", line)
 		}
 		out = append(out, d)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -334,4 +335,62 @@ func TestEgressPodResolver(t *testing.T) {
 	if got, want := upstreamOf(start(adminConf)), []string{fn.ip(hDNS) + ":5353"}; !slices.Equal(got, want) {
 		t.Errorf("with upstream_dns in the config the filter asks %v, want %v", got, want)
 	}
+}
+
+// TestEgressPodSharedFilter: the application container of a pod shares its
+// sandbox's filter (the namespace has one): its traffic is decided by the
+// pod's allow list, `clawrun audit` on it shows the sandbox's log and says
+// so, `policy apply` on it points at the sandbox, and a container whose
+// egress policy differs from the pod's is refused.
+func TestEgressPodSharedFilter(t *testing.T) {
+	r, fn := egressRuntime(t)
+	doc := policyDoc("  web:\n    endpoints:\n      - {host: allowed.test, port: 443}\n")
+	role := func(kind string) func(*specs.Spec) {
+		return func(s *specs.Spec) { s.Annotations["io.kubernetes.cri.container-type"] = kind }
+	}
+	sandbox := fn.start(r, fn.egressBundle(r, withInline(doc), role("sandbox")))
+	joinPod := func(s *specs.Spec) {
+		for i, ns := range s.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				s.Linux.Namespaces[i].Path = "/proc/" + strconv.Itoa(r.state(sandbox.id).Pid) + "/ns/net"
+			}
+		}
+	}
+	app := fn.start(r, fn.egressBundle(r, withInline(doc), role("container"), joinPod))
+	if procs := filterProcs(filepath.Join(r.root, app.id)); len(procs) != 0 {
+		t.Errorf("the pod's container runs a filter of its own: %v", procs)
+	}
+	app.log, app.filteredBy = sandbox.log, sandbox.id // one namespace, one filter, one log
+	app.checks(
+		echeck{name: "allowed TLS from the pod's container",
+			args: []string{"tls", "allowed.test", "443", "allowed.test"},
+			out:  "OK cn=allowed.test verify=ok",
+			dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
+			saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}},
+		echeck{name: "denied SNI from the pod's container",
+			args:  []string{"tls", fn.ip(hAllowed), "443", "denied.test"},
+			out:   "ERR EOF|ERR ECONNRESET",
+			dec:   []want{connWant("tls", "denied.test", 443, "deny", "not_allowed")},
+			never: []seen{nothing}},
+	)
+
+	res := r.ok(append(fn.globals(), "audit", "--denied", app.id)...)
+	if !strings.Contains(res.Stdout, "denied.test:443") || !strings.Contains(res.Stderr, "pod's sandbox "+sandbox.id) {
+		t.Errorf("clawrun audit on the pod's container: want the sandbox's denials and a note naming it:\n%s", res)
+	}
+	file := filepath.Join(t.TempDir(), "wider.yaml")
+	if err := os.WriteFile(file, []byte(policyDoc("  web:\n    endpoints:\n      - {host: other.test, port: 443}\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res = r.run(append(fn.globals(), "policy", "apply", app.id, file)...)
+	assertFailure(t, res, "shares the egress filter of its pod's sandbox "+strconv.Quote(sandbox.id))
+
+	// A container of the pod with an allow list of its own: refused, and
+	// nothing of it is left.
+	other := fn.egressBundle(r, withInline(policyDoc("  web:\n    endpoints:\n      - {host: other.test, port: 443}\n")), role("container"), joinPod)
+	id := newID(t)
+	r.track(id)
+	res = r.run(append(fn.globals(), "run", "-d", "--bundle", other, id)...)
+	assertFailure(t, res, "differs from its pod's")
+	r.assertGone(id, other)
 }
