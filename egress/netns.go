@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -153,4 +154,31 @@ func EnsureRoutes(nsFD int) error {
 		}
 	}
 	return nil
+}
+
+// NamespaceUsers returns the processes whose network namespace is nsFD's
+// (the filter's own processes live in the host's and hold the namespace
+// by file descriptor only).
+func NamespaceUsers(nsFD int) ([]int, error) {
+	var ns unix.Stat_t
+	if err := unix.Fstat(nsFD, &ns); err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		// Gone, or a zombie (its namespaces are released): not a user.
+		if unix.Stat("/proc/"+e.Name()+"/ns/net", &st) == nil && st.Ino == ns.Ino && st.Dev == ns.Dev {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }

@@ -48,6 +48,9 @@ type confinement struct {
 	User *specs.User `json:"user,omitempty"`
 	// Egress is the filter of a plan with network policies.
 	Egress *egressSetup `json:"egress,omitempty"`
+	// PodFilter is the pod sandbox whose filter decides this container's
+	// traffic (an application container of a pod has none of its own).
+	PodFilter string `json:"pod_filter,omitempty"`
 }
 
 const (
@@ -82,7 +85,7 @@ func (r *Runtime) confine(spec *specs.Spec) (*confinement, error) {
 		}
 		if podRole == criContainer {
 			// The pod's sandbox runs the filter of the shared namespace.
-			if err := r.checkPodEgress(spec, setup); err != nil {
+			if c.PodFilter, err = r.checkPodEgress(spec, setup); err != nil {
 				return nil, err
 			}
 		} else {

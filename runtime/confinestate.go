@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"path/filepath"
+
 	"github.com/clawrun/clawrun/landlock"
 )
 
@@ -66,8 +68,11 @@ func confinementState(c *confinement, stateDir string) *Confinement {
 	if c.Plan.RunAsUser != "" || c.Plan.RunAsGroup != "" {
 		out.Process.User = c.Plan.RunAsUser + ":" + c.Plan.RunAsGroup
 	}
-	if c.Egress != nil {
+	switch {
+	case c.Egress != nil:
 		out.Egress = egressState(stateDir)
+	case c.PodFilter != "":
+		out.Egress = podEgressState(filepath.Join(filepath.Dir(stateDir), c.PodFilter), c.PodFilter)
 	}
 	for _, w := range c.Plan.Warnings {
 		out.Warnings = append(out.Warnings, w.String())

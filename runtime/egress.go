@@ -236,14 +236,19 @@ func readEgressRecord(stateDir string) (*egressRecord, error) {
 	return &rec, nil
 }
 
-// stopEgress stops a container's filter, if it has one.
-func stopEgress(stateDir string) error {
-	unregisterNetns(filepath.Dir(stateDir), filepath.Base(stateDir))
+// egressStopper returns what stops a container's filter (nothing if it
+// has none), read from its state dir now, before that goes; an unreadable
+// record is reported by the stop, so that it never keeps a container from
+// being deleted.
+func egressStopper(stateDir string) func() error {
 	rec, err := readEgressRecord(stateDir)
-	if err != nil || rec == nil {
-		return err
+	return func() error {
+		unregisterNetns(filepath.Dir(stateDir), filepath.Base(stateDir))
+		if err != nil || rec == nil {
+			return err
+		}
+		return filter.Stop(rec.SupervisorPid, 5*time.Second)
 	}
-	return filter.Stop(rec.SupervisorPid, 5*time.Second)
 }
 
 // egressState describes the filter for `state`.
@@ -270,6 +275,15 @@ func egressState(stateDir string) string {
 		return "failed: nothing gets out (" + st.Error + ")"
 	}
 	return st.State
+}
+
+// podEgressState describes, for an application container of a pod, the
+// filter of its sandbox (state dir sandboxDir).
+func podEgressState(sandboxDir, sandbox string) string {
+	if _, err := os.Stat(filepath.Join(sandboxDir, egressStatusFile)); err != nil {
+		return "down: the pod's sandbox " + sandbox + " and its filter are gone: nothing gets out"
+	}
+	return egressState(sandboxDir) + ", the pod's filter (sandbox " + sandbox + ")"
 }
 
 // supervisorAlive tells whether pid is a filter supervisor that has not

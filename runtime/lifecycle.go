@@ -160,12 +160,14 @@ func (r *Runtime) Processes(id string) ([]int, error) {
 	return c.Processes()
 }
 
-// destroy stops what clawrun runs beside the container (its egress
-// filter), then removes the container's cgroups and state.
+// destroy removes the container's cgroups and state, then stops what
+// clawrun runs beside it (its egress filter): the filter outlives the
+// container's processes, so nothing it sends goes unfiltered, and it
+// sees whether other containers (a pod's) still use the namespace.
 func destroy(c *libcontainer.Container, stateDir string) error {
-	egressErr := stopEgress(stateDir)
+	stopEgress := egressStopper(stateDir)
 	if err := c.Destroy(); err != nil {
 		return err
 	}
-	return egressErr
+	return stopEgress()
 }

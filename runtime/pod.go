@@ -109,9 +109,10 @@ func unregisterNetns(root, owner string) {
 }
 
 // checkPodEgress lets an application container of a pod share its
-// sandbox's filter, and refuses one whose egress policy differs from the
-// pod's: the namespace has one filter, so one allow list.
-func (r *Runtime) checkPodEgress(spec *specs.Spec, setup *egressSetup) error {
+// sandbox's filter (returned: the container that runs it), and refuses one
+// whose egress policy differs from the pod's: the namespace has one
+// filter, so one allow list.
+func (r *Runtime) checkPodEgress(spec *specs.Spec, setup *egressSetup) (owner string, err error) {
 	nsPath := ""
 	if spec.Linux != nil {
 		for _, ns := range spec.Linux.Namespaces {
@@ -121,25 +122,25 @@ func (r *Runtime) checkPodEgress(spec *specs.Spec, setup *egressSetup) error {
 		}
 	}
 	if nsPath == "" {
-		return errors.New("network_policies: a pod container without the pod's network namespace")
+		return "", errors.New("network_policies: a pod container without the pod's network namespace")
 	}
 	ino, err := netnsInode(nsPath)
 	if err != nil {
-		return fmt.Errorf("network_policies: the pod's network namespace: %w", err)
+		return "", fmt.Errorf("network_policies: the pod's network namespace: %w", err)
 	}
 	data, err := os.ReadFile(netnsRecordPath(r.Root, ino))
 	if errors.Is(err, os.ErrNotExist) {
-		return errors.New("network_policies: the pod has no egress filter: put the egress policy on the pod (its sandbox), not only on a container")
+		return "", errors.New("network_policies: the pod has no egress filter: put the egress policy on the pod (its sandbox), not only on a container")
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	var rec netnsRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
-		return err
+		return "", err
 	}
 	if rec.Digest != rulesDigest(setup.Rules) {
-		return fmt.Errorf("network_policies: this container's egress policy differs from its pod's (filtered by %s); a pod has one egress policy", rec.Owner)
+		return "", fmt.Errorf("network_policies: this container's egress policy differs from its pod's (filtered by %s); a pod has one egress policy", rec.Owner)
 	}
-	return nil
+	return rec.Owner, nil
 }

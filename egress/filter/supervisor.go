@@ -124,7 +124,15 @@ func supervise(configPath string, reportReady func(error)) error {
 				<-exited
 			}
 		}
-		err := egress.RemoveRules(nsFD)
+		var err error
+		if users, _ := egress.NamespaceUsers(nsFD); len(users) > 0 {
+			// Other containers (a pod's) still run in the namespace: the
+			// rules stay, with no filter behind them, so nothing of theirs
+			// gets out; they go with the namespace.
+			status.Error = fmt.Sprintf("stopped with processes %v still in the namespace: its rules stay, nothing gets out", users)
+		} else {
+			err = egress.RemoveRules(nsFD)
+		}
 		ln.Close()
 		ns.Close()
 		save()

@@ -432,8 +432,8 @@ func testCRI(t *testing.T, c *ctrd, f *fakeNet) {
 	must(t, c.crictl("start", reader))
 	step(t, start, "two containers running")
 
-	expectStateConfined(t, stateOf(t, root, agent), "agent-default", false)
-	expectStateConfined(t, stateOf(t, root, reader), "sandbox-only", false)
+	expectStateConfined(t, stateOf(t, root, agent), "agent-default", true)
+	expectStateConfined(t, stateOf(t, root, reader), "sandbox-only", true)
 	r := c.crictl("exec", "-i", agent, "sh", "-c", probeScript)
 	expectConfined(t, "crictl exec (agent, pod policy agent-default)", r.stdout+r.stderr)
 	r = c.crictl("exec", "-i", reader, "sh", "-c", probeScript)

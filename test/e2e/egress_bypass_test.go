@@ -431,7 +431,7 @@ func TestEgressBypassCRI(t *testing.T) {
 	})
 	agent := strings.TrimSpace(must(t, c.crictl("create", "--no-pull", podID, ctrFile, podFile)))
 	must(t, c.crictl("start", agent))
-	expectStateConfined(t, stateOf(t, root, agent), "agent-default", false)
+	expectStateConfined(t, stateOf(t, root, agent), "agent-default", true)
 	step(t, start, "pod and container running")
 
 	checkBypass(t, w, "cri", []string{f.dnsAddr(), f.addr(netFake, bypassNoResolver), "127.0.0.11", "127.0.0.53"},

@@ -348,14 +348,11 @@ func TestEgressPodSharedFilter(t *testing.T) {
 	role := func(kind string) func(*specs.Spec) {
 		return func(s *specs.Spec) { s.Annotations["io.kubernetes.cri.container-type"] = kind }
 	}
-	sandbox := fn.start(r, fn.egressBundle(r, withInline(doc), role("sandbox")))
-	joinPod := func(s *specs.Spec) {
-		for i, ns := range s.Linux.Namespaces {
-			if ns.Type == specs.NetworkNamespace {
-				s.Linux.Namespaces[i].Path = "/proc/" + strconv.Itoa(r.state(sandbox.id).Pid) + "/ns/net"
-			}
-		}
-	}
+	// The pod's namespace, as CNI makes it: a route into the fake internet
+	// that only the filter keeps containers from using.
+	rn := fn.routedNet(t)
+	sandbox := fn.start(r, fn.egressBundle(r, withInline(doc), role("sandbox"), rn.inNet))
+	joinPod := rn.inNet
 	app := fn.start(r, fn.egressBundle(r, withInline(doc), role("container"), joinPod))
 	if procs := filterProcs(filepath.Join(r.root, app.id)); len(procs) != 0 {
 		t.Errorf("the pod's container runs a filter of its own: %v", procs)
@@ -393,4 +390,36 @@ func TestEgressPodSharedFilter(t *testing.T) {
 	res = r.run(append(fn.globals(), "run", "-d", "--bundle", other, id)...)
 	assertFailure(t, res, "differs from its pod's")
 	r.assertGone(id, other)
+
+	if s := app.egressState(); !strings.HasPrefix(s, "filtering (generation 1), the pod's filter (sandbox "+sandbox.id) {
+		t.Errorf("the pod's container: state says egress %q", s)
+	}
+	// The sandbox deleted while the pod's container still runs: the
+	// namespace keeps its rules with no filter behind them, so nothing gets
+	// out, and the container's state says so.
+	before := rn.packets(t)
+	r.ok(append(fn.globals(), "delete", "-f", sandbox.id)...)
+	if tables := nftTables(t, r.state(app.id).Pid); !strings.Contains(tables, "table inet clawrun") {
+		t.Errorf("the pod's rules went with its sandbox while a container of the pod still runs:\n%s", tables)
+	}
+	app.checks(
+		echeck{name: "allowed TLS, the pod's filter gone",
+			args:  []string{"tls", "allowed.test", "443", "allowed.test"},
+			out:   "ERR ",
+			never: []seen{nothing}},
+		echeck{name: "TLS to the allowed address, the pod's filter gone",
+			args:  []string{"tls", fn.ip(hAllowed), "443", "allowed.test"},
+			out:   "ERR ",
+			never: []seen{nothing}},
+		echeck{name: "UDP, the pod's filter gone",
+			args:  []string{"udp", fn.ip(hDNS), "7"},
+			out:   "ERR ",
+			never: []seen{nothing}},
+	)
+	if n := rn.packets(t) - before; n != 0 {
+		t.Errorf("%d packets from the pod's container reached the fake internet after its sandbox was deleted", n)
+	}
+	if s := app.egressState(); !strings.HasPrefix(s, "down: the pod's sandbox "+sandbox.id) {
+		t.Errorf("the pod's container, its sandbox gone: state says egress %q", s)
+	}
 }
