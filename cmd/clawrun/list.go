@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -30,11 +31,26 @@ func enforced(c *runtime.Confinement) string {
 	if c.Landlock.ABI > 0 {
 		ll += fmt.Sprintf("(abi%d)", c.Landlock.ABI)
 	}
-	eg := "egress:off"
-	if c.Egress != "off" {
-		eg = "egress:" + strings.ReplaceAll(strings.ReplaceAll(c.Egress, " (generation ", "/gen"), ")", "")
+	return ll + ",seccomp:" + c.Seccomp.Profile + ",egress:" + egressWord(c.Egress)
+}
+
+var generation = regexp.MustCompile(`\(generation (\d+)\)`)
+
+// egressWord is the filter's state in one word: off, filtering/genN (with
+// "(pod)" when it is the pod sandbox's filter), or why not (down, failed,
+// pending).
+func egressWord(s string) string {
+	if !strings.HasPrefix(s, "filtering") {
+		return strings.FieldsFunc(s+" ", func(r rune) bool { return r == ' ' || r == ',' || r == ':' })[0]
 	}
-	return ll + ",seccomp:" + c.Seccomp.Profile + "," + eg
+	w := "filtering"
+	if m := generation.FindStringSubmatch(s); m != nil {
+		w += "/gen" + m[1]
+	}
+	if strings.Contains(s, "the pod's filter") {
+		w += "(pod)"
+	}
+	return w
 }
 
 var listCommand = &cli.Command{

@@ -394,6 +394,9 @@ func TestEgressPodSharedFilter(t *testing.T) {
 	if s := app.egressState(); !strings.HasPrefix(s, "filtering (generation 1), the pod's filter (sandbox "+sandbox.id) {
 		t.Errorf("the pod's container: state says egress %q", s)
 	}
+	if out := r.ok(append(fn.globals(), "list")...).Stdout; !strings.Contains(out, "egress:filtering/gen1(pod)") {
+		t.Errorf("clawrun list does not show the pod's container as filtered by the pod:\n%s", out)
+	}
 	// The sandbox deleted while the pod's container still runs: the
 	// namespace keeps its rules with no filter behind them, so nothing gets
 	// out, and the container's state says so.
