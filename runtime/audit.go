@@ -16,14 +16,14 @@ import (
 // or for an application container of a pod, the pod's sandbox (whose log
 // holds the decisions of every container of the pod).
 func (r *Runtime) AuditLog(id string) (path, filteredBy string, err error) {
-	c, err := r.load(id)
-	if err != nil {
+	if _, err := r.load(id); err != nil {
 		return "", "", err
 	}
 	owner := id
 	rec, err := readEgressRecord(filepath.Join(r.Root, id))
 	if err == nil && rec == nil {
-		if owner = r.podFilterOf(c); owner != "" {
+		if conf, _ := loadConfinement(filepath.Join(r.Root, id)); conf != nil && conf.PodFilter != "" {
+			owner = conf.PodFilter
 			rec, err = readEgressRecord(filepath.Join(r.Root, owner))
 		}
 	}
@@ -61,12 +61,10 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error
 	if err != nil {
 		return 0, err
 	}
+	if conf != nil && conf.PodFilter != "" {
+		return 0, fmt.Errorf("container %q shares the egress filter of its pod's sandbox %q: apply the network policy to the sandbox (a pod has one allow list)", id, conf.PodFilter)
+	}
 	if conf == nil || conf.Egress == nil {
-		if c, err := r.load(id); err == nil {
-			if owner := r.podFilterOf(c); owner != "" {
-				return 0, fmt.Errorf("container %q shares the egress filter of its pod's sandbox %q: apply the network policy to the sandbox (a pod has one allow list)", id, owner)
-			}
-		}
 		return 0, fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id)
 	}
 	next, err := policy.Parse(name, data)

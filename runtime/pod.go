@@ -13,8 +13,6 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/opencontainers/runc/libcontainer"
-
 	"github.com/clawrun/clawrun/egress"
 )
 
@@ -58,29 +56,6 @@ func netnsInode(path string) (uint64, error) {
 		return 0, err
 	}
 	return st.Ino, nil
-}
-
-// podFilterOf returns the container that runs the egress filter of the
-// network namespace c runs in when that is another container (for an
-// application container of a pod: the sandbox); "" otherwise.
-func (r *Runtime) podFilterOf(c *libcontainer.Container) string {
-	st, err := c.State()
-	if err != nil || st.InitProcessPid <= 0 {
-		return ""
-	}
-	ino, err := netnsInode("/proc/" + strconv.Itoa(st.InitProcessPid) + "/ns/net")
-	if err != nil {
-		return ""
-	}
-	data, err := os.ReadFile(netnsRecordPath(r.Root, ino))
-	if err != nil {
-		return ""
-	}
-	var rec netnsRecord
-	if json.Unmarshal(data, &rec) != nil || rec.Owner == c.ID() {
-		return ""
-	}
-	return rec.Owner
 }
 
 // registerNetns records the filter of a namespace (at the sandbox's create).

@@ -125,12 +125,17 @@ func supervise(configPath string, reportReady func(error)) error {
 			}
 		}
 		var err error
-		if users, _ := egress.NamespaceUsers(nsFD); len(users) > 0 {
-			// Other containers (a pod's) still run in the namespace: the
-			// rules stay, with no filter behind them, so nothing of theirs
-			// gets out; they go with the namespace.
+		// Other containers (a pod's) may still run in the namespace: then
+		// the rules stay, with no filter behind them, so nothing of theirs
+		// gets out; they go with the namespace. When that cannot be told,
+		// they stay too.
+		users, uerr := egress.NamespaceUsers(nsFD)
+		switch {
+		case uerr != nil:
+			status.Error = "stopped; its rules stay (processes in the namespace unknown: " + uerr.Error() + ")"
+		case len(users) > 0:
 			status.Error = fmt.Sprintf("stopped with processes %v still in the namespace: its rules stay, nothing gets out", users)
-		} else {
+		default:
 			err = egress.RemoveRules(nsFD)
 		}
 		ln.Close()
