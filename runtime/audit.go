@@ -13,8 +13,8 @@ import (
 
 // AuditLog returns the decision log file of the egress filter a container's
 // traffic goes through, and the container that runs that filter: itself,
-// or for an application container of a pod, the pod's sandbox (whose log
-// holds the decisions of every container of the pod).
+// or the one whose namespace it shares (for a pod, the sandbox), whose log
+// holds the decisions of every container in that namespace.
 func (r *Runtime) AuditLog(id string) (path, filteredBy string, err error) {
 	if _, err := r.load(id); err != nil {
 		return "", "", err
@@ -22,8 +22,8 @@ func (r *Runtime) AuditLog(id string) (path, filteredBy string, err error) {
 	owner := id
 	rec, err := readEgressRecord(filepath.Join(r.Root, id))
 	if err == nil && rec == nil {
-		if conf, _ := loadConfinement(filepath.Join(r.Root, id)); conf != nil && conf.PodFilter != "" {
-			owner = conf.PodFilter
+		if conf, _ := loadConfinement(filepath.Join(r.Root, id)); conf != nil && conf.SharedFilter != "" {
+			owner = conf.SharedFilter
 			rec, err = readEgressRecord(filepath.Join(r.Root, owner))
 		}
 	}
@@ -61,8 +61,11 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error
 	if err != nil {
 		return 0, err
 	}
-	if conf != nil && conf.PodFilter != "" {
-		return 0, fmt.Errorf("container %q shares the egress filter of its pod's sandbox %q: apply the network policy to the sandbox (a pod has one allow list)", id, conf.PodFilter)
+	switch {
+	case conf != nil && conf.SharedFilter != "" && conf.InPod:
+		return 0, fmt.Errorf("container %q shares the egress filter of its pod's sandbox %q: apply the network policy to the sandbox (a pod has one allow list)", id, conf.SharedFilter)
+	case conf != nil && conf.SharedFilter != "":
+		return 0, fmt.Errorf("container %q shares the egress filter of container %q, whose network namespace it joined: apply the network policy to %q", id, conf.SharedFilter, conf.SharedFilter)
 	}
 	if conf == nil || conf.Egress == nil {
 		return 0, fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id)

@@ -48,9 +48,11 @@ type confinement struct {
 	User *specs.User `json:"user,omitempty"`
 	// Egress is the filter of a plan with network policies.
 	Egress *egressSetup `json:"egress,omitempty"`
-	// PodFilter is the pod sandbox whose filter decides this container's
-	// traffic (an application container of a pod has none of its own).
-	PodFilter string `json:"pod_filter,omitempty"`
+	// SharedFilter is the container whose filter decides this container's
+	// traffic when it joined a namespace that has one (a pod's sandbox for
+	// an application container of a pod, InPod); it has none of its own.
+	SharedFilter string `json:"shared_filter,omitempty"`
+	InPod        bool   `json:"in_pod,omitempty"`
 }
 
 const (
@@ -83,12 +85,17 @@ func (r *Runtime) confine(spec *specs.Spec) (*confinement, error) {
 		if err != nil {
 			return nil, err
 		}
-		if podRole == criContainer {
-			// The pod's sandbox runs the filter of the shared namespace.
-			if c.PodFilter, err = r.checkPodEgress(spec, setup); err != nil {
-				return nil, err
-			}
-		} else {
+		inPod := podRole == criContainer
+		owner, err := r.sharedFilter(spec, setup, inPod)
+		switch {
+		case err != nil:
+			return nil, err
+		case owner != "":
+			c.SharedFilter, c.InPod = owner, inPod
+		case inPod:
+			// The pod's sandbox runs the filter of the pod's namespace.
+			return nil, errors.New("network_policies: the pod has no egress filter: put the egress policy on the pod (its sandbox), not only on a container")
+		default:
 			c.Egress = setup
 		}
 	}

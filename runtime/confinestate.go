@@ -71,8 +71,8 @@ func confinementState(c *confinement, stateDir string) *Confinement {
 	switch {
 	case c.Egress != nil:
 		out.Egress = egressState(stateDir)
-	case c.PodFilter != "":
-		out.Egress = podEgressState(filepath.Join(filepath.Dir(stateDir), c.PodFilter), c.PodFilter)
+	case c.SharedFilter != "":
+		out.Egress = sharedEgressState(filepath.Join(filepath.Dir(stateDir), c.SharedFilter), c.SharedFilter, c.InPod)
 	}
 	for _, w := range c.Plan.Warnings {
 		out.Warnings = append(out.Warnings, w.String())

@@ -277,13 +277,21 @@ func egressState(stateDir string) string {
 	return st.State
 }
 
-// podEgressState describes, for an application container of a pod, the
-// filter of its sandbox (state dir sandboxDir).
-func podEgressState(sandboxDir, sandbox string) string {
-	if _, err := os.Stat(filepath.Join(sandboxDir, egressStatusFile)); err != nil {
-		return "down: the pod's sandbox " + sandbox + " and its filter are gone: nothing gets out"
+// sharedEgressState describes the filter of another container (owner,
+// state dir ownerDir) that decides this container's traffic: its pod's
+// sandbox's, or that of the container whose namespace it joined.
+func sharedEgressState(ownerDir, owner string, inPod bool) string {
+	whose := "container " + owner
+	if inPod {
+		whose = "the pod's sandbox " + owner
 	}
-	return egressState(sandboxDir) + ", the pod's filter (sandbox " + sandbox + ")"
+	if _, err := os.Stat(filepath.Join(ownerDir, egressStatusFile)); err != nil {
+		return "down: " + whose + " and its filter are gone: nothing gets out"
+	}
+	if inPod {
+		return egressState(ownerDir) + ", the pod's filter (sandbox " + owner + ")"
+	}
+	return egressState(ownerDir) + ", shared: the filter of container " + owner
 }
 
 // supervisorAlive tells whether pid is a filter supervisor that has not

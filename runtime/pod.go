@@ -83,11 +83,12 @@ func unregisterNetns(root, owner string) {
 	}
 }
 
-// checkPodEgress lets an application container of a pod share its
-// sandbox's filter (returned: the container that runs it), and refuses one
-// whose egress policy differs from the pod's: the namespace has one
-// filter, so one allow list.
-func (r *Runtime) checkPodEgress(spec *specs.Spec, setup *egressSetup) (owner string, err error) {
+// sharedFilter returns the container whose filter already guards the
+// network namespace spec joins (a pod's sandbox, or a container whose
+// namespace another joins, as docker run --network container:X does), ""
+// when that namespace has no filter yet. It refuses a container whose
+// egress policy differs: a namespace has one filter, so one allow list.
+func (r *Runtime) sharedFilter(spec *specs.Spec, setup *egressSetup, inPod bool) (string, error) {
 	nsPath := ""
 	if spec.Linux != nil {
 		for _, ns := range spec.Linux.Namespaces {
@@ -97,15 +98,15 @@ func (r *Runtime) checkPodEgress(spec *specs.Spec, setup *egressSetup) (owner st
 		}
 	}
 	if nsPath == "" {
-		return "", errors.New("network_policies: a pod container without the pod's network namespace")
+		return "", nil // a namespace of its own
 	}
 	ino, err := netnsInode(nsPath)
 	if err != nil {
-		return "", fmt.Errorf("network_policies: the pod's network namespace: %w", err)
+		return "", fmt.Errorf("network_policies: the network namespace it joins: %w", err)
 	}
 	data, err := os.ReadFile(netnsRecordPath(r.Root, ino))
 	if errors.Is(err, os.ErrNotExist) {
-		return "", errors.New("network_policies: the pod has no egress filter: put the egress policy on the pod (its sandbox), not only on a container")
+		return "", nil
 	}
 	if err != nil {
 		return "", err
@@ -115,7 +116,10 @@ func (r *Runtime) checkPodEgress(spec *specs.Spec, setup *egressSetup) (owner st
 		return "", err
 	}
 	if rec.Digest != rulesDigest(setup.Rules) {
-		return "", fmt.Errorf("network_policies: this container's egress policy differs from its pod's (filtered by %s); a pod has one egress policy", rec.Owner)
+		if inPod {
+			return "", fmt.Errorf("network_policies: this container's egress policy differs from its pod's (filtered by %s); a pod has one egress policy", rec.Owner)
+		}
+		return "", fmt.Errorf("network_policies: this container's egress policy differs from that of %s, whose network namespace it joins: a namespace has one filter, so one egress policy", rec.Owner)
 	}
 	return rec.Owner, nil
 }

@@ -22,8 +22,9 @@ network_policies: one line per DNS query and TCP connection, with the
 decision, the reason (rule name, or not_allowed / private_ip / no_sni /
 ip_literal / ech / port) and the bytes each way. The log is the file
 <egress.log_dir>/<id>.egress.jsonl (default /var/log/clawrun), size-capped
-and rotated. For a container of a pod, the log is its pod sandbox's: the
-pod's containers share one filter.
+and rotated. For a container of a pod, the log is its pod sandbox's (the
+pod's containers share one filter); likewise for a container that joined
+another's network namespace.
 
 Example:
     clawrun audit --denied agent1
@@ -47,7 +48,7 @@ Example:
 			return err
 		}
 		if filteredBy != id {
-			fmt.Fprintf(os.Stderr, "clawrun: %s shares the egress filter of its pod's sandbox %s: its decisions are those of every container of the pod\n", id, filteredBy)
+			fmt.Fprintf(os.Stderr, "clawrun: %s shares the egress filter of %s (its pod's sandbox, or the container whose network namespace it joined): these are the decisions of every container in that namespace\n", id, filteredBy)
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 		defer stop()

@@ -37,8 +37,8 @@ func enforced(c *runtime.Confinement) string {
 var generation = regexp.MustCompile(`\(generation (\d+)\)`)
 
 // egressWord is the filter's state in one word: off, filtering/genN (with
-// "(pod)" when it is the pod sandbox's filter), or why not (down, failed,
-// pending).
+// "(pod)" when it is the pod sandbox's filter, "(shared)" when another
+// container's), or why not (down, failed, pending).
 func egressWord(s string) string {
 	if !strings.HasPrefix(s, "filtering") {
 		return strings.FieldsFunc(s+" ", func(r rune) bool { return r == ' ' || r == ',' || r == ':' })[0]
@@ -47,8 +47,11 @@ func egressWord(s string) string {
 	if m := generation.FindStringSubmatch(s); m != nil {
 		w += "/gen" + m[1]
 	}
-	if strings.Contains(s, "the pod's filter") {
+	switch {
+	case strings.Contains(s, "the pod's filter"):
 		w += "(pod)"
+	case strings.Contains(s, "shared: the filter of"):
+		w += "(shared)"
 	}
 	return w
 }

@@ -8,6 +8,7 @@ func TestEgressWord(t *testing.T) {
 		"pending":                  "pending",
 		"filtering (generation 3)": "filtering/gen3",
 		"filtering (generation 1), the pod's filter (sandbox abc)":              "filtering/gen1(pod)",
+		"filtering (generation 2), shared: the filter of container abc":         "filtering/gen2(shared)",
 		"down: the filter's supervisor (pid 7) is gone: nothing gets out":       "down",
 		"down, restarting: nothing gets out meanwhile (exit 1)":                 "down",
 		"failed: nothing gets out (exit 1)":                                     "failed",

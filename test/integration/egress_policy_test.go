@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -337,92 +336,115 @@ func TestEgressPodResolver(t *testing.T) {
 	}
 }
 
-// TestEgressPodSharedFilter: the application container of a pod shares its
-// sandbox's filter (the namespace has one): its traffic is decided by the
-// pod's allow list, `clawrun audit` on it shows the sandbox's log and says
-// so, `policy apply` on it points at the sandbox, and a container whose
-// egress policy differs from the pod's is refused.
-func TestEgressPodSharedFilter(t *testing.T) {
-	r, fn := egressRuntime(t)
-	doc := policyDoc("  web:\n    endpoints:\n      - {host: allowed.test, port: 443}\n")
-	role := func(kind string) func(*specs.Spec) {
-		return func(s *specs.Spec) { s.Annotations["io.kubernetes.cri.container-type"] = kind }
-	}
-	// The pod's namespace, as CNI makes it: a route into the fake internet
-	// that only the filter keeps containers from using.
-	rn := fn.routedNet(t)
-	sandbox := fn.start(r, fn.egressBundle(r, withInline(doc), role("sandbox"), rn.inNet))
-	joinPod := rn.inNet
-	app := fn.start(r, fn.egressBundle(r, withInline(doc), role("container"), joinPod))
-	if procs := filterProcs(filepath.Join(r.root, app.id)); len(procs) != 0 {
-		t.Errorf("the pod's container runs a filter of its own: %v", procs)
-	}
-	app.log, app.filteredBy = sandbox.log, sandbox.id // one namespace, one filter, one log
-	app.checks(
-		echeck{name: "allowed TLS from the pod's container",
-			args: []string{"tls", "allowed.test", "443", "allowed.test"},
-			out:  "OK cn=allowed.test verify=ok",
-			dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
-			saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}},
-		echeck{name: "denied SNI from the pod's container",
-			args:  []string{"tls", fn.ip(hAllowed), "443", "denied.test"},
-			out:   "ERR EOF|ERR ECONNRESET",
-			dec:   []want{connWant("tls", "denied.test", 443, "deny", "not_allowed")},
-			never: []seen{nothing}},
-	)
+// TestEgressSharedFilter: a container that joins a namespace another
+// container filters shares that filter (the namespace has one): an
+// application container of a pod its sandbox's, and any container that
+// joins another's namespace (docker run --network container:X) that one's.
+// Its traffic is decided by the namespace's allow list; `clawrun audit`
+// on it shows the owner's log and says so, `policy apply` on it points at
+// the owner, state and list say whose filter it is, a container whose
+// egress policy differs is refused, and when the owner goes first the
+// rules stay: nothing gets out.
+func TestEgressSharedFilter(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		owner, joiner     func(*specs.Spec)
+		state, list, gone string // what state and list say about the joiner
+		audit, apply      string
+		refused           string
+	}{
+		{name: "pod",
+			owner: annotate("io.kubernetes.cri.container-type", "sandbox"), joiner: annotate("io.kubernetes.cri.container-type", "container"),
+			state: "filtering (generation 1), the pod's filter (sandbox %s)", list: "egress:filtering/gen1(pod)",
+			gone:  "down: the pod's sandbox %s and its filter are gone",
+			audit: "shares the egress filter of %s", apply: "shares the egress filter of its pod's sandbox %q",
+			refused: "differs from its pod's"},
+		{name: "joined namespace",
+			owner: func(*specs.Spec) {}, joiner: func(*specs.Spec) {},
+			state: "filtering (generation 1), shared: the filter of container %s", list: "egress:filtering/gen1(shared)",
+			gone:  "down: container %s and its filter are gone",
+			audit: "shares the egress filter of %s", apply: "shares the egress filter of container %q",
+			refused: "differs from that of %s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, fn := egressRuntime(t)
+			doc := policyDoc("  web:\n    endpoints:\n      - {host: allowed.test, port: 443}\n")
+			// The namespace, as CNI makes a pod's: a route into the fake
+			// internet that only the filter keeps containers from using.
+			rn := fn.routedNet(t)
+			owner := fn.start(r, fn.egressBundle(r, withInline(doc), tc.owner, rn.inNet))
+			joiner := fn.start(r, fn.egressBundle(r, withInline(doc), tc.joiner, rn.inNet))
+			if procs := filterProcs(filepath.Join(r.root, joiner.id)); len(procs) != 0 {
+				t.Errorf("the joining container runs a filter of its own: %v", procs)
+			}
+			joiner.log, joiner.filteredBy = owner.log, owner.id // one namespace, one filter, one log
+			joiner.checks(
+				echeck{name: "allowed TLS from the joining container",
+					args: []string{"tls", "allowed.test", "443", "allowed.test"},
+					out:  "OK cn=allowed.test verify=ok",
+					dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
+					saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}},
+				echeck{name: "denied SNI from the joining container",
+					args:  []string{"tls", fn.ip(hAllowed), "443", "denied.test"},
+					out:   "ERR EOF|ERR ECONNRESET",
+					dec:   []want{connWant("tls", "denied.test", 443, "deny", "not_allowed")},
+					never: []seen{nothing}},
+			)
 
-	res := r.ok(append(fn.globals(), "audit", "--denied", app.id)...)
-	if !strings.Contains(res.Stdout, "denied.test:443") || !strings.Contains(res.Stderr, "pod's sandbox "+sandbox.id) {
-		t.Errorf("clawrun audit on the pod's container: want the sandbox's denials and a note naming it:\n%s", res)
-	}
-	file := filepath.Join(t.TempDir(), "wider.yaml")
-	if err := os.WriteFile(file, []byte(policyDoc("  web:\n    endpoints:\n      - {host: other.test, port: 443}\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	res = r.run(append(fn.globals(), "policy", "apply", app.id, file)...)
-	assertFailure(t, res, "shares the egress filter of its pod's sandbox "+strconv.Quote(sandbox.id))
+			res := r.ok(append(fn.globals(), "audit", "--denied", joiner.id)...)
+			if !strings.Contains(res.Stdout, "denied.test:443") || !strings.Contains(res.Stderr, fmt.Sprintf(tc.audit, owner.id)) {
+				t.Errorf("clawrun audit on the joining container: want the owner's denials and a note naming it:\n%s", res)
+			}
+			file := filepath.Join(t.TempDir(), "wider.yaml")
+			if err := os.WriteFile(file, []byte(policyDoc("  web:\n    endpoints:\n      - {host: other.test, port: 443}\n")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			res = r.run(append(fn.globals(), "policy", "apply", joiner.id, file)...)
+			assertFailure(t, res, fmt.Sprintf(tc.apply, owner.id))
 
-	// A container of the pod with an allow list of its own: refused, and
-	// nothing of it is left.
-	other := fn.egressBundle(r, withInline(policyDoc("  web:\n    endpoints:\n      - {host: other.test, port: 443}\n")), role("container"), joinPod)
-	id := newID(t)
-	r.track(id)
-	res = r.run(append(fn.globals(), "run", "-d", "--bundle", other, id)...)
-	assertFailure(t, res, "differs from its pod's")
-	r.assertGone(id, other)
+			// A container with an allow list of its own: refused, and
+			// nothing of it is left.
+			other := fn.egressBundle(r, withInline(policyDoc("  web:\n    endpoints:\n      - {host: other.test, port: 443}\n")), tc.joiner, rn.inNet)
+			id := newID(t)
+			r.track(id)
+			res = r.run(append(fn.globals(), "run", "-d", "--bundle", other, id)...)
+			assertFailure(t, res, strings.ReplaceAll(tc.refused, "%s", owner.id))
+			r.assertGone(id, other)
 
-	if s := app.egressState(); !strings.HasPrefix(s, "filtering (generation 1), the pod's filter (sandbox "+sandbox.id) {
-		t.Errorf("the pod's container: state says egress %q", s)
-	}
-	if out := r.ok(append(fn.globals(), "list")...).Stdout; !strings.Contains(out, "egress:filtering/gen1(pod)") {
-		t.Errorf("clawrun list does not show the pod's container as filtered by the pod:\n%s", out)
-	}
-	// The sandbox deleted while the pod's container still runs: the
-	// namespace keeps its rules with no filter behind them, so nothing gets
-	// out, and the container's state says so.
-	before := rn.packets(t)
-	r.ok(append(fn.globals(), "delete", "-f", sandbox.id)...)
-	if tables := nftTables(t, r.state(app.id).Pid); !strings.Contains(tables, "table inet clawrun") {
-		t.Errorf("the pod's rules went with its sandbox while a container of the pod still runs:\n%s", tables)
-	}
-	app.checks(
-		echeck{name: "allowed TLS, the pod's filter gone",
-			args:  []string{"tls", "allowed.test", "443", "allowed.test"},
-			out:   "ERR ",
-			never: []seen{nothing}},
-		echeck{name: "TLS to the allowed address, the pod's filter gone",
-			args:  []string{"tls", fn.ip(hAllowed), "443", "allowed.test"},
-			out:   "ERR ",
-			never: []seen{nothing}},
-		echeck{name: "UDP, the pod's filter gone",
-			args:  []string{"udp", fn.ip(hDNS), "7"},
-			out:   "ERR ",
-			never: []seen{nothing}},
-	)
-	if n := rn.packets(t) - before; n != 0 {
-		t.Errorf("%d packets from the pod's container reached the fake internet after its sandbox was deleted", n)
-	}
-	if s := app.egressState(); !strings.HasPrefix(s, "down: the pod's sandbox "+sandbox.id) {
-		t.Errorf("the pod's container, its sandbox gone: state says egress %q", s)
+			if s, want := joiner.egressState(), fmt.Sprintf(tc.state, owner.id); s != want {
+				t.Errorf("the joining container: state says egress %q, want %q", s, want)
+			}
+			if out := r.ok(append(fn.globals(), "list")...).Stdout; !strings.Contains(out, tc.list) {
+				t.Errorf("clawrun list does not show the joining container as %s:\n%s", tc.list, out)
+			}
+			// The owner deleted while the other container still runs: the
+			// namespace keeps its rules with no filter behind them, so
+			// nothing gets out, and the container's state says so.
+			before := rn.packets(t)
+			r.ok(append(fn.globals(), "delete", "-f", owner.id)...)
+			if tables := nftTables(t, r.state(joiner.id).Pid); !strings.Contains(tables, "table inet clawrun") {
+				t.Errorf("the rules went with their filter's container while another still runs in the namespace:\n%s", tables)
+			}
+			joiner.checks(
+				echeck{name: "allowed TLS, the filter gone",
+					args:  []string{"tls", "allowed.test", "443", "allowed.test"},
+					out:   "ERR ",
+					never: []seen{nothing}},
+				echeck{name: "TLS to the allowed address, the filter gone",
+					args:  []string{"tls", fn.ip(hAllowed), "443", "allowed.test"},
+					out:   "ERR ",
+					never: []seen{nothing}},
+				echeck{name: "UDP, the filter gone",
+					args:  []string{"udp", fn.ip(hDNS), "7"},
+					out:   "ERR ",
+					never: []seen{nothing}},
+			)
+			if n := rn.packets(t) - before; n != 0 {
+				t.Errorf("%d packets from the joining container reached the fake internet after the filter's container was deleted", n)
+			}
+			if s, want := joiner.egressState(), fmt.Sprintf(tc.gone, owner.id); !strings.HasPrefix(s, want) {
+				t.Errorf("the joining container, the owner gone: state says egress %q, want %q...", s, want)
+			}
+		})
 	}
 }
