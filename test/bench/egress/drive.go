@@ -319,57 +319,44 @@ func (dr *driver) run() (string, bool) {
 		m.errors = append(m.errors, msg)
 	}
 
-	// DNS: the filter's very first query, then rounds of repeated ones.
-	fmt.Fprintf(os.Stderr, "egressbench: DNS\n")
-	cpu0 := dr.cpu()
-	for _, c := range []*ctr{dr.filter, dr.direct} {
-		r := dr.client(c, dnsArgs(1, 0)...)
-		check(c, "DNS first query", r)
-		if len(r.Samples) == 1 {
-			m.dnsFirst[c.label] = time.Duration(r.Samples[0])
-			dr.rawf("dns-first", c.label, 0, r.Samples[0])
-		}
-	}
-	for round := range o.rounds {
-		for _, c := range dr.order() {
-			r := dr.client(c, dnsArgs(o.dnsN, 2)...)
-			check(c, "DNS", r)
-			m.dns[c.label] = append(m.dns[c.label], r.Samples)
-			for _, s := range r.Samples {
-				dr.rawf("dns", c.label, round, s)
+	// A timed phase: each container's very first operation alone (the
+	// filter's cold path), then rounds of n in a shuffled order.
+	timed := func(phase, what string, args func(n, warmup int) []string, n int, first map[string]time.Duration, rounds map[string][][]int64) {
+		cpu0 := dr.cpu()
+		for _, c := range []*ctr{dr.filter, dr.direct} {
+			r := dr.client(c, args(1, 0)...)
+			check(c, what+", the first", r)
+			if len(r.Samples) == 1 {
+				first[c.label] = time.Duration(r.Samples[0])
+				dr.rawf(phase+"-first", c.label, 0, r.Samples[0])
 			}
 		}
+		for round := range o.rounds {
+			for _, c := range dr.order() {
+				r := dr.client(c, args(n, 2)...)
+				check(c, what, r)
+				rounds[c.label] = append(rounds[c.label], r.Samples)
+				for _, s := range r.Samples {
+					dr.rawf(phase, c.label, round, s)
+				}
+			}
+		}
+		m.cpu[phase] = dr.cpu() - cpu0
 	}
-	m.cpu["dns"] = dr.cpu() - cpu0
+
+	// DNS: the filter's very first query, then rounds of repeated ones.
+	fmt.Fprintf(os.Stderr, "egressbench: DNS\n")
+	timed("dns", "DNS queries", dnsArgs, o.dnsN, m.dnsFirst, m.dns)
 	m.phaseOps["dns"] = fmt.Sprintf("%d queries", 1+o.rounds*(o.dnsN+2))
 
-	// TLS latency: the filter's first connection (the proxy resolves the
-	// name itself, and its cache is still empty), then rounds.
+	// TLS latency: the filter's first connection (its first proxied flow),
+	// then rounds.
 	fmt.Fprintf(os.Stderr, "egressbench: TLS connection latency\n")
-	cpu0 = dr.cpu()
 	latencyArgs := func(n, warmup int) []string {
 		return []string{"latency", "-addr", o.server + ":443", "-sni", o.name,
 			"-n", strconv.Itoa(n), "-warmup", strconv.Itoa(warmup)}
 	}
-	for _, c := range []*ctr{dr.filter, dr.direct} {
-		r := dr.client(c, latencyArgs(1, 0)...)
-		check(c, "TLS first connection", r)
-		if len(r.Samples) == 1 {
-			m.tlsFirst[c.label] = time.Duration(r.Samples[0])
-			dr.rawf("tls-first", c.label, 0, r.Samples[0])
-		}
-	}
-	for round := range o.rounds {
-		for _, c := range dr.order() {
-			r := dr.client(c, latencyArgs(o.block, 2)...)
-			check(c, "TLS latency", r)
-			m.latency[c.label] = append(m.latency[c.label], r.Samples)
-			for _, s := range r.Samples {
-				dr.rawf("tls", c.label, round, s)
-			}
-		}
-	}
-	m.cpu["tls"] = dr.cpu() - cpu0
+	timed("tls", "TLS connections", latencyArgs, o.block, m.tlsFirst, m.latency)
 	m.phaseOps["tls"] = fmt.Sprintf("%d connections", 1+o.rounds*(o.block+2))
 
 	// Bulk, one direction after the other: over the veths as they are
@@ -422,7 +409,7 @@ func (dr *driver) run() (string, bool) {
 
 	// Many connections at once.
 	fmt.Fprintf(os.Stderr, "egressbench: %d concurrent connections\n", o.conns)
-	cpu0 = dr.cpu()
+	cpu0 := dr.cpu()
 	for round := range o.connRuns {
 		for _, c := range dr.order() {
 			var stop func() procMem
