@@ -1276,3 +1276,28 @@ func dnsWant(host, qtype, decision, reason string) want {
 func connWant(protocol, host string, port int, decision, reason string) want {
 	return want{protocol: protocol, host: host, port: port, decision: decision, reason: reason}
 }
+
+// allowedTLS is the positive control: TLS to allowed.test (an endpoint of
+// these tests' policies) reaches that host through the filter.
+func (fn *fakeNet) allowedTLS(name string) echeck {
+	return echeck{name: name,
+		args: []string{"tls", "allowed.test", "443", "allowed.test"},
+		out:  "OK cn=allowed.test verify=ok",
+		dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
+		saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}}
+}
+
+// deniedSNI: a ClientHello naming sni, sent to ip, is cut and logged as
+// not allowed, and nothing reaches the fake internet.
+func (fn *fakeNet) deniedSNI(name, ip, sni string) echeck {
+	return echeck{name: name,
+		args:  []string{"tls", ip, "443", sni},
+		out:   "ERR EOF|ERR ECONNRESET",
+		dec:   []want{connWant("tls", sni, 443, "deny", "not_allowed")},
+		never: []seen{nothing}}
+}
+
+// getsNothingOut: the probe fails and nothing reaches the fake internet.
+func getsNothingOut(name string, args ...string) echeck {
+	return echeck{name: name, args: args, out: "ERR ", never: []seen{nothing}}
+}

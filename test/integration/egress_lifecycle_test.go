@@ -104,11 +104,7 @@ func TestEgressHotReload(t *testing.T) {
 		t.Errorf("state: egress %q, want filtering (generation 2)", st)
 	}
 	c.checks(
-		echeck{name: "generation 2: other.test is denied",
-			args:  []string{"tls", fn.ip(hOther), "443", "other.test"},
-			out:   "ERR EOF|ERR ECONNRESET",
-			dec:   []want{connWant("tls", "other.test", 443, "deny", "not_allowed")},
-			never: []seen{nothing}},
+		fn.deniedSNI("generation 2: other.test is denied", fn.ip(hOther), "other.test"),
 		echeck{name: "generation 2: other.test does not resolve",
 			args:  []string{"dns", fn.ip(hDNS), "other.test"},
 			out:   "ERR NXDOMAIN",
@@ -131,16 +127,8 @@ func TestEgressHotReload(t *testing.T) {
 	}
 	lm = c.logMark()
 	c.checks(
-		echeck{name: "after the rejected files: allowed.test",
-			args: []string{"tls", "allowed.test", "443", "allowed.test"},
-			out:  "OK cn=allowed.test verify=ok",
-			dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
-			saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}},
-		echeck{name: "after the rejected files: other.test",
-			args:  []string{"tls", fn.ip(hOther), "443", "other.test"},
-			out:   "ERR EOF|ERR ECONNRESET",
-			dec:   []want{connWant("tls", "other.test", 443, "deny", "not_allowed")},
-			never: []seen{nothing}},
+		fn.allowedTLS("after the rejected files: allowed.test"),
+		fn.deniedSNI("after the rejected files: other.test", fn.ip(hOther), "other.test"),
 	)
 	for _, d := range c.decisions()[lm:] {
 		if d.Generation != 2 {
@@ -185,11 +173,7 @@ func TestEgressFilterKilled(t *testing.T) {
 		dec:  []want{connWant("tcp", "svc.test", 2222, "allow", "allowed")},
 		saw:  []seen{sawConnTo(fn.ip(hSvc), 2222)}}
 	c.check(tcpWorks)
-	works := echeck{name: "allowed TLS",
-		args: []string{"tls", "allowed.test", "443", "allowed.test"},
-		out:  "OK cn=allowed.test verify=ok",
-		dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
-		saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}}
+	works := fn.allowedTLS("allowed TLS")
 	c.check(works)
 	st := c.status()
 	if st.State != "running" || !pidAlive(st.Supervisor) || !pidAlive(st.Worker) {
@@ -232,22 +216,13 @@ func TestEgressFilterKilled(t *testing.T) {
 		t.Errorf("the rules went with the filter:\n%s", tables)
 	}
 	c.checks(
-		echeck{name: "allowed TLS, filter dead",
-			args:  []string{"tls", "allowed.test", "443", "allowed.test"},
-			out:   "ERR ",
-			never: []seen{nothing}},
+		getsNothingOut("allowed TLS, filter dead", "tls", "allowed.test", "443", "allowed.test"),
 		echeck{name: "TLS to an address, filter dead",
 			args:  []string{"tls", fn.ip(hAllowed), "443", "allowed.test"},
 			out:   "ERR ECONNREFUSED|ERR EOF|ERR ECONNRESET|ERR ETIMEDOUT",
 			never: []seen{nothing}},
-		echeck{name: "DNS, filter dead",
-			args:  []string{"dns", fn.ip(hDNS), "allowed.test"},
-			out:   "ERR ",
-			never: []seen{nothing}},
-		echeck{name: "UDP, filter dead",
-			args:  []string{"udp", fn.ip(hDNS), "7"},
-			out:   "ERR ",
-			never: []seen{nothing}},
+		getsNothingOut("DNS, filter dead", "dns", fn.ip(hDNS), "allowed.test"),
+		getsNothingOut("UDP, filter dead", "udp", fn.ip(hDNS), "7"),
 	)
 	if s := c.egressState(); strings.HasPrefix(s, "filtering") {
 		t.Errorf("the filter's supervisor and worker are dead, yet state says egress %q", s)
@@ -365,16 +340,8 @@ func TestEgressFilterBinary(t *testing.T) {
 				}
 			}
 			c.checks(
-				echeck{name: "allowed TLS",
-					args: []string{"tls", "allowed.test", "443", "allowed.test"},
-					out:  "OK cn=allowed.test verify=ok",
-					dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
-					saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}},
-				echeck{name: "denied SNI aimed at an allowed host's address",
-					args:  []string{"tls", fn.ip(hAllowed), "443", "denied.test"},
-					out:   "ERR EOF|ERR ECONNRESET",
-					dec:   []want{connWant("tls", "denied.test", 443, "deny", "not_allowed")},
-					never: []seen{nothing}},
+				fn.allowedTLS("allowed TLS"),
+				fn.deniedSNI("denied SNI aimed at an allowed host's address", fn.ip(hAllowed), "denied.test"),
 			)
 		})
 	}

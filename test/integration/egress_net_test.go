@@ -45,11 +45,7 @@ func TestEgressNoOtherWayOut(t *testing.T) {
 		t.Errorf("the fake internet received something: %s", e)
 	}
 	// And yet TCP through the filter works in the same container.
-	c.check(echeck{name: "allowed TLS",
-		args: []string{"tls", "allowed.test", "443", "allowed.test"},
-		out:  "OK cn=allowed.test verify=ok",
-		dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
-		saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}})
+	c.check(fn.allowedTLS("allowed TLS"))
 }
 
 // routedNet is a network namespace with a real route into the fake

@@ -192,11 +192,7 @@ func TestEgressAudit(t *testing.T) {
 			out:   "OK 403 clawrun: egress to other.test:80 denied (request)",
 			dec:   []want{connWant("http", "other.test", 80, "deny", "request")},
 			never: []seen{{"an HTTP request", isKind("http")}}},
-		echeck{name: "audit does not open unlisted names",
-			args:  []string{"tls", fn.ip(hAllowed), "443", "denied.test"},
-			out:   "ERR EOF|ERR ECONNRESET",
-			dec:   []want{connWant("tls", "denied.test", 443, "deny", "not_allowed")},
-			never: []seen{nothing}},
+		fn.deniedSNI("audit does not open unlisted names", fn.ip(hAllowed), "denied.test"),
 		echeck{name: "audit does not open unlisted ports",
 			args:  []string{"tls", fn.ip(hAudit), "22", "audit.test"},
 			out:   "ERR EOF|ERR ECONNRESET",
@@ -379,16 +375,8 @@ func TestEgressSharedFilter(t *testing.T) {
 			}
 			joiner.log, joiner.filteredBy = owner.log, owner.id // one namespace, one filter, one log
 			joiner.checks(
-				echeck{name: "allowed TLS from the joining container",
-					args: []string{"tls", "allowed.test", "443", "allowed.test"},
-					out:  "OK cn=allowed.test verify=ok",
-					dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
-					saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}},
-				echeck{name: "denied SNI from the joining container",
-					args:  []string{"tls", fn.ip(hAllowed), "443", "denied.test"},
-					out:   "ERR EOF|ERR ECONNRESET",
-					dec:   []want{connWant("tls", "denied.test", 443, "deny", "not_allowed")},
-					never: []seen{nothing}},
+				fn.allowedTLS("allowed TLS from the joining container"),
+				fn.deniedSNI("denied SNI from the joining container", fn.ip(hAllowed), "denied.test"),
 			)
 
 			res := r.ok(append(fn.globals(), "audit", "--denied", joiner.id)...)
@@ -426,18 +414,9 @@ func TestEgressSharedFilter(t *testing.T) {
 				t.Errorf("the rules went with their filter's container while another still runs in the namespace:\n%s", tables)
 			}
 			joiner.checks(
-				echeck{name: "allowed TLS, the filter gone",
-					args:  []string{"tls", "allowed.test", "443", "allowed.test"},
-					out:   "ERR ",
-					never: []seen{nothing}},
-				echeck{name: "TLS to the allowed address, the filter gone",
-					args:  []string{"tls", fn.ip(hAllowed), "443", "allowed.test"},
-					out:   "ERR ",
-					never: []seen{nothing}},
-				echeck{name: "UDP, the filter gone",
-					args:  []string{"udp", fn.ip(hDNS), "7"},
-					out:   "ERR ",
-					never: []seen{nothing}},
+				getsNothingOut("allowed TLS, the filter gone", "tls", "allowed.test", "443", "allowed.test"),
+				getsNothingOut("TLS to the allowed address, the filter gone", "tls", fn.ip(hAllowed), "443", "allowed.test"),
+				getsNothingOut("UDP, the filter gone", "udp", fn.ip(hDNS), "7"),
 			)
 			if n := rn.packets(t) - before; n != 0 {
 				t.Errorf("%d packets from the joining container reached the fake internet after the filter's container was deleted", n)
