@@ -376,25 +376,8 @@ func testCRI(t *testing.T, c *ctrd, f *fakeNet) {
 		t.Logf("CRI runtime handler clawrun: %s, pod annotations %v", rt.Type, rt.PodAnnotations)
 	}
 
-	podDir := filepath.Join(c.dir, "pods")
-	podFile := filepath.Join(podDir, "pod.json")
-	pod := map[string]any{
-		"metadata":      map[string]any{"name": "agent", "namespace": "e2e", "uid": fmt.Sprintf("e2e-%d", os.Getpid()%100000), "attempt": 0},
-		"hostname":      "agent",
-		"log_directory": filepath.Join(podDir, "logs"),
-		"dns_config":    map[string]any{"servers": []string{f.dnsAddr()}},
-		"annotations": map[string]string{
-			"run.clawrun.policy": "agent-default",
-			"run.clawrun.egress": allowedHost + ":80",
-		},
-		"linux": map[string]any{},
-	}
-	writeJSON(t, podFile, pod)
-	podID := strings.TrimSpace(must(t, c.crictl("runp", "--runtime", "clawrun", podFile)))
-	defer func() {
-		_ = c.crictl("stopp", podID)
-		_ = c.crictl("rmp", "-f", podID)
-	}()
+	podID, podFile, removePod := c.runAgentPod(t, f, "agent")
+	defer removePod()
 	root := filepath.Join(c.runcRoot, "k8s.io")
 	sb := stateOf(t, root, podID)
 	if sb.Clawrun == nil || !strings.HasPrefix(sb.Clawrun.Egress, "filtering") {
@@ -410,19 +393,7 @@ func testCRI(t *testing.T, c *ctrd, f *fakeNet) {
 		if len(script) == 0 {
 			script = []string{loopScript}
 		}
-		cfg := map[string]any{
-			"metadata": map[string]any{"name": name},
-			"image":    map[string]any{"image": busyboxRef},
-			"command":  []string{"sh", "-c", script[0]},
-			"log_path": name + ".log",
-			"linux":    map[string]any{},
-		}
-		if annotations != nil {
-			cfg["annotations"] = annotations
-		}
-		file := filepath.Join(podDir, name+".json")
-		writeJSON(t, file, cfg)
-		return file
+		return criContainerConfig(t, filepath.Dir(podFile), name, annotations, script[0])
 	}
 	// "agent": the pod's policy (agent-default); "reader": its own.
 	agent := strings.TrimSpace(must(t, c.crictl("create", "--no-pull", podID, container("agent", nil), podFile)))
@@ -646,4 +617,50 @@ func checkDetachedAgent(t *testing.T, f *fakeNet, label, root, id string, cli fu
 	if ids := listIDs(t, root); len(ids) > 0 {
 		t.Errorf("clawrun still lists %v after %s rm", ids, label)
 	}
+}
+
+// runAgentPod runs, with the clawrun handler, a pod named name whose
+// resolver is the fake internet's and whose annotations give it
+// agent-default and HTTP to allowedHost; it returns the pod's id, its
+// config file (beside which its containers' configs go) and what removes
+// the pod.
+func (c *ctrd) runAgentPod(t *testing.T, f *fakeNet, name string) (podID, podFile string, remove func()) {
+	t.Helper()
+	podDir := filepath.Join(c.dir, "pods")
+	podFile = filepath.Join(podDir, name+"-pod.json")
+	writeJSON(t, podFile, map[string]any{
+		"metadata":      map[string]any{"name": name, "namespace": "e2e", "uid": fmt.Sprintf("e2e-%s-%d", name, os.Getpid()%100000), "attempt": 0},
+		"hostname":      name,
+		"log_directory": filepath.Join(podDir, "logs"),
+		"dns_config":    map[string]any{"servers": []string{f.dnsAddr()}},
+		"annotations": map[string]string{
+			"run.clawrun.policy": "agent-default",
+			"run.clawrun.egress": allowedHost + ":80",
+		},
+		"linux": map[string]any{},
+	})
+	podID = strings.TrimSpace(must(t, c.crictl("runp", "--runtime", "clawrun", podFile)))
+	return podID, podFile, func() {
+		_ = c.crictl("stopp", podID)
+		_ = c.crictl("rmp", "-f", podID)
+	}
+}
+
+// criContainerConfig writes the config of a busybox container of a pod,
+// running script, into dir and returns its path.
+func criContainerConfig(t *testing.T, dir, name string, annotations map[string]string, script string) string {
+	t.Helper()
+	cfg := map[string]any{
+		"metadata": map[string]any{"name": name},
+		"image":    map[string]any{"image": busyboxRef},
+		"command":  []string{"sh", "-c", script},
+		"log_path": name + ".log",
+		"linux":    map[string]any{},
+	}
+	if annotations != nil {
+		cfg["annotations"] = annotations
+	}
+	file := filepath.Join(dir, name+".json")
+	writeJSON(t, file, cfg)
+	return file
 }

@@ -399,36 +399,13 @@ func TestEgressBypassCRI(t *testing.T) {
 	defer c.criReady(t, f, "clawrun-e2e-bypass", "cle2eb")()
 	step(t, start, "images imported")
 
-	podDir := filepath.Join(c.dir, "pods")
-	podFile := filepath.Join(podDir, "pod.json")
-	writeJSON(t, podFile, map[string]any{
-		"metadata":      map[string]any{"name": "bypass", "namespace": "e2e", "uid": fmt.Sprintf("e2e-bypass-%d", os.Getpid()%100000), "attempt": 0},
-		"hostname":      "bypass",
-		"log_directory": filepath.Join(podDir, "logs"),
-		"dns_config":    map[string]any{"servers": []string{f.dnsAddr()}},
-		"annotations": map[string]string{
-			"run.clawrun.policy": "agent-default",
-			"run.clawrun.egress": allowedHost + ":80",
-		},
-		"linux": map[string]any{},
-	})
-	podID := strings.TrimSpace(must(t, c.crictl("runp", "--runtime", "clawrun", podFile)))
-	defer func() {
-		_ = c.crictl("stopp", podID)
-		_ = c.crictl("rmp", "-f", podID)
-	}()
+	podID, podFile, removePod := c.runAgentPod(t, f, "bypass")
+	defer removePod()
 	root := filepath.Join(runcRoot, "k8s.io")
 	if sb := stateOf(t, root, podID); sb.Clawrun == nil || !strings.HasPrefix(sb.Clawrun.Egress, "filtering") {
 		t.Fatalf("the pod sandbox runs no egress filter: %+v", sb.Clawrun)
 	}
-	ctrFile := filepath.Join(podDir, "agent.json")
-	writeJSON(t, ctrFile, map[string]any{
-		"metadata": map[string]any{"name": "agent"},
-		"image":    map[string]any{"image": busyboxRef},
-		"command":  []string{"sh", "-c", loopScript},
-		"log_path": "agent.log",
-		"linux":    map[string]any{},
-	})
+	ctrFile := criContainerConfig(t, filepath.Dir(podFile), "agent", nil, loopScript)
 	agent := strings.TrimSpace(must(t, c.crictl("create", "--no-pull", podID, ctrFile, podFile)))
 	must(t, c.crictl("start", agent))
 	expectStateConfined(t, stateOf(t, root, agent), "agent-default", true)
