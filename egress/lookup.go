@@ -50,23 +50,9 @@ func (r *Resolver) cachedResolve(ctx context.Context, name string, qtype uint16)
 	key := cacheKey{name, qtype}
 	c := &r.cache
 	c.mu.Lock()
-	if e, ok := c.entries[key]; ok {
-		if left := time.Until(e.expires); left > 0 {
-			// Rotated on every hit, as a round-robin upstream would,
-			// so that clients taking the first address spread out.
-			e.hits++
-			c.entries[key] = e
-			c.mu.Unlock()
-			set := e.set
-			set.addrs = slices.Clone(set.addrs)
-			if n := len(set.addrs); n > 1 {
-				k := int(e.hits % uint32(n))
-				set.addrs = append(set.addrs[k:], set.addrs[:k]...)
-			}
-			set.ttl = uint32((left + time.Second - 1) / time.Second)
-			return set, nil
-		}
-		delete(c.entries, key)
+	if set, ok := c.hit(key); ok {
+		c.mu.Unlock()
+		return set, nil
 	}
 	f, ok := c.flights[key]
 	if !ok {
@@ -110,6 +96,31 @@ func (r *Resolver) fly(ctx context.Context, key cacheKey, f *flight) {
 	close(f.done)
 }
 
+// hit returns the cached answer for key while it is fresh: a copy, with
+// the TTL left, rotated on every hit as a round-robin upstream would (so
+// that clients taking the first address spread out). c.mu held.
+func (c *lookupCache) hit(key cacheKey) (answerSet, bool) {
+	e, ok := c.entries[key]
+	if !ok {
+		return answerSet{}, false
+	}
+	left := time.Until(e.expires)
+	if left <= 0 {
+		delete(c.entries, key)
+		return answerSet{}, false
+	}
+	e.hits++
+	c.entries[key] = e
+	set := e.set
+	set.addrs = slices.Clone(set.addrs)
+	if n := len(set.addrs); n > 1 {
+		k := int(e.hits % uint32(n))
+		set.addrs = append(set.addrs[k:], set.addrs[:k]...)
+	}
+	set.ttl = uint32((left + time.Second - 1) / time.Second)
+	return set, true
+}
+
 // store adds an entry, making room first if the cache is full. c.mu held.
 func (c *lookupCache) store(key cacheKey, e cacheEntry) {
 	if c.entries == nil {
@@ -145,14 +156,21 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, err
 	qtypes := [2]uint16{dns.TypeA, dns.TypeAAAA}
 	var res [2]answerSet
 	var errs [2]error
-	if !r.cachedBoth(name, &res) {
-		// Both types are asked at once (cached ones return at once).
-		var wg sync.WaitGroup
-		for i, qt := range qtypes {
+	// Cached types are answered here; the others are asked at once.
+	var hit [2]bool
+	c := &r.cache
+	c.mu.Lock()
+	for i, qt := range qtypes {
+		res[i], hit[i] = c.hit(cacheKey{name, qt})
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for i, qt := range qtypes {
+		if !hit[i] {
 			wg.Go(func() { res[i], errs[i] = r.cachedResolve(ctx, name, qt) })
 		}
-		wg.Wait()
 	}
+	wg.Wait()
 
 	var addrs []netip.Addr
 	var failure error
@@ -173,23 +191,4 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, err
 		return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
 	}
 	return addrs, nil
-}
-
-// cachedBoth fills res with name's A and AAAA answers when both are
-// cached: the common case of a connection right after its lookup, served
-// without starting goroutines.
-func (r *Resolver) cachedBoth(name string, res *[2]answerSet) bool {
-	c := &r.cache
-	c.mu.Lock()
-	a, okA := c.entries[cacheKey{name, dns.TypeA}]
-	aaaa, okAAAA := c.entries[cacheKey{name, dns.TypeAAAA}]
-	now := time.Now()
-	fresh := okA && okAAAA && now.Before(a.expires) && now.Before(aaaa.expires)
-	c.mu.Unlock()
-	if !fresh {
-		return false
-	}
-	res[0].addrs = slices.Clone(a.set.addrs)
-	res[1].addrs = slices.Clone(aaaa.set.addrs)
-	return true
 }

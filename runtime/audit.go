@@ -36,13 +36,9 @@ func (r *Runtime) AuditLog(id string) (path, filteredBy string, err error) {
 	return rec.LogFile, owner, nil
 }
 
-// Audit streams the decisions of the filter a container's traffic goes
-// through to out (following new ones if follow, until ctx ends).
-func (r *Runtime) Audit(ctx context.Context, id string, follow, deniedOnly bool, out func(egress.Record)) error {
-	path, _, err := r.AuditLog(id)
-	if err != nil {
-		return err
-	}
+// Audit streams the decisions of a decision log (AuditLog's path) to out,
+// following new ones if follow, until ctx ends.
+func Audit(ctx context.Context, path string, follow, deniedOnly bool, out func(egress.Record)) error {
 	keep := func(rec egress.Record) bool { return !deniedOnly || rec.Decision != "allow" }
 	return egress.ReadLogContext(ctx, path, follow, keep, out)
 }

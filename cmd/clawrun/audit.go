@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/runtime"
 )
 
 var auditCommand = &cli.Command{
@@ -43,7 +44,7 @@ Example:
 			return err
 		}
 		id := c.Args().First()
-		_, filteredBy, err := rt.AuditLog(id)
+		path, filteredBy, err := rt.AuditLog(id)
 		if err != nil {
 			return err
 		}
@@ -53,7 +54,7 @@ Example:
 		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 		defer stop()
 		enc := json.NewEncoder(os.Stdout)
-		return rt.Audit(ctx, id, c.Bool("follow"), c.Bool("denied"), func(r egress.Record) {
+		return runtime.Audit(ctx, path, c.Bool("follow"), c.Bool("denied"), func(r egress.Record) {
 			if c.Bool("json") {
 				_ = enc.Encode(r)
 				return
