@@ -249,9 +249,8 @@ type measurements struct {
 	dns        map[string][][]int64 // per round
 	latency    map[string][][]int64 // per round
 	bulk       map[string]map[string][]float64
-	shaped     map[string]map[string][]float64     // bulk over the shaped link
-	bulkBusy   map[string]map[string]time.Duration // machine CPU busy during the transfers
-	bulkBytes  map[string]map[string]int64
+	shaped     map[string]map[string][]float64 // bulk over the shaped link
+	bulkCost   map[string]map[string]*bulkCost // per container and direction
 	conns      map[string][]result
 	rssIdle    procMem
 	rssPeak    procMem // the sample with the largest VmRSS(supervisor)+VmRSS(worker), connections open
@@ -271,6 +270,13 @@ type measurements struct {
 	filterExe  string // the filter's executable (clawrun-egress, or clawrun)
 }
 
+// bulkCost is what the bulk transfers of one path cost the machine: the
+// bytes moved, their time, and the CPU time the whole machine was busy.
+type bulkCost struct {
+	bytes      int64
+	wall, busy time.Duration
+}
+
 // run measures everything and returns the table, and whether anything
 // failed.
 func (dr *driver) run() (string, bool) {
@@ -278,9 +284,9 @@ func (dr *driver) run() (string, bool) {
 	m := &measurements{
 		dnsFirst: map[string]time.Duration{}, tlsFirst: map[string]time.Duration{}, dns: map[string][][]int64{}, latency: map[string][][]int64{},
 		bulk: map[string]map[string][]float64{}, conns: map[string][]result{},
-		bulkBusy: map[string]map[string]time.Duration{}, bulkBytes: map[string]map[string]int64{},
-		shaped: map[string]map[string][]float64{},
-		cpu:    map[string]time.Duration{}, phaseOps: map[string]string{},
+		bulkCost: map[string]map[string]*bulkCost{},
+		shaped:   map[string]map[string][]float64{},
+		cpu:      map[string]time.Duration{}, phaseOps: map[string]string{},
 	}
 	m.loadBefore = stats.LoadAvg()
 	m.version = versionOf(o.clawrun)
@@ -380,12 +386,17 @@ func (dr *driver) run() (string, bool) {
 					}
 					into[c.label][dir] = append(into[c.label][dir], mibs)
 					if phase == "bulk" {
-						if m.bulkBusy[c.label] == nil {
-							m.bulkBusy[c.label] = map[string]time.Duration{}
-							m.bulkBytes[c.label] = map[string]int64{}
+						if m.bulkCost[c.label] == nil {
+							m.bulkCost[c.label] = map[string]*bulkCost{}
 						}
-						m.bulkBusy[c.label][dir] += time.Duration(r.BusyNS)
-						m.bulkBytes[c.label][dir] += r.Bytes
+						bc := m.bulkCost[c.label][dir]
+						if bc == nil {
+							bc = &bulkCost{}
+							m.bulkCost[c.label][dir] = bc
+						}
+						bc.bytes += r.Bytes
+						bc.wall += time.Duration(r.Nanos)
+						bc.busy += time.Duration(r.BusyNS)
 					}
 					dr.rawf(phase+"-"+dir+"-mibs", c.label, round, int64(mibs))
 				}

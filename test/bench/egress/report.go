@@ -157,16 +157,12 @@ func (dr *driver) render(m *measurements) string {
 	// what each path costs per byte says how far it can go.
 	for _, dir := range []string{"down", "up"} {
 		perGiB := func(label string) (time.Duration, float64) {
-			b, busy := m.bulkBytes[label][dir], m.bulkBusy[label][dir]
-			if b == 0 {
+			bc := m.bulkCost[label][dir]
+			if bc == nil || bc.bytes == 0 || bc.wall == 0 {
 				return 0, 0
 			}
-			var wall float64
-			for _, v := range m.bulk[label][dir] {
-				wall += float64(b) / float64(len(m.bulk[label][dir])) / (1 << 20) / v
-			}
-			share := busy.Seconds() / (wall * float64(goruntime.NumCPU()))
-			return time.Duration(float64(busy) * float64(1<<30) / float64(b)), share
+			share := bc.busy.Seconds() / (bc.wall.Seconds() * float64(goruntime.NumCPU()))
+			return time.Duration(float64(bc.busy) * float64(1<<30) / float64(bc.bytes)), share
 		}
 		dc, ds := perGiB(d)
 		fc, fs := perGiB(f)
