@@ -45,7 +45,7 @@ func TestPolicyDebianImage(t *testing.T) {
 	var script strings.Builder
 	script.WriteString("check() { if out=$(sh -c \"$2\" 2>&1); then echo \"$1 OK\"; else echo \"$1 ERR ${out%%$'\\n'*}\"; fi; }\n")
 	for _, c := range debianChecks {
-		script.WriteString("check " + c[0] + " " + shellQuote(c[1]) + "\n")
+		script.WriteString("check " + c[0] + " " + shQuote(c[1]) + "\n")
 	}
 	tmpfs := func(dst string) specs.Mount {
 		return specs.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}}
@@ -90,5 +90,3 @@ func TestPolicyDebianImage(t *testing.T) {
 		})
 	}
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
