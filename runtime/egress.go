@@ -50,14 +50,23 @@ type egressSetup struct {
 // checkEgressNetwork refuses network policies that could not be enforced:
 // a container sharing the host's network namespace.
 func checkEgressNetwork(spec *specs.Spec) error {
+	if _, ok := netNamespace(spec); ok {
+		return nil
+	}
+	return errors.New("network_policies: the container shares the host's network namespace, whose traffic clawrun cannot filter: give it a network namespace of its own")
+}
+
+// netNamespace is the spec's network namespace entry; false when the
+// container shares the runtime's (the host's).
+func netNamespace(spec *specs.Spec) (specs.LinuxNamespace, bool) {
 	if spec.Linux != nil {
 		for _, ns := range spec.Linux.Namespaces {
 			if ns.Type == specs.NetworkNamespace {
-				return nil
+				return ns, true
 			}
 		}
 	}
-	return errors.New("network_policies: the container shares the host's network namespace, whose traffic clawrun cannot filter: give it a network namespace of its own")
+	return specs.LinuxNamespace{}, false
 }
 
 // egressFor prepares the filter of a plan with network policies for the

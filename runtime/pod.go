@@ -89,14 +89,8 @@ func unregisterNetns(root, owner string) {
 // when that namespace has no filter yet. It refuses a container whose
 // egress policy differs: a namespace has one filter, so one allow list.
 func (r *Runtime) sharedFilter(spec *specs.Spec, setup *egressSetup, inPod bool) (string, error) {
-	nsPath := ""
-	if spec.Linux != nil {
-		for _, ns := range spec.Linux.Namespaces {
-			if ns.Type == specs.NetworkNamespace {
-				nsPath = ns.Path
-			}
-		}
-	}
+	ns, _ := netNamespace(spec)
+	nsPath := ns.Path
 	if nsPath == "" {
 		return "", nil // a namespace of its own
 	}
