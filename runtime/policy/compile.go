@@ -118,7 +118,7 @@ func compileLayer(p *Policy, workdir string) (Layer, *Error) {
 	if workdir == "" || path.Clean(workdir) == "/" {
 		return fail("the container's working directory is /; a read-write / is not allowed")
 	}
-	wd, reason := cleanPath(workdir)
+	wd, reason := cleanFSPath(workdir)
 	if reason != "" {
 		return fail("the container's working directory %s", reason)
 	}

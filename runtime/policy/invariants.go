@@ -76,7 +76,7 @@ func (v *validator) filesystem(p *Policy) {
 	}
 	for i, s := range fs.ReadOnly {
 		field := index("filesystem_policy.read_only", i)
-		if c, reason := cleanPath(s); v.check(field, reason) {
+		if c, reason := cleanFSPath(s); v.check(field, reason) {
 			v.canonical(field, s, c)
 		}
 	}
@@ -86,7 +86,7 @@ func (v *validator) filesystem(p *Policy) {
 	}
 	for i, s := range fs.ReadWrite {
 		field := index("filesystem_policy.read_write", i)
-		c, reason := cleanPath(s)
+		c, reason := cleanFSPath(s)
 		switch {
 		case !v.check(field, reason):
 		case c == "/":

@@ -139,7 +139,7 @@ func (d *decoder) filesystem(keyNode, n *yaml.Node, field string, fs *Filesystem
 			if !ok {
 				return
 			}
-			clean, reason := cleanPath(s)
+			clean, reason := cleanFSPath(s)
 			switch {
 			case reason != "":
 				d.fail(item, isub, "%s", reason)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -40,6 +41,54 @@ func cleanPath(p string) (string, string) {
 		}
 	}
 	return path.Clean(p), ""
+}
+
+// cleanFSPath checks a filesystem_policy path, or the working directory
+// that include_workdir adds: cleanPath's rules, and no magic link.
+func cleanFSPath(p string) (string, string) {
+	c, reason := cleanPath(p)
+	if reason != "" {
+		return "", reason
+	}
+	if link := magicLink(c); link != "" {
+		return "", fmt.Sprintf("%q: %s is a magic link (or an alias of one), which stands for whatever it points to (for /proc/self/root, the whole root), not for a place; name the real path", truncate(p), link)
+	}
+	return c, ""
+}
+
+// magicLinkNames are the entries of a /proc/PID (or /proc/PID/task/TID)
+// directory that are, or hold, magic links.
+var magicLinkNames = []string{"root", "cwd", "exe", "fd", "map_files", "ns"}
+
+// magicLink returns the magic link that the clean absolute path p is or
+// passes through ("" if none): /proc/PID/root and the like for a PID, self
+// or thread-self, and /dev/fd and /dev/std{in,out,err}, the usual
+// symlinks to /proc/self/fd.
+func magicLink(p string) string {
+	c := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	switch {
+	case len(c) >= 2 && c[0] == "dev" && slices.Contains([]string{"fd", "stdin", "stdout", "stderr"}, c[1]):
+		return "/dev/" + c[1]
+	case len(c) < 3 || c[0] != "proc" || !isProcessDir(c[1]):
+		return ""
+	}
+	i := 2
+	if c[i] == "task" && len(c) > i+2 && isNumber(c[i+1]) {
+		i += 2
+	}
+	if slices.Contains(magicLinkNames, c[i]) {
+		return "/" + strings.Join(c[:i+1], "/")
+	}
+	return ""
+}
+
+// isProcessDir tells whether a /proc entry is a process's directory.
+func isProcessDir(name string) bool {
+	return name == "self" || name == "thread-self" || isNumber(name)
+}
+
+func isNumber(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }
 
 // checkBinary checks a network_policies binary path: absolute, possibly a
