@@ -1,11 +1,13 @@
 // Package landlock applies a clawrun Landlock layer to the calling thread.
 //
 // It is deliberately small: Restrict opens each path of a layer as the
-// process sees it, adds one rule per path with the rights that fit the
-// file type, and enforces the ruleset on the current OS thread only. The
-// caller (the in-container launcher) then execve's from that same thread,
-// after which it is the only thread, so no multi-thread synchronisation
-// (and none of its side effects) is needed.
+// process sees it, never through a symlink (see paths.go), adds one rule
+// per path with the rights that fit the file type, and enforces the
+// ruleset on the current OS thread only. The caller (the in-container
+// launcher) then execve's from that same thread, after which it is the
+// only thread, so no multi-thread synchronisation (and none of its side
+// effects) is needed. Pin resolves the paths the same way from outside,
+// so that later calls of Restrict refuse paths that became other files.
 //
 // Restrict reports exactly what the kernel accepted: the ABI used, which
 // paths were skipped and why. A caller never has to trust what was asked.
@@ -47,6 +49,15 @@ type Layer struct {
 	ScopeAbstractUnix bool
 	TCPBind           []uint16 // nil: TCP bind not restricted
 	TCPConnect        []uint16 // nil: TCP connect not restricted
+	// Pinned is what each path was when the container was created (see
+	// Pin); when set, a path gets a rule only while it is that same file.
+	Pinned map[string]FileID `json:",omitempty"`
+}
+
+// FileID identifies a file by device and inode.
+type FileID struct {
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
 }
 
 // Result is what the kernel really enforced for one layer.
@@ -63,20 +74,25 @@ type Result struct {
 type SkippedPath struct {
 	Path   string `json:"path"`
 	Reason string `json:"reason"`
+	// Covered: the path is a symlink whose target other rules of the
+	// same layer already grant with at least its rights (/bin -> usr/bin
+	// beside /usr), so skipping it leaves nothing out.
+	Covered bool `json:"covered,omitempty"`
 }
 
 // reasonAbsent is the reason of a path that does not exist: skipping it
 // weakens nothing, since there is nothing there to reach.
 const reasonAbsent = "does not exist"
 
-// Degraded reports whether the layer enforces less than it asked for: a
-// missing kernel feature, or a path that exists but got no rule.
+// Degraded reports whether the layer enforces other than it asked for: a
+// missing kernel feature, or a path that exists but got no rule and is
+// not covered by other rules.
 func (r Result) Degraded() bool {
 	if len(r.Missing) > 0 {
 		return true
 	}
 	for _, s := range r.Skipped {
-		if s.Reason != reasonAbsent {
+		if s.Reason != reasonAbsent && !s.Covered {
 			return true
 		}
 	}
@@ -103,8 +119,8 @@ func handledFS(abi int) uint64 {
 
 // Restrict enforces layer on the calling thread. The caller must have set
 // no_new_privs and must keep the goroutine locked to its OS thread until it
-// execs. With strict, any skipped path or missing feature is an error and
-// nothing is enforced.
+// execs. With strict, any skipped path (except a covered symlink) or
+// missing feature is an error and nothing is enforced.
 func Restrict(layer Layer, strict bool) (Result, error) {
 	abi := ABI()
 	res := Result{ABI: abi}
@@ -143,35 +159,27 @@ func Restrict(layer Layer, strict bool) (Result, error) {
 	if strict && len(res.Missing) > 0 {
 		return res, fmt.Errorf("landlock ABI %d lacks %v", abi, res.Missing)
 	}
+	root, err := openRoot()
+	if err != nil {
+		return res, err
+	}
+	defer unix.Close(root)
+	rules, skipped, err := openPaths(root, layer, handled, strict)
+	defer closeRules(rules)
+	res.Skipped = skipped
+	if err != nil {
+		return res, err
+	}
 	fd, err := createRuleset(&attr)
 	if err != nil {
 		return res, fmt.Errorf("landlock_create_ruleset: %w", err)
 	}
 	defer unix.Close(fd)
-
-	add := func(path string, rights uint64) error {
-		n, skip, err := addPath(fd, path, rights&handled)
-		if err != nil {
-			return err
+	for _, r := range rules {
+		if err := addPathRule(fd, r.rights, r.fd); err != nil {
+			return res, fmt.Errorf("landlock_add_rule %s: %w", r.path, err)
 		}
-		if skip != "" {
-			res.Skipped = append(res.Skipped, SkippedPath{Path: path, Reason: skip})
-			if strict {
-				return fmt.Errorf("path %s: %s", path, skip)
-			}
-		}
-		res.Rules += n
-		return nil
-	}
-	for _, p := range layer.ReadOnly {
-		if err := add(p, readOnly); err != nil {
-			return res, err
-		}
-	}
-	for _, p := range layer.ReadWrite {
-		if err := add(p, handled); err != nil {
-			return res, err
-		}
+		res.Rules++
 	}
 	for _, port := range sortedPorts(layer.TCPBind) {
 		if attr.Handled_access_net&unix.LANDLOCK_ACCESS_NET_BIND_TCP != 0 {
@@ -194,31 +202,6 @@ func Restrict(layer Layer, strict bool) (Result, error) {
 		return res, fmt.Errorf("landlock_restrict_self: %w", err)
 	}
 	return res, nil
-}
-
-// addPath adds a rule for path; a path that cannot be opened is skipped
-// (with the reason), never silently dropped.
-func addPath(rulesetFD int, path string, rights uint64) (rules int, skipped string, err error) {
-	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOENT) {
-		return 0, reasonAbsent, nil
-	}
-	if err != nil {
-		return 0, err.Error(), nil
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return 0, err.Error(), nil
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		// Files (e.g. /dev/null) take only file rights.
-		rights &^= dirOnly
-	}
-	if err := addPathRule(rulesetFD, rights, fd); err != nil {
-		return 0, "", fmt.Errorf("landlock_add_rule %s: %w", path, err)
-	}
-	return 1, "", nil
 }
 
 func sortedPorts(ports []uint16) []uint16 {

@@ -42,6 +42,8 @@ const (
 
 // Spec is what the runtime asks the launcher to enforce.
 type Spec struct {
+	// Layers of an exec'd process carry the files their paths were at
+	// create (landlock.Layer.Pinned).
 	Layers []Layer `json:"layers"`
 	// Strict (hard_requirement): any gap fails the launch.
 	Strict bool `json:"strict"`
@@ -59,9 +61,11 @@ type Layer struct {
 
 // Report is what was really enforced, as the kernel answered.
 type Report struct {
-	// Status is "enforced" (every rule in place; paths that do not exist
-	// are listed but weaken nothing), "partial" (best effort left out a
-	// kernel feature or an existing path) or "off" (no Landlock here).
+	// Status is "enforced" (every rule in place; paths that do not exist,
+	// and symlinks whose targets other rules already grant, are listed
+	// but weaken nothing), "partial" (best effort left out a kernel
+	// feature or an existing path: a symlink, a path that is no longer
+	// the file it was at create) or "off" (no Landlock here).
 	Status  string        `json:"status"`
 	ABI     int           `json:"abi"`
 	Layers  []LayerReport `json:"layers,omitempty"`
