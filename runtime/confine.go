@@ -187,6 +187,22 @@ func launchSpec(plan *policy.Plan) (launcher.Spec, error) {
 	return spec, nil
 }
 
+// pinPaths records in each layer the file every policy path is at create,
+// seen from root (a directory fd of the container's root): an exec'd
+// process's launcher gives a rule only to a path that is still that file,
+// so that an agent that may write the parent of a listed path cannot swap
+// it for a symlink or another directory and widen every later exec.
+func (c *confinement) pinPaths(root int) error {
+	for i, l := range c.Launch.Layers {
+		rules, err := landlock.Pin(root, l.Rules, c.Launch.Strict)
+		if err != nil {
+			return fmt.Errorf("policy %s: filesystem_policy %v (landlock.compatibility is hard_requirement)", l.Source, err)
+		}
+		c.Launch.Layers[i].Rules = rules
+	}
+	return nil
+}
+
 func denyOnly(names []string) *configs.Seccomp {
 	eperm := uint(unix.EPERM)
 	s := &configs.Seccomp{DefaultAction: configs.Allow}

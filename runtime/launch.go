@@ -153,8 +153,9 @@ func startReport(stateDir string) (*os.File, error) {
 }
 
 // checkInContainer runs the create-time checks that need the container's
-// view: the command must exist (as runc reports at create), and under
-// hard_requirement every policy path must exist.
+// view: the command must exist (as runc reports at create), and the policy
+// paths are resolved as the launcher will and pinned (under
+// hard_requirement, a path that would get no rule fails).
 func (r *runner) checkInContainer(process *libcontainer.Process) error {
 	pid, err := process.Pid()
 	if err != nil {
@@ -169,15 +170,8 @@ func (r *runner) checkInContainer(process *libcontainer.Process) error {
 	if err := root.lookPath(cmd[0], process.Env, process.Cwd); err != nil {
 		return err
 	}
-	if !r.confine.Launch.Strict {
-		return nil
+	if err := r.confine.pinPaths(root.fd); err != nil {
+		return err
 	}
-	for _, l := range r.confine.Launch.Layers {
-		for _, p := range append(append([]string(nil), l.Rules.ReadOnly...), l.Rules.ReadWrite...) {
-			if _, err := root.stat(p); err != nil {
-				return fmt.Errorf("policy %s: filesystem_policy path %s: %v (landlock.compatibility is hard_requirement)", l.Source, p, err)
-			}
-		}
-	}
-	return nil
+	return r.confine.save(r.stateDir)
 }

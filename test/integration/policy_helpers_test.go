@@ -257,11 +257,8 @@ type confState struct {
 			Rules   int      `json:"rules"`
 			Missing []string `json:"missing_features"`
 		} `json:"layers"`
-		Skipped []struct {
-			Path   string `json:"path"`
-			Reason string `json:"reason"`
-		} `json:"skipped"`
-		Error string `json:"error"`
+		Skipped []skippedPath `json:"skipped"`
+		Error   string        `json:"error"`
 	} `json:"landlock"`
 	Seccomp struct {
 		Profile string `json:"profile"`
@@ -275,6 +272,14 @@ type confState struct {
 		DroppedCapabilities []string `json:"dropped_capabilities"`
 	} `json:"process"`
 	Warnings []string `json:"warnings"`
+}
+
+// skippedPath is a policy path that got no rule; Covered when other rules
+// of its layer already grant its target.
+type skippedPath struct {
+	Path    string `json:"path"`
+	Reason  string `json:"reason"`
+	Covered bool   `json:"covered"`
 }
 
 func (c *confState) String() string {
