@@ -29,6 +29,9 @@ const (
 	// maxInflight bounds the client queries waiting on upstream, so a
 	// container flooding its resolver cannot flood the host's.
 	maxInflight = 256
+	// maxTCPConns bounds the DNS-over-TCP connections open at once (each
+	// one's idle time is bounded by the server).
+	maxTCPConns = 64
 )
 
 // Resolver is the policy resolver of one network namespace: nftables
@@ -93,6 +96,14 @@ func (r *Resolver) currentRules() *Rules {
 		return nil
 	}
 	return r.Rules()
+}
+
+// generation is the current rules' generation (0 without rules).
+func (r *Resolver) generation() int64 {
+	if rules := r.currentRules(); rules != nil {
+		return rules.Generation
+	}
+	return 0
 }
 
 func (r *Resolver) log(rec Record) {
@@ -471,6 +482,10 @@ func (r *Resolver) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listen
 		servers = append(servers, r.server(&dns.Server{PacketConn: udp}))
 	}
 	if tcp != nil {
+		tcp = newLimitListener(tcp, maxTCPConns, func(c net.Conn) {
+			r.log(Record{Time: time.Now().UTC(), Container: r.Container, Protocol: "dns", Source: c.RemoteAddr().String(),
+				Generation: r.generation(), Decision: "deny", Reason: ReasonConnLimit})
+		})
 		servers = append(servers, r.server(&dns.Server{Listener: tcp}))
 	}
 	if len(servers) == 0 {
@@ -525,12 +540,8 @@ func (r *Resolver) server(s *dns.Server) *dns.Server {
 		return dns.MsgAccept
 	}
 	s.MsgInvalidFunc = func([]byte, error) {
-		rec := Record{Time: time.Now().UTC(), Container: r.Container, Protocol: "dns",
-			Decision: "deny", Reason: ReasonNotAllowed}
-		if rules := r.currentRules(); rules != nil {
-			rec.Generation = rules.Generation
-		}
-		r.log(rec)
+		r.log(Record{Time: time.Now().UTC(), Container: r.Container, Protocol: "dns", Generation: r.generation(),
+			Decision: "deny", Reason: ReasonNotAllowed})
 	}
 	return s
 }

@@ -19,7 +19,7 @@ const MaxRequestHead = 64 << 10
 // filter and the server could read it differently (which Host, where the
 // body ends), so it is never forwarded.
 var (
-	ErrHeadTooLarge     = errors.New("http: request head larger than 64 KiB")
+	ErrHeadTooLarge     = errors.New("http: request head too large")
 	ErrBareLF           = errors.New("http: line not ended by CRLF")
 	ErrObsFold          = errors.New("http: obsolete line folding")
 	ErrBadRequestLine   = errors.New("http: malformed request line")
@@ -83,6 +83,13 @@ func (h RequestHead) Get(name string) string {
 // empty lines before the request line are skipped (and not in Raw), as
 // some clients send a CRLF after a body.
 func ReadRequestHead(br *bufio.Reader) (RequestHead, error) {
+	return ReadRequestHeadLimit(br, MaxRequestHead)
+}
+
+// ReadRequestHeadLimit is ReadRequestHead with a head of at most limit
+// bytes (at most MaxRequestHead).
+func ReadRequestHeadLimit(br *bufio.Reader, limit int) (RequestHead, error) {
+	limit = min(limit, MaxRequestHead)
 	h := RequestHead{ContentLength: 0}
 	var raw []byte
 	first := true
@@ -90,7 +97,7 @@ func ReadRequestHead(br *bufio.Reader) (RequestHead, error) {
 	var line []byte
 	for {
 		var err error
-		line, err = readLine(br, &raw, first)
+		line, err = readLine(br, &raw, first, limit)
 		if err != nil {
 			return h, err
 		}
@@ -115,7 +122,7 @@ func ReadRequestHead(br *bufio.Reader) (RequestHead, error) {
 		upgrade    string
 	)
 	for {
-		line, err := readLine(br, &raw, false)
+		line, err := readLine(br, &raw, false, limit)
 		if err != nil {
 			return h, err
 		}
@@ -179,13 +186,14 @@ func ReadRequestHead(br *bufio.Reader) (RequestHead, error) {
 	return h, nil
 }
 
-// readLine appends one line (with its CRLF) to raw and returns it without
-// the CRLF. A line ending in a bare LF, or holding a bare CR, is refused.
-func readLine(br *bufio.Reader, raw *[]byte, first bool) ([]byte, error) {
+// readLine appends one line (with its CRLF) to raw, which may not grow
+// past limit, and returns it without the CRLF. A line ending in a bare
+// LF, or holding a bare CR, is refused.
+func readLine(br *bufio.Reader, raw *[]byte, first bool, limit int) ([]byte, error) {
 	start := len(*raw)
 	for {
 		chunk, err := br.ReadSlice('\n')
-		if len(*raw)+len(chunk) > MaxRequestHead {
+		if len(*raw)+len(chunk) > limit {
 			return nil, ErrHeadTooLarge
 		}
 		*raw = append(*raw, chunk...)

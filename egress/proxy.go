@@ -31,9 +31,12 @@ type Proxy struct {
 	// Binaries returns the executables of the process that owns a client
 	// connection and of its ancestors; nil when it cannot tell.
 	Binaries func(client net.Conn) []string
-	// PeekTimeout bounds the wait for a ClientHello or a request head.
-	PeekTimeout time.Duration
+	// Limits bound the connections of the namespace (zero fields:
+	// DefaultConnLimits').
+	Limits ConnLimits
 
+	admitOnce    sync.Once
+	adm          admission
 	mu           sync.Mutex
 	live         map[*flow]struct{}
 	count        atomic.Int64
@@ -64,8 +67,51 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		go p.handle(c)
+		t, reason := p.admission().admit(c, time.Now())
+		if t == nil {
+			p.refuse(c, reason)
+			continue
+		}
+		go func() {
+			defer p.admission().done(t)
+			p.handle(c, t)
+		}()
 	}
+}
+
+// admission is the proxy's count of its connections.
+func (p *Proxy) admission() *admission {
+	p.admitOnce.Do(func() { p.adm.limits = p.limits() })
+	return &p.adm
+}
+
+// limits are p.Limits, DefaultConnLimits' where unset.
+func (p *Proxy) limits() ConnLimits {
+	l, d := p.Limits, DefaultConnLimits
+	if l.Conns <= 0 {
+		l.Conns = d.Conns
+	}
+	if l.Pending <= 0 {
+		l.Pending = d.Pending
+	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if l.HandshakeBytes <= 0 {
+		l.HandshakeBytes = d.HandshakeBytes
+	}
+	return l
+}
+
+// refuse turns away a connection the limits do not let in, and logs it.
+func (p *Proxy) refuse(c net.Conn, reason Reason) {
+	rec := Record{Generation: p.Rules().Generation, Protocol: "tcp", Source: c.RemoteAddr().String(),
+		Decision: "deny", Reason: reason}
+	if dst, err := OriginalDst(c); err == nil {
+		rec.Destination, rec.Port = dst.String(), int(dst.Port())
+	}
+	refuse(c)
+	p.log(rec)
 }
 
 // Recheck closes the live connections the current rules no longer allow
@@ -100,7 +146,8 @@ func (p *Proxy) log(r Record) {
 	p.Log(r)
 }
 
-func (p *Proxy) handle(client net.Conn) {
+// handle decides and serves one admitted connection (its ticket t).
+func (p *Proxy) handle(client net.Conn, t *ticket) {
 	start := time.Now()
 	rules := p.Rules()
 	rec := Record{Generation: rules.Generation, Source: client.RemoteAddr().String()}
@@ -137,6 +184,7 @@ func (p *Proxy) handle(client net.Conn) {
 	// dial at once, the server may speak first.
 	if p.Resolver != nil && p.Resolver.Synthetic != nil {
 		if name, ok := p.Resolver.Synthetic.Lookup(dst.Addr().Unmap()); ok {
+			p.admission().decided(t)
 			rec.Protocol, rec.Host = "tcp", name
 			d := rules.MatchBinary(name, int(dst.Port()), binaries)
 			if !d.Allow {
@@ -149,22 +197,24 @@ func (p *Proxy) handle(client net.Conn) {
 		}
 	}
 
-	_ = client.SetReadDeadline(time.Now().Add(p.peekTimeout()))
+	limits := p.admission().limits
+	_ = client.SetReadDeadline(time.Now().Add(limits.HandshakeTimeout))
 	// Small: an HTTP connection keeps it for its whole life (heads longer
 	// than the buffer are read in pieces).
 	br := bufio.NewReaderSize(client, 4<<10)
 	first, err := br.Peek(1)
 	if err != nil {
 		rec.Protocol = "tcp"
-		finish(Decision{Reason: ReasonNotHTTP})
+		finish(Decision{Reason: p.adm.failedFor(t, err, ReasonNotHTTP)})
 		client.Close()
 		return
 	}
 	if first[0] == 0x16 { // TLS handshake record
 		rec.Protocol = "tls"
-		hello, helloBytes, err := readClientHello(br)
+		hello, helloBytes, err := readClientHello(br, limits.HandshakeBytes)
+		p.adm.decided(t)
 		if err != nil {
-			finish(Decision{Reason: ReasonNoSNI})
+			finish(Decision{Reason: p.adm.failedFor(t, err, ReasonNoSNI)})
 			client.Close()
 			return
 		}
@@ -191,14 +241,7 @@ func (p *Proxy) handle(client net.Conn) {
 		return
 	}
 	rec.Protocol = "http"
-	p.serveHTTP(client, br, dst, rules, binaries, &rec, finish)
-}
-
-func (p *Proxy) peekTimeout() time.Duration {
-	if p.PeekTimeout > 0 {
-		return p.PeekTimeout
-	}
-	return 10 * time.Second
+	p.serveHTTP(client, br, dst, rules, binaries, t, &rec, finish)
 }
 
 // refuseName denies names that cannot be checked: none, an IP literal, or
@@ -216,26 +259,32 @@ func refuseName(name string, ech bool) (Decision, bool) {
 	return Decision{}, true
 }
 
-// readClientHello reads until a whole ClientHello is buffered and returns
-// it with the bytes read (to be replayed upstream).
-func readClientHello(br *bufio.Reader) (ClientHello, []byte, error) {
+// errHandshakeTooLarge: a connection sent more than it may make the
+// proxy buffer before its handshake could be read.
+var errHandshakeTooLarge = errors.New("handshake larger than a connection may buffer")
+
+// readClientHello reads until a whole ClientHello is buffered (at most
+// limit bytes) and returns it with the bytes read (to be replayed
+// upstream).
+func readClientHello(br *bufio.Reader, limit int) (ClientHello, []byte, error) {
 	var buf []byte
 	for {
-		chunk := make([]byte, 4096)
-		n, err := br.Read(chunk)
-		buf = append(buf, chunk[:n]...)
-		hello, perr := ParseClientHello(buf)
-		if perr == nil {
-			return hello, buf, nil
-		}
-		if !errors.Is(perr, ErrNeedMore) {
-			return ClientHello{}, nil, perr
-		}
-		if err != nil {
+		// Whatever one read brought, without a buffer of its own.
+		if _, err := br.Peek(1); err != nil {
 			return ClientHello{}, nil, err
 		}
-		if len(buf) > 64<<10 {
-			return ClientHello{}, nil, errors.New("ClientHello too large")
+		chunk, _ := br.Peek(br.Buffered())
+		if len(buf)+len(chunk) > limit {
+			return ClientHello{}, nil, errHandshakeTooLarge
+		}
+		buf = append(buf, chunk...)
+		_, _ = br.Discard(len(chunk))
+		hello, err := ParseClientHello(buf)
+		if err == nil {
+			return hello, buf, nil
+		}
+		if !errors.Is(err, ErrNeedMore) {
+			return ClientHello{}, nil, err
 		}
 	}
 }

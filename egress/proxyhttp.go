@@ -16,12 +16,14 @@ import (
 // first: a keep-alive connection cannot smuggle a second host. All
 // requests of one connection must name the same host, since they share
 // one upstream connection.
-func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, rules *Rules, binaries []string, rec *Record, finish func(Decision)) {
+func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, rules *Rules, binaries []string, t *ticket, rec *Record, finish func(Decision)) {
 	port := int(dst.Port())
-	head, err := ReadRequestHead(br)
+	head, err := ReadRequestHeadLimit(br, p.adm.limits.HandshakeBytes)
+	p.adm.decided(t)
 	if err != nil {
-		finish(Decision{Reason: ReasonNotHTTP})
-		denyHTTP(client, "", port, ReasonNotHTTP)
+		reason := p.adm.failedFor(t, err, ReasonNotHTTP)
+		finish(Decision{Reason: reason})
+		denyHTTP(client, "", port, reason)
 		return
 	}
 	rec.Host = head.Host
@@ -93,7 +95,7 @@ func (p *Proxy) forwardRequests(client net.Conn, br *bufio.Reader, up net.Conn, 
 			}
 			return out, Decision{Allow: true}
 		}
-		next, err := ReadRequestHead(br)
+		next, err := ReadRequestHeadLimit(br, p.adm.limits.HandshakeBytes)
 		if err != nil {
 			return out, Decision{Allow: true} // the client is done (or sent garbage: close)
 		}

@@ -33,6 +33,12 @@ const (
 	ReasonResolve       Reason = "resolve_failed"   // the upstream lookup failed
 	ReasonUpstream      Reason = "upstream_failed"  // the upstream connection failed
 	ReasonQueryType     Reason = "query_type"       // a DNS type that is answered empty
+	// The filter's own limits (see ConnLimits and LogLimits).
+	ReasonConnLimit        Reason = "conn_limit"          // refused: the namespace has its most open connections
+	ReasonHandshakeLimit   Reason = "handshake_limit"     // refused or cut: too many connections not yet decided
+	ReasonHandshakeTimeout Reason = "handshake_timeout"   // no whole ClientHello or request head in time
+	ReasonHandshakeSize    Reason = "handshake_too_large" // more handshake than a connection may buffer
+	ReasonLogRate          Reason = "log_rate_limit"      // decisions not logged one by one: the log's rate
 )
 
 // Endpoint is one allowed (host, ports) pair of a network policy.
@@ -141,4 +147,12 @@ type Record struct {
 	BytesOut    int64     `json:"bytes_out,omitempty"`
 	BytesIn     int64     `json:"bytes_in,omitempty"`
 	DurationMS  float64   `json:"duration_ms,omitempty"`
+	// Aggregated, on a summary line, is how many more decisions like this
+	// one (protocol, decision, reason, host, port, query type) were made
+	// from Since to Time: counted, not logged one by one.
+	Aggregated int64 `json:"aggregated,omitempty"`
+	// Dropped, on a line of decision "dropped", is how many decisions from
+	// Since to Time went unlogged: the log's rate limit.
+	Dropped int64     `json:"dropped,omitempty"`
+	Since   time.Time `json:"since,omitzero"`
 }

@@ -3,8 +3,10 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/clawrun/clawrun/egress"
 	"github.com/clawrun/clawrun/egress/filter"
@@ -87,9 +89,6 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error
 		return 0, err
 	}
 	rules, _ := egress.FromPlan(layers, current.Generation+1)
-	if err := filter.WriteRules(filepath.Join(stateDir, egressRulesFile), rules); err != nil {
-		return 0, err
-	}
 	rec, err := readEgressRecord(stateDir)
 	if err != nil {
 		return 0, err
@@ -97,8 +96,32 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error
 	if rec == nil {
 		return 0, fmt.Errorf("container %q: its egress filter record is missing", id)
 	}
+	// The filter loads the proposal, or refuses it whole; either way its
+	// status says so, and what it enforces is what it says.
+	rulesFile := filepath.Join(stateDir, egressRulesFile)
+	proposed := time.Now()
+	if err := filter.ProposeRules(rulesFile, rules); err != nil {
+		return 0, err
+	}
 	if err := syscall.Kill(rec.SupervisorPid, syscall.SIGHUP); err != nil {
+		_ = os.Remove(filter.ProposalFile(rulesFile))
 		return 0, fmt.Errorf("egress filter (pid %d): %w", rec.SupervisorPid, err)
 	}
+	if err := filter.WaitLoaded(filepath.Join(stateDir, egressStatusFile), rulesFile, rules.Generation, proposed, egressReloadTimeout); err != nil {
+		return 0, err
+	}
 	return rules.Generation, nil
+}
+
+// egressReloadTimeout bounds the wait for the filter to load a generation.
+const egressReloadTimeout = 10 * time.Second
+
+// EgressFailure is the last failure of the egress filter of container
+// owner (AuditLog's filteredBy), "" when it had none.
+func (r *Runtime) EgressFailure(owner string) string {
+	st, err := filter.ReadStatus(filepath.Join(r.Root, owner, egressStatusFile))
+	if err != nil || st.LastFailure == nil {
+		return ""
+	}
+	return describeFailure(st.LastFailure)
 }

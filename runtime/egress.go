@@ -273,17 +273,30 @@ func egressState(stateDir string) string {
 	}
 	switch st.State {
 	case "running":
-		gen := int64(0)
-		if r, err := filter.LoadRules(filepath.Join(stateDir, egressRulesFile)); err == nil {
-			gen = r.Generation
+		if st.Generation == 0 {
+			return "starting: the filter's worker has not loaded its rules yet"
 		}
-		return fmt.Sprintf("filtering (generation %d)", gen)
+		// The generation the worker reported loading: what is enforced.
+		s := fmt.Sprintf("filtering (generation %d)", st.Generation)
+		if st.LastFailure != nil {
+			s += "; last failure " + describeFailure(st.LastFailure)
+		}
+		return s
 	case "restarting":
 		return "down, restarting: nothing gets out meanwhile (" + st.Error + ")"
 	case "failed":
 		return "failed: nothing gets out (" + st.Error + ")"
 	}
 	return st.State
+}
+
+// describeFailure is a filter failure as state and audit show it.
+func describeFailure(f *filter.Failure) string {
+	s := f.Time.Local().Format(time.RFC3339) + ": "
+	if f.Generation > 0 {
+		s += fmt.Sprintf("generation %d refused: ", f.Generation)
+	}
+	return s + f.Message
 }
 
 // sharedEgressState describes the filter of another container (owner,

@@ -21,9 +21,15 @@ var auditCommand = &cli.Command{
 	Description: `Prints the egress filter's decision log of a container whose policy has
 network_policies: one line per DNS query and TCP connection, with the
 decision, the reason (rule name, or not_allowed / private_ip / no_sni /
-ip_literal / ech / port) and the bytes each way. The log is the file
-<egress.log_dir>/<id>.egress.jsonl (default /var/log/clawrun), size-capped
-and rotated. For a container of a pod, the log is its pod sandbox's (the
+ip_literal / ech / port, or one of the filter's limits: conn_limit /
+handshake_limit / handshake_timeout / handshake_too_large) and the bytes
+each way. The log is the file <egress.log_dir>/<id>.egress.jsonl (default
+/var/log/clawrun), size-capped and rotated. So that a container cannot
+rotate the evidence away, the repeats of a denial within 10 s are counted
+on one summary line ("N more like it, aggregated"), and past 100 lines a
+second (bursts of 1000) decisions are only counted ("not logged: the
+log's rate limit"); audit says how many in the end. The filter's last
+failure (a worker that died, a generation it refused) is shown first. For a container of a pod, the log is its pod sandbox's (the
 pod's containers share one filter); likewise for a container that joined
 another's network namespace.
 
@@ -51,21 +57,44 @@ Example:
 		if filteredBy != id {
 			fmt.Fprintf(os.Stderr, "clawrun: %s shares the egress filter of %s (its pod's sandbox, or the container whose network namespace it joined): these are the decisions of every container in that namespace\n", id, filteredBy)
 		}
+		if f := rt.EgressFailure(filteredBy); f != "" {
+			fmt.Fprintf(os.Stderr, "clawrun: the egress filter's last failure: %s\n", f)
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 		defer stop()
 		enc := json.NewEncoder(os.Stdout)
-		return runtime.Audit(ctx, path, c.Bool("follow"), c.Bool("denied"), func(r egress.Record) {
+		var aggregated, dropped int64
+		err = runtime.Audit(ctx, path, c.Bool("follow"), c.Bool("denied"), func(r egress.Record) {
+			aggregated += r.Aggregated
+			dropped += r.Dropped
 			if c.Bool("json") {
 				_ = enc.Encode(r)
 				return
 			}
 			fmt.Println(formatRecord(r))
 		})
+		if aggregated+dropped > 0 {
+			fmt.Fprintf(os.Stderr, "clawrun: not every decision has a line of its own: %d aggregated (repeated denials, counted on summary lines), %d dropped (past the log's rate limit, counted)\n", aggregated, dropped)
+		}
+		return err
 	},
 }
 
 // formatRecord is one decision as a human reads it.
 func formatRecord(r egress.Record) string {
+	if r.Dropped > 0 {
+		return fmt.Sprintf("%s %d decisions since %s not logged: the log's rate limit (%s)",
+			r.Time.Format("15:04:05.000"), r.Dropped, r.Since.Format("15:04:05.000"), r.Reason)
+	}
+	line := formatDecision(r)
+	if r.Aggregated > 0 {
+		line += fmt.Sprintf(" (%d more like it since %s, aggregated)", r.Aggregated, r.Since.Format("15:04:05.000"))
+	}
+	return line
+}
+
+// formatDecision is the line of one decision.
+func formatDecision(r egress.Record) string {
 	target := r.Host
 	if target == "" {
 		target = r.Destination

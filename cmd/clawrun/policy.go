@@ -32,7 +32,10 @@ Example:
 			Description: `Loads the network_policies of FILE as the container's new egress allow list,
 without restarting it: the filter switches to the new generation at once
 and closes open connections it no longer allows. The floor policy still
-bounds it. An invalid file is rejected and the running policy stays.
+bounds it. An invalid file is rejected and the running policy stays. The
+command waits for the filter to load the new generation and fails, saying
+why, when it does not (a filter older than this clawrun that cannot read
+it whole, a filter that is down): the running policy then stays too.
 
 Example:
     clawrun policy apply agent1 agent-more-hosts.yaml`,

@@ -9,7 +9,11 @@
 //     sockets, so nothing inside can squat the ports meanwhile, and while
 //     no worker runs, connections are not accepted: traffic fails closed;
 //   - the worker serves the policy resolver and the transparent proxy on
-//     those sockets and reloads the rules on SIGHUP.
+//     those sockets, in a memory cgroup of its own (see cgroup.go), and
+//     loads a proposed generation of rules on SIGHUP (see reload.go). It
+//     reports what it loaded or refused, and why it exits, on its stderr,
+//     which the supervisor reads into the Status: the Status says what is
+//     enforced, and why the filter failed in the worker's own words.
 //
 // The runtime starts the supervisor at create, waits for it to report
 // ready, and stops it (which removes the rules) when the container goes.
@@ -20,6 +24,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"time"
+
+	"github.com/clawrun/clawrun/egress"
 )
 
 // Hidden argv[1] values of clawrun's binary, and clawrun-egress's.
@@ -36,13 +43,15 @@ type Config struct {
 	NsPid int    `json:"ns_pid"`
 	// Container names the container in the decision log.
 	Container string `json:"container"`
-	// RulesFile holds the current egress.Rules (JSON); SIGHUP reloads it.
+	// RulesFile holds the egress.Rules (JSON) in force; SIGHUP loads the
+	// proposal next to it (ProposalFile).
 	RulesFile string `json:"rules_file"`
 	// LogFile receives the decision log (JSON lines, rotated).
 	LogFile     string `json:"log_file"`
 	LogMaxBytes int64  `json:"log_max_bytes"`
 	LogKeep     int    `json:"log_keep"`
-	// StatusFile is rewritten by the supervisor: pids, generation, state.
+	// StatusFile is rewritten by the supervisor: pids, the generation the
+	// worker loaded, state, failures.
 	StatusFile string `json:"status_file"`
 	// Upstream resolvers ("ip:port") and address ranges upstream
 	// connections may reach although private.
@@ -51,6 +60,47 @@ type Config struct {
 	SyntheticRange string   `json:"synthetic_range"`
 	ProxyPort      uint16   `json:"proxy_port"`
 	DNSPort        uint16   `json:"dns_port"`
+	// Limits bound the filter's memory and its connections; zero fields
+	// take DefaultLimits'.
+	Limits Limits `json:"limits,omitzero"`
+}
+
+// Limits bound what a container's traffic can cost its filter.
+type Limits struct {
+	// MemoryBytes is the worker's hard memory limit (a memory cgroup of
+	// its own); its Go heap is kept under 3/4 of it.
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+	// Conns, Pending and HandshakeBytes: see egress.ConnLimits.
+	Conns          int `json:"conns,omitempty"`
+	Pending        int `json:"pending,omitempty"`
+	HandshakeBytes int `json:"handshake_bytes,omitempty"`
+}
+
+// DefaultLimits: a worker serves in about 10 MiB; the caps keep the
+// proxy's buffers well below the memory limit, which is the backstop.
+var DefaultLimits = Limits{
+	MemoryBytes:    256 << 20,
+	Conns:          egress.DefaultConnLimits.Conns,
+	Pending:        egress.DefaultConnLimits.Pending,
+	HandshakeBytes: egress.DefaultConnLimits.HandshakeBytes,
+}
+
+// limits are c.Limits, DefaultLimits' where unset.
+func (c *Config) limits() Limits {
+	l, d := c.Limits, DefaultLimits
+	if l.MemoryBytes <= 0 {
+		l.MemoryBytes = d.MemoryBytes
+	}
+	if l.Conns <= 0 {
+		l.Conns = d.Conns
+	}
+	if l.Pending <= 0 {
+		l.Pending = d.Pending
+	}
+	if l.HandshakeBytes <= 0 {
+		l.HandshakeBytes = d.HandshakeBytes
+	}
+	return l
 }
 
 // Status is what the supervisor reports in StatusFile.
@@ -60,7 +110,21 @@ type Status struct {
 	Worker     int    `json:"worker_pid,omitempty"`
 	Generation int64  `json:"generation"`
 	Restarts   int    `json:"restarts"`
-	Error      string `json:"error,omitempty"`
+	// Error is why the filter is not running, in its state's terms.
+	Error string `json:"error,omitempty"`
+	// LastFailure is the filter's latest failure (a worker that died, a
+	// generation it refused), kept after it recovered.
+	LastFailure *Failure `json:"last_failure,omitempty"`
+}
+
+// Failure is one failure of the filter, in the worker's own words where
+// it had any.
+type Failure struct {
+	Time time.Time `json:"time"`
+	// Generation is the rules generation that was refused (0: not a
+	// refused reload).
+	Generation int64  `json:"generation,omitempty"`
+	Message    string `json:"message"`
 }
 
 // LoadConfig reads a Config file.
@@ -69,15 +133,26 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Unknown fields are an error: a helper binary older than the clawrun
-	// that wrote the file must not run with half of its settings.
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var c Config
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := decodeStrict(path, data, &c); err != nil {
+		return nil, err
 	}
 	return &c, nil
+}
+
+// decodeStrict decodes the JSON file path (its contents data) into v.
+// Unknown fields are an error: a filter older than the clawrun that
+// wrote the file must not run with half of what it says.
+func decodeStrict(path string, data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%s: data after the JSON value", path)
+	}
+	return nil
 }
 
 // ReadStatus reads a StatusFile.
@@ -98,6 +173,12 @@ func writeJSONAtomic(path string, v any) error {
 	if err != nil {
 		return err
 	}
+	return writeFileAtomic(path, data)
+}
+
+// writeFileAtomic replaces path with data: a reader sees the old file or
+// the new one, whole.
+func writeFileAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err

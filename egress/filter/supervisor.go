@@ -90,21 +90,33 @@ func supervise(configPath string, reportReady func(error)) error {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	var worker *exec.Cmd
-	exited := make(chan error, 1)
-	startWorker := func() error {
-		worker = exec.Command("/proc/self/exe", WorkerArg, configPath)
-		worker.ExtraFiles = files
-		worker.Env = append(os.Environ(), fdLayoutEnv+"="+layout)
-		worker.Stdout, worker.Stderr = os.Stderr, os.Stderr
-		worker.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := worker.Start(); err != nil {
+	var cg *memCgroup
+	events := make(chan workerEvent, 64)
+	startWorker := func() (err error) {
+		if cg == nil {
+			if cg, err = newWorkerCgroup(cfg.limits().MemoryBytes); err != nil {
+				return err
+			}
+		}
+		if worker, err = spawnWorker(configPath, files, layout, cg, events); err != nil {
+			worker = nil
 			return err
 		}
 		status.Worker = worker.Process.Pid
-		go func(c *exec.Cmd) { exited <- c.Wait() }(worker)
 		return nil
 	}
 	if err := startWorker(); err != nil {
+		_ = egress.RemoveRules(nsFD)
+		reportReady(err)
+		return err
+	}
+	// Ready once the worker enforces its rules, not merely started.
+	if exited, err := awaitLoaded(events, status, cfg.limits().MemoryBytes, 10*time.Second); err != nil {
+		if !exited {
+			_ = worker.Process.Kill()
+			awaitExit(events, status, time.Minute)
+		}
+		cg.remove()
 		_ = egress.RemoveRules(nsFD)
 		reportReady(err)
 		return err
@@ -117,12 +129,13 @@ func supervise(configPath string, reportReady func(error)) error {
 		status.State = "stopped"
 		if worker != nil && worker.Process != nil {
 			_ = worker.Process.Signal(unix.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(2 * time.Second):
+			if !awaitExit(events, status, 2*time.Second) {
 				_ = worker.Process.Kill()
-				<-exited
+				awaitExit(events, status, time.Minute)
 			}
+		}
+		if cg != nil {
+			cg.remove()
 		}
 		var err error
 		// Other containers (a pod's) may still run in the namespace: then
@@ -156,13 +169,21 @@ func supervise(configPath string, reportReady func(error)) error {
 				continue
 			}
 			return stop()
-		case werr := <-exited:
+		case ev := <-events:
+			if ev.report != nil {
+				noteReport(status, *ev.report)
+				save()
+				continue
+			}
+			exit := ev.exit
+			worker = nil
 			// The worker died: its sockets stay here, so connections wait
 			// in the backlog (nothing gets out, nothing can take the port)
 			// until a new worker accepts them.
 			status.Restarts++
 			status.State = "restarting"
-			status.Error = fmt.Sprint(werr)
+			status.Error = exit.describe(cfg.limits().MemoryBytes)
+			status.LastFailure = &Failure{Time: time.Now(), Message: status.Error}
 			save()
 			now := time.Now()
 			recent = append(recent, now)
@@ -183,12 +204,12 @@ func supervise(configPath string, reportReady func(error)) error {
 			time.Sleep(backoff)
 			backoff = min(backoff*2, 2*time.Second)
 			if err := startWorker(); err != nil {
-				status.Error = err.Error()
-				save()
+				// Like an exit: retried after the backoff, and failed
+				// after too many.
+				events <- workerEvent{exit: &workerExit{err: err, notStart: true}}
 				continue
 			}
-			status.State = "running"
-			status.Error = ""
+			// Running again once the worker says it loaded its rules.
 			save()
 		}
 	}

@@ -2,12 +2,13 @@ package filter
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -22,33 +23,29 @@ import (
 // supervisor; it never returns.
 func WorkerMain(configPath string) {
 	if err := work(configPath); err != nil {
-		fmt.Fprintln(os.Stderr, "clawrun egress worker:", err)
+		// The supervisor reads it: the cause of this exit, for the Status.
+		workerReport{Event: "fatal", Error: err.Error()}.send()
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
 
-// LoadRules reads a rules file.
-func LoadRules(path string) (*egress.Rules, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var r egress.Rules
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &r, nil
-}
-
-// WriteRules writes a rules file atomically (the worker may be reading).
-func WriteRules(path string, r *egress.Rules) error { return writeJSONAtomic(path, r) }
-
 func work(configPath string) error {
+	// Before anything else: all the memory of the worker is to be charged
+	// to its own cgroup, under its limit.
+	if dir := os.Getenv(cgroupEnv); dir != "" {
+		if err := joinCgroup(dir); err != nil {
+			return err
+		}
+	}
 	cfg, err := LoadConfig(configPath)
 	if err != nil {
 		return err
 	}
+	limits := cfg.limits()
+	// Collect harder as the heap nears the cgroup's limit, before the
+	// kernel kills the worker at it.
+	debug.SetMemoryLimit(limits.MemoryBytes / 4 * 3)
 	initial, err := LoadRules(cfg.RulesFile)
 	if err != nil {
 		return err
@@ -62,6 +59,17 @@ func work(configPath string) error {
 		return err
 	}
 	defer log.Close()
+	// Repeated denials are aggregated and the rate capped, so that a
+	// container cannot rotate the log's evidence away.
+	limiter := egress.NewLogLimiter(func(r egress.Record) { _ = log.Write(r) }, egress.DefaultLogLimits, time.Now, cfg.Container)
+	defer limiter.Flush()
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	go func() {
+		for range ticker.C {
+			limiter.Tick()
+		}
+	}()
 
 	allowed, err := parsePrefixes(cfg.AllowedRanges)
 	if err != nil {
@@ -71,7 +79,7 @@ func work(configPath string) error {
 	if err != nil {
 		return fmt.Errorf("synthetic range: %w", err)
 	}
-	logRecord := func(r egress.Record) { _ = log.Write(r) }
+	logRecord := limiter.Log
 	pool := egress.NewSyntheticPool(synth)
 	// Give the protocol: tcp names their addresses now, in the rules'
 	// order, not in the order the container asks: a restarted worker then
@@ -94,6 +102,8 @@ func work(configPath string) error {
 		Log:           logRecord,
 		Container:     cfg.Container,
 		Dial:          dialer.DialContext,
+		Limits: egress.ConnLimits{Conns: limits.Conns, Pending: limits.Pending,
+			HandshakeBytes: limits.HandshakeBytes},
 	}
 	if cfg.NsPid > 0 {
 		proxy.Binaries = egress.SocketOwners(cfg.NsPid)
@@ -119,21 +129,32 @@ func work(configPath string) error {
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGHUP, unix.SIGTERM, unix.SIGINT)
+	reload := func() {
+		next, err := takeProposal(cfg.RulesFile)
+		if err != nil {
+			// Refused whole: the generation in force stays.
+			var r refusal
+			errors.As(err, &r)
+			workerReport{Event: "refused", Generation: r.generation, Error: err.Error()}.send()
+			return
+		}
+		assignSynthetic(pool, next)
+		rules.Store(next)
+		proxy.Recheck()
+		workerReport{Event: "loaded", Generation: next.Generation}.send()
+	}
+	workerReport{Event: "loaded", Generation: initial.Generation}.send()
+	// A generation proposed while no worker ran.
+	if _, err := os.Stat(ProposalFile(cfg.RulesFile)); err == nil {
+		reload()
+	}
 	for {
 		select {
 		case s := <-sigs:
 			if s != unix.SIGHUP {
 				return nil
 			}
-			next, err := LoadRules(cfg.RulesFile)
-			if err != nil {
-				// An invalid generation is refused; the old one stays.
-				fmt.Fprintln(os.Stderr, "clawrun egress worker: reload:", err)
-				continue
-			}
-			assignSynthetic(pool, next)
-			rules.Store(next)
-			proxy.Recheck()
+			reload()
 		case err := <-errs:
 			if err != nil {
 				return err

@@ -192,8 +192,8 @@ func TestEgressFilterKilled(t *testing.T) {
 	if now.Supervisor != st.Supervisor {
 		t.Errorf("the supervisor changed: %d -> %d", st.Supervisor, now.Supervisor)
 	}
-	if s := c.egressState(); s != "filtering (generation 1)" {
-		t.Errorf("after the worker's restart, state says egress %q", s)
+	if s := c.egressState(); !strings.HasPrefix(s, "filtering (generation 1); last failure ") || !strings.Contains(s, "worker killed by SIGKILL") {
+		t.Errorf("after the worker's restart, state says egress %q, want filtering (generation 1) and the last failure: killed", s)
 	}
 	c.check(works)
 	// The client still holds the synthetic address (its TTL is 60 s): the
@@ -278,7 +278,8 @@ func TestEgressNoLeftovers(t *testing.T) {
 		}
 	}
 	created := time.Since(start)
-	if procs := filterProcs(r.root); len(procs) != 2*n {
+	procs := filterProcs(r.root)
+	if len(procs) != 2*n {
 		t.Errorf("%d filter processes for %d containers", len(procs), n)
 	}
 	for _, id := range ids {
@@ -289,6 +290,18 @@ func TestEgressNoLeftovers(t *testing.T) {
 		n, created.Round(time.Millisecond), total.Round(time.Millisecond), float64(total.Milliseconds())/float64(n))
 
 	waitFor(t, 10*time.Second, "no filter process left", func() bool { return len(filterProcs(r.root)) == 0 })
+	// Each filter's worker had a memory cgroup of its own, named after
+	// its supervisor, next to the runtime's (v1: in it, v2: beside it):
+	// gone with it.
+	own := cgroupDirOf(t, os.Getpid(), "memory")
+	for _, pid := range procs {
+		for _, dir := range []string{own, filepath.Dir(own)} {
+			cg := filepath.Join(dir, "clawrun-egress-"+strconv.Itoa(pid))
+			if _, err := os.Stat(cg); !os.IsNotExist(err) {
+				t.Errorf("the filter's memory cgroup %s is left (%v)", cg, err)
+			}
+		}
+	}
 	if held := netnsHeld(inodes); len(held) > 0 {
 		t.Errorf("the containers' network namespaces are still held:\n  %s", strings.Join(held, "\n  "))
 	}

@@ -29,6 +29,23 @@ package main
 //	udp ADDR PORT [PAYLOAD]           send one datagram, wait for a reply
 //	icmp ADDR                         one unprivileged ICMP echo
 //
+// Floods, for the filter's limits (they take longer than the rest):
+//
+//	partial-hellos ADDR PORT N HOLD [BYTES]
+//	                                  open N connections, each sending only
+//	                                  the first BYTES (9 by default, at most
+//	                                  16389) of a ClientHello; print
+//	                                  "OPEN held=H refused=R" once it is known
+//	                                  which ones the peer closed at once, keep
+//	                                  the held ones open HOLD seconds, then
+//	                                  "OK held=H refused=R closed=C" (C: held
+//	                                  ones the peer closed meanwhile)
+//	flood-tls ADDR PORT SNI N         N ClientHellos for SNI, one connection
+//	                                  each, 32 at a time: "OK closed=C
+//	                                  answered=A failed=F"
+//	flood-dns SERVER NAME N           N A queries for NAME, 32 at a time:
+//	                                  "OK answered=A lost=L"
+//
 // ADDR is an IP literal or a name resolved through /etc/resolv.conf.
 // The commands register themselves in the probe's command table: this
 // file's init runs after main.go's (files initialize in name order).
@@ -63,15 +80,18 @@ func init() {
 		commands = map[string]command{}
 	}
 	for name, c := range map[string]command{
-		"dns":       {"SERVER NAME [TYPE] [tcp]", 2, 4, cmdDNS},
-		"tls":       {"ADDR PORT SNI [HOLD]", 3, 4, cmdTLS},
-		"tls-nosni": {"ADDR PORT", 2, 2, func(a []string) error { return cmdTLS([]string{a[0], a[1], "-"}) }},
-		"hello":     {"ADDR PORT SNI [ech]", 3, 4, cmdHello},
-		"http":      {"ADDR PORT HOST [HOST2] [PATH]", 3, 5, cmdHTTP},
-		"http-hold": {"ADDR PORT HOST SECONDS [PATH]", 4, 5, cmdHTTPHold},
-		"tcp":       {"ADDR PORT [HOLD]", 2, 3, cmdTCP},
-		"udp":       {"ADDR PORT [PAYLOAD]", 2, 3, cmdUDP},
-		"icmp":      {"ADDR", 1, 1, cmdICMP},
+		"dns":            {"SERVER NAME [TYPE] [tcp]", 2, 4, cmdDNS},
+		"tls":            {"ADDR PORT SNI [HOLD]", 3, 4, cmdTLS},
+		"tls-nosni":      {"ADDR PORT", 2, 2, func(a []string) error { return cmdTLS([]string{a[0], a[1], "-"}) }},
+		"hello":          {"ADDR PORT SNI [ech]", 3, 4, cmdHello},
+		"http":           {"ADDR PORT HOST [HOST2] [PATH]", 3, 5, cmdHTTP},
+		"http-hold":      {"ADDR PORT HOST SECONDS [PATH]", 4, 5, cmdHTTPHold},
+		"tcp":            {"ADDR PORT [HOLD]", 2, 3, cmdTCP},
+		"udp":            {"ADDR PORT [PAYLOAD]", 2, 3, cmdUDP},
+		"icmp":           {"ADDR", 1, 1, cmdICMP},
+		"partial-hellos": {"ADDR PORT N HOLD [BYTES]", 4, 5, cmdPartialHellos},
+		"flood-tls":      {"ADDR PORT SNI N", 4, 4, cmdFloodTLS},
+		"flood-dns":      {"SERVER NAME N", 3, 3, cmdFloodDNS},
 	} {
 		commands[name] = c
 	}
@@ -615,4 +635,161 @@ func cmdICMP(a []string) error {
 		return errSys("recvfrom", err)
 	}
 	return okWith("reply")
+}
+
+// --- floods ---
+
+// partialHello is the first size bytes of a ClientHello that announces
+// 60 KiB and never sends them: a record of 16 KiB, the handshake header,
+// and zeros.
+func partialHello(size int) []byte {
+	b := []byte{0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0xf0, 0x00}
+	return append(b, make([]byte, max(0, min(size, 5+1<<14)-len(b)))...)
+}
+
+func cmdPartialHellos(a []string) error {
+	n, err := atoiArg(a[2])
+	if err != nil {
+		return err
+	}
+	hold, err := strconv.ParseFloat(a[3], 64)
+	if err != nil || hold <= 0 {
+		return failure{"USAGE", "HOLD must be a number of seconds"}
+	}
+	size := 9
+	if len(a) > 4 {
+		if size, err = atoiArg(a[4]); err != nil {
+			return err
+		}
+	}
+	hello := partialHello(size)
+	var conns []net.Conn
+	refused := 0
+	for range n {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(a[0], a[1]), netTimeout)
+		if err != nil {
+			refused++
+			continue
+		}
+		if _, err := c.Write(hello); err != nil {
+			c.Close()
+			refused++
+			continue
+		}
+		conns = append(conns, c)
+	}
+	// A refused connection is closed by the peer right after it was
+	// accepted: give every one the same short while to be.
+	closed := closedWithin(conns, time.Now().Add(2*time.Second))
+	var held []net.Conn
+	for i, c := range conns {
+		if closed[i] {
+			c.Close()
+			refused++
+		} else {
+			held = append(held, c)
+		}
+	}
+	fmt.Printf("OPEN held=%d refused=%d\n", len(held), refused)
+	closedLater := 0
+	for _, gone := range closedWithin(held, time.Now().Add(time.Duration(hold*float64(time.Second)))) {
+		if gone {
+			closedLater++
+		}
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	return okWith(fmt.Sprintf("held=%d refused=%d closed=%d", len(held), refused, closedLater))
+}
+
+// closedWithin reads every connection until deadline, in parallel, and
+// reports which ones the peer closed (EOF or reset) by then.
+func closedWithin(conns []net.Conn, deadline time.Time) []bool {
+	out := make([]bool, len(conns))
+	done := make(chan struct{}, len(conns))
+	for i, c := range conns {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			_ = c.SetReadDeadline(deadline)
+			var b [1]byte
+			_, err := c.Read(b[:])
+			out[i] = err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+		}()
+	}
+	for range conns {
+		<-done
+	}
+	return out
+}
+
+// parallel runs job n times, 32 at a time, and counts its outcomes.
+func parallel(n int, job func() string) map[string]int {
+	jobs := make(chan struct{})
+	results := make(chan string)
+	for range 32 {
+		go func() {
+			for range jobs {
+				results <- job()
+			}
+		}()
+	}
+	go func() {
+		for range n {
+			jobs <- struct{}{}
+		}
+		close(jobs)
+	}()
+	counts := map[string]int{}
+	for range n {
+		counts[<-results]++
+	}
+	return counts
+}
+
+func cmdFloodTLS(a []string) error {
+	n, err := atoiArg(a[3])
+	if err != nil {
+		return err
+	}
+	hello := clientHello(a[2], false)
+	counts := parallel(n, func() string {
+		c, err := dialTCP(a[0], a[1])
+		if err != nil {
+			return "failed"
+		}
+		defer c.Close()
+		if _, err := c.Write(hello); err != nil {
+			return "closed"
+		}
+		var b [1]byte
+		if _, err := c.Read(b[:]); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return "failed"
+			}
+			return "closed"
+		}
+		return "answered"
+	})
+	return okWith(fmt.Sprintf("closed=%d answered=%d failed=%d", counts["closed"], counts["answered"], counts["failed"]))
+}
+
+func cmdFloodDNS(a []string) error {
+	n, err := atoiArg(a[2])
+	if err != nil {
+		return err
+	}
+	server := a[0]
+	if _, _, err := net.SplitHostPort(server); err != nil {
+		server = net.JoinHostPort(server, "53")
+	}
+	counts := parallel(n, func() string {
+		var id [2]byte
+		_, _ = rand.Read(id[:])
+		if _, err := exchangeUDP(server, buildQuery(binary.BigEndian.Uint16(id[:]), a[1], 1)); err != nil {
+			return "lost"
+		}
+		return "answered"
+	})
+	return okWith(fmt.Sprintf("answered=%d lost=%d", counts["answered"], counts["lost"]))
 }

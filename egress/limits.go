@@ -1,0 +1,164 @@
+package egress
+
+import (
+	"container/list"
+	"net"
+	"sync"
+	"time"
+)
+
+// ConnLimits bound what one network namespace's connections can make the
+// proxy hold: the container must not be able to grow the filter's memory
+// (which is not charged to the container) by opening connections.
+type ConnLimits struct {
+	// Conns caps the connections open at once, decided or not.
+	Conns int
+	// Pending caps the connections whose ClientHello or first request
+	// head has not been read yet, and HandshakeTimeout bounds that wait.
+	Pending          int
+	HandshakeTimeout time.Duration
+	// HandshakeBytes caps what a connection may make the proxy buffer: a
+	// ClientHello, a request head.
+	HandshakeBytes int
+}
+
+// DefaultConnLimits leave room for any agent (a browser opens six
+// connections per host) and keep the worst case of the proxy's own
+// buffers around 10 MiB.
+var DefaultConnLimits = ConnLimits{Conns: 1024, Pending: 256, HandshakeTimeout: 10 * time.Second, HandshakeBytes: 32 << 10}
+
+// evictAfter is how long a connection may sit on its handshake before a
+// new one takes its place when Pending connections wait: real clients
+// send theirs at once, so the new one wins over a connection that sends
+// nothing.
+const evictAfter = time.Second
+
+// admission counts a proxy's connections against its ConnLimits.
+type admission struct {
+	limits ConnLimits
+	mu     sync.Mutex
+	open   int
+	queue  list.List // of *ticket not yet decided, oldest first
+}
+
+// ticket is one admitted connection.
+type ticket struct {
+	conn    net.Conn
+	since   time.Time
+	elem    *list.Element // in the queue while undecided; nil after
+	evicted bool          // cut to make room for a newer connection
+}
+
+// admit counts c in, or returns why it is refused. Waiting for the
+// oldest undecided connection to be older than evictAfter, it is cut
+// (its handshake read fails, see evictedFor) to make room for c.
+func (a *admission) admit(c net.Conn, now time.Time) (*ticket, Reason) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.limits.Conns > 0 && a.open >= a.limits.Conns {
+		return nil, ReasonConnLimit
+	}
+	if a.limits.Pending > 0 && a.queue.Len() >= a.limits.Pending {
+		oldest := a.queue.Front().Value.(*ticket)
+		if now.Sub(oldest.since) < evictAfter {
+			return nil, ReasonHandshakeLimit
+		}
+		a.queue.Remove(oldest.elem)
+		oldest.elem, oldest.evicted = nil, true
+		_ = oldest.conn.SetReadDeadline(now) // its reader wakes up and gives up
+	}
+	t := &ticket{conn: c, since: now}
+	t.elem = a.queue.PushBack(t)
+	a.open++
+	return t, ""
+}
+
+// decided takes t out of the undecided connections.
+func (a *admission) decided(t *ticket) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t.elem != nil {
+		a.queue.Remove(t.elem)
+		t.elem = nil
+	}
+}
+
+// done counts t out.
+func (a *admission) done(t *ticket) {
+	a.decided(t)
+	a.mu.Lock()
+	a.open--
+	a.mu.Unlock()
+}
+
+// failedFor is the reason a handshake read that failed with err is
+// logged with: the limits', when they cut it.
+func (a *admission) failedFor(t *ticket, err error, otherwise Reason) Reason {
+	a.mu.Lock()
+	evicted := t.evicted
+	a.mu.Unlock()
+	switch {
+	case evicted:
+		return ReasonHandshakeLimit
+	case isTimeout(err):
+		return ReasonHandshakeTimeout
+	case err == errHandshakeTooLarge || err == ErrHelloTooLarge || err == ErrHeadTooLarge:
+		return ReasonHandshakeSize
+	}
+	return otherwise
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// refuse closes a connection the limits do not let in, at once and with
+// a reset: nothing of it stays behind, not even in TIME_WAIT.
+func refuse(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+// limitListener refuses connections past max open at once, calling
+// refused for each (the DNS server's TCP listener: its own timeouts bound
+// how long a connection stays).
+type limitListener struct {
+	net.Listener
+	slots   chan struct{}
+	refused func(net.Conn)
+}
+
+func newLimitListener(l net.Listener, max int, refused func(net.Conn)) net.Listener {
+	return &limitListener{Listener: l, slots: make(chan struct{}, max), refused: refused}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &slotConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			l.refused(c)
+			refuse(c)
+		}
+	}
+}
+
+// slotConn gives its slot back when closed (once).
+type slotConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *slotConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}

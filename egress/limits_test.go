@@ -1,0 +1,85 @@
+package egress
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// pipeConn is one end of a connected pair; the other is closed at cleanup.
+func pipeConn(t *testing.T) net.Conn {
+	t.Helper()
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a
+}
+
+func TestAdmissionCaps(t *testing.T) {
+	a := &admission{limits: ConnLimits{Conns: 3, Pending: 2}}
+	now := time.Unix(1700000000, 0)
+	t1, r := a.admit(pipeConn(t), now)
+	t2, _ := a.admit(pipeConn(t), now)
+	if t1 == nil || t2 == nil || r != "" {
+		t.Fatalf("the first two connections were refused (%q)", r)
+	}
+	// Two undecided, both new: the third is refused.
+	if tk, r := a.admit(pipeConn(t), now.Add(500*time.Millisecond)); tk != nil || r != ReasonHandshakeLimit {
+		t.Fatalf("a third undecided connection: %v, %q, want refused with %s", tk, r, ReasonHandshakeLimit)
+	}
+	// One decides: room again.
+	a.decided(t1)
+	t3, r := a.admit(pipeConn(t), now.Add(600*time.Millisecond))
+	if t3 == nil {
+		t.Fatalf("refused (%q) with one undecided connection", r)
+	}
+	// Three open: the cap on connections, decided or not.
+	a.decided(t3)
+	if tk, r := a.admit(pipeConn(t), now.Add(700*time.Millisecond)); tk != nil || r != ReasonConnLimit {
+		t.Fatalf("a fourth connection: %v, %q, want refused with %s", tk, r, ReasonConnLimit)
+	}
+	a.done(t1)
+	if tk, _ := a.admit(pipeConn(t), now.Add(800*time.Millisecond)); tk == nil {
+		t.Fatal("refused after one connection ended")
+	}
+}
+
+func TestAdmissionEvictsTheOldestStalledHandshake(t *testing.T) {
+	a := &admission{limits: ConnLimits{Conns: 10, Pending: 1}}
+	now := time.Unix(1700000000, 0)
+	stalled := pipeConn(t)
+	old, _ := a.admit(stalled, now)
+	// Past evictAfter, a new connection takes the stalled one's place.
+	fresh, r := a.admit(pipeConn(t), now.Add(evictAfter))
+	if fresh == nil {
+		t.Fatalf("a new connection was refused (%q) for one stalled %v", r, evictAfter)
+	}
+	// The stalled one's read fails at once, and is logged as the limit's.
+	_, err := stalled.Read(make([]byte, 1))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the evicted connection's read: %v, want its deadline passed", err)
+	}
+	if got := a.failedFor(old, err, ReasonNoSNI); got != ReasonHandshakeLimit {
+		t.Errorf("the evicted connection is logged as %q, want %q", got, ReasonHandshakeLimit)
+	}
+	if got := a.failedFor(fresh, err, ReasonNoSNI); got != ReasonHandshakeTimeout {
+		t.Errorf("a connection whose deadline passed is logged as %q, want %q", got, ReasonHandshakeTimeout)
+	}
+	if got := a.failedFor(fresh, errHandshakeTooLarge, ReasonNoSNI); got != ReasonHandshakeSize {
+		t.Errorf("a connection past its buffer is logged as %q, want %q", got, ReasonHandshakeSize)
+	}
+}
+
+func TestReadClientHelloBufferCap(t *testing.T) {
+	hello := realHello(t, &tls.Config{ServerName: "example.com"})
+	if _, _, err := readClientHello(bufio.NewReaderSize(bytes.NewReader(hello), 16), len(hello)); err != nil {
+		t.Fatalf("a ClientHello of exactly the cap: %v", err)
+	}
+	if _, _, err := readClientHello(bufio.NewReaderSize(bytes.NewReader(hello), 16), len(hello)-1); err != errHandshakeTooLarge {
+		t.Fatalf("a ClientHello past the cap: %v, want %v", err, errHandshakeTooLarge)
+	}
+}
