@@ -131,7 +131,10 @@ func containerPolicy(annotations map[string]string, cfg *policy.Config) (*policy
 		if p, err = policy.Parse("inline", []byte(inline)); err != nil {
 			return nil, fmt.Errorf("annotation %s: %w", AnnotationPolicyInline, err)
 		}
-	case !hasEgress && cfg.DefaultPolicy != "":
+	case cfg.DefaultPolicy != "":
+		// The egress shortcut below adds to the default policy as it adds
+		// to a named one: an allow list meant to narrow egress must not
+		// take the file rules away.
 		if p, err = loadPolicyRef(cfg.DefaultPolicy, cfg, true); err != nil {
 			return nil, fmt.Errorf("config default_policy: %w", err)
 		}

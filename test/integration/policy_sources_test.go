@@ -92,6 +92,11 @@ func TestPolicySources(t *testing.T) {
 			checks: sourceChecks(ok, ok, ok), policy: "wide", layers: []string{"wide"}},
 		{name: "config-default-policy", globals: []string{"--config", config("default_policy: agent-default\n")},
 			checks: sourceChecks(deny, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
+		// The egress shortcut adds its allow list to the default policy, as
+		// it does to a named one: an allow list never removes file rules.
+		{name: "config-default-with-egress", globals: []string{"--config", config("default_policy: agent-default\n")},
+			edits:  []func(*specs.Spec){annotate(annEgress, "api.example.com")},
+			checks: sourceChecks(deny, deny, ok), policy: "agent-default", layers: []string{"agent-default"}, egress: true},
 		// An annotation replaces the default policy (the floor stays).
 		{name: "config-default-replaced", globals: []string{"--config", config("default_policy: agent-default\n")},
 			edits:  []func(*specs.Spec){withPolicy("wide")},
