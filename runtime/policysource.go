@@ -65,7 +65,7 @@ type resolved struct {
 	floor string // the floor policy's name ("" without a floor)
 }
 
-func (o *PolicyOptions) resolvePlan(annotations map[string]string, workdir string) (*resolved, error) {
+func (o *PolicyOptions) resolvePlan(annotations map[string]string, opts policy.CompileOptions) (*resolved, error) {
 	cfg, err := o.loadConfig()
 	if err != nil {
 		return nil, err
@@ -84,7 +84,7 @@ func (o *PolicyOptions) resolvePlan(annotations map[string]string, workdir strin
 	if err != nil {
 		return nil, err
 	}
-	plan, err := policy.Compile(floor, container, policy.CompileOptions{Workdir: workdir})
+	plan, err := policy.Compile(floor, container, opts)
 	if err != nil {
 		return nil, err
 	}
