@@ -53,6 +53,8 @@ type confinement struct {
 	// an application container of a pod, InPod); it has none of its own.
 	SharedFilter string `json:"shared_filter,omitempty"`
 	InPod        bool   `json:"in_pod,omitempty"`
+	// ReadOnlyMounts are the plan's read-only paths made read-only mounts.
+	ReadOnlyMounts []string `json:"read_only_mounts,omitempty"`
 }
 
 const (
@@ -112,6 +114,7 @@ func (r *Runtime) confine(spec *specs.Spec, id string) (*confinement, error) {
 	if err := c.applyToProcess(spec.Process, rootfsPath(spec)); err != nil {
 		return nil, err
 	}
+	c.ReadOnlyMounts = protectReadOnly(spec, plan)
 	return c, nil
 }
 

@@ -91,7 +91,7 @@ func TestPolicySeccomp(t *testing.T) {
 			pc("memfd-exec", "memfd-exec", "OK ran from a memfd", ""),
 			pc("io-uring", "io-uring", "OK", ""),
 			pc("denied-mkdir", "mkdir /tmp/d", "ERR EPERM mkdir", ""),
-			pc("landlock-still-on", "write /usr/x", "ERR EACCES", ""),
+			pc("landlock-still-on", "write /sandbox/x", "ERR EACCES", ""),
 		}
 		doc := `version: 1
 filesystem_policy:
