@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -184,4 +185,43 @@ func TestPolicyReadOnlyMetadata(t *testing.T) {
 			verifyChecks(t, tc.name, r.runOnce(b).Stdout, checks, tc.want)
 		})
 	}
+}
+
+// TestPolicyReadOnlyMountLimits: where a read-only mount would break the
+// container, the path is left to Landlock alone, as README.md says: a
+// read-only directory with a writable one beneath it, or with a writable
+// path that is a symlink into it, and /proc. The rest is still a read-only
+// mount, and state lists the mounts.
+func TestPolicyReadOnlyMountLimits(t *testing.T) {
+	t.Parallel()
+	r := policyRuntime(t)
+	doc := `version: 1
+filesystem_policy:
+  read_only: [/bin, /usr, /etc, /opt, /proc]
+  read_write: [/tmp, /dev/null, /usr/w, /sandbox]
+`
+	b := r.probeBundle(withInline(doc), addCaps("CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE"), bundle.Shell(sleeper))
+	mkdirRootfs(t, b, "/usr/w", "/opt/work")
+	if err := os.Remove(inRootfs(b, "/sandbox")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/opt/work", inRootfs(b, "/sandbox")); err != nil {
+		t.Fatal(err)
+	}
+	id := newID(t)
+	r.runDetachedOut(id, b)
+	if got, want := r.fullState(id).Clawrun.ReadOnlyMounts, []string{"/bin", "/etc"}; !slices.Equal(got, want) {
+		t.Errorf("state: read_only_mounts %q, want %q", got, want)
+	}
+	checks := []pcheck{
+		pc("write-beneath", "write /usr/w/x", "OK", ""),
+		pc("write-through-symlink", "write /sandbox/x", "OK", ""),
+		pc("write-usr", "write /usr/x", "ERR EACCES", ""),
+		pc("write-opt", "write /opt/x", "ERR EACCES", ""),
+		pc("chown-etc", "chown /etc 1 1", "ERR EROFS", ""),
+		// Landlock alone: the metadata is not protected.
+		pc("chmod-usr", "chmod "+probePath+" 755", "OK", ""),
+	}
+	res := r.ok("exec", id, "sh", "-c", checkScript(checks))
+	verifyChecks(t, "limits", res.Stdout, checks, wantPolicy)
 }

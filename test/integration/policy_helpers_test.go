@@ -280,7 +280,8 @@ type confState struct {
 		RunAs               string   `json:"run_as"`
 		DroppedCapabilities []string `json:"dropped_capabilities"`
 	} `json:"process"`
-	Warnings []string `json:"warnings"`
+	ReadOnlyMounts []string `json:"read_only_mounts"`
+	Warnings       []string `json:"warnings"`
 }
 
 func (c *confState) String() string {
