@@ -53,6 +53,8 @@ type confinement struct {
 	// an application container of a pod, InPod); it has none of its own.
 	SharedFilter string `json:"shared_filter,omitempty"`
 	InPod        bool   `json:"in_pod,omitempty"`
+	// ReadOnlyMounts are the plan's read-only paths made read-only mounts.
+	ReadOnlyMounts []string `json:"read_only_mounts,omitempty"`
 }
 
 const (
@@ -60,11 +62,19 @@ const (
 	initReportFile  = "clawrun-init-report.json"
 )
 
-// confine resolves the policy of a container and rewrites its spec to
+// confine resolves the policy of container id and rewrites its spec to
 // enforce it. It returns nil (and leaves the spec alone) when no policy
 // applies anywhere.
-func (r *Runtime) confine(spec *specs.Spec) (*confinement, error) {
-	res, err := r.Policy.resolvePlan(spec.Annotations, spec.Process.Cwd)
+func (r *Runtime) confine(spec *specs.Spec, id string) (*confinement, error) {
+	podRole := podRole(spec.Annotations, id)
+	opts := policy.CompileOptions{Workdir: spec.Process.Cwd}
+	if podRole == criSandbox {
+		// The sandbox (pause) container carries the pod's network policy
+		// and the floor; each application container has its own file and
+		// seccomp policy.
+		opts.PodSandbox, opts.SandboxCommand = true, sandboxCommand(spec)
+	}
+	res, err := r.Policy.resolvePlan(spec.Annotations, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +86,6 @@ func (r *Runtime) confine(spec *specs.Spec) (*confinement, error) {
 		return nil, errors.New("policy: the container needs a /proc mount (clawrun's launcher runs from /proc/self/exe)")
 	}
 	c := &confinement{Plan: plan, Command: slices.Clone(spec.Process.Args), Floor: res.floor}
-	podRole := spec.Annotations[annotationCRIContainerType]
 	if len(plan.Network) > 0 {
 		if err := checkEgressNetwork(spec); err != nil {
 			return nil, err
@@ -99,19 +108,35 @@ func (r *Runtime) confine(spec *specs.Spec) (*confinement, error) {
 			c.Egress = setup
 		}
 	}
-	if podRole == criSandbox {
-		// The sandbox (pause) container carries the pod's network policy
-		// only; each application container has its own file and seccomp
-		// policy.
-		plan.Layers, plan.Seccomp = nil, policy.SeccompPlan{Profile: seccomp.ProfileNone}
-	}
 	if c.Launch, err = launchSpec(plan); err != nil {
 		return nil, err
 	}
 	if err := c.applyToProcess(spec.Process, rootfsPath(spec)); err != nil {
 		return nil, err
 	}
+	c.ReadOnlyMounts = protectReadOnly(spec, plan)
 	return c, nil
+}
+
+// sandboxCommand is a pod sandbox's command as its exec will find it: an
+// absolute path as it is, anything else looked up in the root filesystem
+// through the process's PATH; "" when it is not found (the floor then
+// keeps the sandbox from running it, and the launcher says so).
+func sandboxCommand(spec *specs.Spec) string {
+	name := spec.Process.Args[0]
+	if path.IsAbs(name) {
+		return path.Clean(name)
+	}
+	root, err := openRoot(rootfsPath(spec))
+	if err != nil {
+		return ""
+	}
+	defer root.Close()
+	cmd, err := root.resolveCommand(name, spec.Process.Env, spec.Process.Cwd)
+	if err != nil {
+		return ""
+	}
+	return cmd
 }
 
 // applyToProcess makes p run under the confinement: through the launcher,

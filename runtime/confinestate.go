@@ -15,7 +15,10 @@ type Confinement struct {
 	Seccomp  SeccompState     `json:"seccomp"`
 	Egress   string           `json:"egress"`
 	Process  ProcessConfState `json:"process"`
-	Warnings []string         `json:"warnings,omitempty"`
+	// ReadOnlyMounts are the policy's read-only paths that are read-only
+	// mounts too, so that their metadata cannot change either.
+	ReadOnlyMounts []string `json:"read_only_mounts,omitempty"`
+	Warnings       []string `json:"warnings,omitempty"`
 }
 
 // LandlockState is the Landlock part of Confinement.
@@ -61,9 +64,10 @@ func confinementState(c *confinement, stateDir string) *Confinement {
 			Compatibility: string(c.Plan.Compatibility),
 			Status:        "pending",
 		},
-		Seccomp: SeccompState{Profile: c.Plan.Seccomp.Profile, Denied: len(c.Plan.Seccomp.Deny)},
-		Egress:  "off",
-		Process: ProcessConfState{NoNewPrivileges: true, DroppedCapabilities: c.DroppedCaps},
+		Seccomp:        SeccompState{Profile: c.Plan.Seccomp.Profile, Denied: len(c.Plan.Seccomp.Deny)},
+		Egress:         "off",
+		Process:        ProcessConfState{NoNewPrivileges: true, DroppedCapabilities: c.DroppedCaps},
+		ReadOnlyMounts: c.ReadOnlyMounts,
 	}
 	if c.Plan.RunAsUser != "" || c.Plan.RunAsGroup != "" {
 		out.Process.User = c.Plan.RunAsUser + ":" + c.Plan.RunAsGroup

@@ -54,7 +54,7 @@ func (r *Runtime) start(opts CreateOptions, act action) (int, error) {
 		return -1, err
 	}
 	// The policy rewrites the spec, so it comes before libcontainer's config.
-	conf, err := r.confine(spec)
+	conf, err := r.confine(spec, opts.ID)
 	if err != nil {
 		return -1, err
 	}

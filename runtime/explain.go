@@ -16,7 +16,8 @@ import (
 var seccompRules = []string{
 	"clone and unshare with CLONE_NEWUSER: denied (no user namespaces); clone3 reports ENOSYS, so that libc falls back to clone.",
 	"execveat of a file descriptor (AT_EMPTY_PATH, e.g. a memfd): denied.",
-	"Sockets: AF_PACKET, AF_BLUETOOTH, AF_VSOCK, and netlink other than NETLINK_ROUTE: denied.",
+	"socket and socketpair: AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK with NETLINK_ROUTE only; every other family (AF_PACKET, AF_VSOCK, AF_ALG, AF_TIPC, ...) denied.",
+	"personality: the execution domains Docker's default profile allows (PER_LINUX, PER_LINUX32, UNAME26, and reading the current one); READ_IMPLIES_EXEC and every other flag denied.",
 }
 
 // Explain loads the policy ref names and the floor the runtime would put

@@ -17,7 +17,13 @@ import (
 type containerRoot struct{ fd int }
 
 func openContainerRoot(pid int) (*containerRoot, error) {
-	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	return openRoot("/proc/" + strconv.Itoa(pid) + "/root")
+}
+
+// openRoot opens a directory as a root, e.g. a bundle's root filesystem
+// before the container exists (without the spec's mounts).
+func openRoot(dir string) (*containerRoot, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open the container's root: %w", err)
 	}
@@ -48,18 +54,28 @@ func (r *containerRoot) stat(p string) (*unix.Stat_t, error) {
 // process's PATH, and it must be an executable regular file. The error
 // reads like libcontainer's own.
 func (r *containerRoot) lookPath(name string, env []string, cwd string) error {
-	isExe := func(p string) bool {
+	_, err := r.resolveCommand(name, env, cwd)
+	return err
+}
+
+// resolveCommand is lookPath that also returns the command's absolute,
+// clean path (symlinks are not followed: the container's exec will).
+func (r *containerRoot) resolveCommand(name string, env []string, cwd string) (string, error) {
+	abs := func(p string) string {
 		if !path.IsAbs(p) {
 			p = path.Join(cwd, p)
 		}
-		st, err := r.stat(p)
+		return path.Clean(p)
+	}
+	isExe := func(p string) bool {
+		st, err := r.stat(abs(p))
 		return err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o111 != 0
 	}
 	if strings.Contains(name, "/") {
 		if isExe(name) {
-			return nil
+			return abs(name), nil
 		}
-		return &exec.Error{Name: name, Err: errors.New("no such executable file in the container")}
+		return "", &exec.Error{Name: name, Err: errors.New("no such executable file in the container")}
 	}
 	pathVar := ""
 	for _, kv := range env {
@@ -71,9 +87,9 @@ func (r *containerRoot) lookPath(name string, env []string, cwd string) error {
 		if dir == "" {
 			dir = "."
 		}
-		if isExe(path.Join(dir, name)) {
-			return nil
+		if p := path.Join(dir, name); isExe(p) {
+			return abs(p), nil
 		}
 	}
-	return &exec.Error{Name: name, Err: exec.ErrNotFound}
+	return "", &exec.Error{Name: name, Err: exec.ErrNotFound}
 }

@@ -18,10 +18,42 @@ import (
 
 // The CRI (containerd, CRI-O) tells a pod's sandbox from its containers.
 const (
-	annotationCRIContainerType = "io.kubernetes.cri.container-type"
-	criSandbox                 = "sandbox"
-	criContainer               = "container"
+	annotationCRIContainerType  = "io.kubernetes.cri.container-type"
+	annotationCRISandboxID      = "io.kubernetes.cri.sandbox-id"
+	annotationCRIOContainerType = "io.kubernetes.cri-o.ContainerType"
+	annotationCRIOSandboxID     = "io.kubernetes.cri-o.SandboxID"
+	criSandbox                  = "sandbox"
+	criContainer                = "container"
 )
+
+// podRole says what the CRI made container id: criSandbox for a pod's
+// sandbox, criContainer for an application container of a pod, "" for
+// anything else. A sandbox is a container annotated as one whose sandbox
+// id is its own: containerd creates the sandbox container with the
+// sandbox's id and sets io.kubernetes.cri.sandbox-id to it (an
+// application container carries its sandbox's id); CRI-O does the same
+// for its infra container with io.kubernetes.cri-o.SandboxID. A container
+// that only claims the role is an ordinary container. Whoever chooses
+// both the annotations and the id (ctr, nerdctl) can still make a
+// container a sandbox, so the role never takes the floor policy away.
+//
+// CRI-O's application containers are left unmarked: a CRI-O pod may have
+// no infra container at all (drop_infra_ctr), and then its first confined
+// container runs the namespace's filter, as for any shared namespace.
+func podRole(annotations map[string]string, id string) string {
+	switch {
+	case isSandbox(annotations, annotationCRIContainerType, annotationCRISandboxID, id),
+		isSandbox(annotations, annotationCRIOContainerType, annotationCRIOSandboxID, id):
+		return criSandbox
+	case annotations[annotationCRIContainerType] == criContainer:
+		return criContainer
+	}
+	return ""
+}
+
+func isSandbox(annotations map[string]string, typeKey, idKey, id string) bool {
+	return annotations[typeKey] == criSandbox && id != "" && annotations[idKey] == id
+}
 
 // netnsRecord says which container runs the egress filter of a network
 // namespace, and with which rules, so that the other containers of a pod

@@ -65,7 +65,7 @@ type resolved struct {
 	floor string // the floor policy's name ("" without a floor)
 }
 
-func (o *PolicyOptions) resolvePlan(annotations map[string]string, workdir string) (*resolved, error) {
+func (o *PolicyOptions) resolvePlan(annotations map[string]string, opts policy.CompileOptions) (*resolved, error) {
 	cfg, err := o.loadConfig()
 	if err != nil {
 		return nil, err
@@ -84,7 +84,7 @@ func (o *PolicyOptions) resolvePlan(annotations map[string]string, workdir strin
 	if err != nil {
 		return nil, err
 	}
-	plan, err := policy.Compile(floor, container, policy.CompileOptions{Workdir: workdir})
+	plan, err := policy.Compile(floor, container, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,10 @@ func containerPolicy(annotations map[string]string, cfg *policy.Config) (*policy
 		if p, err = policy.Parse("inline", []byte(inline)); err != nil {
 			return nil, fmt.Errorf("annotation %s: %w", AnnotationPolicyInline, err)
 		}
-	case !hasEgress && cfg.DefaultPolicy != "":
+	case cfg.DefaultPolicy != "":
+		// The egress shortcut below adds to the default policy as it adds
+		// to a named one: an allow list meant to narrow egress must not
+		// take the file rules away.
 		if p, err = loadPolicyRef(cfg.DefaultPolicy, cfg, true); err != nil {
 			return nil, fmt.Errorf("config default_policy: %w", err)
 		}

@@ -21,7 +21,7 @@ expect() { # expect ACTION UNDER-POLICY WITHOUT
 	fi
 }
 expect "read /etc/os-release" "ALLOWED" "ALLOWED"
-expect "write /usr/bin/x" "DENIED (Landlock)" "ALLOWED"
+expect "write /usr/bin/x" "DENIED (read-only mount)" "ALLOWED"
 expect "write /sandbox/out" "ALLOWED" "ALLOWED"
 expect "read /run/secrets/token" "DENIED (Landlock)" "ALLOWED"
 expect "ptrace another process" "DENIED (seccomp)" "ALLOWED"

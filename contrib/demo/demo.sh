@@ -1,7 +1,8 @@
 #!/bin/bash
 # demo.sh (make demo): run an "agent" under clawrun's built-in agent-default
 # policy, plus an egress allow list of one host, and print what it tried:
-# ALLOWED or DENIED, and which layer decided (Landlock, seccomp, egress).
+# ALLOWED or DENIED, and which layer decided (Landlock, read-only mount,
+# seccomp, egress).
 # The same agent then runs without a policy, to show that the DENIED rows
 # are the policy's doing. The machine is offline: the "internet" is a
 # network namespace with a DNS server and a web server (contrib/demo/fakenet).
@@ -121,6 +122,7 @@ layer() { # layer ACTION DETAIL
 	*)
 		case $2 in
 		*EACCES*|*EXDEV*) echo "Landlock" ;;
+		*EROFS*) echo "read-only mount" ;;
 		*EPERM*|*ENOSYS*) echo "seccomp" ;;
 		*) echo "?" ;;
 		esac ;;

@@ -85,3 +85,20 @@ func (p *Policy) WithNetworkPolicies(extra map[string]NetworkPolicy) *Policy {
 	}
 	return c
 }
+
+// NetworkOnly returns a copy of p that keeps its network_policies and
+// process identity, and nothing that confines files or system calls: no
+// filesystem_policy (so no Landlock layer), the seccomp profile "none"
+// with no extra denials, best_effort. A pod's sandbox takes this much of
+// its pod's policy.
+func (p *Policy) NetworkOnly() *Policy {
+	c := newPolicy(p.Name)
+	c.Clawrun.Seccomp.Profile = ProfileNone
+	c.Process = p.Process
+	c.HasNetwork = p.HasNetwork
+	if p.NetworkPolicies != nil {
+		c.NetworkPolicies = cloneNetwork(p.NetworkPolicies)
+	}
+	c.Warnings = slices.Clone(p.Warnings)
+	return c
+}

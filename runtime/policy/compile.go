@@ -14,6 +14,17 @@ type CompileOptions struct {
 	// Workdir is the container's process.cwd, added read-write to the
 	// layer of each policy that sets include_workdir.
 	Workdir string
+	// PodSandbox is set for a pod's sandbox (pause) container. It carries
+	// the pod's network_policies (the pod's egress filter runs with it),
+	// while the container policy's file, Landlock and seccomp rules are
+	// each application container's: of that policy only its network
+	// policies and process identity are compiled. The floor applies in
+	// full.
+	PodSandbox bool
+	// SandboxCommand is a pod sandbox's command, resolved to an absolute
+	// path: every layer lets it be read and executed, and nothing more, so
+	// that the pause starts under any floor. Ignored without PodSandbox.
+	SandboxCommand string
 }
 
 // Compile combines the administrator's floor policy and the container's
@@ -30,6 +41,9 @@ type CompileOptions struct {
 func Compile(floor, container *Policy, opts CompileOptions) (*Plan, error) {
 	if floor == nil && container == nil {
 		return nil, nil
+	}
+	if opts.PodSandbox && container != nil {
+		container = container.NetworkOnly()
 	}
 	var errs ErrorList
 	sources := make([]*Policy, 0, 2)
@@ -80,6 +94,11 @@ func Compile(floor, container *Policy, opts CompileOptions) (*Plan, error) {
 		plan.Warnings = append(plan.Warnings, p.Warnings...)
 	}
 	plan.Seccomp.Deny = sortedUnique(deny)
+	if opts.PodSandbox {
+		if err := grantCommand(plan.Layers, opts.SandboxCommand); err != nil {
+			errs = append(errs, *err)
+		}
+	}
 
 	var err *Error
 	plan.RunAsUser, err = identity("run_as_user", floor, container, func(p *Policy) string { return p.Process.RunAsUser })
@@ -126,6 +145,27 @@ func compileLayer(p *Policy, workdir string) (Layer, *Error) {
 		l.ReadWrite = append(l.ReadWrite, wd)
 	}
 	return l, nil
+}
+
+// grantCommand lets every layer read and execute cmd (a pod sandbox's
+// own command), a single file: rules on a file carry no directory rights.
+func grantCommand(layers []Layer, cmd string) *Error {
+	if cmd == "" {
+		return nil // unresolved: the launcher's exec is refused, and says so
+	}
+	clean, reason := cleanPath(cmd)
+	if reason == "" && clean == "/" {
+		reason = "not a file"
+	}
+	if reason != "" {
+		return &Error{Field: "process.args[0]", Reason: fmt.Sprintf("the pod sandbox's command %s", reason)}
+	}
+	for i := range layers {
+		if !slices.Contains(layers[i].ReadOnly, clean) {
+			layers[i].ReadOnly = append(layers[i].ReadOnly, clean)
+		}
+	}
+	return nil
 }
 
 // identity picks run_as_user or run_as_group: the container's if set, else

@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -280,5 +281,78 @@ func TestWithNetworkPolicies(t *testing.T) {
 	plan, err := Compile(nil, p, CompileOptions{})
 	if err != nil || len(plan.Network) != 1 || len(plan.Network[0].Policies) != 3 {
 		t.Errorf("%+v %v", plan, err)
+	}
+}
+
+// A pod's sandbox: the floor applies in full, of the container's policy
+// only the network policies (and the process identity) are compiled, and
+// the sandbox's command is readable and executable in every layer.
+func TestCompilePodSandbox(t *testing.T) {
+	pod := mustParse(t, "inline", `
+filesystem_policy:
+  read_only: [/usr]
+  read_write: [/tmp]
+landlock: {compatibility: hard_requirement}
+process: {run_as_user: "1000"}
+clawrun:
+  seccomp: {profile: agent, deny_syscalls: [getcpu]}
+network_policies:
+  web:
+    endpoints: [{host: api.example.com, port: 443}]
+`)
+	agentDefault, _ := Preset("agent-default")
+	noSeccomp := mustParse(t, "no-seccomp", "clawrun:\n  seccomp: {profile: none}\n")
+	sandbox := CompileOptions{Workdir: "/", PodSandbox: true, SandboxCommand: "/pause"}
+	for _, tc := range []struct {
+		name             string
+		floor, container *Policy
+		opts             CompileOptions
+		layers           []string // sources
+		readOnlyPause    bool     // /pause in every layer's read_only
+		seccomp          string
+		deny             []string
+		network          []string // sources
+		compat           Compatibility
+	}{
+		{"floor and pod policy", agentDefault, pod, sandbox,
+			[]string{"agent-default"}, true, ProfileAgent, nil, []string{"inline"}, BestEffort},
+		{"no floor", nil, pod, sandbox,
+			nil, false, ProfileNone, nil, []string{"inline"}, BestEffort},
+		{"a floor without seccomp", noSeccomp, pod, sandbox,
+			nil, false, ProfileNone, nil, []string{"inline"}, BestEffort},
+		{"floor only", agentDefault, nil, sandbox,
+			[]string{"agent-default"}, true, ProfileAgent, nil, nil, BestEffort},
+		// Not a sandbox: everything, and no grant for the command.
+		{"an ordinary container", agentDefault, pod, CompileOptions{Workdir: "/", SandboxCommand: "/pause"},
+			[]string{"agent-default", "inline"}, false, ProfileAgent, []string{"getcpu"}, []string{"inline"}, HardRequirement},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := Compile(tc.floor, tc.container, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var layers, network []string
+			for _, l := range plan.Layers {
+				layers = append(layers, l.Source)
+				if has := slices.Contains(l.ReadOnly, "/pause"); has != tc.readOnlyPause {
+					t.Errorf("layer %s: /pause read-only %v, want %v (read_only %q)", l.Source, has, tc.readOnlyPause, l.ReadOnly)
+				}
+				if slices.Contains(l.ReadWrite, "/pause") {
+					t.Errorf("layer %s: /pause is read-write", l.Source)
+				}
+			}
+			for _, n := range plan.Network {
+				network = append(network, n.Source)
+			}
+			if !slices.Equal(layers, tc.layers) || plan.Seccomp.Profile != tc.seccomp || !slices.Equal(plan.Seccomp.Deny, tc.deny) ||
+				!slices.Equal(network, tc.network) || plan.Compatibility != tc.compat {
+				t.Errorf("got layers %q, seccomp %s %q, network %q, %s; want %q, %s %q, %q, %s",
+					layers, plan.Seccomp.Profile, plan.Seccomp.Deny, network, plan.Compatibility,
+					tc.layers, tc.seccomp, tc.deny, tc.network, tc.compat)
+			}
+			if tc.container != nil && plan.RunAsUser != "1000" {
+				t.Errorf("run_as_user %q, want the pod policy's 1000", plan.RunAsUser)
+			}
+		})
 	}
 }

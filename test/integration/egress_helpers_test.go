@@ -863,9 +863,15 @@ func (fn *fakeNet) egressBundle(r *rtest, edits ...func(*specs.Spec)) string {
 // start runs a bundle detached and waits until it runs.
 func (fn *fakeNet) start(r *rtest, b string) *ectr {
 	r.t.Helper()
-	id := newID(r.t)
+	return fn.startAs(r, newID(r.t), b, fn.globals()...)
+}
+
+// startAs is start with a given container id (a pod's sandbox names its
+// own) and the runtime's global flags.
+func (fn *fakeNet) startAs(r *rtest, id, b string, globals ...string) *ectr {
+	r.t.Helper()
 	r.track(id)
-	r.ok(append(fn.globals(), "run", "-d", "--bundle", b, id)...)
+	r.ok(append(slices.Clone(globals), "run", "-d", "--bundle", b, id)...)
 	r.waitStatus(id, "running")
 	return &ectr{t: r.t, r: r, fn: fn, id: id, bundle: b, log: filepath.Join(fn.logDir, id+".egress.jsonl")}
 }

@@ -30,7 +30,7 @@ func TestPolicyExec(t *testing.T) {
 	// Subtests share the container: sequential.
 
 	t.Run("filesystem", func(t *testing.T) {
-		checks := fsChecks()
+		checks := fsChecks(true)
 		res := r.ok("exec", id, "sh", "-c", checkScript(checks))
 		verifyChecks(t, "exec under agent-default", res.Stdout, checks, wantPolicy)
 	})
@@ -90,7 +90,7 @@ func TestPolicyExec(t *testing.T) {
 		if got := pty.expect(t, regexp.MustCompile(`/dev/pts/\d+`)); got != "/dev/pts/0" {
 			t.Errorf("tty says %s, want /dev/pts/0", got)
 		}
-		pty.expect(t, regexp.MustCompile(`ERR EACCES open`))
+		pty.expect(t, regexp.MustCompile(`ERR EROFS open`))
 		pty.expect(t, regexp.MustCompile(`(?m)^OK\r?$`))
 		pty.expect(t, regexp.MustCompile(`XX0YY`))
 		pty.send(t, "exit\n")

@@ -219,7 +219,13 @@ func (r *rtest) probeBundle(edits ...func(*specs.Spec)) string {
 // runOnce runs the bundle's process in the foreground and wants exit 0.
 func (r *rtest) runOnce(b string, globals ...string) result {
 	r.t.Helper()
-	id := newID(r.t)
+	return r.runOnceAs(newID(r.t), b, globals...)
+}
+
+// runOnceAs is runOnce with a given container id (for a spec that names
+// it, as a pod's sandbox does).
+func (r *rtest) runOnceAs(id, b string, globals ...string) result {
+	r.t.Helper()
 	r.track(id)
 	res := r.run(append(slices.Clone(globals), "run", "--bundle", b, id)...)
 	if res.Code != 0 {
@@ -271,7 +277,8 @@ type confState struct {
 		RunAs               string   `json:"run_as"`
 		DroppedCapabilities []string `json:"dropped_capabilities"`
 	} `json:"process"`
-	Warnings []string `json:"warnings"`
+	ReadOnlyMounts []string `json:"read_only_mounts"`
+	Warnings       []string `json:"warnings"`
 }
 
 // skippedPath is a policy path that got no rule; Covered when other rules

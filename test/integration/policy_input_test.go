@@ -227,8 +227,8 @@ func TestPolicyOpenShellPolicies(t *testing.T) {
 			t.Logf("%s: %s", name, c)
 
 			want := "OK"
-			if hasFS {
-				want = "ERR EACCES"
+			if hasFS { // /usr is read-only: a read-only mount too
+				want = "ERR EROFS"
 			}
 			checks := []pcheck{
 				pc("write-usr", "write /usr/w/x", want, ""),

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/clawrun/clawrun/test/bundle"
@@ -89,7 +91,7 @@ func TestPolicySeccomp(t *testing.T) {
 			pc("memfd-exec", "memfd-exec", "OK ran from a memfd", ""),
 			pc("io-uring", "io-uring", "OK", ""),
 			pc("denied-mkdir", "mkdir /tmp/d", "ERR EPERM mkdir", ""),
-			pc("landlock-still-on", "write /usr/x", "ERR EACCES", ""),
+			pc("landlock-still-on", "write /sandbox/x", "ERR EACCES", ""),
 		}
 		doc := `version: 1
 filesystem_policy:
@@ -102,5 +104,84 @@ clawrun:
 `
 		b := r.probeBundle(withInline(doc), bundle.Shell(checkScript(checks)))
 		verifyChecks(t, "profile none + deny_syscalls", r.runOnce(b).Stdout, checks, wantPolicy)
+	})
+}
+
+// agentOnlyDoc is the agent seccomp profile with no file or network rules:
+// nothing but the profile can refuse a call.
+const agentOnlyDoc = `version: 1
+clawrun:
+  seccomp: {profile: agent}
+`
+
+// deniedFamilies is what socket-sweep prints under the agent profile:
+// every family from 0 to 63 but AF_UNIX (1), AF_INET (2), AF_INET6 (10)
+// and AF_NETLINK (16; protocol 0 is NETLINK_ROUTE).
+func deniedFamilies() string {
+	var s []string
+	for f := 0; f <= 63; f++ {
+		if f != 1 && f != 2 && f != 10 && f != 16 {
+			s = append(s, strconv.Itoa(f))
+		}
+	}
+	return "OK eperm=" + strings.Join(s, ",")
+}
+
+// profileChecks are the agent profile's argument rules: the execution
+// domains Docker's default profile allows, and the socket families agents
+// use. The kernel here may lack a family (EAFNOSUPPORT without a policy);
+// the profile answers EPERM before the kernel looks.
+func profileChecks() []pcheck {
+	const eperm, ok = "ERR EPERM", "OK"
+	const maybe = "OK|ERR EAFNOSUPPORT"
+	return []pcheck{
+		pc("read-implies-exec", "personality 0x400000", eperm+" personality", ok),
+		pc("addr-no-randomize", "personality 0x40000", eperm+" personality", ok),
+		// The kernel reads an int: the upper half of the register must not
+		// smuggle PER_LINUX past the filter, or anything else.
+		pc("persona-high-bits", "personality 0x100000000", eperm+" personality", ok),
+		pc("persona-linux", "personality 0", ok, ok),
+		pc("persona-linux32", "personality 0x8", ok, ok),
+		pc("persona-uname26", "personality 0x20000", ok, ok),
+		pc("persona-linux32-uname26", "personality 0x20008", ok, ok),
+		pc("persona-query", "personality 0xffffffff", ok, ok),
+		pc("socket-alg", "socket alg", eperm, maybe),
+		pc("socket-tipc", "socket tipc", eperm, maybe),
+		pc("socket-rds", "socket rds", eperm, maybe),
+		pc("socket-can", "socket can", eperm, maybe),
+		pc("socketpair-tipc", "socketpair tipc", eperm, "OK|ERR EAFNOSUPPORT|ERR EOPNOTSUPP"),
+		pc("socket-unix", "socket unix", ok, ok),
+		pc("socketpair-unix", "socketpair unix", ok, ok),
+		pc("socket-inet", "socket inet", ok, ok),
+		pc("socket-inet6", "socket inet6", maybe, maybe),
+		pc("socket-netlink-route", "socket netlink-route", ok, ok),
+		pc("socket-netlink-audit", "socket netlink-audit", eperm, "OK|ERR EPROTONOSUPPORT"),
+		pc("socket-families", "socket-sweep socket", deniedFamilies(), "OK eperm=none"),
+		pc("socketpair-families", "socket-sweep socketpair", deniedFamilies(), "OK eperm=none"),
+	}
+}
+
+// TestPolicySeccompProfileAlone: the agent profile's argument rules, with
+// no Landlock layer and a spec that keeps its capabilities, against the
+// same container without a policy (where the raw and packet families
+// CAP_NET_RAW and CAP_NET_ADMIN gate are open, so that every EPERM of the
+// sweep is the profile's).
+func TestPolicySeccompProfileAlone(t *testing.T) {
+	t.Parallel()
+	policyRuntime(t)
+	checks := profileChecks()
+
+	t.Run("agent-profile", func(t *testing.T) {
+		t.Parallel()
+		r := policyRuntime(t)
+		b := r.probeBundle(withInline(agentOnlyDoc), addCaps("CAP_NET_RAW"), bundle.Shell(checkScript(checks)))
+		verifyChecks(t, "agent profile", r.runOnce(b).Stdout, checks, wantPolicy)
+	})
+
+	t.Run("no-policy", func(t *testing.T) {
+		t.Parallel()
+		r := policyRuntime(t)
+		b := r.probeBundle(addCaps("CAP_NET_RAW", "CAP_NET_ADMIN"), bundle.Shell(checkScript(checks)))
+		verifyChecks(t, "no policy", r.runOnce(b).Stdout, checks, wantBase)
 	})
 }

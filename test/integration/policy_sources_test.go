@@ -46,7 +46,8 @@ func sourceChecks(usr, srv, tmp string) []pcheck {
 func TestPolicySources(t *testing.T) {
 	t.Parallel()
 	policyRuntime(t)
-	const deny, ok = "ERR EACCES", "OK"
+	// /usr is a read-only mount wherever the policy makes it read-only.
+	const rofs, deny, ok = "ERR EROFS", "ERR EACCES", "OK"
 
 	dir := t.TempDir()
 	floorFile := filepath.Join(dir, "floor.yaml")
@@ -69,29 +70,34 @@ func TestPolicySources(t *testing.T) {
 		egress  bool     // the plan has network_policies
 	}{
 		{name: "annotation-preset", edits: []func(*specs.Spec){withPolicy("agent-default")},
-			checks: sourceChecks(deny, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
+			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
 		{name: "annotation-inline", edits: []func(*specs.Spec){withInline(wideDoc)},
 			checks: sourceChecks(ok, ok, ok), policy: "inline", layers: []string{"inline"}},
 		// Egress only: no Landlock layer at all, but the seccomp profile.
 		{name: "egress-shortcut", edits: []func(*specs.Spec){annotate(annEgress, "api.example.com,pypi.org:443")},
 			checks: sourceChecks(ok, ok, ok), policy: "egress", layers: nil, egress: true},
 		{name: "egress-with-preset", edits: []func(*specs.Spec){withPolicy("agent-default"), annotate(annEgress, "api.example.com")},
-			checks: sourceChecks(deny, deny, ok), policy: "agent-default", layers: []string{"agent-default"}, egress: true},
+			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}, egress: true},
 		{name: "floor-flag-preset", globals: []string{"--policy", "agent-default"},
-			checks: sourceChecks(deny, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
+			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
 		// The container's policy asks for /usr and /srv: the floor wins.
 		{name: "floor-flag-file-widened", globals: []string{"--policy", floorFile}, edits: []func(*specs.Spec){withInline(wideDoc)},
-			checks: sourceChecks(deny, deny, ok), policy: "floor:" + floorFile + " + inline", layers: []string{floorFile, "inline"}},
+			checks: sourceChecks(rofs, deny, ok), policy: "floor:" + floorFile + " + inline", layers: []string{floorFile, "inline"}},
 		{name: "floor-config-file-widened", globals: []string{"--config", config("floor_policy: " + floorFile + "\n")},
 			edits:  []func(*specs.Spec){withPolicy("wide")},
-			checks: sourceChecks(deny, deny, ok), policy: "floor:" + floorFile + " + wide", layers: []string{floorFile, "wide"}},
+			checks: sourceChecks(rofs, deny, ok), policy: "floor:" + floorFile + " + wide", layers: []string{floorFile, "wide"}},
 		{name: "floor-config-name", globals: []string{"--config", config("floor_policy: site-floor\n")},
-			checks: sourceChecks(deny, deny, ok), policy: "site-floor", layers: []string{"site-floor"}},
+			checks: sourceChecks(rofs, deny, ok), policy: "site-floor", layers: []string{"site-floor"}},
 		// --policy overrides the config's floor_policy.
 		{name: "floor-flag-over-config", globals: []string{"--config", config("floor_policy: site-floor\n"), "--policy", "wide"},
 			checks: sourceChecks(ok, ok, ok), policy: "wide", layers: []string{"wide"}},
 		{name: "config-default-policy", globals: []string{"--config", config("default_policy: agent-default\n")},
-			checks: sourceChecks(deny, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
+			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
+		// The egress shortcut adds its allow list to the default policy, as
+		// it does to a named one: an allow list never removes file rules.
+		{name: "config-default-with-egress", globals: []string{"--config", config("default_policy: agent-default\n")},
+			edits:  []func(*specs.Spec){annotate(annEgress, "api.example.com")},
+			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}, egress: true},
 		// An annotation replaces the default policy (the floor stays).
 		{name: "config-default-replaced", globals: []string{"--config", config("default_policy: agent-default\n")},
 			edits:  []func(*specs.Spec){withPolicy("wide")},
@@ -176,7 +182,7 @@ landlock:
 			len(c.Landlock.Skipped) != 1 || c.Landlock.Skipped[0].Path != "/no-such-dir" || c.Landlock.Skipped[0].Reason != "does not exist" {
 			t.Errorf("want enforced, best_effort, /no-such-dir skipped as missing; got %s", c)
 		}
-		checks := []pcheck{pc("write-usr", "write /usr/x", "ERR EACCES", ""), pc("write-tmp", "write /tmp/x", "OK", "")}
+		checks := []pcheck{pc("write-usr", "write /usr/x", "ERR EROFS", ""), pc("write-tmp", "write /tmp/x", "OK", "")}
 		res := r.ok("exec", id, "sh", "-c", checkScript(checks))
 		verifyChecks(t, "best_effort", res.Stdout, checks, wantPolicy)
 	})

@@ -21,7 +21,21 @@
 //	ptrace PID, pidfd-open PID, kill PID SIG
 //	unshare-user, mount [DIR], fsopen, io-uring, bpf, userfaultfd,
 //	keyctl, clone3
-//	socket packet|vsock|netlink-audit|netlink-route|inet|raw
+//	socket KIND, socketpair KIND           one socket (pair) of a kind: unix,
+//	                                       inet, inet6, raw, netlink-route,
+//	                                       netlink-audit, packet, vsock, alg,
+//	                                       tipc, rds, can, xdp, appletalk, x25,
+//	                                       bluetooth
+//	socket-sweep socket|socketpair [MAX]   try every family 0..MAX (default
+//	                                       63): "OK eperm=N,N,..." lists the
+//	                                       families refused with EPERM, or
+//	                                       "OK eperm=none"
+//	personality PERSONA                    set the execution domain (hex with
+//	                                       0x, or decimal): "OK was 0x..."
+//	chmod PATH MODE, chown PATH UID GID,   metadata (which Landlock does not
+//	setxattr PATH NAME VALUE, utimes PATH  govern)
+//	pause                                  wait for SIGTERM or SIGINT, like
+//	                                       a pod's pause container
 //	abstract-listen NAME [SECONDS], abstract-connect NAME
 //
 // Landlock refuses with EACCES (EXDEV for a link or rename that would
@@ -41,6 +55,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -88,7 +103,8 @@ func init() {
 		"userfaultfd":      {"", 0, 0, cmdUserfaultfd},
 		"keyctl":           {"", 0, 0, cmdKeyctl},
 		"clone3":           {"", 0, 0, cmdClone3},
-		"socket":           {"packet|vsock|netlink-audit|netlink-route|inet|raw", 1, 1, cmdSocket},
+		"socket":           {"KIND (see socketKinds)", 1, 1, cmdSocket},
+		"socketpair":       {"KIND (see socketKinds)", 1, 1, cmdSocketpair},
 		"kill":             {"PID SIG", 2, 2, cmdKill},
 		"abstract-listen":  {"NAME [SECONDS]", 1, 2, cmdAbstractListen},
 		"abstract-connect": {"NAME", 1, 1, cmdAbstractConnect},
@@ -480,29 +496,61 @@ func cmdClone3([]string) error {
 	return errSys("clone3", errno)
 }
 
-func cmdSocket(a []string) error {
-	var domain, typ, proto int
-	switch a[0] {
-	case "packet":
-		domain, typ, proto = unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL))
-	case "vsock":
-		domain, typ = unix.AF_VSOCK, unix.SOCK_STREAM
-	case "netlink-audit":
-		domain, typ, proto = unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT
-	case "netlink-route":
-		domain, typ, proto = unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE
-	case "inet":
-		domain, typ = unix.AF_INET, unix.SOCK_STREAM
-	case "raw":
-		domain, typ, proto = unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP
-	default:
-		return failure{"USAGE", "socket packet|vsock|netlink-audit|netlink-route|inet|raw"}
+// socketKinds are the sockets "socket" and "socketpair" open: a family and
+// a type and protocol that family accepts.
+var socketKinds = map[string]struct{ domain, typ, proto int }{
+	"unix":          {unix.AF_UNIX, unix.SOCK_STREAM, 0},
+	"inet":          {unix.AF_INET, unix.SOCK_STREAM, 0},
+	"inet6":         {unix.AF_INET6, unix.SOCK_STREAM, 0},
+	"raw":           {unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP},
+	"netlink-route": {unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE},
+	"netlink-audit": {unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT},
+	"packet":        {unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL))},
+	"vsock":         {unix.AF_VSOCK, unix.SOCK_STREAM, 0},
+	"alg":           {unix.AF_ALG, unix.SOCK_SEQPACKET, 0},
+	"tipc":          {unix.AF_TIPC, unix.SOCK_RDM, 0},
+	"rds":           {unix.AF_RDS, unix.SOCK_SEQPACKET, 0},
+	"can":           {unix.AF_CAN, unix.SOCK_RAW, unix.CAN_RAW},
+	"xdp":           {unix.AF_XDP, unix.SOCK_RAW, 0},
+	"appletalk":     {unix.AF_APPLETALK, unix.SOCK_DGRAM, 0},
+	"x25":           {unix.AF_X25, unix.SOCK_SEQPACKET, 0},
+	"bluetooth":     {unix.AF_BLUETOOTH, unix.SOCK_RAW, unix.BTPROTO_HCI},
+}
+
+func socketKindNames() string {
+	names := make([]string, 0, len(socketKinds))
+	for n := range socketKinds {
+		names = append(names, n)
 	}
-	fd, err := unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
+	sort.Strings(names)
+	return strings.Join(names, "|")
+}
+
+// cmdSocket opens (and closes) one socket of a kind.
+func cmdSocket(a []string) error {
+	k, ok := socketKinds[a[0]]
+	if !ok {
+		return failure{"USAGE", "socket " + socketKindNames()}
+	}
+	fd, err := unix.Socket(k.domain, k.typ|unix.SOCK_CLOEXEC, k.proto)
 	if err != nil {
 		return errSys("socket("+a[0]+")", err)
 	}
 	return errSys("close", unix.Close(fd))
+}
+
+// cmdSocketpair opens (and closes) a connected pair of a kind.
+func cmdSocketpair(a []string) error {
+	k, ok := socketKinds[a[0]]
+	if !ok {
+		return failure{"USAGE", "socketpair " + socketKindNames()}
+	}
+	fds, err := unix.Socketpair(k.domain, k.typ|unix.SOCK_CLOEXEC, k.proto)
+	if err != nil {
+		return errSys("socketpair("+a[0]+")", err)
+	}
+	unix.Close(fds[0])
+	return errSys("close", unix.Close(fds[1]))
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
