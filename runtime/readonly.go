@@ -37,8 +37,9 @@ import (
 
 // readOnlyMounts lists the paths of a plan's layers that should be made
 // read-only mounts, sorted. resolve maps a path to the one it names in
-// the container (symlinks followed), so that a symlink cannot hide a
-// writable path inside a read-only one.
+// the container (symlinks followed): a read-only path is mounted where it
+// leads, and a read-write path through a symlink, which Landlock does not
+// grant, is not writable.
 func readOnlyMounts(layers []policy.Layer, spec *specs.Spec, resolve func(string) string) []string {
 	if len(layers) == 0 {
 		return nil
@@ -105,8 +106,20 @@ func newMountView(layers []policy.Layer, spec *specs.Spec, resolve func(string) 
 		}
 		return out
 	}
+	// A read-write path that is, or passes through, a symlink gets no
+	// Landlock rule (landlock.Restrict does not follow it): it makes
+	// nothing writable, so it keeps nothing from being mounted read-only.
+	realOnly := func(paths []string) []string {
+		var out []string
+		for _, p := range paths {
+			if r := resolve(p); r == path.Clean(p) {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
 	for _, l := range layers {
-		v.layers = append(v.layers, resolvedLayer{readOnly: all(l.ReadOnly), readWrite: all(l.ReadWrite)})
+		v.layers = append(v.layers, resolvedLayer{readOnly: all(l.ReadOnly), readWrite: realOnly(l.ReadWrite)})
 	}
 	for _, m := range spec.Mounts {
 		ro := slices.Contains(m.Options, "ro") || slices.Contains(m.Options, "rro")
