@@ -77,6 +77,15 @@ func (l *Log) Write(r Record) error {
 		}
 	}
 	n, err := l.f.Write(line)
+	if err != nil && n > 0 {
+		// A line cut short (the disk is full) is taken back, so that the
+		// next line starts a line and every line stays one Record.
+		if terr := l.f.Truncate(l.size); terr != nil {
+			err = errors.Join(err, terr)
+		} else {
+			n = 0
+		}
+	}
 	l.size += int64(n)
 	return errors.Join(rotErr, err)
 }

@@ -125,3 +125,14 @@ func (r *Runtime) EgressFailure(owner string) string {
 	}
 	return describeFailure(st.LastFailure)
 }
+
+// EgressLogFailure says since when and why the decision log of container
+// owner's filter cannot be written, "" while it can: what audit shows is
+// then incomplete.
+func (r *Runtime) EgressLogFailure(owner string) string {
+	st, err := filter.ReadStatus(filepath.Join(r.Root, owner, egressStatusFile))
+	if err != nil || st.LogFailure == nil {
+		return ""
+	}
+	return describeFailure(st.LogFailure)
+}

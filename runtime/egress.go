@@ -278,6 +278,9 @@ func egressState(stateDir string) string {
 		}
 		// The generation the worker reported loading: what is enforced.
 		s := fmt.Sprintf("filtering (generation %d)", st.Generation)
+		if st.LogFailure != nil {
+			s += "; decisions are not being recorded since " + describeFailure(st.LogFailure)
+		}
 		if st.LastFailure != nil {
 			s += "; last failure " + describeFailure(st.LastFailure)
 		}

@@ -60,6 +60,9 @@ Example:
 		if f := rt.EgressFailure(filteredBy); f != "" {
 			fmt.Fprintf(os.Stderr, "clawrun: the egress filter's last failure: %s\n", f)
 		}
+		if f := rt.EgressLogFailure(filteredBy); f != "" {
+			fmt.Fprintf(os.Stderr, "clawrun: this log is incomplete: the egress filter cannot write it since %s\n", f)
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 		defer stop()
 		enc := json.NewEncoder(os.Stdout)

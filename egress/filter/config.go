@@ -115,6 +115,9 @@ type Status struct {
 	// LastFailure is the filter's latest failure (a worker that died, a
 	// generation it refused), kept after it recovered.
 	LastFailure *Failure `json:"last_failure,omitempty"`
+	// LogFailure is set while the decision log cannot be written: the
+	// filter still decides, but what it decides goes unrecorded.
+	LogFailure *Failure `json:"log_failure,omitempty"`
 }
 
 // Failure is one failure of the filter, in the worker's own words where

@@ -109,9 +109,11 @@ func loadOutcome(st *Status, gen int64, since time.Time) (bool, error) {
 // workerReport is one line the worker writes on its stderr, which the
 // supervisor reads: a generation loaded or refused, or why it exits.
 type workerReport struct {
-	Event      string `json:"clawrun_egress_worker"` // loaded, refused, fatal
+	Event      string `json:"clawrun_egress_worker"` // loaded, refused, fatal, log_failing, log_recovered
 	Generation int64  `json:"generation,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Lost counts the decisions the log could not record.
+	Lost int64 `json:"lost,omitempty"`
 }
 
 func (r workerReport) send() {

@@ -61,7 +61,8 @@ func work(configPath string) error {
 	defer log.Close()
 	// Repeated denials are aggregated and the rate capped, so that a
 	// container cannot rotate the log's evidence away.
-	limiter := egress.NewLogLimiter(func(r egress.Record) { _ = log.Write(r) }, egress.DefaultLogLimits, time.Now, cfg.Container)
+	health := newLogHealth(workerReport.send, time.Now)
+	limiter := egress.NewLogLimiter(func(r egress.Record) { health.wrote(log.Write(r)) }, egress.DefaultLogLimits, time.Now, cfg.Container)
 	defer limiter.Flush()
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()

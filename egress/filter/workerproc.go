@@ -143,6 +143,8 @@ func noteReport(st *Status, rep workerReport) {
 		}
 	case "refused":
 		st.LastFailure = &Failure{Time: time.Now(), Generation: rep.Generation, Message: rep.Error}
+	case eventLogFailing, eventLogRecovered:
+		noteLogReport(st, rep, time.Now())
 	}
 }
 
