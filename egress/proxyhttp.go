@@ -2,7 +2,7 @@ package egress
 
 import (
 	"bufio"
-	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,7 +16,7 @@ import (
 // first: a keep-alive connection cannot smuggle a second host. All
 // requests of one connection must name the same host, since they share
 // one upstream connection.
-func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, rules *Rules, binaries []string, rec *Record, finish func(Decision)) {
+func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, rec *Record, finish func(Decision)) {
 	port := int(dst.Port())
 	head, err := ReadRequestHead(br)
 	if err != nil {
@@ -25,16 +25,19 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 		return
 	}
 	rec.Host = head.Host
-	d := p.decideRequest(rules, head, port, binaries)
+	f := newFlow(client, head.Host, port, true)
+	d := p.admit(f, rec, func(r *Rules, exes []string) Decision { return p.decideRequest(r, head, port, exes) })
 	if !d.Allow {
 		finish(d)
 		denyHTTP(client, head.Host, port, d.Reason)
 		return
 	}
+	defer p.track(f, false)
 	_ = client.SetReadDeadline(time.Time{})
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	up, ip, reason, err := p.dialChecked(ctx, head.Host, port, d.AllowedIPs)
-	cancel()
+	up, ip, reason, err := p.dialFlow(f, d)
+	if errors.Is(err, errFlowCut) {
+		return
+	}
 	if err != nil {
 		d = Decision{Reason: reason, Rule: d.Rule}
 		finish(d)
@@ -42,9 +45,6 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 		return
 	}
 	rec.ResolvedIP = ip.String()
-	f := &flow{client: client, upstream: up, host: head.Host, port: port, binaries: binaries, http: true}
-	p.track(f, true)
-	defer p.track(f, false)
 
 	var in int64
 	var wg sync.WaitGroup
@@ -54,7 +54,7 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 		in, _ = io.Copy(client, up)
 		closeWrite(client)
 	}()
-	out, last := p.forwardRequests(client, br, up, head, dst, binaries)
+	out, last := p.forwardRequests(f, br, up, head, dst)
 	closeWrite(up)
 	if !last.Allow {
 		// A later request was refused: end the connection now.
@@ -72,10 +72,9 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 
 // forwardRequests forwards head and the requests after it until the client
 // is done or a request is refused (returned as the last decision).
-func (p *Proxy) forwardRequests(client net.Conn, br *bufio.Reader, up net.Conn, head RequestHead, dst netip.AddrPort, binaries []string) (int64, Decision) {
+func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, up net.Conn, head RequestHead, dst netip.AddrPort) (int64, Decision) {
 	var out int64
-	port := int(dst.Port())
-	host := head.Host
+	client, port, host := f.client, f.port, head.Host
 	for {
 		n, err := up.Write(head.Raw)
 		out += int64(n)
@@ -98,7 +97,7 @@ func (p *Proxy) forwardRequests(client net.Conn, br *bufio.Reader, up net.Conn, 
 			return out, Decision{Allow: true} // the client is done (or sent garbage: close)
 		}
 		cur := p.Rules() // hot reload applies to the next request too
-		d := p.decideRequest(cur, next, port, binaries)
+		d := p.decideRequest(cur, next, port, p.owners(f, cur))
 		if next.Host != host {
 			d = Decision{Reason: ReasonNotAllowed}
 		}

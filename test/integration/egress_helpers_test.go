@@ -95,7 +95,7 @@ type netEvent struct {
 	Name   string // DNS query name as received, TLS SNI, HTTP Host
 	QType  string // DNS
 	Path   string // HTTP
-	Data   string // UDP payload, TLS error
+	Data   string // UDP payload, TLS error, HTTP method
 }
 
 func (e netEvent) String() string {
@@ -392,7 +392,12 @@ func (fn *fakeNet) close() error {
 // inNS runs fn on a thread switched into the fake internet's namespace,
 // so that the sockets it creates live there.
 func (fn *fakeNet) inNS(ns string, f func() error) error {
-	target, err := os.Open("/run/netns/" + ns)
+	return inNetns("/run/netns/"+ns, f)
+}
+
+// inNetns runs f on a thread switched into the network namespace at path.
+func inNetns(path string, f func() error) error {
+	target, err := os.Open(path)
 	if err != nil {
 		return err
 	}
@@ -635,7 +640,7 @@ func (fn *fakeNet) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	if a, ok := req.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		local = a.String()
 	}
-	fn.record(netEvent{Kind: "http", Local: local, Remote: req.RemoteAddr, Name: req.Host, Path: req.URL.RequestURI()})
+	fn.record(netEvent{Kind: "http", Local: local, Remote: req.RemoteAddr, Name: req.Host, Path: req.URL.RequestURI(), Data: req.Method})
 	fmt.Fprintf(w, "host=%s local=%s path=%s\n", req.Host, hostOf(local), req.URL.RequestURI())
 }
 

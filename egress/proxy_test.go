@@ -1,0 +1,288 @@
+package egress
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/clawrun/clawrun/runtime/policy"
+)
+
+// upstreamIP is the address the harness's resolver gives every name.
+const upstreamIP = "192.0.2.1"
+
+// proxyHarness is a Proxy with a resolver of fixed answers, switchable
+// rules and a recorded decision log.
+type proxyHarness struct {
+	t     *testing.T
+	p     *Proxy
+	rules atomic.Pointer[Rules]
+	ln    net.Listener // the proxy's listener: its port is the endpoints' port
+	port  int
+
+	mu      sync.Mutex
+	records []Record
+}
+
+func newProxyHarness(t *testing.T, names ...string) *proxyHarness {
+	t.Helper()
+	h := &proxyHarness{t: t}
+	res := &Resolver{}
+	for _, name := range names {
+		long := time.Now().Add(time.Hour)
+		res.cache.store(cacheKey{name, dns.TypeA}, cacheEntry{set: answerSet{addrs: []netip.Addr{netip.MustParseAddr(upstreamIP)}, ttl: 3600}, expires: long})
+		res.cache.store(cacheKey{name, dns.TypeAAAA}, cacheEntry{set: answerSet{ttl: 3600}, expires: long})
+	}
+	h.p = &Proxy{
+		Rules:         h.rules.Load,
+		Resolver:      res,
+		ConfigAllowed: []netip.Prefix{netip.MustParsePrefix(upstreamIP + "/32")},
+		Log: func(r Record) {
+			h.mu.Lock()
+			h.records = append(h.records, r)
+			h.mu.Unlock()
+		},
+		PeekTimeout: 5 * time.Second,
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	h.ln, h.port = ln, ln.Addr().(*net.TCPAddr).Port
+	return h
+}
+
+// setRules makes a generation of one policy of endpoints (on the proxy's
+// port when an endpoint lists none) current.
+func (h *proxyHarness) setRules(gen int64, eps ...policy.Endpoint) *Rules {
+	h.t.Helper()
+	for i := range eps {
+		if len(eps[i].Ports) == 0 {
+			eps[i].Ports = []int{h.port}
+		}
+	}
+	r, _ := FromPlan([]policy.NetworkLayer{{Source: "inline", Policies: map[string]policy.NetworkPolicy{"p": {Endpoints: eps}}}}, gen)
+	h.rules.Store(r)
+	return r
+}
+
+// waitRecord waits for a decision record that match accepts.
+func (h *proxyHarness) waitRecord(what string, match func(Record) bool) Record {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.mu.Lock()
+		for _, r := range h.records {
+			if match(r) {
+				h.mu.Unlock()
+				return r
+			}
+		}
+		all := fmt.Sprintf("%+v", h.records)
+		h.mu.Unlock()
+		if time.Now().After(deadline) {
+			h.t.Fatalf("no decision record for %s; the log: %s", what, all)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// pipeConn is the proxy's end of a net.Pipe, seen as a TCP connection to
+// local (what the client dialled). A pipe's writes return only once the
+// proxy has read them: the test knows how far the proxy got.
+type pipeConn struct {
+	net.Conn
+	local net.Addr
+}
+
+func (c pipeConn) LocalAddr() net.Addr { return c.local }
+
+// handlePipe runs the proxy on one connection to port and returns the
+// client's end.
+func (h *proxyHarness) handlePipe(port int) net.Conn {
+	h.t.Helper()
+	client, server := net.Pipe()
+	h.t.Cleanup(func() { client.Close() })
+	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
+	go h.p.handle(pipeConn{server, &net.TCPAddr{IP: net.ParseIP("192.0.2.200"), Port: port}})
+	return client
+}
+
+// blockingDialer holds every dial until its context ends or release is
+// closed, and says when a dial starts and how it ended.
+type blockingDialer struct {
+	started chan struct{}
+	ended   chan error
+	release chan struct{}
+	addr    string // where a released dial goes
+}
+
+func newBlockingDialer(t *testing.T, addr string) *blockingDialer {
+	d := &blockingDialer{started: make(chan struct{}, 8), ended: make(chan error, 8), release: make(chan struct{}), addr: addr}
+	t.Cleanup(func() { close(d.release) })
+	return d
+}
+
+func (d *blockingDialer) Dial(ctx context.Context, network, _ string) (net.Conn, error) {
+	d.started <- struct{}{}
+	select {
+	case <-ctx.Done():
+		d.ended <- ctx.Err()
+		return nil, ctx.Err()
+	case <-d.release:
+		var nd net.Dialer
+		c, err := nd.DialContext(ctx, network, d.addr)
+		d.ended <- err
+		return c, err
+	}
+}
+
+// TestProxyDecidesWithCurrentRules: a connection accepted before a reload
+// whose ClientHello arrives after it is decided with the new rules, and
+// logged with the new generation.
+func TestProxyDecidesWithCurrentRules(t *testing.T) {
+	h := newProxyHarness(t, "a.test", "b.test")
+	up := newBlockingDialer(t, "127.0.0.1:1")
+	h.p.Dial = up.Dial
+	h.setRules(1, policy.Endpoint{Host: "a.test", Ports: []int{443}}, policy.Endpoint{Host: "b.test", Ports: []int{443}})
+
+	hello := realHello(t, &tls.Config{ServerName: "a.test"})
+	c := h.handlePipe(443)
+	// The proxy has read the first bytes: the connection is accepted and
+	// waiting for the rest of its ClientHello.
+	if _, err := c.Write(hello[:10]); err != nil {
+		t.Fatal(err)
+	}
+	h.setRules(2, policy.Endpoint{Host: "b.test", Ports: []int{443}})
+	h.p.Recheck()
+	go func() { _, _ = c.Write(hello[10:]) }()
+	r := h.decisionOrDial("a.test", up)
+	if r.Decision != "deny" || r.Reason != ReasonNotAllowed || r.Generation != 2 {
+		t.Errorf("decision %+v, want deny not_allowed generation 2", r)
+	}
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("client read: %v, want EOF (the connection closed)", err)
+	}
+
+	// Positive control: a host the new rules keep.
+	hello = realHello(t, &tls.Config{ServerName: "b.test"})
+	c = h.handlePipe(443)
+	go func() { _, _ = c.Write(hello) }()
+	select {
+	case <-up.started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("b.test, still allowed, was never dialled")
+	}
+}
+
+// TestProxyRecheckCancelsPendingDial: a flow whose upstream dial is still
+// pending when the rules change is seen by Recheck: the dial is cancelled
+// and the client's connection closed.
+func TestProxyRecheckCancelsPendingDial(t *testing.T) {
+	for _, tc := range []struct{ name, send string }{
+		{"tls", ""},
+		{"http", "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newProxyHarness(t, "a.test")
+			up := newBlockingDialer(t, "127.0.0.1:1")
+			h.p.Dial = up.Dial
+			port := 443
+			send := []byte(tc.send)
+			if tc.send == "" {
+				send = realHello(t, &tls.Config{ServerName: "a.test"})
+			} else {
+				port = 80
+			}
+			h.setRules(1, policy.Endpoint{Host: "a.test", Ports: []int{port}})
+			c := h.handlePipe(port)
+			go func() { _, _ = c.Write(send) }()
+			<-up.started
+
+			h.setRules(2, policy.Endpoint{Host: "b.test", Ports: []int{port}})
+			h.p.Recheck()
+			select {
+			case err := <-up.ended:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("the pending dial ended with %v, want it cancelled", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the pending dial to a host the reload removed was not cancelled")
+			}
+			if _, err := c.Read(make([]byte, 512)); err != io.EOF {
+				t.Errorf("client read: %v, want EOF", err)
+			}
+			r := h.waitRecord("the reload's decision", func(r Record) bool { return r.Host == "a.test" && r.Decision == "deny" })
+			if r.Generation != 2 || r.Reason != ReasonNotAllowed {
+				t.Errorf("decision %+v, want deny not_allowed generation 2", r)
+			}
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			for _, r := range h.records {
+				if r.Decision != "deny" || r.Generation != 2 {
+					t.Errorf("unexpected decision %+v: the flow never connected", r)
+				}
+			}
+		})
+	}
+}
+
+// TestProxyReloadDuringDecision: a reload that lands after the decision
+// read the rules but before the flow was registered for Recheck still
+// applies to the flow.
+func TestProxyReloadDuringDecision(t *testing.T) {
+	h := newProxyHarness(t, "a.test")
+	up := newBlockingDialer(t, "127.0.0.1:1")
+	h.p.Dial = up.Dial
+	// A policy with binaries makes the decision ask for the connection's
+	// executables: the reload happens then.
+	gen1 := h.setRules(1, policy.Endpoint{Host: "a.test", Ports: []int{443}})
+	gen1.Layers[0].Policies = append(gen1.Layers[0].Policies, Policy{Name: "tools", Binaries: []string{"/usr/bin/tool"},
+		Endpoints: []Endpoint{{Host: "tool.test", Ports: []int{443}}}})
+	var once sync.Once
+	h.p.Binaries = func(net.Conn) []string {
+		once.Do(func() { h.setRules(2, policy.Endpoint{Host: "b.test", Ports: []int{443}}) })
+		return nil
+	}
+	hello := realHello(t, &tls.Config{ServerName: "a.test"})
+	c := h.handlePipe(443)
+	go func() { _, _ = c.Write(hello) }()
+	if r := h.decisionOrDial("a.test", up); r.Decision != "deny" || r.Generation != 2 {
+		t.Errorf("decision %+v, want deny with generation 2", r)
+	}
+}
+
+// decisionOrDial waits for the decision on host and fails the test if
+// the proxy dials first (for a host that must be denied).
+func (h *proxyHarness) decisionOrDial(host string, up *blockingDialer) Record {
+	h.t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		h.mu.Lock()
+		for _, r := range h.records {
+			if r.Host == host {
+				h.mu.Unlock()
+				return r
+			}
+		}
+		h.mu.Unlock()
+		select {
+		case <-up.started:
+			h.t.Fatalf("the proxy dialled %s, which the reload removed", host)
+		case <-deadline:
+			h.t.Fatalf("no decision logged for %s", host)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
