@@ -1,13 +1,16 @@
 package egress
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,11 +21,12 @@ import (
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
-// upstreamIP is the address the harness's resolver gives every name.
+// upstreamIP is the address the harness's resolver gives every name; its
+// dialer takes it to the test's upstream server.
 const upstreamIP = "192.0.2.1"
 
-// proxyHarness is a Proxy with a resolver of fixed answers, switchable
-// rules and a recorded decision log.
+// proxyHarness is a Proxy with a resolver of fixed answers, a dialer to
+// the test's own upstream, switchable rules and a recorded decision log.
 type proxyHarness struct {
 	t     *testing.T
 	p     *Proxy
@@ -77,6 +81,29 @@ func (h *proxyHarness) setRules(gen int64, eps ...policy.Endpoint) *Rules {
 	return r
 }
 
+// upstream dials addr for every dial the proxy makes.
+func (h *proxyHarness) upstream(addr string) {
+	h.p.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+func (h *proxyHarness) serve() {
+	go func() { _ = h.p.Serve(h.ln) }()
+}
+
+func (h *proxyHarness) dial() net.Conn {
+	h.t.Helper()
+	c, err := net.Dial("tcp", h.ln.Addr().String())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
 // waitRecord waits for a decision record that match accepts.
 func (h *proxyHarness) waitRecord(what string, match func(Record) bool) Record {
 	h.t.Helper()
@@ -95,6 +122,214 @@ func (h *proxyHarness) waitRecord(what string, match func(Record) bool) Record {
 			h.t.Fatalf("no decision record for %s; the log: %s", what, all)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// recordingServer is a keep-alive HTTP server that records every request
+// it reads; GET /ws with Upgrade: websocket is switched (101) to an echo.
+type recordingServer struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	seen []string // "METHOD host target"
+}
+
+func startRecordingServer(t *testing.T) *recordingServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &recordingServer{ln: ln}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	return s
+}
+
+func (s *recordingServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	s.mu.Lock()
+	s.seen = append(s.seen, req.Method+" "+req.Host+" "+req.RequestURI)
+	s.mu.Unlock()
+	if req.URL.Path == "/ws" && strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
+		c, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_, _ = io.Copy(c, brw) // echo
+		return
+	}
+	_, _ = io.Copy(io.Discard, req.Body)
+	fmt.Fprintf(w, "%s %s\n", req.Method, req.RequestURI)
+}
+
+func (s *recordingServer) requests() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.seen...)
+}
+
+// statuses reads responses until the proxy closes the connection and
+// returns their status codes.
+func statuses(t *testing.T, br *bufio.Reader) []int {
+	t.Helper()
+	var out []int
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return out
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		out = append(out, resp.StatusCode)
+	}
+}
+
+func webRules() []policy.Endpoint {
+	return []policy.Endpoint{{Host: "web.test", Protocol: "rest", Rules: []policy.Rule{
+		{Method: "GET", Path: "/public/**"},
+		{Method: "GET", Path: "/ws"},
+	}}}
+}
+
+// TestProxyUpgradeKeepsChecking: an Upgrade header does not switch off
+// the checks of the requests after it. Only the server's 101 answer to
+// that very request makes the connection a tunnel; requests pipelined
+// behind an upgrade the server declined are checked one by one.
+func TestProxyUpgradeKeepsChecking(t *testing.T) {
+	h := newProxyHarness(t, "web.test", "denied.test")
+	up := startRecordingServer(t)
+	h.upstream(up.ln.Addr().String())
+	h.setRules(1, webRules()...)
+	h.serve()
+
+	smuggled := "POST /admin/exfil HTTP/1.1\r\nHost: web.test\r\nContent-Length: 6\r\n\r\nsecret" +
+		"DELETE /admin/users/1 HTTP/1.1\r\nHost: denied.test\r\n\r\n"
+	for _, first := range []string{
+		"GET /public/x HTTP/1.1\r\nHost: web.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+		"GET /public/x HTTP/1.1\r\nHost: web.test\r\n\r\n", // control: no upgrade
+	} {
+		before := len(up.requests())
+		c := h.dial()
+		if _, err := io.WriteString(c, first+smuggled); err != nil {
+			t.Fatal(err)
+		}
+		// In order: the 403 answers the POST, after the GET's answer.
+		if got := statuses(t, bufio.NewReader(c)); fmt.Sprint(got) != "[200 403]" {
+			t.Errorf("%q: responses %v, want [200 403] (the allowed GET, then the POST refused)", first, got)
+		}
+		if seen := up.requests()[before:]; fmt.Sprint(seen) != "[GET web.test /public/x]" {
+			t.Errorf("%q: the upstream received %q, want only the allowed GET", first, seen)
+		}
+	}
+	h.waitRecord("the refused POST", func(r Record) bool {
+		return r.Decision == "deny" && r.Host == "web.test" && r.Reason == ReasonRequest
+	})
+}
+
+// TestProxyUpgradeSwitches: a websocket upgrade the rules allow and the
+// server accepts (101) carries data both ways, including bytes the client
+// sent right behind its request.
+func TestProxyUpgradeSwitches(t *testing.T) {
+	h := newProxyHarness(t, "web.test")
+	up := startRecordingServer(t)
+	h.upstream(up.ln.Addr().String())
+	h.setRules(1, webRules()...)
+	h.serve()
+
+	c := h.dial()
+	if _, err := io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: web.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nearly\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v, want 101", resp, err)
+	}
+	if _, err := io.WriteString(c, "ping\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"early\n", "ping\n"} {
+		if line, err := br.ReadString('\n'); line != want {
+			t.Errorf("echo: %q %v, want %q", line, err, want)
+		}
+	}
+	if seen := up.requests(); fmt.Sprint(seen) != "[GET web.test /ws]" {
+		t.Errorf("the upstream received %q", seen)
+	}
+}
+
+// TestProxyUpgradeRefused: h2c (HTTP/2 over cleartext, by upgrade or by
+// prior knowledge) cannot be checked request by request: refused; so is
+// an upgrade asked for after other requests of the connection, and a
+// declined upgrade leaves the connection plain HTTP (checked).
+func TestProxyUpgradeRefused(t *testing.T) {
+	h := newProxyHarness(t, "web.test")
+	up := startRecordingServer(t)
+	h.upstream(up.ln.Addr().String())
+	h.setRules(1, webRules()...)
+	h.serve()
+
+	for _, tc := range []struct {
+		name, send, status, seen string
+	}{
+		{"h2c upgrade", "GET /public/x HTTP/1.1\r\nHost: web.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n", "[403]", "[]"},
+		{"h2c among others", "GET /ws HTTP/1.1\r\nHost: web.test\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\n\r\n", "[403]", "[]"},
+		{"prior knowledge", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "[403]", "[]"},
+		{"upgrade the rules refuse", "GET /admin/ws HTTP/1.1\r\nHost: web.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", "[403]", "[]"},
+		{"declined upgrade, then allowed", "GET /public/a HTTP/1.1\r\nHost: web.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /public/b HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n", "[200 200]", "[GET web.test /public/a GET web.test /public/b]"},
+	} {
+		before := len(up.requests())
+		c := h.dial()
+		if _, err := io.WriteString(c, tc.send); err != nil {
+			t.Fatal(err)
+		}
+		got := statuses(t, bufio.NewReader(c))
+		if fmt.Sprint(got) != tc.status {
+			t.Errorf("%s: responses %v, want %s", tc.name, got, tc.status)
+		}
+		if seen := up.requests()[before:]; fmt.Sprint(seen) != tc.seen {
+			t.Errorf("%s: the upstream received %q, want %s", tc.name, seen, tc.seen)
+		}
+	}
+
+	// An upgrade asked for after another request of the connection.
+	before := len(up.requests())
+	c := h.dial()
+	br := bufio.NewReader(c)
+	_, _ = io.WriteString(c, "GET /public/a HTTP/1.1\r\nHost: web.test\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("late upgrade: first request: %v %v", resp, err)
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: web.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nping\n")
+	if got := statuses(t, br); fmt.Sprint(got) != "[403]" {
+		t.Errorf("late upgrade: responses %v, want [403]", got)
+	}
+	if seen := up.requests()[before:]; fmt.Sprint(seen) != "[GET web.test /public/a]" {
+		t.Errorf("late upgrade: the upstream received %q, want only the first request", seen)
+	}
+}
+
+// TestProxyUpgradeWebsocketEndpoint: an endpoint with protocol: websocket
+// and no request rules allows the upgrade.
+func TestProxyUpgradeWebsocketEndpoint(t *testing.T) {
+	h := newProxyHarness(t, "ws.test")
+	up := startRecordingServer(t)
+	h.upstream(up.ln.Addr().String())
+	h.setRules(1, policy.Endpoint{Host: "ws.test", Protocol: "websocket"})
+	h.serve()
+
+	c := h.dial()
+	_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nping\n")
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v, want 101", resp, err)
+	}
+	if line, err := br.ReadString('\n'); line != "ping\n" {
+		t.Errorf("echo: %q %v", line, err)
 	}
 }
 

@@ -641,7 +641,22 @@ func (fn *fakeNet) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		local = a.String()
 	}
 	fn.record(netEvent{Kind: "http", Local: local, Remote: req.RemoteAddr, Name: req.Host, Path: req.URL.RequestURI(), Data: req.Method})
+	if req.URL.Path == "/ws" && strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
+		fn.echoUpgraded(w)
+		return
+	}
 	fmt.Fprintf(w, "host=%s local=%s path=%s\n", req.Host, hostOf(local), req.URL.RequestURI())
+}
+
+// echoUpgraded accepts a websocket upgrade (101) and echoes what follows.
+func (fn *fakeNet) echoUpgraded(w http.ResponseWriter) {
+	c, brw, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	_, _ = io.Copy(c, brw)
 }
 
 func (fn *fakeNet) serveUDP(c net.PacketConn) {

@@ -1,8 +1,14 @@
 package integration
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestEgressHTTP: plain HTTP is decided on the Host of every request of a
@@ -74,5 +80,90 @@ func TestEgressHTTP(t *testing.T) {
 		if accepts != 1 || requests != 1 {
 			t.Errorf("keep-alive, second Host %s: the upstream got %d connections and %d requests, want 1 and 1:%s", second, accepts, requests, fn.dump(em))
 		}
+	}
+}
+
+// upgradePolicy: allowed.test:80 with request rules that allow public
+// reads and the websocket endpoint, nothing else.
+const upgradePolicy = `  api:
+    endpoints:
+      - host: allowed.test
+        port: 80
+        protocol: rest
+        rules:
+          - allow: {method: GET, path: /public/**}
+          - allow: {method: GET, path: /ws}
+`
+
+// TestEgressHTTPUpgrade: an Upgrade header does not switch off the checks
+// of the requests after it: only the server's 101 answer to that very
+// request makes the connection a tunnel. h2c cannot be checked request by
+// request and is refused; a websocket upgrade the rules allow works both
+// ways. The client is a raw socket in the container's namespace.
+func TestEgressHTTPUpgrade(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startPolicy(r, policyDoc(upgradePolicy))
+	ip := fn.ip(hAllowed)
+	allowed := "GET allowed.test /public/x"
+	const smuggled = "POST /admin/exfil HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 6\r\n\r\nsecret" +
+		"DELETE /admin/users/1 HTTP/1.1\r\nHost: denied.test\r\n\r\n"
+	for _, tc := range []struct {
+		name, first string
+		status      string
+		reason      string
+	}{
+		{"behind an upgrade request", "GET /public/x HTTP/1.1\r\nHost: allowed.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", "[200 403]", "request"},
+		{"behind a plain request (control)", "GET /public/x HTTP/1.1\r\nHost: allowed.test\r\n\r\n", "[200 403]", "request"},
+		{"behind an h2c upgrade", "GET /public/x HTTP/1.1\r\nHost: allowed.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n", "[403]", "unenforceable"},
+	} {
+		lm, em := c.logMark(), fn.mark()
+		if got := c.exchange(ip, 80, tc.first+smuggled); fmt.Sprint(got) != tc.status {
+			t.Errorf("%s: responses %v, want %s", tc.name, got, tc.status)
+		}
+		c.waitDecision(lm, connWant("http", "allowed.test", 80, "deny", tc.reason))
+		want := []string{allowed}
+		if tc.status == "[403]" {
+			want = nil
+			time.Sleep(150 * time.Millisecond) // packets in flight
+		} else {
+			fn.waitSaw(t, em, "the allowed request", sawHTTP("allowed.test", ip).match)
+		}
+		if seen := fn.httpSeen(em); !slices.Equal(seen, want) {
+			t.Errorf("%s: the upstream received %q, want %q", tc.name, seen, want)
+		}
+	}
+
+	// HTTP/2 with prior knowledge is not HTTP/1: refused.
+	lm, em := c.logMark(), fn.mark()
+	if got := c.exchange(ip, 80, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"); fmt.Sprint(got) != "[403]" {
+		t.Errorf("HTTP/2 preface: responses %v, want [403]", got)
+	}
+	c.waitDecision(lm, connWant("http", "", 80, "deny", "unknown_protocol"))
+	time.Sleep(150 * time.Millisecond) // packets in flight
+	if ev := fn.since(em); len(ev) != 0 {
+		t.Errorf("HTTP/2 preface: the fake internet received %v", ev)
+	}
+
+	// Positive control: a websocket upgrade the rules allow and the server
+	// accepts carries data both ways.
+	em = fn.mark()
+	conn := c.netnsDial(ip, 80)
+	if _, err := io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: allowed.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("websocket upgrade: %v %v, want 101", resp, err)
+	}
+	for _, msg := range []string{"ping\n", "GET /admin HTTP/1.1\n"} {
+		if _, err := io.WriteString(conn, msg); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := br.ReadString('\n'); line != msg {
+			t.Errorf("websocket echo: %q %v, want %q", line, err, msg)
+		}
+	}
+	if seen := fn.httpSeen(em); !slices.Equal(seen, []string{"GET allowed.test /ws"}) {
+		t.Errorf("websocket upgrade: the upstream received %q", seen)
 	}
 }
