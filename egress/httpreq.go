@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -154,7 +155,13 @@ func ReadRequestHead(br *bufio.Reader) (RequestHead, error) {
 		}
 		f := HeaderField{Name: string(name), Value: v}
 		h.Header = append(h.Header, f)
-		switch strings.ToLower(f.Name) {
+		key := strings.ToLower(f.Name)
+		if spelt := strings.ReplaceAll(key, "_", "-"); spelt != key && (spelt == "content-length" || spelt == "transfer-encoding") {
+			// Some servers read '_' as '-' in field names: the body would
+			// end where only they think.
+			return h, fmt.Errorf("%w: %s", ErrBadHeader, f.Name)
+		}
+		switch key {
 		case "host":
 			hosts = append(hosts, v)
 		case "content-length":
@@ -397,8 +404,17 @@ func (h *RequestHead) framing(lengths, encodings []string) error {
 		}
 		h.ContentLength, _ = strconv.ParseInt(v, 10, 64)
 	}
+	if (h.Chunked || h.ContentLength > 0) && slices.Contains(bodilessMethods, h.Method) {
+		// A server that ignores the body of such a request reads it as
+		// the next request, which the filter never checked (CL.0).
+		return fmt.Errorf("%w: a body on %s", ErrBadFraming, h.Method)
+	}
 	return nil
 }
+
+// bodilessMethods are the methods whose body has no defined meaning
+// (RFC 9110, 9.3): servers may ignore it, or must not receive one.
+var bodilessMethods = []string{"GET", "HEAD", "DELETE", "TRACE"}
 
 // ResponseHead is one HTTP/1.x response head.
 type ResponseHead struct {

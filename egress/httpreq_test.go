@@ -135,6 +135,23 @@ func TestReadRequestHead(t *testing.T) {
 		{"te xchunked", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: xchunked\r\n\r\n", ErrBadFraming, "", 0, nil},
 		{"te http/1.0", "POST / HTTP/1.0\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n", ErrBadFraming, "", 0, nil},
 		{"te case", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: Chunked\r\n\r\n", nil, "a.example", 0, func(h RequestHead) bool { return h.Chunked }},
+		// A body on a method whose body has no meaning: a server that
+		// ignores it reads the body as the next request (CL.0).
+		{"get with body", "GET / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"get chunked", "GET / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"head with body", "HEAD / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"delete with body", "DELETE /x HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"trace with body", "TRACE / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"get length 0", "GET / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 0\r\n\r\n", nil, "a.example", 0, func(h RequestHead) bool { return h.ContentLength == 0 }},
+		{"options with body", "OPTIONS / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 2\r\n\r\n", nil, "a.example", 0, func(h RequestHead) bool { return h.ContentLength == 2 }},
+		// Framing fields spelt with '_', which some servers read as '-'.
+		{"te underscore", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\nTransfer_Encoding: chunked\r\n\r\n", ErrBadHeader, "", 0, nil},
+		{"cl underscore", "GET / HTTP/1.1\r\nHost: a.example\r\nContent_Length: 5\r\n\r\n", ErrBadHeader, "", 0, nil},
+		{"te space", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\nTransfer-Encoding : chunked\r\n\r\n", ErrBadHeader, "", 0, nil},
+		{"te obs-fold", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\nTransfer-Encoding:\r\n chunked\r\n\r\n", ErrObsFold, "", 0, nil},
+		{"te vertical tab", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: \x0bchunked\r\n\r\n", ErrBadHeader, "", 0, nil},
+		{"cl and te identity", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\nTransfer-Encoding: identity\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"te chunked twice", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", ErrBadFraming, "", 0, nil},
 		{"upgrade lists", "GET /ws HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n\r\n", nil, "a.example", 0,
 			func(h RequestHead) bool { return h.UpgradeTo("h2c") && h.UpgradeTo("websocket") && !h.UpgradeTo("tls") }},
 		{"upgrade h2c case", "GET / HTTP/1.1\r\nHost: a.example\r\nConnection: HTTP2-Settings, upgrade\r\nUpgrade: H2C\r\n\r\n", nil, "a.example", 0,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +166,79 @@ func TestEgressHTTPUpgrade(t *testing.T) {
 	}
 	if seen := fn.httpSeen(em); !slices.Equal(seen, []string{"GET allowed.test /ws"}) {
 		t.Errorf("websocket upgrade: the upstream received %q", seen)
+	}
+}
+
+// TestEgressHTTPSmuggling: the filter frames every request exactly as it
+// forwards it and refuses framing a server could read otherwise, so that
+// no request the rules refuse hides in another's body. The upstream is
+// the fake internet's lenient server (handleLax), which reads each of
+// these bodies as a second request. The client is a raw socket in the
+// container's namespace.
+func TestEgressHTTPSmuggling(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startPolicy(r, policyDoc(`  api:
+    endpoints:
+      - host: allowed.test
+        port: 8081
+        protocol: rest
+        rules:
+          - allow: {method: GET, path: /public/**}
+          - allow: {method: POST, path: /public/**}
+`))
+	ip := fn.ip(hAllowed)
+	const smuggled = "POST /admin/exfil HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 6\r\n\r\nsecret"
+	n := strconv.Itoa(len(smuggled))
+	chunked := "0\r\n\r\n" + smuggled
+	// Each refusal is logged: the framing as unknown_protocol (without the
+	// Host when the header fields could not be read), a refused request
+	// of a keep-alive connection as request.
+	framing := want{protocol: "http", host: "allowed.test", port: portLax, decision: "deny", reason: "unknown_protocol"}
+	fields := framing
+	fields.host = ""
+	for _, tc := range []struct {
+		name, send, status string
+		denied             *want
+		seen               []string // what the upstream reads
+	}{
+		// The server ignores the body of a GET (CL.0).
+		{name: "GET with Content-Length", send: "GET /public/x HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: " + n + "\r\n\r\n" + smuggled,
+			status: "[403]", denied: &framing},
+		{name: "GET chunked", send: "GET /public/x HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n" + strconv.FormatInt(int64(len(smuggled)), 16) + "\r\n" + smuggled + "\r\n0\r\n\r\n",
+			status: "[403]", denied: &framing},
+		// A GET without a length has no body: what follows is a request,
+		// checked as such.
+		{name: "GET body without a length", send: "GET /public/x HTTP/1.1\r\nHost: allowed.test\r\n\r\n" + smuggled,
+			status: "[200 403]", denied: &want{protocol: "http", host: "allowed.test", port: portLax, decision: "deny", reason: "request"},
+			seen: []string{"GET allowed.test /public/x"}},
+		// The server prefers Transfer-Encoding, joins folded lines, reads
+		// '_' as '-', keeps the last Content-Length.
+		{name: "Transfer-Encoding and Content-Length", send: "POST /public/x HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: " + strconv.Itoa(len(chunked)) + "\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked,
+			status: "[403]", denied: &framing},
+		{name: "folded Transfer-Encoding", send: "POST /public/x HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: " + strconv.Itoa(len(chunked)) + "\r\nTransfer-Encoding:\r\n chunked\r\n\r\n" + chunked,
+			status: "[403]", denied: &fields},
+		{name: "Transfer_Encoding", send: "POST /public/x HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: " + strconv.Itoa(len(chunked)) + "\r\nTransfer_Encoding: chunked\r\n\r\n" + chunked,
+			status: "[403]", denied: &fields},
+		{name: "two Content-Length", send: "POST /public/x HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: " + n + "\r\nContent-Length: 0\r\n\r\n" + smuggled,
+			status: "[403]", denied: &framing},
+		// Positive control: bodies where they belong, on one connection.
+		{name: "allowed", send: "GET /public/x HTTP/1.1\r\nHost: allowed.test\r\n\r\nPOST /public/y HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 6\r\n\r\nhello!" +
+			"POST /public/z HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+			status: "[200 200 200]", seen: []string{"GET allowed.test /public/x", "POST allowed.test /public/y", "POST allowed.test /public/z"}},
+	} {
+		lm, em := c.logMark(), fn.mark()
+		if got := c.exchange(ip, portLax, tc.send); fmt.Sprint(got) != tc.status {
+			t.Errorf("%s: responses %v, want %s", tc.name, got, tc.status)
+		}
+		if tc.denied != nil {
+			c.waitDecision(lm, *tc.denied)
+		}
+		for deadline := time.Now().Add(5 * time.Second); len(fn.httpSeen(em)) < len(tc.seen) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond) // the allowed requests, recorded as they are read
+		}
+		time.Sleep(150 * time.Millisecond) // packets in flight
+		if seen := fn.httpSeen(em); !slices.Equal(seen, tc.seen) {
+			t.Errorf("%s: the upstream read %q, want %q", tc.name, seen, tc.seen)
+		}
 	}
 }
