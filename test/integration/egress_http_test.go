@@ -242,3 +242,50 @@ func TestEgressHTTPSmuggling(t *testing.T) {
 		}
 	}
 }
+
+// TestEgressHTTPPaths: a deny rule holds against the spellings of its
+// path that a lenient server routes to the same place, and targets whose
+// reading is ambiguous are refused, on an endpoint with rules. The client
+// is the probe in the container; the upstream records the raw target.
+func TestEgressHTTPPaths(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startPolicy(r, policyDoc(`  api:
+    endpoints:
+      - host: allowed.test
+        port: 80
+        protocol: rest
+        access: full
+        deny_rules:
+          - deny: {method: "*", path: /admin}
+`))
+	ip := fn.ip(hAllowed)
+	for _, tc := range []struct{ path, reason string }{
+		{"/admin", "deny_rule"},
+		{"/admin/", "deny_rule"},
+		{"/admin;x", "deny_rule"},
+		{"/ADMIN", "deny_rule"},
+		{"/%61dmin", "deny_rule"},
+		{"/admin.json", "deny_rule"},
+		{"//admin", "request"},
+		{"/admin%2f..", "request"},
+		{"/public/../admin", "request"},
+		{"/public/%2e%2e/admin", "request"},
+		{"/public/..;/admin", "request"},
+		{"/;x/admin", "request"},
+		{"/%c0%afadmin", "request"},
+	} {
+		c.check(echeck{name: "GET " + tc.path,
+			args:  []string{"http", ip, "80", "allowed.test", "-", tc.path},
+			out:   "OK 403 clawrun: egress to allowed.test:80 denied (" + tc.reason + ")",
+			dec:   []want{connWant("http", "allowed.test", 80, "deny", tc.reason)},
+			never: []seen{nothing}})
+	}
+	// Positive control: the endpoint's other paths.
+	for _, p := range []string{"/administrator", "/public/admin", "/public/x;v=1"} {
+		c.check(echeck{name: "GET " + p,
+			args: []string{"http", ip, "80", "allowed.test", "-", p},
+			out:  "OK 200 host=allowed.test local=" + ip + " path=" + p,
+			dec:  []want{connWant("http", "allowed.test", 80, "allow", "allowed")},
+			saw:  []seen{sawHTTP("allowed.test", ip)}})
+	}
+}
