@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -34,6 +35,9 @@ var (
 	ErrBadChunk         = errors.New("http: malformed chunked body")
 )
 
+// ErrBadStatusLine: ReadResponseHead did not find an HTTP/1.x status line.
+var ErrBadStatusLine = errors.New("http: malformed status line")
+
 // RequestHead is one HTTP/1.x request head.
 type RequestHead struct {
 	Method string
@@ -52,9 +56,10 @@ type RequestHead struct {
 	Chunked       bool
 	// Connect is a CONNECT request (the target is an authority).
 	Connect bool
-	// Upgrade is the protocol asked for by Connection: upgrade and
-	// Upgrade ("websocket"), "" if none: once the server accepts it, the
-	// connection is no longer HTTP.
+	// Upgrade lists the protocols asked for by Connection: upgrade and
+	// Upgrade ("websocket"; the values of every Upgrade field, joined by
+	// ", "), "" if none: once the server switches (101), the connection
+	// is no longer HTTP.
 	Upgrade string
 	// Close: the connection ends after this request (Connection: close,
 	// or HTTP/1.0 without keep-alive).
@@ -74,6 +79,18 @@ func (h RequestHead) Get(name string) string {
 		}
 	}
 	return ""
+}
+
+// UpgradeTo reports whether the request asks to switch to protocol (an
+// Upgrade token, case-insensitive, any version).
+func (h RequestHead) UpgradeTo(protocol string) bool {
+	for t := range strings.SplitSeq(h.Upgrade, ",") {
+		name, _, _ := strings.Cut(strings.TrimSpace(t), "/")
+		if strings.EqualFold(name, protocol) {
+			return true
+		}
+	}
+	return false
 }
 
 // ReadRequestHead reads one request head from br, strictly (RFC 9112):
@@ -119,7 +136,7 @@ func ReadRequestHeadLimit(br *bufio.Reader, limit int) (RequestHead, error) {
 		lengths    []string
 		encodings  []string
 		connection []string
-		upgrade    string
+		upgrades   []string
 	)
 	for {
 		line, err := readLine(br, &raw, false, limit)
@@ -145,7 +162,13 @@ func ReadRequestHeadLimit(br *bufio.Reader, limit int) (RequestHead, error) {
 		}
 		f := HeaderField{Name: string(name), Value: v}
 		h.Header = append(h.Header, f)
-		switch strings.ToLower(f.Name) {
+		key := strings.ToLower(f.Name)
+		if spelt := strings.ReplaceAll(key, "_", "-"); spelt != key && (spelt == "content-length" || spelt == "transfer-encoding") {
+			// Some servers read '_' as '-' in field names: the body would
+			// end where only they think.
+			return h, fmt.Errorf("%w: %s", ErrBadHeader, f.Name)
+		}
+		switch key {
 		case "host":
 			hosts = append(hosts, v)
 		case "content-length":
@@ -155,7 +178,7 @@ func ReadRequestHeadLimit(br *bufio.Reader, limit int) (RequestHead, error) {
 		case "connection":
 			connection = append(connection, v)
 		case "upgrade":
-			upgrade = v
+			upgrades = append(upgrades, v)
 		}
 	}
 	h.Raw = raw
@@ -181,7 +204,7 @@ func ReadRequestHeadLimit(br *bufio.Reader, limit int) (RequestHead, error) {
 	}
 	h.Close = closeConn || h.Proto == "HTTP/1.0" && !keepAlive
 	if upgradeToken {
-		h.Upgrade = upgrade
+		h.Upgrade = strings.Join(upgrades, ", ")
 	}
 	return h, nil
 }
@@ -389,7 +412,49 @@ func (h *RequestHead) framing(lengths, encodings []string) error {
 		}
 		h.ContentLength, _ = strconv.ParseInt(v, 10, 64)
 	}
+	if (h.Chunked || h.ContentLength > 0) && slices.Contains(bodilessMethods, h.Method) {
+		// A server that ignores the body of such a request reads it as
+		// the next request, which the filter never checked (CL.0).
+		return fmt.Errorf("%w: a body on %s", ErrBadFraming, h.Method)
+	}
 	return nil
+}
+
+// bodilessMethods are the methods whose body has no defined meaning
+// (RFC 9110, 9.3): servers may ignore it, or must not receive one.
+var bodilessMethods = []string{"GET", "HEAD", "DELETE", "TRACE"}
+
+// ResponseHead is one HTTP/1.x response head.
+type ResponseHead struct {
+	Status int    // the status code
+	Raw    []byte // the head exactly as received, to forward unchanged
+}
+
+// ReadResponseHead reads one response head (status line and header
+// fields) from br, as strictly as a request head (lines end with CRLF,
+// at most MaxRequestHead bytes). The fields are not interpreted: the
+// proxy only needs to know whether a server switched protocols.
+func ReadResponseHead(br *bufio.Reader) (ResponseHead, error) {
+	var h ResponseHead
+	line, err := readLine(br, &h.Raw, true, MaxRequestHead)
+	if err != nil {
+		return h, err
+	}
+	proto, rest, _ := strings.Cut(string(line), " ")
+	code, _, _ := strings.Cut(rest, " ")
+	if proto != "HTTP/1.1" && proto != "HTTP/1.0" || len(code) != 3 || strings.Trim(code, "0123456789") != "" {
+		return h, fmt.Errorf("%w: %q", ErrBadStatusLine, clipBytes(line))
+	}
+	h.Status, _ = strconv.Atoi(code)
+	for {
+		line, err := readLine(br, &h.Raw, false, MaxRequestHead)
+		if err != nil {
+			return h, err
+		}
+		if len(line) == 0 {
+			return h, nil
+		}
+	}
 }
 
 // BodyReader returns a reader of exactly the request's body bytes as they

@@ -135,6 +135,27 @@ func TestReadRequestHead(t *testing.T) {
 		{"te xchunked", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: xchunked\r\n\r\n", ErrBadFraming, "", 0, nil},
 		{"te http/1.0", "POST / HTTP/1.0\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n", ErrBadFraming, "", 0, nil},
 		{"te case", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: Chunked\r\n\r\n", nil, "a.example", 0, func(h RequestHead) bool { return h.Chunked }},
+		// A body on a method whose body has no meaning: a server that
+		// ignores it reads the body as the next request (CL.0).
+		{"get with body", "GET / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"get chunked", "GET / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"head with body", "HEAD / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"delete with body", "DELETE /x HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"trace with body", "TRACE / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"get length 0", "GET / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 0\r\n\r\n", nil, "a.example", 0, func(h RequestHead) bool { return h.ContentLength == 0 }},
+		{"options with body", "OPTIONS / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 2\r\n\r\n", nil, "a.example", 0, func(h RequestHead) bool { return h.ContentLength == 2 }},
+		// Framing fields spelt with '_', which some servers read as '-'.
+		{"te underscore", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\nTransfer_Encoding: chunked\r\n\r\n", ErrBadHeader, "", 0, nil},
+		{"cl underscore", "GET / HTTP/1.1\r\nHost: a.example\r\nContent_Length: 5\r\n\r\n", ErrBadHeader, "", 0, nil},
+		{"te space", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\nTransfer-Encoding : chunked\r\n\r\n", ErrBadHeader, "", 0, nil},
+		{"te obs-fold", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\nTransfer-Encoding:\r\n chunked\r\n\r\n", ErrObsFold, "", 0, nil},
+		{"te vertical tab", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: \x0bchunked\r\n\r\n", ErrBadHeader, "", 0, nil},
+		{"cl and te identity", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\nTransfer-Encoding: identity\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"te chunked twice", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", ErrBadFraming, "", 0, nil},
+		{"upgrade lists", "GET /ws HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n\r\n", nil, "a.example", 0,
+			func(h RequestHead) bool { return h.UpgradeTo("h2c") && h.UpgradeTo("websocket") && !h.UpgradeTo("tls") }},
+		{"upgrade h2c case", "GET / HTTP/1.1\r\nHost: a.example\r\nConnection: HTTP2-Settings, upgrade\r\nUpgrade: H2C\r\n\r\n", nil, "a.example", 0,
+			func(h RequestHead) bool { return h.UpgradeTo("h2c") }},
 
 		{"eof mid head", "GET / HTTP/1.1\r\nHost: a.exa", io.ErrUnexpectedEOF, "", 0, nil},
 		{"eof", "", io.EOF, "", 0, nil},
@@ -335,4 +356,30 @@ func FuzzReadRequestHead(f *testing.F) {
 			t.Fatalf("body ends at %d for net/http, %d for us (%d body bytes, %q)", theirs, ours, len(b2), body)
 		}
 	})
+}
+
+func TestReadResponseHead(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		status   int
+		want     error
+	}{
+		{"switching", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nframes", 101, nil},
+		{"ok", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", 200, nil},
+		{"no reason", "HTTP/1.0 426 \r\n\r\n", 426, nil},
+		{"http/2", "HTTP/2 101 x\r\n\r\n", 0, ErrBadStatusLine},
+		{"short code", "HTTP/1.1 10 x\r\n\r\n", 0, ErrBadStatusLine},
+		{"bare LF", "HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\n\n", 0, ErrBareLF},
+		{"eof", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: web", 0, io.ErrUnexpectedEOF},
+	} {
+		br := smallReader(tc.in)
+		h, err := ReadResponseHead(br)
+		if !errors.Is(err, tc.want) || h.Status != tc.status && err == nil {
+			t.Errorf("%s: %+v %v, want status %d error %v", tc.name, h, err, tc.status, tc.want)
+			continue
+		}
+		if rest, _ := io.ReadAll(br); err == nil && string(h.Raw)+string(rest) != tc.in {
+			t.Errorf("%s: raw %q does not end where the head ends", tc.name, h.Raw)
+		}
+	}
 }

@@ -44,13 +44,41 @@ type Proxy struct {
 	releaseTimer *time.Timer // p.mu: a release waiting for its turn
 }
 
-// flow is one proxied connection, re-checked when the rules change.
+// flow is one proxied connection, re-checked when the rules change from
+// its decision on, its upstream dial included.
 type flow struct {
-	client, upstream net.Conn
-	host             string
-	port             int
-	binaries         []string
-	http             bool // plain HTTP: its requests are checked one by one
+	client   net.Conn
+	upstream net.Conn // p.mu; nil while the dial is pending
+	dialCtx  context.Context
+	cancel   context.CancelFunc // ends a pending dial
+	host     string
+	port     int
+	binaries []string // p.mu for writes; see owners
+	looked   bool     // binaries were looked up
+	http     bool     // plain HTTP: its requests are checked one by one
+	cut      bool     // p.mu: closed by Recheck
+}
+
+// dialTimeout bounds the resolution and dial of a flow's upstream.
+const dialTimeout = 15 * time.Second
+
+// errFlowCut: Recheck closed the flow while it was dialling.
+var errFlowCut = errors.New("egress: the flow was closed by a reload")
+
+func newFlow(client net.Conn, host string, port int, http bool) *flow {
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	return &flow{client: client, dialCtx: ctx, cancel: cancel, host: host, port: port, http: http}
+}
+
+// cutLocked closes the flow for Recheck, cancelling its dial if it is
+// still pending. p.mu held.
+func (f *flow) cutLocked() {
+	f.cut = true
+	f.cancel()
+	f.client.Close()
+	if f.upstream != nil {
+		f.upstream.Close()
+	}
 }
 
 // Serve accepts connections until ln is closed.
@@ -115,20 +143,24 @@ func (p *Proxy) refuse(c net.Conn, reason Reason) {
 }
 
 // Recheck closes the live connections the current rules no longer allow
-// (hot reload: a new generation takes effect on open flows too).
+// (hot reload: a new generation takes effect on open flows too), and
+// cancels the dials of those still connecting. Connections not decided
+// yet need nothing: they are decided with the rules current then.
 func (p *Proxy) Recheck() int {
 	rules := p.Rules()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	closed := 0
 	for f := range p.live {
+		if f.cut {
+			continue
+		}
 		d := rules.MatchBinary(f.host, f.port, f.binaries)
 		if f.http {
 			d = rules.MatchHTTPConnection(f.host, f.port, f.binaries)
 		}
 		if !d.Allow {
-			f.client.Close()
-			f.upstream.Close()
+			f.cutLocked()
 			closed++
 			p.log(Record{Generation: rules.Generation, Protocol: "tcp", Host: f.host, Port: f.port,
 				Decision: "deny", Reason: d.Reason, Rule: d.Rule})
@@ -146,11 +178,75 @@ func (p *Proxy) log(r Record) {
 	p.Log(r)
 }
 
+// admit decides f with the rules current now (not those of when the
+// connection was accepted: its ClientHello or request may come after a
+// reload) and, when they allow it, registers it for Recheck before
+// anything is dialled. A reload landing between the decision and the
+// registration is caught by deciding again; one after it, by Recheck.
+// rec gets the deciding generation and the connection's executable.
+func (p *Proxy) admit(f *flow, rec *Record, decide func(rules *Rules, binaries []string) Decision) Decision {
+	for {
+		rules := p.Rules()
+		d := decide(rules, p.owners(f, rules))
+		rec.Generation = rules.Generation
+		if len(f.binaries) > 0 {
+			rec.Binary = f.binaries[0]
+		}
+		if !d.Allow {
+			f.cancel()
+			return d
+		}
+		p.mu.Lock()
+		if p.Rules() == rules {
+			p.trackLocked(f, true)
+			p.mu.Unlock()
+			return d
+		}
+		p.mu.Unlock()
+	}
+}
+
+// owners returns the executables of the process that owns f's client
+// connection and of its ancestors, looked up once, when some policy of
+// rules lists binaries (it costs a /proc scan).
+func (p *Proxy) owners(f *flow, rules *Rules) []string {
+	if f.looked || p.Binaries == nil || !rules.HasBinaries() {
+		return f.binaries
+	}
+	binaries := p.Binaries(f.client)
+	p.mu.Lock()
+	f.binaries, f.looked = binaries, true
+	p.mu.Unlock()
+	return binaries
+}
+
+// dialFlow resolves and dials an admitted flow's upstream and hands it to
+// the flow, unless Recheck cut the flow meanwhile (errFlowCut: Recheck
+// logged it, the client is closed).
+func (p *Proxy) dialFlow(f *flow, d Decision) (net.Conn, netip.Addr, Reason, error) {
+	up, ip, reason, err := p.dialChecked(f.dialCtx, f.host, f.port, d.AllowedIPs)
+	f.cancel()
+	p.mu.Lock()
+	cut := f.cut
+	if !cut && err == nil {
+		f.upstream = up
+	}
+	p.mu.Unlock()
+	if cut {
+		if up != nil {
+			up.Close()
+		}
+		return nil, netip.Addr{}, ReasonUpstream, errFlowCut
+	}
+	return up, ip, reason, err
+}
+
 // handle decides and serves one admitted connection (its ticket t).
 func (p *Proxy) handle(client net.Conn, t *ticket) {
 	start := time.Now()
-	rules := p.Rules()
-	rec := Record{Generation: rules.Generation, Source: client.RemoteAddr().String()}
+	// The generation of refusals made before any rule is read; a
+	// decision gives its own.
+	rec := Record{Generation: p.Rules().Generation, Source: client.RemoteAddr().String()}
 	dst, err := OriginalDst(client)
 	if err != nil {
 		dst = addrPort(client.LocalAddr())
@@ -170,15 +266,7 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 		rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 		p.log(rec)
 	}
-	var binaries []string
-	// Finding a connection's executable costs a /proc scan: only when some
-	// policy lists binaries.
-	if p.Binaries != nil && rules.HasBinaries() {
-		binaries = p.Binaries(client)
-		if len(binaries) > 0 {
-			rec.Binary = binaries[0]
-		}
-	}
+	port := int(dst.Port())
 
 	// A synthetic address stands for exactly one protocol:tcp endpoint:
 	// dial at once, the server may speak first.
@@ -186,13 +274,14 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 		if name, ok := p.Resolver.Synthetic.Lookup(dst.Addr().Unmap()); ok {
 			p.admission().decided(t)
 			rec.Protocol, rec.Host = "tcp", name
-			d := rules.MatchBinary(name, int(dst.Port()), binaries)
+			f := newFlow(client, name, port, false)
+			d := p.admit(f, &rec, func(r *Rules, exes []string) Decision { return r.MatchBinary(name, port, exes) })
 			if !d.Allow {
 				finish(d)
 				client.Close()
 				return
 			}
-			p.connect(client, nil, name, int(dst.Port()), d, binaries, &rec, finish)
+			p.connect(f, nil, d, &rec, finish)
 			return
 		}
 	}
@@ -226,7 +315,8 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 		}
 		// MatchBinary denies endpoints whose rules TLS hides (Unenforceable),
 		// except in audit mode.
-		d := rules.MatchBinary(hello.ServerName, int(dst.Port()), binaries)
+		f := newFlow(client, hello.ServerName, port, false)
+		d := p.admit(f, &rec, func(r *Rules, exes []string) Decision { return r.MatchBinary(hello.ServerName, port, exes) })
 		if !d.Allow {
 			finish(d)
 			client.Close()
@@ -237,11 +327,11 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 		// splice straight from the socket (a reader wrapper would force
 		// a copy through user space for the whole flow).
 		prefix := append(helloBytes, buffered(br)...)
-		p.connect(client, prefix, hello.ServerName, int(dst.Port()), d, binaries, &rec, finish)
+		p.connect(f, prefix, d, &rec, finish)
 		return
 	}
 	rec.Protocol = "http"
-	p.serveHTTP(client, br, dst, rules, binaries, t, &rec, finish)
+	p.serveHTTP(client, br, dst, t, &rec, finish)
 }
 
 // refuseName denies names that cannot be checked: none, an IP literal, or
@@ -314,20 +404,20 @@ func (p *Proxy) dialChecked(ctx context.Context, name string, port int, endpoint
 	return nil, netip.Addr{}, reason, lastErr
 }
 
-// connect dials upstream for an allowed flow and copies both ways.
-func (p *Proxy) connect(client net.Conn, prefix []byte, name string, port int, d Decision, binaries []string, rec *Record, finish func(Decision)) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	up, ip, reason, err := p.dialChecked(ctx, name, port, d.AllowedIPs)
-	cancel()
+// connect dials upstream for an admitted flow and copies both ways.
+func (p *Proxy) connect(f *flow, prefix []byte, d Decision, rec *Record, finish func(Decision)) {
+	defer p.track(f, false)
+	client := f.client
+	up, ip, reason, err := p.dialFlow(f, d)
+	if errors.Is(err, errFlowCut) {
+		return
+	}
 	if err != nil {
 		finish(Decision{Reason: reason, Rule: d.Rule})
 		client.Close()
 		return
 	}
 	rec.ResolvedIP = ip.String()
-	f := &flow{client: client, upstream: up, host: name, port: port, binaries: binaries}
-	p.track(f, true)
-	defer p.track(f, false)
 	var sent int64
 	if len(prefix) > 0 {
 		n, err := up.Write(prefix)
@@ -355,6 +445,11 @@ func buffered(br *bufio.Reader) []byte {
 func (p *Proxy) track(f *flow, add bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.trackLocked(f, add)
+}
+
+// trackLocked is track with p.mu held.
+func (p *Proxy) trackLocked(f *flow, add bool) {
 	if p.live == nil {
 		p.live = map[*flow]struct{}{}
 	}

@@ -2,7 +2,7 @@ package egress
 
 import (
 	"bufio"
-	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,28 +15,32 @@ import (
 // connection is checked (Host and the endpoint's L7 rules), not only the
 // first: a keep-alive connection cannot smuggle a second host. All
 // requests of one connection must name the same host, since they share
-// one upstream connection.
-func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, rules *Rules, binaries []string, t *ticket, rec *Record, finish func(Decision)) {
+// one upstream connection. The connection stops being HTTP only when the
+// server switches protocols (101) in answer to its first request.
+func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, t *ticket, rec *Record, finish func(Decision)) {
 	port := int(dst.Port())
 	head, err := ReadRequestHeadLimit(br, p.adm.limits.HandshakeBytes)
 	p.adm.decided(t)
+	rec.Host = head.Host // known when only the framing was refused
 	if err != nil {
 		reason := p.adm.failedFor(t, err, ReasonNotHTTP)
 		finish(Decision{Reason: reason})
-		denyHTTP(client, "", port, reason)
+		denyHTTP(client, head.Host, port, reason)
 		return
 	}
-	rec.Host = head.Host
-	d := p.decideRequest(rules, head, port, binaries)
+	f := newFlow(client, head.Host, port, true)
+	d := p.admit(f, rec, func(r *Rules, exes []string) Decision { return p.decideRequest(r, head, port, exes, true) })
 	if !d.Allow {
 		finish(d)
 		denyHTTP(client, head.Host, port, d.Reason)
 		return
 	}
+	defer p.track(f, false)
 	_ = client.SetReadDeadline(time.Time{})
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	up, ip, reason, err := p.dialChecked(ctx, head.Host, port, d.AllowedIPs)
-	cancel()
+	up, ip, reason, err := p.dialFlow(f, d)
+	if errors.Is(err, errFlowCut) {
+		return
+	}
 	if err != nil {
 		d = Decision{Reason: reason, Rule: d.Rule}
 		finish(d)
@@ -44,26 +48,44 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 		return
 	}
 	rec.ResolvedIP = ip.String()
-	f := &flow{client: client, upstream: up, host: head.Host, port: port, binaries: binaries, http: true}
-	p.track(f, true)
-	defer p.track(f, false)
 
-	var in int64
-	var wg sync.WaitGroup
-	wg.Add(1)
+	var (
+		in       int64
+		relayed  = make(chan struct{})
+		switched = make(chan bool, 1) // the server's answer to an upgrade
+		mu       sync.Mutex
+		refusing bool // mu
+	)
 	go func() {
-		defer wg.Done()
-		in, _ = io.Copy(client, up)
-		closeWrite(client)
+		defer close(relayed)
+		in = relayResponses(client, up, head.Upgrade != "", switched)
+		mu.Lock()
+		defer mu.Unlock()
+		if !refusing {
+			closeWrite(client)
+		}
 	}()
-	out, last := p.forwardRequests(client, br, up, head, dst, binaries)
-	closeWrite(up)
-	if !last.Allow {
-		// A later request was refused: end the connection now.
-		up.Close()
-		client.Close()
+	out, refused := p.forwardRequests(f, br, up, head, dst, switched)
+	if refused != nil {
+		mu.Lock()
+		refusing = true
+		mu.Unlock()
 	}
-	wg.Wait()
+	closeWrite(up)
+	if refused != nil {
+		// The 403 answers the refused request: after the responses to
+		// the requests before it, which the server sends before it closes
+		// (it has read the end of the requests).
+		select {
+		case <-relayed:
+			denyHTTP(client, refused.Host, port, refused.Reason)
+		case <-time.After(drainTimeout):
+			// The server keeps the connection open: cut it unanswered.
+		}
+		client.Close()
+		up.Close()
+	}
+	<-relayed
 	client.Close()
 	up.Close()
 	rec.BytesOut, rec.BytesIn = out, in
@@ -72,49 +94,140 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 	finish(d)
 }
 
+// drainTimeout bounds the wait for the responses that come before a
+// refused request's 403.
+const drainTimeout = 5 * time.Second
+
+// refusal is a request of a connection that was refused after others
+// were forwarded.
+type refusal struct {
+	Host   string
+	Reason Reason
+}
+
 // forwardRequests forwards head and the requests after it until the client
-// is done or a request is refused (returned as the last decision).
-func (p *Proxy) forwardRequests(client net.Conn, br *bufio.Reader, up net.Conn, head RequestHead, dst netip.AddrPort, binaries []string) (int64, Decision) {
+// is done or a request is refused (logged, and returned). After an
+// upgrade request it reads nothing more from the client until the server
+// has answered (switched): a 101 makes the rest of the connection a
+// tunnel, any other answer leaves it HTTP, checked request by request.
+func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, up net.Conn, head RequestHead, dst netip.AddrPort, switched <-chan bool) (int64, *refusal) {
 	var out int64
-	port := int(dst.Port())
-	host := head.Host
+	client, port, host := f.client, f.port, head.Host
+	refuse := func(generation int64, host string, d Decision) *refusal {
+		p.log(Record{Generation: generation, Protocol: "http", Source: client.RemoteAddr().String(),
+			Destination: dst.String(), Host: host, Port: port, Decision: "deny", Reason: d.Reason, Rule: d.Rule})
+		return &refusal{Host: host, Reason: d.Reason}
+	}
 	for {
 		n, err := up.Write(head.Raw)
 		out += int64(n)
 		if err != nil {
-			return out, Decision{Allow: true}
+			return out, nil
 		}
 		m, err := copyBody(up, br, client, head)
 		out += m
-		if err != nil || head.Close || head.Upgrade != "" {
-			if head.Upgrade != "" && err == nil {
-				// After an upgrade the connection is no longer HTTP: the
-				// endpoint was allowed, copy the rest as is.
-				m, _ := io.Copy(up, br)
-				out += m
-			}
-			return out, Decision{Allow: true}
+		if err != nil {
+			return out, nil
+		}
+		if head.Upgrade != "" && <-switched {
+			m, _ := tunnel(up, br, client)
+			return out + m, nil
+		}
+		if head.Close {
+			return out, nil
 		}
 		next, err := ReadRequestHeadLimit(br, p.adm.limits.HandshakeBytes)
-		if err != nil {
-			return out, Decision{Allow: true} // the client is done (or sent garbage: close)
-		}
 		cur := p.Rules() // hot reload applies to the next request too
-		d := p.decideRequest(cur, next, port, binaries)
+		if refusedHead(err) {
+			return out, refuse(cur.Generation, next.Host, Decision{Reason: ReasonNotHTTP})
+		}
+		if err != nil {
+			return out, nil // the client is done
+		}
+		d := p.decideRequest(cur, next, port, p.owners(f, cur), false)
 		if next.Host != host {
 			d = Decision{Reason: ReasonNotAllowed}
 		}
 		if !d.Allow {
-			p.log(Record{Generation: cur.Generation, Protocol: "http", Source: client.RemoteAddr().String(),
-				Destination: dst.String(), Host: next.Host, Port: port, Decision: "deny", Reason: d.Reason, Rule: d.Rule})
-			denyHTTP(client, next.Host, port, d.Reason)
-			return out, d
+			return out, refuse(cur.Generation, next.Host, d)
 		}
 		head = next
 	}
 }
 
-func (p *Proxy) decideRequest(rules *Rules, head RequestHead, port int, binaries []string) Decision {
+// refusedHead reports an error of ReadRequestHead that refuses what the
+// client sent (rather than the connection ending).
+func refusedHead(err error) bool {
+	var ne net.Error
+	return err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) &&
+		!errors.Is(err, net.ErrClosed) && !errors.As(err, &ne)
+}
+
+// tunnel copies the client's bytes upstream as they are, those read
+// ahead first, until the client is done.
+func tunnel(up net.Conn, br *bufio.Reader, client net.Conn) (int64, error) {
+	n, err := up.Write(buffered(br))
+	if err != nil {
+		return int64(n), err
+	}
+	m, err := io.Copy(up, client)
+	return int64(n) + m, err
+}
+
+// relayResponses copies the upstream's responses to the client. When the
+// connection's first request asks for an upgrade, the heads of its answer
+// are read first and switched says whether the server switched protocols;
+// the rest is copied as it comes.
+func relayResponses(client, up net.Conn, upgrade bool, switched chan<- bool) int64 {
+	if !upgrade {
+		n, _ := io.Copy(client, up)
+		return n
+	}
+	ubr := bufio.NewReaderSize(up, 4<<10)
+	n, ok, err := relayUpgradeAnswer(client, ubr)
+	switched <- ok
+	if err != nil {
+		up.Close() // a malformed answer ends the connection
+		return n
+	}
+	m, err := client.Write(buffered(ubr))
+	n += int64(m)
+	if err != nil {
+		return n
+	}
+	k, _ := io.Copy(client, up)
+	return n + k
+}
+
+// relayUpgradeAnswer forwards the response heads answering an upgrade
+// request: interim 1xx heads, then 101 (true: the server switched) or a
+// final status (false: it declined; the body that follows is not read).
+func relayUpgradeAnswer(client net.Conn, ubr *bufio.Reader) (int64, bool, error) {
+	var n int64
+	for {
+		resp, err := ReadResponseHead(ubr)
+		if err != nil {
+			return n, false, err
+		}
+		m, err := client.Write(resp.Raw)
+		n += int64(m)
+		if err != nil {
+			return n, false, err
+		}
+		switch {
+		case resp.Status == 101:
+			return n, true, nil
+		case resp.Status >= 200:
+			return n, false, nil
+		}
+	}
+}
+
+// decideRequest decides one request of a connection (first: the first
+// one). Beyond the rules: an upgrade to h2c is refused (HTTP/2 streams
+// cannot be checked request by request), and so is an upgrade asked for
+// behind other requests (its answer could not be told from theirs).
+func (p *Proxy) decideRequest(rules *Rules, head RequestHead, port int, binaries []string, first bool) Decision {
 	if head.Host == "" {
 		return Decision{Reason: ReasonNoSNI}
 	}
@@ -124,7 +237,11 @@ func (p *Proxy) decideRequest(rules *Rules, head RequestHead, port int, binaries
 	if d, ok := refuseName(head.Host, false); !ok {
 		return d
 	}
-	return rules.MatchRequest(head.Host, port, binaries, head.Method, head.Target)
+	d := rules.MatchRequest(head.Host, port, binaries, head.Method, head.Target)
+	if d.Allow && head.Upgrade != "" && (!first || head.UpgradeTo("h2c")) {
+		return Decision{Reason: ReasonUnenforceable, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}
+	}
+	return d
 }
 
 // denyHTTP answers a refused request with 403 and closes the connection.

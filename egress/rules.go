@@ -511,17 +511,22 @@ var (
 // AllowRequest checks one plain-HTTP request (method and request-target)
 // against the endpoint's L7 rules. In order: DenyAll denies
 // (unenforceable); an ambiguous target (dot segments, encoded '/', '\'
-// or '%', backslashes, empty segments, control characters, a fragment)
-// denies, since the server may read it differently; the endpoint's path
-// must match; any deny rule that matches denies (deny_rule); access
-// read-only allows only GET, HEAD, OPTIONS and read-write also POST, PUT,
-// PATCH; allow rules, when present, must match one rule. Other failures
-// are reason request. Paths are matched percent-decoded.
+// or '%', backslashes, empty segments, control characters, bytes that
+// are not UTF-8 once decoded, a fragment; the same once ;parameters are
+// removed) denies, since the server may read it differently; the
+// endpoint's path must match; any deny rule that matches denies
+// (deny_rule); access read-only allows only GET, HEAD, OPTIONS and
+// read-write also POST, PUT, PATCH; allow rules, when present, must match
+// one rule. Other failures are reason request. Paths are matched
+// percent-decoded.
 //
 // Allow rules match exactly (method and path case-sensitive; every value
-// of a query parameter must match) and deny rules broadly
-// (case-insensitive; any value matching), so that neither can be dodged
-// by spelling a request the way a lenient server would read it.
+// of a query parameter must match; the path both as sent and without its
+// ;parameters) and deny rules broadly (case-insensitive; any value
+// matching; any reading of the path a lenient server routes on: as sent,
+// without ;parameters, without a trailing slash, without the last
+// segment's extension), so that neither can be dodged by spelling a
+// request the way a lenient server would read it.
 func (r *Rules) AllowRequest(e *Endpoint, method, target string) (bool, Reason) {
 	if e == nil || e.L7 == nil {
 		return true, ReasonAllowed
@@ -530,17 +535,20 @@ func (r *Rules) AllowRequest(e *Endpoint, method, target string) (bool, Reason) 
 	if l7.DenyAll {
 		return false, ReasonUnenforceable
 	}
-	p, rawQuery, ok := requestPath(target)
+	tp, ok := requestPath(target)
 	if !ok {
 		return false, ReasonRequest
 	}
-	query, qerr := url.ParseQuery(rawQuery)
-	if l7.Path != "" && !globMatch(l7.Path, p) {
+	query, qerr := url.ParseQuery(tp.query)
+	exact, broad := tp.readings(false), tp.readings(true)
+	if l7.Path != "" && !everyReading(exact, func(p string) bool { return globMatch(l7.Path, p) }) {
 		return false, ReasonRequest
 	}
 	for _, rule := range l7.Deny {
-		if ruleMatches(rule, method, p, query, qerr, true) {
-			return false, ReasonDenyRule
+		for _, p := range broad {
+			if ruleMatches(rule, method, p, query, qerr, true) {
+				return false, ReasonDenyRule
+			}
 		}
 	}
 	switch {
@@ -556,20 +564,74 @@ func (r *Rules) AllowRequest(e *Endpoint, method, target string) (bool, Reason) 
 	if len(l7.Allow) == 0 {
 		return true, ReasonAllowed
 	}
-	for _, rule := range l7.Allow {
-		if ruleMatches(rule, method, p, query, qerr, false) {
-			return true, ReasonAllowed
-		}
+	allowed := everyReading(exact, func(p string) bool {
+		return slices.ContainsFunc(l7.Allow, func(rule RequestRule) bool { return ruleMatches(rule, method, p, query, qerr, false) })
+	})
+	if allowed {
+		return true, ReasonAllowed
 	}
 	return false, ReasonRequest
 }
 
-// requestPath returns the percent-decoded path and the raw query of a
-// request-target (origin-form, absolute-form, or "*"), or false when the
-// target is ambiguous.
-func requestPath(target string) (string, string, bool) {
+func everyReading(readings []string, ok func(string) bool) bool {
+	for _, p := range readings {
+		if !ok(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// targetPath is the path of a request-target as servers read it.
+type targetPath struct {
+	decoded string // percent-decoded
+	// bare is decoded without the ;parameters of its segments, which
+	// servers of the Servlet family (Tomcat, Jetty, Spring) drop before
+	// routing: /admin;x is /admin there.
+	bare  string
+	query string // raw
+}
+
+// readings returns the paths a server may route the request on: as
+// decoded and bare; when broad (for deny rules) also each without a
+// trailing slash (/admin/ for /admin) and without the last segment's
+// extension (Spring's suffix matching: /admin.json for /admin).
+func (tp targetPath) readings(broad bool) []string {
+	out := []string{tp.decoded}
+	add := func(p string) {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	add(tp.bare)
+	if broad {
+		for _, p := range slices.Clone(out) {
+			if len(p) > 1 {
+				p = strings.TrimSuffix(p, "/")
+			}
+			add(p)
+			add(withoutExtension(p))
+		}
+	}
+	return out
+}
+
+// withoutExtension cuts the last segment of p at its first dot (one that
+// does not start the segment: /.well-known stays).
+func withoutExtension(p string) string {
+	seg := strings.LastIndexByte(p, '/') + 1
+	if dot := strings.IndexByte(p[seg:], '.'); dot > 0 {
+		return p[:seg+dot]
+	}
+	return p
+}
+
+// requestPath returns the path and the raw query of a request-target
+// (origin-form, absolute-form, or "*"), or false when the target is
+// ambiguous.
+func requestPath(target string) (targetPath, bool) {
 	if target == "*" {
-		return "*", "", true
+		return targetPath{decoded: "*", bare: "*"}, true
 	}
 	if i := strings.Index(target, "://"); i > 0 && !strings.HasPrefix(target, "/") {
 		rest := target[i+3:]
@@ -584,36 +646,58 @@ func requestPath(target string) (string, string, bool) {
 	}
 	raw, query, _ := strings.Cut(target, "?")
 	if !strings.HasPrefix(raw, "/") || strings.ContainsAny(target, "#\\") {
-		return "", "", false
+		return targetPath{}, false
 	}
 	var b strings.Builder
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		if c == '%' {
 			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
-				return "", "", false
+				return targetPath{}, false
 			}
 			c = unhex(raw[i+1])<<4 | unhex(raw[i+2])
 			i += 2
 			if c == '/' || c == '\\' || c == '%' {
 				// An encoded separator is one segment to us and maybe two to
 				// the server; "%25" decoded twice is the same problem.
-				return "", "", false
+				return targetPath{}, false
 			}
 		}
 		if c <= ' ' || c == 0x7f {
-			return "", "", false
+			return targetPath{}, false
 		}
 		b.WriteByte(c)
 	}
-	p := b.String()
+	tp := targetPath{decoded: b.String(), query: query}
+	if !utf8.ValidString(tp.decoded) {
+		// Overlong or broken sequences ("%c0%af") decode to '/' or '.' on
+		// some servers.
+		return targetPath{}, false
+	}
+	segs := strings.Split(tp.decoded, "/")
+	for i, s := range segs {
+		segs[i], _, _ = strings.Cut(s, ";")
+	}
+	tp.bare = strings.Join(segs, "/")
+	for _, p := range []string{tp.decoded, tp.bare} {
+		if !plainSegments(p) {
+			return targetPath{}, false
+		}
+	}
+	return tp, true
+}
+
+// plainSegments reports a path without dot segments and without empty
+// segments (but the last: a trailing slash), which servers resolve or
+// collapse in different ways.
+func plainSegments(p string) bool {
 	segs := strings.Split(p, "/")
 	for i, s := range segs[1:] {
 		if s == "." || s == ".." || (s == "" && i != len(segs)-2) {
-			return "", "", false
+			return false
 		}
 	}
-	return p, query, true
+	return true
 }
 
 func isHex(c byte) bool {

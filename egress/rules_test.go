@@ -417,3 +417,89 @@ func TestTCPEndpoint(t *testing.T) {
 		t.Error("tcp endpoint of a name the floor does not allow")
 	}
 }
+
+// TestMatchRequestPathForms: a deny rule holds against every spelling of
+// its path that a lenient server routes to the same place (a trailing
+// slash, ;parameters, a format extension, case, percent-escapes of
+// unreserved characters), and a target whose reading is ambiguous (dot
+// segments, encoded separators, empty segments, undecodable bytes) is
+// refused on an endpoint with rules. Allow rules must hold for every
+// reading: ;parameters cannot dress a path up as an allowed one.
+func TestMatchRequestPathForms(t *testing.T) {
+	r := mustRules(t, polLayer("inline", map[string]policy.NetworkPolicy{
+		"web": {Endpoints: []policy.Endpoint{
+			{Host: "deny.example", Ports: []int{80}, Protocol: "rest", DenyRules: []policy.Rule{{Path: "/admin"}}},
+			{Host: "allow.example", Ports: []int{80}, Protocol: "rest",
+				Rules: []policy.Rule{{Method: "GET", Path: "/public/**"}, {Method: "GET", Path: "/files/*.txt"}}},
+		}},
+	}))
+	const (
+		allow   = ReasonAllowed
+		denied  = ReasonDenyRule
+		refused = ReasonRequest
+	)
+	for _, tc := range []struct {
+		host, target string
+		want         Reason
+	}{
+		// deny_rules: {path: /admin}
+		{"deny.example", "/admin", denied},
+		{"deny.example", "/admin/", denied},
+		{"deny.example", "/admin;x", denied},
+		{"deny.example", "/admin;jsessionid=1/", denied},
+		{"deny.example", "/admin/;x", denied},
+		{"deny.example", "/admin%3bx", denied},
+		{"deny.example", "/ADMIN", denied},
+		{"deny.example", "/Admin/", denied},
+		{"deny.example", "/%61dmin", denied},
+		{"deny.example", "/%41DMIN", denied},
+		{"deny.example", "/admin.json", denied},
+		{"deny.example", "/admin.", denied},
+		{"deny.example", "/admin?x=1", denied},
+		{"deny.example", "http://deny.example/admin/", denied},
+		{"deny.example", "//admin", refused},
+		{"deny.example", "/admin%2f..", refused},
+		{"deny.example", "/admin%2F", refused},
+		{"deny.example", "/public/../admin", refused},
+		{"deny.example", "/public/%2e%2e/admin", refused},
+		{"deny.example", "/public/%2E%2E/admin", refused},
+		{"deny.example", "/public/.%2e/admin", refused},
+		{"deny.example", "/public/..;/admin", refused},
+		{"deny.example", "/public/..%3b/admin", refused},
+		{"deny.example", "/;x/admin", refused},
+		{"deny.example", "/./admin", refused},
+		{"deny.example", "/admin/.", refused},
+		{"deny.example", "/admin%00", refused},
+		{"deny.example", "/admin%20", refused},
+		{"deny.example", "/admin%c0%ae", refused},
+		{"deny.example", "/%c0%afadmin", refused},
+		{"deny.example", "/admin\\", refused},
+		{"deny.example", "/admin%5c", refused},
+		{"deny.example", "/admin%252f", refused},
+		{"deny.example", "/admin%", refused},
+		{"deny.example", "/admin%2", refused},
+		{"deny.example", "/admin#x", refused},
+		// Other paths of the endpoint stay allowed.
+		{"deny.example", "/administrator", allow},
+		{"deny.example", "/admins/x", allow},
+		{"deny.example", "/public/x", allow},
+		{"deny.example", "/.well-known/x", allow},
+		{"deny.example", "/public/admin", allow},
+		{"deny.example", "/caf%C3%A9", allow},
+		// rules: GET /public/**, GET /files/*.txt
+		{"allow.example", "/public/x", allow},
+		{"allow.example", "/public/x/", allow},
+		{"allow.example", "/public/x;v=1", allow},
+		{"allow.example", "/files/a.txt", allow},
+		{"allow.example", "/files/secret;.txt", refused},
+		{"allow.example", "/files/secret%3b.txt", refused},
+		{"allow.example", "/public/..;/admin", refused},
+		{"allow.example", "/public/%2e%2e/admin", refused},
+		{"allow.example", "/admin", refused},
+	} {
+		d := r.MatchRequest(tc.host, 80, nil, "GET", tc.target)
+		if d.Allow != (tc.want == allow) || d.Reason != tc.want {
+			t.Errorf("GET %s%s: allow=%v reason=%s, want reason %s", tc.host, tc.target, d.Allow, d.Reason, tc.want)
+		}
+	}
+}

@@ -82,6 +82,7 @@ const (
 	portBanner = 2222 // svc.test: the server speaks first
 	portAlt    = 8080 // HTTP too, a port no policy allows
 	portAlt2   = 2223 // a banner too, a port no policy allows
+	portLax    = 8081 // a lenient HTTP server (see handleLax)
 	portEcho   = 7    // UDP echo
 )
 
@@ -95,7 +96,7 @@ type netEvent struct {
 	Name   string // DNS query name as received, TLS SNI, HTTP Host
 	QType  string // DNS
 	Path   string // HTTP
-	Data   string // UDP payload, TLS error
+	Data   string // UDP payload, TLS error, HTTP method
 }
 
 func (e netEvent) String() string {
@@ -392,7 +393,12 @@ func (fn *fakeNet) close() error {
 // inNS runs fn on a thread switched into the fake internet's namespace,
 // so that the sockets it creates live there.
 func (fn *fakeNet) inNS(ns string, f func() error) error {
-	target, err := os.Open("/run/netns/" + ns)
+	return inNetns("/run/netns/"+ns, f)
+}
+
+// inNetns runs f on a thread switched into the network namespace at path.
+func inNetns(path string, f func() error) error {
+	target, err := os.Open(path)
 	if err != nil {
 		return err
 	}
@@ -506,6 +512,7 @@ func (fn *fakeNet) startServers() error {
 		{portSSH, func(l net.Listener) { fn.acceptLoop(l, fn.handleBanner("SSH-2.0-fake")) }},
 		{portAlt, func(l net.Listener) { _ = httpSrv.Serve(recordingListener{l, fn}) }},
 		{portAlt2, func(l net.Listener) { fn.acceptLoop(l, fn.handleBanner("BANNER2")) }},
+		{portLax, func(l net.Listener) { fn.acceptLoop(l, fn.handleLax) }},
 	}
 	var listeners []net.Listener
 	var packets []net.PacketConn
@@ -635,8 +642,90 @@ func (fn *fakeNet) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	if a, ok := req.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		local = a.String()
 	}
-	fn.record(netEvent{Kind: "http", Local: local, Remote: req.RemoteAddr, Name: req.Host, Path: req.URL.RequestURI()})
+	fn.record(netEvent{Kind: "http", Local: local, Remote: req.RemoteAddr, Name: req.Host, Path: req.URL.RequestURI(), Data: req.Method})
+	if req.URL.Path == "/ws" && strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
+		fn.echoUpgraded(w)
+		return
+	}
 	fmt.Fprintf(w, "host=%s local=%s path=%s\n", req.Host, hostOf(local), req.URL.RequestURI())
+}
+
+// echoUpgraded accepts a websocket upgrade (101) and echoes what follows.
+func (fn *fakeNet) echoUpgraded(w http.ResponseWriter) {
+	c, brw, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	_, _ = io.Copy(c, brw)
+}
+
+// handleLax is a keep-alive HTTP/1.1 server as lenient as the servers
+// request smuggling relies on: it takes bare LF line ends, joins folded
+// lines, reads '_' as '-' in field names, keeps the last of repeated
+// fields, prefers Transfer-Encoding to Content-Length, and ignores the
+// body of a GET, HEAD or DELETE (which it then reads as the next
+// request). It records every request it reads.
+func (fn *fakeNet) handleLax(c net.Conn) {
+	br := bufio.NewReader(c)
+	line := func() (string, bool) {
+		l, err := br.ReadString('\n')
+		return strings.TrimRight(l, "\r\n"), err == nil
+	}
+	for {
+		first, ok := line()
+		if !ok {
+			return
+		}
+		f := strings.Fields(first)
+		if len(f) < 2 {
+			continue
+		}
+		hdr := map[string]string{}
+		last := ""
+		for {
+			l, ok := line()
+			if !ok {
+				return
+			}
+			if l == "" {
+				break
+			}
+			if (l[0] == ' ' || l[0] == '\t') && last != "" {
+				hdr[last] += " " + strings.TrimSpace(l)
+				continue
+			}
+			if k, v, ok := strings.Cut(l, ":"); ok {
+				last = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "_", "-")
+				hdr[last] = strings.TrimSpace(v)
+			}
+		}
+		fn.record(netEvent{Kind: "http", Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String(), Name: hdr["host"], Path: f[1], Data: f[0]})
+		switch {
+		case strings.Contains(strings.ToLower(hdr["transfer-encoding"]), "chunked"):
+			for {
+				size, ok := line()
+				if !ok {
+					return
+				}
+				size, _, _ = strings.Cut(size, ";")
+				n, _ := strconv.ParseInt(strings.TrimSpace(size), 16, 64)
+				if n == 0 {
+					for l, ok := line(); ok && l != ""; l, ok = line() {
+					}
+					break
+				}
+				_, _ = io.CopyN(io.Discard, br, n+2)
+			}
+		case f[0] == "GET" || f[0] == "HEAD" || f[0] == "DELETE":
+		default:
+			n, _ := strconv.ParseInt(hdr["content-length"], 10, 64)
+			_, _ = io.CopyN(io.Discard, br, n)
+		}
+		body := fmt.Sprintf("lax %s %s\n", f[0], f[1])
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	}
 }
 
 func (fn *fakeNet) serveUDP(c net.PacketConn) {

@@ -1,6 +1,10 @@
 package integration
 
 import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -368,5 +372,110 @@ func copyExecutable(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, data, 0o755); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEgressHotReloadUndecided: a reload reaches the connections that
+// have not been decided yet. One accepted before `clawrun policy apply`
+// whose ClientHello comes after it is decided with the new policy (and
+// logged with its generation); one whose upstream dial is still pending
+// is cut and its dial cancelled; a host the new policy keeps works.
+func TestEgressHotReloadUndecided(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startPolicy(r, policyDoc(`  web:
+    endpoints:
+      - {host: allowed.test, port: 443}
+      - {host: other.test, ports: [443, 81]}
+`))
+	// other.test:81 never accepts until the test lets it: a dial to it
+	// stays pending.
+	slow, queued := fn.fullListener(t, fn.ip(hOther), 81)
+	em, lm := fn.mark(), c.logMark()
+
+	// Decided, dialling: a ClientHello for other.test:81.
+	pending := c.netnsDial(fn.ip(hOther), 81)
+	pendingDone := make(chan error, 1)
+	go func() {
+		pendingDone <- tls.Client(pending, &tls.Config{ServerName: "other.test", InsecureSkipVerify: true}).Handshake()
+	}()
+	for deadline := time.Now().Add(5 * time.Second); dialsTo(fn.ip(hOther), 81) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the filter never started dialling other.test:81")
+		}
+	}
+
+	// Undecided: connected, only the first byte of a ClientHello sent
+	// (and read by the filter, which waits 10 s for the rest: last).
+	removed := &sentAhead{Conn: c.netnsDial(fn.ip(hOther), 443), ahead: []byte{0x16}}
+	kept := &sentAhead{Conn: c.netnsDial(fn.ip(hAllowed), 443), ahead: []byte{0x16}}
+	for _, conn := range []*sentAhead{removed, kept} {
+		if _, err := conn.Conn.Write(conn.ahead); err != nil {
+			t.Fatal(err)
+		}
+		c.waitFilterRead(conn.Conn)
+	}
+	gen2 := writeTemp(t, "gen2.yaml", policyDoc(`  web:
+    endpoints:
+      - {host: allowed.test, port: 443}
+`))
+	r.ok(append(fn.globals(), "policy", "apply", c.id, gen2)...)
+	c.waitUnresolvable("other.test")
+
+	// The ClientHellos sent after the reload are decided by it (before
+	// the filter's wait for them ends).
+	pool := x509.NewCertPool()
+	pool.AddCert(fn.ca)
+	if err := tls.Client(removed, &tls.Config{ServerName: "other.test", RootCAs: pool}).Handshake(); err == nil {
+		t.Error("the handshake with other.test succeeded after the reload removed it")
+	}
+	removed.Close()
+	// Positive control: the host the new policy keeps.
+	tc := tls.Client(kept, &tls.Config{ServerName: "allowed.test", RootCAs: pool})
+	if err := tc.Handshake(); err != nil {
+		t.Errorf("the handshake with allowed.test, still allowed, failed: %v", err)
+	} else if line, err := bufio.NewReader(tc).ReadString('\n'); !strings.HasPrefix(line, "hello sni=allowed.test") {
+		t.Errorf("allowed.test's greeting: %q %v", line, err)
+	}
+	tc.Close()
+	if d := c.waitDecision(lm, connWant("tls", "other.test", 443, "deny", "not_allowed")); d.Generation != 2 {
+		t.Errorf("other.test's ClientHello, sent after the reload, was decided by generation %d: %s", d.Generation, d)
+	}
+	if d := c.waitDecision(lm, connWant("tls", "allowed.test", 443, "allow", "allowed")); d.Generation != 2 {
+		t.Errorf("allowed.test's ClientHello, sent after the reload, was decided by generation %d: %s", d.Generation, d)
+	}
+	// The pending dial is cancelled: the client is cut, the SYN is no
+	// longer sent, and with the server's queue drained nothing arrives.
+	select {
+	case err := <-pendingDone:
+		if err == nil {
+			t.Error("the handshake with other.test:81 succeeded after the reload removed it")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the connection dialling other.test:81 was not cut by the reload")
+	}
+	if d := c.waitDecision(lm, connWant("tcp", "other.test", 81, "deny", "not_allowed")); d.Generation != 2 {
+		t.Errorf("the reload's decision has generation %d, want 2: %s", d.Generation, d)
+	}
+	for deadline := time.Now().Add(5 * time.Second); dialsTo(fn.ip(hOther), 81) != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Error("the filter still dials other.test:81 after the reload removed it")
+			break
+		}
+	}
+	for i := 0; i < queued; i++ {
+		if conn, err := slow.Accept(); err == nil {
+			conn.Close()
+		}
+	}
+	_ = slow.(*net.TCPListener).SetDeadline(time.Now().Add(300 * time.Millisecond))
+	if conn, err := slow.Accept(); err == nil {
+		t.Errorf("other.test:81 received a connection from %s after the reload removed it", conn.RemoteAddr())
+		conn.Close()
+	}
+
+	for _, e := range fn.since(em) {
+		if e.localIP() == fn.ip(hOther) {
+			t.Errorf("other.test received something after the reload removed it: %s", e)
+		}
 	}
 }
