@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/egress"
 	"github.com/clawrun/clawrun/egress/filter"
@@ -48,12 +49,34 @@ type egressSetup struct {
 }
 
 // checkEgressNetwork refuses network policies that could not be enforced:
-// a container sharing the host's network namespace.
+// a container sharing the host's network namespace, by leaving it out of
+// the spec or by joining it by path.
 func checkEgressNetwork(spec *specs.Spec) error {
-	if _, ok := netNamespace(spec); ok {
+	ns, ok := netNamespace(spec)
+	if ok && ns.Path != "" {
+		host, err := isRuntimeNetns(ns.Path)
+		if err != nil {
+			return fmt.Errorf("network_policies: the network namespace it joins: %w", err)
+		}
+		ok = !host
+	}
+	if ok {
 		return nil
 	}
 	return errors.New("network_policies: the container shares the host's network namespace, whose traffic clawrun cannot filter: give it a network namespace of its own")
+}
+
+// isRuntimeNetns tells whether path names the runtime's own network
+// namespace (the host's).
+func isRuntimeNetns(path string) (bool, error) {
+	var ns, self unix.Stat_t
+	if err := unix.Stat(path, &ns); err != nil {
+		return false, err
+	}
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		return false, err
+	}
+	return ns.Dev == self.Dev && ns.Ino == self.Ino, nil
 }
 
 // netNamespace is the spec's network namespace entry; false when the

@@ -148,13 +148,7 @@ func (rn *routedNet) packets(t *testing.T) int {
 }
 
 // inNet joins the container to the namespace.
-func (rn *routedNet) inNet(s *specs.Spec) {
-	for i, ns := range s.Linux.Namespaces {
-		if ns.Type == specs.NetworkNamespace {
-			s.Linux.Namespaces[i].Path = "/run/netns/" + rn.ns
-		}
-	}
-}
+func (rn *routedNet) inNet(s *specs.Spec) { joinNetns("/run/netns/" + rn.ns)(s) }
 
 // TestEgressRoutedNetns: a container whose namespace has a real route
 // into the fake internet. Without clawrun (the control) UDP, ICMP, IPv6

@@ -8,7 +8,30 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
+
+// joinNetns makes the container join the network namespace at path.
+func joinNetns(path string) func(*specs.Spec) {
+	return func(s *specs.Spec) {
+		for i, ns := range s.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				s.Linux.Namespaces[i].Path = path
+				return
+			}
+		}
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
+	}
+}
+
+// sameFile tells whether two paths name the same file (a namespace); a
+// path this process cannot stat names none it shares.
+func sameFile(a, b string) bool {
+	var sa, sb unix.Stat_t
+	return unix.Stat(a, &sa) == nil && unix.Stat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
+}
 
 // TestEgressLoopbackStaysLocal: in a namespace with a real route out, a
 // socket forced onto the real interface (SO_BINDTODEVICE, IP_UNICAST_IF,
