@@ -389,10 +389,16 @@ func (fn *fakeNet) close() error {
 	return errors.Join(errs...)
 }
 
-// inNS runs fn on a thread switched into the fake internet's namespace,
-// so that the sockets it creates live there.
+// inNS runs fn on a thread switched into the named namespace ns, so that
+// the sockets it creates live there.
 func (fn *fakeNet) inNS(ns string, f func() error) error {
-	target, err := os.Open("/run/netns/" + ns)
+	return inNetnsAt("/run/netns/"+ns, f)
+}
+
+// inNetnsAt runs f on a thread switched into the network namespace at
+// path.
+func inNetnsAt(path string, f func() error) error {
+	target, err := os.Open(path)
 	if err != nil {
 		return err
 	}
@@ -1054,18 +1060,50 @@ func filterProcs(dir string) []int {
 	return out
 }
 
-// netnsOf is the inode of a process's network namespace.
-func netnsOf(pid int) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st); err != nil {
-		return 0, err
-	}
-	return st.Ino, nil
+// netnsID identifies a network namespace: its inode, and its cookie,
+// which unlike the inode is never another namespace's.
+type netnsID struct{ ino, cookie uint64 }
+
+// netnsOf is the identity of a process's network namespace.
+func netnsOf(pid int) (netnsID, error) {
+	return netnsAt(fmt.Sprintf("/proc/%d/ns/net", pid))
 }
 
-// netnsHeld lists what still holds any of the namespaces inodes: a
-// process in it, an open namespace fd, a bind mount.
-func netnsHeld(inodes map[uint64]bool) []string {
+// netnsAt is the identity of the network namespace at path.
+func netnsAt(path string) (netnsID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return netnsID{}, err
+	}
+	id := netnsID{ino: st.Ino}
+	err := inNetnsAt(path, func() error {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		id.cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		return err
+	})
+	return id, err
+}
+
+// netnsHeld lists what still holds any of the namespaces: a process in
+// it, an open namespace fd, a bind mount. (Namespaces that got one of
+// their inodes since do not count.)
+func netnsHeld(ids map[netnsID]bool) []string {
+	inodes := map[uint64]bool{}
+	for id := range ids {
+		inodes[id.ino] = true
+	}
+	// One of them, at path (whose inode is ino)?
+	isOne := func(ino uint64, path string) bool {
+		if !inodes[ino] {
+			return false
+		}
+		id, err := netnsAt(path)
+		return err == nil && ids[id]
+	}
 	var held []string
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -1073,32 +1111,42 @@ func netnsHeld(inodes map[uint64]bool) []string {
 		if err != nil {
 			continue
 		}
-		if ino, err := netnsOf(pid); err == nil && inodes[ino] && pidAlive(pid) {
-			held = append(held, fmt.Sprintf("process %d is in net:[%d]", pid, ino))
+		var st unix.Stat_t
+		nsPath := fmt.Sprintf("/proc/%d/ns/net", pid)
+		if unix.Stat(nsPath, &st) == nil && isOne(st.Ino, nsPath) && pidAlive(pid) {
+			held = append(held, fmt.Sprintf("process %d (%s) is in net:[%d]", pid, cmdlineOf(pid), st.Ino))
 		}
 		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 		for _, fd := range fds {
-			link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+			fdPath := fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())
+			link, err := os.Readlink(fdPath)
 			if err != nil {
 				continue
 			}
 			if rest, ok := strings.CutPrefix(link, "net:["); ok {
-				if ino, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64); err == nil && inodes[ino] {
-					held = append(held, fmt.Sprintf("process %d holds %s as fd %s", pid, link, fd.Name()))
+				if ino, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64); err == nil && isOne(ino, fdPath) {
+					held = append(held, fmt.Sprintf("process %d (%s) holds %s as fd %s", pid, cmdlineOf(pid), link, fd.Name()))
 				}
 			}
 		}
 	}
 	if data, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		for line := range strings.SplitSeq(string(data), "\n") {
+			f := strings.Fields(line)
 			for ino := range inodes {
-				if strings.Contains(line, fmt.Sprintf("net:[%d]", ino)) {
+				if strings.Contains(line, fmt.Sprintf("net:[%d]", ino)) && len(f) > 4 && isOne(ino, f[4]) {
 					held = append(held, "mount "+line)
 				}
 			}
 		}
 	}
 	return held
+}
+
+// cmdlineOf is a process's command line, for messages.
+func cmdlineOf(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
 }
 
 // nftTables lists the nftables tables of a process's network namespace.

@@ -251,7 +251,7 @@ func TestEgressNoLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	inodes := map[uint64]bool{}
+	namespaces := map[netnsID]bool{}
 	var ids []string
 	for i := range n {
 		id := newID(t)
@@ -259,11 +259,11 @@ func TestEgressNoLeftovers(t *testing.T) {
 		r.ok(append(fn.globals(), "create", "--bundle", b, id)...)
 		ids = append(ids, id)
 		pid := r.state(id).Pid
-		ino, err := netnsOf(pid)
+		ns, err := netnsOf(pid)
 		if err != nil {
 			t.Fatal(err)
 		}
-		inodes[ino] = true
+		namespaces[ns] = true
 		// Check a few in depth: rules, listeners, filter processes.
 		if i < 3 || i == n-1 {
 			if tables := nftTables(t, pid); !strings.Contains(tables, "table inet clawrun") {
@@ -302,7 +302,7 @@ func TestEgressNoLeftovers(t *testing.T) {
 			}
 		}
 	}
-	if held := netnsHeld(inodes); len(held) > 0 {
+	if held := netnsHeld(namespaces); len(held) > 0 {
 		t.Errorf("the containers' network namespaces are still held:\n  %s", strings.Join(held, "\n  "))
 	}
 	for _, id := range ids {
