@@ -1060,6 +1060,23 @@ func filterProcs(dir string) []int {
 	return out
 }
 
+// filterCgroupsLeft lists the memory cgroups left of the filter whose
+// supervisor was pid: each worker has one of its own, named after its
+// supervisor, next to the runtime's (v1: in it, v2: beside it), which
+// goes with the filter.
+func filterCgroupsLeft(t *testing.T, pid int) []string {
+	t.Helper()
+	own := cgroupDirOf(t, os.Getpid(), "memory")
+	var left []string
+	for _, dir := range []string{own, filepath.Dir(own)} {
+		cg := filepath.Join(dir, "clawrun-egress-"+strconv.Itoa(pid))
+		if _, err := os.Stat(cg); !os.IsNotExist(err) {
+			left = append(left, fmt.Sprintf("%s (%v)", cg, err))
+		}
+	}
+	return left
+}
+
 // netnsID identifies a network namespace: its inode, and its cookie,
 // which unlike the inode is never another namespace's.
 type netnsID struct{ ino, cookie uint64 }

@@ -290,16 +290,9 @@ func TestEgressNoLeftovers(t *testing.T) {
 		n, created.Round(time.Millisecond), total.Round(time.Millisecond), float64(total.Milliseconds())/float64(n))
 
 	waitFor(t, 10*time.Second, "no filter process left", func() bool { return len(filterProcs(r.root)) == 0 })
-	// Each filter's worker had a memory cgroup of its own, named after
-	// its supervisor, next to the runtime's (v1: in it, v2: beside it):
-	// gone with it.
-	own := cgroupDirOf(t, os.Getpid(), "memory")
 	for _, pid := range procs {
-		for _, dir := range []string{own, filepath.Dir(own)} {
-			cg := filepath.Join(dir, "clawrun-egress-"+strconv.Itoa(pid))
-			if _, err := os.Stat(cg); !os.IsNotExist(err) {
-				t.Errorf("the filter's memory cgroup %s is left (%v)", cg, err)
-			}
+		for _, cg := range filterCgroupsLeft(t, pid) {
+			t.Errorf("the filter's memory cgroup %s is left", cg)
 		}
 	}
 	if held := netnsHeld(namespaces); len(held) > 0 {
