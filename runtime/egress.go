@@ -367,6 +367,23 @@ func filterRunning(stateDir string, rec *egressRecord) bool {
 	return filter.Running(rec.SupervisorPid, filter.SupervisorArg, filepath.Join(stateDir, egressConfigFile))
 }
 
+// checkEgressRunning refuses to start a container whose own egress filter
+// is not running: its create was cut short (killed) before the filter was
+// in place, or the filter was killed since.
+func checkEgressRunning(stateDir string, conf *confinement) error {
+	if conf.Egress == nil {
+		return nil
+	}
+	rec, err := readEgressRecord(stateDir)
+	if err != nil {
+		return err
+	}
+	if rec == nil || !filterRunning(stateDir, rec) {
+		return errors.New("network_policies: the container's egress filter is not running (its create did not complete, or the filter was killed): delete the container")
+	}
+	return nil
+}
+
 // egressStopper returns what stops a container's filter (nothing if it
 // has none), read from its state dir now, before that goes; an unreadable
 // record is reported by the stop, so that it never keeps a container from

@@ -33,6 +33,9 @@ func (r *Runtime) Start(id string) error {
 		if conf == nil {
 			return c.Exec()
 		}
+		if err := checkEgressRunning(stateDir, conf); err != nil {
+			return err
+		}
 		fifo, err := startReport(stateDir)
 		if err != nil {
 			return err

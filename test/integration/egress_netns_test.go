@@ -481,3 +481,41 @@ func createKilledAt(t *testing.T, r *rtest, fn *fakeNet, v *createKillVariant, d
 	}
 	return phase, problems
 }
+
+// TestEgressStartNeedsFilter: a created container whose filter is not
+// running (killed, or never started by a create that was cut short) does
+// not start: its agent would run with no filter behind the rules, or
+// with no rules at all.
+func TestEgressStartNeedsFilter(t *testing.T) {
+	r, fn := egressRuntime(t)
+	b := fn.egressBundle(r, withInline(allowedOnly))
+	id := newID(t)
+	r.track(id)
+	r.ok(append(fn.globals(), "create", "--bundle", b, id)...)
+	sup := 0
+	if data, err := os.ReadFile(filepath.Join(r.root, id, "egress-status.json")); err == nil {
+		var st egressStatus
+		if json.Unmarshal(data, &st) == nil {
+			sup = st.Supervisor
+		}
+	}
+	if sup == 0 {
+		t.Fatal("no filter supervisor in the created container's status")
+	}
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the filter to be gone", func() bool { return len(filterProcs(filepath.Join(r.root, id))) == 0 })
+	res := r.run(append(fn.globals(), "start", id)...)
+	assertFailure(t, res, "egress filter is not running")
+	if st := r.state(id); st.Status != "created" {
+		t.Errorf("after the refused start the container is %s", st.Status)
+	}
+
+	// The control: with its filter, the same container starts.
+	id2 := newID(t)
+	r.track(id2)
+	r.ok(append(fn.globals(), "create", "--bundle", b, id2)...)
+	r.ok(append(fn.globals(), "start", id2)...)
+	r.waitStatus(id2, "running")
+}
