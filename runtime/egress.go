@@ -384,35 +384,36 @@ func checkEgressRunning(stateDir string, conf *confinement) error {
 	return nil
 }
 
-// egressStopper returns what stops a container's filter (nothing if it
-// has none), read from its state dir now, before that goes; an unreadable
-// record is reported by the stop, so that it never keeps a container from
-// being deleted. A filter that does not stop within grace is killed, and
-// the rules it leaves in a namespace the container joined are removed
-// here.
-func egressStopper(stateDir string, grace time.Duration) func() error {
+// stopEgress stops a container's filter, if it has one, before its state
+// dir goes (the filter writes its status there); one that does not stop
+// within grace is killed. While the container's processes run, the
+// filter's rules stay: nothing they send goes out unfiltered. It returns
+// what to do once they are gone: remove the rules the filter left in a
+// namespace the container joined, if nobody uses it. An unreadable record
+// is reported, and never keeps a container from being deleted.
+func stopEgress(stateDir string, grace time.Duration) (afterDestroy func() error, err error) {
+	root, owner := filepath.Dir(stateDir), filepath.Base(stateDir)
+	afterDestroy = func() error { return nil }
+	unregisterNetns(root, owner)
 	rec, err := readEgressRecord(stateDir)
+	if err != nil || rec == nil {
+		return afterDestroy, err
+	}
 	worker := 0
-	if st, serr := filter.ReadStatus(filepath.Join(stateDir, egressStatusFile)); serr == nil {
+	if st, err := filter.ReadStatus(filepath.Join(stateDir, egressStatusFile)); err == nil {
 		worker = st.Worker
 	}
-	root, owner := filepath.Dir(stateDir), filepath.Base(stateDir)
-	return func() error {
-		unregisterNetns(root, owner)
-		if err != nil || rec == nil {
-			return err
-		}
-		killed, err := filter.Stop(rec.SupervisorPid, worker, filepath.Join(stateDir, egressConfigFile), grace)
-		if killed {
-			logrus.Warnf("egress supervisor %d did not stop within %s: killed", rec.SupervisorPid, grace)
-		}
-		return errors.Join(err, removeLeftRules(root, owner, rec))
+	killed, err := filter.Stop(rec.SupervisorPid, worker, filepath.Join(stateDir, egressConfigFile), grace)
+	if killed {
+		logrus.Warnf("egress supervisor %d did not stop within %s: killed", rec.SupervisorPid, grace)
 	}
+	return func() error { return removeLeftRules(root, owner, rec) }, err
 }
 
 // removeLeftRules removes clawrun's table from the namespace a container
-// joined by path when its filter did not (killed, or undone while the
-// container's init was still there) and nobody uses the namespace now.
+// joined by path when its filter did not (it stopped while the
+// container's processes were there, or was killed) and nobody uses the
+// namespace now.
 // The rules of a namespace of the container's own go with it.
 func removeLeftRules(root, owner string, rec *egressRecord) error {
 	if rec.NetnsPath == "" || rec.Netns == "" {

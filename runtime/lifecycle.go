@@ -101,9 +101,9 @@ func (r *Runtime) Delete(id string, force bool) error {
 	c, err := libcontainer.Load(r.Root, id)
 	if errors.Is(err, libcontainer.ErrNotExist) {
 		// A state dir without a readable state is debris of a crash.
-		stopEgress := egressStopper(stateDir, grace)
+		afterEgress, stopErr := stopEgress(stateDir, grace)
 		_ = os.RemoveAll(stateDir)
-		if err := stopEgress(); err != nil {
+		if err := errors.Join(stopErr, afterEgress()); err != nil {
 			return err
 		}
 		if force {
@@ -171,15 +171,14 @@ func (r *Runtime) Processes(id string) ([]int, error) {
 	return c.Processes()
 }
 
-// destroy removes the container's cgroups and state, then stops what
-// clawrun runs beside it (its egress filter, killed if it does not stop
-// within filterGrace): the filter outlives the container's processes, so
-// nothing it sends goes unfiltered, and it sees whether other containers
-// (a pod's) still use the namespace.
+// destroy stops what clawrun runs beside the container (its egress
+// filter, killed if it does not stop within filterGrace; its rules keep
+// the namespace closed meanwhile), then removes the container's processes,
+// cgroups and state, then the rules nobody needs any more.
 func destroy(c *libcontainer.Container, stateDir string, filterGrace time.Duration) error {
-	stopEgress := egressStopper(stateDir, filterGrace)
+	afterEgress, stopErr := stopEgress(stateDir, filterGrace)
 	if err := c.Destroy(); err != nil {
 		return err
 	}
-	return stopEgress()
+	return errors.Join(stopErr, afterEgress())
 }

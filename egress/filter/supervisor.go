@@ -105,14 +105,7 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 		return err
 	}
 	status := &Status{State: "starting", Supervisor: os.Getpid()}
-	save := func() {
-		// At delete the state dir goes first, then the filter is stopped:
-		// a status written meanwhile (a worker that died for want of its
-		// config) would keep the dir from being removed.
-		if _, err := os.Stat(configPath); err == nil {
-			_ = writeJSONAtomic(cfg.StatusFile, status)
-		}
-	}
+	save := func() { _ = writeJSONAtomic(cfg.StatusFile, status) }
 	save()
 
 	ns, err := os.Open(cfg.Netns)
