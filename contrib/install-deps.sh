@@ -10,6 +10,7 @@ packages=(
 	debootstrap                  # a Debian root filesystem for the tests (test/mkdebian.sh)
 	runc                         # Debian's runc 1.1.5, a second benchmark reference
 	jq iproute2 procps util-linux git ca-certificates
+	nftables                     # the egress tests inspect and count packets with nft
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -182,3 +182,31 @@ func NamespaceUsers(nsFD int) ([]int, error) {
 	}
 	return pids, nil
 }
+
+// NetnsID identifies the namespace of nsFD for as long as the system runs:
+// its cookie (SO_NETNS_COOKIE of a socket made in it), which, unlike its
+// inode, is never given to another namespace. Kernels before 5.14 have no
+// cookie; there it is the inode, unique among the namespaces alive.
+func NetnsID(nsFD int) (string, error) {
+	var cookie uint64
+	err := inNetns(nsFD, func() error {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		return err
+	})
+	if errors.Is(err, unix.ENOPROTOOPT) {
+		var st unix.Stat_t
+		if err := unix.Fstat(nsFD, &st); err != nil {
+			return "", err
+		}
+		return "ino" + strconv.FormatUint(st.Ino, 10), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("network namespace cookie: %w", err)
+	}
+	return strconv.FormatUint(cookie, 10), nil
+}

@@ -34,6 +34,8 @@ type Ports struct {
 //	    stays local; every other TCP connection goes to the proxy.
 //	filter output, policy drop: only loopback (where the redirected
 //	    traffic now goes) and replies of inbound connections leave.
+//	filter postrouting: nothing to a loopback address leaves but
+//	    through lo.
 //
 // Everything else (other UDP and QUIC, ICMP, SCTP, IPv6 the same as IPv4)
 // is dropped.
@@ -71,14 +73,15 @@ func InstallRules(nsFD int, ports Ports) error {
 		Name: "output_filter", Table: table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &drop,
 	})
-	conn.AddRule(&nftables.Rule{Table: table, Chain: filter, Exprs: concat(oifLoopback(), accept())})
+	conn.AddRule(&nftables.Rule{Table: table, Chain: filter, Exprs: concat(oifLoopback(expr.CmpOpEq), accept())})
 	// Traffic the nat chain redirected to the filter. "oif lo" alone does
 	// not see it when the namespace has a real route (Docker's, a CNI's):
 	// the output interface a chain sees is the one routed before the
-	// redirect, for every chain of the hook. The rewritten destination is
-	// loopback, which is only ever routed to lo.
-	conn.AddRule(&nftables.Rule{Table: table, Chain: filter, Exprs: concat(daddrLoopback4(), accept())})
-	conn.AddRule(&nftables.Rule{Table: table, Chain: filter, Exprs: concat(daddrLoopback6(), accept())})
+	// redirect, for every chain of the hook. Other traffic to loopback
+	// addresses is not accepted here: a socket bound to a real interface
+	// (SO_BINDTODEVICE, IP_UNICAST_IF) sends it out of that interface.
+	conn.AddRule(&nftables.Rule{Table: table, Chain: filter, Exprs: concat(daddrLoopback4(), ctRedirected(), accept())})
+	conn.AddRule(&nftables.Rule{Table: table, Chain: filter, Exprs: concat(daddrLoopback6(), ctRedirected(), accept())})
 	// Replies of connections that came in (a published port): the reply
 	// direction of an established flow the container did not start.
 	conn.AddRule(&nftables.Rule{Table: table, Chain: filter, Exprs: []expr.Any{
@@ -90,6 +93,18 @@ func InstallRules(nsFD int, ports Ports) error {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: le32(0)},
 		&expr.Verdict{Kind: expr.VerdictAccept},
 	}})
+	// After routing: loopback destinations leave through lo only. The
+	// redirect reroutes a packet, and a socket bound to a real interface
+	// keeps it: its redirected traffic would go out there, to 127.0.0.1.
+	post := conn.AddChain(&nftables.Chain{
+		Name: "postrouting", Table: table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityFilter,
+	})
+	for _, daddr := range [][]expr.Any{daddrLoopback4(), daddrLoopback6()} {
+		conn.AddRule(&nftables.Rule{Table: table, Chain: post, Exprs: concat(
+			oifLoopback(expr.CmpOpNeq), daddr, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}},
+		)})
+	}
 	// Nothing from outside may reach 127.0.0.0/8 (route_localnet is on so
 	// that redirected traffic keeps its source; see EnsureRoutes).
 	input := conn.AddChain(&nftables.Chain{
@@ -159,10 +174,25 @@ func dport(port uint16) []expr.Any {
 	}
 }
 
-func oifLoopback() []expr.Any {
+// oifLoopback matches packets routed to lo (op CmpOpEq) or elsewhere
+// (CmpOpNeq).
+func oifLoopback(op expr.CmpOp) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyOIF, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: le32(loIndex)},
+		&expr.Cmp{Op: op, Register: 1, Data: le32(loIndex)},
+	}
+}
+
+// ctStatusDstNAT is IPS_DST_NAT (linux/netfilter/nf_conntrack_common.h):
+// the flow's destination was rewritten, here by the nat chain's redirect.
+const ctStatusDstNAT uint32 = 1 << 5
+
+// ctRedirected matches a flow whose destination the nat chain rewrote.
+func ctRedirected() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: le32(ctStatusDstNAT), Xor: le32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: le32(0)},
 	}
 }
 

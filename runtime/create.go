@@ -65,7 +65,7 @@ func (r *Runtime) start(opts CreateOptions, act action) (int, error) {
 	stateDir := filepath.Join(r.Root, opts.ID)
 	if conf != nil {
 		if err := conf.save(stateDir); err != nil {
-			_ = destroy(c, stateDir)
+			_ = destroy(c, stateDir, filterStopGrace)
 			return -1, err
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/egress"
 	"github.com/clawrun/clawrun/egress/filter"
@@ -45,15 +47,40 @@ type egressSetup struct {
 	Upstream []string
 	Allowed  []string
 	LogDir   string
+	// NetnsPath is the network namespace the container joins ("": one of
+	// its own).
+	NetnsPath string `json:",omitempty"`
 }
 
 // checkEgressNetwork refuses network policies that could not be enforced:
-// a container sharing the host's network namespace.
+// a container sharing the host's network namespace, by leaving it out of
+// the spec or by joining it by path.
 func checkEgressNetwork(spec *specs.Spec) error {
-	if _, ok := netNamespace(spec); ok {
+	ns, ok := netNamespace(spec)
+	if ok && ns.Path != "" {
+		host, err := isRuntimeNetns(ns.Path)
+		if err != nil {
+			return fmt.Errorf("network_policies: the network namespace it joins: %w", err)
+		}
+		ok = !host
+	}
+	if ok {
 		return nil
 	}
 	return errors.New("network_policies: the container shares the host's network namespace, whose traffic clawrun cannot filter: give it a network namespace of its own")
+}
+
+// isRuntimeNetns tells whether path names the runtime's own network
+// namespace (the host's).
+func isRuntimeNetns(path string) (bool, error) {
+	var ns, self unix.Stat_t
+	if err := unix.Stat(path, &ns); err != nil {
+		return false, err
+	}
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		return false, err
+	}
+	return ns.Dev == self.Dev && ns.Ino == self.Ino, nil
 }
 
 // netNamespace is the spec's network namespace entry; false when the
@@ -82,7 +109,8 @@ func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egress
 	if logDir == "" {
 		logDir = policy.DefaultEgressLogDir
 	}
-	return &egressSetup{Rules: rules, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir}, nil
+	ns, _ := netNamespace(spec)
+	return &egressSetup{Rules: rules, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir, NetnsPath: ns.Path}, nil
 }
 
 // egressUpstream picks the filter's upstream resolvers: the config's
@@ -139,20 +167,43 @@ func resolvConfServers(path string) ([]string, error) {
 	return out, nil
 }
 
-// egressRecord is kept in the state dir to find and stop the filter.
+// egressRecord is kept in the state dir to find and stop the filter. It is
+// written before the filter may set anything up (see startEgress).
 type egressRecord struct {
 	SupervisorPid int    `json:"supervisor_pid"`
 	LogFile       string `json:"log_file"`
+	// Netns identifies the namespace the filter guards (egress.NetnsID),
+	// NetnsPath is the path the container joined it by ("" when it has one
+	// of its own, which goes with the container): where delete removes
+	// the rules a filter that was killed left behind.
+	Netns     string `json:"netns,omitempty"`
+	NetnsPath string `json:"netns_path,omitempty"`
 }
 
+// Delete's patience with a filter that does not stop (stopped, stuck)
+// before it kills it; a forced delete has less.
+const (
+	filterStopGrace       = 5 * time.Second
+	filterStopGraceForced = time.Second
+)
+
 // startEgress starts the filter for the namespace of the container's init
-// and waits until its rules and listeners are in place.
+// and waits until its rules and listeners are in place. Whenever this
+// process dies (a killed create), the filter is either recorded in the
+// state dir, for delete to find and stop, or undoes itself: it is
+// recorded before it may start, and it stays only once committed, after
+// the namespace's record is written.
 func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 	if err := os.MkdirAll(setup.LogDir, 0o700); err != nil {
 		return fmt.Errorf("egress log dir: %w", err)
 	}
+	nsPath := "/proc/" + strconv.Itoa(initPid) + "/ns/net"
+	nsID, err := netnsIDOf(nsPath)
+	if err != nil {
+		return fmt.Errorf("egress filter: %w", err)
+	}
 	cfg := filter.Config{
-		Netns:          "/proc/" + strconv.Itoa(initPid) + "/ns/net",
+		Netns:          nsPath,
 		NsPid:          initPid,
 		Container:      id,
 		RulesFile:      filepath.Join(stateDir, egressRulesFile),
@@ -177,55 +228,120 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
 		return err
 	}
-	readyR, readyW, err := os.Pipe()
+	sup, err := launchSupervisor(cfgPath)
 	if err != nil {
+		return fmt.Errorf("egress filter: %w", err)
+	}
+	defer sup.close() // before the commit: the order to undo everything
+	rec := egressRecord{SupervisorPid: sup.pid, LogFile: cfg.LogFile, Netns: nsID, NetnsPath: setup.NetnsPath}
+	if err := writeEgressRecord(stateDir, rec); err != nil {
+		return err // it exits without having started
+	}
+	if err := sup.send(filter.StartMsg); err != nil {
+		return fmt.Errorf("egress filter: %w", err)
+	}
+	if err := sup.awaitReady(10 * time.Second); err != nil {
+		_, _ = filter.Stop(sup.pid, 0, cfgPath, 2*time.Second)
+		return fmt.Errorf("egress filter: %w", err)
+	}
+	if err := registerNetns(filepath.Dir(stateDir), nsID, id, setup.Rules); err != nil {
 		return err
 	}
-	defer readyR.Close()
+	return sup.send(filter.CommitMsg)
+}
+
+// supervisorLaunch is a filter supervisor just started, and the two pipes
+// between it and the runtime (see filter.RuntimeFD).
+type supervisorLaunch struct {
+	pid    int
+	ready  *os.File // its report: "ok" or an error
+	toSupv *os.File // the runtime's messages
+}
+
+// launchSupervisor starts a detached filter supervisor, which waits for
+// filter.StartMsg before it does anything.
+func launchSupervisor(cfgPath string) (*supervisorLaunch, error) {
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer readyW.Close()
+	linkR, linkW, err := os.Pipe()
+	if err != nil {
+		readyR.Close()
+		return nil, err
+	}
+	defer linkR.Close()
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
-		readyW.Close()
-		return err
+		readyR.Close()
+		linkW.Close()
+		return nil, err
 	}
 	defer devnull.Close()
 	cmd := exec.Command(filter.Binary(), filter.SupervisorArg, cfgPath)
-	cmd.ExtraFiles = []*os.File{readyW} // fd 3 = filter.ReadyFD
+	cmd.ExtraFiles = []*os.File{readyW, linkR} // filter.ReadyFD, filter.RuntimeFD
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
 	// Detached: its own session, so that the caller's terminal signals
 	// and process group do not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	if err := cmd.Start(); err != nil {
-		readyW.Close()
-		return fmt.Errorf("egress filter: %w", err)
+		readyR.Close()
+		linkW.Close()
+		return nil, err
 	}
-	readyW.Close()
-	rec := egressRecord{SupervisorPid: cmd.Process.Pid, LogFile: cfg.LogFile}
-	if data, err := json.Marshal(rec); err == nil {
-		_ = os.WriteFile(filepath.Join(stateDir, egressRecordFile), data, 0o600)
-	}
+	sup := &supervisorLaunch{pid: cmd.Process.Pid, ready: readyR, toSupv: linkW}
 	// Do not wait for it: it outlives this process.
 	_ = cmd.Process.Release()
+	return sup, nil
+}
 
+func (s *supervisorLaunch) send(msg string) error {
+	_, err := s.toSupv.WriteString(msg + "\n")
+	return err
+}
+
+// awaitReady waits for the supervisor's report.
+func (s *supervisorLaunch) awaitReady(timeout time.Duration) error {
 	msg := make(chan string, 1)
 	go func() {
-		line, _ := bufio.NewReader(readyR).ReadString('\n')
+		line, _ := bufio.NewReader(s.ready).ReadString('\n')
 		msg <- strings.TrimSpace(line)
 	}()
 	select {
 	case m := <-msg:
-		if m == "ok" {
-			return registerNetns(filepath.Dir(stateDir), cfg.Netns, id, setup.Rules)
+		switch m {
+		case "ok":
+			return nil
+		case "":
+			return errors.New("the filter exited before it was ready")
 		}
-		if m == "" {
-			m = "the filter exited before it was ready"
-		}
-		_ = filter.Stop(rec.SupervisorPid, 2*time.Second)
-		return fmt.Errorf("egress filter: %s", strings.TrimPrefix(m, "error: "))
-	case <-time.After(10 * time.Second):
-		_ = filter.Stop(rec.SupervisorPid, 2*time.Second)
-		return errors.New("egress filter: not ready within 10s")
+		return errors.New(strings.TrimPrefix(m, "error: "))
+	case <-time.After(timeout):
+		return fmt.Errorf("not ready within %s", timeout)
 	}
+}
+
+// close closes the runtime's ends; before the commit, that orders the
+// supervisor to undo what it set up and exit.
+func (s *supervisorLaunch) close() {
+	s.ready.Close()
+	s.toSupv.Close()
+}
+
+// writeEgressRecord writes the record through a rename: a reader (delete)
+// never sees half of it.
+func writeEgressRecord(stateDir string, rec egressRecord) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(stateDir, egressRecordFile)
+	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
 }
 
 // readEgressRecord returns the record of a container's filter, nil when
@@ -245,19 +361,84 @@ func readEgressRecord(stateDir string) (*egressRecord, error) {
 	return &rec, nil
 }
 
-// egressStopper returns what stops a container's filter (nothing if it
-// has none), read from its state dir now, before that goes; an unreadable
-// record is reported by the stop, so that it never keeps a container from
-// being deleted.
-func egressStopper(stateDir string) func() error {
-	rec, err := readEgressRecord(stateDir)
-	return func() error {
-		unregisterNetns(filepath.Dir(stateDir), filepath.Base(stateDir))
-		if err != nil || rec == nil {
-			return err
-		}
-		return filter.Stop(rec.SupervisorPid, 5*time.Second)
+// filterRunning tells whether the filter recorded in a container's state
+// dir runs.
+func filterRunning(stateDir string, rec *egressRecord) bool {
+	return filter.Running(rec.SupervisorPid, filter.SupervisorArg, filepath.Join(stateDir, egressConfigFile))
+}
+
+// checkEgressRunning refuses to start a container whose own egress filter
+// is not running: its create was cut short (killed) before the filter was
+// in place, or the filter was killed since.
+func checkEgressRunning(stateDir string, conf *confinement) error {
+	if conf.Egress == nil {
+		return nil
 	}
+	rec, err := readEgressRecord(stateDir)
+	if err != nil {
+		return err
+	}
+	if rec == nil || !filterRunning(stateDir, rec) {
+		return errors.New("network_policies: the container's egress filter is not running (its create did not complete, or the filter was killed): delete the container")
+	}
+	return nil
+}
+
+// stopEgress stops a container's filter, if it has one, before its state
+// dir goes (the filter writes its status there); one that does not stop
+// within grace is killed. While the container's processes run, the
+// filter's rules stay: nothing they send goes out unfiltered. It returns
+// what to do once they are gone: remove the rules the filter left in a
+// namespace the container joined, if nobody uses it. An unreadable record
+// is reported, and never keeps a container from being deleted.
+func stopEgress(stateDir string, grace time.Duration) (afterDestroy func() error, err error) {
+	root, owner := filepath.Dir(stateDir), filepath.Base(stateDir)
+	afterDestroy = func() error { return nil }
+	unregisterNetns(root, owner)
+	rec, err := readEgressRecord(stateDir)
+	if err != nil || rec == nil {
+		return afterDestroy, err
+	}
+	worker := 0
+	if st, err := filter.ReadStatus(filepath.Join(stateDir, egressStatusFile)); err == nil {
+		worker = st.Worker
+	}
+	killed, err := filter.Stop(rec.SupervisorPid, worker, filepath.Join(stateDir, egressConfigFile), grace)
+	if killed {
+		logrus.Warnf("egress supervisor %d did not stop within %s: killed", rec.SupervisorPid, grace)
+	}
+	return func() error { return removeLeftRules(root, owner, rec) }, err
+}
+
+// removeLeftRules removes clawrun's table from the namespace a container
+// joined by path when its filter did not (it stopped while the
+// container's processes were there, or was killed) and nobody uses the
+// namespace now.
+// The rules of a namespace of the container's own go with it.
+func removeLeftRules(root, owner string, rec *egressRecord) error {
+	if rec.NetnsPath == "" || rec.Netns == "" {
+		return nil
+	}
+	ns, err := os.Open(rec.NetnsPath)
+	if err != nil {
+		return nil // gone with its rules
+	}
+	defer ns.Close()
+	fd := int(ns.Fd())
+	if id, err := egress.NetnsID(fd); err != nil || id != rec.Netns {
+		return nil // the name is another namespace's now
+	}
+	if other, _ := readNetnsRecord(root, rec.Netns); other != nil && other.Owner != owner {
+		return nil // another container's filter guards it now
+	}
+	users, err := egress.NamespaceUsers(fd)
+	if err != nil || len(users) > 0 {
+		return err // its rules keep them in, as the filter's stop does
+	}
+	if installed, _ := egress.RulesInstalled(fd); !installed {
+		return nil
+	}
+	return egress.RemoveRules(fd)
 }
 
 // egressState describes the filter for `state`.

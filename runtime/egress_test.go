@@ -72,3 +72,36 @@ func TestEgressUpstream(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckEgressNetwork(t *testing.T) {
+	withNet := func(path string) *specs.Spec {
+		return &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+			{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace, Path: path},
+		}}}
+	}
+	const hostErr = "shares the host's network namespace"
+	for _, tc := range []struct {
+		name    string
+		spec    *specs.Spec
+		wantErr string
+	}{
+		{name: "a namespace of its own", spec: withNet("")},
+		{name: "no network namespace", spec: &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}}}, wantErr: hostErr},
+		{name: "no linux section", spec: &specs.Spec{}, wantErr: hostErr},
+		{name: "the runtime's own, by path", spec: withNet("/proc/self/ns/net"), wantErr: hostErr},
+		{name: "a path that does not exist", spec: withNet(filepath.Join(t.TempDir(), "gone")), wantErr: "network_policies: the network namespace it joins"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkEgressNetwork(tc.spec)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("checkEgressNetwork = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("checkEgressNetwork = %v, want an error with %q", err, tc.wantErr)
+			}
+		})
+	}
+}

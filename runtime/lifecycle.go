@@ -33,6 +33,9 @@ func (r *Runtime) Start(id string) error {
 		if conf == nil {
 			return c.Exec()
 		}
+		if err := checkEgressRunning(stateDir, conf); err != nil {
+			return err
+		}
 		fifo, err := startReport(stateDir)
 		if err != nil {
 			return err
@@ -90,10 +93,19 @@ func (r *Runtime) Delete(id string, force bool) error {
 	if id == "" {
 		return ErrEmptyID
 	}
+	stateDir := filepath.Join(r.Root, id)
+	grace := filterStopGrace
+	if force {
+		grace = filterStopGraceForced
+	}
 	c, err := libcontainer.Load(r.Root, id)
 	if errors.Is(err, libcontainer.ErrNotExist) {
 		// A state dir without a readable state is debris of a crash.
-		_ = os.RemoveAll(filepath.Join(r.Root, id))
+		afterEgress, stopErr := stopEgress(stateDir, grace)
+		_ = os.RemoveAll(stateDir)
+		if err := errors.Join(stopErr, afterEgress()); err != nil {
+			return err
+		}
 		if force {
 			return nil
 		}
@@ -102,9 +114,8 @@ func (r *Runtime) Delete(id string, force bool) error {
 	if err != nil {
 		return err
 	}
-	stateDir := filepath.Join(r.Root, id)
 	if force {
-		return killAndDestroy(c, stateDir)
+		return killAndDestroy(c, stateDir, grace)
 	}
 	status, err := c.Status()
 	if err != nil {
@@ -112,21 +123,21 @@ func (r *Runtime) Delete(id string, force bool) error {
 	}
 	switch status {
 	case libcontainer.Stopped:
-		return destroy(c, stateDir)
+		return destroy(c, stateDir, grace)
 	case libcontainer.Created:
-		return killAndDestroy(c, stateDir)
+		return killAndDestroy(c, stateDir, grace)
 	default:
 		return fmt.Errorf("cannot delete container %s that is not stopped: %s (use --force)", id, status)
 	}
 }
 
 // killAndDestroy SIGKILLs the init, waits up to 10 s for it to go away,
-// then removes the container's cgroup and state.
-func killAndDestroy(c *libcontainer.Container, stateDir string) error {
+// then removes the container's cgroup and state (see destroy).
+func killAndDestroy(c *libcontainer.Container, stateDir string, filterGrace time.Duration) error {
 	_ = c.Signal(unix.SIGKILL)
 	for range 1000 {
 		if err := c.Signal(unix.Signal(0)); err != nil {
-			return destroy(c, stateDir)
+			return destroy(c, stateDir, filterGrace)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -160,14 +171,14 @@ func (r *Runtime) Processes(id string) ([]int, error) {
 	return c.Processes()
 }
 
-// destroy removes the container's cgroups and state, then stops what
-// clawrun runs beside it (its egress filter): the filter outlives the
-// container's processes, so nothing it sends goes unfiltered, and it
-// sees whether other containers (a pod's) still use the namespace.
-func destroy(c *libcontainer.Container, stateDir string) error {
-	stopEgress := egressStopper(stateDir)
+// destroy stops what clawrun runs beside the container (its egress
+// filter, killed if it does not stop within filterGrace; its rules keep
+// the namespace closed meanwhile), then removes the container's processes,
+// cgroups and state, then the rules nobody needs any more.
+func destroy(c *libcontainer.Container, stateDir string, filterGrace time.Duration) error {
+	afterEgress, stopErr := stopEgress(stateDir, filterGrace)
 	if err := c.Destroy(); err != nil {
 		return err
 	}
-	return stopEgress()
+	return errors.Join(stopErr, afterEgress())
 }

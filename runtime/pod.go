@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/egress"
 )
@@ -57,15 +55,18 @@ func isSandbox(annotations map[string]string, typeKey, idKey, id string) bool {
 
 // netnsRecord says which container runs the egress filter of a network
 // namespace, and with which rules, so that the other containers of a pod
-// can join it. It is a file (not a directory) under --root, keyed by the
-// namespace's inode, so that `list` does not take it for a container.
+// can join it. It is a file (not a directory) under --root, so that `list`
+// does not take it for a container, named after the namespace's identity
+// (egress.NetnsID: never another namespace's, unlike its inode). It is
+// trusted only while its owner's filter runs in that namespace: one left
+// by an owner that went without a delete is stale.
 type netnsRecord struct {
 	Owner  string `json:"owner"`
 	Digest string `json:"rules_digest"`
 }
 
-func netnsRecordPath(root string, ino uint64) string {
-	return filepath.Join(root, "egress-netns-"+strconv.FormatUint(ino, 10)+".json")
+func netnsRecordPath(root, nsID string) string {
+	return filepath.Join(root, "egress-netns-"+nsID+".json")
 }
 
 // rulesDigest identifies an allow list whatever its generation and the
@@ -82,22 +83,36 @@ func rulesDigest(r *egress.Rules) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func netnsInode(path string) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return 0, err
+// netnsIDOf is the identity of the network namespace at path.
+func netnsIDOf(path string) (string, error) {
+	ns, err := os.Open(path)
+	if err != nil {
+		return "", err
 	}
-	return st.Ino, nil
+	defer ns.Close()
+	return egress.NetnsID(int(ns.Fd()))
 }
 
-// registerNetns records the filter of a namespace (at the sandbox's create).
-func registerNetns(root, nsPath, owner string, rules *egress.Rules) error {
-	ino, err := netnsInode(nsPath)
-	if err != nil {
-		return err
-	}
+// registerNetns records the filter of a namespace (at its owner's create).
+func registerNetns(root, nsID, owner string, rules *egress.Rules) error {
 	data, _ := json.Marshal(netnsRecord{Owner: owner, Digest: rulesDigest(rules)})
-	return os.WriteFile(netnsRecordPath(root, ino), data, 0o600)
+	return os.WriteFile(netnsRecordPath(root, nsID), data, 0o600)
+}
+
+// readNetnsRecord returns the record of a namespace, nil when it has none.
+func readNetnsRecord(root, nsID string) (*netnsRecord, error) {
+	data, err := os.ReadFile(netnsRecordPath(root, nsID))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec netnsRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("%s: %w", netnsRecordPath(root, nsID), err)
+	}
+	return &rec, nil
 }
 
 // unregisterNetns removes the records owned by a container.
@@ -115,31 +130,69 @@ func unregisterNetns(root, owner string) {
 	}
 }
 
+// errStaleRecord: a namespace's record whose owner has no filter there.
+var errStaleRecord = errors.New("stale namespace record")
+
+// checkFilterGuards checks that the filter of the container ownerDir
+// guards the namespace nsID (at nsPath): it was started for that
+// namespace (else errStaleRecord: the owner is gone, or the record is
+// not its own), it runs, and its rules are in the namespace.
+func checkFilterGuards(ownerDir, nsID, nsPath string) error {
+	rec, err := readEgressRecord(ownerDir)
+	if err != nil {
+		return err
+	}
+	if rec == nil || rec.Netns != nsID {
+		return errStaleRecord
+	}
+	if !filterRunning(ownerDir, rec) {
+		return errors.New("is not running: nothing gets out of that namespace until that container is deleted")
+	}
+	ns, err := os.Open(nsPath)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	installed, err := egress.RulesInstalled(int(ns.Fd()))
+	if err != nil {
+		return err
+	}
+	if !installed {
+		return errors.New("has no rules in that namespace")
+	}
+	return nil
+}
+
 // sharedFilter returns the container whose filter already guards the
 // network namespace spec joins (a pod's sandbox, or a container whose
 // namespace another joins, as docker run --network container:X does), ""
 // when that namespace has no filter yet. It refuses a container whose
-// egress policy differs: a namespace has one filter, so one allow list.
+// egress policy differs (a namespace has one filter, so one allow list),
+// or whose namespace's filter is down.
 func (r *Runtime) sharedFilter(spec *specs.Spec, setup *egressSetup, inPod bool) (string, error) {
 	ns, _ := netNamespace(spec)
 	nsPath := ns.Path
 	if nsPath == "" {
 		return "", nil // a namespace of its own
 	}
-	ino, err := netnsInode(nsPath)
+	nsID, err := netnsIDOf(nsPath)
 	if err != nil {
 		return "", fmt.Errorf("network_policies: the network namespace it joins: %w", err)
 	}
-	data, err := os.ReadFile(netnsRecordPath(r.Root, ino))
-	if errors.Is(err, os.ErrNotExist) {
+	rec, err := readNetnsRecord(r.Root, nsID)
+	if err != nil || rec == nil {
+		return "", err
+	}
+	switch err := checkFilterGuards(filepath.Join(r.Root, rec.Owner), nsID, nsPath); {
+	case errors.Is(err, errStaleRecord):
+		// Left by an owner that went without a delete: no filter guards
+		// the namespace.
+		if err := os.Remove(netnsRecordPath(r.Root, nsID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
 		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	var rec netnsRecord
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return "", err
+	case err != nil:
+		return "", fmt.Errorf("network_policies: the filter of %s, whose network namespace this container joins, %w", rec.Owner, err)
 	}
 	if rec.Digest != rulesDigest(setup.Rules) {
 		if inPod {

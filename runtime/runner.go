@@ -183,7 +183,7 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 
 func (r *runner) destroyContainer() {
 	if r.destroy {
-		if err := destroy(r.container, r.stateDir); err != nil {
+		if err := destroy(r.container, r.stateDir, filterStopGrace); err != nil {
 			logrus.Warn(err)
 		}
 	}

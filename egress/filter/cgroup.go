@@ -111,7 +111,17 @@ func joinCgroup(dir string) error {
 
 // memoryParent is the directory to make the worker's cgroup in.
 func memoryParent() (string, bool, error) {
-	own, err := os.ReadFile("/proc/self/cgroup")
+	parent, v2, err := memoryParentOf("self")
+	if err != nil || !v2 {
+		return parent, v2, err
+	}
+	return parent, true, delegateMemory(cgroupMount("cgroup2", ""), parent)
+}
+
+// memoryParentOf is the directory where the process proc ("self" or a
+// pid) makes its worker's cgroup, and whether it is cgroup v2's.
+func memoryParentOf(proc string) (string, bool, error) {
+	own, err := os.ReadFile("/proc/" + proc + "/cgroup")
 	if err != nil {
 		return "", false, err
 	}
@@ -129,10 +139,19 @@ func memoryParent() (string, bool, error) {
 	}
 	p, ok := ownCgroup(string(own), "")
 	if !ok {
-		return "", false, errors.New("no cgroup2 entry in /proc/self/cgroup")
+		return "", false, fmt.Errorf("no cgroup2 entry in /proc/%s/cgroup", proc)
 	}
-	parent := filepath.Join(mnt, filepath.Dir(p))
-	return parent, true, delegateMemory(mnt, parent)
+	return filepath.Join(mnt, filepath.Dir(p)), true, nil
+}
+
+// supervisorCgroup is the worker cgroup of the supervisor pid, for its
+// killer to remove (a supervisor removes its own when it stops).
+func supervisorCgroup(pid int) (*memCgroup, bool) {
+	parent, v2, err := memoryParentOf(strconv.Itoa(pid))
+	if err != nil {
+		return nil, false
+	}
+	return &memCgroup{dir: filepath.Join(parent, cgroupPrefix+strconv.Itoa(pid)), v2: v2}, true
 }
 
 // delegateMemory enables the memory controller from the mount down to

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,10 +22,31 @@ import (
 // that kept it from filtering, then closes it.
 const ReadyFD = 3
 
+// RuntimeFD is the supervisor's end of a pipe from the runtime that
+// starts it, which sends two lines on it:
+//
+//	StartMsg: the runtime has recorded the supervisor (where delete finds
+//	    it): it may set up the filter. Until then it touches nothing.
+//	CommitMsg: the runtime has recorded the filter as the namespace's:
+//	    the filter is the container's for good.
+//
+// The end of the pipe before a message (the runtime died: a killed
+// create) is an order to undo: exit, after removing what it set up.
+const RuntimeFD = 4
+
+// The runtime's messages on RuntimeFD.
+const (
+	StartMsg  = "start"
+	CommitMsg = "commit"
+)
+
 // SupervisorMain runs the supervisor; it never returns.
 func SupervisorMain(configPath string) {
+	// Neither end is for the worker.
+	unix.CloseOnExec(ReadyFD)
+	unix.CloseOnExec(RuntimeFD)
 	ready := os.NewFile(ReadyFD, "ready")
-	err := supervise(configPath, func(setupErr error) {
+	err := supervise(configPath, runtimeMessages(os.NewFile(RuntimeFD, "runtime")), func(setupErr error) {
 		if ready == nil {
 			return
 		}
@@ -44,11 +65,40 @@ func SupervisorMain(configPath string) {
 	os.Exit(0)
 }
 
-func supervise(configPath string, reportReady func(error)) error {
+// errRuntimeGone is the supervisor's exit when its runtime died before
+// it could start.
+var errRuntimeGone = errors.New("the runtime that started it is gone")
+
+// runtimeMessages delivers the runtime's lines on f, then "" when the
+// runtime closes it or dies.
+func runtimeMessages(f *os.File) <-chan string {
+	msgs := make(chan string, 2)
+	go func() {
+		defer close(msgs)
+		if f == nil {
+			return
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			msgs <- sc.Text()
+		}
+	}()
+	return msgs
+}
+
+func supervise(configPath string, fromRuntime <-chan string, reportReady func(error)) error {
 	// Workers are forked from this thread only, and it lives as long as the
 	// supervisor: a worker's Pdeathsig fires when the thread that forked it
 	// exits, not the process, and Go discards threads left locked.
 	runtime.LockOSThread()
+	// Caught from the start: a stop asked for during the setup comes
+	// after it, and undoes it.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	if err := awaitStart(fromRuntime, sigs); err != nil {
+		return err
+	}
 	cfg, err := LoadConfig(configPath)
 	if err != nil {
 		reportReady(err)
@@ -87,8 +137,6 @@ func supervise(configPath string, reportReady func(error)) error {
 		return err
 	}
 
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	var worker *exec.Cmd
 	var cg *memCgroup
 	events := make(chan workerEvent, 64)
@@ -161,6 +209,14 @@ func supervise(configPath string, reportReady func(error)) error {
 	var recent []time.Time
 	for {
 		select {
+		case m := <-fromRuntime:
+			if m == CommitMsg {
+				fromRuntime = nil // the container's for good
+				continue
+			}
+			// The runtime died (or gave up) before it committed: nothing
+			// will ever stop this filter but this.
+			return stop()
 		case s := <-sigs:
 			if s == unix.SIGHUP {
 				if worker != nil && worker.Process != nil {
@@ -215,6 +271,25 @@ func supervise(configPath string, reportReady func(error)) error {
 	}
 }
 
+// awaitStart waits for the runtime's StartMsg. The runtime's death,
+// another message or a stop signal first is an error: the supervisor
+// exits, having done nothing.
+func awaitStart(fromRuntime <-chan string, sigs <-chan os.Signal) error {
+	for {
+		select {
+		case m := <-fromRuntime:
+			if m == StartMsg {
+				return nil
+			}
+			return errRuntimeGone
+		case s := <-sigs:
+			if s != unix.SIGHUP {
+				return fmt.Errorf("stopped (%v) before it started", s)
+			}
+		}
+	}
+}
+
 const fdLayoutEnv = "_CLAWRUN_EGRESS_FDS"
 
 // listenerFiles dups the listeners for the worker, with the layout
@@ -246,45 +321,114 @@ func listenerFiles(ln *egress.Listeners) ([]*os.File, string, error) {
 	return files, layout, nil
 }
 
-// Stop asks the supervisor with the given pid to stop, and waits for it.
-func Stop(pid int, timeout time.Duration) error {
-	if pid <= 0 || !isSupervisor(pid) {
-		return nil // gone (its pid may even belong to another process now)
+// Stop asks the supervisor pid of the filter whose config is configPath to
+// stop (SIGTERM), which removes its rules, and waits up to grace for it.
+// One that does not stop in time (stopped, stuck) is killed with its
+// worker workerPid (SIGKILL): killed reports it, as its rules then stay
+// for the caller to remove. A supervisor that is gone, or whose pid now
+// belongs to another process, is no error.
+func Stop(pid, workerPid int, configPath string, grace time.Duration) (killed bool, err error) {
+	sup, err := openFilterProcess(pid, SupervisorArg, configPath)
+	if err != nil || sup < 0 {
+		return false, err // gone, and its worker with it (Pdeathsig)
 	}
-	if err := unix.Kill(pid, unix.SIGTERM); err != nil {
-		if errors.Is(err, unix.ESRCH) {
-			return nil
-		}
-		return err
+	defer unix.Close(sup)
+	defer reap(pid)
+	if err := unix.PidfdSendSignal(sup, unix.SIGTERM, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return false, err
 	}
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
-			return nil
-		}
-		// The supervisor may be our child (run in the foreground): reap it.
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-		// Usually it is not (its starter exited): it stays a zombie until
-		// init or a subreaper reaps it, which some do only now and then.
-		// A zombie has done all it had to do.
-		if zombie(pid) {
-			return nil
-		}
-		time.Sleep(5 * time.Millisecond)
+	if exited(sup, grace) {
+		return false, nil
 	}
-	_ = unix.Kill(pid, syscall.SIGKILL)
-	return fmt.Errorf("egress supervisor %d did not stop within %s", pid, timeout)
+	worker, err := openFilterProcess(workerPid, WorkerArg, configPath)
+	if err != nil {
+		return false, err
+	}
+	if worker >= 0 {
+		defer unix.Close(worker)
+		_ = unix.PidfdSendSignal(worker, unix.SIGKILL, nil, 0)
+	}
+	cg, hasCgroup := supervisorCgroup(pid) // read while it is there
+	_ = unix.PidfdSendSignal(sup, unix.SIGKILL, nil, 0)
+	if !exited(sup, time.Second) || (worker >= 0 && !exited(worker, time.Second)) {
+		return true, fmt.Errorf("egress supervisor %d did not stop within %s, nor when killed", pid, grace)
+	}
+	if hasCgroup {
+		cg.remove()
+	}
+	return true, nil
 }
 
-// isSupervisor tells whether pid is still an egress supervisor.
-func isSupervisor(pid int) bool {
-	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+// openFilterProcess returns a pidfd of pid if it is the filter process
+// Running checks for, -1 if it is not (gone, or another program now):
+// signals sent through it cannot reach a process that reused the pid.
+func openFilterProcess(pid int, role, configPath string) (int, error) {
+	if !Running(pid, role, configPath) {
+		return -1, nil
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return -1, nil
+	}
 	if err != nil {
+		return -1, err
+	}
+	if !Running(pid, role, configPath) { // reused between the check and the open
+		unix.Close(fd)
+		return -1, nil
+	}
+	return fd, nil
+}
+
+// exited waits up to timeout for the process of pidfd to exit (a zombie
+// has: its files are closed, its rules and sockets released).
+func exited(pidfd int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(max(0, time.Until(deadline).Milliseconds())))
+		switch {
+		case n > 0:
+			return true
+		case errors.Is(err, unix.EINTR):
+			continue
+		}
 		return false
 	}
-	args := strings.Split(string(cmdline), "\x00")
+}
+
+// reap collects the supervisor's exit status when it is our child (run
+// in the foreground, or stopped by the create that started it); usually
+// it is not, and init or a subreaper reaps it.
+func reap(pid int) {
+	var ws unix.WaitStatus
+	_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+}
+
+// Running tells whether pid is a live filter process in the role
+// SupervisorArg or WorkerArg of the filter whose config is configPath; a
+// reused pid is another program.
+func Running(pid int, role, configPath string) bool {
+	args := liveArgs(pid)
+	return len(args) > 2 && args[1] == role && args[2] == configPath
+}
+
+// isSupervisor tells whether pid is a live supervisor of any filter.
+func isSupervisor(pid int) bool {
+	args := liveArgs(pid)
 	return len(args) > 1 && args[1] == SupervisorArg
+}
+
+// liveArgs is the command line of pid, nil when it is gone or a zombie.
+func liveArgs(pid int) []string {
+	if pid <= 0 || zombie(pid) {
+		return nil
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return nil
+	}
+	return strings.Split(string(cmdline), "\x00")
 }
 
 // zombie reports whether pid has exited but was not reaped yet.

@@ -390,8 +390,8 @@ func (fn *fakeNet) close() error {
 	return errors.Join(errs...)
 }
 
-// inNS runs fn on a thread switched into the fake internet's namespace,
-// so that the sockets it creates live there.
+// inNS runs fn on a thread switched into the named namespace ns, so that
+// the sockets it creates live there.
 func (fn *fakeNet) inNS(ns string, f func() error) error {
 	return inNetns("/run/netns/"+ns, f)
 }
@@ -1143,18 +1143,67 @@ func filterProcs(dir string) []int {
 	return out
 }
 
-// netnsOf is the inode of a process's network namespace.
-func netnsOf(pid int) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st); err != nil {
-		return 0, err
+// filterCgroupsLeft lists the memory cgroups left of the filter whose
+// supervisor was pid: each worker has one of its own, named after its
+// supervisor, next to the runtime's (v1: in it, v2: beside it), which
+// goes with the filter.
+func filterCgroupsLeft(t *testing.T, pid int) []string {
+	t.Helper()
+	own := cgroupDirOf(t, os.Getpid(), "memory")
+	var left []string
+	for _, dir := range []string{own, filepath.Dir(own)} {
+		cg := filepath.Join(dir, "clawrun-egress-"+strconv.Itoa(pid))
+		if _, err := os.Stat(cg); !os.IsNotExist(err) {
+			left = append(left, fmt.Sprintf("%s (%v)", cg, err))
+		}
 	}
-	return st.Ino, nil
+	return left
 }
 
-// netnsHeld lists what still holds any of the namespaces inodes: a
-// process in it, an open namespace fd, a bind mount.
-func netnsHeld(inodes map[uint64]bool) []string {
+// netnsID identifies a network namespace: its inode, and its cookie,
+// which unlike the inode is never another namespace's.
+type netnsID struct{ ino, cookie uint64 }
+
+// netnsOf is the identity of a process's network namespace.
+func netnsOf(pid int) (netnsID, error) {
+	return netnsAt(fmt.Sprintf("/proc/%d/ns/net", pid))
+}
+
+// netnsAt is the identity of the network namespace at path.
+func netnsAt(path string) (netnsID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return netnsID{}, err
+	}
+	id := netnsID{ino: st.Ino}
+	err := inNetns(path, func() error {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		id.cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		return err
+	})
+	return id, err
+}
+
+// netnsHeld lists what still holds any of the namespaces: a process in
+// it, an open namespace fd, a bind mount. (Namespaces that got one of
+// their inodes since do not count.)
+func netnsHeld(ids map[netnsID]bool) []string {
+	inodes := map[uint64]bool{}
+	for id := range ids {
+		inodes[id.ino] = true
+	}
+	// One of them, at path (whose inode is ino)?
+	isOne := func(ino uint64, path string) bool {
+		if !inodes[ino] {
+			return false
+		}
+		id, err := netnsAt(path)
+		return err == nil && ids[id]
+	}
 	var held []string
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -1162,32 +1211,42 @@ func netnsHeld(inodes map[uint64]bool) []string {
 		if err != nil {
 			continue
 		}
-		if ino, err := netnsOf(pid); err == nil && inodes[ino] && pidAlive(pid) {
-			held = append(held, fmt.Sprintf("process %d is in net:[%d]", pid, ino))
+		var st unix.Stat_t
+		nsPath := fmt.Sprintf("/proc/%d/ns/net", pid)
+		if unix.Stat(nsPath, &st) == nil && isOne(st.Ino, nsPath) && pidAlive(pid) {
+			held = append(held, fmt.Sprintf("process %d (%s) is in net:[%d]", pid, cmdlineOf(pid), st.Ino))
 		}
 		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 		for _, fd := range fds {
-			link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+			fdPath := fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())
+			link, err := os.Readlink(fdPath)
 			if err != nil {
 				continue
 			}
 			if rest, ok := strings.CutPrefix(link, "net:["); ok {
-				if ino, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64); err == nil && inodes[ino] {
-					held = append(held, fmt.Sprintf("process %d holds %s as fd %s", pid, link, fd.Name()))
+				if ino, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64); err == nil && isOne(ino, fdPath) {
+					held = append(held, fmt.Sprintf("process %d (%s) holds %s as fd %s", pid, cmdlineOf(pid), link, fd.Name()))
 				}
 			}
 		}
 	}
 	if data, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		for line := range strings.SplitSeq(string(data), "\n") {
+			f := strings.Fields(line)
 			for ino := range inodes {
-				if strings.Contains(line, fmt.Sprintf("net:[%d]", ino)) {
+				if strings.Contains(line, fmt.Sprintf("net:[%d]", ino)) && len(f) > 4 && isOne(ino, f[4]) {
 					held = append(held, "mount "+line)
 				}
 			}
 		}
 	}
 	return held
+}
+
+// cmdlineOf is a process's command line, for messages.
+func cmdlineOf(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
 }
 
 // nftTables lists the nftables tables of a process's network namespace.

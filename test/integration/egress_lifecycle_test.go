@@ -255,7 +255,7 @@ func TestEgressNoLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	inodes := map[uint64]bool{}
+	namespaces := map[netnsID]bool{}
 	var ids []string
 	for i := range n {
 		id := newID(t)
@@ -263,11 +263,11 @@ func TestEgressNoLeftovers(t *testing.T) {
 		r.ok(append(fn.globals(), "create", "--bundle", b, id)...)
 		ids = append(ids, id)
 		pid := r.state(id).Pid
-		ino, err := netnsOf(pid)
+		ns, err := netnsOf(pid)
 		if err != nil {
 			t.Fatal(err)
 		}
-		inodes[ino] = true
+		namespaces[ns] = true
 		// Check a few in depth: rules, listeners, filter processes.
 		if i < 3 || i == n-1 {
 			if tables := nftTables(t, pid); !strings.Contains(tables, "table inet clawrun") {
@@ -294,19 +294,12 @@ func TestEgressNoLeftovers(t *testing.T) {
 		n, created.Round(time.Millisecond), total.Round(time.Millisecond), float64(total.Milliseconds())/float64(n))
 
 	waitFor(t, 10*time.Second, "no filter process left", func() bool { return len(filterProcs(r.root)) == 0 })
-	// Each filter's worker had a memory cgroup of its own, named after
-	// its supervisor, next to the runtime's (v1: in it, v2: beside it):
-	// gone with it.
-	own := cgroupDirOf(t, os.Getpid(), "memory")
 	for _, pid := range procs {
-		for _, dir := range []string{own, filepath.Dir(own)} {
-			cg := filepath.Join(dir, "clawrun-egress-"+strconv.Itoa(pid))
-			if _, err := os.Stat(cg); !os.IsNotExist(err) {
-				t.Errorf("the filter's memory cgroup %s is left (%v)", cg, err)
-			}
+		for _, cg := range filterCgroupsLeft(t, pid) {
+			t.Errorf("the filter's memory cgroup %s is left", cg)
 		}
 	}
-	if held := netnsHeld(inodes); len(held) > 0 {
+	if held := netnsHeld(namespaces); len(held) > 0 {
 		t.Errorf("the containers' network namespaces are still held:\n  %s", strings.Join(held, "\n  "))
 	}
 	for _, id := range ids {

@@ -53,6 +53,7 @@ func TestEgressNoOtherWayOut(t *testing.T) {
 // without the filter, everything would get through.
 type routedNet struct {
 	ns         string
+	ifname     string // its interface into the fake internet
 	ip, ip6    string // the container's addresses
 	counter4   string // nft counters in the fake internet, of packets from ip and ip6
 	counter6   string
@@ -79,6 +80,7 @@ func (fn *fakeNet) routedNet(t *testing.T) *routedNet {
 		fakeNS: fn.ns,
 	}
 	cIf, fIf := fmt.Sprintf("ccn%dc%d", pid%1000000, cnetSeq), fmt.Sprintf("ccn%df%d", pid%1000000, cnetSeq)
+	rn.ifname = cIf
 	cn := func(args ...string) []string { return append([]string{"ip", "-n", rn.ns}, args...) }
 	fk := func(args ...string) []string { return append([]string{"ip", "-n", fn.ns}, args...) }
 	t.Cleanup(func() {
@@ -146,13 +148,7 @@ func (rn *routedNet) packets(t *testing.T) int {
 }
 
 // inNet joins the container to the namespace.
-func (rn *routedNet) inNet(s *specs.Spec) {
-	for i, ns := range s.Linux.Namespaces {
-		if ns.Type == specs.NetworkNamespace {
-			s.Linux.Namespaces[i].Path = "/run/netns/" + rn.ns
-		}
-	}
-}
+func (rn *routedNet) inNet(s *specs.Spec) { joinNetns("/run/netns/" + rn.ns)(s) }
 
 // TestEgressRoutedNetns: a container whose namespace has a real route
 // into the fake internet. Without clawrun (the control) UDP, ICMP, IPv6
@@ -187,6 +183,10 @@ func TestEgressRoutedNetns(t *testing.T) {
     endpoints:
       - {host: allowed.test, port: 443}
 `), rn.inNet)
+	// Counted from here: the namespace's kernel still answers the
+	// gateway's neighbour probes about the control's traffic until the
+	// filter is in place.
+	before = rn.packets(t)
 	em = fn.mark()
 	noUDP := seen{"a UDP datagram", isKind("udp")}
 	c.checks(

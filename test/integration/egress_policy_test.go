@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -217,7 +218,9 @@ func TestEgressAudit(t *testing.T) {
 }
 
 // TestEgressHostNetworkRefused: network policies on a container that
-// shares the host's network namespace are refused, and nothing is left.
+// shares the host's network namespace are refused, and nothing is left:
+// with no network namespace in the spec, or one that joins the host's by
+// path (its /proc entry, a bind-mounted name of it).
 func TestEgressHostNetworkRefused(t *testing.T) {
 	r, fn := egressRuntime(t)
 	hostNet := func(s *specs.Spec) {
@@ -229,19 +232,38 @@ func TestEgressHostNetworkRefused(t *testing.T) {
 		}
 		s.Linux.Namespaces = keep
 	}
+	// The runtime runs in this test's namespace.
+	self := fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
+	named := fmt.Sprintf("clawrun-cnet-%d-host", os.Getpid())
+	if _, err := runCmd(cmdTimeout, "ip", "netns", "attach", named, strconv.Itoa(os.Getpid())); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = runCmd(cmdTimeout, "ip", "netns", "del", named) })
+	inline := withInline(policyDoc("  web:\n    endpoints:\n      - {host: allowed.test, port: 443}\n"))
 	before, err := runCmd(cmdTimeout, "nft", "list", "tables")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
+	sysctls := hostRouteLocalnet(t)
+	cases := []struct {
 		name string
 		edit func(*specs.Spec)
 		cmd  string
 	}{
-		{"inline policy, run", withInline(policyDoc("  web:\n    endpoints:\n      - {host: allowed.test, port: 443}\n")), "run"},
-		{"egress annotation, create", annotate(annEgress, "allowed.test"), "create"},
-	} {
-		b := fn.egressBundle(r, tc.edit, hostNet)
+		{"inline policy, run", func(s *specs.Spec) { inline(s); hostNet(s) }, "run"},
+		{"egress annotation, create", func(s *specs.Spec) { annotate(annEgress, "allowed.test")(s); hostNet(s) }, "create"},
+		{"joined by " + self, func(s *specs.Spec) { inline(s); joinNetns(self)(s) }, "create"},
+		{"joined by a bind-mounted name", func(s *specs.Spec) { inline(s); joinNetns("/run/netns/" + named)(s) }, "create"},
+	}
+	if sameFile("/proc/1/ns/net", self) {
+		cases = append(cases, struct {
+			name string
+			edit func(*specs.Spec)
+			cmd  string
+		}{"joined by /proc/1/ns/net", func(s *specs.Spec) { inline(s); joinNetns("/proc/1/ns/net")(s) }, "create"})
+	}
+	for _, tc := range cases {
+		b := fn.egressBundle(r, tc.edit)
 		id := newID(t)
 		r.track(id)
 		res := r.run(append(fn.globals(), tc.cmd, "--bundle", b, id)...)
@@ -256,7 +278,20 @@ func TestEgressHostNetworkRefused(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(fn.logDir, id+".egress.jsonl")); err == nil {
 			t.Errorf("%s: a decision log was created", tc.name)
 		}
+		if now := hostRouteLocalnet(t); now != sysctls {
+			t.Errorf("%s: the host's route_localnet changed: %s -> %s", tc.name, sysctls, now)
+		}
 	}
+}
+
+// hostRouteLocalnet is the runtime's namespace's route_localnet settings.
+func hostRouteLocalnet(t *testing.T) string {
+	t.Helper()
+	var out []string
+	for _, conf := range []string{"all", "default", "lo"} {
+		out = append(out, conf+"="+readTrim(t, "/proc/sys/net/ipv4/conf/"+conf+"/route_localnet"))
+	}
+	return strings.Join(out, " ")
 }
 
 // TestEgressPodResolver: with no upstream_dns in the config, a pod's

@@ -87,7 +87,7 @@ type soak struct {
 	mu       sync.Mutex
 	failures []string
 	ids      []string
-	netns    map[uint64]bool
+	netns    map[netnsID]bool
 	rss      []int // the filter worker's RSS (KiB) in each cycle, in order
 	fds      []int // and its open files
 }
@@ -183,7 +183,7 @@ func (s *soak) recordNetnsAndRSS(id string) {
 		s.fail("%s: %v", id, err)
 		return
 	}
-	ino, err := netnsOf(pid)
+	ns, err := netnsOf(pid)
 	if err != nil {
 		s.fail("%s: its network namespace: %v", id, err)
 		return
@@ -200,9 +200,9 @@ func (s *soak) recordNetnsAndRSS(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.netns == nil {
-		s.netns = map[uint64]bool{}
+		s.netns = map[netnsID]bool{}
 	}
-	s.netns[ino] = true
+	s.netns[ns] = true
 	if rss > 0 {
 		s.rss = append(s.rss, rss)
 		s.fds = append(s.fds, fds)

@@ -28,6 +28,13 @@ package main
 //	tcp ADDR PORT [HOLD]              connect and read a banner line
 //	udp ADDR PORT [PAYLOAD]           send one datagram, wait for a reply
 //	icmp ADDR                         one unprivileged ICMP echo
+//	udp-dev HOW IFACE ADDR PORT [PAYLOAD]
+//	                                  send one datagram through interface
+//	                                  IFACE, forced with HOW: bind
+//	                                  (SO_BINDTODEVICE) or unicast-if
+//	                                  (IP_UNICAST_IF): "OK SENT"
+//	tcp-dev HOW IFACE ADDR PORT       connect through IFACE the same way:
+//	                                  "OK CONNECTED"
 //
 // Floods, for the filter's limits (they take longer than the rest):
 //
@@ -92,6 +99,8 @@ func init() {
 		"partial-hellos": {"ADDR PORT N HOLD [BYTES]", 4, 5, cmdPartialHellos},
 		"flood-tls":      {"ADDR PORT SNI N", 4, 4, cmdFloodTLS},
 		"flood-dns":      {"SERVER NAME N", 3, 3, cmdFloodDNS},
+		"udp-dev":        {"bind|unicast-if IFACE ADDR PORT [PAYLOAD]", 4, 5, cmdUDPDev},
+		"tcp-dev":        {"bind|unicast-if IFACE ADDR PORT", 4, 4, cmdTCPDev},
 	} {
 		commands[name] = c
 	}
@@ -792,4 +801,76 @@ func cmdFloodDNS(a []string) error {
 		return "answered"
 	})
 	return okWith(fmt.Sprintf("answered=%d lost=%d", counts["answered"], counts["lost"]))
+}
+
+// deviceDialer dials through the interface named iface whatever the
+// routes say, as an unprivileged process may: SO_BINDTODEVICE on a socket
+// not bound yet, or IP_UNICAST_IF / IPV6_UNICAST_IF.
+func deviceDialer(how, iface string) (*net.Dialer, error) {
+	if how != "bind" && how != "unicast-if" {
+		return nil, failure{"USAGE", "HOW is bind or unicast-if"}
+	}
+	return &net.Dialer{Timeout: 1500 * time.Millisecond, Control: func(network, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			if how == "bind" {
+				serr = errSys("setsockopt(SO_BINDTODEVICE)", unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, iface))
+				return
+			}
+			ifr, err := unix.NewIfreq(iface)
+			if err != nil {
+				serr = errSys("ifreq", err)
+				return
+			}
+			if err := unix.IoctlIfreq(int(fd), unix.SIOCGIFINDEX, ifr); err != nil {
+				serr = errSys("ioctl(SIOCGIFINDEX)", err)
+				return
+			}
+			// Both options take the index in network byte order.
+			index := ifr.Uint32()
+			be := int(index>>24 | index>>8&0xff00 | index<<8&0xff0000 | index<<24)
+			if strings.HasSuffix(network, "6") {
+				serr = errSys("setsockopt(IPV6_UNICAST_IF)", unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_UNICAST_IF, be))
+				return
+			}
+			serr = errSys("setsockopt(IP_UNICAST_IF)", unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_UNICAST_IF, be))
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}, nil
+}
+
+func cmdUDPDev(a []string) error {
+	d, err := deviceDialer(a[0], a[1])
+	if err != nil {
+		return err
+	}
+	payload := "probe"
+	if len(a) > 4 {
+		payload = a[4]
+	}
+	c, err := d.Dial("udp", net.JoinHostPort(a[2], a[3]))
+	if err != nil {
+		return netErr("dial", err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(payload)); err != nil {
+		return netErr("send", err)
+	}
+	return okWith("SENT")
+}
+
+func cmdTCPDev(a []string) error {
+	d, err := deviceDialer(a[0], a[1])
+	if err != nil {
+		return err
+	}
+	c, err := d.Dial("tcp", net.JoinHostPort(a[2], a[3]))
+	if err != nil {
+		return netErr("connect", err)
+	}
+	c.Close()
+	return okWith("CONNECTED")
 }

@@ -1,0 +1,521 @@
+package integration
+
+// The egress filter and the network namespace it guards: what may leave
+// through a real interface, which filter a namespace has, and what is left
+// of a filter when its container goes, however it goes.
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// joinNetns makes the container join the network namespace at path.
+func joinNetns(path string) func(*specs.Spec) {
+	return func(s *specs.Spec) {
+		for i, ns := range s.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				s.Linux.Namespaces[i].Path = path
+				return
+			}
+		}
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
+	}
+}
+
+// sameFile tells whether two paths name the same file (a namespace); a
+// path this process cannot stat names none it shares.
+func sameFile(a, b string) bool {
+	var sa, sb unix.Stat_t
+	return unix.Stat(a, &sa) == nil && unix.Stat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
+}
+
+// TestEgressLoopbackStaysLocal: in a namespace with a real route out, a
+// socket forced onto the real interface (SO_BINDTODEVICE, IP_UNICAST_IF,
+// both open to an unprivileged process) gets nothing out through it: not
+// packets addressed to 127.0.0.1, nor the traffic the filter redirects to
+// its listeners on 127.0.0.1 and ::1. (The kernel itself never sends ::1
+// out of a real interface.) The control: without clawrun,
+// every one of these probes reaches the fake internet's side of the link.
+func TestEgressLoopbackStaysLocal(t *testing.T) {
+	r, fn := egressRuntime(t)
+	rn := fn.routedNet(t)
+	probe := fn.hostProbe(t)
+	type attempt struct {
+		name string
+		args []string
+		err  bool // must fail (what the filter redirects may reach its listeners instead)
+	}
+	var attempts []attempt
+	for _, how := range []string{"bind", "unicast-if"} {
+		attempts = append(attempts,
+			attempt{how + ": UDP to 127.0.0.1", []string{"udp-dev", how, rn.ifname, "127.0.0.1", "7", "leak"}, true},
+			attempt{how + ": TCP to 127.0.0.1", []string{"tcp-dev", how, rn.ifname, "127.0.0.1", "2222"}, true},
+			// Redirected by the filter to 127.0.0.1 and ::1: the reroute
+			// keeps the socket's interface.
+			attempt{how + ": DNS to the resolver", []string{"udp-dev", how, rn.ifname, fn.ip(hDNS), "53", "dns-leak"}, false},
+			attempt{how + ": DNS over IPv6", []string{"udp-dev", how, rn.ifname, fn.ip6(hDNS), "53", "dns-leak6"}, false},
+			attempt{how + ": TCP to an allowed host", []string{"tcp-dev", how, rn.ifname, fn.ip(hAllowed), "443"}, false},
+		)
+	}
+
+	// The control: the same probes in the same namespace, without clawrun.
+	for _, a := range attempts {
+		before := rn.packets(t)
+		out, _ := runCmd(15*time.Second, "ip", append([]string{"netns", "exec", rn.ns, probe}, a.args...)...)
+		waitFor(t, 5*time.Second, "the control's packets ("+a.name+": "+strings.TrimSpace(out)+") to reach the fake internet",
+			func() bool { return rn.packets(t) > before })
+	}
+
+	c := fn.startPolicy(r, policyDoc(`  web:
+    endpoints:
+      - {host: allowed.test, port: 443}
+`), rn.inNet)
+	em := fn.mark()
+	before := rn.packets(t)
+	for _, a := range attempts {
+		if line := c.probe(a.args...); a.err && !strings.HasPrefix(line, "ERR ") {
+			t.Errorf("%s: probe %s: %q, want an error", a.name, strings.Join(a.args, " "), line)
+		}
+	}
+	time.Sleep(150 * time.Millisecond) // packets in flight
+	if after := rn.packets(t); after != before {
+		t.Errorf("%d packets from the container's addresses reached the fake internet", after-before)
+	}
+	for _, e := range fn.since(em) {
+		t.Errorf("the fake internet received something: %s", e)
+	}
+	// Loopback itself still works, the filter's redirect to it included.
+	c.checks(
+		echeck{name: "DNS to a loopback resolver address",
+			args: []string{"dns", "127.0.0.1", "allowed.test"},
+			out:  "OK A:" + fn.ip(hAllowed),
+			dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")}},
+		fn.allowedTLS("allowed TLS"),
+	)
+}
+
+// allowedOnly is the policy of these tests: TLS to allowed.test only.
+var allowedOnly = policyDoc(`  web:
+    endpoints:
+      - {host: allowed.test, port: 443}
+`)
+
+// netnsRecords are the runtime's records of which container filters a
+// network namespace.
+func (r *rtest) netnsRecords() []string {
+	m, _ := filepath.Glob(filepath.Join(r.root, "egress-netns-*.json"))
+	return m
+}
+
+// namedNetns is a network namespace with only lo (`ip netns add`), for
+// containers to join by path.
+func namedNetns(t *testing.T) string {
+	t.Helper()
+	cnetSeq++
+	name := fmt.Sprintf("clawrun-cnet-%d-%d", os.Getpid(), cnetSeq)
+	if err := runAll([][]string{{"ip", "netns", "add", name}, {"ip", "-n", name, "link", "set", "lo", "up"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := runCmd(10*time.Second, "ip", "netns", "del", name); err != nil {
+			t.Errorf("removing %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// nftTablesInNetns lists the nftables tables of a named namespace.
+func nftTablesInNetns(t *testing.T, ns string) string {
+	t.Helper()
+	out, err := runCmd(10*time.Second, "ip", "netns", "exec", ns, "nft", "list", "tables")
+	if err != nil {
+		t.Fatalf("nft list tables in %s: %v", ns, err)
+	}
+	return out
+}
+
+// filterListenersInNetns lists the sockets listening on the filter's
+// ports (15001, 15053) in a named namespace.
+func filterListenersInNetns(t *testing.T, ns string) string {
+	t.Helper()
+	out, err := runCmd(10*time.Second, "ip", "netns", "exec", ns, "cat", "/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6")
+	if err != nil {
+		t.Fatalf("sockets of %s: %v", ns, err)
+	}
+	var found []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && (strings.HasSuffix(f[1], ":3A99") || strings.HasSuffix(f[1], ":3ACD")) {
+			found = append(found, f[1])
+		}
+	}
+	return strings.Join(found, " ")
+}
+
+// heldBeyondName lists what holds a named namespace besides its name (the
+// mount under /run/netns): processes in it, open namespace fds.
+func heldBeyondName(t *testing.T, ns string) []string {
+	t.Helper()
+	var held []string
+	for _, h := range netnsHeld(map[netnsID]bool{namedNetnsID(t, ns): true}) {
+		if !strings.HasPrefix(h, "mount ") {
+			held = append(held, h)
+		}
+	}
+	return held
+}
+
+// namedNetnsID is the identity of a named namespace.
+func namedNetnsID(t *testing.T, ns string) netnsID {
+	t.Helper()
+	id, err := netnsAt("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestEgressStaleNetnsRecord: the record saying which container filters a
+// namespace is trusted only while that container's filter runs there. A
+// record left by an owner that is gone (a crash, a reused namespace
+// identity) does not make a new container in that namespace join a filter
+// that does not exist: it gets its own. A record whose owner is still
+// there with its filter down makes the new container fail to create.
+func TestEgressStaleNetnsRecord(t *testing.T) {
+	r, fn := egressRuntime(t)
+	rn := fn.routedNet(t)
+
+	a := fn.startPolicy(r, allowedOnly, rn.inNet)
+	recs := r.netnsRecords()
+	if len(recs) != 1 {
+		t.Fatalf("records after the namespace's first filter: %v, want one", recs)
+	}
+	saved, err := os.ReadFile(recs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ok(append(fn.globals(), "delete", "-f", a.id)...)
+	if left := r.netnsRecords(); len(left) != 0 {
+		t.Fatalf("delete left the records %v", left)
+	}
+	// What an owner that went without a delete leaves behind.
+	if err := os.WriteFile(recs[0], saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	b := fn.startPolicy(r, allowedOnly, rn.inNet)
+	before := rn.packets(t)
+	b.checks(
+		echeck{name: "UDP to the echo server", args: []string{"udp", fn.ip(hDNS), "7", "stale"}, out: "ERR EPERM",
+			never: []seen{{"a UDP datagram", isKind("udp")}}},
+		echeck{name: "a denied name", args: []string{"dns", fn.ip(hDNS), "denied.test"}, out: "ERR NXDOMAIN",
+			dec: []want{dnsWant("denied.test", "A", "deny", "not_allowed")}, never: []seen{queryContaining("denied.test")}},
+		fn.allowedTLS("allowed TLS"),
+	)
+	if after := rn.packets(t); after != before {
+		t.Errorf("%d packets from the container's addresses reached the fake internet", after-before)
+	}
+	if st := b.egressState(); !strings.HasPrefix(st, "filtering") {
+		t.Errorf("state: egress %q, want its own filter", st)
+	}
+
+	// The owner is there, its filter is not: nothing joins it.
+	if err := syscall.Kill(b.status().Supervisor, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the filter to be gone", func() bool { return len(filterProcs(filepath.Join(r.root, b.id))) == 0 })
+	bundle := fn.egressBundle(r, withInline(allowedOnly), rn.inNet)
+	id := newID(t)
+	r.track(id)
+	res := r.run(append(fn.globals(), "create", "--bundle", bundle, id)...)
+	assertFailure(t, res, "network_policies: the filter of "+b.id)
+	r.assertGone(id, "")
+	if !strings.Contains(nftTablesInNetns(t, rn.ns), "table inet clawrun") {
+		t.Errorf("the rules of the namespace whose filter is down are gone")
+	}
+}
+
+// TestEgressForcedDeleteStuckFilter: delete -f of a container whose
+// filter does not answer (stopped) succeeds at once and leaves nothing:
+// no filter process, rules, listener or record.
+func TestEgressForcedDeleteStuckFilter(t *testing.T) {
+	r, fn := egressRuntime(t)
+	ns := namedNetns(t)
+	c := fn.startPolicy(r, allowedOnly, joinNetns("/run/netns/"+ns))
+	st := c.status()
+	t.Cleanup(func() {
+		for _, pid := range filterProcs(r.root) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	if err := syscall.Kill(st.Supervisor, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res := r.run(append(fn.globals(), "delete", "-f", c.id)...)
+	took := time.Since(start)
+	if res.Code != 0 {
+		t.Errorf("delete -f with the filter stopped failed after %v:\n%s", took, res)
+	}
+	if took > 2*time.Second {
+		t.Errorf("delete -f with the filter stopped took %v", took)
+	}
+	t.Logf("delete -f with the filter's supervisor stopped: %v", took.Round(time.Millisecond))
+	if procs := filterProcs(r.root); len(procs) > 0 {
+		t.Errorf("filter processes left: %v", procs)
+	}
+	for _, cg := range filterCgroupsLeft(t, st.Supervisor) {
+		t.Errorf("the filter's memory cgroup %s is left", cg)
+	}
+	if tables := nftTablesInNetns(t, ns); strings.Contains(tables, "clawrun") {
+		t.Errorf("the namespace's tables after delete -f: %q", tables)
+	}
+	if l := filterListenersInNetns(t, ns); l != "" {
+		t.Errorf("listeners left on the filter's ports: %s", l)
+	}
+	if recs := r.netnsRecords(); len(recs) > 0 {
+		t.Errorf("records left: %v", recs)
+	}
+	r.assertGone(c.id, c.bundle)
+	if held := heldBeyondName(t, ns); len(held) > 0 {
+		t.Errorf("the namespace is still held:\n  %s", strings.Join(held, "\n  "))
+	}
+}
+
+// createKillVariant is one kind of container the create-kill loop makes.
+type createKillVariant struct {
+	name   string
+	filter bool
+	named  string // the named namespace it joins ("": one of its own)
+	bundle string
+	took   time.Duration // how long its create takes, measured
+	runs   int
+	leaks  int
+	phases map[string]int // how far the killed creates got
+	// lingered is the longest a killed create's processes took to exit
+	// after the delete.
+	lingered time.Duration
+}
+
+// TestEgressCreateKilled: `clawrun create` SIGKILLed at any point of its
+// run (as containerd's runc client does when a shim's context is
+// cancelled), then `delete -f`, leaves nothing: no filter process, no
+// rules or listeners in the namespace, nothing holding the namespace, no
+// record; and the next container in the same shared namespace gets its
+// filter. With and without an egress filter, in a namespace of its own and
+// in a named one it joins. CLAWRUN_CREATE_KILLS sets how many runs in all
+// (default 30), CLAWRUN_CREATE_KILL_SEED the random points' seed.
+func TestEgressCreateKilled(t *testing.T) {
+	r, fn := egressRuntime(t)
+	n := envInt(t, "CLAWRUN_CREATE_KILLS", 30)
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("CLAWRUN_CREATE_KILL_SEED"); v != "" {
+		seed = uint64(envInt(t, "CLAWRUN_CREATE_KILL_SEED", 0))
+	}
+	rng := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("%d runs, seed %d", n, seed)
+
+	named := namedNetns(t)
+	policy := withInline(allowedOnly)
+	variants := []*createKillVariant{
+		{name: "own namespace, filter", filter: true, bundle: fn.egressBundle(r, policy)},
+		{name: "own namespace, no filter", bundle: fn.egressBundle(r)},
+		{name: "named namespace, filter", filter: true, named: named, bundle: fn.egressBundle(r, policy, joinNetns("/run/netns/"+named))},
+		{name: "named namespace, no filter", named: named, bundle: fn.egressBundle(r, joinNetns("/run/netns/"+named))},
+	}
+	for _, v := range variants {
+		v.phases = map[string]int{}
+		var total time.Duration
+		for range 3 {
+			id := newID(t)
+			r.track(id)
+			start := time.Now()
+			r.ok(append(fn.globals(), "create", "--bundle", v.bundle, id)...)
+			total += time.Since(start)
+			r.ok(append(fn.globals(), "delete", "-f", id)...)
+		}
+		v.took = total / 3
+		t.Logf("%s: create takes %v", v.name, v.took.Round(time.Millisecond))
+	}
+
+	for i := range n {
+		v := variants[i%len(variants)]
+		// Spread over the whole create, and a little after it.
+		delay := time.Duration(rng.Int64N(int64(v.took) * 5 / 4))
+		phase, problems := createKilledAt(t, r, fn, v, delay)
+		v.runs++
+		v.phases[phase]++
+		if len(problems) > 0 {
+			v.leaks++
+			t.Errorf("%s, killed after %v (%s):\n  %s", v.name, delay.Round(time.Millisecond), phase, strings.Join(problems, "\n  "))
+		}
+	}
+	for _, v := range variants {
+		t.Logf("%s: %d runs, %d with leftovers; killed %v; its processes exited within %v of the delete",
+			v.name, v.runs, v.leaks, v.phases, v.lingered.Round(time.Millisecond))
+	}
+
+	// The shared namespace still takes a filtered container.
+	c := fn.startPolicy(r, allowedOnly, joinNetns("/run/netns/"+named))
+	c.checks(
+		echeck{name: "UDP after the kills", args: []string{"udp", fn.ip(hDNS), "7", "after"}, out: "ERR ",
+			never: []seen{{"a UDP datagram", isKind("udp")}}},
+		fn.allowedTLS("allowed TLS after the kills"),
+	)
+}
+
+// createKillPhase tells how far a create got from what it left in its
+// state dir.
+func createKillPhase(stateDir string, finished bool) string {
+	has := func(name string) bool {
+		_, err := os.Stat(filepath.Join(stateDir, name))
+		return err == nil
+	}
+	switch {
+	case finished:
+		return "after create"
+	case has("egress-status.json"):
+		return "filter running"
+	case has("egress-filter.json"):
+		return "filter starting"
+	case has("state.json"):
+		return "container created"
+	case has(""):
+		return "state dir only"
+	}
+	return "before anything"
+}
+
+// createKilledAt runs create, SIGKILLs it after delay, deletes the
+// container with -f and returns how far the create got and what was left.
+func createKilledAt(t *testing.T, r *rtest, fn *fakeNet, v *createKillVariant, delay time.Duration) (string, []string) {
+	t.Helper()
+	id := newID(t)
+	r.track(id)
+	stateDir := filepath.Join(r.root, id)
+	p, err := r.start(runOpts{}, append(fn.globals(), "create", "--bundle", v.bundle, id)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(delay):
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+	}
+	phase := createKillPhase(stateDir, p.cmd.ProcessState.Success())
+	// The namespace of its own, if the create got that far.
+	namespaces := map[netnsID]bool{}
+	if v.named != "" {
+		namespaces[namedNetnsID(t, v.named)] = true
+	} else if data, err := os.ReadFile(filepath.Join(stateDir, "state.json")); err == nil {
+		if pid, err := initPid(data); err == nil {
+			if ns, err := netnsOf(pid); err == nil {
+				namespaces[ns] = true
+			}
+		}
+	}
+
+	// Its filter's supervisor, if the create got as far as recording it.
+	supervisor := 0
+	if data, err := os.ReadFile(filepath.Join(stateDir, "egress.json")); err == nil {
+		var rec struct {
+			Pid int `json:"supervisor_pid"`
+		}
+		if json.Unmarshal(data, &rec) == nil {
+			supervisor = rec.Pid
+		}
+	}
+
+	var problems []string
+	if res := r.run(append(fn.globals(), "delete", "-f", id)...); res.Code != 0 {
+		problems = append(problems, "delete -f failed: "+res.String())
+	}
+	// What a create killed before it recorded them started exits by
+	// itself as soon as it runs: a filter that never got to filter, an
+	// init still being set up (which holds the namespace it joined).
+	start := time.Now()
+	for len(filterProcs(stateDir))+len(procsInRootfs(t, v.bundle)) > 0 && time.Since(start) < 5*time.Second {
+		time.Sleep(10 * time.Millisecond)
+	}
+	v.lingered = max(v.lingered, time.Since(start))
+	if procs := filterProcs(stateDir); len(procs) > 0 {
+		problems = append(problems, fmt.Sprintf("filter processes left: %v", procs))
+	}
+	if supervisor > 0 {
+		for _, cg := range filterCgroupsLeft(t, supervisor) {
+			problems = append(problems, "the filter's memory cgroup is left: "+cg)
+		}
+	}
+	if _, err := os.Lstat(stateDir); err == nil {
+		problems = append(problems, "state dir left")
+	}
+	if recs := r.netnsRecords(); len(recs) > 0 {
+		problems = append(problems, fmt.Sprintf("records left: %v", recs))
+	}
+	if pids := procsInRootfs(t, v.bundle); len(pids) > 0 {
+		problems = append(problems, fmt.Sprintf("processes left in the rootfs: %v", pids))
+	}
+	for _, h := range netnsHeld(namespaces) {
+		if !strings.HasPrefix(h, "mount ") {
+			problems = append(problems, "namespace held: "+h)
+		}
+	}
+	if v.named != "" {
+		if tables := nftTablesInNetns(t, v.named); strings.Contains(tables, "clawrun") {
+			problems = append(problems, "tables left in the namespace: "+strings.TrimSpace(tables))
+		}
+		if l := filterListenersInNetns(t, v.named); l != "" {
+			problems = append(problems, "listeners left on the filter's ports: "+l)
+		}
+	}
+	return phase, problems
+}
+
+// TestEgressStartNeedsFilter: a created container whose filter is not
+// running (killed, or never started by a create that was cut short) does
+// not start: its agent would run with no filter behind the rules, or
+// with no rules at all.
+func TestEgressStartNeedsFilter(t *testing.T) {
+	r, fn := egressRuntime(t)
+	b := fn.egressBundle(r, withInline(allowedOnly))
+	id := newID(t)
+	r.track(id)
+	r.ok(append(fn.globals(), "create", "--bundle", b, id)...)
+	sup := 0
+	if data, err := os.ReadFile(filepath.Join(r.root, id, "egress-status.json")); err == nil {
+		var st egressStatus
+		if json.Unmarshal(data, &st) == nil {
+			sup = st.Supervisor
+		}
+	}
+	if sup == 0 {
+		t.Fatal("no filter supervisor in the created container's status")
+	}
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the filter to be gone", func() bool { return len(filterProcs(filepath.Join(r.root, id))) == 0 })
+	res := r.run(append(fn.globals(), "start", id)...)
+	assertFailure(t, res, "egress filter is not running")
+	if st := r.state(id); st.Status != "created" {
+		t.Errorf("after the refused start the container is %s", st.Status)
+	}
+
+	// The control: with its filter, the same container starts.
+	id2 := newID(t)
+	r.track(id2)
+	r.ok(append(fn.globals(), "create", "--bundle", b, id2)...)
+	r.ok(append(fn.globals(), "start", id2)...)
+	r.waitStatus(id2, "running")
+}
