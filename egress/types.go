@@ -126,6 +126,11 @@ type Decision struct {
 	// (their allowed_ips, intersected across layers): pass them to
 	// Permitted as endpointAllowed.
 	AllowedIPs []netip.Prefix `json:"-"`
+	// Binary is the executable to log: when binaries decided against the
+	// connection (reason binary, denied or audited), that of the process
+	// they refused; otherwise that of the first process holding it ("":
+	// none known).
+	Binary string `json:"binary,omitempty"`
 }
 
 // Record is one line of the decision log.

@@ -136,6 +136,68 @@ func TestEgressBinaries(t *testing.T) {
 		dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")}})
 }
 
+// TestEgressBinariesSharedSocket: a connection is decided by every process
+// that holds its socket, found by the connection's own addresses: a
+// denied executable that shares its socket with an allowed one, or hands
+// the allowed one a listener on its own source port, is denied and named.
+func TestEgressBinariesSharedSocket(t *testing.T) {
+	r, fn := egressRuntime(t)
+	b := fn.egressBundle(r, withInline(policyDoc(`  tools:
+    endpoints:
+      - {host: allowed.test, port: 443}
+    binaries:
+      - {path: /usr/bin/allowed-client}
+`)))
+	binClients(t)(b)
+	c := fn.start(r, b)
+	// The allowed executable holds what it is sent; it starts first, so
+	// that it comes before the senders in /proc.
+	const holder = "/tmp/holder.sock"
+	r.ok(append(fn.globals(), "exec", "-d", c.id, "allowed-client", "fd-hold", holder, "300")...)
+	allowedIP := fn.ip(hAllowed)
+	handoff := func(client, mode, to string) []string {
+		return []string{client, "handoff-tls", mode, to, allowedIP, "443", "allowed.test"}
+	}
+	for _, tc := range []struct {
+		name   string
+		argv   []string
+		allow  bool
+		binary string
+	}{
+		{"the allowed executable alone", []string{"allowed-client", "tls", allowedIP, "443", "allowed.test"}, true, "/usr/bin/allowed-client"},
+		{"a listener on its own port held by the allowed executable, connecting: allowed",
+			handoff("allowed-client", "reuseport", holder), true, "/usr/bin/allowed-client"},
+		{"a listener on its own port held by the allowed executable, connecting: another",
+			handoff("other-client", "reuseport", holder), false, "/usr/bin/other-client"},
+		{"a socket shared over a unix socket by two allowed processes",
+			handoff("allowed-client", "share", holder), true, "/usr/bin/allowed-client"},
+		{"a socket shared over a unix socket with the allowed executable",
+			handoff("other-client", "share", holder), false, "/usr/bin/other-client"},
+		{"a socket inherited by a child that runs the allowed executable",
+			handoff("other-client", "share", "exec:/usr/bin/allowed-client"), false, "/usr/bin/other-client"},
+	} {
+		lm, em := c.logMark(), fn.mark()
+		want := "ERR EOF|ERR ECONNRESET"
+		if tc.allow {
+			want = "OK cn=allowed.test verify=ok"
+		}
+		if line := c.exec(tc.argv...); !matches(line, want) {
+			t.Errorf("%s: %v: got %q, want %q", tc.name, tc.argv, line, want)
+		}
+		var d decision
+		if tc.allow {
+			d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "allow", "allowed"))
+			fn.waitSaw(t, em, tc.name+": the handshake", sawTLS("allowed.test", allowedIP).match)
+		} else {
+			d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "deny", "binary"))
+			c.checkNothing(em, tc.name)
+		}
+		if d.Binary != tc.binary {
+			t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, tc.binary, d)
+		}
+	}
+}
+
 // checkNothing fails if the fake internet received anything since mark.
 func (c *ectr) checkNothing(mark int, what string) {
 	c.t.Helper()

@@ -352,6 +352,12 @@ func cmdTLS(a []string) error {
 		return err
 	}
 	defer raw.Close()
+	return tlsOver(raw, sni, a[3:])
+}
+
+// tlsOver makes the handshake of tls on a connected socket and reads the
+// server's greeting; hold is tls's optional HOLD.
+func tlsOver(raw net.Conn, sni string, hold []string) error {
 	var verify string
 	cfg := &tls.Config{
 		ServerName:         sni,
@@ -375,8 +381,8 @@ func cmdTLS(a []string) error {
 		return netErr("read greeting", err)
 	}
 	summary := fmt.Sprintf("cn=%s verify=%s %s", cn, verify, strings.TrimSpace(greeting))
-	if len(a) > 3 {
-		if err := holdOpen(raw, br, a[3]); err != nil {
+	if len(hold) > 0 {
+		if err := holdOpen(raw, br, hold[0]); err != nil {
 			var m okMsg
 			if errors.As(err, &m) {
 				return okWith(string(m) + " " + summary)
