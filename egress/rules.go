@@ -247,7 +247,8 @@ func isIPLiteral(host string) bool {
 type matchMode int
 
 const (
-	modeName     matchMode = iota // DNS: the name, no port, no process
+	modeName     matchMode = iota // the name for any process: no port, no process
+	modeNameFor                   // DNS: the name for the asking process, no port
 	modeOpaque                    // TLS or raw TCP: name (SNI) and port only
 	modeRequest                   // one plain-HTTP request
 	modeHTTPConn                  // an open plain-HTTP connection: name, port, process (requests are checked each)
@@ -327,12 +328,22 @@ func (r *Rules) MatchHTTPConnection(host string, port int, exes []string) Decisi
 	return r.decide(host, matchQuery{port: port, exes: exes, mode: modeHTTPConn})
 }
 
-// NameAllowed decides a DNS query: is there, in every layer, an endpoint
-// on any port whose host matches the name? Binaries are ignored (DNS
-// cannot know the process) and so is audit mode. AllowedIPs are those of
-// all the name's endpoints (any port), intersected across layers.
+// NameAllowed reports whether some process may use the name: is there,
+// in every layer, an endpoint on any port whose host matches it? Binaries
+// and audit mode are ignored. AllowedIPs are those of all the name's
+// endpoints (any port), intersected across layers.
 func (r *Rules) NameAllowed(host string) Decision {
 	return r.decide(host, matchQuery{mode: modeName})
+}
+
+// NameAllowedFor decides a DNS query made by the processes exes lists (as
+// for MatchBinary; nil when they are not known): is there, in every
+// layer, an endpoint on any port whose host matches the name and whose
+// policy's binaries, if any, match? An audit endpoint allows what its
+// binaries would deny (Audit set, reason binary). AllowedIPs are those of
+// the allowing endpoints, intersected across layers.
+func (r *Rules) NameAllowedFor(host string, exes []string) Decision {
+	return r.decide(host, matchQuery{mode: modeNameFor, exes: exes})
 }
 
 func (r *Rules) decide(host string, q matchQuery) Decision {
@@ -410,7 +421,7 @@ func (r *Rules) matchLayer(l *Layer, q matchQuery) layerResult {
 				allowed.allowedIPs = append(allowed.allowedIPs, e.AllowedIPs...)
 				continue
 			}
-			if !slices.Contains(e.Ports, q.port) {
+			if q.mode != modeNameFor && !slices.Contains(e.Ports, q.port) {
 				consider(ReasonPort, p, e, "")
 				continue
 			}

@@ -33,6 +33,7 @@ const (
 	ReasonResolve       Reason = "resolve_failed"   // the upstream lookup failed
 	ReasonUpstream      Reason = "upstream_failed"  // the upstream connection failed
 	ReasonQueryType     Reason = "query_type"       // a DNS type that is answered empty
+	ReasonTCPRequired   Reason = "tcp_required"     // a name restricted to binaries asked over UDP: answered truncated, to be asked over TCP
 	// The filter's own limits (see ConnLimits and LogLimits).
 	ReasonConnLimit        Reason = "conn_limit"          // refused: the namespace has its most open connections
 	ReasonHandshakeLimit   Reason = "handshake_limit"     // refused or cut: too many connections not yet decided

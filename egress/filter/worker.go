@@ -114,6 +114,7 @@ func work(configPath string) error {
 	}
 	defer owners.Close()
 	proxy.Binaries = owners.Conn
+	resolver.TCPOwners = owners.TCP
 
 	proxies, udps, tcps, err := inheritedListeners()
 	if err != nil {

@@ -6,7 +6,9 @@ package main
 //
 //	dns SERVER NAME [TYPE] [tcp]      one query (SERVER is ip or ip:port):
 //	                                  "OK A:1.2.3.4 ... ttl:N", "OK NODATA ttl:N",
-//	                                  "ERR NXDOMAIN|SERVFAIL|REFUSED|... name"
+//	                                  "ERR NXDOMAIN|SERVFAIL|REFUSED|... name";
+//	                                  a truncated UDP answer is asked again
+//	                                  over TCP, as stub resolvers do
 //	tls ADDR PORT SNI [HOLD]          handshake with that SNI ("-": none),
 //	                                  print the peer's CN and the server's
 //	                                  greeting; with HOLD seconds, then wait
@@ -180,14 +182,18 @@ func cmdDNS(a []string) error {
 	var err error
 	if useTCP {
 		resp, err = exchangeTCP(server, msg)
-	} else {
-		resp, err = exchangeUDP(server, msg)
+	} else if resp, err = exchangeUDP(server, msg); err == nil && truncated(resp) {
+		// As stub resolvers do: a truncated answer is asked again over TCP.
+		resp, err = exchangeTCP(server, msg)
 	}
 	if err != nil {
 		return err
 	}
 	return parseAnswer(resp, binary.BigEndian.Uint16(id[:]))
 }
+
+// truncated reports whether a DNS message has its TC bit set.
+func truncated(m []byte) bool { return len(m) > 2 && m[2]&0x02 != 0 }
 
 func buildQuery(id uint16, name string, qtype uint16) []byte {
 	b := binary.BigEndian.AppendUint16(nil, id)
