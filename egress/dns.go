@@ -64,10 +64,17 @@ type Resolver struct {
 	Timeout time.Duration
 	// ConfigAllowed opens otherwise blocked address ranges for every name.
 	ConfigAllowed []netip.Prefix
+	// TCPOwners returns the chains (JoinChains) of the processes holding
+	// the namespace's TCP socket connected from local to remote; nil when
+	// it cannot tell. The names that policies allow only to some binaries
+	// are answered to those processes only, over TCP (see askers); nil
+	// TCPOwners denies them to all.
+	TCPOwners func(local, remote netip.AddrPort) []string
 
 	once     sync.Once
 	inflight chan struct{}
 	cache    lookupCache
+	tcpConns tcpConns
 }
 
 var errNoUpstream = errors.New("egress: no upstream resolver configured")
@@ -172,8 +179,12 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		rec.Source = a.String()
 	}
 	_, tcp := w.LocalAddr().(*net.TCPAddr)
+	var asker func() []string // nil: the asking process cannot be told
+	if tcp {
+		asker = func() []string { return r.tcpAsker(w.RemoteAddr()) }
+	}
 
-	resp := r.answer(req, &rec)
+	resp := r.answer(req, &rec, asker)
 	size := dns.MinMsgSize
 	if tcp {
 		size = dns.MaxMsgSize
@@ -195,8 +206,10 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	r.log(rec)
 }
 
-// answer decides a query and builds the response, filling rec.
-func (r *Resolver) answer(req *dns.Msg, rec *Record) *dns.Msg {
+// answer decides a query and builds the response, filling rec. asker
+// returns the processes that asked (JoinChains); nil when they cannot be
+// told.
+func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns.Msg {
 	resp := new(dns.Msg)
 	resp.SetReply(req)
 	resp.RecursionAvailable = true
@@ -230,8 +243,12 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record) *dns.Msg {
 	if !valid || rules == nil {
 		return deny(dns.RcodeNameError, ReasonNotAllowed)
 	}
-	dec := rules.NameAllowed(host)
+	dec, truncate := askerDecision(rules, host, asker, rec)
 	rec.Rule = dec.Rule
+	if truncate {
+		resp.Truncated = true
+		return deny(dns.RcodeSuccess, ReasonTCPRequired)
+	}
 	if !dec.Allow {
 		reason := dec.Reason
 		if reason == "" {
@@ -239,12 +256,12 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record) *dns.Msg {
 		}
 		return deny(dns.RcodeNameError, reason)
 	}
-	verdict := "allow"
+	verdict, reason := "allow", ReasonAllowed
 	if dec.Audit {
-		verdict = "audit"
+		verdict, reason = "audit", dec.Reason // what audit mode waived
 	}
 	allow := func() *dns.Msg {
-		rec.Decision, rec.Reason = verdict, ReasonAllowed
+		rec.Decision, rec.Reason = verdict, reason
 		return resp
 	}
 	if q.Qclass != dns.ClassINET {
@@ -317,6 +334,112 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record) *dns.Msg {
 	}
 	rec.ResolvedIP = joinAddrs(kept)
 	return allow()
+}
+
+// askerDecision decides a name for the processes that asked. A name that
+// some policies allow only to certain binaries depends on them: over TCP
+// they are the processes holding the client's socket, found by its exact
+// addresses. Over UDP they cannot be told for sure (sockets can share a
+// port, and the sender may be gone by the time it is looked up), so
+// such a name is answered empty and truncated, without asking upstream,
+// for the client to ask again over TCP (stub resolvers do); truncate
+// reports that. Audit endpoints answer either way.
+func askerDecision(rules *Rules, host string, asker func() []string, rec *Record) (d Decision, truncate bool) {
+	if d = rules.NameAllowed(host); !d.Allow {
+		return d, false // for no process at all
+	}
+	d = rules.NameAllowedFor(host, nil)
+	if d.Reason != ReasonBinary {
+		return d, false // no binaries decide it
+	}
+	if asker == nil {
+		return d, !d.Allow
+	}
+	d = rules.NameAllowedFor(host, asker())
+	rec.Binary = d.Binary
+	return d, false
+}
+
+// tcpAsker returns the processes holding the client socket of an open
+// DNS-over-TCP connection.
+func (r *Resolver) tcpAsker(client net.Addr) []string {
+	if r.TCPOwners == nil {
+		return nil
+	}
+	local := addrPort(client)
+	remote, ok := r.tcpConns.originalDst(local)
+	if !ok {
+		return nil
+	}
+	return r.TCPOwners(local, remote)
+}
+
+// tcpConns knows the original destination (before the redirect) of every
+// open DNS-over-TCP connection, by client address.
+type tcpConns struct {
+	mu    sync.Mutex
+	conns map[netip.AddrPort]*trackedConn
+}
+
+func (t *tcpConns) originalDst(client netip.AddrPort) (netip.AddrPort, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, ok := t.conns[client]
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	return c.dst, true
+}
+
+// track wraps a listener so that its connections are known while open.
+func (t *tcpConns) track(l net.Listener) net.Listener { return trackingListener{l, t} }
+
+type trackingListener struct {
+	net.Listener
+	conns *tcpConns
+}
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	dst, err := OriginalDst(c)
+	if err != nil {
+		dst = addrPort(c.LocalAddr()) // not redirected: sent to this address
+	}
+	tc := &trackedConn{Conn: c, client: addrPort(c.RemoteAddr()), dst: dst, conns: l.conns}
+	l.conns.mu.Lock()
+	if l.conns.conns == nil {
+		l.conns.conns = map[netip.AddrPort]*trackedConn{}
+	}
+	l.conns.conns[tc.client] = tc
+	l.conns.mu.Unlock()
+	return tc, nil
+}
+
+// trackedConn is forgotten when closed.
+type trackedConn struct {
+	net.Conn
+	client, dst netip.AddrPort
+	conns       *tcpConns
+}
+
+func (c *trackedConn) Close() error {
+	c.conns.mu.Lock()
+	if c.conns.conns[c.client] == c {
+		delete(c.conns.conns, c.client)
+	}
+	c.conns.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// SetLinger lets refuse reset the connection.
+func (c *trackedConn) SetLinger(sec int) error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.SetLinger(sec)
+	}
+	return nil
 }
 
 // permitted classifies an address; an IPv4-mapped IPv6 address must pass
@@ -482,7 +605,7 @@ func (r *Resolver) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listen
 		servers = append(servers, r.server(&dns.Server{PacketConn: udp}))
 	}
 	if tcp != nil {
-		tcp = newLimitListener(tcp, maxTCPConns, func(c net.Conn) {
+		tcp = newLimitListener(r.tcpConns.track(tcp), maxTCPConns, func(c net.Conn) {
 			r.log(Record{Time: time.Now().UTC(), Container: r.Container, Protocol: "dns", Source: c.RemoteAddr().String(),
 				Generation: r.generation(), Decision: "deny", Reason: ReasonConnLimit})
 		})

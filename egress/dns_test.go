@@ -1022,3 +1022,117 @@ func TestResolverCacheSharedWithProxy(t *testing.T) {
 		t.Errorf("after the policy dropped the name: %v, want NXDOMAIN", resp)
 	}
 }
+
+// A name restricted to binaries is answered to their processes only: over
+// TCP, where the asking socket is found by its addresses; over UDP it is
+// answered truncated, nothing asked upstream, for the client to ask again
+// over TCP. Every other process gets NXDOMAIN without a query upstream.
+func TestResolverBinaries(t *testing.T) {
+	type asked struct{ local, remote netip.AddrPort }
+	var mu sync.Mutex
+	var asks []asked
+	var owners []string // what TCPOwners answers
+	h := newHarness(t, func(r *Resolver) {
+		r.TCPOwners = func(local, remote netip.AddrPort) []string {
+			mu.Lock()
+			defer mu.Unlock()
+			asks = append(asks, asked{local, remote})
+			return owners
+		}
+	})
+	rules := testRules(2)
+	rules.Layers[0].Policies = append(rules.Layers[0].Policies,
+		Policy{Name: "tool", Endpoints: []Endpoint{{Host: "*.tool.test", Ports: []int{443}}}, Binaries: []string{"/usr/bin/tool"}},
+		Policy{Name: "watched", Endpoints: []Endpoint{{Host: "*.watch.test", Ports: []int{443}, Audit: true}}, Binaries: []string{"/usr/bin/tool"}})
+	h.rules.Store(rules)
+	h.up.zone["x1.tool.test."] = []dns.RR{mustRR("x1.tool.test. 300 IN A 93.184.216.90")}
+	h.up.zone["a1.watch.test."] = []dns.RR{mustRR("a1.watch.test. 300 IN A 93.184.216.91")}
+	question := func(name string) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		return m
+	}
+	upstreamAsked := func(name string) bool {
+		return slices.ContainsFunc(h.up.seen(), func(q upstreamQuery) bool { return q.Name == name })
+	}
+	setOwners := func(exes []string) {
+		mu.Lock()
+		owners, asks = exes, nil
+		mu.Unlock()
+	}
+
+	// UDP: truncated, never asked upstream, whoever asks.
+	setOwners(JoinChains([]string{"/usr/bin/tool"}))
+	resp := h.query(t, "x1.tool.test.", dns.TypeA)
+	if !resp.Truncated || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 0 {
+		t.Errorf("UDP query of a binary-restricted name: %v", resp)
+	}
+	if rec := h.record(t); rec.Decision != "deny" || rec.Reason != ReasonTCPRequired {
+		t.Errorf("UDP record: %+v", rec)
+	}
+	if upstreamAsked("x1.tool.test.") || len(asks) != 0 {
+		t.Errorf("a UDP query was asked upstream (%v) or looked up (%v)", h.up.seen(), asks)
+	}
+
+	// TCP, another executable: NXDOMAIN, never asked upstream.
+	setOwners(JoinChains([]string{"/usr/bin/tool"}, []string{"/usr/bin/curl", "/usr/bin/bash"}))
+	resp = h.exchange(t, question("x2.tool.test."), "tcp")
+	if resp.Rcode != dns.RcodeNameError {
+		t.Errorf("TCP query of another executable: %v", resp)
+	}
+	if rec := h.record(t); rec.Decision != "deny" || rec.Reason != ReasonBinary || rec.Binary != "/usr/bin/curl" {
+		t.Errorf("TCP record of another executable: %+v", rec)
+	}
+	if upstreamAsked("x2.tool.test.") {
+		t.Errorf("another executable's query was asked upstream")
+	}
+	// The asking socket is looked up by its own addresses: the client's,
+	// and the destination it sent to (here not redirected: the server's).
+	if len(asks) != 1 || asks[0].remote.String() != h.tcp || asks[0].local.Port() == 0 {
+		t.Errorf("TCPOwners asked %v, want (client, %s)", asks, h.tcp)
+	}
+
+	// No process known: NXDOMAIN.
+	setOwners(nil)
+	if resp = h.exchange(t, question("x3.tool.test."), "tcp"); resp.Rcode != dns.RcodeNameError || upstreamAsked("x3.tool.test.") {
+		t.Errorf("TCP query of an unknown process: %v", resp)
+	}
+	if rec := h.record(t); rec.Decision != "deny" || rec.Reason != ReasonBinary {
+		t.Errorf("TCP record of an unknown process: %+v", rec)
+	}
+
+	// TCP, the allowed executable: answered.
+	setOwners(JoinChains([]string{"/usr/bin/tool", "/usr/bin/bash"}))
+	resp = h.exchange(t, question("x1.tool.test."), "tcp")
+	if resp.Rcode != dns.RcodeSuccess || !slices.Equal(answerAddrs(resp), []string{"93.184.216.90"}) {
+		t.Errorf("TCP query of the allowed executable: %v", resp)
+	}
+	if rec := h.record(t); rec.Decision != "allow" || rec.Binary != "/usr/bin/tool" {
+		t.Errorf("TCP record of the allowed executable: %+v", rec)
+	}
+
+	// Names without binaries are answered over UDP, to anyone, unlooked-up.
+	setOwners(nil)
+	if resp = h.query(t, "allowed.test.", dns.TypeA); resp.Truncated || len(resp.Answer) != 1 {
+		t.Errorf("an unrestricted name over UDP: %v", resp)
+	}
+	if rec := h.record(t); rec.Decision != "allow" || len(asks) != 0 {
+		t.Errorf("an unrestricted name over UDP: %+v, looked up %v", rec, asks)
+	}
+	// An audit endpoint answers over UDP (audit never breaks), logged as
+	// what binaries would have denied.
+	if resp = h.query(t, "a1.watch.test.", dns.TypeA); resp.Truncated || len(resp.Answer) != 1 {
+		t.Errorf("an audited name over UDP: %v", resp)
+	}
+	if rec := h.record(t); rec.Decision != "audit" || rec.Reason != ReasonBinary {
+		t.Errorf("an audited name over UDP: %+v", rec)
+	}
+}
+
+func mustRR(s string) dns.RR {
+	rr, err := dns.NewRR(s)
+	if err != nil {
+		panic(err)
+	}
+	return rr
+}

@@ -116,7 +116,7 @@ func isTimeout(err error) bool {
 // refuse closes a connection the limits do not let in, at once and with
 // a reset: nothing of it stays behind, not even in TIME_WAIT.
 func refuse(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := c.(interface{ SetLinger(int) error }); ok {
 		_ = tc.SetLinger(0)
 	}
 	c.Close()

@@ -28,8 +28,9 @@ type Proxy struct {
 	Container     string
 	// Dial connects upstream (from the host's namespace).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// Binaries returns the executables of the process that owns a client
-	// connection and of its ancestors; nil when it cannot tell.
+	// Binaries returns the executables of the processes that hold a
+	// client connection, each followed by its ancestors' (JoinChains);
+	// nil when it cannot tell.
 	Binaries func(client net.Conn) []string
 	// Limits bound the connections of the namespace (zero fields:
 	// DefaultConnLimits').
@@ -255,6 +256,9 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 	rec.Port = int(dst.Port())
 	finish := func(d Decision) {
 		rec.Reason, rec.Rule = d.Reason, d.Rule
+		if d.Binary != "" {
+			rec.Binary = d.Binary // the process the binaries refused
+		}
 		switch {
 		case d.Allow && d.Audit:
 			rec.Decision = "audit"

@@ -247,7 +247,8 @@ func isIPLiteral(host string) bool {
 type matchMode int
 
 const (
-	modeName     matchMode = iota // DNS: the name, no port, no process
+	modeName     matchMode = iota // the name for any process: no port, no process
+	modeNameFor                   // DNS: the name for the asking process, no port
 	modeOpaque                    // TLS or raw TCP: name (SNI) and port only
 	modeRequest                   // one plain-HTTP request
 	modeHTTPConn                  // an open plain-HTTP connection: name, port, process (requests are checked each)
@@ -279,6 +280,7 @@ type layerResult struct {
 	policy       string
 	endpoint     *Endpoint
 	allowedIPs   []netip.Prefix
+	binary       string // for reason binary: the executable its binaries refused
 }
 
 // Match decides a connection of which only the name (TLS SNI) and the
@@ -288,16 +290,18 @@ func (r *Rules) Match(host string, port int) Decision {
 	return r.MatchBinary(host, port, nil)
 }
 
-// MatchBinary decides a connection to host:port made by a process whose
-// executable and ancestors' executables are exes (absolute paths).
+// MatchBinary decides a connection to host:port made by the processes
+// exes lists (see JoinChains): for each process that holds the
+// connection, its executable and its ancestors' (absolute paths).
 //
 // Every layer must allow it: a layer allows when one of its endpoints
 // matches the name, lists the port, belongs to a policy without binaries
-// or with a binary glob matching one of exes, and is not Unenforceable
-// (a TLS connection to an endpoint with request rules). Otherwise the
-// first denying layer (the floor comes first) gives the reason:
-// not_allowed (no endpoint has the name), port (only on other ports),
-// binary (only for other executables), unenforceable.
+// or with binary globs matching an executable of every process's chain,
+// and is not Unenforceable (a TLS connection to an endpoint with request
+// rules). Otherwise the first denying layer (the floor comes first) gives
+// the reason: not_allowed (no endpoint has the name), port (only on other
+// ports), binary (only for other executables; Decision.Binary names the
+// process refused), unenforceable.
 //
 // Audit: an endpoint with enforcement: audit that matches the name and
 // the port allows what its other checks (binaries, unenforceable, L7
@@ -324,12 +328,22 @@ func (r *Rules) MatchHTTPConnection(host string, port int, exes []string) Decisi
 	return r.decide(host, matchQuery{port: port, exes: exes, mode: modeHTTPConn})
 }
 
-// NameAllowed decides a DNS query: is there, in every layer, an endpoint
-// on any port whose host matches the name? Binaries are ignored (DNS
-// cannot know the process) and so is audit mode. AllowedIPs are those of
-// all the name's endpoints (any port), intersected across layers.
+// NameAllowed reports whether some process may use the name: is there,
+// in every layer, an endpoint on any port whose host matches it? Binaries
+// and audit mode are ignored. AllowedIPs are those of all the name's
+// endpoints (any port), intersected across layers.
 func (r *Rules) NameAllowed(host string) Decision {
 	return r.decide(host, matchQuery{mode: modeName})
+}
+
+// NameAllowedFor decides a DNS query made by the processes exes lists (as
+// for MatchBinary; nil when they are not known): is there, in every
+// layer, an endpoint on any port whose host matches the name and whose
+// policy's binaries, if any, match? An audit endpoint allows what its
+// binaries would deny (Audit set, reason binary). AllowedIPs are those of
+// the allowing endpoints, intersected across layers.
+func (r *Rules) NameAllowedFor(host string, exes []string) Decision {
+	return r.decide(host, matchQuery{mode: modeNameFor, exes: exes})
 }
 
 func (r *Rules) decide(host string, q matchQuery) Decision {
@@ -345,19 +359,31 @@ func (r *Rules) decide(host string, q matchQuery) Decision {
 	if len(q.exes) > 0 {
 		exes := make([]string, len(q.exes))
 		for i, x := range q.exes {
-			exes[i] = path.Clean(x)
+			if x != chainEnd {
+				exes[i] = path.Clean(x)
+			}
 		}
 		q.exes = exes
 	}
 	d := Decision{Allow: true, Reason: ReasonAllowed}
+	if len(q.exes) > 0 {
+		d.Binary = q.exes[0]
+	}
 	for i := range r.Layers {
 		l := &r.Layers[i]
 		lr := r.matchLayer(l, q)
 		if !lr.allow {
-			return Decision{Reason: lr.reason, Rule: lr.policy, Layer: l.Source, Endpoint: lr.endpoint}
+			deny := Decision{Reason: lr.reason, Rule: lr.policy, Layer: l.Source, Endpoint: lr.endpoint, Binary: d.Binary}
+			if lr.reason == ReasonBinary {
+				deny.Binary = lr.binary
+			}
+			return deny
 		}
 		if lr.audit && !d.Audit {
 			d.Audit, d.Reason, d.Rule, d.Layer = true, lr.reason, lr.policy, l.Source
+			if lr.reason == ReasonBinary {
+				d.Binary = lr.binary
+			}
 		}
 		if !d.Audit {
 			d.Rule, d.Layer = lr.policy, l.Source
@@ -375,9 +401,9 @@ func (r *Rules) decide(host string, q matchQuery) Decision {
 func (r *Rules) matchLayer(l *Layer, q matchQuery) layerResult {
 	var allowed, audited, best layerResult
 	best.reason = ReasonNotAllowed
-	consider := func(reason Reason, p *Policy, e *Endpoint) {
+	consider := func(reason Reason, p *Policy, e *Endpoint, binary string) {
 		if best.endpoint == nil || reasonRank[reason] > reasonRank[best.reason] {
-			best = layerResult{reason: reason, policy: p.Name, endpoint: e}
+			best = layerResult{reason: reason, policy: p.Name, endpoint: e, binary: binary}
 		}
 	}
 	for i := range l.Policies {
@@ -395,12 +421,12 @@ func (r *Rules) matchLayer(l *Layer, q matchQuery) layerResult {
 				allowed.allowedIPs = append(allowed.allowedIPs, e.AllowedIPs...)
 				continue
 			}
-			if !slices.Contains(e.Ports, q.port) {
-				consider(ReasonPort, p, e)
+			if q.mode != modeNameFor && !slices.Contains(e.Ports, q.port) {
+				consider(ReasonPort, p, e, "")
 				continue
 			}
-			waived := ReasonAllowed
-			if len(p.Binaries) > 0 && !binaryMatches(p.Binaries, q.exes) {
+			waived, refused := ReasonAllowed, ""
+			if len(p.Binaries) > 0 && refusedProcess(p.Binaries, q.exes, &refused) {
 				waived = ReasonBinary
 			} else if q.mode == modeOpaque && e.Unenforceable != "" {
 				waived = ReasonUnenforceable
@@ -417,11 +443,11 @@ func (r *Rules) matchLayer(l *Layer, q matchQuery) layerResult {
 				allowed.allowedIPs = append(allowed.allowedIPs, e.AllowedIPs...)
 			case e.Audit:
 				if !audited.allow {
-					audited = layerResult{allow: true, audit: true, reason: waived, policy: p.Name, endpoint: e}
+					audited = layerResult{allow: true, audit: true, reason: waived, policy: p.Name, endpoint: e, binary: refused}
 				}
 				audited.allowedIPs = append(audited.allowedIPs, e.AllowedIPs...)
 			default:
-				consider(waived, p, e)
+				consider(waived, p, e, refused)
 			}
 		}
 	}
@@ -454,8 +480,66 @@ func intersectPrefixes(a, b []netip.Prefix) []netip.Prefix {
 	return out
 }
 
-func binaryMatches(patterns, exes []string) bool {
-	for _, exe := range exes {
+// chainEnd ends each process's chain in a list of several (JoinChains):
+// never an executable, which is an absolute path.
+const chainEnd = ""
+
+// JoinChains lists the executable chains of the processes that hold one
+// connection (each: the process's executable, then its ancestors') as
+// the one list the Match functions take. A list without chainEnd is one
+// process's chain.
+func JoinChains(chains ...[]string) []string {
+	var out []string
+	for i, c := range chains {
+		if i > 0 {
+			out = append(out, chainEnd)
+		}
+		out = append(out, c...)
+	}
+	return out
+}
+
+// processChains splits a list made by JoinChains; empty chains are kept
+// (a process whose executable is unknown matches nothing).
+func processChains(exes []string) [][]string {
+	if len(exes) == 0 {
+		return nil
+	}
+	var out [][]string
+	start := 0
+	for i, x := range exes {
+		if x == chainEnd {
+			out = append(out, exes[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, exes[start:])
+}
+
+// refusedProcess reports whether a binary-restricted policy refuses the
+// processes of exes: when none is known, or when some process's chain
+// has no executable matching the globs; *refused then names that
+// process's executable.
+func refusedProcess(patterns, exes []string, refused *string) bool {
+	chains := processChains(exes)
+	if len(chains) == 0 {
+		return true
+	}
+	for _, chain := range chains {
+		if !chainMatches(patterns, chain) {
+			if len(chain) > 0 {
+				*refused = chain[0]
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// chainMatches reports whether an executable of one process's chain
+// matches one of the globs.
+func chainMatches(patterns, chain []string) bool {
+	for _, exe := range chain {
 		if !strings.HasPrefix(exe, "/") {
 			continue
 		}

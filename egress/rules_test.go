@@ -256,6 +256,77 @@ func TestMatchBinary(t *testing.T) {
 	}
 }
 
+// Several processes hold one connection: a binary-restricted policy must
+// allow every one of them, and the decision names one it refused.
+func TestMatchBinarySeveralProcesses(t *testing.T) {
+	r := mustRules(t, testContainer)
+	curl := []string{"/usr/bin/curl", "/usr/bin/bash"}
+	agent := []string{"/opt/tools/x/agent"}
+	wget := []string{"/usr/bin/wget", "/usr/bin/bash"}
+	for _, tc := range []struct {
+		name   string
+		exes   []string
+		allow  bool
+		binary string
+	}{
+		{"one allowed process", JoinChains(curl), true, "/usr/bin/curl"},
+		{"two allowed processes", JoinChains(curl, agent), true, "/usr/bin/curl"},
+		{"an allowed and a refused process", JoinChains(curl, wget), false, "/usr/bin/wget"},
+		{"a refused and an allowed process", JoinChains(wget, curl), false, "/usr/bin/wget"},
+		{"a process of unknown executable", JoinChains(curl, nil), false, ""},
+		// The chain end is never taken for an executable of a chain.
+		{"only chain ends", []string{chainEnd, chainEnd}, false, ""},
+	} {
+		d := r.MatchBinary("api.curl.example", 443, tc.exes)
+		if d.Allow != tc.allow || d.Binary != tc.binary {
+			t.Errorf("%s: MatchBinary(%q) = allow %v binary %q, want %v %q", tc.name, tc.exes, d.Allow, d.Binary, tc.allow, tc.binary)
+		}
+		if !tc.allow && d.Reason != ReasonBinary {
+			t.Errorf("%s: reason %s, want binary", tc.name, d.Reason)
+		}
+	}
+	// Endpoints without binaries do not care how many processes hold it.
+	if d := r.MatchBinary("github.com", 443, JoinChains(curl, wget)); !d.Allow || d.Binary != "/usr/bin/curl" {
+		t.Errorf("github.com for curl and wget: %+v", d)
+	}
+}
+
+// DNS answers a binary-restricted name only to its processes.
+func TestNameAllowedFor(t *testing.T) {
+	r := mustRules(t, testContainer, polLayer("floor", map[string]policy.NetworkPolicy{
+		"any":    {Endpoints: []policy.Endpoint{polEP("api.curl.example", 443), polEP("github.com", 443), polEP("x.example", 443)}},
+		"git":    {Endpoints: []policy.Endpoint{polEP("*.githubusercontent.com", 443)}, Binaries: []policy.Binary{{Path: "/usr/bin/git"}}},
+		"audits": {Endpoints: []policy.Endpoint{{Host: "audit.example.com", Ports: []int{443}, Enforcement: "audit"}}, Binaries: []policy.Binary{{Path: "/usr/bin/git"}}},
+	}))
+	for _, tc := range []struct {
+		name         string
+		exes         []string
+		allow, audit bool
+		reason       Reason
+	}{
+		{"github.com", nil, true, false, ReasonAllowed},
+		{"api.curl.example", nil, false, false, ReasonBinary},
+		{"api.curl.example", []string{"/usr/bin/wget"}, false, false, ReasonBinary},
+		{"api.curl.example", []string{"/usr/bin/curl"}, true, false, ReasonAllowed},
+		// Any port of the name: the container's 443 only, the floor's any.
+		{"raw.githubusercontent.com", []string{"/usr/bin/curl"}, false, false, ReasonBinary}, // the floor's git only
+		{"raw.githubusercontent.com", JoinChains([]string{"/usr/bin/git"}), true, false, ReasonAllowed},
+		{"raw.githubusercontent.com", JoinChains([]string{"/usr/bin/git"}, []string{"/usr/bin/sh"}), false, false, ReasonBinary},
+		{"audit.example.com", nil, true, true, ReasonBinary},
+		{"audit.example.com", []string{"/usr/bin/git"}, true, false, ReasonAllowed},
+		{"x.example", []string{"/usr/bin/curl"}, false, false, ReasonNotAllowed}, // not in the container's policy
+	} {
+		d := r.NameAllowedFor(tc.name, tc.exes)
+		if d.Allow != tc.allow || d.Audit != tc.audit || d.Reason != tc.reason {
+			t.Errorf("NameAllowedFor(%s, %q) = %+v, want allow=%v audit=%v reason=%s", tc.name, tc.exes, d, tc.allow, tc.audit, tc.reason)
+		}
+	}
+	// NameAllowed: for some process, whichever.
+	if d := r.NameAllowed("api.curl.example"); !d.Allow {
+		t.Errorf("NameAllowed(api.curl.example) = %+v", d)
+	}
+}
+
 func TestAuditBinary(t *testing.T) {
 	r := mustRules(t, polLayer("inline", map[string]policy.NetworkPolicy{
 		"a": {Endpoints: []policy.Endpoint{{Host: "x.example", Ports: []int{443}, Enforcement: "audit"}}, Binaries: []policy.Binary{{Path: "/usr/bin/git"}}},

@@ -33,6 +33,7 @@ const (
 	ReasonResolve       Reason = "resolve_failed"   // the upstream lookup failed
 	ReasonUpstream      Reason = "upstream_failed"  // the upstream connection failed
 	ReasonQueryType     Reason = "query_type"       // a DNS type that is answered empty
+	ReasonTCPRequired   Reason = "tcp_required"     // a name restricted to binaries asked over UDP: answered truncated, to be asked over TCP
 	// The filter's own limits (see ConnLimits and LogLimits).
 	ReasonConnLimit        Reason = "conn_limit"          // refused: the namespace has its most open connections
 	ReasonHandshakeLimit   Reason = "handshake_limit"     // refused or cut: too many connections not yet decided
@@ -126,6 +127,11 @@ type Decision struct {
 	// (their allowed_ips, intersected across layers): pass them to
 	// Permitted as endpointAllowed.
 	AllowedIPs []netip.Prefix `json:"-"`
+	// Binary is the executable to log: when binaries decided against the
+	// connection (reason binary, denied or audited), that of the process
+	// they refused; otherwise that of the first process holding it ("":
+	// none known).
+	Binary string `json:"binary,omitempty"`
 }
 
 // Record is one line of the decision log.

@@ -37,8 +37,8 @@ const (
 
 // Config is one filter instance, written as JSON by the runtime.
 type Config struct {
-	// Netns is the namespace to filter, e.g. /proc/PID/ns/net, and NsPid a
-	// process in it (to find which executable opened a connection).
+	// Netns is the namespace to filter, e.g. /proc/PID/ns/net, and NsPid
+	// the process it was taken from.
 	Netns string `json:"netns"`
 	NsPid int    `json:"ns_pid"`
 	// Container names the container in the decision log.

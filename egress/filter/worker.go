@@ -106,9 +106,15 @@ func work(configPath string) error {
 		Limits: egress.ConnLimits{Conns: limits.Conns, Pending: limits.Pending,
 			HandshakeBytes: limits.HandshakeBytes},
 	}
-	if cfg.NsPid > 0 {
-		proxy.Binaries = egress.SocketOwners(cfg.NsPid)
+	// Which processes hold a connection: for the policies that list
+	// binaries (a reload may bring them).
+	owners, err := egress.NewOwners(cfg.Netns)
+	if err != nil {
+		return err
 	}
+	defer owners.Close()
+	proxy.Binaries = owners.Conn
+	resolver.TCPOwners = owners.TCP
 
 	proxies, udps, tcps, err := inheritedListeners()
 	if err != nil {

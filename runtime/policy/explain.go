@@ -81,6 +81,9 @@ type FileAccess struct {
 // entries as far as the floor allows them (or the only policy's).
 type Egress struct {
 	Entries []EgressEntry `json:"entries"`
+	// Binaries is true when some allowed endpoint is allowed only to
+	// certain executables (by its own entry's binaries or the floor's).
+	Binaries bool `json:"binaries,omitempty"`
 }
 
 // EgressEntry is one network_policies entry.
@@ -366,11 +369,13 @@ func effectiveNetwork(floor, container *Policy) *Egress {
 					// Listed apart: only some of the wildcard's names.
 					n := append(slices.Clone(notes), "only "+strings.Join(v.some, ", ")+" (the floor allows no other name)")
 					entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: []int{port}, Notes: append(n, v.extra...)})
+					eg.Binaries = eg.Binaries || len(v.extra) > 0
 					continue
 				default:
 					continue
 				}
 				notes = append(notes, v.extra...)
+				eg.Binaries = eg.Binaries || len(v.extra) > 0
 			}
 			if len(ports) > 0 {
 				entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: ports, Notes: uniqueStrings(notes)})
@@ -378,6 +383,7 @@ func effectiveNetwork(floor, container *Policy) *Egress {
 		}
 		if len(entry.Endpoints) > 0 {
 			eg.Entries = append(eg.Entries, entry)
+			eg.Binaries = eg.Binaries || len(entry.Binaries) > 0
 		}
 	}
 	return eg
@@ -705,6 +711,9 @@ func (e *Explanation) writeNetwork(w *writer) {
 		}
 		w.line(2, "Denied: every other name (NXDOMAIN, never asked upstream) and connection; UDP other than DNS, QUIC and ICMP; IP literals and TLS without a server name; loopback, link-local, private and CGNAT addresses unless allowed_ips opens them.")
 		w.line(2, "Connections are matched on the TLS server name (SNI) or HTTP Host, and port: what they carry is not inspected, so an allowed host is also a way out for data.")
+		if e.Network.Binaries {
+			e.writeBinaries(w)
+		}
 	}
 	if e.TCPConnect != nil {
 		w.line(2, "TCP connect (Landlock): only to ports %s.", portListOrNone(e.TCPConnect))
@@ -712,6 +721,29 @@ func (e *Explanation) writeNetwork(w *writer) {
 	if e.TCPBind != nil {
 		w.line(2, "TCP bind (Landlock): only ports %s.", portListOrNone(e.TCPBind))
 	}
+}
+
+// writeBinaries says what "only for connections of" promises, and what
+// it does not.
+func (e *Explanation) writeBinaries(w *writer) {
+	w.line(2, "Only for connections of an executable: every process that holds the connection's socket when it is decided runs that executable or descends from one that does; a socket no process holds, or whose holders cannot be told, is denied. Such names are resolved for those processes only, over TCP: a query over UDP is answered empty and truncated, so that the resolver asks again over TCP (a resolver that cannot, such as musl before 1.2.4, cannot resolve them); other processes get NXDOMAIN, and their queries never leave.")
+	w.line(2, "This tells tools apart; it is not a boundary against code the agent chooses. An allowed executable that runs what it is given (a shell, python, node; git hooks and GIT_SSH_COMMAND; npm scripts), or that the agent starts with preload variables (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, NODE_OPTIONS, BUN_OPTIONS, PYTHONPATH, PERL5OPT...) naming a file in any writable path, runs the agent's code as itself, and what it starts counts as it too. A socket can also change hands after the decision.")
+	var closed, open []string
+	if e.Seccomp.Profile == ProfileAgent {
+		closed = append(closed, "the agent seccomp profile refuses injecting code into an allowed process already running (ptrace, process_vm_writev, pidfd_getfd) and running code without a file (memfd_create, execveat of a descriptor)")
+	} else {
+		open = append(open, "without the agent seccomp profile, a process of the same user can inject code into an allowed process already running (ptrace)")
+	}
+	if e.Files != nil {
+		closed = append(closed, "Landlock refuses writing another process's memory through /proc/PID/mem, unless the policy makes /proc writable")
+		open = append(open, "Landlock's execute right covers programs, not the libraries and scripts they load: a library in a read_write path loads")
+	} else {
+		open = append(open, "without a filesystem_policy, Landlock guards neither /proc/PID/mem nor where a library or script may come from")
+	}
+	if len(closed) > 0 {
+		w.line(2, "Closed: %s.", strings.Join(closed, "; "))
+	}
+	w.line(2, "Open: %s.", strings.Join(open, "; "))
 }
 
 func portListOrNone(ports []uint16) string {

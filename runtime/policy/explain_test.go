@@ -199,7 +199,43 @@ network_policies:
 			}
 		},
 		want: []string{"Network denied by the floor: files.pythonhosted.org:443 (pypi)."},
-		not:  []string{"only for /usr/bin/pip"},
+		not:  []string{"only for /usr/bin/pip", "This tells tools apart"},
+	}, {
+		name: "binaries: what they promise and what they do not",
+		container: parse("tools", `
+network_policies:
+  git:
+    endpoints: [{host: github.com, port: 443}]
+    binaries: [{path: /usr/bin/git}]
+`),
+		check: func(t *testing.T, e *Explanation) {
+			if !e.Network.Binaries {
+				t.Errorf("binaries not reported: %+v", e.Network)
+			}
+		},
+		want: []string{
+			"      only for connections of /usr/bin/git (the process or an ancestor)",
+			"  Only for connections of an executable: every process that holds the\n    connection's socket",
+			"a query over UDP is answered empty and truncated",
+			"  This tells tools apart; it is not a boundary against code the agent chooses.",
+			"LD_PRELOAD, LD_LIBRARY_PATH",
+			"  Closed: the agent seccomp profile refuses injecting code into an allowed",
+			"  Open: without a filesystem_policy, Landlock guards neither /proc/PID/mem",
+		},
+	}, {
+		name: "binaries with Landlock and without the agent seccomp profile",
+		container: parse("tools", `
+filesystem_policy: {read_only: [/usr, /proc], read_write: [/tmp]}
+clawrun: {seccomp: {profile: none}}
+network_policies:
+  git:
+    endpoints: [{host: github.com, port: 443}]
+    binaries: [{path: /usr/bin/git}]
+`),
+		want: []string{
+			"  Closed: Landlock refuses writing another process's memory through",
+			"  Open: without the agent seccomp profile, a process of the same user can\n    inject code into an allowed process already running (ptrace); Landlock's",
+		},
 	}, {
 		name:      "the floor filters egress the container leaves open",
 		floor:     preset("pypi"),

@@ -130,11 +130,153 @@ func TestEgressBinaries(t *testing.T) {
 			t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, tc.binary, d)
 		}
 	}
-	// DNS cannot tell processes apart: the name resolves for everyone.
-	c.check(echeck{name: "DNS for another executable",
-		args: []string{"dns", fn.ip(hDNS), "allowed.test"},
-		out:  "OK A:" + allowedIP,
-		dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")}})
+}
+
+// TestEgressBinariesSharedSocket: a connection is decided by every process
+// that holds its socket, found by the connection's own addresses: a
+// denied executable that shares its socket with an allowed one, or hands
+// the allowed one a listener on its own source port, is denied and named.
+func TestEgressBinariesSharedSocket(t *testing.T) {
+	r, fn := egressRuntime(t)
+	b := fn.egressBundle(r, withInline(policyDoc(`  tools:
+    endpoints:
+      - {host: allowed.test, port: 443}
+    binaries:
+      - {path: /usr/bin/allowed-client}
+`)))
+	binClients(t)(b)
+	c := fn.start(r, b)
+	// The allowed executable holds what it is sent; it starts first, so
+	// that it comes before the senders in /proc.
+	const holder = "/tmp/holder.sock"
+	r.ok(append(fn.globals(), "exec", "-d", c.id, "allowed-client", "fd-hold", holder, "300")...)
+	allowedIP := fn.ip(hAllowed)
+	handoff := func(client, mode, to string) []string {
+		return []string{client, "handoff-tls", mode, to, allowedIP, "443", "allowed.test"}
+	}
+	for _, tc := range []struct {
+		name   string
+		argv   []string
+		allow  bool
+		binary string
+	}{
+		{"the allowed executable alone", []string{"allowed-client", "tls", allowedIP, "443", "allowed.test"}, true, "/usr/bin/allowed-client"},
+		{"a listener on its own port held by the allowed executable, connecting: allowed",
+			handoff("allowed-client", "reuseport", holder), true, "/usr/bin/allowed-client"},
+		{"a listener on its own port held by the allowed executable, connecting: another",
+			handoff("other-client", "reuseport", holder), false, "/usr/bin/other-client"},
+		{"a socket shared over a unix socket by two allowed processes",
+			handoff("allowed-client", "share", holder), true, "/usr/bin/allowed-client"},
+		{"a socket shared over a unix socket with the allowed executable",
+			handoff("other-client", "share", holder), false, "/usr/bin/other-client"},
+		{"a socket inherited by a child that runs the allowed executable",
+			handoff("other-client", "share", "exec:/usr/bin/allowed-client"), false, "/usr/bin/other-client"},
+	} {
+		lm, em := c.logMark(), fn.mark()
+		want := "ERR EOF|ERR ECONNRESET"
+		if tc.allow {
+			want = "OK cn=allowed.test verify=ok"
+		}
+		if line := c.exec(tc.argv...); !matches(line, want) {
+			t.Errorf("%s: %v: got %q, want %q", tc.name, tc.argv, line, want)
+		}
+		var d decision
+		if tc.allow {
+			d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "allow", "allowed"))
+			fn.waitSaw(t, em, tc.name+": the handshake", sawTLS("allowed.test", allowedIP).match)
+		} else {
+			d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "deny", "binary"))
+			c.checkNothing(em, tc.name)
+		}
+		if d.Binary != tc.binary {
+			t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, tc.binary, d)
+		}
+	}
+}
+
+// TestEgressBinariesDNS: the names of an endpoint restricted to an
+// executable are resolved for that executable only; any other process
+// gets NXDOMAIN and its query never leaves (a query name is a channel
+// out). Over UDP, where the asking process cannot be told for sure, such
+// names are answered truncated and asked again over TCP.
+func TestEgressBinariesDNS(t *testing.T) {
+	r, fn := egressRuntime(t)
+	b := fn.egressBundle(r, withInline(policyDoc(`  tools:
+    endpoints:
+      - {host: "*.wild.test", port: 443}
+    binaries:
+      - {path: /usr/bin/allowed-client}
+  everyone:
+    endpoints:
+      - {host: allowed.test, port: 443}
+`)))
+	binClients(t)(b)
+	c := fn.start(r, b)
+	dnsSrv, wildIP := fn.ip(hDNS), fn.ip(hWild)
+	for _, tc := range []struct {
+		name, client, qname, proto string
+		allow                      bool
+	}{
+		{"another executable, UDP", "other-client", "x123.wild.test", "udp", false},
+		{"another executable, TCP", "other-client", "x124.wild.test", "tcp", false},
+		{"the probe, UDP", "probe", "x125.wild.test", "udp", false},
+		{"the allowed executable, UDP", "allowed-client", "x126.wild.test", "udp", true},
+		{"the allowed executable, TCP", "allowed-client", "x127.wild.test", "tcp", true},
+	} {
+		lm, em := c.logMark(), fn.mark()
+		argv := []string{tc.client, "dns", dnsSrv, tc.qname, "A"}
+		if tc.proto == "tcp" {
+			argv = append(argv, "tcp")
+		}
+		line := c.exec(argv...)
+		binary := "/usr/bin/" + tc.client
+		if tc.allow {
+			if !matches(line, "OK A:"+wildIP) {
+				t.Errorf("%s: %v: got %q, want OK A:%s", tc.name, argv, line, wildIP)
+			}
+			fn.waitSaw(t, em, tc.name+": the query upstream", sawQuery(tc.qname, "A").match)
+			d := c.waitDecision(lm, dnsWant(tc.qname, "A", "allow", "allowed"))
+			if d.Binary != binary {
+				t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, binary, d)
+			}
+			continue
+		}
+		if !matches(line, "ERR NXDOMAIN") {
+			t.Errorf("%s: %v: got %q, want ERR NXDOMAIN", tc.name, argv, line)
+		}
+		d := c.waitDecision(lm, dnsWant(tc.qname, "A", "deny", "binary"))
+		if d.Binary != binary {
+			t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, binary, d)
+		}
+		time.Sleep(150 * time.Millisecond) // packets in flight
+		for _, e := range fn.since(em) {
+			if dnsContains(tc.qname)(e) {
+				t.Errorf("%s: the fake internet's resolver was asked %s", tc.name, e)
+			}
+		}
+	}
+	c.checks(
+		echeck{name: "an unrestricted name, another executable, over UDP",
+			args: []string{"dns", dnsSrv, "allowed.test"},
+			out:  "OK A:" + fn.ip(hAllowed),
+			dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")},
+			saw:  []seen{sawQuery("allowed.test", "A")}},
+		echeck{name: "the system resolver of another executable",
+			args:  []string{"tls", "x128.wild.test", "443", "x128.wild.test"},
+			out:   "ERR NXDOMAIN",
+			dec:   []want{dnsWant("x128.wild.test", "A", "deny", "binary")},
+			never: []seen{queryContaining("x128"), {"a connection", isKind("accept")}}},
+	)
+	// The allowed executable through the system resolver (UDP, truncated,
+	// then TCP), then connecting.
+	lm, em := c.logMark(), fn.mark()
+	if line := c.exec("allowed-client", "tls", "x129.wild.test", "443", "x129.wild.test"); !matches(line, "OK cn=x129.wild.test verify=ok") {
+		t.Errorf("the allowed executable through the system resolver: got %q", line)
+	}
+	c.waitDecision(lm, dnsWant("x129.wild.test", "A", "deny", "tcp_required"))
+	c.waitDecision(lm, dnsWant("x129.wild.test", "A", "allow", "allowed"))
+	c.waitDecision(lm, connWant("tls", "x129.wild.test", 443, "allow", "allowed"))
+	fn.waitSaw(t, em, "the allowed executable's handshake", sawTLS("x129.wild.test", wildIP).match)
 }
 
 // checkNothing fails if the fake internet received anything since mark.

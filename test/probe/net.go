@@ -6,7 +6,9 @@ package main
 //
 //	dns SERVER NAME [TYPE] [tcp]      one query (SERVER is ip or ip:port):
 //	                                  "OK A:1.2.3.4 ... ttl:N", "OK NODATA ttl:N",
-//	                                  "ERR NXDOMAIN|SERVFAIL|REFUSED|... name"
+//	                                  "ERR NXDOMAIN|SERVFAIL|REFUSED|... name";
+//	                                  a truncated UDP answer is asked again
+//	                                  over TCP, as stub resolvers do
 //	tls ADDR PORT SNI [HOLD]          handshake with that SNI ("-": none),
 //	                                  print the peer's CN and the server's
 //	                                  greeting; with HOLD seconds, then wait
@@ -189,14 +191,18 @@ func cmdDNS(a []string) error {
 	var err error
 	if useTCP {
 		resp, err = exchangeTCP(server, msg)
-	} else {
-		resp, err = exchangeUDP(server, msg)
+	} else if resp, err = exchangeUDP(server, msg); err == nil && truncated(resp) {
+		// As stub resolvers do: a truncated answer is asked again over TCP.
+		resp, err = exchangeTCP(server, msg)
 	}
 	if err != nil {
 		return err
 	}
 	return parseAnswer(resp, binary.BigEndian.Uint16(id[:]))
 }
+
+// truncated reports whether a DNS message has its TC bit set.
+func truncated(m []byte) bool { return len(m) > 2 && m[2]&0x02 != 0 }
 
 func buildQuery(id uint16, name string, qtype uint16) []byte {
 	b := binary.BigEndian.AppendUint16(nil, id)
@@ -361,6 +367,12 @@ func cmdTLS(a []string) error {
 		return err
 	}
 	defer raw.Close()
+	return tlsOver(raw, sni, a[3:])
+}
+
+// tlsOver makes the handshake of tls on a connected socket and reads the
+// server's greeting; hold is tls's optional HOLD.
+func tlsOver(raw net.Conn, sni string, hold []string) error {
 	var verify string
 	cfg := &tls.Config{
 		ServerName:         sni,
@@ -384,8 +396,8 @@ func cmdTLS(a []string) error {
 		return netErr("read greeting", err)
 	}
 	summary := fmt.Sprintf("cn=%s verify=%s %s", cn, verify, strings.TrimSpace(greeting))
-	if len(a) > 3 {
-		if err := holdOpen(raw, br, a[3]); err != nil {
+	if len(hold) > 0 {
+		if err := holdOpen(raw, br, hold[0]); err != nil {
 			var m okMsg
 			if errors.As(err, &m) {
 				return okWith(string(m) + " " + summary)
