@@ -55,8 +55,13 @@ integration: build $(TESTRUN)
 	debian=$$(bash test/mkdebian.sh) && \
 	  CLAWRUN=$(CURDIR)/bin/clawrun CLAWRUN_DEBIAN_ROOTFS=$$debian CGO_ENABLED=1 $(GOTEST) -v -- $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m ./test/integration/...
 
+# Two judges of runc compatibility, each against runc v1.5.2 on this
+# machine: the OCI runtime-tools suite and runc's own integration suite
+# (bats). Both run even if the first fails.
 conformance: build bin/runc-1.5.2
-	CLAWRUN=$(CURDIR)/bin/clawrun bash test/conformance/run.sh
+	rc=0; CLAWRUN=$(CURDIR)/bin/clawrun bash test/conformance/run.sh || rc=1; \
+	  CLAWRUN=$(CURDIR)/bin/clawrun bash test/conformance/runc-bats.sh || rc=1; \
+	  exit $$rc
 
 bench: build bin/runc-1.5.2
 	CLAWRUN=$(CURDIR)/bin/clawrun bash test/bench/run.sh
