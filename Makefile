@@ -12,6 +12,12 @@ LDFLAGS    := -s -w -linkmode external -extldflags '-static' \
               -X github.com/clawrun/clawrun/runtime.Version=$(VERSION) \
               -X github.com/clawrun/clawrun/runtime.Commit=$(COMMIT)
 GOBUILD    := CGO_ENABLED=1 $(GO) build -trimpath -tags '$(TAGS)' -ldflags "$(LDFLAGS)"
+# Every go test of `make test` runs through test/tools/testrun, which keeps
+# the skipped tests in SKIPLOG; `make test` lists them at its end and fails
+# on a skip that is not allowed (README.md, Tests).
+TESTRUN    := bin/testrun
+SKIPLOG    ?= $(CURDIR)/bin/skipped-tests.jsonl
+GOTEST     := $(TESTRUN) run -log $(SKIPLOG)
 
 .PHONY: all deps build install test unit integration soak conformance bench lint demo demo-check e2e clean
 
@@ -31,17 +37,23 @@ install: build
 	install -D -m 0755 bin/containerd-shim-clawrun-v2 $(DESTDIR)$(BINDIR)/containerd-shim-clawrun-v2
 	install -D -m 0755 bin/clawrun-egress $(DESTDIR)$(BINDIR)/clawrun-egress
 
-# Everything CI runs.
-test: deps lint build unit integration demo-check conformance e2e
+# Everything CI runs; then every skipped test, and a failure if one was
+# skipped for a reason that is not allowed.
+test: deps lint build
+	@rm -f $(SKIPLOG)
+	@rc=0; $(MAKE) --no-print-directory unit integration demo-check conformance e2e || rc=$$?; \
+	  echo "== make test: skipped tests (all go test runs)"; \
+	  $(TESTRUN) report $(SKIPLOG) || rc=1; \
+	  exit $$rc
 
-unit:
-	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/) ./test/bench/stats
+unit: $(TESTRUN)
+	CGO_ENABLED=1 $(GOTEST) -- $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/) ./test/bench/stats ./test/tools/testrun
 
 # A Debian root filesystem (test/mkdebian.sh, cached) for the policy tests
 # on a real distribution's userland.
-integration: build
+integration: build $(TESTRUN)
 	debian=$$(bash test/mkdebian.sh) && \
-	  CLAWRUN=$(CURDIR)/bin/clawrun CLAWRUN_DEBIAN_ROOTFS=$$debian CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m ./test/integration/...
+	  CLAWRUN=$(CURDIR)/bin/clawrun CLAWRUN_DEBIAN_ROOTFS=$$debian CGO_ENABLED=1 $(GOTEST) -v -- $(GO) test -tags '$(TAGS)' -count=1 -timeout 40m ./test/integration/...
 
 # 1,000 create/start/exec/kill/delete cycles under agent-default with an
 # egress filter, one at a time and 50 at once, then a check that nothing
@@ -50,8 +62,13 @@ SOAK_CYCLES ?= 1000
 soak: build
 	CLAWRUN=$(CURDIR)/bin/clawrun CLAWRUN_SOAK_CYCLES=$(SOAK_CYCLES) CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 180m -run '^TestSoak$$' ./test/integration/
 
+# Two judges of runc compatibility, each against runc v1.5.2 on this
+# machine: the OCI runtime-tools suite and runc's own integration suite
+# (bats). Both run even if the first fails.
 conformance: build bin/runc-1.5.2
-	CLAWRUN=$(CURDIR)/bin/clawrun bash test/conformance/run.sh
+	rc=0; CLAWRUN=$(CURDIR)/bin/clawrun bash test/conformance/run.sh || rc=1; \
+	  CLAWRUN=$(CURDIR)/bin/clawrun bash test/conformance/runc-bats.sh || rc=1; \
+	  exit $$rc
 
 bench: build bin/runc-1.5.2
 	CLAWRUN=$(CURDIR)/bin/clawrun bash test/bench/run.sh
@@ -63,9 +80,9 @@ demo: deps build
 # End-to-end: the real front-ends (dockerd 20.10 and moby v2, containerd 2.2
 # with ctr, nerdctl and CRI) run clawrun. test/e2e/setup.sh installs and
 # builds them once into E2E_TOOLS (default /var/cache/clawrun-ci/e2e-<pins>).
-e2e: build
+e2e: build $(TESTRUN)
 	tools=$$(E2E_TOOLS=$(E2E_TOOLS) bash test/e2e/setup.sh) && \
-	  E2E_TOOLS=$$tools CLAWRUN_BIN=$(CURDIR)/bin CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m ./test/e2e/
+	  E2E_TOOLS=$$tools CLAWRUN_BIN=$(CURDIR)/bin CGO_ENABLED=1 $(GOTEST) -v -- $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m ./test/e2e/
 
 # The demo's verdicts, checked (part of make test).
 demo-check: build
@@ -78,6 +95,9 @@ lint:
 
 clean:
 	rm -rf bin
+
+$(TESTRUN): $(wildcard test/tools/testrun/*.go)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./test/tools/testrun
 
 # The reference runtime: runc built from the libcontainer version clawrun uses.
 bin/runc-1.5.2: go.mod

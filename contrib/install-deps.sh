@@ -9,6 +9,8 @@ packages=(
 	busybox-static               # test and demo root filesystems
 	debootstrap                  # a Debian root filesystem for the tests (test/mkdebian.sh)
 	runc                         # Debian's runc 1.1.5, a second benchmark reference
+	nftables                     # nft: the egress tests read the rules in a container's netns
+	bats gawk                    # runc's own integration suite (test/conformance/runc-bats.sh)
 	jq iproute2 procps util-linux git ca-certificates
 	nftables                     # the egress tests inspect and count packets with nft
 )
@@ -22,6 +24,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The commands the test suites run on the host: a missing one fails the
+# tests that need it, so say so here, before they start.
+for cmd in gcc busybox debootstrap nft ip tc nsenter unshare flock script timeout jq bats gawk tar; do
+	command -v "$cmd" >/dev/null || { echo "install-deps: $cmd is missing after installing the packages" >&2; exit 1; }
+done
 
 if ! command -v go >/dev/null; then
 	if [ -x /usr/local/go/bin/go ]; then

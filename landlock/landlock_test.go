@@ -29,7 +29,7 @@ func onRestrictedThread(t *testing.T, layer Layer, strict bool, fn func(Result, 
 
 func requireLandlock(t *testing.T) {
 	if ABI() < 1 {
-		t.Skip("no Landlock in this kernel")
+		t.Skip("kernel lacks Landlock")
 	}
 }
 
@@ -109,7 +109,7 @@ func TestRestrictSkipsMissingPathsUnlessStrict(t *testing.T) {
 
 func TestRestrictTCPConnect(t *testing.T) {
 	if ABI() < 4 {
-		t.Skip("needs Landlock ABI 4")
+		t.Skipf("kernel lacks Landlock ABI 4 (TCP rules): it has ABI %d", ABI())
 	}
 	ln, err := newListener(t)
 	if err != nil {

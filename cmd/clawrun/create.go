@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -36,6 +38,13 @@ func createOptions(c *cli.Context) runtime.CreateOptions {
 	}
 }
 
+// commandFailed words a failed create or run as runc does, "NAME COMMAND
+// failed: ...", NAME being the name the binary was called by: installed as
+// runc, clawrun words it as runc, and tools that match runc's text work.
+func commandFailed(c *cli.Context, err error) error {
+	return fmt.Errorf("%s %s failed: %w", filepath.Base(os.Args[0]), c.Command.Name, err)
+}
+
 var createCommand = &cli.Command{
 	Name:      "create",
 	Usage:     "create a container whose process waits for `start`",
@@ -57,7 +66,7 @@ Example:
 			return err
 		}
 		if err := rt.Create(createOptions(c)); err != nil {
-			return fmt.Errorf("clawrun create failed: %w", err)
+			return commandFailed(c, err)
 		}
 		return nil
 	},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -37,7 +36,7 @@ Example:
 		opts.NoSubreaper = c.Bool("no-subreaper")
 		status, err := rt.Run(opts)
 		if err != nil {
-			return fmt.Errorf("clawrun run failed: %w", err)
+			return commandFailed(c, err)
 		}
 		os.Exit(status)
 		return nil

@@ -157,7 +157,7 @@ func TestDockerDebian(t *testing.T) {
 	e := need(t, "/usr/sbin/dockerd", "/usr/bin/docker", "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2")
 	start := time.Now()
 	if linkExists("docker0") {
-		t.Skip("skipped: docker0 exists: another dockerd runs on this host")
+		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")
 	}
 	f := theFakeNet(t)
 	w := watchFakeNet(t, f)
@@ -238,7 +238,7 @@ func TestDockerMoby(t *testing.T) {
 	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", client)
 	start := time.Now()
 	if linkExists("docker0") {
-		t.Skip("skipped: docker0 exists: another dockerd runs on this host")
+		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")
 	}
 	f := theFakeNet(t)
 	d := startMoby(t, "docker-moby", client, f)

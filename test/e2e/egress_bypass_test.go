@@ -319,7 +319,7 @@ func TestEgressBypassDocker(t *testing.T) {
 	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", client)
 	start := time.Now()
 	if linkExists("docker0") {
-		t.Skip("skipped: docker0 exists: another dockerd runs on this host")
+		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")
 	}
 	f := theFakeNet(t)
 	w := watchFakeNet(t, f)

@@ -108,12 +108,12 @@ func setupEnv() string {
 	return ""
 }
 
-// need skips t unless the environment and the named tools (in
+// need fails t unless the environment and the named tools (in
 // $E2E_TOOLS/bin, or absolute paths) are there.
 func need(t *testing.T, tools ...string) *env {
 	t.Helper()
 	if envErr != "" {
-		t.Skip("skipped: " + envErr)
+		t.Fatal(envErr)
 	}
 	var missing []string
 	for _, tool := range tools {
@@ -122,7 +122,7 @@ func need(t *testing.T, tools ...string) *env {
 		}
 	}
 	if len(missing) > 0 {
-		t.Skipf("skipped: missing %s (run test/e2e/setup.sh with E2E_TOOLS=%s)", strings.Join(missing, ", "), theEnv.tools)
+		t.Fatalf("missing %s (run test/e2e/setup.sh with E2E_TOOLS=%s)", strings.Join(missing, ", "), theEnv.tools)
 	}
 	return &theEnv
 }

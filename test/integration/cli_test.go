@@ -111,3 +111,32 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestFailureWording: a failed create or run says "NAME COMMAND failed: "
+// as runc's do, NAME being the name the runtime was called by: installed
+// as runc (a drop-in replacement), clawrun words its failures as runc, and
+// by its own name as clawrun.
+func TestFailureWording(t *testing.T) {
+	t.Parallel()
+	r := newRuntime(t)
+	asRunc := *r
+	asRunc.bin = filepath.Join(t.TempDir(), "runc")
+	if err := os.Symlink(r.bin, asRunc.bin); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "no-such-bundle")
+	check := func(rt *rtest, name string) {
+		for _, cmd := range []string{"create", "run"} {
+			id := newID(t)
+			rt.track(id)
+			res := rt.run(cmd, "--bundle", missing, id)
+			if want := name + " " + cmd + " failed: "; res.Code == 0 || !strings.Contains(res.Stderr, want) {
+				t.Errorf("called as %s, %s of a missing bundle: want a failure saying %q:\n%s", filepath.Base(rt.bin), cmd, want, res)
+			}
+		}
+	}
+	check(&asRunc, "runc")
+	if r.isClawrun() {
+		check(r, "clawrun")
+	}
+}

@@ -170,7 +170,7 @@ func egressRuntime(t *testing.T) (*rtest, *fakeNet) {
 	r := policyRuntime(t)
 	for _, tool := range []string{"ip", "nft", "nsenter"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("egress tests need %s: %v", tool, err)
+			t.Fatalf("egress tests need %s (make deps installs it): %v", tool, err)
 		}
 	}
 	fake.once.Do(func() { fake.net, fake.err = startFakeNet() })

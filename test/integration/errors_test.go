@@ -16,7 +16,7 @@ import (
 // log, and leave no state, cgroup or process behind. Not parallel: the
 // leftover checks look at the whole machine.
 func TestErrors(t *testing.T) {
-	skipUnlessReady(t)
+	requireReady(t)
 	t.Run("missing-bundle", func(t *testing.T) {
 		r := newRuntime(t)
 		for _, cmd := range []string{"create", "run"} {

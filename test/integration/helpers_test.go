@@ -63,22 +63,22 @@ type rtest struct {
 	tmp     string
 }
 
-// skipUnlessReady skips unless $CLAWRUN names the runtime and we are root.
-func skipUnlessReady(t *testing.T) string {
+// requireReady fails unless $CLAWRUN names the runtime and we are root.
+func requireReady(t *testing.T) string {
 	t.Helper()
 	bin := os.Getenv("CLAWRUN")
 	if bin == "" {
-		t.Skip("CLAWRUN is not set: point it at the runtime binary under test (e.g. CLAWRUN=$PWD/bin/clawrun, or bin/runc-1.5.2)")
+		t.Fatal("CLAWRUN is not set: point it at the runtime binary under test (e.g. CLAWRUN=$PWD/bin/clawrun, or bin/runc-1.5.2)")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("integration tests run real containers and need root")
+		t.Fatal("integration tests run real containers and need root")
 	}
 	return bin
 }
 
 func newRuntime(t *testing.T) *rtest {
 	t.Helper()
-	bin := skipUnlessReady(t)
+	bin := requireReady(t)
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		t.Fatalf("CLAWRUN=%s: %v", bin, err)

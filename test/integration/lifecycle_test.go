@@ -19,7 +19,7 @@ import (
 // SIGTERM that kill must accept.
 func TestLifecycle(t *testing.T) {
 	t.Parallel()
-	skipUnlessReady(t)
+	requireReady(t)
 	for _, sig := range []string{"TERM", "SIGTERM", "15"} {
 		t.Run(sig, func(t *testing.T) {
 			t.Parallel()
@@ -163,7 +163,7 @@ func atoiFile(t *testing.T, path string) int {
 // TestRun covers the foreground/detached run modes.
 func TestRun(t *testing.T) {
 	t.Parallel()
-	skipUnlessReady(t)
+	requireReady(t)
 
 	t.Run("exit-code", func(t *testing.T) {
 		t.Parallel()

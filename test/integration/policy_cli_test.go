@@ -14,7 +14,7 @@ import (
 func TestPolicyCheckCLI(t *testing.T) {
 	r := newRuntime(t)
 	if !r.isClawrun() {
-		t.Skip("policy check is clawrun's own command")
+		t.Skip("not clawrun: policy check is clawrun's own command")
 	}
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
@@ -55,7 +55,7 @@ func TestPolicyCheckCLI(t *testing.T) {
 func TestPolicyAuditAndListCLI(t *testing.T) {
 	r := newRuntime(t)
 	if !r.isClawrun() {
-		t.Skip("audit and the list columns are clawrun's own")
+		t.Skip("not clawrun: audit and the list columns are clawrun's own")
 	}
 	assertFailure(t, r.run("audit", "no-such-container"), "does not exist")
 	dir := r.bundle(func(s *specs.Spec) {

@@ -39,7 +39,7 @@ var debianChecks = [][2]string{
 func TestPolicyDebianImage(t *testing.T) {
 	rootfs := os.Getenv("CLAWRUN_DEBIAN_ROOTFS")
 	if rootfs == "" {
-		t.Skip("CLAWRUN_DEBIAN_ROOTFS is not set: make integration builds it with test/mkdebian.sh")
+		t.Fatal("CLAWRUN_DEBIAN_ROOTFS is not set: make integration builds it with test/mkdebian.sh")
 	}
 	r := policyRuntime(t)
 	var script strings.Builder

@@ -202,7 +202,7 @@ func TestPolicySymlinkedPaths(t *testing.T) {
 func TestPolicyDebianMergedUsr(t *testing.T) {
 	rootfs := os.Getenv("CLAWRUN_DEBIAN_ROOTFS")
 	if rootfs == "" {
-		t.Skip("CLAWRUN_DEBIAN_ROOTFS is not set: make integration builds it with test/mkdebian.sh")
+		t.Fatal("CLAWRUN_DEBIAN_ROOTFS is not set: make integration builds it with test/mkdebian.sh")
 	}
 	r := policyRuntime(t)
 	b := r.bundle(withPolicy("agent-default"), func(s *specs.Spec) {
