@@ -180,30 +180,41 @@ func TestEgressLogFlood(t *testing.T) {
 		t.Fatalf("the flood reached the fake internet:%s", fn.dump(em))
 	}
 
-	res := r.ok(append(fn.globals(), "audit", "--json", c.id)...)
+	// The repeats of the last window are logged when the window ends (at
+	// most 10 s after the flood): read the log until it accounts for every
+	// query answered, or the window has surely ended.
 	var found bool
 	var full, aggregated, allAggregated int64
-	sc := bufio.NewScanner(strings.NewReader(res.Stdout))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var d struct {
-			decision
-			Aggregated int64 `json:"aggregated"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-			t.Fatalf("audit --json: %v: %q", err, sc.Text())
-		}
-		allAggregated += d.Aggregated
-		if d.Time.Equal(allowed.Time) && d.Host == "allowed.test" && d.Decision == "allow" {
-			found = true
-		}
-		if d.Protocol == "dns" && d.Host == "flood.denied.test" {
-			if d.Aggregated > 0 {
-				aggregated += d.Aggregated
-			} else {
-				full++
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		found, full, aggregated, allAggregated = false, 0, 0, 0
+		res := r.ok(append(fn.globals(), "audit", "--json", c.id)...)
+		sc := bufio.NewScanner(strings.NewReader(res.Stdout))
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var d struct {
+				decision
+				Aggregated int64 `json:"aggregated"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+				t.Fatalf("audit --json: %v: %q", err, sc.Text())
+			}
+			allAggregated += d.Aggregated
+			if d.Time.Equal(allowed.Time) && d.Host == "allowed.test" && d.Decision == "allow" {
+				found = true
+			}
+			if d.Protocol == "dns" && d.Host == "flood.denied.test" {
+				if d.Aggregated > 0 {
+					aggregated += d.Aggregated
+				} else {
+					full++
+				}
 			}
 		}
+		if full+aggregated >= int64(dnsRes["answered"]) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	if !found {
 		t.Errorf("the allowed decision logged before the flood is gone from the log: %s", allowed)
