@@ -427,21 +427,24 @@ func createKilledAt(t *testing.T, r *rtest, fn *fakeNet, v *createKillVariant, d
 	}
 
 	// Its filter's supervisor, if the create got as far as recording it.
-	supervisor := 0
-	if data, err := os.ReadFile(filepath.Join(stateDir, "egress.json")); err == nil {
-		var rec struct {
-			Pid int `json:"supervisor_pid"`
-		}
-		if json.Unmarshal(data, &rec) == nil {
-			supervisor = rec.Pid
-		}
-	}
+	supervisor := recordedSupervisor(stateDir)
 
 	var problems []string
 	if res := r.run(append(fn.globals(), "delete", "-f", id)...); res.Code != 0 {
 		problems = append(problems, "delete -f failed: "+res.String())
 	}
-	// What a create killed before it recorded them started exits by
+	return phase, append(problems, leftovers(t, r, v, stateDir, namespaces, supervisor)...)
+}
+
+// leftovers lists what a container deleted with -f left behind: its
+// filter's processes and memory cgroup (supervisor: the filter's pid, 0 if
+// unknown), its state dir, namespace records, processes in its rootfs,
+// holders of its namespaces, and in a named namespace the filter's table
+// and listeners.
+func leftovers(t *testing.T, r *rtest, v *createKillVariant, stateDir string, namespaces map[netnsID]bool, supervisor int) []string {
+	t.Helper()
+	var problems []string
+	// What a runtime killed before it recorded them started exits by
 	// itself as soon as it runs: a filter that never got to filter, an
 	// init still being set up (which holds the namespace it joined).
 	start := time.Now()
@@ -479,7 +482,122 @@ func createKilledAt(t *testing.T, r *rtest, fn *fakeNet, v *createKillVariant, d
 			problems = append(problems, "listeners left on the filter's ports: "+l)
 		}
 	}
-	return phase, problems
+	return problems
+}
+
+// TestEgressDeleteKilled: `clawrun delete` (of a running container, with
+// -f, and of a stopped one) SIGKILLed at any point of its run, then
+// `delete -f` as a caller retries: nothing is left, the filter included,
+// in a namespace of the container's own and in a shared named one, which
+// still takes a filtered container afterwards.
+func TestEgressDeleteKilled(t *testing.T) {
+	r, fn := egressRuntime(t)
+	n := envInt(t, "CLAWRUN_DELETE_KILLS", 24)
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("CLAWRUN_DELETE_KILL_SEED"); v != "" {
+		seed = uint64(envInt(t, "CLAWRUN_DELETE_KILL_SEED", 0))
+	}
+	rng := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("%d runs, seed %d", n, seed)
+
+	named := namedNetns(t)
+	policy := withInline(allowedOnly)
+	variants := []*createKillVariant{
+		{name: "own namespace", filter: true, bundle: fn.egressBundle(r, policy)},
+		{name: "named namespace", filter: true, named: named, bundle: fn.egressBundle(r, policy, joinNetns("/run/netns/"+named))},
+	}
+	for _, v := range variants {
+		var total time.Duration
+		for range 3 {
+			id := newID(t)
+			r.track(id)
+			r.ok(append(fn.globals(), "run", "-d", "--bundle", v.bundle, id)...)
+			start := time.Now()
+			r.ok(append(fn.globals(), "delete", "-f", id)...)
+			total += time.Since(start)
+		}
+		v.took = total / 3
+		t.Logf("%s: delete -f takes %v", v.name, v.took.Round(time.Millisecond))
+	}
+	for i := range n {
+		v := variants[i%len(variants)]
+		stopped := i%4 >= 2 // half the runs delete a stopped container
+		delay := time.Duration(rng.Int64N(int64(v.took) * 5 / 4))
+		if problems := deleteKilledAt(t, r, fn, v, delay, stopped); len(problems) > 0 {
+			v.leaks++
+			t.Errorf("%s (stopped %v), delete killed after %v:\n  %s", v.name, stopped, delay.Round(time.Millisecond), strings.Join(problems, "\n  "))
+		}
+		v.runs++
+	}
+	for _, v := range variants {
+		t.Logf("%s: %d runs, %d with leftovers", v.name, v.runs, v.leaks)
+	}
+
+	c := fn.startPolicy(r, allowedOnly, joinNetns("/run/netns/"+named))
+	c.checks(
+		echeck{name: "UDP after the kills", args: []string{"udp", fn.ip(hDNS), "7", "after"}, out: "ERR ",
+			never: []seen{{"a UDP datagram", isKind("udp")}}},
+		fn.allowedTLS("allowed TLS after the kills"),
+	)
+}
+
+// deleteKilledAt runs a container, deletes it (stopped first, or with -f
+// while it runs), SIGKILLs the delete after delay, then deletes it with
+// -f, and returns what was left.
+func deleteKilledAt(t *testing.T, r *rtest, fn *fakeNet, v *createKillVariant, delay time.Duration, stopped bool) []string {
+	t.Helper()
+	id := newID(t)
+	r.track(id)
+	stateDir := filepath.Join(r.root, id)
+	r.ok(append(fn.globals(), "run", "-d", "--bundle", v.bundle, id)...)
+	pid := r.state(id).Pid
+	namespaces := map[netnsID]bool{}
+	if v.named != "" {
+		namespaces[namedNetnsID(t, v.named)] = true
+	} else if ns, err := netnsOf(pid); err == nil {
+		namespaces[ns] = true
+	}
+	supervisor := recordedSupervisor(stateDir)
+	if supervisor == 0 {
+		t.Fatalf("%s runs with no filter recorded", id)
+	}
+	args := []string{"delete", "-f", id}
+	if stopped {
+		r.ok(append(fn.globals(), "kill", id, "KILL")...)
+		r.waitStatus(id, "stopped")
+		args = []string{"delete", id}
+	}
+	p, err := r.start(runOpts{}, append(fn.globals(), args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(delay):
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+	}
+	var problems []string
+	if res := r.run(append(fn.globals(), "delete", "-f", id)...); res.Code != 0 {
+		problems = append(problems, "delete -f after the killed delete failed: "+res.String())
+	}
+	return append(problems, leftovers(t, r, v, stateDir, namespaces, supervisor)...)
+}
+
+// recordedSupervisor is the pid of the filter's supervisor that the
+// container's egress.json records (0: none).
+func recordedSupervisor(stateDir string) int {
+	data, err := os.ReadFile(filepath.Join(stateDir, "egress.json"))
+	if err != nil {
+		return 0
+	}
+	var rec struct {
+		Pid int `json:"supervisor_pid"`
+	}
+	if json.Unmarshal(data, &rec) != nil {
+		return 0
+	}
+	return rec.Pid
 }
 
 // TestEgressStartNeedsFilter: a created container whose filter is not
