@@ -584,6 +584,71 @@ func deleteKilledAt(t *testing.T, r *rtest, fn *fakeNet, v *createKillVariant, d
 	return append(problems, leftovers(t, r, v, stateDir, namespaces, supervisor)...)
 }
 
+// TestEgressReloadWhileExiting: a hot reload (`policy apply`) racing the
+// container's exit and delete. The apply neither hangs nor succeeds
+// silently on a filter that is gone (it loads the generation, or fails
+// saying why), and the delete leaves nothing.
+func TestEgressReloadWhileExiting(t *testing.T) {
+	r, fn := egressRuntime(t)
+	n := envInt(t, "CLAWRUN_RELOAD_EXITS", 12)
+	v := &createKillVariant{name: "own namespace", filter: true, bundle: fn.egressBundle(r, withInline(allowedOnly))}
+	gen2 := writeTemp(t, "gen2.yaml", policyDoc("  web:\n    endpoints:\n      - {host: allowed.test, port: 443}\n      - {host: other.test, port: 443}\n"))
+	outcomes := map[string]int{}
+	for i := range n {
+		id := newID(t)
+		r.track(id)
+		stateDir := filepath.Join(r.root, id)
+		r.ok(append(fn.globals(), "run", "-d", "--bundle", v.bundle, id)...)
+		pid := r.state(id).Pid
+		namespaces := map[netnsID]bool{}
+		if ns, err := netnsOf(pid); err == nil {
+			namespaces[ns] = true
+		}
+		supervisor := recordedSupervisor(stateDir)
+		apply, err := r.start(runOpts{}, append(fn.globals(), "policy", "apply", id, gen2)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The container exits while the apply runs: at once, or a little
+		// later; every other run it is deleted as well.
+		time.Sleep(time.Duration(i%4) * 5 * time.Millisecond)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		var del *proc
+		if i%2 == 1 {
+			if del, err = r.start(runOpts{}, append(fn.globals(), "delete", "-f", id)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := apply.waitErrOK(20 * time.Second)
+		if del != nil {
+			if dres, err := del.waitErrOK(20 * time.Second); err != nil || dres.Code != 0 {
+				t.Errorf("run %d: delete -f during the apply: %v\n%s", i, err, dres)
+			}
+		}
+		switch {
+		case err != nil:
+			t.Errorf("run %d: policy apply while the container exits: %v\n%s", i, err, res)
+		case res.Code == 0:
+			outcomes["applied"]++
+			if !strings.Contains(res.Stdout, "generation 2") {
+				t.Errorf("run %d: policy apply succeeded without naming the generation it loaded:\n%s", i, res)
+			}
+		case strings.TrimSpace(res.Stderr) == "":
+			t.Errorf("run %d: policy apply failed without saying why:\n%s", i, res)
+		default:
+			outcomes["refused"]++
+		}
+		var problems []string
+		if res := r.run(append(fn.globals(), "delete", "-f", id)...); res.Code != 0 {
+			problems = append(problems, "delete -f failed: "+res.String())
+		}
+		if problems = append(problems, leftovers(t, r, v, stateDir, namespaces, supervisor)...); len(problems) > 0 {
+			t.Errorf("run %d:\n  %s", i, strings.Join(problems, "\n  "))
+		}
+	}
+	t.Logf("%d reloads racing an exit: %v", n, outcomes)
+}
+
 // recordedSupervisor is the pid of the filter's supervisor that the
 // container's egress.json records (0: none).
 func recordedSupervisor(stateDir string) int {
