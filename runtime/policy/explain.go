@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
 // ExplainFacts are what the runtime does to every confined container on
@@ -266,17 +268,6 @@ func effectiveFiles(layers []*Policy) *FileAccess {
 	return fa
 }
 
-// hostCovered reports whether an endpoint host pattern allows the name,
-// as the egress filter matches them: exact, or "*." + domain for exactly
-// one more label.
-func hostCovered(pattern, name string) bool {
-	if domain, ok := strings.CutPrefix(pattern, "*."); ok {
-		label, ok := strings.CutSuffix(name, "."+domain)
-		return ok && label != "" && !strings.Contains(label, ".")
-	}
-	return pattern == name
-}
-
 // floorVerdict is how much of a container endpoint's (host, port) the
 // floor allows: all of it, some names (a wildcard the floor opens only for
 // some of its names), or nothing.
@@ -295,8 +286,8 @@ func floorAllows(floor map[string]NetworkPolicy, host string, port int) floorVer
 			if !slices.Contains(ep.Ports, port) {
 				continue
 			}
-			full := hostCovered(ep.Host, host) || ep.Host == host
-			partial := !full && strings.HasPrefix(host, "*.") && !strings.HasPrefix(ep.Host, "*.") && hostCovered(host, ep.Host)
+			full := hostname.Match(ep.Host, host) || ep.Host == host
+			partial := !full && strings.HasPrefix(host, "*.") && !strings.HasPrefix(ep.Host, "*.") && hostname.Match(host, ep.Host)
 			if !full && !partial {
 				continue
 			}
