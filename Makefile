@@ -48,6 +48,10 @@ test: deps lint build
 
 unit: $(TESTRUN)
 	CGO_ENABLED=1 $(GOTEST) -- $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/) ./test/bench/stats ./test/tools/testrun
+	# Each fuzzer of the host-name package, for a bounded time.
+	for f in $$($(GO) test -list '^Fuzz' ./runtime/policy/hostname | grep '^Fuzz'); do \
+	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 10s ./runtime/policy/hostname || exit 1; \
+	done
 
 # A Debian root filesystem (test/mkdebian.sh, cached) for the policy tests
 # on a real distribution's userland.

@@ -11,8 +11,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/miekg/dns"
+
+	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
 const (
@@ -131,34 +134,26 @@ func (r *Resolver) acquire() bool {
 
 func (r *Resolver) release() { <-r.inflight }
 
-// queryName lower-cases a query name and drops the trailing dot. It
-// reports whether the result is a plain host name (letters, digits, '-',
-// '_', labels of 1-63 bytes): anything else — escaped dots or bytes in a
-// label, '*', an empty name — could be matched by the policy as one name
-// and resolved upstream as another, so it is refused.
+// queryName returns a query name as the rules compare it
+// (hostname.Canonical), or, when it is not a plain host name, the name
+// lower-cased for the log and false. A name on the wire is ASCII (the
+// DNS library escapes other bytes), and anything but letters, digits,
+// '-' and '_' in labels of 1-63 bytes (an escaped dot or byte, '*', an
+// empty name) could be matched by the policy as one name and resolved
+// upstream as another, so it is refused. Non-ASCII names (a U-label
+// passed by the proxy) are refused too: the upstream is asked only for
+// names as the query or the client wrote them.
 func queryName(name string) (string, bool) {
-	host := strings.TrimSuffix(strings.ToLower(name), ".")
-	if host == "" || len(host) > 253 {
-		return host, false
-	}
-	label := 0
-	for i := 0; i < len(host); i++ {
-		switch c := host[i]; {
-		case c == '.':
-			if label == 0 {
-				return host, false
-			}
-			label = 0
-			continue
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
-		default:
-			return host, false
-		}
-		if label++; label > 63 {
-			return host, false
+	for i := 0; i < len(name); i++ {
+		if name[i] >= utf8.RuneSelf {
+			return strings.TrimSuffix(strings.ToLower(name), "."), false
 		}
 	}
-	return host, label > 0
+	host, ok := hostname.Canonical(name)
+	if !ok {
+		return strings.TrimSuffix(strings.ToLower(name), "."), false
+	}
+	return host, true
 }
 
 func typeString(t uint16) string {

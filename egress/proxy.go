@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
 // Proxy is the transparent TCP proxy of one network namespace. Every TCP
@@ -347,7 +349,7 @@ func refuseName(name string, ech bool) (Decision, bool) {
 	case name == "":
 		return Decision{Reason: ReasonNoSNI}, false
 	}
-	if _, err := netip.ParseAddr(name); err == nil {
+	if hostname.IsIPLiteral(name) {
 		return Decision{Reason: ReasonIPLiteral}, false
 	}
 	return Decision{}, true

@@ -8,10 +8,10 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/clawrun/clawrun/runtime/policy"
+	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
 // Reasons of plain-HTTP request checks (see AllowRequest).
@@ -77,10 +77,10 @@ func convertEndpoint(ep policy.Endpoint, field string) (Endpoint, bool, []policy
 	warn := func(key, reason string) {
 		warns = append(warns, policy.Warning{Field: field + "." + key, Reason: reason})
 	}
-	host, ok := canonicalPattern(ep.Host)
-	if !ok {
+	host, err := hostname.ParsePattern(ep.Host)
+	if err != nil {
 		// The parser refuses such hosts; dropping the endpoint only narrows.
-		warn("host", fmt.Sprintf("%q is not a host name: the endpoint is ignored", ep.Host))
+		warn("host", fmt.Sprintf("%q is not a host name (%v): the endpoint is ignored", ep.Host, err))
 		return Endpoint{}, false, warns
 	}
 	e := Endpoint{
@@ -166,81 +166,6 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	}
 	a = a.WithZone("")
 	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// CanonicalName returns a DNS name as the rules compare it: lower-case,
-// without a trailing dot, IDN labels in punycode (A-labels: lower-cased
-// but not NFC-normalized, so a name in another normal form than the
-// policy's matches nothing, which denies). It reports false for anything
-// that is not a syntactically valid host name (empty labels, characters
-// other than letters, digits, '-' and '_', labels over 63 bytes, names
-// over 253), so that such names never match a wildcard.
-func CanonicalName(name string) (string, bool) {
-	name = strings.TrimSuffix(name, ".")
-	if name == "" {
-		return "", false
-	}
-	ascii := true
-	for i := 0; i < len(name); i++ {
-		if name[i] >= 0x80 {
-			ascii = false
-			break
-		}
-	}
-	if !ascii {
-		a, ok := toASCII(name)
-		if !ok {
-			return "", false
-		}
-		name = a
-	}
-	name = strings.ToLower(name)
-	if len(name) > 253 {
-		return "", false
-	}
-	for l := range strings.SplitSeq(name, ".") {
-		if len(l) == 0 || len(l) > 63 {
-			return "", false
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return "", false
-			}
-		}
-	}
-	return name, true
-}
-
-// canonicalPattern is CanonicalName for an endpoint host, which may start
-// with the "*." wildcard label.
-func canonicalPattern(h string) (string, bool) {
-	if rest, ok := strings.CutPrefix(h, "*."); ok {
-		c, ok := CanonicalName(rest)
-		// "*.com" would match every name of a TLD.
-		if !ok || !strings.Contains(c, ".") {
-			return "", false
-		}
-		return "*." + c, true
-	}
-	return CanonicalName(h)
-}
-
-// hostMatches compares a canonical pattern with a canonical name: exact,
-// or "*." + domain matching exactly one more label.
-func hostMatches(pattern, name string) bool {
-	if domain, ok := strings.CutPrefix(pattern, "*."); ok {
-		label, ok := strings.CutSuffix(name, "."+domain)
-		return ok && label != "" && !strings.Contains(label, ".")
-	}
-	return pattern == name
-}
-
-// isIPLiteral reports whether host is an IP address, bracketed or not.
-func isIPLiteral(host string) bool {
-	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	_, err := netip.ParseAddr(h)
-	return err == nil
 }
 
 // matchMode says what of a connection can be seen.
@@ -347,10 +272,10 @@ func (r *Rules) NameAllowedFor(host string, exes []string) Decision {
 }
 
 func (r *Rules) decide(host string, q matchQuery) Decision {
-	if isIPLiteral(host) {
+	if hostname.IsIPLiteral(host) {
 		return Decision{Reason: ReasonIPLiteral}
 	}
-	name, ok := CanonicalName(host)
+	name, ok := hostname.Canonical(host)
 	if !ok || r == nil || len(r.Layers) == 0 {
 		// No layer at all: nothing was allowed.
 		return Decision{Reason: ReasonNotAllowed}
@@ -410,7 +335,7 @@ func (r *Rules) matchLayer(l *Layer, q matchQuery) layerResult {
 		p := &l.Policies[i]
 		for j := range p.Endpoints {
 			e := &p.Endpoints[j]
-			if !hostMatches(e.Host, q.name) {
+			if !hostname.Match(e.Host, q.name) {
 				continue
 			}
 			if q.mode == modeName {
@@ -562,13 +487,13 @@ func (r *Rules) TCPEndpoint(host string) (Endpoint, bool) {
 	if !r.NameAllowed(host).Allow {
 		return Endpoint{}, false
 	}
-	name, _ := CanonicalName(host)
+	name, _ := hostname.Canonical(host)
 	for i := len(r.Layers) - 1; i >= 0; i-- {
 		var wild *Endpoint
 		for _, p := range r.Layers[i].Policies {
 			for j := range p.Endpoints {
 				e := &p.Endpoints[j]
-				if e.Protocol != "tcp" || !hostMatches(e.Host, name) {
+				if e.Protocol != "tcp" || !hostname.Match(e.Host, name) {
 					continue
 				}
 				if e.Host == name {
@@ -894,117 +819,4 @@ func wildMatch(pattern, s string) bool {
 		s = s[i+len(part):]
 	}
 	return strings.HasSuffix(s, last)
-}
-
-// toASCII converts the non-ASCII labels of a name to punycode A-labels
-// (RFC 3492). It is not full IDNA: labels are lower-cased but not
-// normalized, and only letters, marks and digits are accepted, so a name
-// it does not know how to map simply matches nothing.
-func toASCII(name string) (string, bool) {
-	if !utf8.ValidString(name) {
-		return "", false
-	}
-	labels := strings.Split(name, ".")
-	for i, l := range labels {
-		ascii := true
-		for _, c := range l {
-			if c >= utf8.RuneSelf {
-				ascii = false
-				if !unicode.In(c, unicode.L, unicode.M, unicode.N) {
-					return "", false
-				}
-			}
-		}
-		if ascii {
-			continue
-		}
-		enc, ok := punycode(strings.ToLower(l))
-		if !ok {
-			return "", false
-		}
-		labels[i] = "xn--" + enc
-	}
-	return strings.Join(labels, "."), true
-}
-
-// punycode encodes one label (RFC 3492, section 6.3).
-func punycode(label string) (string, bool) {
-	const (
-		base, tmin, tmax, skew, damp = 36, 1, 26, 38, 700
-		initialBias, initialN        = 72, 128
-	)
-	adapt := func(delta, numPoints int, first bool) int {
-		if first {
-			delta /= damp
-		} else {
-			delta /= 2
-		}
-		delta += delta / numPoints
-		k := 0
-		for delta > ((base-tmin)*tmax)/2 {
-			delta /= base - tmin
-			k += base
-		}
-		return k + (base-tmin+1)*delta/(delta+skew)
-	}
-	digit := func(d int) byte {
-		if d < 26 {
-			return byte('a' + d)
-		}
-		return byte('0' + d - 26)
-	}
-	runes := []rune(label)
-	var out []byte
-	for _, r := range runes {
-		if r < utf8.RuneSelf {
-			out = append(out, byte(r))
-		}
-	}
-	b := len(out)
-	h := b
-	if b > 0 {
-		out = append(out, '-')
-	}
-	n, delta, bias := initialN, 0, initialBias
-	for h < len(runes) {
-		m := int(unicode.MaxRune) + 1
-		for _, r := range runes {
-			if int(r) >= n && int(r) < m {
-				m = int(r)
-			}
-		}
-		if (m-n)*(h+1) > 1<<30 {
-			return "", false
-		}
-		delta += (m - n) * (h + 1)
-		n = m
-		for _, r := range runes {
-			if int(r) < n {
-				delta++
-			}
-			if int(r) == n {
-				q := delta
-				for k := base; ; k += base {
-					t := k - bias
-					if t < tmin {
-						t = tmin
-					} else if t > tmax {
-						t = tmax
-					}
-					if q < t {
-						break
-					}
-					out = append(out, digit(t+(q-t)%(base-t)))
-					q = (q - t) / (base - t)
-				}
-				out = append(out, digit(q))
-				bias = adapt(delta, h+1, h == b)
-				delta = 0
-				h++
-			}
-		}
-		delta++
-		n++
-	}
-	return string(out), true
 }

@@ -44,9 +44,9 @@ const (
 
 // Endpoint is one allowed (host, ports) pair of a network policy.
 type Endpoint struct {
-	// Host is lower-case, without a trailing dot: exact, or "*." + domain
-	// (matches exactly one more label: *.x.com matches a.x.com, not x.com
-	// nor a.b.x.com).
+	// Host is a canonical pattern (hostname.ParsePattern): exact, or "*."
+	// + domain, matched by hostname.Match (exactly one more label: *.x.com
+	// matches a.x.com, not x.com nor a.b.x.com).
 	Host  string `json:"host"`
 	Ports []int  `json:"ports"`
 	// Protocol "tcp" endpoints are reached through synthetic addresses

@@ -67,27 +67,25 @@ func (o *PolicyOptions) Explain(ref string) (*policy.Explanation, error) {
 		containerFrom = policyOrigin(ref, cfg)
 	}
 
-	// What the egress filter would deny of what the policies say.
-	var layers []policy.NetworkLayer
-	for _, p := range []*policy.Policy{floor, container} {
-		if p != nil && p.HasNetwork {
-			layers = append(layers, policy.NetworkLayer{Source: p.Name, Policies: p.NetworkPolicies})
-		}
-	}
-	_, warnings := egress.FromPlan(layers, 1)
-
-	e, err := policy.Explain(floor, container, policy.ExplainFacts{
-		SeccompDenied:       seccomp.AgentDenied,
-		SeccompRules:        seccompRules,
-		RefusedCapabilities: refusedCaps,
-		DroppedCapabilities: droppedCaps,
-		Warnings:            warnings,
-	})
+	e, err := explainPolicies(floor, container)
 	if err != nil {
 		return nil, err
 	}
 	e.FloorFrom, e.ContainerFrom = floorFrom, containerFrom
 	return e, nil
+}
+
+// explainPolicies explains floor and container (either may be nil)
+// together, with the runtime's facts and the egress filter's reading of
+// their network policies.
+func explainPolicies(floor, container *policy.Policy) (*policy.Explanation, error) {
+	return policy.Explain(floor, container, policy.ExplainFacts{
+		SeccompDenied:       seccomp.AgentDenied,
+		SeccompRules:        seccompRules,
+		RefusedCapabilities: refusedCaps,
+		DroppedCapabilities: droppedCaps,
+		Filter:              egress.ExplainFilter,
+	})
 }
 
 func isPolicyFile(ref string) bool {

@@ -18,7 +18,9 @@ var explainCommand = &cli.Command{
 what is denied by default, which system calls the seccomp profile denies, who
 the agent runs as, and the policy's warnings. The floor the runtime would put
 under it (the global --policy flag, else the config file's floor_policy) is
-taken into account, and what it takes away is listed.
+taken into account, and what it takes away is listed. It says what the runtime
+would enforce: the policies compiled as for a container, and for the network
+what the egress filter's rules built from them allow.
 
 FILE (an argument with a "/" or ending in .yaml, .yml or .json) is read as a
 policy file; NAME is a built-in preset or NAME.yaml in the policy directory,

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
 // WorkerMain runs the worker on the sockets inherited from the
@@ -226,7 +227,7 @@ func assignSynthetic(pool *egress.SyntheticPool, r *egress.Rules) {
 	for _, l := range r.Layers {
 		for _, p := range l.Policies {
 			for _, e := range p.Endpoints {
-				if e.Protocol != "tcp" || strings.HasPrefix(e.Host, "*.") {
+				if e.Protocol != "tcp" || hostname.IsWildcard(e.Host) {
 					continue
 				}
 				if _, ok := r.TCPEndpoint(e.Host); ok {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
 // ExplainFacts are what the runtime does to every confined container on
@@ -21,14 +23,41 @@ type ExplainFacts struct {
 	// DroppedCapabilities are removed from it.
 	RefusedCapabilities []string
 	DroppedCapabilities []string
-	// Warnings are added to the policies' own (the egress filter's).
-	Warnings []Warning
+	// Filter reads a Plan's network layers as the egress filter does
+	// (egress.ExplainFilter): what its rules allow, and its warnings.
+	// Explain fails on network policies without it.
+	Filter func([]NetworkLayer) (NetworkFilter, []Warning)
+}
+
+// NetworkFilter answers for the egress filter's rules built from a Plan.
+type NetworkFilter interface {
+	// FloorAllowance is what every network layer but the last (the
+	// floor's) allows of an endpoint host of the last layer on port.
+	FloorAllowance(host string, port int) Allowance
+}
+
+// Allowance is what some network layers allow of an endpoint (a host
+// pattern) on one port.
+type Allowance struct {
+	// All: every name of the host, Names: else only these names of a
+	// wildcard host; neither: nothing.
+	All   bool
+	Names []string
+	// Only are the binaries conditions of the entries that allow it; none
+	// when an entry without binaries does.
+	Only []Condition
+}
+
+// Condition is one network_policies entry's binaries.
+type Condition struct {
+	Policy   string
+	Binaries []string
 }
 
 // Explanation is what an agent may do under a floor policy and a
-// container policy together, worked out from the policies the way the
-// runtime enforces them (each layer can only take away), for people to
-// read: String renders it.
+// container policy together: the Plan Compile makes of them, and for the
+// network what the egress filter's rules built from that Plan allow, for
+// people to read: String renders it.
 type Explanation struct {
 	// Floor and Container name the policies ("" when absent); the caller
 	// may say where each came from (a preset, a file) in the From fields.
@@ -61,7 +90,7 @@ type Explanation struct {
 	// FloorTakes says, one sentence each, what the container's policy
 	// allows that the floor takes away (nil without a floor).
 	FloorTakes []string `json:"floor_takes,omitempty"`
-	// Warnings are the policies' warnings and the facts'.
+	// Warnings are the policies' warnings and the egress filter's.
 	Warnings []Warning `json:"warnings,omitempty"`
 
 	facts ExplainFacts
@@ -73,7 +102,9 @@ type Explanation struct {
 type FileAccess struct {
 	ReadOnly  []string `json:"read_only,omitempty"`  // read and execute
 	ReadWrite []string `json:"read_write,omitempty"` // every file right
-	// Workdir is true when a policy has include_workdir.
+	// Workdir is true when every Landlock layer adds the working
+	// directory read-write (include_workdir in each policy that confines
+	// files); otherwise it has only what the layers' paths give it.
 	Workdir bool `json:"include_workdir,omitempty"`
 }
 
@@ -105,81 +136,73 @@ type EgressEndpoint struct {
 // Landlock ABIs and the Linux release that brought them.
 var abiKernel = map[int]string{1: "5.13", 4: "6.7", 6: "6.12"}
 
-// Explain works out what an agent may do under floor and container (either
-// may be nil). It fails as Compile would: on an invalid policy, or when the
-// two set different users.
+// explainWorkdir stands for the container's working directory, which
+// explain does not know: Explain compiles with it and reads it back from
+// the Plan's layers. No policy names such a path.
+const explainWorkdir = "/<the container's working directory>"
+
+// Explain renders what an agent may do under floor and container (either
+// may be nil): it compiles them as the runtime does, and fails where
+// Compile would.
 func Explain(floor, container *Policy, facts ExplainFacts) (*Explanation, error) {
-	var errs ErrorList
-	var sources []*Policy
-	for _, p := range []*Policy{floor, container} {
-		if p == nil {
-			continue
-		}
-		if err := p.Validate(); err != nil {
-			l, _ := AsErrorList(err)
-			errs = append(errs, l...)
-		}
-		sources = append(sources, p)
-	}
-	e := &Explanation{Compatibility: BestEffort, Seccomp: SeccompPlan{Profile: ProfileNone}, facts: facts}
-	var err *Error
-	if e.RunAsUser, err = identity("run_as_user", floor, container, func(p *Policy) string { return p.Process.RunAsUser }); err != nil {
-		errs = append(errs, *err)
-	}
-	if e.RunAsGroup, err = identity("run_as_group", floor, container, func(p *Policy) string { return p.Process.RunAsGroup }); err != nil {
-		errs = append(errs, *err)
-	}
-	if err := errs.asError(); err != nil {
+	plan, err := Compile(floor, container, CompileOptions{Workdir: explainWorkdir})
+	if err != nil {
 		return nil, err
 	}
+	e := &Explanation{Compatibility: BestEffort, Seccomp: SeccompPlan{Profile: ProfileNone}, facts: facts}
 	if floor != nil {
 		e.Floor = floor.Name
 	}
 	if container != nil {
 		e.Container = container.Name
 	}
-	if len(sources) == 0 {
+	if plan == nil {
 		return e, nil
 	}
-
-	var deny []string
-	var fsLayers []*Policy
-	for _, p := range sources {
-		if p.Landlock.Compatibility == HardRequirement {
-			e.Compatibility = HardRequirement
-		}
-		if p.Clawrun.Seccomp.Profile != ProfileNone {
-			e.Seccomp.Profile = ProfileAgent
-		}
-		deny = append(deny, p.Clawrun.Seccomp.DenySyscalls...)
-		if p.HasFilesystem {
-			fsLayers = append(fsLayers, p)
-			e.ScopeSignals = e.ScopeSignals || p.Clawrun.Landlock.ScopeSignals
-			e.ScopeAbstractUnix = e.ScopeAbstractUnix || p.Clawrun.Landlock.ScopeAbstractUnix
-			e.TCPBind = intersectPorts(e.TCPBind, p.Clawrun.Landlock.TCPBind)
-			e.TCPConnect = intersectPorts(e.TCPConnect, p.Clawrun.Landlock.TCPConnect)
-		}
-		e.Warnings = append(e.Warnings, p.Warnings...)
+	e.Compatibility = plan.Compatibility
+	e.Seccomp = SeccompPlan{Profile: plan.Seccomp.Profile, Deny: slices.Clone(plan.Seccomp.Deny)}
+	e.RunAsUser, e.RunAsGroup = plan.RunAsUser, plan.RunAsGroup
+	e.Warnings = slices.Clone(plan.Warnings)
+	if len(plan.Layers) > 0 {
+		e.explainLandlock(plan.Layers)
 	}
-	e.Seccomp.Deny = sortedUnique(deny)
-	e.Warnings = append(e.Warnings, facts.Warnings...)
-	if len(fsLayers) > 0 {
-		e.Files = effectiveFiles(fsLayers)
-		if e.Compatibility == HardRequirement {
-			e.MinABI = 1
-			if e.TCPBind != nil || e.TCPConnect != nil {
-				e.MinABI = 4
-			}
-			if e.ScopeSignals || e.ScopeAbstractUnix {
-				e.MinABI = 6
-			}
+	var filter NetworkFilter
+	if len(plan.Network) > 0 {
+		if facts.Filter == nil {
+			return nil, fmt.Errorf("policy: explaining network policies needs the egress filter")
 		}
+		var warns []Warning
+		filter, warns = facts.Filter(plan.Network)
+		e.Warnings = append(e.Warnings, warns...)
+		e.Network = explainNetwork(plan.Network[len(plan.Network)-1], len(plan.Network) > 1, filter)
 	}
-	e.Network = effectiveNetwork(floor, container)
 	if floor != nil && container != nil {
-		e.FloorTakes = floorTakes(floor, container)
+		e.FloorTakes = e.floorTakes(plan, floor, container, filter)
 	}
 	return e, nil
+}
+
+// explainLandlock fills the files, scopes, TCP ports and ABI from the
+// Plan's Landlock layers, which the kernel stacks: an access is allowed
+// only where every layer allows it, and a scope applies if any layer
+// sets it.
+func (e *Explanation) explainLandlock(layers []Layer) {
+	e.Files = effectiveFiles(layers)
+	for _, l := range layers {
+		e.ScopeSignals = e.ScopeSignals || l.ScopeSignals
+		e.ScopeAbstractUnix = e.ScopeAbstractUnix || l.ScopeAbstractUnix
+		e.TCPBind = intersectPorts(e.TCPBind, l.TCPBind)
+		e.TCPConnect = intersectPorts(e.TCPConnect, l.TCPConnect)
+	}
+	if e.Compatibility == HardRequirement {
+		e.MinABI = 1
+		if e.TCPBind != nil || e.TCPConnect != nil {
+			e.MinABI = 4
+		}
+		if e.ScopeSignals || e.ScopeAbstractUnix {
+			e.MinABI = 6
+		}
+	}
 }
 
 // intersectPorts combines two Landlock port lists, nil meaning "any port".
@@ -221,12 +244,12 @@ func under(path, dir string) bool {
 // levelAt is what a layer allows at path: Landlock grants the union of the
 // rights of every rule on the path or one of its parents. strict leaves
 // out the rule on path itself.
-func levelAt(fs Filesystem, path string, strict bool) level {
+func levelAt(l Layer, path string, strict bool) level {
 	best := noAccess
 	for _, set := range []struct {
 		paths []string
 		lvl   level
-	}{{fs.ReadOnly, readOnly}, {fs.ReadWrite, readWrite}} {
+	}{{l.ReadOnly, readOnly}, {l.ReadWrite, readWrite}} {
 		for _, d := range set.paths {
 			if under(path, d) && !(strict && d == path) && set.lvl > best {
 				best = set.lvl
@@ -239,143 +262,101 @@ func levelAt(fs Filesystem, path string, strict bool) level {
 // effectiveFiles intersects the layers. Access only grows down a path and
 // only changes at a listed path, so the listed paths are the only places
 // to look: each is shown where every layer together allows more than at
-// its parent.
-func effectiveFiles(layers []*Policy) *FileAccess {
+// its parent. The working directory is shown apart (Workdir) when every
+// layer makes it read-write.
+func effectiveFiles(layers []Layer) *FileAccess {
 	var paths []string
-	fa := &FileAccess{}
-	for _, p := range layers {
-		paths = append(paths, p.FilesystemPolicy.ReadOnly...)
-		paths = append(paths, p.FilesystemPolicy.ReadWrite...)
-		fa.Workdir = fa.Workdir || p.FilesystemPolicy.IncludeWorkdir
+	for _, l := range layers {
+		paths = append(paths, l.ReadOnly...)
+		paths = append(paths, l.ReadWrite...)
 	}
+	fa := &FileAccess{}
 	for _, path := range sortedUnique(paths) {
 		at, parent := readWrite, readWrite
-		for _, p := range layers {
-			at = min(at, levelAt(p.FilesystemPolicy, path, false))
-			parent = min(parent, levelAt(p.FilesystemPolicy, path, true))
+		for _, l := range layers {
+			at = min(at, levelAt(l, path, false))
+			parent = min(parent, levelAt(l, path, true))
 		}
-		if at <= parent {
-			continue
-		}
-		if at == readWrite {
+		switch {
+		case at <= parent:
+		case path == explainWorkdir:
+			fa.Workdir = at == readWrite
+		case at == readWrite:
 			fa.ReadWrite = append(fa.ReadWrite, path)
-		} else {
+		default:
 			fa.ReadOnly = append(fa.ReadOnly, path)
 		}
 	}
 	return fa
 }
 
-// hostCovered reports whether an endpoint host pattern allows the name,
-// as the egress filter matches them: exact, or "*." + domain for exactly
-// one more label.
-func hostCovered(pattern, name string) bool {
-	if domain, ok := strings.CutPrefix(pattern, "*."); ok {
-		label, ok := strings.CutSuffix(name, "."+domain)
-		return ok && label != "" && !strings.Contains(label, ".")
-	}
-	return pattern == name
+// withoutWorkdir is a layer without the working directory.
+func withoutWorkdir(l Layer) Layer {
+	del := func(p string) bool { return p == explainWorkdir }
+	l.ReadOnly = slices.DeleteFunc(slices.Clone(l.ReadOnly), del)
+	l.ReadWrite = slices.DeleteFunc(slices.Clone(l.ReadWrite), del)
+	return l
 }
 
-// floorVerdict is how much of a container endpoint's (host, port) the
-// floor allows: all of it, some names (a wildcard the floor opens only for
-// some of its names), or nothing.
-type floorVerdict struct {
-	all   bool
-	some  []string
-	extra []string // conditions of the floor's matching entries
+func hasWorkdir(l Layer) bool {
+	return slices.Contains(l.ReadWrite, explainWorkdir)
 }
 
-func floorAllows(floor map[string]NetworkPolicy, host string, port int) floorVerdict {
-	var v floorVerdict
-	unconditional := false
-	for _, key := range sortedKeys(floor) {
-		np := floor[key]
-		for _, ep := range np.Endpoints {
-			if !slices.Contains(ep.Ports, port) {
-				continue
-			}
-			full := hostCovered(ep.Host, host) || ep.Host == host
-			partial := !full && strings.HasPrefix(host, "*.") && !strings.HasPrefix(ep.Host, "*.") && hostCovered(host, ep.Host)
-			if !full && !partial {
-				continue
-			}
-			if full {
-				v.all = true
-			} else if !slices.Contains(v.some, ep.Host) {
-				v.some = append(v.some, ep.Host)
-			}
-			if len(np.Binaries) > 0 {
-				v.extra = append(v.extra, fmt.Sprintf("the floor's %s allows it only for %s", key, binaryList(np.Binaries)))
-			} else if full {
-				unconditional = true
-			}
-		}
-	}
-	// One matching entry without binaries is enough for any process.
-	if unconditional {
-		v.extra = nil
-	}
-	return v
-}
-
-func binaryList(bs []Binary) string {
+func binaryList(bs []Binary) []string {
 	paths := make([]string, len(bs))
 	for i, b := range bs {
 		paths[i] = b.Path
 	}
-	return strings.Join(paths, ", ")
+	return paths
 }
 
-// effectiveNetwork is the container's egress narrowed by the floor's: the
-// egress filter allows a connection only if every policy with
-// network_policies does.
-func effectiveNetwork(floor, container *Policy) *Egress {
-	var own, bound *Policy
-	switch {
-	case container != nil && container.HasNetwork:
-		own = container
-		if floor != nil && floor.HasNetwork {
-			bound = floor
-		}
-	case floor != nil && floor.HasNetwork:
-		own = floor
-	default:
-		return nil
+// conditionNotes say which floor entries restrict an endpoint to their
+// binaries.
+func conditionNotes(only []Condition) []string {
+	var notes []string
+	for _, c := range only {
+		notes = append(notes, fmt.Sprintf("the floor's %s allows it only for %s", c.Policy, strings.Join(c.Binaries, ", ")))
 	}
+	return uniqueStrings(notes)
+}
+
+// explainNetwork lists the endpoints of the last network layer (own: the
+// container's policy, or the floor alone), port by port as far as the
+// layers before it allow them (narrowed: there are such layers).
+func explainNetwork(own NetworkLayer, narrowed bool, filter NetworkFilter) *Egress {
 	eg := &Egress{Entries: []EgressEntry{}}
-	for _, key := range sortedKeys(own.NetworkPolicies) {
-		np := own.NetworkPolicies[key]
-		entry := EgressEntry{Key: key, Source: own.Name}
+	for _, key := range sortedKeys(own.Policies) {
+		np := own.Policies[key]
+		entry := EgressEntry{Key: key, Source: own.Source, Binaries: binaryList(np.Binaries)}
+		if len(entry.Binaries) == 0 {
+			entry.Binaries = nil
+		}
 		if np.Name != key {
 			entry.Name = np.Name
 		}
-		for _, b := range np.Binaries {
-			entry.Binaries = append(entry.Binaries, b.Path)
-		}
 		for _, ep := range np.Endpoints {
 			notes := endpointNotes(ep)
-			if bound == nil {
+			if !narrowed {
 				entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: slices.Clone(ep.Ports), Notes: notes})
 				continue
 			}
 			var ports []int
 			for _, port := range ep.Ports {
-				v := floorAllows(bound.NetworkPolicies, ep.Host, port)
+				a := filter.FloorAllowance(ep.Host, port)
 				switch {
-				case v.all:
+				case a.All:
 					ports = append(ports, port)
-				case len(v.some) > 0:
+				case len(a.Names) > 0:
 					// Listed apart: only some of the wildcard's names.
-					n := append(slices.Clone(notes), "only "+strings.Join(v.some, ", ")+" (the floor allows no other name)")
-					entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: []int{port}, Notes: append(n, v.extra...)})
-					eg.Binaries = eg.Binaries || len(v.extra) > 0
+					n := append(slices.Clone(notes), "only "+strings.Join(a.Names, ", ")+" (the floor allows no other name)")
+					entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: []int{port}, Notes: append(n, conditionNotes(a.Only)...)})
+					eg.Binaries = eg.Binaries || len(a.Only) > 0
 					continue
 				default:
 					continue
 				}
-				notes = append(notes, v.extra...)
-				eg.Binaries = eg.Binaries || len(v.extra) > 0
+				notes = append(notes, conditionNotes(a.Only)...)
+				eg.Binaries = eg.Binaries || len(a.Only) > 0
 			}
 			if len(ports) > 0 {
 				entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: ports, Notes: uniqueStrings(notes)})
@@ -402,7 +383,7 @@ func uniqueStrings(s []string) []string {
 // endpointNotes are an endpoint's qualifications, in plain words.
 func endpointNotes(ep Endpoint) []string {
 	var notes []string
-	if strings.HasPrefix(ep.Host, "*.") {
+	if hostname.IsWildcard(ep.Host) {
 		notes = append(notes, fmt.Sprintf("one label before .%s, not %s itself", ep.Host[2:], ep.Host[2:]))
 	}
 	if ep.Protocol == "tcp" {
@@ -420,57 +401,25 @@ func endpointNotes(ep Endpoint) []string {
 	return notes
 }
 
-// floorTakes lists what the container's policy allows and the floor does
-// not, field by field.
-func floorTakes(floor, container *Policy) []string {
-	var out []string
+// floorTakes lists what the container's policy asks for and the Plan
+// does not give it, field by field: what the floor takes away.
+func (e *Explanation) floorTakes(plan *Plan, floor, container *Policy, filter NetworkFilter) []string {
+	out := []string{}
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
-
+	// Compile puts the floor's layer first, the container's last.
+	var fl, cl *Layer
+	if floor.HasFilesystem {
+		fl = &plan.Layers[0]
+	}
+	if container.HasFilesystem {
+		cl = &plan.Layers[len(plan.Layers)-1]
+	}
 	switch {
-	case floor.HasFilesystem && !container.HasFilesystem:
+	case fl != nil && cl == nil:
 		add("Files: %s does not confine files; the floor's filesystem_policy does.", container.Name)
-	case floor.HasFilesystem:
-		ffs, cfs := floor.FilesystemPolicy, container.FilesystemPolicy
-		// Paths the floor cuts down the same way are reported together.
-		type cut struct{ had, left level }
-		var order []cut
-		groups := map[cut][]string{}
-		var partial []string
-		for _, set := range []struct {
-			paths []string
-			lvl   level
-		}{{cfs.ReadOnly, readOnly}, {cfs.ReadWrite, readWrite}} {
-			for _, path := range set.paths {
-				f := levelAt(ffs, path, false)
-				// A path its own parent already grants is reported with
-				// the parent.
-				if f >= set.lvl || levelAt(cfs, path, true) >= set.lvl {
-					continue
-				}
-				var inside []string
-				for _, d := range append(slices.Clone(ffs.ReadOnly), ffs.ReadWrite...) {
-					if d != path && under(d, path) && min(levelAt(ffs, d, false), set.lvl) > f {
-						inside = append(inside, fmt.Sprintf("%s (%s)", d, min(levelAt(ffs, d, false), set.lvl)))
-					}
-				}
-				if len(inside) > 0 {
-					slices.Sort(inside)
-					partial = append(partial, fmt.Sprintf("Files: %s is %s in %s; the floor allows %s there, and more only inside it: %s.",
-						path, set.lvl, container.Name, f, strings.Join(inside, ", ")))
-					continue
-				}
-				c := cut{set.lvl, f}
-				if _, ok := groups[c]; !ok {
-					order = append(order, c)
-				}
-				groups[c] = append(groups[c], path)
-			}
-		}
-		for _, c := range order {
-			add("Files %s in %s, %s under the floor: %s.", c.had, container.Name, c.left, strings.Join(groups[c], " "))
-		}
-		out = append(out, partial...)
-		if cfs.IncludeWorkdir && !ffs.IncludeWorkdir {
+	case fl != nil:
+		out = append(out, floorTakesFiles(withoutWorkdir(*fl), withoutWorkdir(*cl), container.Name)...)
+		if hasWorkdir(*cl) && !hasWorkdir(*fl) {
 			add("Working directory: %s adds it read-write; the floor allows only what its own paths cover of it.", container.Name)
 		}
 	}
@@ -479,37 +428,20 @@ func floorTakes(floor, container *Policy) []string {
 	case floor.HasNetwork && !container.HasNetwork:
 		add("Network: %s does not filter egress; the floor allows only its own network_policies.", container.Name)
 	case floor.HasNetwork:
-		var denied []string
-		for _, key := range sortedKeys(container.NetworkPolicies) {
-			for _, ep := range container.NetworkPolicies[key].Endpoints {
-				for _, port := range ep.Ports {
-					v := floorAllows(floor.NetworkPolicies, ep.Host, port)
-					switch {
-					case v.all:
-					case len(v.some) > 0:
-						add("Network: %s:%d (%s) only for %s.", ep.Host, port, key, strings.Join(v.some, ", "))
-					default:
-						denied = append(denied, fmt.Sprintf("%s:%d (%s)", ep.Host, port, key))
-					}
-				}
-			}
-		}
-		if len(denied) > 0 {
-			add("Network denied by the floor: %s.", strings.Join(denied, ", "))
-		}
+		out = append(out, floorTakesNetwork(plan.Network[len(plan.Network)-1], filter)...)
 	}
 
-	if floor.Process.RunAsUser != "" && container.Process.RunAsUser == "" {
-		add("User: the floor makes the agent run as %s.", floor.Process.RunAsUser)
+	if plan.RunAsUser != "" && container.Process.RunAsUser == "" {
+		add("User: the floor makes the agent run as %s.", plan.RunAsUser)
 	}
-	if floor.Process.RunAsGroup != "" && container.Process.RunAsGroup == "" {
-		add("Group: the floor makes the agent run as group %s.", floor.Process.RunAsGroup)
+	if plan.RunAsGroup != "" && container.Process.RunAsGroup == "" {
+		add("Group: the floor makes the agent run as group %s.", plan.RunAsGroup)
 	}
-	if floor.Clawrun.Seccomp.Profile != ProfileNone && container.Clawrun.Seccomp.Profile == ProfileNone {
+	if plan.Seccomp.Profile != ProfileNone && container.Clawrun.Seccomp.Profile == ProfileNone {
 		add("System calls: %s asks for no agent seccomp profile; the floor keeps it.", container.Name)
 	}
 	var extra []string
-	for _, s := range floor.Clawrun.Seccomp.DenySyscalls {
+	for _, s := range plan.Seccomp.Deny {
 		if !slices.Contains(container.Clawrun.Seccomp.DenySyscalls, s) {
 			extra = append(extra, s)
 		}
@@ -517,40 +449,117 @@ func floorTakes(floor, container *Policy) []string {
 	if len(extra) > 0 {
 		add("System calls: the floor also denies %s.", strings.Join(extra, ", "))
 	}
-	if floor.Landlock.Compatibility == HardRequirement && container.Landlock.Compatibility != HardRequirement {
+	if plan.Compatibility == HardRequirement && container.Landlock.Compatibility != HardRequirement {
 		add("Enforcement: the floor is hard_requirement: any gap in enforcement fails the container's creation.")
 	}
-	if floor.HasFilesystem {
-		fl, cl := floor.Clawrun.Landlock, container.Clawrun.Landlock
-		if fl.ScopeSignals && (!container.HasFilesystem || !cl.ScopeSignals) {
-			add("Signals: the floor confines them to the agent's own sandbox.")
-		}
-		if fl.ScopeAbstractUnix && (!container.HasFilesystem || !cl.ScopeAbstractUnix) {
-			add("Abstract unix sockets: the floor confines them to the agent's own sandbox.")
-		}
-		for _, f := range []struct {
-			what        string
-			floor, cont []uint16
-		}{{"TCP bind", fl.TCPBind, cl.TCPBind}, {"TCP connect", fl.TCPConnect, cl.TCPConnect}} {
-			switch {
-			case f.floor == nil:
-			case f.cont == nil || !container.HasFilesystem:
-				add("%s: the floor allows only ports %s.", f.what, portList(f.floor))
-			default:
-				var lost []uint16
-				for _, p := range f.cont {
-					if !slices.Contains(f.floor, p) {
-						lost = append(lost, p)
-					}
+	if fl != nil {
+		out = append(out, e.floorTakesLandlock(cl)...)
+	}
+	return out
+}
+
+// floorTakesFiles compares the container's Landlock layer with what the
+// floor's leaves of it.
+func floorTakesFiles(fl, cl Layer, container string) []string {
+	var out []string
+	// Paths the floor cuts down the same way are reported together.
+	type cut struct{ had, left level }
+	var order []cut
+	groups := map[cut][]string{}
+	var partial []string
+	for _, set := range []struct {
+		paths []string
+		lvl   level
+	}{{cl.ReadOnly, readOnly}, {cl.ReadWrite, readWrite}} {
+		for _, path := range set.paths {
+			f := levelAt(fl, path, false)
+			// A path its own parent already grants is reported with
+			// the parent.
+			if f >= set.lvl || levelAt(cl, path, true) >= set.lvl {
+				continue
+			}
+			var inside []string
+			for _, d := range append(slices.Clone(fl.ReadOnly), fl.ReadWrite...) {
+				if d != path && under(d, path) && min(levelAt(fl, d, false), set.lvl) > f {
+					inside = append(inside, fmt.Sprintf("%s (%s)", d, min(levelAt(fl, d, false), set.lvl)))
 				}
-				if len(lost) > 0 {
-					add("%s: ports %s are denied by the floor.", f.what, portList(lost))
+			}
+			if len(inside) > 0 {
+				slices.Sort(inside)
+				partial = append(partial, fmt.Sprintf("Files: %s is %s in %s; the floor allows %s there, and more only inside it: %s.",
+					path, set.lvl, container, f, strings.Join(inside, ", ")))
+				continue
+			}
+			c := cut{set.lvl, f}
+			if _, ok := groups[c]; !ok {
+				order = append(order, c)
+			}
+			groups[c] = append(groups[c], path)
+		}
+	}
+	for _, c := range order {
+		out = append(out, fmt.Sprintf("Files %s in %s, %s under the floor: %s.", c.had, container, c.left, strings.Join(groups[c], " ")))
+	}
+	return append(out, partial...)
+}
+
+// floorTakesNetwork lists the ports of the container's endpoints that
+// the floor allows only for some names, or not at all.
+func floorTakesNetwork(own NetworkLayer, filter NetworkFilter) []string {
+	var out, denied []string
+	for _, key := range sortedKeys(own.Policies) {
+		for _, ep := range own.Policies[key].Endpoints {
+			for _, port := range ep.Ports {
+				a := filter.FloorAllowance(ep.Host, port)
+				switch {
+				case a.All:
+				case len(a.Names) > 0:
+					out = append(out, fmt.Sprintf("Network: %s:%d (%s) only for %s.", ep.Host, port, key, strings.Join(a.Names, ", ")))
+				default:
+					denied = append(denied, fmt.Sprintf("%s:%d (%s)", ep.Host, port, key))
 				}
 			}
 		}
 	}
-	if out == nil {
-		out = []string{}
+	if len(denied) > 0 {
+		out = append(out, fmt.Sprintf("Network denied by the floor: %s.", strings.Join(denied, ", ")))
+	}
+	return out
+}
+
+// floorTakesLandlock compares the container's scopes and TCP ports
+// (cl: nil when it has no Landlock layer) with the Plan's.
+func (e *Explanation) floorTakesLandlock(cl *Layer) []string {
+	var out []string
+	var bind, connect []uint16
+	if cl != nil {
+		bind, connect = cl.TCPBind, cl.TCPConnect
+	}
+	if e.ScopeSignals && (cl == nil || !cl.ScopeSignals) {
+		out = append(out, "Signals: the floor confines them to the agent's own sandbox.")
+	}
+	if e.ScopeAbstractUnix && (cl == nil || !cl.ScopeAbstractUnix) {
+		out = append(out, "Abstract unix sockets: the floor confines them to the agent's own sandbox.")
+	}
+	for _, f := range []struct {
+		what       string
+		plan, cont []uint16
+	}{{"TCP bind", e.TCPBind, bind}, {"TCP connect", e.TCPConnect, connect}} {
+		switch {
+		case f.plan == nil:
+		case f.cont == nil:
+			out = append(out, fmt.Sprintf("%s: the floor allows only ports %s.", f.what, portList(f.plan)))
+		default:
+			var lost []uint16
+			for _, p := range f.cont {
+				if !slices.Contains(f.plan, p) {
+					lost = append(lost, p)
+				}
+			}
+			if len(lost) > 0 {
+				out = append(out, fmt.Sprintf("%s: ports %s are denied by the floor.", f.what, portList(lost)))
+			}
+		}
 	}
 	return out
 }

@@ -1,13 +1,16 @@
-package policy
+package policy_test
 
 import (
 	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/runtime/policy"
 )
 
-var testFacts = ExplainFacts{
+var testFacts = policy.ExplainFacts{
 	SeccompDenied:       []string{"ptrace", "mount"},
 	SeccompRules:        []string{"clone with CLONE_NEWUSER: denied."},
 	RefusedCapabilities: []string{"CAP_SYS_ADMIN"},
@@ -15,25 +18,25 @@ var testFacts = ExplainFacts{
 }
 
 func TestExplain(t *testing.T) {
-	preset := func(name string) *Policy {
-		p, ok := Preset(name)
+	preset := func(name string) *policy.Policy {
+		p, ok := policy.Preset(name)
 		if !ok {
 			t.Fatalf("no preset %s", name)
 		}
 		return p
 	}
-	parse := func(name, doc string) *Policy { return mustParse(t, name, doc) }
+	parse := func(name, doc string) *policy.Policy { return parsePolicy(t, name, doc) }
 
 	for _, tc := range []struct {
 		name             string
-		floor, container *Policy
-		facts            ExplainFacts
-		check            func(t *testing.T, e *Explanation)
+		floor, container *policy.Policy
+		facts            policy.ExplainFacts
+		check            func(t *testing.T, e *policy.Explanation)
 		want             []string // in String()
 		not              []string // not in String()
 	}{{
 		name: "no policy",
-		check: func(t *testing.T, e *Explanation) {
+		check: func(t *testing.T, e *policy.Explanation) {
 			if e.Files != nil || e.Network != nil || e.FloorTakes != nil {
 				t.Errorf("%+v", e)
 			}
@@ -44,8 +47,8 @@ func TestExplain(t *testing.T) {
 		name:      "agent-default",
 		container: preset("agent-default"),
 		facts:     testFacts,
-		check: func(t *testing.T, e *Explanation) {
-			if e.Files == nil || e.Network != nil || e.RunAsUser != "" || e.Seccomp.Profile != ProfileAgent || e.Compatibility != BestEffort {
+		check: func(t *testing.T, e *policy.Explanation) {
+			if e.Files == nil || e.Network != nil || e.RunAsUser != "" || e.Seccomp.Profile != policy.ProfileAgent || e.Compatibility != policy.BestEffort {
 				t.Errorf("%+v", e)
 			}
 			if !reflect.DeepEqual(e.Files.ReadWrite, []string{"/dev/console", "/dev/null", "/dev/ptmx", "/dev/pts", "/dev/shm", "/dev/tty", "/sandbox", "/tmp", "/var/tmp"}) {
@@ -74,7 +77,7 @@ func TestExplain(t *testing.T) {
 	}, {
 		name:      "agent-coding: egress filtered by presets",
 		container: preset("agent-coding"),
-		check: func(t *testing.T, e *Explanation) {
+		check: func(t *testing.T, e *policy.Explanation) {
 			var keys []string
 			for _, entry := range e.Network.Entries {
 				keys = append(keys, entry.Key)
@@ -98,7 +101,7 @@ func TestExplain(t *testing.T) {
 	}, {
 		name:      "empty network_policies denies all egress",
 		container: parse("closed", "network_policies: {}"),
-		check: func(t *testing.T, e *Explanation) {
+		check: func(t *testing.T, e *policy.Explanation) {
 			if e.Network == nil || len(e.Network.Entries) != 0 {
 				t.Errorf("%+v", e.Network)
 			}
@@ -113,8 +116,11 @@ filesystem_policy:
   read_write: [/tmp, /sandbox, /a]
   include_workdir: true
 `),
-		check: func(t *testing.T, e *Explanation) {
-			want := &FileAccess{ReadOnly: []string{"/a", "/usr/bin"}, ReadWrite: []string{"/a/b", "/tmp"}, Workdir: true}
+		check: func(t *testing.T, e *policy.Explanation) {
+			// The floor does not add the working directory: the
+			// container's include_workdir gives only what the floor's
+			// paths cover of it.
+			want := &policy.FileAccess{ReadOnly: []string{"/a", "/usr/bin"}, ReadWrite: []string{"/a/b", "/tmp"}}
 			if !reflect.DeepEqual(e.Files, want) {
 				t.Errorf("files %+v, want %+v", e.Files, want)
 			}
@@ -129,16 +135,27 @@ filesystem_policy:
 				t.Errorf("floor takes\n%q\nwant\n%q", e.FloorTakes, want2)
 			}
 		},
-		want: []string{"Policy team, under the floor policy site", "Also the container's working directory", "What the floor site takes away from team\n  - Files"},
+		want: []string{"Policy team, under the floor policy site", "What the floor site takes away from team\n  - Files"},
+		not:  []string{"Also the container's working directory"},
+	}, {
+		name:      "working directory in every layer",
+		floor:     parse("site", "filesystem_policy: {read_only: [/usr], include_workdir: true}"),
+		container: parse("team", "filesystem_policy: {read_only: [/usr], include_workdir: true}"),
+		check: func(t *testing.T, e *policy.Explanation) {
+			if want := (&policy.FileAccess{ReadOnly: []string{"/usr"}, Workdir: true}); !reflect.DeepEqual(e.Files, want) {
+				t.Errorf("files %+v, want %+v", e.Files, want)
+			}
+		},
+		want: []string{"Also the container's working directory (process.cwd), read-write", "Nothing: team stays within the floor."},
 	}, {
 		name:      "container within the floor",
 		floor:     preset("agent-default"),
 		container: parse("narrow", "filesystem_policy: {read_only: [/usr], read_write: [/sandbox/out]}"),
-		check: func(t *testing.T, e *Explanation) {
+		check: func(t *testing.T, e *policy.Explanation) {
 			if len(e.FloorTakes) != 0 || e.FloorTakes == nil {
 				t.Errorf("floor takes %q", e.FloorTakes)
 			}
-			if !reflect.DeepEqual(e.Files, &FileAccess{ReadOnly: []string{"/usr"}, ReadWrite: []string{"/sandbox/out"}}) {
+			if !reflect.DeepEqual(e.Files, &policy.FileAccess{ReadOnly: []string{"/usr"}, ReadWrite: []string{"/sandbox/out"}}) {
 				t.Errorf("files %+v", e.Files)
 			}
 		},
@@ -164,8 +181,8 @@ network_policies:
       - {host: a.other.com, ports: [80, 443], enforcement: audit}
       - {host: pypi.org, port: 443}
 `),
-		check: func(t *testing.T, e *Explanation) {
-			want := []EgressEntry{{Key: "mine", Name: "My hosts", Source: "team", Endpoints: []EgressEndpoint{
+		check: func(t *testing.T, e *policy.Explanation) {
+			want := []policy.EgressEntry{{Key: "mine", Name: "My hosts", Source: "team", Endpoints: []policy.EgressEndpoint{
 				{Host: "*.example.com", Ports: []int{443}, Notes: []string{"one label before .example.com, not example.com itself", "only a.example.com (the floor allows no other name)"}},
 				{Host: "a.other.com", Ports: []int{443}, Notes: []string{"audit: what its other conditions would deny is allowed and logged"}},
 				{Host: "pypi.org", Ports: []int{443}, Notes: []string{"the floor's pip allows it only for /usr/bin/pip"}},
@@ -193,7 +210,7 @@ network_policies:
     endpoints: [{host: pypi.org, port: 443}]
 `),
 		container: preset("pypi"),
-		check: func(t *testing.T, e *Explanation) {
+		check: func(t *testing.T, e *policy.Explanation) {
 			if ep := e.Network.Entries[0].Endpoints[0]; ep.Host != "pypi.org" || ep.Notes != nil {
 				t.Errorf("%+v", ep)
 			}
@@ -208,7 +225,7 @@ network_policies:
     endpoints: [{host: github.com, port: 443}]
     binaries: [{path: /usr/bin/git}]
 `),
-		check: func(t *testing.T, e *Explanation) {
+		check: func(t *testing.T, e *policy.Explanation) {
 			if !e.Network.Binaries {
 				t.Errorf("binaries not reported: %+v", e.Network)
 			}
@@ -240,7 +257,7 @@ network_policies:
 		name:      "the floor filters egress the container leaves open",
 		floor:     preset("pypi"),
 		container: preset("agent-default"),
-		check: func(t *testing.T, e *Explanation) {
+		check: func(t *testing.T, e *policy.Explanation) {
 			if len(e.Network.Entries) != 1 || e.Network.Entries[0].Source != "pypi" {
 				t.Errorf("%+v", e.Network)
 			}
@@ -263,9 +280,9 @@ clawrun:
   landlock: {scope_signals: false, scope_abstract_unix: false, tcp_connect: [443, 80]}
 `),
 		facts: testFacts,
-		check: func(t *testing.T, e *Explanation) {
-			if e.RunAsUser != "agent" || e.RunAsGroup != "100" || e.Seccomp.Profile != ProfileAgent ||
-				!reflect.DeepEqual(e.Seccomp.Deny, []string{"getcpu", "keyctl"}) || e.Compatibility != HardRequirement || e.MinABI != 6 ||
+		check: func(t *testing.T, e *policy.Explanation) {
+			if e.RunAsUser != "agent" || e.RunAsGroup != "100" || e.Seccomp.Profile != policy.ProfileAgent ||
+				!reflect.DeepEqual(e.Seccomp.Deny, []string{"getcpu", "keyctl"}) || e.Compatibility != policy.HardRequirement || e.MinABI != 6 ||
 				!reflect.DeepEqual(e.TCPConnect, []uint16{443}) || !reflect.DeepEqual(e.TCPBind, []uint16{8080}) || !e.ScopeSignals {
 				t.Errorf("%+v", e)
 			}
@@ -294,7 +311,7 @@ clawrun:
 	}, {
 		name:      "hard requirement without scopes needs ABI 4 for TCP",
 		container: parse("p", "filesystem_policy: {read_only: [/usr]}\nlandlock: {compatibility: hard_requirement}\nclawrun: {landlock: {scope_signals: false, scope_abstract_unix: false, tcp_connect: [443]}}"),
-		check: func(t *testing.T, e *Explanation) {
+		check: func(t *testing.T, e *policy.Explanation) {
 			if e.MinABI != 4 || e.ScopeSignals {
 				t.Errorf("%+v", e)
 			}
@@ -308,17 +325,19 @@ clawrun:
 		not:       []string{"ptrace"},
 	}, {
 		name:      "warnings",
-		container: parse("p", "network_middlewares: {}\nnetwork_policies: {}"),
-		facts:     ExplainFacts{Warnings: []Warning{{File: "p", Field: "network_policies.x", Reason: "denied"}}},
-		check: func(t *testing.T, e *Explanation) {
+		container: parse("p", "network_middlewares: {}\nnetwork_policies:\n  x:\n    endpoints: [{host: a.example.com, port: 443, tls: terminate}]"),
+		check: func(t *testing.T, e *policy.Explanation) {
 			if len(e.Warnings) != 2 {
 				t.Errorf("warnings %v", e.Warnings)
 			}
 		},
-		want: []string{"Warnings (accepted, but not enforced as written)\n  p:1: network_middlewares: accepted but not enforced by clawrun\n  p: network_policies.x: denied\n"},
+		// The policy's own, then the egress filter's.
+		want: []string{"Warnings (accepted, but not enforced as written)\n  p:1: network_middlewares: accepted but not enforced by clawrun\n  p: network_policies.x.endpoints[0].tls: clawrun does not terminate TLS"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := Explain(tc.floor, tc.container, tc.facts)
+			facts := tc.facts
+			facts.Filter = egress.ExplainFilter
+			e, err := policy.Explain(tc.floor, tc.container, facts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -340,8 +359,8 @@ clawrun:
 			}
 			for _, line := range strings.Split(out, "\n") {
 				// Only a word longer than the width may overflow.
-				if len(line) > explainWidth && strings.Contains(strings.TrimSpace(line), " ") {
-					t.Errorf("line longer than %d: %q", explainWidth, line)
+				if len(line) > policy.ExplainWidth && strings.Contains(strings.TrimSpace(line), " ") {
+					t.Errorf("line longer than %d: %q", policy.ExplainWidth, line)
 				}
 			}
 			if _, err := json.Marshal(e); err != nil {
@@ -352,13 +371,13 @@ clawrun:
 }
 
 func TestExplainErrors(t *testing.T) {
-	floor := mustParse(t, "site", "process: {run_as_user: agent}")
-	container := mustParse(t, "team", "process: {run_as_user: other}")
-	if _, err := Explain(floor, container, ExplainFacts{}); err == nil || !strings.Contains(err.Error(), `team: process.run_as_user: "other" conflicts with "agent" set by the floor policy site`) {
+	floor := parsePolicy(t, "site", "process: {run_as_user: agent}")
+	container := parsePolicy(t, "team", "process: {run_as_user: other}")
+	if _, err := policy.Explain(floor, container, policy.ExplainFacts{Filter: egress.ExplainFilter}); err == nil || !strings.Contains(err.Error(), `team: process.run_as_user: "other" conflicts with "agent" set by the floor policy site`) {
 		t.Errorf("conflict: %v", err)
 	}
-	bad := &Policy{Name: "code", Version: 2}
-	if _, err := Explain(nil, bad, ExplainFacts{}); err == nil || !strings.Contains(err.Error(), "version 2 is not supported") {
+	bad := &policy.Policy{Name: "code", Version: 2}
+	if _, err := policy.Explain(nil, bad, policy.ExplainFacts{Filter: egress.ExplainFilter}); err == nil || !strings.Contains(err.Error(), "version 2 is not supported") {
 		t.Errorf("invalid: %v", err)
 	}
 }
@@ -366,9 +385,9 @@ func TestExplainErrors(t *testing.T) {
 // The explanation of every preset and contrib policy renders, and says
 // what each one is about.
 func TestExplainPresets(t *testing.T) {
-	for _, name := range PresetNames() {
-		p, _ := Preset(name)
-		e, err := Explain(nil, p, ExplainFacts{})
+	for _, name := range policy.PresetNames() {
+		p, _ := policy.Preset(name)
+		e, err := policy.Explain(nil, p, policy.ExplainFacts{Filter: egress.ExplainFilter})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -377,4 +396,13 @@ func TestExplainPresets(t *testing.T) {
 			t.Errorf("%s:\n%s", name, out)
 		}
 	}
+}
+
+func parsePolicy(t *testing.T, name, doc string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse(name, []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
 // Limits, as in OpenShell where it has one.
@@ -112,56 +114,17 @@ func checkBinary(p string) string {
 	return ""
 }
 
-var hostLabel = lazyRE(`^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`)
-
-// normHost checks an endpoint host and returns it lower-cased without a
-// trailing dot. A wildcard is allowed only as the whole first label and
-// must leave at least two labels: "*.example.com", never "*.com".
+// normHost checks an endpoint host (hostname.ParsePattern) and returns
+// its canonical form.
 func normHost(h string) (string, string) {
-	q := truncate(h)
-	if h == "" {
-		return "", "empty host"
+	c, err := hostname.ParsePattern(h)
+	switch {
+	case err == nil:
+		return c, ""
+	case h == "":
+		return "", err.Error()
 	}
-	if ip := strings.Trim(h, "[]"); isIP(ip) {
-		return "", fmt.Sprintf("%q: IP addresses are not allowed as host; name the host and list its addresses in allowed_ips", q)
-	}
-	host := strings.ToLower(strings.TrimSuffix(h, "."))
-	if len(host) > 253 {
-		return "", fmt.Sprintf("%q: longer than 253 characters", q)
-	}
-	labels := strings.Split(host, ".")
-	rest := labels
-	wild := labels[0] == "*"
-	if wild {
-		rest = labels[1:]
-	}
-	for _, l := range rest {
-		if strings.Contains(l, "*") {
-			return "", fmt.Sprintf("%q: a wildcard is allowed only as the whole first label, as in \"*.example.com\"", q)
-		}
-	}
-	if wild && len(rest) < 2 {
-		return "", fmt.Sprintf("%q: over-broad wildcard; \"*.\" must be followed by at least two labels, as in \"*.example.com\"", q)
-	}
-	for _, l := range rest {
-		if !hostLabel.MatchString(l) {
-			if l == "" {
-				return "", fmt.Sprintf("%q: empty label", q)
-			}
-			return "", fmt.Sprintf("%q: invalid DNS label %q (letters, digits, '-' and '_', at most 63)", q, truncate(l))
-		}
-	}
-	// No top-level domain is numeric: "10.1" or "1.2.3.4.5" is an address
-	// in disguise or a typo.
-	if tld := rest[len(rest)-1]; strings.Trim(tld, "0123456789") == "" {
-		return "", fmt.Sprintf("%q: looks like an IP address; name the host and list its addresses in allowed_ips", q)
-	}
-	return host, ""
-}
-
-func isIP(s string) bool {
-	_, err := netip.ParseAddr(s)
-	return err == nil
+	return "", fmt.Sprintf("%q: %v", truncate(h), err)
 }
 
 // checkPort accepts 1..65535.
