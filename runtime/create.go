@@ -111,9 +111,7 @@ func (r *Runtime) createContainer(opts CreateOptions, spec *specs.Spec) (*libcon
 	if err != nil {
 		return nil, err
 	}
-	c, err := libcontainer.Create(r.Root, opts.ID, config)
-	if err == libcontainer.ErrExist {
-		return nil, fmt.Errorf("container %q already exists", opts.ID)
-	}
-	return c, err
+	// A taken id fails with libcontainer's ErrExist, "container with given
+	// ID already exists", as in runc.
+	return libcontainer.Create(r.Root, opts.ID, config)
 }

@@ -54,10 +54,18 @@ func (r *Runtime) Start(id string) error {
 	}
 }
 
-// Kill sends sig to the container's init. With all, a container that is
-// no longer running is not an error (runc's obsolete -a keeps that meaning).
-func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
+// Kill sends the signal named rawSig to the container's init. Signal 0
+// only checks that the init runs (a liveness probe). With all, a
+// container that is no longer running is not an error (runc's obsolete
+// -a keeps that meaning). The container is looked up before the signal
+// is parsed, as runc does, so that swapped arguments ("kill KILL ID") say
+// that the container does not exist.
+func (r *Runtime) Kill(id, rawSig string, all bool) error {
 	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	sig, err := ParseSignal(rawSig)
 	if err != nil {
 		return err
 	}
@@ -68,10 +76,11 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 	return err
 }
 
-// ParseSignal accepts "KILL", "SIGKILL", "kill" or "9".
+// ParseSignal accepts "KILL", "SIGKILL", "kill", "9", or "0" (no
+// signal: kill(2)'s existence check).
 func ParseSignal(raw string) (unix.Signal, error) {
 	if n, err := strconv.Atoi(raw); err == nil {
-		if n <= 0 || n > 64 {
+		if n < 0 || n > 64 {
 			return -1, fmt.Errorf("invalid signal number %d", n)
 		}
 		return unix.Signal(n), nil
@@ -109,7 +118,7 @@ func (r *Runtime) Delete(id string, force bool) error {
 		if force {
 			return nil
 		}
-		return fmt.Errorf("container %q does not exist", id)
+		return err
 	}
 	if err != nil {
 		return err

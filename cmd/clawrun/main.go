@@ -30,7 +30,16 @@ To start a container from a bundle:
     clawrun run [-b bundle] <container-id>`
 
 func main() {
-	app := &cli.App{
+	app := newApp()
+	cli.VersionPrinter = func(c *cli.Context) { runtime.PrintVersion(c.App.Writer) }
+	cli.ErrWriter = logWriter{cli.ErrWriter}
+	if err := app.Run(flagsFirst(app, os.Args)); err != nil {
+		fatal(err)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:                 "clawrun",
 		Usage:                "OCI runtime for confined AI agents",
 		Description:          usage,
@@ -71,11 +80,6 @@ func main() {
 		Before: configureLogging,
 		// Usage errors are logged like any other failure.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
-	}
-	cli.VersionPrinter = func(c *cli.Context) { runtime.PrintVersion(c.App.Writer) }
-	cli.ErrWriter = logWriter{cli.ErrWriter}
-	if err := app.Run(os.Args); err != nil {
-		fatal(err)
 	}
 }
 
