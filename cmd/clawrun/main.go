@@ -27,7 +27,10 @@ containerd, nerdctl and Kubernetes can use it as their runtime.
 
 To start a container from a bundle:
 
-    clawrun run [-b bundle] <container-id>`
+    clawrun run [-b bundle] <container-id>
+
+Not supported: checkpoint and restore (CRIU). "clawrun checkpoint" and
+"clawrun restore" fail saying so, and "clawrun features" reports it.`
 
 func main() {
 	app := newApp()
@@ -59,6 +62,7 @@ func newApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			auditCommand,
+			checkpointCommand,
 			createCommand,
 			deleteCommand,
 			eventsCommand,
@@ -70,6 +74,7 @@ func newApp() *cli.App {
 			pauseCommand,
 			policyCommand,
 			psCommand,
+			restoreCommand,
 			resumeCommand,
 			runCommand,
 			specCommand,

@@ -199,3 +199,31 @@ func TestFlagsAfterArguments(t *testing.T) {
 	r.ok("delete", id, "--force")
 	r.assertGone(id, b)
 }
+
+// TestCheckpointUnsupported: clawrun has no CRIU checkpoint/restore, and
+// says so wherever a caller looks: the commands fail (checkpoint --help
+// too: Podman takes its success to mean support), features carries runc's
+// checkpoint annotation set to false, and --help names it.
+func TestCheckpointUnsupported(t *testing.T) {
+	t.Parallel()
+	r := newRuntime(t)
+	if !r.isClawrun() {
+		t.Skipf("%s implements checkpoint/restore", r.bin)
+	}
+	for _, args := range [][]string{{"checkpoint", "x"}, {"checkpoint", "--help"}, {"restore", "x"}, {"restore", "--bundle", "b", "x"}} {
+		assertFailure(t, r.run(args...), "checkpoint/restore (CRIU) is not supported")
+	}
+	var f struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	res := r.ok("features")
+	if err := json.Unmarshal([]byte(res.Stdout), &f); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := f.Annotations["org.opencontainers.runc.checkpoint.enabled"]; !ok || v != "false" {
+		t.Errorf("features: org.opencontainers.runc.checkpoint.enabled = %q (set: %v), want \"false\"", v, ok)
+	}
+	if res := r.ok("--help"); !strings.Contains(res.Stdout, "Not supported: checkpoint and restore") {
+		t.Errorf("--help does not say that checkpoint/restore is not supported:\n%s", res)
+	}
+}
