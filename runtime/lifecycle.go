@@ -25,26 +25,7 @@ func (r *Runtime) Start(id string) error {
 	}
 	switch status {
 	case libcontainer.Created:
-		stateDir := filepath.Join(r.Root, id)
-		conf, err := loadConfinement(stateDir)
-		if err != nil {
-			return err
-		}
-		if conf == nil {
-			return c.Exec()
-		}
-		if err := checkEgressRunning(stateDir, conf); err != nil {
-			return err
-		}
-		fifo, err := startReport(stateDir)
-		if err != nil {
-			return err
-		}
-		defer fifo.Close()
-		if err := c.Exec(); err != nil {
-			return err
-		}
-		return readReport(fifo, stateDir, true)
+		return r.startCreated(c, filepath.Join(r.Root, id))
 	case libcontainer.Stopped:
 		return errors.New("cannot start a container that has stopped")
 	case libcontainer.Running:
@@ -52,6 +33,23 @@ func (r *Runtime) Start(id string) error {
 	default:
 		return fmt.Errorf("cannot start a container in the %s state", status)
 	}
+}
+
+// startCreated lets a created container's init exec the process: through
+// the policy launcher, whose outcome it waits for, when the container has a
+// policy.
+func (r *Runtime) startCreated(c *libcontainer.Container, stateDir string) error {
+	conf, err := loadConfinement(stateDir)
+	if err != nil {
+		return err
+	}
+	if conf == nil {
+		return c.Exec()
+	}
+	if err := checkEgressRunning(stateDir, conf); err != nil {
+		return err
+	}
+	return execInit(c, stateDir)
 }
 
 // Kill sends the signal named rawSig to the container's init. Signal 0

@@ -50,7 +50,8 @@ type runner struct {
 	listenFDs  []*os.File
 	subCgroups map[string]string
 	// confine, when set, runs the process through the policy launcher,
-	// whose report goes to a file in stateDir (init) or a pipe (exec).
+	// whose report goes to the init's record in stateDir or, for an exec'd
+	// process, a pipe.
 	confine  *confinement
 	stateDir string
 }
@@ -127,8 +128,12 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 			err = r.startEgress(process)
 		}
 		if err == nil {
-			if err = r.container.Exec(); err == nil {
-				err = report.wait(r.stateDir, true)
+			report.closeWriter()
+			err = execInit(r.container, r.stateDir)
+			if errors.Is(err, errInitExited) && !detach {
+				// The container ran and exited (a failing startContainer
+				// hook): its exit status is run's, as with runc.
+				err = nil
 			}
 		}
 		if err != nil {
@@ -153,7 +158,7 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 	}
 	if report != nil && !r.init {
 		// An exec'd process reports over a pipe until its command runs.
-		if err := report.wait(r.stateDir, false); err != nil {
+		if err := report.wait(); err != nil {
 			terminate(process)
 			return -1, err
 		}

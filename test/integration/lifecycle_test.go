@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/test/bundle"
@@ -244,4 +245,109 @@ func TestRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// misleadingStartError is what start and run said when the container's
+// init died before the policy launcher ran, whatever the cause.
+const misleadingStartError = "exited without a report"
+
+// TestStartContainerHookFailure: a failing startContainer hook stops the
+// container before its process runs, and its error reaches the caller as
+// with runc: "error running startContainer hook #0: ..." from the
+// container's init on the container's stderr, and a foreground run exits
+// 255. Under a policy too, where start fails (the process never ran)
+// without blaming the policy launcher.
+func TestStartContainerHookFailure(t *testing.T) {
+	t.Parallel()
+	requireReady(t)
+	failingHook := func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{
+			Path: "/bin/sh", Args: []string{"sh", "-c", "echo hook-says-no >&2; exit 3"},
+		}}}
+	}
+	const hookError = "error running startContainer hook #0: exit status 3"
+	check := func(t *testing.T, r *rtest, b string, confined bool) {
+		id := newID(t)
+		cr := r.create(id, b)
+		res := r.run("start", id)
+		r.waitStatus(id, "stopped")
+		seen := res.Stderr + readFile(cr.StderrPath)
+		if !strings.Contains(seen, hookError) || !strings.Contains(seen, "hook-says-no") {
+			t.Errorf("start: the hook's error (%q) is neither on start's stderr nor on the container's %q:\n%s", hookError, readFile(cr.StderrPath), res)
+		}
+		if strings.Contains(res.Stderr+res.Log, misleadingStartError) {
+			t.Errorf("start blames the policy launcher:\n%s", res)
+		}
+		if confined && res.Code == 0 {
+			t.Errorf("start of a confined container whose process never ran succeeded:\n%s", res)
+		}
+		if strings.Contains(readFile(cr.StdoutPath), "started") {
+			t.Errorf("the container's process ran after its startContainer hook failed")
+		}
+
+		id = newID(t)
+		r.track(id)
+		res = r.run("run", "--bundle", b, id)
+		if res.Code != 255 || !strings.Contains(res.Stderr, hookError) || strings.Contains(res.Stderr+res.Log, misleadingStartError) {
+			t.Errorf("run: want the init's exit status 255 and the hook's error on stderr:\n%s", res)
+		}
+	}
+	t.Run("no-policy", func(t *testing.T) {
+		t.Parallel()
+		r := newRuntime(t)
+		check(t, r, r.bundle(failingHook, bundle.Shell(sleeper)), false)
+	})
+	t.Run("policy", func(t *testing.T) {
+		t.Parallel()
+		r := policyRuntime(t)
+		check(t, r, r.probeBundle(withPolicy("agent-default"), failingHook, bundle.Shell(sleeper)), true)
+	})
+}
+
+// TestStartRacesDelete: start and a concurrent delete -f. start succeeds
+// or says what happened in runc's words; under a policy it must not blame
+// the policy launcher when the init was killed before the launcher ran.
+func TestStartRacesDelete(t *testing.T) {
+	t.Parallel()
+	requireReady(t)
+	truths := []string{
+		"container does not exist",
+		"cannot start a container that has stopped",
+		"container process is already dead",
+		"cannot start an already running container",
+		"container init exited before its process started",
+		// libcontainer's, as for runc, when delete removed the state dir
+		// between start's look at the container and its opening the fifo.
+		"exec fifo: open ",
+	}
+	race := func(t *testing.T, r *rtest, b string) {
+		for i := range 10 {
+			id := newID(t)
+			r.create(id, b)
+			p, err := r.start(runOpts{}, "start", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(i) * 3 * time.Millisecond)
+			r.ok("delete", "-f", id)
+			res := p.wait(cmdTimeout)
+			if res.Code == 0 {
+				continue
+			}
+			if !slices.ContainsFunc(truths, func(s string) bool { return strings.Contains(res.Stderr, s) }) {
+				t.Errorf("start racing delete -f failed with an unexpected error:\n%s", res)
+			}
+			r.assertGone(id, b)
+		}
+	}
+	t.Run("no-policy", func(t *testing.T) {
+		t.Parallel()
+		r := newRuntime(t)
+		race(t, r, r.bundle(bundle.Shell(sleeper)))
+	})
+	t.Run("policy", func(t *testing.T) {
+		t.Parallel()
+		r := policyRuntime(t)
+		race(t, r, r.probeBundle(withPolicy("agent-default"), bundle.Shell(sleeper)))
+	})
 }
