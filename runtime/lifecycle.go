@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,12 +38,37 @@ func (r *Runtime) Start(id string) error {
 
 // startCreated lets a created container's init exec the process: through
 // the policy launcher, whose outcome it waits for, when the container has a
-// policy.
+// policy. With NOTIFY_SOCKET, it then waits for the process's READY=1, as
+// runc's start does; a host socket that cannot be told is a warning.
 func (r *Runtime) startCreated(c *libcontainer.Container, stateDir string) error {
 	conf, err := loadConfinement(stateDir)
 	if err != nil {
 		return err
 	}
+	notify := newNotifySocket(r.NotifySocket, stateDir)
+	if notify != nil {
+		if err := notify.listen(); err != nil {
+			return err
+		}
+		defer notify.Close()
+	}
+	if err := execCreated(c, stateDir, conf); err != nil || notify == nil {
+		return err
+	}
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	if err := notify.waitReady(st.InitProcessPid, st.InitProcessPid); err != nil {
+		logrus.Warn(err)
+	}
+	return nil
+}
+
+// execCreated lets a created init exec the process: directly without a
+// policy; with one, through the launcher, once its egress filter is known
+// to run.
+func execCreated(c *libcontainer.Container, stateDir string, conf *confinement) error {
 	if conf == nil {
 		return c.Exec()
 	}

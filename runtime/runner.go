@@ -54,6 +54,9 @@ type runner struct {
 	// process, a pipe.
 	confine  *confinement
 	stateDir string
+	// notify, when set, listens for the process's READY=1 (run with
+	// NOTIFY_SOCKET).
+	notify *notifySocket
 }
 
 func (r *runner) run(config *specs.Process) (status int, retErr error) {
@@ -175,15 +178,44 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 		}
 	}
 	if detach {
+		r.waitReady(process, 0)
 		return 0, nil
 	}
+	readyDone := make(chan struct{})
+	go func() {
+		// clawrun stays the service's main process.
+		r.waitReady(process, os.Getpid())
+		close(readyDone)
+	}()
 	status, err = fwd.forward(process, io)
 	if err != nil {
 		terminate(process)
+	}
+	<-readyDone // a READY=1 sent just before the process exited is passed on too
+	if err != nil {
 		return -1, err
 	}
 	r.destroyContainer()
 	return status, nil
+}
+
+// waitReady passes the process's READY=1 on to clawrun's NOTIFY_SOCKET,
+// with mainPID (0: the process's own pid), once the process says it.
+// Like runc, a host socket that cannot be told is a warning.
+func (r *runner) waitReady(process *libcontainer.Process, mainPID int) {
+	if r.notify == nil {
+		return
+	}
+	pid, err := process.Pid()
+	if err == nil {
+		if mainPID == 0 {
+			mainPID = pid
+		}
+		err = r.notify.waitReady(pid, mainPID)
+	}
+	if err != nil {
+		logrus.Warn(err)
+	}
 }
 
 func (r *runner) destroyContainer() {

@@ -26,6 +26,9 @@ type Runtime struct {
 	Rootless *bool
 	// Policy holds the administrator's policy settings.
 	Policy PolicyOptions
+	// NotifySocket is clawrun's NOTIFY_SOCKET: containers started with it
+	// get a socket of their own for sd_notify (see notify.go).
+	NotifySocket string
 }
 
 // New validates root and returns a Runtime for it.

@@ -128,6 +128,7 @@ func newRuntime(c *cli.Context) (*runtime.Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	rt.NotifySocket = os.Getenv("NOTIFY_SOCKET")
 	rt.Policy = runtime.PolicyOptions{
 		Floor:          c.String("policy"),
 		ConfigFile:     c.String("config"),
