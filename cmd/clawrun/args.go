@@ -20,6 +20,10 @@ var commandsWithOwnArgs = []string{"exec", "ps"}
 // follow its arguments moved before them. What follows "--" stays an
 // argument.
 func flagsFirst(app *cli.App, args []string) []string {
+	// Shell completion asks with its flag last, where it must stay.
+	if n := len(args); n > 1 && args[n-1] == "--"+cli.BashCompletionFlag.Names()[0] {
+		return append(flagsFirst(app, args[:n-1]), args[n-1])
+	}
 	i := 1
 	for i < len(args) && isFlagLike(args[i]) {
 		i += flagWidth(app.Flags, args[i])

@@ -22,11 +22,12 @@ func TestFlagsFirst(t *testing.T) {
 		"kill ID --no-such-flag":                "kill ID --no-such-flag",
 		"update ID --pids-limit":                "update --pids-limit ID",
 		// exec and ps pass what follows the id to the container or ps(1).
-		"exec ID sh -c --help":       "exec ID sh -c --help",
-		"ps ID -ef":                  "ps ID -ef",
-		"policy check a.yaml --json": "policy check a.yaml --json",
-		"--log /l":                   "--log /l",
-		"":                           "",
+		"exec ID sh -c --help":                          "exec ID sh -c --help",
+		"ps ID -ef":                                     "ps ID -ef",
+		"policy check a.yaml --json":                    "policy check a.yaml --json",
+		"update ID --memory --generate-bash-completion": "update --memory ID --generate-bash-completion",
+		"--log /l":                                      "--log /l",
+		"":                                              "",
 	} {
 		args := append([]string{"clawrun"}, strings.Fields(in)...)
 		got := strings.Join(flagsFirst(app, args)[1:], " ")
