@@ -53,6 +53,11 @@ func (r *Runtime) start(opts CreateOptions, act action) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	stateDir := filepath.Join(r.Root, opts.ID)
+	notify := newNotifySocket(r.NotifySocket, stateDir)
+	if notify != nil {
+		notify.setupSpec(spec)
+	}
 	// The policy rewrites the spec, so it comes before libcontainer's config.
 	conf, err := r.confine(spec, opts.ID)
 	if err != nil {
@@ -62,13 +67,11 @@ func (r *Runtime) start(opts CreateOptions, act action) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	stateDir := filepath.Join(r.Root, opts.ID)
-	if conf != nil {
-		if err := conf.save(stateDir); err != nil {
-			_ = destroy(c, stateDir, filterStopGrace)
-			return -1, err
-		}
+	if err := prepareStateDir(stateDir, conf, notify, act); err != nil {
+		_ = destroy(c, stateDir, filterStopGrace)
+		return -1, err
 	}
+	defer notify.Close()
 	run := &runner{
 		confine:   conf,
 		stateDir:  stateDir,
@@ -80,7 +83,31 @@ func (r *Runtime) start(opts CreateOptions, act action) (int, error) {
 		destroy:   !opts.Keep,
 		listenFDs: listenFDs(),
 	}
+	if act == actRun {
+		run.notify = notify
+	}
 	return run.run(spec.Process)
+}
+
+// prepareStateDir adds clawrun's files to a new container's state dir:
+// the policy, the notify socket's directory, and for run its socket
+// (start binds it for create, as runc does).
+func prepareStateDir(stateDir string, conf *confinement, notify *notifySocket, act action) error {
+	if conf != nil {
+		if err := conf.save(stateDir); err != nil {
+			return err
+		}
+	}
+	if notify == nil {
+		return nil
+	}
+	if err := notify.makeDir(); err != nil {
+		return err
+	}
+	if act == actRun {
+		return notify.listen()
+	}
+	return nil
 }
 
 // loadBundle makes bundle the working directory, as libcontainer resolves
@@ -111,9 +138,7 @@ func (r *Runtime) createContainer(opts CreateOptions, spec *specs.Spec) (*libcon
 	if err != nil {
 		return nil, err
 	}
-	c, err := libcontainer.Create(r.Root, opts.ID, config)
-	if err == libcontainer.ErrExist {
-		return nil, fmt.Errorf("container %q already exists", opts.ID)
-	}
-	return c, err
+	// A taken id fails with libcontainer's ErrExist, "container with given
+	// ID already exists", as in runc.
+	return libcontainer.Create(r.Root, opts.ID, config)
 }

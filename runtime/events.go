@@ -15,11 +15,28 @@ import (
 // Stats returns one stats event for a container, in the JSON shape of
 // runc's `events --stats` (which containerd and docker decode).
 func (r *Runtime) Stats(id string) (*types.Event, error) {
-	c, err := r.load(id)
+	c, err := r.loadNotStopped(id)
 	if err != nil {
 		return nil, err
 	}
 	return statsEvent(c)
+}
+
+// loadNotStopped opens a container whose cgroup still has something to
+// report, failing with runc's words otherwise.
+func (r *Runtime) loadNotStopped(id string) (*libcontainer.Container, error) {
+	c, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	status, err := c.Status()
+	if err != nil {
+		return nil, err
+	}
+	if status == libcontainer.Stopped {
+		return nil, fmt.Errorf("container with id %s is not running", id)
+	}
+	return c, nil
 }
 
 func statsEvent(c *libcontainer.Container) (*types.Event, error) {
@@ -37,16 +54,9 @@ func (r *Runtime) Events(ctx context.Context, id string, interval time.Duration,
 	if interval <= 0 {
 		return errors.New("--interval must be greater than 0")
 	}
-	c, err := r.load(id)
+	c, err := r.loadNotStopped(id)
 	if err != nil {
 		return err
-	}
-	status, err := c.Status()
-	if err != nil {
-		return err
-	}
-	if status == libcontainer.Stopped {
-		return fmt.Errorf("container %s is not running", id)
 	}
 	oom, err := c.NotifyOOM()
 	if err != nil {

@@ -1,12 +1,14 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/opencontainers/runc/libcontainer/capabilities"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"github.com/opencontainers/runc/libcontainer/specconv"
+	runcfeatures "github.com/opencontainers/runc/types/features"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 )
@@ -18,6 +20,9 @@ const (
 	FeatureLibcontainer = "run.clawrun.libcontainer.version"
 	FeatureLibseccomp   = "io.github.seccomp.libseccomp.version"
 )
+
+// ErrCheckpointUnsupported is what checkpoint and restore answer.
+var ErrCheckpointUnsupported = errors.New("checkpoint/restore (CRIU) is not supported by clawrun")
 
 // Features describes what this build supports, in the runtime-spec
 // features document that dockerd and containerd read at start.
@@ -32,6 +37,8 @@ func Features() *features.Features {
 			FeatureVersion:      Version,
 			FeatureCommit:       Commit,
 			FeatureLibcontainer: LibcontainerVersion,
+			// runc's own key, which callers of runc already read.
+			runcfeatures.AnnotationRuncCheckpointEnabled: "false",
 		},
 		Linux: &features.Linux{
 			Namespaces:   specconv.KnownNamespaces(),

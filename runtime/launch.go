@@ -1,13 +1,13 @@
 package runtime
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,16 +18,27 @@ import (
 )
 
 // The launcher reports what it enforced as JSON lines on a channel it keeps
-// open, close-on-exec, across the execve of the command: the channel
-// closing means the command runs; a last line with an error means it does
-// not. The channel is a pipe when clawrun waits for the process (run,
-// exec), and a FIFO in the state dir for a created container, which
-// `start` reads. The final report is kept in the state dir for `state`.
-const initReportFIFO = "clawrun-launch.fifo"
+// open, close-on-exec, across the execve of the command: the channel's
+// last close means the command runs, and a last line with an error says
+// why it does not. An exec'd process reports over a pipe that clawrun
+// reads. The container's init reports into its record, a file in the state
+// dir (initReportFile): the record outlives whoever started the container,
+// so `state` says what the launcher did even when `start` was killed, and
+// start and run learn of its last close through inotify. The container
+// never gets the file: the launcher's descriptor closes on exec.
 
-// launchReport is the read end of the launcher's channel.
+// reportTimeout bounds the wait for the launcher once the init may run it.
+const reportTimeout = 10 * time.Second
+
+// errInitExited is an init that closed its record without a report: it
+// exited, or was killed, before the launcher ran. libcontainer's init
+// prints its own errors (a failing startContainer hook) on the
+// container's stderr, where runc's do too.
+var errInitExited = errors.New("container init exited before its process started (the init's error, such as a failing startContainer hook, is on the container's stderr)")
+
+// launchReport is clawrun's side of the launcher's channel.
 type launchReport struct {
-	reader *os.File // nil for a created container (start reads the FIFO)
+	reader *os.File // an exec'd process's pipe; nil for the init (its record)
 	writer *os.File // the launcher's end, ours to close once it has it
 }
 
@@ -48,16 +59,10 @@ func (l *launchReport) closeWriter() {
 // attachLauncher passes the launcher its spec and its report channel.
 func (r *runner) attachLauncher(process *libcontainer.Process) (*launchReport, error) {
 	rep := &launchReport{}
-	if r.init && r.action == actCreate {
-		fifo := filepath.Join(r.stateDir, initReportFIFO)
-		if err := unix.Mkfifo(fifo, 0o600); err != nil {
-			return nil, fmt.Errorf("launcher report: %w", err)
-		}
-		// Read-write: opening does not block, and the FIFO keeps what the
-		// launcher writes until start reads it.
-		f, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if r.init {
+		f, err := os.OpenFile(filepath.Join(r.stateDir, initReportFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("launcher report: %w", err)
 		}
 		rep.writer = f
 	} else {
@@ -79,78 +84,137 @@ func (r *runner) attachLauncher(process *libcontainer.Process) (*launchReport, e
 	return rep, nil
 }
 
-// wait reads the launcher's report until the channel closes, keeps the
-// final report in the state dir when it is the init's, and fails if the
-// launcher could not enforce the policy or run the command.
-func (l *launchReport) wait(stateDir string, init bool) error {
+// wait reads an exec'd process's report until its pipe closes, and fails
+// if the launcher could not enforce the policy or run the command.
+func (l *launchReport) wait() error {
 	l.closeWriter()
-	return readReport(l.reader, stateDir, init)
-}
-
-func readReport(r io.Reader, stateDir string, init bool) error {
 	done := make(chan struct{})
 	var data []byte
 	var err error
 	go func() {
-		data, err = io.ReadAll(r)
+		data, err = io.ReadAll(l.reader)
 		close(done)
 	}()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
-		return errors.New("policy launcher did not report within 10s")
+	case <-time.After(reportTimeout):
+		return fmt.Errorf("policy launcher did not report within %v", reportTimeout)
 	}
 	if err != nil {
 		return err
 	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	last := lines[len(lines)-1]
-	if last == "" {
+	rep, err := lastReport(data)
+	if err != nil {
+		return err
+	}
+	if rep == nil {
 		return errors.New("policy launcher exited without a report")
 	}
+	return reportFailure(rep)
+}
+
+// execInit lets a created confined init run (the launcher, then the
+// command) and waits until the command runs or fails to. The caller's own
+// copy of the record, if any, must be closed already.
+func execInit(c *libcontainer.Container, stateDir string) error {
+	closed, err := watchLastClose(filepath.Join(stateDir, initReportFile))
+	if err != nil {
+		return fmt.Errorf("launcher report: %w", err)
+	}
+	defer closed.Close()
+	if err := c.Exec(); err != nil {
+		return err
+	}
+	if err := closed.wait(reportTimeout); err != nil {
+		return err
+	}
+	rep, err := readInitReport(stateDir)
+	switch {
+	case err != nil:
+		return err
+	case rep != nil:
+		return reportFailure(rep)
+	}
+	if _, err := os.Stat(stateDir); errors.Is(err, os.ErrNotExist) {
+		return libcontainer.ErrNotExist // deleted meanwhile
+	}
+	return errInitExited
+}
+
+// readInitReport returns the init's last report, or nil until the
+// launcher has reported.
+func readInitReport(stateDir string) (*launcher.Report, error) {
+	data, err := os.ReadFile(filepath.Join(stateDir, initReportFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return lastReport(data)
+}
+
+// lastReport parses the last line of a report channel: the outcome. Nil
+// for nothing reported.
+func lastReport(data []byte) (*launcher.Report, error) {
+	lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
+	last := lines[len(lines)-1]
+	if len(last) == 0 {
+		return nil, nil
+	}
 	var rep launcher.Report
-	if err := json.Unmarshal([]byte(last), &rep); err != nil {
-		return fmt.Errorf("policy launcher report: %w", err)
+	if err := json.Unmarshal(last, &rep); err != nil {
+		return nil, fmt.Errorf("policy launcher report: %w", err)
 	}
-	if init {
-		if err := os.WriteFile(filepath.Join(stateDir, initReportFile), []byte(last), 0o600); err != nil {
-			return err
-		}
-	}
+	return &rep, nil
+}
+
+// reportFailure is the error of a launcher that reported one.
+func reportFailure(rep *launcher.Report) error {
 	if rep.Error != "" {
 		return fmt.Errorf("policy: %s", rep.Error)
 	}
 	return nil
 }
 
-// readInitReport returns the init's final report, or nil while the
-// container has not started.
-func readInitReport(stateDir string) (*launcher.Report, error) {
-	data, err := os.ReadFile(filepath.Join(stateDir, initReportFile))
-	if err != nil || len(data) == 0 {
-		return nil, err
+// lastClose waits for the last close of a file opened for writing.
+type lastClose struct{ fd int }
+
+// watchLastClose watches path, which must exist, for its last close
+// after writing (IN_CLOSE_WRITE comes when the last descriptor of the open
+// file goes, the launcher's at its execve), or its removal.
+func watchLastClose(path string) (*lastClose, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, os.NewSyscallError("inotify_init1", err)
 	}
-	var rep launcher.Report
-	if err := json.Unmarshal(data, &rep); err != nil {
-		return nil, err
+	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_CLOSE_WRITE|unix.IN_DELETE_SELF); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "inotify_add_watch", Path: path, Err: err}
 	}
-	return &rep, nil
+	return &lastClose{fd: fd}, nil
 }
 
-// startReport opens a created container's FIFO for reading before start
-// lets the init go.
-func startReport(stateDir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(stateDir, initReportFIFO), os.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
+func (l *lastClose) wait(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("policy launcher did not report within %v", timeout)
+		}
+		fds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+		switch {
+		case errors.Is(err, unix.EINTR):
+		case err != nil:
+			return os.NewSyscallError("poll", err)
+		case n > 0:
+			return nil // the only events watched are the ones awaited
+		}
 	}
-	// Blocking reads from here on: EOF comes when the launcher's end closes.
-	if err := unix.SetNonblock(int(f.Fd()), false); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
+
+func (l *lastClose) Close() { unix.Close(l.fd) }
 
 // checkInContainer runs the create-time checks that need the container's
 // view: the command must exist (as runc reports at create), and the policy

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,26 +26,7 @@ func (r *Runtime) Start(id string) error {
 	}
 	switch status {
 	case libcontainer.Created:
-		stateDir := filepath.Join(r.Root, id)
-		conf, err := loadConfinement(stateDir)
-		if err != nil {
-			return err
-		}
-		if conf == nil {
-			return c.Exec()
-		}
-		if err := checkEgressRunning(stateDir, conf); err != nil {
-			return err
-		}
-		fifo, err := startReport(stateDir)
-		if err != nil {
-			return err
-		}
-		defer fifo.Close()
-		if err := c.Exec(); err != nil {
-			return err
-		}
-		return readReport(fifo, stateDir, true)
+		return r.startCreated(c, filepath.Join(r.Root, id))
 	case libcontainer.Stopped:
 		return errors.New("cannot start a container that has stopped")
 	case libcontainer.Running:
@@ -54,10 +36,60 @@ func (r *Runtime) Start(id string) error {
 	}
 }
 
-// Kill sends sig to the container's init. With all, a container that is
-// no longer running is not an error (runc's obsolete -a keeps that meaning).
-func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
+// startCreated lets a created container's init exec the process: through
+// the policy launcher, whose outcome it waits for, when the container has a
+// policy. With NOTIFY_SOCKET, it then waits for the process's READY=1, as
+// runc's start does; a host socket that cannot be told is a warning.
+func (r *Runtime) startCreated(c *libcontainer.Container, stateDir string) error {
+	conf, err := loadConfinement(stateDir)
+	if err != nil {
+		return err
+	}
+	notify := newNotifySocket(r.NotifySocket, stateDir)
+	if notify != nil {
+		if err := notify.listen(); err != nil {
+			return err
+		}
+		defer notify.Close()
+	}
+	if err := execCreated(c, stateDir, conf); err != nil || notify == nil {
+		return err
+	}
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	if err := notify.waitReady(st.InitProcessPid, st.InitProcessPid); err != nil {
+		logrus.Warn(err)
+	}
+	return nil
+}
+
+// execCreated lets a created init exec the process: directly without a
+// policy; with one, through the launcher, once its egress filter is known
+// to run.
+func execCreated(c *libcontainer.Container, stateDir string, conf *confinement) error {
+	if conf == nil {
+		return c.Exec()
+	}
+	if err := checkEgressRunning(stateDir, conf); err != nil {
+		return err
+	}
+	return execInit(c, stateDir)
+}
+
+// Kill sends the signal named rawSig to the container's init. Signal 0
+// only checks that the init runs (a liveness probe). With all, a
+// container that is no longer running is not an error (runc's obsolete
+// -a keeps that meaning). The container is looked up before the signal
+// is parsed, as runc does, so that swapped arguments ("kill KILL ID") say
+// that the container does not exist.
+func (r *Runtime) Kill(id, rawSig string, all bool) error {
 	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	sig, err := ParseSignal(rawSig)
 	if err != nil {
 		return err
 	}
@@ -68,10 +100,11 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 	return err
 }
 
-// ParseSignal accepts "KILL", "SIGKILL", "kill" or "9".
+// ParseSignal accepts "KILL", "SIGKILL", "kill", "9", or "0" (no
+// signal: kill(2)'s existence check).
 func ParseSignal(raw string) (unix.Signal, error) {
 	if n, err := strconv.Atoi(raw); err == nil {
-		if n <= 0 || n > 64 {
+		if n < 0 || n > 64 {
 			return -1, fmt.Errorf("invalid signal number %d", n)
 		}
 		return unix.Signal(n), nil
@@ -109,7 +142,7 @@ func (r *Runtime) Delete(id string, force bool) error {
 		if force {
 			return nil
 		}
-		return fmt.Errorf("container %q does not exist", id)
+		return err
 	}
 	if err != nil {
 		return err

@@ -50,9 +50,13 @@ type runner struct {
 	listenFDs  []*os.File
 	subCgroups map[string]string
 	// confine, when set, runs the process through the policy launcher,
-	// whose report goes to a file in stateDir (init) or a pipe (exec).
+	// whose report goes to the init's record in stateDir or, for an exec'd
+	// process, a pipe.
 	confine  *confinement
 	stateDir string
+	// notify, when set, listens for the process's READY=1 (run with
+	// NOTIFY_SOCKET).
+	notify *notifySocket
 }
 
 func (r *runner) run(config *specs.Process) (status int, retErr error) {
@@ -127,8 +131,12 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 			err = r.startEgress(process)
 		}
 		if err == nil {
-			if err = r.container.Exec(); err == nil {
-				err = report.wait(r.stateDir, true)
+			report.closeWriter()
+			err = execInit(r.container, r.stateDir)
+			if errors.Is(err, errInitExited) && !detach {
+				// The container ran and exited (a failing startContainer
+				// hook): its exit status is run's, as with runc.
+				err = nil
 			}
 		}
 		if err != nil {
@@ -153,7 +161,7 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 	}
 	if report != nil && !r.init {
 		// An exec'd process reports over a pipe until its command runs.
-		if err := report.wait(r.stateDir, false); err != nil {
+		if err := report.wait(); err != nil {
 			terminate(process)
 			return -1, err
 		}
@@ -170,15 +178,44 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 		}
 	}
 	if detach {
+		r.waitReady(process, 0)
 		return 0, nil
 	}
+	readyDone := make(chan struct{})
+	go func() {
+		// clawrun stays the service's main process.
+		r.waitReady(process, os.Getpid())
+		close(readyDone)
+	}()
 	status, err = fwd.forward(process, io)
 	if err != nil {
 		terminate(process)
+	}
+	<-readyDone // a READY=1 sent just before the process exited is passed on too
+	if err != nil {
 		return -1, err
 	}
 	r.destroyContainer()
 	return status, nil
+}
+
+// waitReady passes the process's READY=1 on to clawrun's NOTIFY_SOCKET,
+// with mainPID (0: the process's own pid), once the process says it.
+// Like runc, a host socket that cannot be told is a warning.
+func (r *runner) waitReady(process *libcontainer.Process, mainPID int) {
+	if r.notify == nil {
+		return
+	}
+	pid, err := process.Pid()
+	if err == nil {
+		if mainPID == 0 {
+			mainPID = pid
+		}
+		err = r.notify.waitReady(pid, mainPID)
+	}
+	if err != nil {
+		logrus.Warn(err)
+	}
 }
 
 func (r *runner) destroyContainer() {

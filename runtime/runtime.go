@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 
@@ -27,6 +26,9 @@ type Runtime struct {
 	Rootless *bool
 	// Policy holds the administrator's policy settings.
 	Policy PolicyOptions
+	// NotifySocket is clawrun's NOTIFY_SOCKET: containers started with it
+	// get a socket of their own for sd_notify (see notify.go).
+	NotifySocket string
 }
 
 // New validates root and returns a Runtime for it.
@@ -41,16 +43,14 @@ func New(root string, systemdCgroup bool, rootless *bool) (*Runtime, error) {
 	return &Runtime{Root: abs, SystemdCgroup: systemdCgroup, Rootless: rootless}, nil
 }
 
-// load opens an existing container.
+// load opens an existing container. A missing one is libcontainer's
+// ErrNotExist, "container does not exist": runc's words, which
+// containerd's shim matches to tell a gone container from a failure.
 func (r *Runtime) load(id string) (*libcontainer.Container, error) {
 	if id == "" {
 		return nil, ErrEmptyID
 	}
-	c, err := libcontainer.Load(r.Root, id)
-	if errors.Is(err, libcontainer.ErrNotExist) {
-		return nil, fmt.Errorf("container %q does not exist", id)
-	}
-	return c, err
+	return libcontainer.Load(r.Root, id)
 }
 
 // rootlessCgroups reports whether cgroup errors must be tolerated.

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer/intelrdt"
@@ -157,8 +158,11 @@ func (r *Runtime) Update(id string, u *UpdateOptions) error {
 	return c.Set(config)
 }
 
+// The upserts change a device's last entry: a device listed twice is
+// written to the cgroup twice, and the last write is the one that holds.
+
 func upsertWeightDevice(devs []*cgroups.WeightDevice, wd specs.LinuxWeightDevice) []*cgroups.WeightDevice {
-	for _, d := range devs {
+	for _, d := range slices.Backward(devs) {
 		if d.Major == wd.Major && d.Minor == wd.Minor {
 			if wd.Weight != nil {
 				d.Weight = *wd.Weight
@@ -180,7 +184,7 @@ func upsertWeightDevice(devs []*cgroups.WeightDevice, wd specs.LinuxWeightDevice
 }
 
 func upsertThrottleDevice(devs []*cgroups.ThrottleDevice, td specs.LinuxThrottleDevice) []*cgroups.ThrottleDevice {
-	for _, d := range devs {
+	for _, d := range slices.Backward(devs) {
 		if d.Major == td.Major && d.Minor == td.Minor {
 			d.Rate = td.Rate
 			return devs

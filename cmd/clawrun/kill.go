@@ -2,18 +2,19 @@ package main
 
 import (
 	"github.com/urfave/cli/v2"
-
-	"github.com/clawrun/clawrun/runtime"
 )
 
 var killCommand = &cli.Command{
 	Name:      "kill",
 	Usage:     "send a signal (default: SIGTERM) to the container's init",
 	ArgsUsage: "<container-id> [signal]",
-	Description: `The signal is a name ("KILL", "SIGKILL") or a number ("9").
+	Description: `The signal is a name ("KILL", "SIGKILL") or a number ("9"). Signal 0 sends
+nothing: it only checks that the container runs (exit status 0) or not
+("container not running").
 
 Example:
-    clawrun kill agent1 KILL`,
+    clawrun kill agent1 KILL
+    clawrun kill agent1 0`,
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "(obsolete) do not fail if the container is no longer running"},
 	},
@@ -25,13 +26,9 @@ Example:
 		if err != nil {
 			return err
 		}
-		name := c.Args().Get(1)
-		if name == "" {
-			name = "SIGTERM"
-		}
-		sig, err := runtime.ParseSignal(name)
-		if err != nil {
-			return err
+		sig := c.Args().Get(1)
+		if sig == "" {
+			sig = "SIGTERM"
 		}
 		return rt.Kill(c.Args().First(), sig, c.Bool("all"))
 	},

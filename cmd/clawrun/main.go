@@ -27,10 +27,22 @@ containerd, nerdctl and Kubernetes can use it as their runtime.
 
 To start a container from a bundle:
 
-    clawrun run [-b bundle] <container-id>`
+    clawrun run [-b bundle] <container-id>
+
+Not supported: checkpoint and restore (CRIU). "clawrun checkpoint" and
+"clawrun restore" fail saying so, and "clawrun features" reports it.`
 
 func main() {
-	app := &cli.App{
+	app := newApp()
+	cli.VersionPrinter = func(c *cli.Context) { runtime.PrintVersion(c.App.Writer) }
+	cli.ErrWriter = logWriter{cli.ErrWriter}
+	if err := app.Run(flagsFirst(app, os.Args)); err != nil {
+		fatal(err)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:                 "clawrun",
 		Usage:                "OCI runtime for confined AI agents",
 		Description:          usage,
@@ -50,6 +62,7 @@ func main() {
 		},
 		Commands: []*cli.Command{
 			auditCommand,
+			checkpointCommand,
 			createCommand,
 			deleteCommand,
 			eventsCommand,
@@ -61,6 +74,7 @@ func main() {
 			pauseCommand,
 			policyCommand,
 			psCommand,
+			restoreCommand,
 			resumeCommand,
 			runCommand,
 			specCommand,
@@ -71,11 +85,6 @@ func main() {
 		Before: configureLogging,
 		// Usage errors are logged like any other failure.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
-	}
-	cli.VersionPrinter = func(c *cli.Context) { runtime.PrintVersion(c.App.Writer) }
-	cli.ErrWriter = logWriter{cli.ErrWriter}
-	if err := app.Run(os.Args); err != nil {
-		fatal(err)
 	}
 }
 
@@ -119,6 +128,7 @@ func newRuntime(c *cli.Context) (*runtime.Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	rt.NotifySocket = os.Getenv("NOTIFY_SOCKET")
 	rt.Policy = runtime.PolicyOptions{
 		Floor:          c.String("policy"),
 		ConfigFile:     c.String("config"),

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawrun/clawrun/test/bundle"
 )
 
 // TestSpec: spec writes a usable config.json and never overwrites one.
@@ -138,5 +140,90 @@ func TestFailureWording(t *testing.T) {
 	check(&asRunc, "runc")
 	if r.isClawrun() {
 		check(r, "clawrun")
+	}
+}
+
+// TestKillCLI: kill as runc's callers use it. Signal 0 is a liveness
+// probe (exit 0 while the container runs, "container not running" once it
+// stopped: containerd's shim matches that text); swapped arguments look up
+// the signal's name as a container id, as runc does.
+func TestKillCLI(t *testing.T) {
+	t.Parallel()
+	r := newRuntime(t)
+	b := r.bundle(bundle.Shell(sleeper))
+	id := newID(t)
+	st := r.runDetached(id, b)
+
+	r.ok("kill", id, "0")
+	if st2 := r.state(id); st2.Status != "running" || !pidAlive(st.Pid) {
+		t.Fatalf("kill %s 0 changed the container: %+v", id, st2)
+	}
+	res := r.run("kill", "KILL", id)
+	assertFailure(t, res, "container does not exist")
+	if !pidAlive(st.Pid) {
+		t.Fatalf("kill KILL %s (swapped arguments) killed the container", id)
+	}
+
+	r.ok("kill", id, "KILL")
+	r.waitStatus(id, "stopped")
+	for _, sig := range []string{"KILL", "0"} {
+		assertFailure(t, r.run("kill", id, sig), "container not running")
+	}
+	r.ok("kill", "-a", id, "0")
+}
+
+// TestFlagsAfterArguments: runc takes a command's flags after its
+// arguments too ("update ID --pids-limit 50"); exec keeps what follows the
+// id as the process's command line.
+func TestFlagsAfterArguments(t *testing.T) {
+	t.Parallel()
+	r := newRuntime(t)
+	b := r.bundle(bundle.Shell(sleeper))
+	id := newID(t)
+	st := r.runDetached(id, b)
+	pidsMax := filepath.Join(cgroupDirOf(t, st.Pid, "pids"), "pids.max")
+
+	r.ok("update", id, "--pids-limit", "50")
+	if v := readTrim(t, pidsMax); v != "50" {
+		t.Errorf("after update ID --pids-limit 50, pids.max = %s", v)
+	}
+	r.ok("update", id, "--pids-limit=40")
+	if v := readTrim(t, pidsMax); v != "40" {
+		t.Errorf("after update ID --pids-limit=40, pids.max = %s", v)
+	}
+	if res := r.ok("exec", id, "echo", "--pids-limit", "-d"); res.Stdout != "--pids-limit -d\n" {
+		t.Errorf("exec's command lost its flag-like arguments:\n%s", res)
+	}
+	r.ok("kill", id, "KILL", "--all")
+	r.waitStatus(id, "stopped")
+	r.ok("delete", id, "--force")
+	r.assertGone(id, b)
+}
+
+// TestCheckpointUnsupported: clawrun has no CRIU checkpoint/restore, and
+// says so wherever a caller looks: the commands fail (checkpoint --help
+// too: Podman takes its success to mean support), features carries runc's
+// checkpoint annotation set to false, and --help names it.
+func TestCheckpointUnsupported(t *testing.T) {
+	t.Parallel()
+	r := newRuntime(t)
+	if !r.isClawrun() {
+		t.Skipf("%s implements checkpoint/restore", r.bin)
+	}
+	for _, args := range [][]string{{"checkpoint", "x"}, {"checkpoint", "--help"}, {"restore", "x"}, {"restore", "--bundle", "b", "x"}} {
+		assertFailure(t, r.run(args...), "checkpoint/restore (CRIU) is not supported")
+	}
+	var f struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	res := r.ok("features")
+	if err := json.Unmarshal([]byte(res.Stdout), &f); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := f.Annotations["org.opencontainers.runc.checkpoint.enabled"]; !ok || v != "false" {
+		t.Errorf("features: org.opencontainers.runc.checkpoint.enabled = %q (set: %v), want \"false\"", v, ok)
+	}
+	if res := r.ok("--help"); !strings.Contains(res.Stdout, "Not supported: checkpoint and restore") {
+		t.Errorf("--help does not say that checkpoint/restore is not supported:\n%s", res)
 	}
 }

@@ -3,7 +3,6 @@ package integration
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -103,18 +102,21 @@ func TestErrors(t *testing.T) {
 			{"start", id},
 			{"kill", id},
 			{"kill", id, "KILL"},
+			{"kill", id, "0"},
+			{"kill", "KILL", id},
 			{"delete", id},
 			{"pause", id},
 			{"resume", id},
 			{"ps", id},
 			{"events", "--stats", id},
 			{"update", "--pids-limit", "10", id},
+			{"update", id, "--pids-limit", "10"},
 			{"exec", id, "true"},
 		} {
-			name := strings.Join(slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == id }), " ")
-			t.Run(name, func(t *testing.T) {
+			t.Run(strings.ReplaceAll(strings.Join(args, " "), id, "ID"), func(t *testing.T) {
 				res := r.run(args...)
-				assertFailure(t, res, "does not exist")
+				// runc's words, which containerd's shim matches.
+				assertFailure(t, res, "container does not exist")
 				// runc's exec reports its own failures as 255, apart from the process's codes.
 				if args[0] == "exec" && res.Code != 255 {
 					t.Errorf("exec failure exit code %d, want 255", res.Code)
@@ -126,5 +128,31 @@ func TestErrors(t *testing.T) {
 			t.Errorf("delete -f of an unknown id should succeed:\n%s", res)
 		}
 		r.assertGone(id, "")
+	})
+
+	// A stopped container: each command says so in runc's words.
+	t.Run("stopped", func(t *testing.T) {
+		r := newRuntime(t)
+		b := r.bundle(bundle.Shell(sleeper))
+		id := newID(t)
+		r.runDetached(id, b)
+		r.ok("kill", id, "KILL")
+		r.waitStatus(id, "stopped")
+		for _, c := range []struct {
+			args  []string
+			cause string
+		}{
+			{[]string{"kill", id}, "container not running"},
+			{[]string{"kill", id, "0"}, "container not running"},
+			{[]string{"pause", id}, "container not running"},
+			{[]string{"update", "--pids-limit", "10", id}, "container not running"},
+			{[]string{"events", "--stats", id}, "container with id " + id + " is not running"},
+			{[]string{"start", id}, "cannot start a container that has stopped"},
+			{[]string{"exec", id, "true"}, "cannot exec in a stopped container"},
+		} {
+			t.Run(strings.ReplaceAll(strings.Join(c.args, " "), id, "ID"), func(t *testing.T) {
+				assertFailure(t, r.run(c.args...), c.cause)
+			})
+		}
 	})
 }

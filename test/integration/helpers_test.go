@@ -38,6 +38,7 @@ type result struct {
 	Log        string // what the runtime appended to its --log file
 	Code       int    // exit code; -1 when killed by a signal
 	StdoutPath string // the runtime's stdout file: detached containers inherit it
+	StderrPath string // the runtime's stderr file, which detached containers inherit too
 }
 
 func (r result) String() string {
@@ -245,7 +246,7 @@ func (p *proc) waitErrOK(timeout time.Duration) (result, error) {
 }
 
 func (p *proc) result() result {
-	res := result{argv: p.argv, Code: -1, StdoutPath: p.stdoutPath}
+	res := result{argv: p.argv, Code: -1, StdoutPath: p.stdoutPath, StderrPath: p.stderrPath}
 	if p.cmd.ProcessState != nil {
 		res.Code = p.cmd.ProcessState.ExitCode()
 	}

@@ -5,11 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/test/bundle"
@@ -244,4 +246,215 @@ func TestRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// misleadingStartError is what start and run said when the container's
+// init died before the policy launcher ran, whatever the cause.
+const misleadingStartError = "exited without a report"
+
+// TestStartContainerHookFailure: a failing startContainer hook stops the
+// container before its process runs, and its error reaches the caller as
+// with runc: "error running startContainer hook #0: ..." from the
+// container's init on the container's stderr, and a foreground run exits
+// 255. Under a policy too, where start fails (the process never ran)
+// without blaming the policy launcher.
+func TestStartContainerHookFailure(t *testing.T) {
+	t.Parallel()
+	requireReady(t)
+	failingHook := func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{
+			Path: "/bin/sh", Args: []string{"sh", "-c", "echo hook-says-no >&2; exit 3"},
+		}}}
+	}
+	const hookError = "error running startContainer hook #0: exit status 3"
+	check := func(t *testing.T, r *rtest, b string, confined bool) {
+		id := newID(t)
+		cr := r.create(id, b)
+		res := r.run("start", id)
+		r.waitStatus(id, "stopped")
+		seen := res.Stderr + readFile(cr.StderrPath)
+		if !strings.Contains(seen, hookError) || !strings.Contains(seen, "hook-says-no") {
+			t.Errorf("start: the hook's error (%q) is neither on start's stderr nor on the container's %q:\n%s", hookError, readFile(cr.StderrPath), res)
+		}
+		if strings.Contains(res.Stderr+res.Log, misleadingStartError) {
+			t.Errorf("start blames the policy launcher:\n%s", res)
+		}
+		if confined && res.Code == 0 {
+			t.Errorf("start of a confined container whose process never ran succeeded:\n%s", res)
+		}
+		if strings.Contains(readFile(cr.StdoutPath), "started") {
+			t.Errorf("the container's process ran after its startContainer hook failed")
+		}
+
+		id = newID(t)
+		r.track(id)
+		res = r.run("run", "--bundle", b, id)
+		if res.Code != 255 || !strings.Contains(res.Stderr, hookError) || strings.Contains(res.Stderr+res.Log, misleadingStartError) {
+			t.Errorf("run: want the init's exit status 255 and the hook's error on stderr:\n%s", res)
+		}
+	}
+	t.Run("no-policy", func(t *testing.T) {
+		t.Parallel()
+		r := newRuntime(t)
+		check(t, r, r.bundle(failingHook, bundle.Shell(sleeper)), false)
+	})
+	t.Run("policy", func(t *testing.T) {
+		t.Parallel()
+		r := policyRuntime(t)
+		check(t, r, r.probeBundle(withPolicy("agent-default"), failingHook, bundle.Shell(sleeper)), true)
+	})
+}
+
+// TestStartRacesDelete: start and a concurrent delete -f. start succeeds
+// or says what happened in runc's words; under a policy it must not blame
+// the policy launcher when the init was killed before the launcher ran.
+func TestStartRacesDelete(t *testing.T) {
+	t.Parallel()
+	requireReady(t)
+	truths := []string{
+		"container does not exist",
+		"cannot start a container that has stopped",
+		"container process is already dead",
+		"cannot start an already running container",
+		"container init exited before its process started",
+		// libcontainer's, as for runc, when delete removed the state dir
+		// between start's look at the container and its opening the fifo.
+		"exec fifo: open ",
+	}
+	race := func(t *testing.T, r *rtest, b string) {
+		for i := range 10 {
+			id := newID(t)
+			r.create(id, b)
+			p, err := r.start(runOpts{}, "start", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(i) * 3 * time.Millisecond)
+			r.ok("delete", "-f", id)
+			res := p.wait(cmdTimeout)
+			if res.Code == 0 {
+				continue
+			}
+			if !slices.ContainsFunc(truths, func(s string) bool { return strings.Contains(res.Stderr, s) }) {
+				t.Errorf("start racing delete -f failed with an unexpected error:\n%s", res)
+			}
+			r.assertGone(id, b)
+		}
+	}
+	t.Run("no-policy", func(t *testing.T) {
+		t.Parallel()
+		r := newRuntime(t)
+		race(t, r, r.bundle(bundle.Shell(sleeper)))
+	})
+	t.Run("policy", func(t *testing.T) {
+		t.Parallel()
+		r := policyRuntime(t)
+		race(t, r, r.probeBundle(withPolicy("agent-default"), bundle.Shell(sleeper)))
+	})
+}
+
+// TestInitDescriptors: what a created container's init holds that leads
+// out of the container (CVE-2024-21626 was a host directory descriptor
+// that reached the container's process). Like runc's, its descriptors to
+// host files and directories (the exec fifo, libcontainer's sealed copy of
+// the runtime binary, cgroup files, a private procfs) close on exec. The
+// one exception is clawrun's under a policy: the launcher's report record,
+// a regular file the launcher closes before it execs the command. Once the
+// process runs, it holds nothing outside the container but its stdio.
+func TestInitDescriptors(t *testing.T) {
+	t.Parallel()
+	requireReady(t)
+	check := func(t *testing.T, r *rtest, b string, confined bool) {
+		id := newID(t)
+		out := r.create(id, b).StdoutPath
+		pid := r.state(id).Pid
+		var record unix.Stat_t
+		if confined {
+			_ = unix.Stat(filepath.Join(r.root, id, "clawrun-init-report.json"), &record)
+		}
+		for _, d := range hostDescriptors(t, pid) {
+			t.Logf("created init: fd %d -> %s (directory %v, close-on-exec %v)", d.fd, d.target, d.dir, d.cloexec)
+			switch {
+			case d.cloexec:
+			case d.dir:
+				t.Errorf("fd %d -> %s: a host directory that outlives the init's exec", d.fd, d.target)
+			case !confined || d.dev != record.Dev || d.ino != record.Ino:
+				t.Errorf("fd %d -> %s: a host file that outlives the init's exec (runc's all close on exec)", d.fd, d.target)
+			}
+		}
+		r.ok("start", id)
+		waitFor(t, 10*time.Second, "the container's process", func() bool {
+			return strings.Contains(readFile(out), "started")
+		})
+		for _, d := range hostDescriptors(t, pid) {
+			t.Errorf("the container's process holds fd %d -> %s, outside the container", d.fd, d.target)
+		}
+	}
+	t.Run("no-policy", func(t *testing.T) {
+		t.Parallel()
+		r := newRuntime(t)
+		check(t, r, r.bundle(bundle.Shell(sleeper)), false)
+	})
+	t.Run("policy", func(t *testing.T) {
+		t.Parallel()
+		r := policyRuntime(t)
+		check(t, r, r.probeBundle(withPolicy("agent-default"), bundle.Shell(sleeper)), true)
+	})
+}
+
+// hostDescriptor is a descriptor of a process, beyond its stdio, to a
+// file or directory on a mount that is not in the process's mount
+// namespace.
+type hostDescriptor struct {
+	fd           int
+	target       string
+	dir, cloexec bool
+	dev, ino     uint64
+}
+
+func hostDescriptors(t *testing.T, pid int) []hostDescriptor {
+	t.Helper()
+	mounts := map[string]bool{}
+	for line := range strings.SplitSeq(readFile(fmt.Sprintf("/proc/%d/mountinfo", pid)), "\n") {
+		if id, _, ok := strings.Cut(line, " "); ok {
+			mounts[id] = true
+		}
+	}
+	if len(mounts) == 0 {
+		t.Fatalf("no mountinfo for pid %d", pid)
+	}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []hostDescriptor
+	for _, e := range ents {
+		fd, _ := strconv.Atoi(e.Name())
+		link := fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
+		target, err := os.Readlink(link)
+		if fd <= 2 || err != nil || !strings.HasPrefix(target, "/") {
+			continue // stdio, gone meanwhile, or a socket, pipe or anonymous inode
+		}
+		var flags int64
+		var mnt string
+		for line := range strings.SplitSeq(readFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd)), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			switch k {
+			case "flags":
+				flags, _ = strconv.ParseInt(strings.TrimSpace(v), 8, 64)
+			case "mnt_id":
+				mnt = strings.TrimSpace(v)
+			}
+		}
+		if mounts[mnt] {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(link, &st); err != nil {
+			continue
+		}
+		out = append(out, hostDescriptor{fd: fd, target: target, dir: st.Mode&unix.S_IFMT == unix.S_IFDIR,
+			cloexec: flags&unix.O_CLOEXEC != 0, dev: st.Dev, ino: st.Ino})
+	}
+	return out
 }

@@ -129,11 +129,9 @@ func TestPolicyDeniedCommand(t *testing.T) {
 		if res.Code == 0 || strings.Contains(res.Stdout, "OK ran") || !strings.Contains(res.Stderr, "permission denied") {
 			t.Errorf("exec of an unlisted program: want a failure saying permission denied:\n%s", res)
 		}
+		// Detached too: exec -d returns once the command runs, or fails
+		// (without a policy a non-executable file fails exec -d as well).
 		res = r.run("exec", "-d", id, "/srv/tool", "say", "ran")
-		if res.Code == 0 {
-			t.Skipf("KNOWN BUG: exec -d of a program the policy does not allow to execute reports success "+
-				"(the launcher reports before its execve fails; without a policy a non-executable file fails exec -d):\n%s", res)
-		}
 		assertFailure(t, res, "permission denied")
 	})
 
@@ -150,13 +148,13 @@ func TestPolicyDeniedCommand(t *testing.T) {
 		}
 		t.Logf("run exits %d (126 is the shell's code for found but not executable, 127 for not found)", res.Code)
 
+		// start waits for the command to run, as run does.
 		id = newID(t)
 		r.create(id, b)
 		res = r.run("start", id)
-		if res.Code == 0 {
-			t.Skipf("KNOWN BUG: start of a container whose command the policy does not allow to execute succeeds, "+
-				"and state says landlock %q; the process never ran:\n%s", r.fullState(id).Clawrun.Landlock.Status, res)
-		}
 		assertFailure(t, res, "permission denied")
+		if c := r.fullState(id).Clawrun; c.Landlock.Status != "failed" || !strings.Contains(c.Landlock.Error, "permission denied") {
+			t.Errorf("after the refused command, state says %s", c)
+		}
 	})
 }

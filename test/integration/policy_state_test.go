@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -125,4 +128,121 @@ func TestPolicyCapabilities(t *testing.T) {
 			t.Errorf("without a policy: %s", res)
 		}
 	})
+}
+
+// TestPolicyInterruptedStart: `start` killed (SIGKILL) at any point, from
+// before it lets the container go to after the agent runs, leaves `state`
+// true. Once the agent runs, state and list say what the launcher
+// enforced, whoever was alive to record it; until then no agent runs, and
+// a new start still starts it, confined.
+func TestPolicyInterruptedStart(t *testing.T) {
+	t.Parallel()
+	r := policyRuntime(t)
+	b := r.probeBundle(withPolicy("agent-default"), bundle.Shell(sleeper))
+
+	// How long an undisturbed start takes here, to spread the kills over it.
+	var took []time.Duration
+	for range 3 {
+		id := newID(t)
+		r.create(id, b)
+		begin := time.Now()
+		r.ok("start", id)
+		took = append(took, time.Since(begin))
+		r.ok("delete", "-f", id)
+	}
+	slices.Sort(took)
+	t.Logf("start takes %v (runs %v)", took[1], took)
+
+	const kills = 16
+	seen := map[initFate]int{}
+	for i := range kills {
+		delay := time.Duration(float64(took[1]) * 1.3 * float64(i) / kills)
+		id := newID(t)
+		out := r.create(id, b).StdoutPath
+		pid := r.state(id).Pid
+		initExe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.start(runOpts{}, "start", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		p.cancel()
+
+		fate := settledFate(t, pid, initExe)
+		seen[fate]++
+		c := r.fullState(id).Clawrun
+		switch fate {
+		case agentRuns:
+			if c.Landlock.Status != "enforced" || !c.Seccomp.Loaded || c.Landlock.ABI != hostLandlockABI() {
+				t.Errorf("start killed after %v: the agent runs but state says %s", delay, c)
+			}
+			if row := listRow(t, r, id); !strings.Contains(row, "landlock:enforced") {
+				t.Errorf("start killed after %v: the agent runs but list says %q", delay, row)
+			}
+		case waitsForStart:
+			if c.Landlock.Status != "pending" || c.Seccomp.Loaded || strings.Contains(readFile(out), "started") {
+				t.Errorf("start killed after %v: the init waits for start, but state says %s and the agent printed %q", delay, c, readFile(out))
+			}
+			r.ok("start", id)
+			if c := r.fullState(id).Clawrun; c.Landlock.Status != "enforced" || !c.Seccomp.Loaded {
+				t.Errorf("start after an interrupted start: state says %s", c)
+			}
+		case initGone:
+			if strings.Contains(readFile(out), "started") {
+				t.Errorf("start killed after %v: the init is gone, but the agent ran", delay)
+			}
+		}
+		r.ok("delete", "-f", id)
+	}
+	t.Logf("outcomes over %d kills: %d agent running, %d init waiting for start, %d init gone",
+		kills, seen[agentRuns], seen[waitsForStart], seen[initGone])
+}
+
+// initFate is where a container's init ends up once nothing drives it.
+type initFate int
+
+const (
+	agentRuns     initFate = iota // it exec'd the container's command
+	waitsForStart                 // blocked on the exec fifo until a start opens it
+	initGone                      // it exited
+)
+
+// settledFate waits until the init of a created container whose start
+// was interrupted is in a state it cannot leave by itself.
+func settledFate(t *testing.T, pid int, initExe string) initFate {
+	t.Helper()
+	var fate initFate
+	waitFor(t, 10*time.Second, fmt.Sprintf("init %d to run the agent, wait for start or exit", pid), func() bool {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		switch {
+		case err != nil || !pidAlive(pid):
+			fate = initGone
+		case exe != initExe:
+			fate = agentRuns
+		case strings.TrimSpace(readFile(fmt.Sprintf("/proc/%d/wchan", pid))) == "wait_for_partner":
+			// Opening the exec fifo for writing, with no reader.
+			fate = waitsForStart
+		default:
+			return false
+		}
+		return true
+	})
+	return fate
+}
+
+// listRow is the `list` table row of container id.
+func listRow(t *testing.T, r *rtest, id string) string {
+	t.Helper()
+	for line := range strings.SplitSeq(r.ok("list").Stdout, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == id {
+			return line
+		}
+	}
+	t.Fatalf("list has no row for %s", id)
+	return ""
 }

@@ -37,6 +37,7 @@
 //	pause                                  wait for SIGTERM or SIGINT, like
 //	                                       a pod's pause container
 //	abstract-listen NAME [SECONDS], abstract-connect NAME
+//	sd-notify STATE...                     one sd_notify datagram to $NOTIFY_SOCKET
 //
 // Landlock refuses with EACCES (EXDEV for a link or rename that would
 // move a file to a more permissive place), clawrun's agent seccomp profile
@@ -108,6 +109,7 @@ func init() {
 		"kill":             {"PID SIG", 2, 2, cmdKill},
 		"abstract-listen":  {"NAME [SECONDS]", 1, 2, cmdAbstractListen},
 		"abstract-connect": {"NAME", 1, 1, cmdAbstractConnect},
+		"sd-notify":        {"STATE...", 1, -1, cmdSdNotify},
 	}
 }
 
@@ -623,4 +625,22 @@ func cmdAbstractConnect(a []string) error {
 		return errSys("read", err)
 	}
 	return okWith("got " + strings.TrimSpace(line))
+}
+
+// cmdSdNotify sends the states (READY=1, STATUS=...) as one datagram to
+// $NOTIFY_SOCKET, as sd_notify(3) does.
+func cmdSdNotify(a []string) error {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return failure{"NOENV", "NOTIFY_SOCKET is not set"}
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return errSys("connect "+path, err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(strings.Join(a, "\n"))); err != nil {
+		return errSys("send", err)
+	}
+	return nil
 }
