@@ -98,6 +98,7 @@ func expectEgress(t *testing.T, f *fakeNet, what, denied, out string) {
 // clawrunState is the part of `clawrun state` the tests read.
 type clawrunState struct {
 	ID          string            `json:"id"`
+	Pid         int               `json:"pid"`
 	Status      string            `json:"status"`
 	Bundle      string            `json:"bundle"`
 	Annotations map[string]string `json:"annotations"`

@@ -209,6 +209,7 @@ func TestContainerd(t *testing.T) {
 	step(t, start, "containerd 2.2.9 up")
 
 	t.Run("ctr", func(t *testing.T) { testCtr(t, c, f) })
+	t.Run("shim-killed", func(t *testing.T) { testShimKilled(t, c, f) })
 	t.Run("nerdctl", func(t *testing.T) { testNerdctl(t, c, f) })
 	t.Run("cri", func(t *testing.T) { testCRI(t, c, f) })
 	step(t, start, "done")
