@@ -158,14 +158,39 @@ func TestEgressHotReload(t *testing.T) {
 }
 
 // TestEgressFilterKilled: a killed worker is restarted by the supervisor;
-// with the supervisor killed too, nothing gets out and state says so.
+// with the supervisor killed too, nothing gets out and state says so. The
+// container's namespace has a real route into the fake internet: the
+// control, the same container without a policy, gets DNS, TLS and UDP out
+// through it, so only the rules the dead filter left can stop them.
 func TestEgressFilterKilled(t *testing.T) {
 	r, fn := egressRuntime(t)
+	rn := fn.routedNet(t)
+	deadFilter := []echeck{
+		getsNothingOut("allowed TLS, filter dead", "tls", "allowed.test", "443", "allowed.test"),
+		{name: "TLS to an address, filter dead",
+			args:  []string{"tls", fn.ip(hAllowed), "443", "allowed.test"},
+			out:   "ERR ECONNREFUSED|ERR EOF|ERR ECONNRESET|ERR ETIMEDOUT",
+			never: []seen{nothing}},
+		getsNothingOut("DNS, filter dead", "dns", fn.ip(hDNS), "allowed.test"),
+		getsNothingOut("UDP, filter dead", "udp", fn.ip(hDNS), "7"),
+	}
+	base := fn.start(r, fn.egressBundle(r, rn.inNet))
+	em, before := fn.mark(), rn.packets(t)
+	for _, ch := range deadFilter {
+		base.expect("OK", ch.args...)
+	}
+	fn.waitSaw(t, em, "the control's TLS handshake", func(e netEvent) bool { return e.Kind == "tls" && hostOf(e.Remote) == rn.ip })
+	fn.waitSaw(t, em, "the control's datagram", func(e netEvent) bool { return e.Kind == "udp" && hostOf(e.Remote) == rn.ip })
+	if rn.packets(t) == before {
+		t.Fatal("control: no packet from the container was counted")
+	}
+	r.ok(append(fn.globals(), "delete", "-f", base.id)...)
+
 	c := fn.startPolicy(r, policyDoc(`  web:
     endpoints:
       - {host: allowed.test, port: 443}
       - {host: svc.test, port: 2222, protocol: tcp}
-`))
+`), rn.inNet)
 	line := c.check(echeck{name: "synthetic address",
 		args: []string{"dns", fn.ip(hDNS), "svc.test"},
 		out:  "OK A:100.127.",
@@ -219,15 +244,11 @@ func TestEgressFilterKilled(t *testing.T) {
 	if tables := nftTables(t, pid); !strings.Contains(tables, "table inet clawrun") {
 		t.Errorf("the rules went with the filter:\n%s", tables)
 	}
-	c.checks(
-		getsNothingOut("allowed TLS, filter dead", "tls", "allowed.test", "443", "allowed.test"),
-		echeck{name: "TLS to an address, filter dead",
-			args:  []string{"tls", fn.ip(hAllowed), "443", "allowed.test"},
-			out:   "ERR ECONNREFUSED|ERR EOF|ERR ECONNRESET|ERR ETIMEDOUT",
-			never: []seen{nothing}},
-		getsNothingOut("DNS, filter dead", "dns", fn.ip(hDNS), "allowed.test"),
-		getsNothingOut("UDP, filter dead", "udp", fn.ip(hDNS), "7"),
-	)
+	before = rn.packets(t)
+	c.checks(deadFilter...)
+	if n := rn.packets(t) - before; n != 0 {
+		t.Errorf("the filter dead, %d packets from the container reached the fake internet", n)
+	}
 	if s := c.egressState(); strings.HasPrefix(s, "filtering") {
 		t.Errorf("the filter's supervisor and worker are dead, yet state says egress %q", s)
 	}

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -248,7 +247,7 @@ func TestEgressBinariesDNS(t *testing.T) {
 		if d.Binary != binary {
 			t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, binary, d)
 		}
-		time.Sleep(150 * time.Millisecond) // packets in flight
+		fn.flush(t)
 		for _, e := range fn.since(em) {
 			if dnsContains(tc.qname)(e) {
 				t.Errorf("%s: the fake internet's resolver was asked %s", tc.name, e)
@@ -282,7 +281,7 @@ func TestEgressBinariesDNS(t *testing.T) {
 // checkNothing fails if the fake internet received anything since mark.
 func (c *ectr) checkNothing(mark int, what string) {
 	c.t.Helper()
-	time.Sleep(150 * time.Millisecond) // packets in flight
+	c.fn.flush(c.t)
 	for _, e := range c.fn.since(mark) {
 		c.t.Errorf("%s: the fake internet received %s", what, e)
 	}
