@@ -577,15 +577,16 @@ func (fn *fakeNet) queued() ([]string, error) {
 }
 
 // countFromHost counts, in the fake internet, every TCP connection
-// attempt (a SYN) and UDP datagram from the host's side of the link but
-// the markers: where the filter's traffic comes from.
+// attempt (a SYN: counter syns) and UDP datagram (datagrams) from the host's side
+// of the link, where the filter's traffic comes from, but the markers.
 func (fn *fakeNet) countFromHost() error {
 	rules := fmt.Sprintf(`table inet fwatch {
-	counter fromhost {}
+	counter syns {}
+	counter datagrams {}
 	chain in {
 		type filter hook prerouting priority -300; policy accept;
-		iifname %q tcp dport != %d tcp flags & (syn | ack) == syn counter name fromhost
-		iifname %q meta l4proto udp counter name fromhost
+		iifname %q tcp dport != %d tcp flags & (syn | ack) == syn counter name syns
+		iifname %q meta l4proto udp counter name datagrams
 	}
 }
 `, fn.nsIf, portMarker, fn.nsIf)
@@ -597,10 +598,14 @@ func (fn *fakeNet) countFromHost() error {
 	return err
 }
 
-// fromHost is countFromHost's count so far.
-func (fn *fakeNet) fromHost(t *testing.T) int {
+// fromHost reads countFromHost's counters.
+func (fn *fakeNet) fromHost(t *testing.T, counters ...string) []int {
 	t.Helper()
-	return nftCounter(t, fn.ns, "fwatch", "fromhost")
+	var out []int
+	for _, name := range counters {
+		out = append(out, nftCounter(t, fn.ns, "fwatch", name))
+	}
+	return out
 }
 
 // Event matchers.
@@ -1484,7 +1489,9 @@ type seen struct {
 // may reach the fake internet, to any address or port, served or not.
 var nothing = seen{"anything", anyEvent}
 
-func (s seen) isNothing() bool { return s.what == nothing.what }
+// noConnection: no server accepts a connection, and not one connection
+// attempt from the host's side reaches the fake internet.
+var noConnection = seen{"a connection", isKind("accept")}
 
 func sawTLS(sni, ip string) seen {
 	return seen{fmt.Sprintf("a TLS handshake for %q on %s", sni, ip), func(e netEvent) bool {
@@ -1531,11 +1538,16 @@ type echeck struct {
 func (c *ectr) check(ch echeck) string {
 	c.t.Helper()
 	lm, em := c.logMark(), c.fn.mark()
-	counted := slices.ContainsFunc(ch.never, seen.isNothing)
-	var pm int
-	if counted {
-		pm = c.fn.fromHost(c.t)
+	var counters []string // the fake internet's counters that must not move
+	for _, s := range ch.never {
+		switch s.what {
+		case nothing.what:
+			counters = append(counters, "syns", "datagrams")
+		case noConnection.what:
+			counters = append(counters, "syns")
+		}
 	}
+	before := c.fn.fromHost(c.t, counters...)
 	bin := cmp.Or(ch.bin, "probe")
 	line := c.exec(append([]string{bin}, ch.args...)...)
 	if !matches(line, ch.out) {
@@ -1550,9 +1562,9 @@ func (c *ectr) check(ch echeck) string {
 	if len(ch.never) > 0 {
 		c.fn.flush(c.t)
 	}
-	if counted {
-		if n := c.fn.fromHost(c.t) - pm; n != 0 {
-			c.t.Errorf("%s: %d connection attempts or datagrams from the host reached the fake internet:%s", ch.name, n, c.fn.dump(em))
+	for i, n := range c.fn.fromHost(c.t, counters...) {
+		if n != before[i] {
+			c.t.Errorf("%s: %d %s packets from the host reached the fake internet:%s", ch.name, n-before[i], counters[i], c.fn.dump(em))
 		}
 	}
 	for _, s := range ch.never {
