@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +158,48 @@ func TestEgressTLS(t *testing.T) {
 	if n != all {
 		t.Errorf("clawrun audit --denied --json printed %d decisions, the log has %d that are not allow", n, all)
 	}
+}
+
+// TestEgressTLSRequestFields: request fields (rules, path, access) on an
+// endpoint that carries TLS cannot be enforced without terminating TLS:
+// the runtime says so in state's warnings (as `clawrun policy check`
+// does), and the endpoint denies TLS instead of allowing it unchecked;
+// the same rules on plain HTTP are enforced per request.
+func TestEgressTLSRequestFields(t *testing.T) {
+	r, fn := egressRuntime(t)
+	doc := policyDoc(`  api:
+    endpoints:
+      - host: allowed.test
+        ports: [443, 80]
+        protocol: rest
+        rules:
+          - allow: {method: GET, path: /ok}
+`)
+	const warning = "network_policies.api.endpoints[0].rules: cannot be enforced on TLS without TLS termination"
+	check := r.ok("policy", "check", writeTemp(t, "api.yaml", doc))
+	if !strings.Contains(check.Stderr, warning) {
+		t.Errorf("clawrun policy check does not warn %q:\n%s", warning, check)
+	}
+	c := fn.startPolicy(r, doc)
+	st := r.fullState(c.id).Clawrun
+	if !slices.ContainsFunc(st.Warnings, func(w string) bool { return strings.Contains(w, warning) }) {
+		t.Errorf("state's warnings do not say %q: %q", warning, st.Warnings)
+	}
+	c.checks(
+		echeck{name: "TLS to the endpoint: denied",
+			args:  []string{"tls", "allowed.test", "443", "allowed.test"},
+			out:   "ERR EOF|ERR ECONNRESET",
+			dec:   []want{connWant("tls", "allowed.test", 443, "deny", "unenforceable")},
+			never: []seen{noConnection}},
+		echeck{name: "plain HTTP, a request the rules allow",
+			args: []string{"http", "allowed.test", "80", "allowed.test", "-", "/ok"},
+			out:  "OK 200 host=allowed.test local=" + fn.ip(hAllowed) + " path=/ok",
+			dec:  []want{connWant("http", "allowed.test", 80, "allow", "allowed")},
+			saw:  []seen{sawHTTP("allowed.test", fn.ip(hAllowed))}},
+		echeck{name: "plain HTTP, a request the rules do not allow",
+			args:  []string{"http", "allowed.test", "80", "allowed.test", "-", "/other"},
+			out:   "OK 403",
+			dec:   []want{connWant("http", "allowed.test", 80, "deny", "request")},
+			never: []seen{{"an HTTP request", isKind("http")}}},
+	)
 }
