@@ -603,3 +603,52 @@ func TestEgressSharedFilter(t *testing.T) {
 		})
 	}
 }
+
+// TestEgressFloorAndContainer: the effective network policy is the floor
+// AND the container's: a name the container allows but the floor does
+// not is denied, a name the floor allows but the container does not is
+// denied, a port only one of them lists is denied, and what both allow
+// works. Each is a real query and connection.
+func TestEgressFloorAndContainer(t *testing.T) {
+	r, fn := egressRuntime(t)
+	floor := writeTemp(t, "floor.yaml", policyDoc(`  site:
+    endpoints:
+      - {host: allowed.test, ports: [443, 80]}
+      - {host: other.test, port: 443}
+`))
+	b := fn.egressBundle(r, withInline(policyDoc(`  mine:
+    endpoints:
+      - {host: allowed.test, port: 443}
+      - {host: denied.test, port: 443}
+`)))
+	c := fn.startAs(r, newID(t), b, append(fn.globals(), "--policy", floor)...)
+	deniedName := func(name, ip, why string) []echeck {
+		return []echeck{
+			{name: name + " (" + why + "): not resolved",
+				args:  []string{"dns", fn.ip(hDNS), name},
+				out:   "ERR NXDOMAIN",
+				dec:   []want{dnsWant(name, "A", "deny", "not_allowed")},
+				never: []seen{queryContaining(name)}},
+			{name: name + " (" + why + "): not connected",
+				args:  []string{"tls", ip, "443", name},
+				out:   "ERR EOF|ERR ECONNRESET",
+				dec:   []want{connWant("tls", name, 443, "deny", "not_allowed")},
+				never: []seen{nothing}},
+		}
+	}
+	c.checks(
+		echeck{name: "allowed.test (both): resolved",
+			args: []string{"dns", fn.ip(hDNS), "allowed.test"},
+			out:  "OK A:" + fn.ip(hAllowed),
+			dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")},
+			saw:  []seen{sawQuery("allowed.test", "A")}},
+		fn.allowedTLS("allowed.test (both): connected"),
+		echeck{name: "allowed.test:80 (the floor only lists it)",
+			args:  []string{"http", fn.ip(hAllowed), "80", "allowed.test"},
+			out:   "OK 403 clawrun: egress to allowed.test:80 denied (port)",
+			dec:   []want{connWant("http", "allowed.test", 80, "deny", "port")},
+			never: []seen{noConnection}},
+	)
+	c.checks(deniedName("other.test", fn.ip(hOther), "the floor only")...)
+	c.checks(deniedName("denied.test", fn.ip(hDenied), "the container only")...)
+}
