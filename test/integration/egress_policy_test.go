@@ -1,11 +1,9 @@
 package integration
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -465,32 +463,22 @@ func TestEgressPodResolver(t *testing.T) {
 		r.waitStatus(id, "running")
 		return &ectr{t: t, r: r, fn: fn, id: id, bundle: b, log: filepath.Join(fn.logDir, id+".egress.jsonl")}
 	}
-	upstreamOf := func(c *ectr) []string {
-		var cfg struct {
-			Upstream []string `json:"upstream"`
-		}
-		data, err := os.ReadFile(c.statePath("egress-filter.json"))
-		if err == nil {
-			err = json.Unmarshal(data, &cfg)
-		}
-		if err != nil {
-			t.Fatalf("the filter's config: %v", err)
-		}
-		return cfg.Upstream
-	}
-
-	c := start(noUpstream)
-	// Checked before any query: were it the host's resolver, the test's
-	// names would be sent to it.
-	if got, want := upstreamOf(c), []string{fn.ip(hDNS) + ":53"}; !slices.Equal(got, want) {
-		t.Fatalf("the pod's filter asks %v, want the pod's resolver %v", got, want)
-	}
-	c.checks(
-		echeck{name: "allowed name, through the pod's resolver",
+	// Where the filter asks: the fake internet's resolvers on port 53 (the
+	// pod's) and portDNS2 (the administrator's) answer the same zone.
+	allowedVia := func(port int) echeck {
+		return echeck{name: fmt.Sprintf("allowed name, asked of the resolver on port %d", port),
 			args: []string{"dns", fn.ip(hDNS), "allowed.test"},
 			out:  "OK A:" + fn.ip(hAllowed),
 			dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")},
-			saw:  []seen{sawQuery("allowed.test", "A")}},
+			saw:  []seen{sawQueryAt("allowed.test", port)},
+			never: []seen{{"the query at another resolver", func(e netEvent) bool {
+				return dnsQuery("allowed.test")(e) && e.localPort() != port
+			}}}}
+	}
+
+	c := start(noUpstream)
+	c.checks(
+		allowedVia(53),
 		echeck{name: "denied name: never sent to the pod's resolver",
 			args:  []string{"dns", fn.ip(hDNS), "other.test"},
 			out:   "ERR NXDOMAIN",
@@ -500,12 +488,18 @@ func TestEgressPodResolver(t *testing.T) {
 
 	// The administrator's upstream_dns wins over the pod's.
 	adminConf := filepath.Join(dir, "admin.yaml")
-	if err := os.WriteFile(adminConf, []byte(fmt.Sprintf("egress:\n  upstream_dns: [\"%s:5353\"]\n  log_dir: %s\n", fn.ip(hDNS), fn.logDir)), 0o644); err != nil {
+	if err := os.WriteFile(adminConf, []byte(fmt.Sprintf("egress:\n  upstream_dns: [\"%s:%d\"]\n  allowed_upstream_ranges: [\"198.18.%d.0/24\"]\n  log_dir: %s\n", fn.ip(hDNS), portDNS2, fn.oct, fn.logDir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := upstreamOf(start(adminConf)), []string{fn.ip(hDNS) + ":5353"}; !slices.Equal(got, want) {
-		t.Errorf("with upstream_dns in the config the filter asks %v, want %v", got, want)
-	}
+	start(adminConf).check(allowedVia(portDNS2))
+}
+
+// sawQueryAt is a query for name received by the fake internet's
+// resolver on port.
+func sawQueryAt(name string, port int) seen {
+	return seen{fmt.Sprintf("a DNS query for %s at the resolver on port %d", name, port), func(e netEvent) bool {
+		return dnsQuery(name)(e) && e.localPort() == port
+	}}
 }
 
 // TestEgressSharedFilter: a container that joins a namespace another
