@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -645,4 +646,48 @@ func TestEgressFloorAndContainer(t *testing.T) {
 	)
 	c.checks(deniedName("other.test", fn.ip(hOther), "the floor only")...)
 	c.checks(deniedName("denied.test", fn.ip(hDenied), "the container only")...)
+}
+
+// TestEgressAuditFollow: `clawrun audit --follow` prints the decisions
+// logged before it started, then each decision made after, as it is made,
+// until it is stopped; with --denied, only the denials.
+func TestEgressAuditFollow(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startPolicy(r, policyDoc("  web:\n    endpoints:\n      - {host: allowed.test, port: 443}\n"))
+	c.decides("", "", "before-follow.denied.test")
+	follow := r.startBG(runOpts{Timeout: time.Minute}, append(fn.globals(), "audit", "--follow", c.id)...)
+	denied := r.startBG(runOpts{Timeout: time.Minute}, append(fn.globals(), "audit", "--follow", "--denied", c.id)...)
+	for _, p := range []*proc{follow, denied} {
+		waitFor(t, 10*time.Second, "audit --follow to print the decision logged before it started", func() bool {
+			return strings.Contains(p.stdout(), "before-follow.denied.test")
+		})
+	}
+	c.decides("", "", "after-follow.denied.test")
+	c.check(fn.allowedTLS("an allowed connection after audit started"))
+	for _, w := range []struct {
+		p                       *proc
+		decision, proto, target string
+	}{
+		{follow, "deny", "dns", "after-follow.denied.test"},
+		{follow, "allow", "tls", "allowed.test:443"},
+		{denied, "deny", "dns", "after-follow.denied.test"},
+	} {
+		waitFor(t, 10*time.Second, "audit --follow to print "+w.decision+" "+w.target, func() bool {
+			return auditShows(w.p.stdout(), w.decision, w.proto, w.target)
+		})
+	}
+	if out := denied.stdout(); auditShows(out, "allow", "tls", "allowed.test:443") {
+		t.Errorf("audit --follow --denied printed an allowed decision:\n%s", out)
+	}
+}
+
+// auditShows says whether clawrun audit's text output has a line for a
+// decision on target (host:port, or the name of a query).
+func auditShows(out, decision, proto, target string) bool {
+	for line := range strings.SplitSeq(out, "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[1] == decision && f[2] == proto && f[3] == target {
+			return true
+		}
+	}
+	return false
 }
