@@ -44,6 +44,8 @@ import (
 	"github.com/miekg/dns"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/test/netblock"
 )
 
 // TestMain tears the fake internet down after the tests that used it.
@@ -265,47 +267,20 @@ func removeStaleFakeNets() {
 	}
 }
 
-// pickOctet finds N such that 198.18.N.0/24 to 198.18.N+2.0/24 are not
-// used on the host (another run, or someone's experiment).
-func pickOctet() (int, error) {
-	out, err := runCmd(10*time.Second, "ip", "-4", "route", "show", "table", "all")
-	if err != nil {
-		return 0, err
-	}
-	addrs, err := runCmd(10*time.Second, "ip", "-4", "-o", "addr", "show")
-	if err != nil {
-		return 0, err
-	}
-	var used []netip.Prefix
-	for _, line := range strings.Split(out+"\n"+addrs, "\n") {
-		for _, f := range strings.Fields(line) {
-			if p, err := netip.ParsePrefix(f); err == nil {
-				used = append(used, p.Masked())
-			} else if a, err := netip.ParseAddr(f); err == nil && a.Is4() {
-				used = append(used, netip.PrefixFrom(a, 32))
-			}
-		}
-	}
-	for n := 0; n+2 <= 255; n += 20 {
-		free := true
-		for k := n; k <= n+2; k++ {
-			mine := netip.MustParsePrefix(fmt.Sprintf("198.18.%d.0/24", k))
-			for _, p := range used {
-				if p.Overlaps(mine) && p.Bits() > 0 {
-					free = false
-				}
-			}
-		}
-		if free {
-			return n, nil
-		}
-	}
-	return 0, errors.New("no free 198.18.N.0/24 block for the fake internet")
-}
-
 func startFakeNet() (_ *fakeNet, err error) {
 	removeStaleFakeNets()
-	oct, err := pickOctet()
+	// 198.18.N.0/24 to 198.18.N+2.0/24, not used on the host (another
+	// run, the demo, someone's experiment), held until they are ours.
+	unlock, err := netblock.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if unlock != nil {
+			unlock()
+		}
+	}()
+	oct, err := netblock.Pick("198.18", 0, 20, 3, 256)
 	if err != nil {
 		return nil, err
 	}
@@ -353,6 +328,8 @@ func startFakeNet() (_ *fakeNet, err error) {
 	if err := runAll(cmds); err != nil {
 		return nil, err
 	}
+	unlock()
+	unlock = nil
 	if err := fn.startServers(); err != nil {
 		return nil, err
 	}
@@ -982,7 +959,7 @@ func (fn *fakeNet) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	ttl := uint32(zoneTTL)
 	if name == "rebind.test" {
-		ttl = 1
+		ttl = 0 // kept by no cache: the next lookup asks again
 	}
 	addrs, exists := fn.zoneAddrs(name, q.Qtype)
 	if q.Qtype == dns.TypeTXT && exists {

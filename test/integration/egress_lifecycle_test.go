@@ -38,17 +38,20 @@ func TestEgressHotReload(t *testing.T) {
 	}
 	// Live connections: three the new policy denies (TLS, a TCP stream,
 	// HTTP keep-alive), two it keeps (TLS, HTTP keep-alive to an endpoint
-	// with request rules). The HTTP clients send their second request
-	// 5 s after the first, after the reload.
+	// with request rules). The HTTP clients send their second request, and
+	// the kept TLS client says whether its connection is still open, once
+	// the test has seen the reload close the denied ones (it creates
+	// reloaded in the container then).
+	const reloaded = "/tmp/reloaded"
 	em, lm := fn.mark(), c.logMark()
 	hold := func(args ...string) *proc {
 		return r.startBG(runOpts{Timeout: time.Minute}, append(append(fn.globals(), "exec", c.id, "probe"), args...)...)
 	}
 	denyTLS := hold("tls", "other.test", "443", "other.test", "30")
 	denyTCP := hold("tcp", "svc.test", "2222", "30")
-	denyHTTP := hold("http-hold", "other.test", "80", "other.test", "5")
-	keep := hold("tls", "allowed.test", "443", "allowed.test", "7")
-	keepHTTP := hold("http-hold", "allowed.test", "80", "allowed.test", "5", "/ok")
+	denyHTTP := hold("http-hold", "other.test", "80", "other.test", reloaded)
+	keep := hold("tls", "allowed.test", "443", "allowed.test", reloaded)
+	keepHTTP := hold("http-hold", "allowed.test", "80", "allowed.test", reloaded, "/ok")
 	fn.waitSaw(t, em, "the held TLS connection", sawTLS("other.test", fn.ip(hOther)).match)
 	fn.waitSaw(t, em, "the held HTTP connection", sawHTTP("other.test", fn.ip(hOther)).match)
 	fn.waitSaw(t, em, "the kept HTTP connection", sawHTTP("allowed.test", fn.ip(hAllowed)).match)
@@ -84,6 +87,7 @@ func TestEgressHotReload(t *testing.T) {
 			t.Errorf("held %s: closed %v after the reload", p.name, took)
 		}
 	}
+	writeRootfs(t, c.bundle, reloaded, "", 0o644)
 	if out := denyHTTP.wait(20 * time.Second); !strings.HasPrefix(strings.TrimSpace(out.Stdout), "OK 200 host=other.test") ||
 		!strings.Contains(out.Stdout, "| ERR ") {
 		t.Errorf("held HTTP to other.test: got %q, want its second request cut off by the reload", out.Stdout)
