@@ -312,7 +312,13 @@ func TestEgressAudit(t *testing.T) {
 `)))
 	binClients(t)(b)
 	c := fn.start(r, b)
+	lm := c.logMark()
 	c.checks(
+		echeck{name: "another executable's query for an audit endpoint, over UDP",
+			args: []string{"dns", fn.ip(hDNS), "audit.test"},
+			out:  "OK A:" + fn.ip(hAudit),
+			dec:  []want{dnsWant("audit.test", "A", "audit", "binary")},
+			saw:  []seen{sawQuery("audit.test", "A")}},
 		echeck{name: "another executable on an audit endpoint",
 			args: []string{"tls", "audit.test", "443", "audit.test"},
 			out:  "OK cn=audit.test verify=ok hello sni=audit.test local=" + fn.ip(hAudit),
@@ -345,6 +351,12 @@ func TestEgressAudit(t *testing.T) {
 			dec:   []want{dnsWant("denied.test", "A", "deny", "not_allowed")},
 			never: []seen{queryContaining("denied")}},
 	)
+	// Answered over UDP: never truncated to be asked again over TCP.
+	for _, d := range c.decisions()[lm:] {
+		if d.Reason == "tcp_required" {
+			t.Errorf("a query for an audit endpoint was answered truncated: %s", d)
+		}
+	}
 	res := r.ok(append(fn.globals(), "audit", "--denied", c.id)...)
 	found := false
 	for line := range strings.SplitSeq(res.Stdout, "\n") {
