@@ -703,3 +703,50 @@ func auditShows(out, decision, proto, target string) bool {
 	}
 	return false
 }
+
+// TestEgressBinariesInjection: what `binaries` relies on, closed by
+// clawrun: the agent cannot inject into an allowed executable that already
+// runs (ptrace, process_vm_writev, pidfd_getfd refused by the agent
+// seccomp profile; /proc/PID/mem not writable under Landlock with /proc
+// read-only). The control is the same container without a policy, where
+// each of these succeeds.
+func TestEgressBinariesInjection(t *testing.T) {
+	r, fn := egressRuntime(t)
+	doc := `version: 1
+filesystem_policy:
+  read_only: [/bin, /usr, /lib, /etc, /proc]
+  read_write: [/tmp, /dev/null]
+network_policies:
+  tools:
+    endpoints:
+      - {host: allowed.test, port: 443}
+    binaries:
+      - {path: /usr/bin/allowed-client}
+`
+	// The allowed executable, running; $p is its pid.
+	const target = `p=$(pidof allowed-client); `
+	checks := []pcheck{
+		{name: "ptrace", cmd: target + "probe ptrace $p", policy: "ERR EPERM ptrace", base: "OK"},
+		{name: "process_vm_writev", cmd: "probe vm-write", policy: "ERR EPERM process_vm_writev", base: "OK injected"},
+		{name: "pidfd_getfd", cmd: "probe pidfd-getfd", policy: "ERR EPERM pidfd_getfd", base: "OK"},
+		{name: "/proc/PID/mem", cmd: target + "probe mem-write $p", policy: "ERR EACCES open", base: "OK"},
+	}
+	for _, tc := range []struct {
+		name  string
+		edits []func(*specs.Spec)
+		want  func(pcheck) string
+	}{
+		{"without a policy (the control)", nil, wantBase},
+		{"under the policy", []func(*specs.Spec){withInline(doc)}, wantPolicy},
+	} {
+		b := fn.egressBundle(r, tc.edits...)
+		binClients(t)(b)
+		c := fn.start(r, b)
+		r.ok(append(fn.globals(), "exec", "-d", c.id, "allowed-client", "fd-hold", "/tmp/holder.sock", "300")...)
+		waitFor(t, 10*time.Second, "the allowed executable to run", func() bool {
+			return strings.TrimSpace(r.run(append(fn.globals(), "exec", c.id, "pidof", "allowed-client")...).Stdout) != ""
+		})
+		res := r.ok(append(fn.globals(), "exec", c.id, "sh", "-c", checkScript(checks))...)
+		verifyChecks(t, tc.name, res.Stdout, checks, tc.want)
+	}
+}
