@@ -129,9 +129,9 @@ func (l *Log) Close() error {
 	return err
 }
 
-// FollowInterval is how often ReadLog polls a followed log for new lines
+// followInterval is how often ReadLog polls a followed log for new lines
 // and rotations.
-var FollowInterval = 200 * time.Millisecond
+const followInterval = 200 * time.Millisecond
 
 // ReadLog calls out for every record of the log at path that filter
 // accepts (nil accepts all), the rotated files first, oldest first. With
@@ -149,6 +149,11 @@ func ReadLog(path string, follow bool, filter func(Record) bool, out func(Record
 // again under its new name. The writer closes a file before renaming it,
 // so once a rotation is seen the old file can be read to its end.
 func ReadLogContext(ctx context.Context, path string, follow bool, filter func(Record) bool, out func(Record)) error {
+	return readLog(ctx, path, follow, followInterval, filter, out)
+}
+
+// readLog is ReadLogContext, polling a followed log every interval.
+func readLog(ctx context.Context, path string, follow bool, interval time.Duration, filter func(Record) bool, out func(Record)) error {
 	emit := func(line []byte) {
 		var r Record
 		if json.Unmarshal(line, &r) != nil {
@@ -202,7 +207,7 @@ func ReadLogContext(ctx context.Context, path string, follow bool, filter func(R
 	if !follow {
 		return nil
 	}
-	tick := time.NewTicker(FollowInterval)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {

@@ -145,9 +145,6 @@ func TestLogConcurrent(t *testing.T) {
 }
 
 func TestReadLogFollow(t *testing.T) {
-	old := FollowInterval
-	FollowInterval = 5 * time.Millisecond
-	defer func() { FollowInterval = old }()
 
 	path := filepath.Join(t.TempDir(), "d.log")
 	per := lineLen(t, rec(0, "allow"))
@@ -163,7 +160,7 @@ func TestReadLogFollow(t *testing.T) {
 	got := make(chan string, 100)
 	done := make(chan error)
 	go func() {
-		done <- ReadLogContext(ctx, path, true, func(r Record) bool { return r.Decision == "deny" }, func(r Record) { got <- r.Host })
+		done <- readLog(ctx, path, true, 5*time.Millisecond, func(r Record) bool { return r.Decision == "deny" }, func(r Record) { got <- r.Host })
 	}()
 	expect := func(want string) {
 		t.Helper()
@@ -225,12 +222,9 @@ func TestReadLogMissing(t *testing.T) {
 		t.Errorf("missing log: %v", err)
 	}
 	// Following a log that does not exist yet waits for it.
-	old := FollowInterval
-	FollowInterval = 5 * time.Millisecond
-	defer func() { FollowInterval = old }()
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan string, 1)
-	go ReadLogContext(ctx, path, true, nil, func(r Record) { got <- r.Host })
+	go readLog(ctx, path, true, 5*time.Millisecond, nil, func(r Record) { got <- r.Host })
 	defer cancel()
 	time.Sleep(20 * time.Millisecond)
 	l, err := NewLog(path, 1<<20, 1)
@@ -259,9 +253,6 @@ func TestReadLogMissing(t *testing.T) {
 // TestReadLogFollowBurst rotates many times between two polls: every
 // record still arrives once, in order.
 func TestReadLogFollowBurst(t *testing.T) {
-	old := FollowInterval
-	FollowInterval = 30 * time.Millisecond
-	defer func() { FollowInterval = old }()
 	path := filepath.Join(t.TempDir(), "d.log")
 	per := lineLen(t, rec(0, "allow"))
 	l, err := NewLog(path, 2*per, 50)
@@ -275,7 +266,7 @@ func TestReadLogFollowBurst(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	got := make(chan string, 1000)
-	go ReadLogContext(ctx, path, true, nil, func(r Record) { got <- r.Host })
+	go readLog(ctx, path, true, 30*time.Millisecond, nil, func(r Record) { got <- r.Host })
 	const n = 205
 	for round := range 4 {
 		time.Sleep(40 * time.Millisecond)

@@ -995,7 +995,8 @@ func FuzzServeDNS(f *testing.F) {
 // connection right after the lookup asks nothing upstream, and a repeated
 // query gets what is left of the TTL.
 func TestResolverCacheSharedWithProxy(t *testing.T) {
-	h := newHarness(t, func(r *Resolver) { r.TTLCap = 3 * time.Second })
+	clock := newFakeClock()
+	h := newHarness(t, func(r *Resolver) { r.TTLCap = 3 * time.Second; r.cache.now = clock.now })
 	resp := h.query(t, "allowed.test.", dns.TypeA)
 	if len(resp.Answer) != 1 || resp.Answer[0].Header().Ttl != 3 {
 		t.Fatalf("first answer: %v", resp)
@@ -1007,7 +1008,7 @@ func TestResolverCacheSharedWithProxy(t *testing.T) {
 	if a, aaaa := h.up.count("allowed.test", dns.TypeA), h.up.count("allowed.test", dns.TypeAAAA); a != 1 || aaaa != 1 {
 		t.Errorf("upstream saw %d A and %d AAAA queries, want 1 and 1 (the proxy's A from the cache)", a, aaaa)
 	}
-	time.Sleep(1100 * time.Millisecond)
+	clock.add(1100 * time.Millisecond)
 	resp = h.query(t, "allowed.test.", dns.TypeA)
 	if len(resp.Answer) != 1 || resp.Answer[0].Header().Ttl != 2 {
 		t.Errorf("cached answer after 1.1 s: %v, want TTL 2", resp)

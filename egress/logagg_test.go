@@ -2,15 +2,31 @@ package egress
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
 
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct{ t time.Time }
+// fakeClock is a clock the test moves by hand (TTLs and windows are
+// checked without waiting them out); the code under test may read it from
+// its own goroutines.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *fakeClock) now() time.Time       { return c.t }
-func (c *fakeClock) add(d time.Duration)  { c.t = c.t.Add(d) }
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 func newFakeClock() *fakeClock            { return &fakeClock{t: time.Unix(1700000000, 0)} }
 func denial(host string, port int) Record { return deniedRecord("tls", host, port, ReasonNotAllowed) }
 func allowed(host string) Record {

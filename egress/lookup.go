@@ -24,6 +24,14 @@ type lookupCache struct {
 	mu      sync.Mutex
 	entries map[cacheKey]cacheEntry
 	flights map[cacheKey]*flight
+	now     func() time.Time // the clock TTLs run on (nil: time.Now); tests set it
+}
+
+func (c *lookupCache) clock() time.Time {
+	if c.now != nil {
+		return c.now()
+	}
+	return time.Now()
 }
 
 type cacheKey struct {
@@ -89,7 +97,7 @@ func (r *Resolver) fly(ctx context.Context, key cacheKey, f *flight) {
 	c.mu.Lock()
 	delete(c.flights, key)
 	if err == nil && keep > 0 {
-		c.store(key, cacheEntry{set: set, expires: time.Now().Add(keep)})
+		c.store(key, cacheEntry{set: set, expires: c.clock().Add(keep)})
 	}
 	f.set, f.err = set, err
 	c.mu.Unlock()
@@ -104,7 +112,7 @@ func (c *lookupCache) hit(key cacheKey) (answerSet, bool) {
 	if !ok {
 		return answerSet{}, false
 	}
-	left := time.Until(e.expires)
+	left := e.expires.Sub(c.clock())
 	if left <= 0 {
 		delete(c.entries, key)
 		return answerSet{}, false
@@ -127,7 +135,7 @@ func (c *lookupCache) store(key cacheKey, e cacheEntry) {
 		c.entries = map[cacheKey]cacheEntry{}
 	}
 	if len(c.entries) >= maxCacheEntries {
-		now := time.Now()
+		now := c.clock()
 		for k, v := range c.entries {
 			if !now.Before(v.expires) {
 				delete(c.entries, k)

@@ -123,17 +123,19 @@ func TestLookupIPNegativeAndFailures(t *testing.T) {
 }
 
 func TestLookupIPExpiry(t *testing.T) {
-	r, up := newLookupResolver(t, func(r *Resolver) { r.TTLCap = 150 * time.Millisecond })
+	clock := newFakeClock()
+	r, up := newLookupResolver(t, func(r *Resolver) { r.TTLCap = 150 * time.Millisecond; r.cache.now = clock.now })
 	ctx := context.Background()
 	for range 2 {
 		if _, err := r.LookupIP(ctx, "allowed.test"); err != nil {
 			t.Fatal(err)
 		}
+		clock.add(149 * time.Millisecond / 2)
 	}
 	if n := up.count("allowed.test", dns.TypeA); n != 1 {
 		t.Fatalf("upstream saw %d A queries before expiry", n)
 	}
-	time.Sleep(200 * time.Millisecond)
+	clock.add(2 * time.Millisecond) // 150 ms after the answer
 	if _, err := r.LookupIP(ctx, "allowed.test"); err != nil {
 		t.Fatal(err)
 	}

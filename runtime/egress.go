@@ -100,7 +100,9 @@ func netNamespace(spec *specs.Spec) (specs.LinuxNamespace, bool) {
 // container of spec.
 func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egressSetup, error) {
 	rules, warnings := egress.FromPlan(plan.Network, 1)
-	_ = warnings // already part of the plan's warnings via policy validation
+	// What the filter cannot enforce it denies: state's warnings say why,
+	// as `clawrun policy check` does.
+	plan.Warnings = append(plan.Warnings, warnings...)
 	upstream, err := egressUpstream(cfg, spec)
 	if err != nil {
 		return nil, err

@@ -34,38 +34,47 @@ step "building the probe and the fake internet"
 CGO_ENABLED=0 "$go" build -o "$work/probe" "$here/test/probe"
 "$go" build -o "$work/fakenet" "$here/contrib/demo/fakenet"
 
-step "starting the fake internet (198.18.0.0/15, the benchmarking range)"
+# Two /24s of 198.18.0.0/15 (the benchmarking range) that the host does
+# not use, picked as the integration tests pick theirs, under the same lock
+# until they are ours: the fake internet's link ($inet.0/24) and the
+# agent's ($agent.0/24).
+exec 9>/run/lock/clawrun-netblock.lock
+flock -w 120 9 || { echo "demo: another run holds /run/lock/clawrun-netblock.lock" >&2; exit 1; }
+oct=$("$work/fakenet" -pick)
+inet=198.18.$oct agent=198.18.$((oct + 1))
+step "starting the fake internet ($inet.0/24, the agent's link $agent.0/24)"
 ip netns add "$net"
 ip netns add "$agentns"
 ip link add "cdh$$" type veth peer name "cdn$$"
 ip link set "cdn$$" netns "$net"
-ip addr add 198.18.0.1/24 dev "cdh$$" && ip link set "cdh$$" up
-ip -n "$net" addr add 198.18.0.2/24 dev "cdn$$" && ip -n "$net" link set "cdn$$" up
+ip addr add "$inet.1/24" dev "cdh$$" && ip link set "cdh$$" up
+ip -n "$net" addr add "$inet.2/24" dev "cdn$$" && ip -n "$net" link set "cdn$$" up
 ip -n "$net" link set lo up
 ip link add "cda$$" netns "$net" type veth peer name "cdb$$" netns "$agentns"
-ip -n "$net" addr add 198.18.2.1/24 dev "cda$$" && ip -n "$net" link set "cda$$" up
-ip -n "$agentns" addr add 198.18.2.2/24 dev "cdb$$" && ip -n "$agentns" link set "cdb$$" up
+ip -n "$net" addr add "$agent.1/24" dev "cda$$" && ip -n "$net" link set "cda$$" up
+ip -n "$agentns" addr add "$agent.2/24" dev "cdb$$" && ip -n "$agentns" link set "cdb$$" up
 ip -n "$agentns" link set lo up
-ip -n "$agentns" route add default via 198.18.2.1
-ip netns exec "$net" "$work/fakenet" -addr 198.18.0.2 -query-log "$work/queries.log" 2>"$work/fakenet.log" &
+ip -n "$agentns" route add default via "$agent.1"
+flock -u 9 && exec 9>&-
+ip netns exec "$net" "$work/fakenet" -addr "$inet.2" -query-log "$work/queries.log" 2>"$work/fakenet.log" &
 fakenet_pid=$!
 for _ in $(seq 50); do
-	ip netns exec "$net" bash -c 'exec 3<>/dev/tcp/198.18.0.2/80' 2>/dev/null && break
+	ip netns exec "$net" bash -c "exec 3<>/dev/tcp/$inet.2/80" 2>/dev/null && break
 	sleep 0.1
 done
 
 # clawrun's config: where the egress filter resolves and what it may reach.
 cat > "$work/config.yaml" <<EOF
 egress:
-  upstream_dns: ["198.18.0.2:53"]
-  allowed_upstream_ranges: ["198.18.0.0/15"]
+  upstream_dns: ["$inet.2:53"]
+  allowed_upstream_ranges: ["$inet.0/24"]
   log_dir: $work/logs
 EOF
 
 step "building the agent's container from busybox"
 RUNTIME=$clawrun "$here/test/mkbundle.sh" "$work/bundle" sh /sandbox/agent.sh >/dev/null
 install -m 0755 "$work/probe" "$work/bundle/rootfs/usr/bin/probe"
-echo "nameserver 198.18.2.1" > "$work/bundle/rootfs/etc/resolv.conf"
+echo "nameserver $agent.1" > "$work/bundle/rootfs/etc/resolv.conf"
 cat > "$work/bundle/rootfs/sandbox/agent.sh" <<'EOF'
 # The "agent": tries each action and prints ACTION|ALLOWED or DENIED|DETAIL.
 p=/usr/bin/probe
@@ -89,9 +98,10 @@ try "raw packet socket" $p socket packet
 if nslookup allowed.example >/dev/null 2>&1; then echo "resolve allowed.example|ALLOWED|answered"; else echo "resolve allowed.example|DENIED|no answer"; fi
 if nslookup leak-secret-data.denied.example >/dev/null 2>&1; then echo "DNS lookup of a denied name|ALLOWED|answered"; else echo "DNS lookup of a denied name|DENIED|NXDOMAIN"; fi
 http "fetch http://allowed.example" allowed.example allowed.example
-http "fetch http://denied.example" denied.example 198.18.0.2
-try "UDP datagram out (QUIC-like)" $p udp 198.18.0.2 443
+http "fetch http://denied.example" denied.example @FAKE@
+try "UDP datagram out (QUIC-like)" $p udp @FAKE@ 443
 EOF
+sed -i "s/@FAKE@/$inet.2/g" "$work/bundle/rootfs/sandbox/agent.sh"
 mkdir -p "$work/bundle/rootfs/run/secrets" && echo s3cr3t > "$work/bundle/rootfs/run/secrets/token"
 # As Docker would: a writable root filesystem and CAP_NET_RAW; the agent's
 # network namespace is the one wired to the fake internet.

@@ -149,15 +149,18 @@ func expectStateConfined(t *testing.T, st clawrunState, policy string, egress bo
 		shortID(st.ID), c.Policy, c.Landlock.Status, c.Landlock.ABI, c.Seccomp.Profile, c.Seccomp.Loaded, c.Egress)
 }
 
-// listIDs is `clawrun list` under a root.
+// listIDs is `clawrun list` under a root. A list that fails fails the
+// test: an empty list must mean that no container is left.
 func listIDs(t *testing.T, root string) []string {
 	t.Helper()
 	r := run(theEnv.clawrun, "--root", root, "list", "--format", "json")
 	if r.code != 0 {
-		return nil
+		t.Fatalf("clawrun list under %s: %v", root, r)
 	}
 	var states []clawrunState
-	_ = json.Unmarshal([]byte(r.stdout), &states)
+	if err := json.Unmarshal([]byte(r.stdout), &states); err != nil {
+		t.Fatalf("clawrun list --format json under %s: %v: %q", root, err, r.stdout)
+	}
 	var ids []string
 	for _, s := range states {
 		ids = append(ids, s.ID)

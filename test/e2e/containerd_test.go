@@ -627,6 +627,16 @@ func checkDetachedAgent(t *testing.T, f *fakeNet, label, root, id string, cli fu
 // the pod.
 func (c *ctrd) runAgentPod(t *testing.T, f *fakeNet, name string) (podID, podFile string, remove func()) {
 	t.Helper()
+	return c.runPod(t, f, name, map[string]string{
+		"run.clawrun.policy": "agent-default",
+		"run.clawrun.egress": allowedHost + ":80",
+	})
+}
+
+// runPod runs, with the clawrun handler, a pod named name with annotations
+// whose resolver is the fake internet's, as runAgentPod does.
+func (c *ctrd) runPod(t *testing.T, f *fakeNet, name string, annotations map[string]string) (podID, podFile string, remove func()) {
+	t.Helper()
 	podDir := filepath.Join(c.dir, "pods")
 	podFile = filepath.Join(podDir, name+"-pod.json")
 	writeJSON(t, podFile, map[string]any{
@@ -634,11 +644,8 @@ func (c *ctrd) runAgentPod(t *testing.T, f *fakeNet, name string) (podID, podFil
 		"hostname":      name,
 		"log_directory": filepath.Join(podDir, "logs"),
 		"dns_config":    map[string]any{"servers": []string{f.dnsAddr()}},
-		"annotations": map[string]string{
-			"run.clawrun.policy": "agent-default",
-			"run.clawrun.egress": allowedHost + ":80",
-		},
-		"linux": map[string]any{},
+		"annotations":   annotations,
+		"linux":         map[string]any{},
 	})
 	podID = strings.TrimSpace(must(t, c.crictl("runp", "--runtime", "clawrun", podFile)))
 	return podID, podFile, func() {

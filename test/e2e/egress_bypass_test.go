@@ -421,6 +421,29 @@ func TestEgressBypassCRI(t *testing.T) {
 	if ids := listIDs(t, root); len(ids) > 0 {
 		t.Errorf("clawrun still lists %v after the pod was removed", ids)
 	}
+
+	// The control: a pod of the same network without a policy (clawrun as
+	// runc): its UDP datagram arrives, so the route is there and only the
+	// filter stopped the agent's.
+	plainID, plainFile, removePlain := c.runPod(t, f, "bypass-plain", map[string]string{})
+	defer removePlain()
+	if sb := stateOf(t, root, plainID); sb.Clawrun != nil {
+		t.Errorf("a pod without a policy is confined: %+v", sb.Clawrun)
+	}
+	token := fmt.Sprintf("bypass-udp-control-cri-%d", time.Now().UnixNano())
+	plain := strings.TrimSpace(must(t, c.crictl("create", "--no-pull", plainID,
+		criContainerConfig(t, filepath.Dir(plainFile), "plain", nil, loopScript), plainFile)))
+	must(t, c.crictl("start", plain))
+	r := c.crictl("exec", "-i", plain, "sh", "-c", udpSend(token, f.dnsAddr(), bypassUDPPort))
+	if !waitFor(5*time.Second, func() bool { return w.saw(token) }) {
+		t.Errorf("control: without a policy, the pod's UDP datagram did not reach the fake internet (no route?): %v", r)
+	} else {
+		t.Logf("control: without a policy the pod's UDP datagram arrives")
+	}
+	must(t, c.crictl("stop", "-t", "10", plain))
+	must(t, c.crictl("rm", plain))
+	must(t, c.crictl("stopp", plainID))
+	must(t, c.crictl("rmp", plainID))
 	step(t, start, "done")
 }
 

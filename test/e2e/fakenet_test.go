@@ -6,7 +6,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/clawrun/clawrun/test/netblock"
 )
 
 // The fake internet: a network namespace linked to the host by a veth, in
@@ -89,43 +90,15 @@ func theFakeNet(t *testing.T) *fakeNet {
 	return fakeInst
 }
 
-// pickBlock finds a block of /24s in 198.19.0.0-198.19.99.255 that no
-// address or route of the host overlaps.
-func pickBlock() (int, error) {
-	var used []netip.Prefix
-	for _, args := range [][]string{{"-4", "route", "show", "table", "all"}, {"-4", "-o", "addr", "show"}} {
-		r := run("ip", args...)
-		if r.code != 0 {
-			return 0, errors.New(r.String())
-		}
-		for _, f := range strings.Fields(r.stdout) {
-			if p, err := netip.ParsePrefix(f); err == nil && p.Bits() > 0 {
-				used = append(used, p.Masked())
-			} else if a, err := netip.ParseAddr(f); err == nil && a.Is4() {
-				used = append(used, netip.PrefixFrom(a, 32))
-			}
-		}
-	}
-	for base := 0; base+blockSize <= 100; base += 10 {
-		free := true
-		for k := base; k < base+blockSize && free; k++ {
-			mine := netip.MustParsePrefix(fmt.Sprintf("198.19.%d.0/24", k))
-			for _, p := range used {
-				if p.Overlaps(mine) {
-					free = false
-					break
-				}
-			}
-		}
-		if free {
-			return base, nil
-		}
-	}
-	return 0, errors.New("no free block of /24s in 198.19.0.0-198.19.99.255")
-}
-
 func startFakeNet(t *testing.T) (*fakeNet, error) {
-	base, err := pickBlock()
+	// A block of 198.19.0.0-198.19.99.255 that no address or route of the
+	// host overlaps, held until the fake internet's link has its address.
+	unlock, err := netblock.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	base, err := netblock.Pick("198.19", 0, 10, blockSize, 100)
 	if err != nil {
 		return nil, err
 	}

@@ -146,10 +146,13 @@ func TestEgressDNS(t *testing.T) {
 	// Whatever resolver address the container uses, over UDP or TCP, IPv4
 	// or IPv6, the policy resolver answers; only the host asks upstream.
 	em = fn.mark()
-	// A fresh name for each, so that each is asked upstream, not cached.
+	// A fresh name for each, so that each is asked upstream, not cached,
+	// and each denial is logged on a line of its own (repeats of one within
+	// 10 s are only counted past the tenth).
 	for i, srv := range []string{fn.ip(hUnused), "127.0.0.11", "[" + fn.ip6(hUnused) + "]:53", "[::1]:53"} {
 		for _, proto := range []string{"udp", "tcp"} {
 			name := fmt.Sprintf("via%d%s.wild.test", i, proto)
+			denied := fmt.Sprintf("via%d%s.denied.test", i, proto)
 			c.check(echeck{name: "resolver " + srv + " over " + proto,
 				args:  []string{"dns", srv, name, "A", proto},
 				out:   "OK A:" + fn.ip(hWild),
@@ -157,9 +160,9 @@ func TestEgressDNS(t *testing.T) {
 				saw:   []seen{sawQuery(name, "A")},
 				never: []seen{queryContaining("denied")}})
 			c.check(echeck{name: "resolver " + srv + " over " + proto + ", denied name",
-				args:  []string{"dns", srv, "denied.test", "A", proto},
+				args:  []string{"dns", srv, denied, "A", proto},
 				out:   "ERR NXDOMAIN",
-				dec:   []want{dnsWant("denied.test", "A", "deny", "not_allowed")},
+				dec:   []want{dnsWant(denied, "A", "deny", "not_allowed")},
 				never: []seen{queryContaining("denied")}})
 		}
 	}

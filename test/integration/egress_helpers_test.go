@@ -13,6 +13,7 @@ package integration
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -43,6 +44,8 @@ import (
 	"github.com/miekg/dns"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/test/netblock"
 )
 
 // TestMain tears the fake internet down after the tests that used it.
@@ -84,6 +87,8 @@ const (
 	portAlt2   = 2223 // a banner too, a port no policy allows
 	portLax    = 8081 // a lenient HTTP server (see handleLax)
 	portEcho   = 7    // UDP echo
+	portMarker = 9    // flush's marker: answered, never recorded
+	portDNS2   = 5353 // a second resolver (the same zone), for upstream_dns
 )
 
 // netEvent is one thing a server of the fake internet received.
@@ -155,7 +160,8 @@ type fakeNet struct {
 	rebinds int
 	stop    []func()
 	probeMu sync.Mutex
-	probeOn string // the probe binary on the host, for positive controls
+	probeOn string          // the probe binary on the host, for positive controls
+	served  map[string]bool // "tcp/PORT", "udp/PORT": the servers' sockets, which flush drains
 }
 
 var fake struct {
@@ -196,6 +202,26 @@ func (fn *fakeNet) ip6(host int) string { return v6addr(fn.oct, host) }
 // print it.
 func v6addr(oct, host int) string {
 	return netip.MustParseAddr(fmt.Sprintf("fd00:c1a0::%x:%x", oct, host)).String()
+}
+
+// egressYAML is the runtime config's egress section for the fake
+// internet: its resolver, its link's ranges (and extra ranges) in
+// allowed_upstream_ranges, the tests' log dir.
+func (fn *fakeNet) egressYAML(extraRanges ...string) string {
+	ranges := append([]string{fmt.Sprintf("198.18.%d.0/24", fn.oct), v6addr(fn.oct, 0) + "/112"}, extraRanges...)
+	quoted := make([]string, len(ranges))
+	for i, r := range ranges {
+		quoted[i] = strconv.Quote(r)
+	}
+	return fmt.Sprintf("egress:\n  upstream_dns: [%q]\n  allowed_upstream_ranges: [%s]\n  log_dir: %s\n",
+		fn.ip(hDNS)+":53", strings.Join(quoted, ", "), fn.logDir)
+}
+
+// configFile writes a runtime config of body and the fake internet's
+// egress section (with extra allowed ranges), and returns its path.
+func (fn *fakeNet) configFile(t *testing.T, body string, extraRanges ...string) string {
+	t.Helper()
+	return writeTemp(t, "config.yaml", body+fn.egressYAML(extraRanges...))
 }
 
 // globals are the runtime's global flags for the egress tests.
@@ -241,47 +267,20 @@ func removeStaleFakeNets() {
 	}
 }
 
-// pickOctet finds N such that 198.18.N.0/24 to 198.18.N+2.0/24 are not
-// used on the host (another run, or someone's experiment).
-func pickOctet() (int, error) {
-	out, err := runCmd(10*time.Second, "ip", "-4", "route", "show", "table", "all")
-	if err != nil {
-		return 0, err
-	}
-	addrs, err := runCmd(10*time.Second, "ip", "-4", "-o", "addr", "show")
-	if err != nil {
-		return 0, err
-	}
-	var used []netip.Prefix
-	for _, line := range strings.Split(out+"\n"+addrs, "\n") {
-		for _, f := range strings.Fields(line) {
-			if p, err := netip.ParsePrefix(f); err == nil {
-				used = append(used, p.Masked())
-			} else if a, err := netip.ParseAddr(f); err == nil && a.Is4() {
-				used = append(used, netip.PrefixFrom(a, 32))
-			}
-		}
-	}
-	for n := 0; n+2 <= 255; n += 20 {
-		free := true
-		for k := n; k <= n+2; k++ {
-			mine := netip.MustParsePrefix(fmt.Sprintf("198.18.%d.0/24", k))
-			for _, p := range used {
-				if p.Overlaps(mine) && p.Bits() > 0 {
-					free = false
-				}
-			}
-		}
-		if free {
-			return n, nil
-		}
-	}
-	return 0, errors.New("no free 198.18.N.0/24 block for the fake internet")
-}
-
 func startFakeNet() (_ *fakeNet, err error) {
 	removeStaleFakeNets()
-	oct, err := pickOctet()
+	// 198.18.N.0/24 to 198.18.N+2.0/24, not used on the host (another
+	// run, the demo, someone's experiment), held until they are ours.
+	unlock, err := netblock.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if unlock != nil {
+			unlock()
+		}
+	}()
+	oct, err := netblock.Pick("198.18", 0, 20, 3, 256)
 	if err != nil {
 		return nil, err
 	}
@@ -329,13 +328,16 @@ func startFakeNet() (_ *fakeNet, err error) {
 	if err := runAll(cmds); err != nil {
 		return nil, err
 	}
+	unlock()
+	unlock = nil
 	if err := fn.startServers(); err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf("egress:\n  upstream_dns: [%q]\n  allowed_upstream_ranges: [%q, %q]\n  log_dir: %s\n",
-		fn.ip(hDNS)+":53", fmt.Sprintf("198.18.%d.0/24", fn.oct), v6addr(fn.oct, 0)+"/112", fn.logDir)
+	if err := fn.countFromHost(); err != nil {
+		return nil, err
+	}
 	fn.config = filepath.Join(fn.dir, "config.yaml")
-	if err := os.WriteFile(fn.config, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(fn.config, []byte(fn.egressYAML()), 0o600); err != nil {
 		return nil, err
 	}
 	// The veth and the DNS server must answer before any test relies on them.
@@ -474,6 +476,115 @@ func (fn *fakeNet) waitSaw(t *testing.T, mark int, what string, match func(netEv
 	}
 }
 
+// --- synchronisation: what was sent has arrived ---
+
+// serveMarkers answers every connection with a line and records nothing:
+// flush's marker.
+func serveMarkers(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_, _ = io.WriteString(c, "ok\n")
+		}()
+	}
+}
+
+// flush returns once what was sent to the fake internet before it has
+// been received and taken by its servers, so that a check that something
+// never arrived is not made while it is still on its way. A marker
+// connection from the host crosses the link after it (the link delivers
+// in order), and then no server has a connection waiting to be accepted or
+// a datagram waiting to be read.
+func (fn *fakeNet) flush(t *testing.T) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(fn.ip(hDNS), strconv.Itoa(portMarker)), 5*time.Second)
+	if err != nil {
+		t.Fatalf("flush: the marker connection: %v", err)
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	if err != nil || line != "ok\n" {
+		t.Fatalf("flush: the marker's answer: %q %v", line, err)
+	}
+	var waiting []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if waiting, err = fn.queued(); err == nil && len(waiting) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flush: the fake internet's servers still have %v waiting (%v)", waiting, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// queued lists the servers' sockets that hold something not yet taken:
+// a listener's accept queue, a UDP socket's receive queue.
+func (fn *fakeNet) queued() ([]string, error) {
+	var out []string
+	err := fn.inNS(fn.ns, func() error {
+		for _, table := range []string{"tcp", "tcp6", "udp", "udp6"} {
+			data, err := os.ReadFile("/proc/thread-self/net/" + table)
+			if err != nil {
+				return err
+			}
+			proto := strings.TrimSuffix(table, "6")
+			for _, line := range strings.Split(string(data), "\n")[1:] {
+				f := strings.Fields(line)
+				if len(f) < 5 || (proto == "tcp" && f[3] != "0A") {
+					continue // only listeners hold connections not yet accepted
+				}
+				_, portHex, _ := strings.Cut(f[1], ":")
+				port, _ := strconv.ParseUint(portHex, 16, 16)
+				_, rxHex, _ := strings.Cut(f[4], ":")
+				if rx, _ := strconv.ParseUint(rxHex, 16, 64); rx > 0 && fn.served[proto+"/"+strconv.FormatUint(port, 10)] {
+					out = append(out, fmt.Sprintf("%s %s (%d)", table, f[1], rx))
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// countFromHost counts, in the fake internet, every TCP connection
+// attempt (a SYN: counter syns) and UDP datagram (datagrams) from the host's side
+// of the link, where the filter's traffic comes from, but the markers.
+func (fn *fakeNet) countFromHost() error {
+	rules := fmt.Sprintf(`table inet fwatch {
+	counter syns {}
+	counter datagrams {}
+	chain in {
+		type filter hook prerouting priority -300; policy accept;
+		iifname %q tcp dport != %d tcp flags & (syn | ack) == syn counter name syns
+		iifname %q meta l4proto udp counter name datagrams
+	}
+}
+`, fn.nsIf, portMarker, fn.nsIf)
+	f := filepath.Join(fn.dir, "fwatch.nft")
+	if err := os.WriteFile(f, []byte(rules), 0o600); err != nil {
+		return err
+	}
+	_, err := runCmd(10*time.Second, "ip", "netns", "exec", fn.ns, "nft", "-f", f)
+	return err
+}
+
+// fromHost reads countFromHost's counters.
+func (fn *fakeNet) fromHost(t *testing.T, counters ...string) []int {
+	t.Helper()
+	var out []int
+	for _, name := range counters {
+		out = append(out, nftCounter(t, fn.ns, "fwatch", name))
+	}
+	return out
+}
+
 // Event matchers.
 
 func anyEvent(netEvent) bool { return true }
@@ -513,6 +624,7 @@ func (fn *fakeNet) startServers() error {
 		{portAlt, func(l net.Listener) { _ = httpSrv.Serve(recordingListener{l, fn}) }},
 		{portAlt2, func(l net.Listener) { fn.acceptLoop(l, fn.handleBanner("BANNER2")) }},
 		{portLax, func(l net.Listener) { fn.acceptLoop(l, fn.handleLax) }},
+		{portMarker, serveMarkers},
 	}
 	var listeners []net.Listener
 	var packets []net.PacketConn
@@ -541,18 +653,28 @@ func (fn *fakeNet) startServers() error {
 				packets = append(packets, c)
 			}
 		}
-		u, err := net.ListenPacket("udp", ":53")
-		if err != nil {
-			return err
+		for _, port := range []string{"53", strconv.Itoa(portDNS2)} {
+			u, err := net.ListenPacket("udp", ":"+port)
+			if err != nil {
+				return err
+			}
+			tl, err := net.Listen("tcp", ":"+port)
+			if err != nil {
+				u.Close()
+				return err
+			}
+			dnsServers = append(dnsServers, &dns.Server{PacketConn: u, Handler: dnsMux}, &dns.Server{Listener: tl, Handler: dnsMux})
 		}
-		tl, err := net.Listen("tcp", ":53")
-		if err != nil {
-			u.Close()
-			return err
-		}
-		dnsServers = []*dns.Server{{PacketConn: u, Handler: dnsMux}, {Listener: tl, Handler: dnsMux}}
 		return nil
 	})
+	fn.served = map[string]bool{}
+	for _, s := range tcps {
+		fn.served["tcp/"+strconv.Itoa(s.port)] = true
+	}
+	for _, port := range []int{portEcho, portTLS, 53, portDNS2} {
+		fn.served["udp/"+strconv.Itoa(port)] = true
+	}
+	fn.served["tcp/53"], fn.served["tcp/"+strconv.Itoa(portDNS2)] = true, true
 	closeAll := func() {
 		for _, l := range listeners {
 			l.Close()
@@ -837,7 +959,7 @@ func (fn *fakeNet) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	ttl := uint32(zoneTTL)
 	if name == "rebind.test" {
-		ttl = 1
+		ttl = 0 // kept by no cache: the next lookup asks again
 	}
 	addrs, exists := fn.zoneAddrs(name, q.Qtype)
 	if q.Qtype == dns.TypeTXT && exists {
@@ -1339,8 +1461,14 @@ type seen struct {
 }
 
 // nothing matches every event: for checks after which the fake internet
-// must have received nothing at all.
+// must have received nothing at all. Such a check also counts packets: not
+// one connection attempt or datagram from the host's side (the filter's)
+// may reach the fake internet, to any address or port, served or not.
 var nothing = seen{"anything", anyEvent}
+
+// noConnection: no server accepts a connection, and not one connection
+// attempt from the host's side reaches the fake internet.
+var noConnection = seen{"a connection", isKind("accept")}
 
 func sawTLS(sni, ip string) seen {
 	return seen{fmt.Sprintf("a TLS handshake for %q on %s", sni, ip), func(e netEvent) bool {
@@ -1375,6 +1503,7 @@ func queryContaining(s string) seen {
 // receive.
 type echeck struct {
 	name  string
+	bin   string   // the executable run with args ("": the probe)
 	args  []string // probe arguments
 	out   string   // prefixes of the probe's line, separated by "|"
 	dec   []want
@@ -1386,9 +1515,20 @@ type echeck struct {
 func (c *ectr) check(ch echeck) string {
 	c.t.Helper()
 	lm, em := c.logMark(), c.fn.mark()
-	line := c.probe(ch.args...)
+	var counters []string // the fake internet's counters that must not move
+	for _, s := range ch.never {
+		switch s.what {
+		case nothing.what:
+			counters = append(counters, "syns", "datagrams")
+		case noConnection.what:
+			counters = append(counters, "syns")
+		}
+	}
+	before := c.fn.fromHost(c.t, counters...)
+	bin := cmp.Or(ch.bin, "probe")
+	line := c.exec(append([]string{bin}, ch.args...)...)
 	if !matches(line, ch.out) {
-		c.t.Errorf("%s: probe %s: got %q, want %q", ch.name, strings.Join(ch.args, " "), line, ch.out)
+		c.t.Errorf("%s: %s %s: got %q, want %q", ch.name, bin, strings.Join(ch.args, " "), line, ch.out)
 	}
 	for _, w := range ch.dec {
 		c.waitDecision(lm, w)
@@ -1396,10 +1536,15 @@ func (c *ectr) check(ch echeck) string {
 	for _, s := range ch.saw {
 		c.fn.waitSaw(c.t, em, ch.name+": "+s.what, s.match)
 	}
-	for i, s := range ch.never {
-		if i == 0 {
-			time.Sleep(150 * time.Millisecond) // packets in flight
+	if len(ch.never) > 0 {
+		c.fn.flush(c.t)
+	}
+	for i, n := range c.fn.fromHost(c.t, counters...) {
+		if n != before[i] {
+			c.t.Errorf("%s: %d %s packets from the host reached the fake internet:%s", ch.name, n-before[i], counters[i], c.fn.dump(em))
 		}
+	}
+	for _, s := range ch.never {
 		var bad []string
 		for _, e := range c.fn.since(em) {
 			if s.match(e) {
@@ -1419,6 +1564,31 @@ func (c *ectr) checks(chs ...echeck) {
 	for _, ch := range chs {
 		c.check(ch)
 	}
+}
+
+// decides shows that the container's filter decides its DNS: a query for
+// allowed, sent by client (an executable of the container, "" for the
+// probe; over TCP, the only way names restricted to executables resolve),
+// is logged as allowed and asked upstream, whatever upstream answers; one
+// for denied gets NXDOMAIN, is logged as denied and never leaves. No
+// allowed name ("") checks the denied one only.
+func (c *ectr) decides(allowed, client, denied string) {
+	c.t.Helper()
+	if allowed != "" {
+		args := []string{"dns", c.fn.ip(hDNS), allowed, "A"}
+		if client != "" {
+			args = append(args, "tcp")
+		}
+		c.check(echeck{name: "an allowed name", bin: client, args: args,
+			out: "OK|ERR NXDOMAIN", // the fake internet knows only its own names
+			dec: []want{dnsWant(allowed, "A", "allow", "allowed")},
+			saw: []seen{sawQuery(allowed, "A")}})
+	}
+	c.check(echeck{name: "a denied name",
+		args:  []string{"dns", c.fn.ip(hDNS), denied},
+		out:   "ERR NXDOMAIN",
+		dec:   []want{dnsWant(denied, "A", "deny", "not_allowed")},
+		never: []seen{queryContaining(denied)}})
 }
 
 // dnsWant is the decision of a DNS query.

@@ -38,17 +38,20 @@ func TestEgressHotReload(t *testing.T) {
 	}
 	// Live connections: three the new policy denies (TLS, a TCP stream,
 	// HTTP keep-alive), two it keeps (TLS, HTTP keep-alive to an endpoint
-	// with request rules). The HTTP clients send their second request
-	// 5 s after the first, after the reload.
+	// with request rules). The HTTP clients send their second request, and
+	// the kept TLS client says whether its connection is still open, once
+	// the test has seen the reload close the denied ones (it creates
+	// reloaded in the container then).
+	const reloaded = "/tmp/reloaded"
 	em, lm := fn.mark(), c.logMark()
 	hold := func(args ...string) *proc {
 		return r.startBG(runOpts{Timeout: time.Minute}, append(append(fn.globals(), "exec", c.id, "probe"), args...)...)
 	}
 	denyTLS := hold("tls", "other.test", "443", "other.test", "30")
 	denyTCP := hold("tcp", "svc.test", "2222", "30")
-	denyHTTP := hold("http-hold", "other.test", "80", "other.test", "5")
-	keep := hold("tls", "allowed.test", "443", "allowed.test", "7")
-	keepHTTP := hold("http-hold", "allowed.test", "80", "allowed.test", "5", "/ok")
+	denyHTTP := hold("http-hold", "other.test", "80", "other.test", reloaded)
+	keep := hold("tls", "allowed.test", "443", "allowed.test", reloaded)
+	keepHTTP := hold("http-hold", "allowed.test", "80", "allowed.test", reloaded, "/ok")
 	fn.waitSaw(t, em, "the held TLS connection", sawTLS("other.test", fn.ip(hOther)).match)
 	fn.waitSaw(t, em, "the held HTTP connection", sawHTTP("other.test", fn.ip(hOther)).match)
 	fn.waitSaw(t, em, "the kept HTTP connection", sawHTTP("allowed.test", fn.ip(hAllowed)).match)
@@ -84,6 +87,7 @@ func TestEgressHotReload(t *testing.T) {
 			t.Errorf("held %s: closed %v after the reload", p.name, took)
 		}
 	}
+	writeRootfs(t, c.bundle, reloaded, "", 0o644)
 	if out := denyHTTP.wait(20 * time.Second); !strings.HasPrefix(strings.TrimSpace(out.Stdout), "OK 200 host=other.test") ||
 		!strings.Contains(out.Stdout, "| ERR ") {
 		t.Errorf("held HTTP to other.test: got %q, want its second request cut off by the reload", out.Stdout)
@@ -158,14 +162,39 @@ func TestEgressHotReload(t *testing.T) {
 }
 
 // TestEgressFilterKilled: a killed worker is restarted by the supervisor;
-// with the supervisor killed too, nothing gets out and state says so.
+// with the supervisor killed too, nothing gets out and state says so. The
+// container's namespace has a real route into the fake internet: the
+// control, the same container without a policy, gets DNS, TLS and UDP out
+// through it, so only the rules the dead filter left can stop them.
 func TestEgressFilterKilled(t *testing.T) {
 	r, fn := egressRuntime(t)
+	rn := fn.routedNet(t)
+	deadFilter := []echeck{
+		getsNothingOut("allowed TLS, filter dead", "tls", "allowed.test", "443", "allowed.test"),
+		{name: "TLS to an address, filter dead",
+			args:  []string{"tls", fn.ip(hAllowed), "443", "allowed.test"},
+			out:   "ERR ECONNREFUSED|ERR EOF|ERR ECONNRESET|ERR ETIMEDOUT",
+			never: []seen{nothing}},
+		getsNothingOut("DNS, filter dead", "dns", fn.ip(hDNS), "allowed.test"),
+		getsNothingOut("UDP, filter dead", "udp", fn.ip(hDNS), "7"),
+	}
+	base := fn.start(r, fn.egressBundle(r, rn.inNet))
+	em, before := fn.mark(), rn.packets(t)
+	for _, ch := range deadFilter {
+		base.expect("OK", ch.args...)
+	}
+	fn.waitSaw(t, em, "the control's TLS handshake", func(e netEvent) bool { return e.Kind == "tls" && hostOf(e.Remote) == rn.ip })
+	fn.waitSaw(t, em, "the control's datagram", func(e netEvent) bool { return e.Kind == "udp" && hostOf(e.Remote) == rn.ip })
+	if rn.packets(t) == before {
+		t.Fatal("control: no packet from the container was counted")
+	}
+	r.ok(append(fn.globals(), "delete", "-f", base.id)...)
+
 	c := fn.startPolicy(r, policyDoc(`  web:
     endpoints:
       - {host: allowed.test, port: 443}
       - {host: svc.test, port: 2222, protocol: tcp}
-`))
+`), rn.inNet)
 	line := c.check(echeck{name: "synthetic address",
 		args: []string{"dns", fn.ip(hDNS), "svc.test"},
 		out:  "OK A:100.127.",
@@ -219,15 +248,11 @@ func TestEgressFilterKilled(t *testing.T) {
 	if tables := nftTables(t, pid); !strings.Contains(tables, "table inet clawrun") {
 		t.Errorf("the rules went with the filter:\n%s", tables)
 	}
-	c.checks(
-		getsNothingOut("allowed TLS, filter dead", "tls", "allowed.test", "443", "allowed.test"),
-		echeck{name: "TLS to an address, filter dead",
-			args:  []string{"tls", fn.ip(hAllowed), "443", "allowed.test"},
-			out:   "ERR ECONNREFUSED|ERR EOF|ERR ECONNRESET|ERR ETIMEDOUT",
-			never: []seen{nothing}},
-		getsNothingOut("DNS, filter dead", "dns", fn.ip(hDNS), "allowed.test"),
-		getsNothingOut("UDP, filter dead", "udp", fn.ip(hDNS), "7"),
-	)
+	before = rn.packets(t)
+	c.checks(deadFilter...)
+	if n := rn.packets(t) - before; n != 0 {
+		t.Errorf("the filter dead, %d packets from the container reached the fake internet", n)
+	}
 	if s := c.egressState(); strings.HasPrefix(s, "filtering") {
 		t.Errorf("the filter's supervisor and worker are dead, yet state says egress %q", s)
 	}

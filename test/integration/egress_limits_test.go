@@ -6,6 +6,8 @@ package integration
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -388,4 +390,126 @@ func TestEgressFilterFailureCause(t *testing.T) {
 		return strings.HasPrefix(s, "filtering (generation 1)")
 	})
 	c.check(fn.allowedTLS("worker back: allowed TLS"))
+}
+
+// withPidsLimit caps the number of tasks in the container's cgroup.
+func withPidsLimit(n int64) func(*specs.Spec) {
+	return func(s *specs.Spec) {
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &specs.LinuxResources{}
+		}
+		s.Linux.Resources.Pids = &specs.LinuxPids{Limit: &n}
+	}
+}
+
+// TestEgressFilterOutsideCgroup: the filter runs outside the container's
+// cgroup, so the container's limits neither bound it nor count it. None of
+// the filter's processes is in any of the container's cgroups; it has more
+// tasks than the container's pids limit allows; with the container at that
+// limit (it cannot start a process) the supervisor still starts a new
+// worker, which decides new connections; and memory the worker takes
+// (half-sent ClientHellos it holds) is charged to its own memory cgroup,
+// limited to 256 MiB, not to the container's (limited to 64 MiB).
+func TestEgressFilterOutsideCgroup(t *testing.T) {
+	r, fn := egressRuntime(t)
+	const pidsMax = 10
+	c := fn.startPolicy(r, policyDoc(`  web:
+    endpoints:
+      - {host: allowed.test, port: 443}
+`), withPidsLimit(pidsMax), withMemoryLimit(64<<20))
+	init := r.state(c.id).Pid
+	st := c.status()
+	tasks := 0
+	for _, pid := range []int{st.Supervisor, st.Worker} {
+		tasks += taskCount(t, pid)
+		for _, ctl := range []string{"pids", "memory", "cpu", "freezer"} {
+			if cg, own := cgroupDirOf(t, pid, ctl), cgroupDirOf(t, init, ctl); cg == own || strings.HasPrefix(cg, own+"/") {
+				t.Errorf("filter process %d is in the container's %s cgroup %s", pid, ctl, cg)
+			}
+		}
+	}
+	if tasks <= pidsMax {
+		t.Fatalf("the filter has %d tasks, not more than the container's pids limit %d: the numbers cannot tell whether the limit bounds it", tasks, pidsMax)
+	}
+
+	// The container at its pids limit: it cannot start a process.
+	pidsDir := cgroupDirOf(t, init, "pids")
+	r.ok(append(fn.globals(), "exec", "-d", c.id, "sh", "-c", "i=0; while [ $i -lt 50 ]; do sleep 1000 & i=$((i+1)); done 2>/dev/null; wait")...)
+	waitFor(t, 10*time.Second, "the container to reach its pids limit", func() bool {
+		return readTrim(t, filepath.Join(pidsDir, "pids.current")) == strconv.Itoa(pidsMax)
+	})
+	if res := r.run(append(fn.globals(), "exec", c.id, "true")...); res.Code == 0 {
+		t.Fatalf("control: the container at its pids limit still started a process:\n%s", res)
+	}
+
+	// The filter is not: a killed worker is replaced and decides.
+	if err := syscall.Kill(st.Worker, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var now egressStatus
+	waitFor(t, 10*time.Second, "a new worker", func() bool {
+		now = c.status()
+		return now.State == "running" && now.Worker != st.Worker && pidAlive(now.Worker)
+	})
+	lm := c.logMark()
+	pool := x509.NewCertPool()
+	pool.AddCert(fn.ca)
+	conn := tls.Client(c.netnsDial(fn.ip(hAllowed), 443), &tls.Config{ServerName: "allowed.test", RootCAs: pool})
+	if err := conn.Handshake(); err != nil {
+		t.Errorf("the new worker, the container at its pids limit: TLS to allowed.test: %v", err)
+	}
+	conn.Close()
+	c.waitDecision(lm, connWant("tls", "allowed.test", 443, "allow", "allowed"))
+	t.Logf("container: pids %s of %d; filter: %d tasks, worker %d replaced by %d",
+		readTrim(t, filepath.Join(pidsDir, "pids.current")), pidsMax, tasks, st.Worker, now.Worker)
+
+	// Memory: what the worker holds is charged to its cgroup only.
+	wdir, wlimit := memoryLimit(t, now.Worker)
+	cdir, climit := memoryLimit(t, init)
+	if wlimit != 256<<20 || climit != 64<<20 {
+		t.Errorf("memory limits: the worker's %d (%s), the container's %d (%s); want 256 MiB and 64 MiB", wlimit, wdir, climit, cdir)
+	}
+	wBefore, cBefore := memoryUsage(t, wdir), memoryUsage(t, cdir)
+	// The start of a ClientHello of 60 KiB (its first record, of 16 KiB,
+	// not all sent): the filter keeps what it read and waits for the rest.
+	const held, each = 200, 12 << 10
+	hello := append([]byte{0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0xf0, 0x00}, make([]byte, each)...)
+	for range held {
+		conn := c.netnsDial(fn.ip(hDenied), 443)
+		if _, err := conn.Write(hello); err != nil {
+			t.Fatal(err)
+		}
+		c.waitFilterRead(conn)
+	}
+	wGrew, cGrew := memoryUsage(t, wdir)-wBefore, memoryUsage(t, cdir)-cBefore
+	t.Logf("%d half-sent ClientHellos of %d KiB held: the worker's cgroup grew by %d KiB, the container's by %d KiB", held, each>>10, wGrew>>10, cGrew>>10)
+	if wGrew < held*each/2 || cGrew > held*each/8 {
+		t.Errorf("the worker's cgroup grew by %d KiB and the container's by %d KiB: want the worker charged for the %d KiB it holds, not the container", wGrew>>10, cGrew>>10, held*each>>10)
+	}
+}
+
+// taskCount is how many threads process pid has.
+func taskCount(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// memoryUsage is a memory cgroup's current usage in bytes.
+func memoryUsage(t *testing.T, dir string) int64 {
+	t.Helper()
+	for _, f := range []string{"memory.current", "memory.usage_in_bytes"} {
+		if data, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+			n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+			if err != nil {
+				t.Fatalf("%s/%s: %q", dir, f, data)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no memory usage file in %s", dir)
+	return 0
 }

@@ -12,37 +12,77 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// TestEgressNoOtherWayOut: in a container's own (bare) network namespace,
-// nothing but DNS and TCP through the filter gets anywhere: UDP, QUIC-like
-// UDP 443, ICMP, IPv6, raw and packet sockets all fail, and the fake
-// internet receives nothing.
+// TestEgressNoOtherWayOut: in a namespace with a real route into the fake
+// internet, nothing but DNS and TCP through the filter gets anywhere under
+// an egress policy: UDP, QUIC-like UDP 443, ICMP, IPv6, raw and packet
+// sockets and ping all fail, CAP_NET_RAW is dropped, and not one packet
+// from the container's addresses reaches the fake internet. The control
+// is the same container without a policy (with CAP_NET_RAW, as Docker
+// grants it, in both): every one of these gets out.
 func TestEgressNoOtherWayOut(t *testing.T) {
 	r, fn := egressRuntime(t)
+	rn := fn.routedNet(t)
+	netRaw := addCaps("CAP_NET_RAW")
+	fromContainer := func(e netEvent) bool { return hostOf(e.Remote) == rn.ip || hostOf(e.Remote) == rn.ip6 }
+	ways := []struct {
+		name     string
+		args     []string
+		confined string // what the probe prints under the policy
+		arrives  bool   // the control's attempt is recorded by a server
+	}{
+		{"UDP to the echo server", []string{"udp", fn.ip(hDNS), "7", "hello"}, "ERR EPERM", true},
+		{"QUIC-like UDP 443 to an allowed host", []string{"udp", fn.ip(hAllowed), "443", "quic"}, "ERR EPERM", true},
+		{"UDP over IPv6", []string{"udp", fn.ip6(hDNS), "7", "hello6"}, "ERR EPERM", true},
+		{"ICMP echo", []string{"icmp", fn.ip(hDNS)}, "ERR EPERM", false},
+		// Dropped as well (the counters say so), but the kernel does not
+		// report it to IPv6 ping sockets.
+		{"ICMPv6 echo", []string{"icmp", fn.ip6(hDNS)}, "ERR EPERM|ERR ETIMEDOUT", false},
+		{"raw socket", []string{"socket", "raw"}, "ERR EPERM", false},
+		{"packet socket", []string{"socket", "packet"}, "ERR EPERM", false},
+	}
+	ping := func(c *ectr) result {
+		return r.runWith(runOpts{}, append(fn.globals(), "exec", c.id, "ping", "-c", "1", "-W", "2", fn.ip(hDNS))...)
+	}
+
+	// The control: no policy, the same namespace and capabilities.
+	base := fn.start(r, fn.egressBundle(r, rn.inNet, netRaw))
+	em, before := fn.mark(), rn.packets(t)
+	for _, w := range ways {
+		wm := fn.mark()
+		base.expect("OK", w.args...)
+		if w.arrives {
+			fn.waitSaw(t, wm, "the control's "+w.name, func(e netEvent) bool { return e.Kind == "udp" && fromContainer(e) })
+		}
+	}
+	if res := ping(base); res.Code != 0 {
+		t.Errorf("control: ping without a policy failed:\n%s", res)
+	}
+	if n := rn.packets(t) - before; n == 0 {
+		t.Fatalf("control: no packet from the container reached the fake internet; it saw:%s", fn.dump(em))
+	}
+	r.ok(append(fn.globals(), "delete", "-f", base.id)...)
+
 	c := fn.startPolicy(r, policyDoc(`  web:
     endpoints:
       - {host: allowed.test, port: 443}
-`))
-	em := fn.mark()
-	noUDP := seen{"a UDP datagram", isKind("udp")}
-	c.checks(
-		echeck{name: "UDP to the echo server", args: []string{"udp", fn.ip(hDNS), "7", "hello"}, out: "ERR ", never: []seen{noUDP}},
-		echeck{name: "QUIC-like UDP 443 to an allowed host", args: []string{"udp", fn.ip(hAllowed), "443", "quic"}, out: "ERR ", never: []seen{noUDP}},
-		echeck{name: "UDP over IPv6", args: []string{"udp", fn.ip6(hDNS), "7", "hello6"}, out: "ERR ", never: []seen{noUDP}},
-		echeck{name: "ICMP echo", args: []string{"icmp", fn.ip(hDNS)}, out: "ERR "},
-		echeck{name: "ICMPv6 echo", args: []string{"icmp", fn.ip6(hDNS)}, out: "ERR "},
-		echeck{name: "raw socket", args: []string{"socket", "raw"}, out: "ERR EPERM"},
-		echeck{name: "packet socket", args: []string{"socket", "packet"}, out: "ERR EPERM"},
-	)
-	ping := r.runWith(runOpts{}, append(fn.globals(), "exec", c.id, "ping", "-c", "1", "-W", "1", fn.ip(hDNS))...)
-	if ping.Code == 0 {
-		t.Errorf("ping got through:\n%s", ping)
+`), rn.inNet, netRaw)
+	em, before = fn.mark(), rn.packets(t)
+	for _, w := range ways {
+		c.check(echeck{name: w.name, args: w.args, out: w.confined, never: []seen{{"anything from the container", fromContainer}}})
+	}
+	if res := ping(c); res.Code == 0 {
+		t.Errorf("ping got through:\n%s", res)
 	}
 	status := r.runWith(runOpts{}, append(fn.globals(), "exec", c.id, "cat", "/proc/self/status")...)
 	if capEff(t, status.Stdout)&(1<<13) != 0 {
 		t.Errorf("CAP_NET_RAW is effective under an egress policy:\n%s", status.Stdout)
 	}
+	fn.flush(t)
 	for _, e := range fn.since(em) {
 		t.Errorf("the fake internet received something: %s", e)
+	}
+	if n := rn.packets(t) - before; n != 0 {
+		t.Errorf("%d packets from the container's own addresses reached the fake internet", n)
 	}
 	// And yet TCP through the filter works in the same container.
 	c.check(fn.allowedTLS("allowed TLS"))
@@ -133,18 +173,25 @@ func (rn *routedNet) packets(t *testing.T) int {
 	t.Helper()
 	total := 0
 	for _, name := range []string{rn.counter4, rn.counter6} {
-		out, err := runCmd(10*time.Second, "ip", "netns", "exec", rn.fakeNS, "nft", "list", "counter", "inet", "cwatch", name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := packetsRe.FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("no packet count in %q", out)
-		}
-		n, _ := strconv.Atoi(m[1])
-		total += n
+		total += nftCounter(t, rn.fakeNS, "cwatch", name)
 	}
 	return total
+}
+
+// nftCounter is the packet count of an nft counter in table inet table of
+// the named namespace.
+func nftCounter(t *testing.T, ns, table, name string) int {
+	t.Helper()
+	out, err := runCmd(10*time.Second, "ip", "netns", "exec", ns, "nft", "list", "counter", "inet", table, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := packetsRe.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no packet count in %q", out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // inNet joins the container to the namespace.
@@ -217,7 +264,7 @@ func TestEgressRoutedNetns(t *testing.T) {
 			args:  []string{"tls-nosni", fn.ip6(hDNS), "443"},
 			out:   "ERR EOF|ERR ECONNRESET",
 			dec:   []want{connWant("tls", "", 443, "deny", "no_sni")},
-			never: []seen{{"a connection", isKind("accept")}}},
+			never: []seen{noConnection}},
 	)
 	ping := r.runWith(runOpts{}, append(fn.globals(), "exec", c.id, "ping", "-c", "1", "-W", "1", fn.ip(hDNS))...)
 	if ping.Code == 0 {

@@ -191,11 +191,26 @@ func TestPolicyOpenShellPolicies(t *testing.T) {
 	}
 	// The uid each policy runs as (run_as_user); 0 when it sets none.
 	uids := map[string]int{"coding-agent.yaml": 1001, "quickstart.yaml": 1001, "full-network.yaml": 1000}
+	// A name each policy allows, and the executable its endpoint is
+	// restricted to ("" for any): the filter must let it be resolved.
+	allows := map[string]struct{ name, binary string }{
+		"anchors.yaml":         {"example.com", ""},
+		"coding-agent.yaml":    {"telemetry.example.net", "/usr/bin/node"},
+		"deny-all-egress.yaml": {}, // nothing
+		"full-network.yaml":    {"ws.example.com", ""},
+		"network-only.yaml":    {"api.anthropic.com", ""},
+		"policy.json":          {"pypi.org", "/usr/bin/pip"},
+		"quickstart.yaml":      {"api.github.com", "/usr/bin/curl"},
+	}
 	for _, f := range files {
 		name := filepath.Base(f)
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			r := policyRuntime(t)
+			r, fn := egressRuntime(t)
+			allowed, ok := allows[name]
+			if !ok {
+				t.Fatalf("no name this test may resolve under %s: add one to allows", name)
+			}
 			doc := readFile(f)
 			hasFS := hasFilesystemKey.MatchString(doc)
 			seccompOn := !seccompNone.MatchString(doc)
@@ -207,13 +222,17 @@ func TestPolicyOpenShellPolicies(t *testing.T) {
 			chmodRootfs(t, b, "/usr/w", 0o777)
 			writeRootfs(t, b, "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/sandbox:/bin/sh\nsandbox:x:1001:1001:sandbox:/sandbox:/bin/sh\n", 0o644)
 			writeRootfs(t, b, "/etc/group", "root:x:0:\nagent:x:1000:\nsandbox:x:1001:\n", 0o644)
+			if allowed.binary != "" {
+				installProbe(t, b, allowed.binary, 0o755)
+			}
 
 			id := newID(t)
-			r.create(id, b)
+			r.track(id)
+			r.ok(append(fn.globals(), "create", "--bundle", b, id)...)
 			if c := r.fullState(id).Clawrun; c.Policy != "inline" || (hasFS && c.Landlock.Status != "pending") {
 				t.Errorf("after create: %s", c)
 			}
-			r.ok("start", id)
+			r.ok(append(fn.globals(), "start", id)...)
 			st := r.fullState(id)
 			c := st.Clawrun
 			wantLandlock := "enforced"
@@ -225,6 +244,8 @@ func TestPolicyOpenShellPolicies(t *testing.T) {
 			}
 			checkEgress(t, c, true) // every one of them has network_policies
 			t.Logf("%s: %s", name, c)
+			ec := &ectr{t: t, r: r, fn: fn, id: id, bundle: b, log: filepath.Join(fn.logDir, id+".egress.jsonl")}
+			ec.decides(allowed.name, allowed.binary, strings.NewReplacer(".", "-").Replace(name)+".denied.test")
 
 			want := "OK"
 			if hasFS { // /usr is read-only: a read-only mount too
@@ -234,7 +255,7 @@ func TestPolicyOpenShellPolicies(t *testing.T) {
 				pc("write-usr", "write /usr/w/x", want, ""),
 				{name: "uid", cmd: "id -u", policy: strconv.Itoa(uids[name]), base: ""},
 			}
-			res := r.ok("exec", id, "sh", "-c", checkScript(checks))
+			res := r.ok(append(fn.globals(), "exec", id, "sh", "-c", checkScript(checks))...)
 			verifyChecks(t, name, res.Stdout, checks, wantPolicy)
 		})
 	}

@@ -45,7 +45,7 @@ func sourceChecks(usr, srv, tmp string) []pcheck {
 // and that a container's policy can narrow the floor, never widen it.
 func TestPolicySources(t *testing.T) {
 	t.Parallel()
-	policyRuntime(t)
+	_, fn := egressRuntime(t)
 	// /usr is a read-only mount wherever the policy makes it read-only.
 	const rofs, deny, ok = "ERR EROFS", "ERR EACCES", "OK"
 
@@ -56,8 +56,10 @@ func TestPolicySources(t *testing.T) {
 	writeFile(t, floorFile, floorDoc)
 	writeFile(t, filepath.Join(policyDir, "wide.yaml"), wideDoc)
 	writeFile(t, filepath.Join(policyDir, "site-floor.yaml"), floorDoc)
+	// Every config has the fake internet's egress section: where egress
+	// is filtered, its decisions are checked.
 	config := func(body string) string {
-		return writeTemp(t, "config.yaml", body+"policy_dir: "+policyDir+"\n")
+		return fn.configFile(t, body+"policy_dir: "+policyDir+"\n")
 	}
 
 	for _, tc := range []struct {
@@ -67,17 +69,17 @@ func TestPolicySources(t *testing.T) {
 		checks  []pcheck
 		policy  string   // state's clawrun.policy
 		layers  []string // state's landlock layer sources
-		egress  bool     // the plan has network_policies
+		egress  string   // the name the plan's network_policies allow ("": none)
 	}{
 		{name: "annotation-preset", edits: []func(*specs.Spec){withPolicy("agent-default")},
 			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
 		{name: "annotation-inline", edits: []func(*specs.Spec){withInline(wideDoc)},
 			checks: sourceChecks(ok, ok, ok), policy: "inline", layers: []string{"inline"}},
 		// Egress only: no Landlock layer at all, but the seccomp profile.
-		{name: "egress-shortcut", edits: []func(*specs.Spec){annotate(annEgress, "api.example.com,pypi.org:443")},
-			checks: sourceChecks(ok, ok, ok), policy: "egress", layers: nil, egress: true},
-		{name: "egress-with-preset", edits: []func(*specs.Spec){withPolicy("agent-default"), annotate(annEgress, "api.example.com")},
-			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}, egress: true},
+		{name: "egress-shortcut", edits: []func(*specs.Spec){annotate(annEgress, "shortcut.wild.test,pypi.org:443")},
+			checks: sourceChecks(ok, ok, ok), policy: "egress", layers: nil, egress: "shortcut.wild.test"},
+		{name: "egress-with-preset", edits: []func(*specs.Spec){withPolicy("agent-default"), annotate(annEgress, "preset.wild.test")},
+			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}, egress: "preset.wild.test"},
 		{name: "floor-flag-preset", globals: []string{"--policy", "agent-default"},
 			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
 		// The container's policy asks for /usr and /srv: the floor wins.
@@ -96,8 +98,8 @@ func TestPolicySources(t *testing.T) {
 		// The egress shortcut adds its allow list to the default policy, as
 		// it does to a named one: an allow list never removes file rules.
 		{name: "config-default-with-egress", globals: []string{"--config", config("default_policy: agent-default\n")},
-			edits:  []func(*specs.Spec){annotate(annEgress, "api.example.com")},
-			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}, egress: true},
+			edits:  []func(*specs.Spec){annotate(annEgress, "default.wild.test")},
+			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}, egress: "default.wild.test"},
 		// An annotation replaces the default policy (the floor stays).
 		{name: "config-default-replaced", globals: []string{"--config", config("default_policy: agent-default\n")},
 			edits:  []func(*specs.Spec){withPolicy("wide")},
@@ -110,7 +112,11 @@ func TestPolicySources(t *testing.T) {
 			mkdirRootfs(t, b, "/srv", "/usr/w")
 			chmodRootfs(t, b, "/usr/w", 0o777)
 			id := newID(t)
-			r.runDetachedOut(id, b, tc.globals...)
+			globals := tc.globals
+			if !slices.Contains(globals, "--config") {
+				globals = append(fn.globals(), globals...)
+			}
+			r.runDetachedOut(id, b, globals...)
 
 			c := r.fullState(id).Clawrun
 			var layers []string
@@ -124,7 +130,11 @@ func TestPolicySources(t *testing.T) {
 			if c.Policy != tc.policy || !slices.Equal(layers, tc.layers) || c.Landlock.Status != wantStatus || !c.Seccomp.Loaded {
 				t.Errorf("state: want policy %q, layers %q, landlock %s, seccomp loaded; got %s", tc.policy, tc.layers, wantStatus, c)
 			}
-			checkEgress(t, c, tc.egress)
+			checkEgress(t, c, tc.egress != "")
+			if tc.egress != "" {
+				ec := &ectr{t: t, r: r, fn: fn, id: id, bundle: b, log: filepath.Join(fn.logDir, id+".egress.jsonl")}
+				ec.decides(tc.egress, "", tc.name+".denied.test")
+			}
 			res := r.ok("exec", id, "sh", "-c", checkScript(tc.checks))
 			verifyChecks(t, tc.name, res.Stdout, tc.checks, wantPolicy)
 		})

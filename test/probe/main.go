@@ -19,6 +19,8 @@
 //	execveat PATH, memfd-exec              run a program without a path
 //	setuid-exec PATH                       does a setuid binary gain its owner?
 //	ptrace PID, pidfd-open PID, kill PID SIG
+//	pidfd-getfd, vm-write, mem-write PID   take a descriptor, write memory,
+//	                                       open /proc/PID/mem for writing
 //	unshare-user, mount [DIR], fsopen, io-uring, bpf, userfaultfd,
 //	keyctl, clone3
 //	socket KIND, socketpair KIND           one socket (pair) of a kind: unix,
@@ -96,6 +98,9 @@ func init() {
 		"setuid-exec":      {"PATH", 1, 1, cmdSetuidExec},
 		"ptrace":           {"PID", 1, 1, cmdPtrace},
 		"pidfd-open":       {"PID", 1, 1, cmdPidfdOpen},
+		"pidfd-getfd":      {"", 0, 0, cmdPidfdGetfd},
+		"vm-write":         {"", 0, 0, cmdVMWrite},
+		"mem-write":        {"PID", 1, 1, cmdMemWrite},
 		"unshare-user":     {"", 0, 0, cmdUnshareUser},
 		"mount":            {"[DIR]", 0, 1, cmdMount},
 		"fsopen":           {"", 0, 0, cmdFsopen},
@@ -391,6 +396,43 @@ func cmdPidfdOpen(a []string) error {
 		return errSys("pidfd_open", err)
 	}
 	return errSys("close", unix.Close(fd))
+}
+
+// cmdPidfdGetfd takes a copy of its own standard input through
+// pidfd_getfd, as a process would take another's sockets. Where
+// pidfd_open is refused it asks with an invalid pidfd: the refusal of
+// pidfd_getfd itself is what is reported.
+func cmdPidfdGetfd([]string) error {
+	pidfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		pidfd = -1
+	}
+	fd, err := unix.PidfdGetfd(pidfd, 0, 0)
+	if err != nil {
+		return errSys("pidfd_getfd", err)
+	}
+	return errSys("close", unix.Close(fd))
+}
+
+// cmdVMWrite writes into its own memory through process_vm_writev, as a
+// process would inject into another.
+func cmdVMWrite([]string) error {
+	src, dst := []byte("injected"), make([]byte, 8)
+	local := []unix.Iovec{{Base: &src[0], Len: uint64(len(src))}}
+	remote := []unix.RemoteIovec{{Base: uintptr(unsafe.Pointer(&dst[0])), Len: len(dst)}}
+	if _, err := unix.ProcessVMWritev(os.Getpid(), local, remote, 0); err != nil {
+		return errSys("process_vm_writev", err)
+	}
+	return okWith(string(dst))
+}
+
+// cmdMemWrite opens /proc/PID/mem for writing ("self" for its own).
+func cmdMemWrite(a []string) error {
+	f, err := os.OpenFile("/proc/"+a[0]+"/mem", os.O_WRONLY, 0)
+	if err != nil {
+		return errSys("open", err)
+	}
+	return errSys("close", f.Close())
 }
 
 // cmdUnshareUser starts a child in a new user namespace (clone with

@@ -11,9 +11,11 @@ package main
 //	                                  over TCP, as stub resolvers do
 //	tls ADDR PORT SNI [HOLD]          handshake with that SNI ("-": none),
 //	                                  print the peer's CN and the server's
-//	                                  greeting; with HOLD seconds, then wait
-//	                                  for the peer to close: "OK CLOSED <ms>" or
-//	                                  "OK OPEN" (still open after HOLD)
+//	                                  greeting; with HOLD, then wait for the
+//	                                  peer to close: "OK CLOSED <ms>" or
+//	                                  "OK OPEN" (still open when HOLD ended:
+//	                                  after HOLD seconds, or once the file
+//	                                  HOLD names, a path, exists)
 //	tls-nosni ADDR PORT               tls ADDR PORT -
 //	hello ADDR PORT SNI [ech]         a hand-made ClientHello (SNI may be an
 //	                                  IP literal, "-" for none; ech adds the
@@ -24,9 +26,11 @@ package main
 //	                                  second request with HOST2 ("-": none)
 //	                                  after the first response:
 //	                                  "OK 200 body | 403 body"
-//	http-hold ADDR PORT HOST SECONDS [PATH]
-//	                                  GET, wait, GET again on the same
-//	                                  connection: "OK 200 body | 200 body"
+//	http-hold ADDR PORT HOST WAIT [PATH]
+//	                                  GET, wait (WAIT seconds, or until the
+//	                                  file WAIT names exists), GET again on
+//	                                  the same connection:
+//	                                  "OK 200 body | 200 body"
 //	tcp ADDR PORT [HOLD]              connect and read a banner line
 //	udp ADDR PORT [PAYLOAD]           send one datagram, wait for a reply
 //	icmp ADDR                         one unprivileged ICMP echo
@@ -94,7 +98,7 @@ func init() {
 		"tls-nosni":      {"ADDR PORT", 2, 2, func(a []string) error { return cmdTLS([]string{a[0], a[1], "-"}) }},
 		"hello":          {"ADDR PORT SNI [ech]", 3, 4, cmdHello},
 		"http":           {"ADDR PORT HOST [HOST2] [PATH]", 3, 5, cmdHTTP},
-		"http-hold":      {"ADDR PORT HOST SECONDS [PATH]", 4, 5, cmdHTTPHold},
+		"http-hold":      {"ADDR PORT HOST WAIT [PATH]", 4, 5, cmdHTTPHold},
 		"tcp":            {"ADDR PORT [HOLD]", 2, 3, cmdTCP},
 		"udp":            {"ADDR PORT [PAYLOAD]", 2, 3, cmdUDP},
 		"icmp":           {"ADDR", 1, 1, cmdICMP},
@@ -142,25 +146,53 @@ func dialTCP(addr, port string) (net.Conn, error) {
 	return c, nil
 }
 
-// holdOpen waits until the peer closes c or hold passes.
+// holdOpen waits until the peer closes c or hold ends (see until).
 func holdOpen(c net.Conn, r io.Reader, hold string) error {
-	secs, err := strconv.ParseFloat(hold, 64)
-	if err != nil || secs <= 0 {
-		return failure{"USAGE", "HOLD must be a number of seconds"}
-	}
 	start := time.Now()
-	_ = c.SetDeadline(start.Add(time.Duration(secs * float64(time.Second))))
+	ended, err := until(hold)
+	if err != nil {
+		return err
+	}
 	buf := make([]byte, 512)
 	for {
+		// Short reads: a close is seen at once, the end of hold within
+		// a poll.
+		_ = c.SetDeadline(time.Now().Add(pollEvery))
 		_, err := r.Read(buf)
 		if err == nil {
 			continue
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return okWith(fmt.Sprintf("CLOSED %d", time.Since(start).Milliseconds()))
+		}
+		if ended() {
 			return okWith("OPEN")
 		}
-		return okWith(fmt.Sprintf("CLOSED %d", time.Since(start).Milliseconds()))
 	}
+}
+
+// pollEvery is how often a hold checks whether it ended.
+const pollEvery = 20 * time.Millisecond
+
+// until turns a HOLD or WAIT argument into a test of its end: a number of
+// seconds from now, or the path of a file whose creation (by the test, on
+// an event it saw) ends it, within a minute.
+func until(hold string) (func() bool, error) {
+	if secs, err := strconv.ParseFloat(hold, 64); err == nil {
+		if secs <= 0 {
+			return nil, failure{"USAGE", "a hold must be a positive number of seconds or a path"}
+		}
+		end := time.Now().Add(time.Duration(secs * float64(time.Second)))
+		return func() bool { return !time.Now().Before(end) }, nil
+	}
+	if !strings.HasPrefix(hold, "/") {
+		return nil, failure{"USAGE", "a hold must be a positive number of seconds or a path"}
+	}
+	giveUp := time.Now().Add(time.Minute)
+	return func() bool {
+		_, err := os.Stat(hold)
+		return err == nil || !time.Now().Before(giveUp)
+	}, nil
 }
 
 // --- DNS ---
@@ -522,24 +554,28 @@ func cmdHTTP(a []string) error {
 	if len(a) > 4 {
 		path = a[4]
 	}
-	return httpRequests(a[0], a[1], path, 0, a[2], host2)
+	return httpRequests(a[0], a[1], path, nil, a[2], host2)
 }
 
 func cmdHTTPHold(a []string) error {
-	secs, err := strconv.ParseFloat(a[3], 64)
-	if err != nil || secs <= 0 {
-		return failure{"USAGE", "SECONDS must be a number"}
+	ended, err := until(a[3])
+	if err != nil {
+		return err
 	}
 	path := "/"
 	if len(a) > 4 {
 		path = a[4]
 	}
-	return httpRequests(a[0], a[1], path, time.Duration(secs*float64(time.Second)), a[2], a[2])
+	return httpRequests(a[0], a[1], path, func() {
+		for !ended() {
+			time.Sleep(pollEvery)
+		}
+	}, a[2], a[2])
 }
 
-// httpRequests sends a GET for each host (the second one, if any, after
-// pause) on one connection and summarizes the responses.
-func httpRequests(addr, port, path string, pause time.Duration, host, host2 string) error {
+// httpRequests sends a GET for each host (the second one, if any, once
+// pause returns) on one connection and summarizes the responses.
+func httpRequests(addr, port, path string, pause func(), host, host2 string) error {
 	c, err := dialTCP(addr, port)
 	if err != nil {
 		return err
@@ -551,8 +587,8 @@ func httpRequests(addr, port, path string, pause time.Duration, host, host2 stri
 		if i > 0 && h == "" {
 			break
 		}
-		if i > 0 && pause > 0 {
-			time.Sleep(pause)
+		if i > 0 && pause != nil {
+			pause()
 			_ = c.SetDeadline(time.Now().Add(netTimeout))
 		}
 		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: probe\r\n\r\n", path, h)

@@ -2,6 +2,10 @@
 // network namespace of its own (the demo machine is offline): a DNS server
 // that answers every name with this host's address and logs each query,
 // and an HTTP server that says which Host it was asked for.
+//
+// fakenet -pick prints N such that 198.18.N.0/24 and 198.18.N+1.0/24 are
+// free on the host (test/netblock, as the integration tests pick theirs);
+// the demo holds netblock's lock file from then until its addresses are up.
 package main
 
 import (
@@ -14,12 +18,23 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/clawrun/clawrun/test/netblock"
 )
 
 func main() {
 	addr := flag.String("addr", "198.18.0.2", "address every name resolves to")
 	queries := flag.String("query-log", "", "file that records every DNS query received")
+	pick := flag.Bool("pick", false, "print N: 198.18.N.0/24 and 198.18.N+1.0/24 are free on the host")
 	flag.Parse()
+	if *pick {
+		n, err := netblock.Pick("198.18", 10, 20, 2, 256)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(n)
+		return
+	}
 
 	var qlog *os.File
 	if *queries != "" {
