@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -151,10 +153,14 @@ func (fn *fakeNet) routedNet(t *testing.T) *routedNet {
 	rules := fmt.Sprintf(`table inet cwatch {
 	counter fromc4 {}
 	counter fromc6 {}
+	set seen4 { type ipv4_addr . inet_proto . inet_service; flags dynamic; counter; size 65535; }
+	set seen6 { type ipv6_addr . inet_proto . inet_service; flags dynamic; counter; size 65535; }
 	chain in {
 		type filter hook prerouting priority -300; policy accept;
-		ip saddr %s counter name fromc4
-		ip6 saddr %s counter name fromc6
+		ip saddr %[1]s counter name fromc4
+		ip6 saddr %[2]s counter name fromc6
+		ip saddr %[1]s meta l4proto { tcp, udp } update @seen4 { ip daddr . meta l4proto . th dport }
+		ip6 saddr %[2]s meta l4proto { tcp, udp } update @seen6 { ip6 daddr . meta l4proto . th dport }
 	}
 }
 `, rn.ip, rn.cidr6)
@@ -192,6 +198,60 @@ func nftCounter(t *testing.T, ns, table, name string) int {
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n
+}
+
+// packetsTo is how many TCP or UDP packets from the container's addresses
+// to addr:port reached the fake internet: what one probe sent, where
+// packets() also counts the kernel's own (neighbour discovery, retries).
+func (rn *routedNet) packetsTo(t *testing.T, proto, addr string, port int) int {
+	t.Helper()
+	set := "seen4"
+	if strings.Contains(addr, ":") {
+		set = "seen6"
+	}
+	out, err := runCmd(10*time.Second, "ip", "netns", "exec", rn.fakeNS, "nft", "-j", "list", "set", "inet", "cwatch", set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Nftables []struct {
+			Set *struct {
+				Elem []struct {
+					Elem struct {
+						Val struct {
+							Concat []any `json:"concat"`
+						} `json:"val"`
+						Counter struct {
+							Packets int `json:"packets"`
+						} `json:"counter"`
+					} `json:"elem"`
+				} `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("nft -j list set %s: %v\n%s", set, err, out)
+	}
+	want := []string{net.ParseIP(addr).String(), proto, strconv.Itoa(port)}
+	for _, o := range doc.Nftables {
+		if o.Set == nil {
+			continue
+		}
+		for _, e := range o.Set.Elem {
+			c := e.Elem.Val.Concat
+			if len(c) != 3 {
+				continue
+			}
+			got := []string{fmt.Sprint(c[0]), fmt.Sprint(c[1]), fmt.Sprint(c[2])}
+			if ip := net.ParseIP(got[0]); ip != nil {
+				got[0] = ip.String()
+			}
+			if got[0] == want[0] && got[1] == want[1] && got[2] == want[2] {
+				return e.Elem.Counter.Packets
+			}
+		}
+	}
+	return 0
 }
 
 // inNet joins the container to the namespace.
