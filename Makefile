@@ -61,10 +61,16 @@ integration: build $(TESTRUN)
 
 # 1,000 create/start/exec/kill/delete cycles under agent-default with an
 # egress filter, one at a time and 50 at once, then a check that nothing
-# is left (make integration runs 100).
+# is left (make integration runs 100); then `clawrun create` and `clawrun
+# delete` SIGKILLed at random points, SOAK_KILLS times each, with and
+# without a filter (make integration runs 30 and 24).
 SOAK_CYCLES ?= 1000
+SOAK_KILLS ?= 300
 soak: build
-	CLAWRUN=$(CURDIR)/bin/clawrun CLAWRUN_SOAK_CYCLES=$(SOAK_CYCLES) CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 180m -run '^TestSoak$$' ./test/integration/
+	CLAWRUN=$(CURDIR)/bin/clawrun CLAWRUN_SOAK_CYCLES=$(SOAK_CYCLES) \
+	  CLAWRUN_CREATE_KILLS=$(SOAK_KILLS) CLAWRUN_DELETE_KILLS=$(SOAK_KILLS) \
+	  CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 180m \
+	  -run '^(TestSoak|TestEgressCreateKilled|TestEgressDeleteKilled)$$' ./test/integration/
 
 # Two judges of runc compatibility, each against runc v1.5.2 on this
 # machine: the OCI runtime-tools suite and runc's own integration suite
