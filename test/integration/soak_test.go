@@ -250,8 +250,10 @@ func (s *soak) checkNothingLeft(t *testing.T, before, after hostCounts) {
 	if after.nftTables != before.nftTables {
 		t.Errorf("the host's nftables tables changed: %q -> %q", before.nftTables, after.nftTables)
 	}
-	if after.selfFDs != before.selfFDs {
-		t.Errorf("the test's own open files: %d before, %d after", before.selfFDs, after.selfFDs)
+	// Fewer is not a leak: what earlier tests left open (a server's
+	// connection, a pipe) may close while the soak runs.
+	if after.selfFDs > before.selfFDs {
+		t.Errorf("the test's own open files grew: %d before, %d after", before.selfFDs, after.selfFDs)
 	}
 }
 
