@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,6 +50,43 @@ func seccompChecks() []pcheck {
 	}
 }
 
+// yamaPtraceScope is Yama's ptrace restriction: 0 lets a process trace
+// any process it may signal, 1 only its descendants, 2 needs
+// CAP_SYS_PTRACE, 3 forbids ptrace until reboot. Without the file the
+// kernel has no Yama, and only the usual permission checks apply.
+const yamaPtraceScope = "/proc/sys/kernel/yama/ptrace_scope"
+
+// allowPtraceOfNonDescendants sets ptrace_scope to 0 for the test and puts
+// the host's value back afterwards: a baseline that ptraces a sibling
+// measures the container, not the host's Yama setting.
+func allowPtraceOfNonDescendants(t *testing.T) {
+	t.Helper()
+	data, err := os.ReadFile(yamaPtraceScope)
+	if errors.Is(err, os.ErrNotExist) {
+		t.Log("the kernel has no Yama: ptrace needs only the usual permissions")
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := strings.TrimSpace(string(data))
+	switch old {
+	case "0":
+		return
+	case "3":
+		t.Fatalf("%s is 3: ptrace is off until reboot, and this test's baseline needs it (boot with kernel.yama.ptrace_scope below 3)", yamaPtraceScope)
+	}
+	if err := os.WriteFile(yamaPtraceScope, []byte("0"), 0o644); err != nil {
+		t.Fatalf("%s is %s and this test's baseline needs 0: %v", yamaPtraceScope, old, err)
+	}
+	t.Logf("%s was %s: 0 for this test", yamaPtraceScope, old)
+	t.Cleanup(func() {
+		if err := os.WriteFile(yamaPtraceScope, []byte(old), 0o644); err != nil {
+			t.Errorf("restoring %s to %s: %v", yamaPtraceScope, old, err)
+		}
+	})
+}
+
 // sysAdminChecks are the calls whose baseline needs CAP_SYS_ADMIN.
 func sysAdminChecks() []pcheck {
 	return []pcheck{
@@ -74,6 +113,7 @@ func TestPolicySeccomp(t *testing.T) {
 	t.Run("no-policy", func(t *testing.T) {
 		t.Parallel()
 		r := policyRuntime(t)
+		allowPtraceOfNonDescendants(t) // ptrace-sibling's baseline
 		b := r.probeBundle(addCaps("CAP_NET_RAW"), bundle.Shell(checkScript(checks)))
 		verifyChecks(t, "no policy", r.runOnce(b).Stdout, checks, wantBase)
 	})
