@@ -47,7 +47,7 @@ test: deps lint build
 	  exit $$rc
 
 unit: $(TESTRUN)
-	CGO_ENABLED=1 $(GOTEST) -- $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/) ./test/bench/stats ./test/tools/testrun
+	CGO_ENABLED=1 $(GOTEST) -- $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/) ./test/bench/stats ./test/bench/benchdoc ./test/tools/testrun
 	# Each fuzzer of the host-name package, for a bounded time.
 	for f in $$($(GO) test -list '^Fuzz' ./runtime/policy/hostname | grep '^Fuzz'); do \
 	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 10s ./runtime/policy/hostname || exit 1; \
@@ -80,9 +80,12 @@ conformance: build bin/runc-1.5.2
 	  CLAWRUN=$(CURDIR)/bin/clawrun bash test/conformance/runc-bats.sh || rc=1; \
 	  exit $$rc
 
+# Both benchmarks, then their output pasted into README.md as it is
+# (test/bench/benchdoc; a unit test fails if that block is edited by hand).
 bench: build bin/runc-1.5.2
-	CLAWRUN=$(CURDIR)/bin/clawrun bash test/bench/run.sh
-	CLAWRUN=$(CURDIR)/bin/clawrun bash test/bench/egress.sh
+	CLAWRUN=$(CURDIR)/bin/clawrun BENCH_OUT=bin/bench-start.md bash test/bench/run.sh
+	CLAWRUN=$(CURDIR)/bin/clawrun BENCH_EGRESS_OUT=bin/bench-egress.md bash test/bench/egress.sh
+	$(GO) run ./test/bench/benchdoc -readme README.md bin/bench-start.md bin/bench-egress.md
 
 demo: deps build
 	bash contrib/demo/demo.sh

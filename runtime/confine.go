@@ -209,6 +209,9 @@ func launchSpec(plan *policy.Plan) (launcher.Spec, error) {
 	case len(plan.Seccomp.Deny) > 0:
 		spec.Seccomp = denyOnly(plan.Seccomp.Deny)
 	}
+	if hasTCPRules(plan) {
+		spec.Seccomp = seccomp.WithoutMPTCP(spec.Seccomp)
+	}
 	return spec, nil
 }
 
@@ -226,6 +229,17 @@ func (c *confinement) pinPaths(root int) error {
 		c.Launch.Layers[i].Rules = rules
 	}
 	return nil
+}
+
+// hasTCPRules tells whether a layer restricts TCP ports (tcp_bind or
+// tcp_connect).
+func hasTCPRules(plan *policy.Plan) bool {
+	for _, l := range plan.Layers {
+		if l.TCPBind != nil || l.TCPConnect != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func denyOnly(names []string) *configs.Seccomp {

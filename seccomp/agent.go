@@ -168,3 +168,27 @@ func unique(names []string) []string {
 	}
 	return out
 }
+
+// WithoutMPTCP returns profile (nil: a filter that allows everything) with
+// Multipath TCP sockets refused. Landlock's TCP port rules (tcp_bind,
+// tcp_connect) govern sockets of protocol IPPROTO_TCP only, and a socket of
+// protocol IPPROTO_MPTCP binds and connects like one, so a policy with TCP
+// port rules needs it. The refusal is EPROTONOSUPPORT, what a kernel
+// without Multipath TCP answers: programs that try it first (Go's
+// listeners do by default) fall back to TCP, whose ports Landlock checks.
+func WithoutMPTCP(profile *configs.Seccomp) *configs.Seccomp {
+	if profile == nil {
+		profile = &configs.Seccomp{DefaultAction: configs.Allow}
+	}
+	noProto := uint(unix.EPROTONOSUPPORT)
+	for _, family := range []uint64{unix.AF_INET, unix.AF_INET6} {
+		profile.Syscalls = append(profile.Syscalls, &configs.Syscall{
+			Name: "socket", Action: configs.Errno, ErrnoRet: &noProto,
+			Args: []*configs.Arg{
+				{Index: 0, Value: family, Op: configs.EqualTo},
+				{Index: 2, Value: unix.IPPROTO_MPTCP, Op: configs.EqualTo},
+			},
+		})
+	}
+	return profile
+}

@@ -15,6 +15,13 @@ import (
 // thread is discarded afterwards (never unlocked).
 func onFilteredThread(t *testing.T, extra []string, fn func()) {
 	t.Helper()
+	onThreadWith(t, AgentProfile(extra), fn)
+}
+
+// onThreadWith runs fn on an OS thread carrying profile; the thread is
+// discarded afterwards.
+func onThreadWith(t *testing.T, profile *configs.Seccomp, fn func()) {
+	t.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -23,7 +30,7 @@ func onFilteredThread(t *testing.T, extra []string, fn func()) {
 			t.Errorf("no_new_privs: %v", err)
 			return
 		}
-		if err := Load(AgentProfile(extra)); err != nil {
+		if err := Load(profile); err != nil {
 			t.Errorf("Load: %v", err)
 			return
 		}
@@ -286,4 +293,30 @@ func ruleMatches(t *testing.T, conds []*configs.Arg, args []uint64) bool {
 		}
 	}
 	return true
+}
+
+// TestWithoutMPTCP: Multipath TCP sockets are refused as a kernel without
+// MPTCP refuses them, alone or stacked with the agent profile's own socket
+// rules; TCP sockets still open.
+func TestWithoutMPTCP(t *testing.T) {
+	socket := func(family, proto int) error {
+		r, err := unix.Socket(family, unix.SOCK_STREAM, proto)
+		errnoOf(uintptr(r), 0)
+		return err
+	}
+	for name, profile := range map[string]*configs.Seccomp{"alone": WithoutMPTCP(nil), "with the agent profile": WithoutMPTCP(AgentProfile(nil))} {
+		onThreadWith(t, profile, func() {
+			for _, family := range []int{unix.AF_INET, unix.AF_INET6} {
+				if err := socket(family, unix.IPPROTO_MPTCP); !errors.Is(err, unix.EPROTONOSUPPORT) {
+					t.Errorf("%s: MPTCP socket of family %d: got %v, want EPROTONOSUPPORT", name, family, err)
+				}
+			}
+			if err := socket(unix.AF_INET, 0); err != nil {
+				t.Errorf("%s: TCP socket: %v, want success", name, err)
+			}
+			if err := socket(unix.AF_INET, unix.IPPROTO_TCP); err != nil {
+				t.Errorf("%s: TCP socket (IPPROTO_TCP): %v, want success", name, err)
+			}
+		})
+	}
 }

@@ -168,6 +168,10 @@ printf '%-32s  %-30s  %s\n' "--------------------" "-------------------" "------
 cut -d'|' -f1 "$work/with.txt" | while read -r action; do
 	printf '%-32s  %-30s  %s\n' "$action" "$(verdict "$work/with.txt" "$action" policy)" "$(verdict "$work/without.txt" "$action")"
 done
+scope=$(cat /proc/sys/kernel/yama/ptrace_scope 2>/dev/null || echo 0)
+if [ "$scope" != 0 ]; then
+	echo "This host's Yama ptrace_scope is $scope: without a policy, ptrace of a process that is not a descendant is refused by Yama, not by clawrun."
+fi
 echo
 leaked_total=$(grep -c "leak-secret-data" "$work/queries.log" 2>/dev/null || true)
 echo "Queries for the denied name that reached the fake internet's DNS server:" \

@@ -6,8 +6,11 @@
 # runs every runtime once, in a shuffled order), and prints a markdown table
 # (also written to $BENCH_OUT). The timing loop is a small Go program,
 # startbench/, since forking `date` per sample would cost ~1 ms.
-# Target: clawrun's median <= 1.05 x runc-1.5.2's. Missing it is reported,
-# not fatal (a benchmark is not a timed test); a failing run is fatal.
+# Targets: clawrun's median <= 1.05 x runc-1.5.2's, under agent-default
+# <= 1.3 x, each judged on the ratio's confidence interval (PASS, within
+# noise, FAIL). Missing one is reported, not fatal (a benchmark is not a
+# timed test); a failing run is fatal. A policy without rules measures
+# what the in-container policy launcher alone adds to a start.
 # Other jobs on the machine are the main noise: run it on a quiet machine,
 # or raise BENCH_RUNS until the ratio's confidence interval is narrow.
 #
@@ -20,7 +23,7 @@
 #   BENCH_RAW      if set, every sample is also written there as CSV
 #   BENCH_ROWS     extra rows, one 'name|command prefix' per line, e.g.
 #                  'clawrun+agent|/path/clawrun --policy agent-default'
-#   BENCH_TARGET   target ratio (default 1.05)
+#   BENCH_TARGET   clawrun's target ratio (default 1.05)
 #   BENCH_SEED     seed of the per-round shuffle (default: from the clock)
 #   BENCH_GAP      idle time before each run, e.g. 20ms (default 0)
 #   BENCH_FIXED_ORDER=1  same order every round instead of shuffled
@@ -45,20 +48,36 @@ die() { echo "bench: $*" >&2; exit 1; }
 [ -x "$clawrun" ] || die "$clawrun not found or not executable (make build)"
 [ -x "$runc152" ] || die "$runc152 not found (make bin/runc-1.5.2)"
 
-# The rows, in table order: 'name|command prefix'. The driver appends
-# `--root R run --bundle B ID`, so a prefix may carry global flags. Add
-# rows here (or through BENCH_ROWS) to benchmark more configurations, e.g.
-#	"clawrun + agent policy|$clawrun --policy agent-default"
-# Every row gets its ratio to $base (checked against the target) and to
-# $ref (informational).
+work=$(mktemp -d "${TMPDIR:-/tmp}/clawrun-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# A policy without rules: no Landlock layer, no seccomp filter, no egress.
+# The container still starts through the policy launcher (no_new_privs,
+# its report to the runtime), so its row less clawrun's is the launcher's
+# cost.
+printf 'version: 1\nclawrun:\n  seccomp: {profile: none}\n' > "$work/no-rules.yaml"
+"$clawrun" policy check "$work/no-rules.yaml" >/dev/null || die "the no-rule policy does not check"
+
+# The rows, in table order: 'name|command prefix[|target]'. The driver
+# appends `--root R run --bundle B ID`, so a prefix may carry global flags.
+# Add rows here (or through BENCH_ROWS) to benchmark more configurations.
+# Every row gets its ratio to $base (judged against its target, if it has
+# one) and to $ref (informational).
 base=runc-1.5.2
 ref="runc-1.1.5 (Debian)"
+launcher="clawrun + policy without rules"
+agent="clawrun + agent-default"
 rows=(
-	"clawrun|$clawrun"
+	"clawrun|$clawrun|$target"
+	"$launcher|$clawrun --policy $work/no-rules.yaml"
 	# The agent policy: Landlock (agent-default) + the agent seccomp
-	# profile, applied by the in-container launcher. Target <= 1.3 x runc.
-	"clawrun + agent-default|$clawrun --policy agent-default|1.3"
+	# profile, applied by the in-container launcher.
+	"$agent|$clawrun --policy agent-default|1.3"
 	"$base|$runc152"
+)
+diffs=(
+	-diff "the policy launcher|$launcher|clawrun"
+	-diff "agent-default's Landlock and seccomp rules|$agent|$launcher"
 )
 notes=()
 if [ -x "$debian_runc" ]; then
@@ -77,9 +96,6 @@ if [ "$(readlink -f "$clawrun")" = "$(readlink -f "$runc152")" ]; then
 	notes+=(-note "CLAWRUN is runc-1.5.2 itself: this run only validates the bench (expect a ratio near 1).")
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/clawrun-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-
 # Build the driver outside the measurement; it needs only the standard library.
 (cd "$repo" && CGO_ENABLED=0 "${GO:-go}" build -o "$work/startbench" ./test/bench/startbench)
 
@@ -88,7 +104,7 @@ trap 'rm -rf "$work"' EXIT
 RUNTIME=$runc152 bash "$repo/test/mkbundle.sh" "$work/bundle" /bin/true >/dev/null
 
 args=(-bundle "$work/bundle" -workdir "$work" -runs "$runs" -warmup "$warmup"
-	-baseline "$base" -target "$target" "${refarg[@]}" "${notes[@]}")
+	-baseline "$base" "${diffs[@]}" "${refarg[@]}" "${notes[@]}")
 [ -n "$out" ] && args+=(-out "$out")
 [ -n "${BENCH_RAW:-}" ] && args+=(-raw "$BENCH_RAW")
 [ -n "${BENCH_SEED:-}" ] && args+=(-seed "$BENCH_SEED")

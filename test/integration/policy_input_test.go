@@ -246,6 +246,11 @@ func TestPolicyOpenShellPolicies(t *testing.T) {
 			t.Logf("%s: %s", name, c)
 			ec := &ectr{t: t, r: r, fn: fn, id: id, bundle: b, log: filepath.Join(fn.logDir, id+".egress.jsonl")}
 			ec.decides(allowed.name, allowed.binary, strings.NewReplacer(".", "-").Replace(name)+".denied.test")
+			// Fields clawrun does not enforce: the same warnings, naming
+			// the field, in state as from policy check.
+			if got, want := stateWarnings(c), checkWarnings(t, r, f); !slices.Equal(got, want) {
+				t.Errorf("state's warnings %q, want policy check's %q", got, want)
+			}
 
 			want := "OK"
 			if hasFS { // /usr is read-only: a read-only mount too
@@ -259,4 +264,30 @@ func TestPolicyOpenShellPolicies(t *testing.T) {
 			verifyChecks(t, name, res.Stdout, checks, wantPolicy)
 		})
 	}
+}
+
+// checkWarnings are the warnings `policy check FILE` prints, without the
+// file name: [":LINE"] ": FIELD: REASON", sorted.
+func checkWarnings(t *testing.T, r *rtest, file string) []string {
+	t.Helper()
+	res := r.ok("policy", "check", file)
+	var out []string
+	for line := range strings.SplitSeq(res.Stdout+res.Stderr, "\n") {
+		if rest, ok := strings.CutPrefix(line, "warning: "+file); ok {
+			out = append(out, rest)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// stateWarnings are state's warnings of an inline policy, in the form of
+// checkWarnings.
+func stateWarnings(c *confState) []string {
+	var out []string
+	for _, w := range c.Warnings {
+		out = append(out, strings.TrimPrefix(w, "inline"))
+	}
+	slices.Sort(out)
+	return out
 }

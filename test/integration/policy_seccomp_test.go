@@ -1,9 +1,15 @@
 package integration
 
 import (
+	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/test/bundle"
 )
@@ -44,6 +50,43 @@ func seccompChecks() []pcheck {
 	}
 }
 
+// yamaPtraceScope is Yama's ptrace restriction: 0 lets a process trace
+// any process it may signal, 1 only its descendants, 2 needs
+// CAP_SYS_PTRACE, 3 forbids ptrace until reboot. Without the file the
+// kernel has no Yama, and only the usual permission checks apply.
+const yamaPtraceScope = "/proc/sys/kernel/yama/ptrace_scope"
+
+// allowPtraceOfNonDescendants sets ptrace_scope to 0 for the test and puts
+// the host's value back afterwards: a baseline that ptraces a sibling
+// measures the container, not the host's Yama setting.
+func allowPtraceOfNonDescendants(t *testing.T) {
+	t.Helper()
+	data, err := os.ReadFile(yamaPtraceScope)
+	if errors.Is(err, os.ErrNotExist) {
+		t.Log("the kernel has no Yama: ptrace needs only the usual permissions")
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := strings.TrimSpace(string(data))
+	switch old {
+	case "0":
+		return
+	case "3":
+		t.Fatalf("%s is 3: ptrace is off until reboot, and this test's baseline needs it (boot with kernel.yama.ptrace_scope below 3)", yamaPtraceScope)
+	}
+	if err := os.WriteFile(yamaPtraceScope, []byte("0"), 0o644); err != nil {
+		t.Fatalf("%s is %s and this test's baseline needs 0: %v", yamaPtraceScope, old, err)
+	}
+	t.Logf("%s was %s: 0 for this test", yamaPtraceScope, old)
+	t.Cleanup(func() {
+		if err := os.WriteFile(yamaPtraceScope, []byte(old), 0o644); err != nil {
+			t.Errorf("restoring %s to %s: %v", yamaPtraceScope, old, err)
+		}
+	})
+}
+
 // sysAdminChecks are the calls whose baseline needs CAP_SYS_ADMIN.
 func sysAdminChecks() []pcheck {
 	return []pcheck{
@@ -70,6 +113,7 @@ func TestPolicySeccomp(t *testing.T) {
 	t.Run("no-policy", func(t *testing.T) {
 		t.Parallel()
 		r := policyRuntime(t)
+		allowPtraceOfNonDescendants(t) // ptrace-sibling's baseline
 		b := r.probeBundle(addCaps("CAP_NET_RAW"), bundle.Shell(checkScript(checks)))
 		verifyChecks(t, "no policy", r.runOnce(b).Stdout, checks, wantBase)
 	})
@@ -184,4 +228,111 @@ func TestPolicySeccompProfileAlone(t *testing.T) {
 		b := r.probeBundle(addCaps("CAP_NET_RAW", "CAP_NET_ADMIN"), bundle.Shell(checkScript(checks)))
 		verifyChecks(t, "no policy", r.runOnce(b).Stdout, checks, wantBase)
 	})
+}
+
+// TestPolicySeccompFloor: the floor's and the container's seccomp settings
+// add up. The floor (--policy FILE) keeps the agent profile and denies
+// mkdir; the container's policy asks for no profile and denies symlink.
+// Each alone denies what it lists and nothing the other lists; together
+// both are denied, and the container's "profile: none" does not take the
+// floor's profile away. mkfifo, which neither denies, works throughout.
+func TestPolicySeccompFloor(t *testing.T) {
+	t.Parallel()
+	policyRuntime(t)
+	floor := writeTemp(t, "floor.yaml", `version: 1
+clawrun:
+  seccomp:
+    profile: agent
+    deny_syscalls: [mkdir, mkdirat]
+`)
+	const container = `version: 1
+clawrun:
+  seccomp:
+    profile: none
+    deny_syscalls: [symlink, symlinkat]
+`
+	const eperm, ok = "ERR EPERM", "OK"
+	checks := func(mkdir, symlink, memfd string) []pcheck {
+		return []pcheck{
+			pc("mkdir", "mkdir /tmp/d", mkdir, ""),
+			pc("symlink", "symlink /tmp /tmp/l", symlink, ""),
+			pc("agent-profile", "memfd-exec", memfd, ""),
+			pc("neither-denies", "mkfifo /tmp/f", ok, ""),
+		}
+	}
+
+	for _, tc := range []struct {
+		name    string
+		globals []string
+		edits   []func(*specs.Spec)
+		checks  []pcheck
+	}{
+		{"floor-only", []string{"--policy", floor}, nil, checks(eperm+" mkdir", ok, eperm+" memfd_create")},
+		{"container-only", nil, []func(*specs.Spec){withInline(container)}, checks(ok, eperm+" symlink", "OK ran from a memfd")},
+		{"floor-and-container", []string{"--policy", floor}, []func(*specs.Spec){withInline(container)},
+			checks(eperm+" mkdir", eperm+" symlink", eperm+" memfd_create")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := policyRuntime(t)
+			b := r.probeBundle(append(tc.edits, bundle.Shell(checkScript(tc.checks)))...)
+			verifyChecks(t, tc.name, r.runOnce(b, tc.globals...).Stdout, tc.checks, wantPolicy)
+		})
+	}
+}
+
+// specSeccomp is a container's own seccomp profile (linux.seccomp), as an
+// image or an orchestrator sets it: everything allowed but mkdir, refused
+// with EDOM, an errno nothing else in the container returns for it.
+func specSeccomp(s *specs.Spec) {
+	edom := uint(unix.EDOM)
+	s.Linux.Seccomp = &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Syscalls: []specs.LinuxSyscall{{
+			Names:    []string{"mkdir", "mkdirat"},
+			Action:   specs.ActErrno,
+			ErrnoRet: &edom,
+		}},
+	}
+}
+
+// TestPolicySeccompStacked: the agent profile is stacked on the spec's own
+// profile, not put in its place. With both, a call only the spec's profile
+// denies (mkdir) keeps the spec's errno, a call only the agent profile
+// denies (memfd_create) is refused with EPERM, and a call both allow
+// works. Each profile alone shows which one refuses what.
+func TestPolicySeccompStacked(t *testing.T) {
+	t.Parallel()
+	policyRuntime(t)
+	checks := func(mkdir, memfd string) []pcheck {
+		return []pcheck{
+			pc("spec-profile-denies", "mkdir /tmp/d$$", mkdir, ""),
+			pc("agent-profile-denies", "memfd-exec", memfd, ""),
+			pc("both-allow-write", "write /tmp/x", "OK", ""),
+			pc("both-allow-socket", "socket inet", "OK", ""),
+		}
+	}
+	const edom, memfdDenied, memfdOK = "ERR EDOM mkdir", "ERR EPERM memfd_create", "OK ran from a memfd"
+
+	for _, tc := range []struct {
+		name   string
+		edits  []func(*specs.Spec)
+		checks []pcheck
+	}{
+		{"spec-and-agent-profile", []func(*specs.Spec){specSeccomp, withInline(agentOnlyDoc)}, checks(edom, memfdDenied)},
+		{"spec-profile-only", []func(*specs.Spec){specSeccomp}, checks(edom, memfdOK)},
+		{"agent-profile-only", []func(*specs.Spec){withInline(agentOnlyDoc)}, checks("OK", memfdDenied)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := policyRuntime(t)
+			b := r.probeBundle(append(tc.edits, bundle.Shell(checkScript(tc.checks)+sleeper))...)
+			id := newID(t)
+			_, out := r.runDetachedOut(id, b)
+			waitFor(t, 10*time.Second, "the init's checks", func() bool { return strings.Contains(readFile(out), "started") })
+			verifyChecks(t, tc.name+" (init)", readFile(out), tc.checks, wantPolicy)
+			res := r.ok("exec", id, "sh", "-c", checkScript(tc.checks))
+			verifyChecks(t, tc.name+" (exec)", res.Stdout, tc.checks, wantPolicy)
+		})
+	}
 }

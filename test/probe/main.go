@@ -24,10 +24,11 @@
 //	unshare-user, mount [DIR], fsopen, io-uring, bpf, userfaultfd,
 //	keyctl, clone3
 //	socket KIND, socketpair KIND           one socket (pair) of a kind: unix,
-//	                                       inet, inet6, raw, netlink-route,
-//	                                       netlink-audit, packet, vsock, alg,
-//	                                       tipc, rds, can, xdp, appletalk, x25,
-//	                                       bluetooth
+//	                                       inet, inet6, mptcp, mptcp6 (TCP
+//	                                       sockets of protocol IPPROTO_MPTCP),
+//	                                       raw, netlink-route, netlink-audit,
+//	                                       packet, vsock, alg, tipc, rds, can,
+//	                                       xdp, appletalk, x25, bluetooth
 //	socket-sweep socket|socketpair [MAX]   try every family 0..MAX (default
 //	                                       63): "OK eperm=N,N,..." lists the
 //	                                       families refused with EPERM, or
@@ -546,6 +547,8 @@ var socketKinds = map[string]struct{ domain, typ, proto int }{
 	"unix":          {unix.AF_UNIX, unix.SOCK_STREAM, 0},
 	"inet":          {unix.AF_INET, unix.SOCK_STREAM, 0},
 	"inet6":         {unix.AF_INET6, unix.SOCK_STREAM, 0},
+	"mptcp":         {unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_MPTCP},
+	"mptcp6":        {unix.AF_INET6, unix.SOCK_STREAM, unix.IPPROTO_MPTCP},
 	"raw":           {unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP},
 	"netlink-route": {unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE},
 	"netlink-audit": {unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT},

@@ -32,6 +32,10 @@ package main
 //	                                  the same connection:
 //	                                  "OK 200 body | 200 body"
 //	tcp ADDR PORT [HOLD]              connect and read a banner line
+//	tcp-listen PORT [SECONDS]         bind 127.0.0.1:PORT and listen: "OK
+//	                                  listening on PORT"; with SECONDS, then
+//	                                  greet each connection with "hello from
+//	                                  PORT" for that long
 //	udp ADDR PORT [PAYLOAD]           send one datagram, wait for a reply
 //	icmp ADDR                         one unprivileged ICMP echo
 //	udp-dev HOW IFACE ADDR PORT [PAYLOAD]
@@ -100,6 +104,7 @@ func init() {
 		"http":           {"ADDR PORT HOST [HOST2] [PATH]", 3, 5, cmdHTTP},
 		"http-hold":      {"ADDR PORT HOST WAIT [PATH]", 4, 5, cmdHTTPHold},
 		"tcp":            {"ADDR PORT [HOLD]", 2, 3, cmdTCP},
+		"tcp-listen":     {"PORT [SECONDS]", 1, 2, cmdTCPListen},
 		"udp":            {"ADDR PORT [PAYLOAD]", 2, 3, cmdUDP},
 		"icmp":           {"ADDR", 1, 1, cmdICMP},
 		"partial-hellos": {"ADDR PORT N HOLD [BYTES]", 4, 5, cmdPartialHellos},
@@ -634,6 +639,37 @@ func cmdTCP(a []string) error {
 		}
 	}
 	return okWith(banner)
+}
+
+// cmdTCPListen binds and listens on 127.0.0.1:PORT (Landlock's tcp_bind
+// governs the bind) and, for SECONDS, greets every connection.
+func cmdTCPListen(a []string) error {
+	secs := 0
+	if len(a) > 1 {
+		n, err := atoiArg(a[1])
+		if err != nil {
+			return err
+		}
+		secs = n
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", a[0]))
+	if err != nil {
+		return netErr("listen", err)
+	}
+	defer l.Close()
+	if secs == 0 {
+		return okWith("listening on " + a[0])
+	}
+	fmt.Println("OK listening on " + a[0])
+	_ = l.(*net.TCPListener).SetDeadline(time.Now().Add(time.Duration(secs) * time.Second))
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			os.Exit(0) // the deadline: the OK was printed already
+		}
+		_, _ = c.Write([]byte("hello from " + a[0] + "\n"))
+		c.Close()
+	}
 }
 
 func cmdUDP(a []string) error {

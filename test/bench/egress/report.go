@@ -25,18 +25,12 @@ func (dr *driver) render(m *measurements) string {
 	if len(dl) > 0 && len(fl) > 0 {
 		added := stats.Quantile(fl, 0.5) - stats.Quantile(dl, 0.5)
 		lo, hi := diffCI(m.latency[f], m.latency[d], 0.5, rng)
-		verdict := "PASS"
-		if added >= o.latencyTarget {
-			verdict = "ABOVE TARGET"
-		}
-		if lo < o.latencyTarget && o.latencyTarget <= hi {
-			verdict += " (within noise)"
-		}
+		verdict := stats.Verdict(float64(lo), float64(hi), float64(o.latencyTarget), true)
 		rows = append(rows,
 			row{fmt.Sprintf("TLS connect + handshake + 1 request, p50 (n=%d each)", len(fl)),
 				ms(stats.Quantile(dl, 0.5)), ms(stats.Quantile(fl, 0.5)),
 				fmt.Sprintf("%s (95%% CI %s … %s)", plusMS(added), plusMS(lo), plusMS(hi)),
-				"added < " + ms(o.latencyTarget), verdict},
+				"added ≤ " + ms(o.latencyTarget), verdict},
 			row{"TLS connect + handshake + 1 request, p99",
 				ms(stats.Quantile(dl, 0.99)), ms(stats.Quantile(fl, 0.99)),
 				plusMS(stats.Quantile(fl, 0.99) - stats.Quantile(dl, 0.99)), "—", "—"})
@@ -65,9 +59,9 @@ func (dr *driver) render(m *measurements) string {
 	}
 	de, dec := worst(m.conns[d])
 	fe, fec := worst(m.conns[f])
-	verdict := "PASS"
+	verdict := stats.Pass
 	if fe != o.conns || fec != o.conns {
-		verdict = "FAILED"
+		verdict = stats.Fail
 	}
 	rows = append(rows, row{
 		fmt.Sprintf("%s concurrent connections: established / echoed (worst of %d)", thousands(o.conns), o.connRuns),
@@ -110,11 +104,8 @@ func (dr *driver) render(m *measurements) string {
 
 	// 5. Memory.
 	rssRow := func(metric string, v int64, detail string) row {
-		verdict := "PASS"
-		if v >= o.rssTarget {
-			verdict = "ABOVE TARGET"
-		}
-		return row{metric, "—", mib(v) + detail, "—", "< " + mib(o.rssTarget), verdict}
+		verdict := stats.Verdict(float64(v), float64(v), float64(o.rssTarget), true)
+		return row{metric, "—", mib(v) + detail, "—", "≤ " + mib(o.rssTarget), verdict}
 	}
 	split := func(p procMem) string {
 		return fmt.Sprintf(" (%s + %s; anonymous %s)", mib(p.sup), mib(p.worker), mib(p.anon))
@@ -141,7 +132,9 @@ func (dr *driver) render(m *measurements) string {
 	w("(TLS 1.3, ECDSA P-256, full handshakes, 2 more unmeasured per round) and of %d DNS queries (2 more unmeasured); %d transfers\n", o.dnsN, o.bulkRuns)
 	w("per direction (plain HTTP on :8080, one connection each); %d runs of the concurrent connections (HTTP upgrade on :8080,\n", o.connRuns)
 	w("then an echoed byte). Added = p50(filtered) − p50(direct); ratio = median(filtered) / median(direct); the CIs are\n")
-	w("bootstraps over rounds. RSS: VmRSS of the filter's supervisor and worker, from /proc.\n")
+	w("bootstraps over rounds. RSS: VmRSS of the filter's supervisor and worker, from /proc. A target is judged on the CI\n")
+	w("where there is one: %s when all of it meets the target, %s when all of it misses, %s when it straddles the target.\n",
+		stats.Pass, stats.Fail, stats.WithinNoise)
 	if len(m.shaped) > 0 {
 		w("The second bulk phase puts a token bucket (tc tbf, %s) on both paths' links, as an internet connection of\n", o.shapeRate)
 		w("that speed would: the first measures what the filter itself can move, the second whether it is what limits a stream.\n")
@@ -274,22 +267,17 @@ func bulkRows(rows *[]row, o driveOptions, bulk map[string]map[string][]float64,
 		name := map[string]string{"up": "upload", "down": "download"}[dir]
 		metric := fmt.Sprintf("Bulk %s%s, %d MiB, one stream (median of %d)", name, link, mib, o.bulkRuns)
 		if len(dv) == 0 || len(fv) == 0 {
-			*rows = append(*rows, row{metric, mibs(dv), mibs(fv), "—", fmt.Sprintf("≥ %.2f×", o.throughputTarget), "FAILED"})
+			*rows = append(*rows, row{metric, mibs(dv), mibs(fv), "—", fmt.Sprintf("≥ %.2f×", o.throughputTarget), stats.Fail})
 			continue
 		}
 		ratio := stats.Median(fv) / stats.Median(dv)
-		verdict := "PASS"
-		if ratio < o.throughputTarget {
-			verdict = "BELOW TARGET"
-		}
 		delta := fmt.Sprintf("%.2f×", ratio)
+		lo, hi := ratio, ratio
 		if len(fv) == len(dv) && len(fv) > 2 {
-			lo, hi := stats.RatioCI(fv, dv, 1000, rng)
+			lo, hi = stats.RatioCI(fv, dv, 1000, rng)
 			delta += fmt.Sprintf(" (95%% CI %.2f … %.2f)", lo, hi)
-			if lo < o.throughputTarget && o.throughputTarget <= hi {
-				verdict += " (within noise)"
-			}
 		}
+		verdict := stats.Verdict(lo, hi, o.throughputTarget, false)
 		*rows = append(*rows, row{metric, mibs(dv), mibs(fv), delta,
 			fmt.Sprintf("≥ %.2f×", o.throughputTarget), verdict})
 	}

@@ -13,6 +13,9 @@
 // Each row is a display name and a command prefix split on blanks (no
 // quoting); `--root R run --bundle B ID` is appended to it, so a row can
 // carry global flags, e.g. 'clawrun+agent|/path/clawrun --policy agent-default'.
+// A third field is the row's target: its median may be at most that many
+// times the baseline's, judged on the ratio's confidence interval (PASS,
+// within noise, FAIL); a row without one is not judged.
 package main
 
 import (
@@ -42,19 +45,23 @@ type row struct {
 	version string   // first line of `argv --version`, for the footnotes
 	wall    []time.Duration
 	cpu     []time.Duration // user+sys of the runtime and its reaped children
-	target  float64         // this row's target ratio (0: the -target flag)
+	target  float64         // this row's target ratio (0: not judged)
 }
+
+// diff is a difference of two rows the table's notes report with its
+// interval, e.g. what one feature adds to a start.
+type diff struct{ label, a, b string }
 
 type options struct {
 	bundle, workdir string
 	runs, warmup    int
 	baseline, ref   string
-	target          float64
 	out, raw        string
 	fixed           bool
 	seed            uint64
 	gap             time.Duration
 	notes           []string
+	diffs           []diff
 }
 
 func main() {
@@ -65,13 +72,20 @@ func main() {
 	flag.IntVar(&o.warmup, "warmup", 3, "unmeasured warm-up runs per row")
 	flag.StringVar(&o.baseline, "baseline", "", "row the target ratio is computed against")
 	flag.StringVar(&o.ref, "ref", "", "optional second reference row (informational ratio)")
-	flag.Float64Var(&o.target, "target", 1.05, "PASS if stats.Median(row)/stats.Median(baseline) <= target")
 	flag.StringVar(&o.out, "out", "", "also write the table to this file")
 	flag.StringVar(&o.raw, "raw", "", "also write every sample to this file (CSV)")
 	flag.BoolVar(&o.fixed, "fixed-order", false, "run the rows in the given order every round (default: shuffled per round)")
 	flag.Uint64Var(&o.seed, "seed", 0, "seed for the per-round shuffle (0: from the clock)")
 	flag.DurationVar(&o.gap, "gap", 0, "idle time before each run, untimed")
 	flag.Func("note", "extra footnote line (repeatable)", func(s string) error { o.notes = append(o.notes, s); return nil })
+	flag.Func("diff", "'label|row A|row B': report median(A) - median(B) (repeatable)", func(s string) error {
+		f := strings.Split(s, "|")
+		if len(f) != 3 {
+			return fmt.Errorf("want 'label|row A|row B', got %q", s)
+		}
+		o.diffs = append(o.diffs, diff{strings.TrimSpace(f[0]), strings.TrimSpace(f[1]), strings.TrimSpace(f[2])})
+		return nil
+	})
 	flag.Parse()
 
 	if o.bundle == "" || o.workdir == "" || flag.NArg() == 0 {
@@ -87,9 +101,13 @@ func main() {
 	if err != nil {
 		fatalf("%v", err)
 	}
-	for _, name := range []string{o.baseline, o.ref} {
+	names := []string{o.baseline, o.ref}
+	for _, d := range o.diffs {
+		names = append(names, d.a, d.b)
+	}
+	for _, name := range names {
 		if name != "" && findRow(rows, name) == nil {
-			fatalf("-baseline/-ref %q is not one of the rows", name)
+			fatalf("-baseline, -ref or -diff: %q is not one of the rows", name)
 		}
 	}
 	load := stats.LoadAvg() // before we add our own load
@@ -281,6 +299,9 @@ func findRow(rows []*row, name string) *row {
 // ms formats a duration as milliseconds with 0.01 ms resolution.
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/1e6) }
 
+// plusMS is ms with a sign.
+func plusMS(d time.Duration) string { return fmt.Sprintf("%+.2f", float64(d)/1e6) }
+
 func render(rows []*row, o *options) string {
 	base, ref := findRow(rows, o.baseline), findRow(rows, o.ref)
 	rng := rand.New(rand.NewPCG(o.seed, 1))
@@ -292,8 +313,8 @@ func render(rows []*row, o *options) string {
 	head := []string{"runtime", "runs", "median ms", "p10–p90 ms", "min ms", "CPU ms"}
 	align := []string{"---", "--:", "--:", "--:", "--:", "--:"}
 	if base != nil {
-		head = append(head, fmt.Sprintf("vs %s (95%% CI) and target", base.name), "CPU vs "+base.name)
-		align = append(align, "---", "--:")
+		head = append(head, fmt.Sprintf("vs %s (95%% CI)", base.name), "target", "verdict", "CPU vs "+base.name)
+		align = append(align, "--:", "--:", "---", "--:")
 	}
 	if ref != nil {
 		head = append(head, "vs "+ref.name)
@@ -310,24 +331,16 @@ func render(rows []*row, o *options) string {
 		cells := []string{r.name, fmt.Sprint(len(s)), ms(med),
 			ms(stats.Quantile(s, 0.1)) + "–" + ms(stats.Quantile(s, 0.9)), ms(s[0]), ms(stats.Median(r.cpu))}
 		if base == r {
-			cells = append(cells, "—", "—")
+			cells = append(cells, "—", "—", "—", "—")
 		} else if base != nil {
 			ratio := float64(med) / float64(stats.Median(base.wall))
 			lo, hi := stats.RatioCI(r.wall, base.wall, 2000, rng)
-			target := o.target
+			target, verdict := "—", "—"
 			if r.target > 0 {
-				target = r.target
+				target = fmt.Sprintf("≤ %.2f", r.target)
+				verdict = stats.Verdict(lo, hi, r.target, true)
 			}
-			verdict := fmt.Sprintf("PASS (≤ %.2f)", target)
-			if ratio > target {
-				verdict = fmt.Sprintf("ABOVE TARGET (%.2f)", target)
-			}
-			if lo <= target && target < hi {
-				// More runs or a quieter machine would be needed to
-				// tell which side of the target it is on.
-				verdict += " (within noise)"
-			}
-			cells = append(cells, fmt.Sprintf("%.3f (%.2f–%.2f) %s", ratio, lo, hi, verdict),
+			cells = append(cells, fmt.Sprintf("%.3f (%.2f–%.2f)", ratio, lo, hi), target, verdict,
 				fmt.Sprintf("%.3f", float64(stats.Median(r.cpu))/float64(stats.Median(base.cpu))))
 		}
 		if ref == r {
@@ -336,6 +349,17 @@ func render(rows []*row, o *options) string {
 			cells = append(cells, fmt.Sprintf("%.3f", float64(med)/float64(stats.Median(ref.wall))))
 		}
 		line(cells)
+	}
+	if len(o.diffs) > 0 {
+		w("\n")
+	}
+	for _, d := range o.diffs {
+		a, b := findRow(rows, d.a), findRow(rows, d.b)
+		wlo, whi := stats.DiffCI(a.wall, b.wall, 2000, rng)
+		clo, chi := stats.DiffCI(a.cpu, b.cpu, 2000, rng)
+		w("- %s (%s − %s): %s ms wall (95%% CI %s … %s), %s ms CPU (95%% CI %s … %s).\n", d.label, a.name, b.name,
+			plusMS(stats.Median(a.wall)-stats.Median(b.wall)), plusMS(wlo), plusMS(whi),
+			plusMS(stats.Median(a.cpu)-stats.Median(b.cpu)), plusMS(clo), plusMS(chi))
 	}
 
 	orderNote := fmt.Sprintf("order shuffled per round, seed %d", o.seed)
@@ -348,7 +372,9 @@ func render(rows []*row, o *options) string {
 	if o.gap > 0 {
 		w(", %s idle before each run", o.gap)
 	}
-	w(".\nRatios are of medians; the CI is a paired bootstrap over rounds. CPU: median user+sys time of the runtime and its children,\nless sensitive than wall time to other load on the machine.\n\n")
+	w(".\nRatios and differences are of medians; their CIs are paired bootstraps over rounds. A target is judged on the CI:\n")
+	w("%s when all of it meets the target, %s when all of it misses, %s when it straddles the target.\n", stats.Pass, stats.Fail, stats.WithinNoise)
+	w("CPU: median user+sys time of the runtime and its children, less sensitive than wall time to other load on the machine.\n\n")
 	w("Machine: %s, %d CPUs, kernel %s, %s, %s.\n\n",
 		stats.CPUModel(), goruntime.NumCPU(), stats.Kernel(), cgroupMode(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	for _, r := range rows {

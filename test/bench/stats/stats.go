@@ -57,6 +57,49 @@ func RatioCI[T Number](a, b []T, resamples int, rng *rand.Rand) (lo, hi float64)
 	return ratios[resamples*25/1000], ratios[resamples*975/1000-1]
 }
 
+// DiffCI is a 95% bootstrap interval of median(a) − median(b), resampling
+// whole rounds like RatioCI.
+func DiffCI[T Number](a, b []T, resamples int, rng *rand.Rand) (lo, hi T) {
+	n := min(len(a), len(b))
+	if n == 0 || resamples < 40 {
+		return 0, 0
+	}
+	ra, rb := make([]T, n), make([]T, n)
+	diffs := make([]T, resamples)
+	for k := range diffs {
+		for i := range n {
+			j := rng.IntN(n)
+			ra[i], rb[i] = a[j], b[j]
+		}
+		diffs[k] = Median(ra) - Median(rb)
+	}
+	slices.Sort(diffs)
+	return diffs[resamples*25/1000], diffs[resamples*975/1000-1]
+}
+
+// The verdicts of a figure against its target, from its 95% interval.
+const (
+	Pass        = "PASS"         // the whole interval meets the target
+	Fail        = "FAIL"         // the whole interval misses it
+	WithinNoise = "within noise" // the interval straddles it: more runs or a quieter machine would tell
+)
+
+// Verdict judges a figure whose 95% interval is lo … hi against target: at
+// most target (atMost), else at least target. A figure without an interval
+// is judged with lo = hi.
+func Verdict(lo, hi, target float64, atMost bool) string {
+	if !atMost {
+		lo, hi, target = -hi, -lo, -target
+	}
+	switch {
+	case hi <= target:
+		return Pass
+	case lo > target:
+		return Fail
+	}
+	return WithinNoise
+}
+
 // LoadAvg is the first three fields of /proc/loadavg.
 func LoadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")

@@ -54,3 +54,44 @@ func TestRatioCI(t *testing.T) {
 		t.Errorf("RatioCI(empty) = %v … %v", lo, hi)
 	}
 }
+
+func TestDiffCI(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	// b is a minus 3 everywhere: every resample's difference is 3.
+	a := []time.Duration{10, 12, 9, 11, 14, 10, 13}
+	b := make([]time.Duration, len(a))
+	for i, v := range a {
+		b[i] = v - 3
+	}
+	if lo, hi := DiffCI(a, b, 1000, rng); lo != 3 || hi != 3 {
+		t.Errorf("DiffCI(a, a-3) = %v … %v, want 3 … 3", lo, hi)
+	}
+	x := []float64{100, 120, 90, 110, 105, 95, 130, 99}
+	y := []float64{60, 80, 70, 65, 75, 62, 90, 71}
+	lo, hi := DiffCI(x, y, 1000, rng)
+	if d := Median(x) - Median(y); lo > d || d > hi || lo >= hi {
+		t.Errorf("DiffCI = %v … %v around %v", lo, hi, d)
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		lo, hi, target float64
+		atMost         bool
+		want           string
+	}{
+		{0.90, 1.00, 1.05, true, Pass},
+		{0.90, 1.05, 1.05, true, Pass},
+		{0.83, 1.10, 1.05, true, WithinNoise}, // a median below target is not enough
+		{1.06, 1.20, 1.05, true, Fail},
+		{0.85, 0.95, 0.80, false, Pass},
+		{0.75, 0.85, 0.80, false, WithinNoise},
+		{0.60, 0.70, 0.80, false, Fail},
+		{14.3, 14.3, 16, true, Pass}, // no interval
+		{17, 17, 16, true, Fail},
+	} {
+		if got := Verdict(tc.lo, tc.hi, tc.target, tc.atMost); got != tc.want {
+			t.Errorf("Verdict(%v … %v, target %v, at most %v) = %q, want %q", tc.lo, tc.hi, tc.target, tc.atMost, got, tc.want)
+		}
+	}
+}
