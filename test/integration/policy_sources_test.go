@@ -28,6 +28,14 @@ filesystem_policy:
   read_write: [/usr, /srv, /tmp, /dev/null]
 `
 
+// narrowDoc is a container policy that narrows the floor: /tmp, which
+// the floor lets it write, only read.
+const narrowDoc = `version: 1
+filesystem_policy:
+  read_only: [/bin, /usr, /etc, /proc, /tmp]
+  read_write: [/dev/null]
+`
+
 // sourceChecks tell which of /usr, /srv and /tmp are writable. /usr/w is
 // world-writable, so that only a policy can refuse the write there.
 func sourceChecks(usr, srv, tmp string) []pcheck {
@@ -85,6 +93,9 @@ func TestPolicySources(t *testing.T) {
 		// The container's policy asks for /usr and /srv: the floor wins.
 		{name: "floor-flag-file-widened", globals: []string{"--policy", floorFile}, edits: []func(*specs.Spec){withInline(wideDoc)},
 			checks: sourceChecks(rofs, deny, ok), policy: "floor:" + floorFile + " + inline", layers: []string{floorFile, "inline"}},
+		// The container's policy takes /tmp away: narrowing is kept.
+		{name: "floor-flag-file-narrowed", globals: []string{"--policy", floorFile}, edits: []func(*specs.Spec){withInline(narrowDoc)},
+			checks: sourceChecks(rofs, deny, rofs), policy: "floor:" + floorFile + " + inline", layers: []string{floorFile, "inline"}},
 		{name: "floor-config-file-widened", globals: []string{"--config", config("floor_policy: " + floorFile + "\n")},
 			edits:  []func(*specs.Spec){withPolicy("wide")},
 			checks: sourceChecks(rofs, deny, ok), policy: "floor:" + floorFile + " + wide", layers: []string{floorFile, "wide"}},
