@@ -48,7 +48,8 @@ func sourceChecks(usr, srv, tmp string) []pcheck {
 }
 
 // TestPolicySources: every way a policy reaches a container (annotation
-// name, inline document, egress shortcut, the --policy floor as a name or
+// name, inline document, egress shortcut, a built-in preset with network
+// presets or a policy that includes one, the --policy floor as a name or
 // a file, the config file's floor_policy, policy_dir and default_policy),
 // and that a container's policy can narrow the floor, never widen it.
 func TestPolicySources(t *testing.T) {
@@ -88,6 +89,13 @@ func TestPolicySources(t *testing.T) {
 			checks: sourceChecks(ok, ok, ok), policy: "egress", layers: nil, egress: "shortcut.wild.test"},
 		{name: "egress-with-preset", edits: []func(*specs.Spec){withPolicy("agent-default"), annotate(annEgress, "preset.wild.test")},
 			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}, egress: "preset.wild.test"},
+		// agent-coding: agent-default's files, and egress filtered to its
+		// network presets.
+		{name: "annotation-agent-coding", edits: []func(*specs.Spec){withPolicy("agent-coding")},
+			checks: sourceChecks(rofs, deny, ok), policy: "agent-coding", layers: []string{"agent-coding"}, egress: "api.github.com"},
+		// A network preset included by a policy of its own: egress only.
+		{name: "inline-include-preset", edits: []func(*specs.Spec){withInline("version: 1\nclawrun: {include: [pypi]}\n")},
+			checks: sourceChecks(ok, ok, ok), policy: "inline", layers: nil, egress: "files.pythonhosted.org"},
 		{name: "floor-flag-preset", globals: []string{"--policy", "agent-default"},
 			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
 		// The container's policy asks for /usr and /srv: the floor wins.
