@@ -67,3 +67,42 @@ kill $p; echo "$out"`, policy: "OK got hello", base: "OK got hello"},
 		})
 	}
 }
+
+// TestPolicyTCPConnect: clawrun.landlock.tcp_connect limits the ports a
+// confined process may connect to. Port 80, not listed, is refused by
+// Landlock (EACCES) where the same container without the policy reaches
+// the network stack (ECONNREFUSED: nothing listens); port 443, listed,
+// reaches a listener in the container under both.
+func TestPolicyTCPConnect(t *testing.T) {
+	t.Parallel()
+	policyRuntime(t)
+	doc := `version: 1
+filesystem_policy:
+  read_only: [/bin, /usr, /proc]
+  read_write: [/tmp, /dev/null]
+clawrun:
+  landlock: {tcp_connect: [443]}
+`
+	listen := "nc -l -p 443 -e echo hello </dev/null >/dev/null 2>&1 &\n"
+	checks := []pcheck{
+		pc("connect-unlisted", "tcp 127.0.0.1 80", "ERR EACCES", "ERR ECONNREFUSED"),
+		// The listener may not be up yet: try again while it refuses.
+		{name: "connect-listed", cmd: `for i in $(seq 100); do out=$(probe tcp 127.0.0.1 443); case $out in *ECONNREFUSED*) sleep 0.05 ;; *) break ;; esac; done
+echo "$out"`, policy: "OK hello", base: "OK hello"},
+	}
+	for _, tc := range []struct {
+		name  string
+		edits []func(*specs.Spec)
+		pick  func(pcheck) string
+	}{
+		{"tcp-connect-443", []func(*specs.Spec){withInline(doc)}, wantPolicy},
+		{"no-policy", nil, wantBase},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := policyRuntime(t)
+			b := r.probeBundle(append(tc.edits, bundle.Shell(listen+checkScript(checks)))...)
+			verifyChecks(t, tc.name, r.runOnce(b).Stdout, checks, tc.pick)
+		})
+	}
+}

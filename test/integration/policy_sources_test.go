@@ -28,6 +28,14 @@ filesystem_policy:
   read_write: [/usr, /srv, /tmp, /dev/null]
 `
 
+// narrowDoc is a container policy that narrows the floor: /tmp, which
+// the floor lets it write, only read.
+const narrowDoc = `version: 1
+filesystem_policy:
+  read_only: [/bin, /usr, /etc, /proc, /tmp]
+  read_write: [/dev/null]
+`
+
 // sourceChecks tell which of /usr, /srv and /tmp are writable. /usr/w is
 // world-writable, so that only a policy can refuse the write there.
 func sourceChecks(usr, srv, tmp string) []pcheck {
@@ -40,7 +48,8 @@ func sourceChecks(usr, srv, tmp string) []pcheck {
 }
 
 // TestPolicySources: every way a policy reaches a container (annotation
-// name, inline document, egress shortcut, the --policy floor as a name or
+// name, inline document, egress shortcut, a built-in preset with network
+// presets or a policy that includes one, the --policy floor as a name or
 // a file, the config file's floor_policy, policy_dir and default_policy),
 // and that a container's policy can narrow the floor, never widen it.
 func TestPolicySources(t *testing.T) {
@@ -80,11 +89,21 @@ func TestPolicySources(t *testing.T) {
 			checks: sourceChecks(ok, ok, ok), policy: "egress", layers: nil, egress: "shortcut.wild.test"},
 		{name: "egress-with-preset", edits: []func(*specs.Spec){withPolicy("agent-default"), annotate(annEgress, "preset.wild.test")},
 			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}, egress: "preset.wild.test"},
+		// agent-coding: agent-default's files, and egress filtered to its
+		// network presets.
+		{name: "annotation-agent-coding", edits: []func(*specs.Spec){withPolicy("agent-coding")},
+			checks: sourceChecks(rofs, deny, ok), policy: "agent-coding", layers: []string{"agent-coding"}, egress: "api.github.com"},
+		// A network preset included by a policy of its own: egress only.
+		{name: "inline-include-preset", edits: []func(*specs.Spec){withInline("version: 1\nclawrun: {include: [pypi]}\n")},
+			checks: sourceChecks(ok, ok, ok), policy: "inline", layers: nil, egress: "files.pythonhosted.org"},
 		{name: "floor-flag-preset", globals: []string{"--policy", "agent-default"},
 			checks: sourceChecks(rofs, deny, ok), policy: "agent-default", layers: []string{"agent-default"}},
 		// The container's policy asks for /usr and /srv: the floor wins.
 		{name: "floor-flag-file-widened", globals: []string{"--policy", floorFile}, edits: []func(*specs.Spec){withInline(wideDoc)},
 			checks: sourceChecks(rofs, deny, ok), policy: "floor:" + floorFile + " + inline", layers: []string{floorFile, "inline"}},
+		// The container's policy takes /tmp away: narrowing is kept.
+		{name: "floor-flag-file-narrowed", globals: []string{"--policy", floorFile}, edits: []func(*specs.Spec){withInline(narrowDoc)},
+			checks: sourceChecks(rofs, deny, rofs), policy: "floor:" + floorFile + " + inline", layers: []string{floorFile, "inline"}},
 		{name: "floor-config-file-widened", globals: []string{"--config", config("floor_policy: " + floorFile + "\n")},
 			edits:  []func(*specs.Spec){withPolicy("wide")},
 			checks: sourceChecks(rofs, deny, ok), policy: "floor:" + floorFile + " + wide", layers: []string{floorFile, "wide"}},
