@@ -23,14 +23,16 @@ type ConnLimits struct {
 }
 
 // DefaultConnLimits leave room for any agent (a browser opens six
-// connections per host) and keep the worst case of the proxy's own
-// buffers around 10 MiB.
-var DefaultConnLimits = ConnLimits{Conns: 1024, Pending: 256, HandshakeTimeout: 10 * time.Second, HandshakeBytes: 32 << 10}
+// connections per host; a crawler or a parallel download opens a
+// thousand at once, all of them undecided until the proxy gets to read
+// them) and keep the worst case of the proxy's handshake buffers around
+// 32 MiB, well under the worker's memory limit.
+var DefaultConnLimits = ConnLimits{Conns: 1024, Pending: 1024, HandshakeTimeout: 10 * time.Second, HandshakeBytes: 32 << 10}
 
 // evictAfter is how long a connection may sit on its handshake before a
-// new one takes its place when Pending connections wait: real clients
-// send theirs at once, so the new one wins over a connection that sends
-// nothing.
+// new one takes its place when the namespace is at either cap: real
+// clients send theirs at once, so the new one wins over a connection that
+// sends nothing.
 const evictAfter = time.Second
 
 // admission counts a proxy's connections against its ConnLimits.
@@ -46,31 +48,39 @@ type ticket struct {
 	conn    net.Conn
 	since   time.Time
 	elem    *list.Element // in the queue while undecided; nil after
-	evicted bool          // cut to make room for a newer connection
+	evicted bool          // cut to make room for a newer connection (and no longer counted open)
 }
 
-// admit counts c in, or returns why it is refused. Waiting for the
-// oldest undecided connection to be older than evictAfter, it is cut
-// (its handshake read fails, see evictedFor) to make room for c.
+// admit counts c in, or returns why it is refused. At either cap, the
+// oldest undecided connection, if it has waited longer than evictAfter,
+// is cut (its handshake read fails, see failedFor) to make room for c.
 func (a *admission) admit(c net.Conn, now time.Time) (*ticket, Reason) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.full() && a.queue.Len() > 0 {
+		if oldest := a.queue.Front().Value.(*ticket); now.Sub(oldest.since) >= evictAfter {
+			a.queue.Remove(oldest.elem)
+			oldest.elem, oldest.evicted = nil, true
+			a.open--
+			_ = oldest.conn.SetReadDeadline(now) // its reader wakes up and gives up
+		}
+	}
 	if a.limits.Conns > 0 && a.open >= a.limits.Conns {
 		return nil, ReasonConnLimit
 	}
 	if a.limits.Pending > 0 && a.queue.Len() >= a.limits.Pending {
-		oldest := a.queue.Front().Value.(*ticket)
-		if now.Sub(oldest.since) < evictAfter {
-			return nil, ReasonHandshakeLimit
-		}
-		a.queue.Remove(oldest.elem)
-		oldest.elem, oldest.evicted = nil, true
-		_ = oldest.conn.SetReadDeadline(now) // its reader wakes up and gives up
+		return nil, ReasonHandshakeLimit
 	}
 	t := &ticket{conn: c, since: now}
 	t.elem = a.queue.PushBack(t)
 	a.open++
 	return t, ""
+}
+
+// full says whether a new connection would pass a cap (a.mu held).
+func (a *admission) full() bool {
+	return (a.limits.Conns > 0 && a.open >= a.limits.Conns) ||
+		(a.limits.Pending > 0 && a.queue.Len() >= a.limits.Pending)
 }
 
 // decided takes t out of the undecided connections.
@@ -83,11 +93,13 @@ func (a *admission) decided(t *ticket) {
 	}
 }
 
-// done counts t out.
+// done counts t out (an evicted ticket was counted out when cut).
 func (a *admission) done(t *ticket) {
 	a.decided(t)
 	a.mu.Lock()
-	a.open--
+	if !t.evicted {
+		a.open--
+	}
 	a.mu.Unlock()
 }
 

@@ -74,6 +74,33 @@ func TestAdmissionEvictsTheOldestStalledHandshake(t *testing.T) {
 	}
 }
 
+// At the cap on open connections, a handshake stalled past evictAfter
+// still gives its place to a new connection (counted out once), while
+// decided connections are never cut.
+func TestAdmissionEvictsAtTheConnectionCap(t *testing.T) {
+	a := &admission{limits: ConnLimits{Conns: 2, Pending: 2}}
+	now := time.Unix(1700000000, 0)
+	decided, _ := a.admit(pipeConn(t), now)
+	a.decided(decided)
+	stalled, _ := a.admit(pipeConn(t), now)
+	if tk, r := a.admit(pipeConn(t), now.Add(evictAfter/2)); tk != nil || r != ReasonConnLimit {
+		t.Fatalf("a third connection while the others are new: %v, %q, want refused with %s", tk, r, ReasonConnLimit)
+	}
+	fresh, r := a.admit(pipeConn(t), now.Add(evictAfter))
+	if fresh == nil || !stalled.evicted || decided.evicted {
+		t.Fatalf("at the cap, past evictAfter: admitted %v (%q), stalled evicted %v, decided evicted %v; want the stalled one cut for the new one",
+			fresh != nil, r, stalled.evicted, decided.evicted)
+	}
+	a.done(stalled) // its handler ends after the cut
+	if a.open != 2 {
+		t.Fatalf("open = %d after the eviction and its handler's end, want 2 (decided and fresh)", a.open)
+	}
+	a.decided(fresh)
+	if tk, r := a.admit(pipeConn(t), now.Add(3*evictAfter)); tk != nil || r != ReasonConnLimit {
+		t.Fatalf("all open connections decided: %v, %q, want refused with %s", tk, r, ReasonConnLimit)
+	}
+}
+
 func TestReadClientHelloBufferCap(t *testing.T) {
 	hello := realHello(t, &tls.Config{ServerName: "example.com"})
 	if _, _, err := readClientHello(bufio.NewReaderSize(bytes.NewReader(hello), 16), len(hello)); err != nil {
