@@ -208,7 +208,7 @@ func TestCheckpointUnsupported(t *testing.T) {
 	t.Parallel()
 	r := newRuntime(t)
 	if !r.isClawrun() {
-		t.Skipf("%s implements checkpoint/restore", r.bin)
+		t.Skipf("not clawrun: %s implements checkpoint/restore", r.bin)
 	}
 	for _, args := range [][]string{{"checkpoint", "x"}, {"checkpoint", "--help"}, {"restore", "x"}, {"restore", "--bundle", "b", "x"}} {
 		assertFailure(t, r.run(args...), "checkpoint/restore (CRIU) is not supported")
