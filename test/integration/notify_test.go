@@ -109,7 +109,7 @@ func TestNotifySocket(t *testing.T) {
 				t.Parallel()
 				r := runtimeFor(t)
 				if !r.isClawrun() {
-					t.Skipf("%s waits for READY=1 forever when the container exits without it", r.bin)
+					t.Skipf("not clawrun: %s waits for READY=1 forever when the container exits without it", r.bin)
 				}
 				b := mk(r, `exit 3`)
 				ls := newNotifyListener(t)
