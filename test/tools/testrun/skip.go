@@ -21,7 +21,8 @@ type Skip struct {
 
 // The reasons a skip is allowed for, recognised by how its message
 // starts. Every other skip means the machine lacks something the suite
-// needs (a tool, a variable, root) and fails the run: install it.
+// needs (a tool, a variable, root) and fails the run: install it. A bug
+// is never a reason: a test that sees one fails.
 var skipClasses = []struct {
 	prefix string
 	class  string
@@ -29,7 +30,6 @@ var skipClasses = []struct {
 }{
 	{"kernel lacks ", "kernel", "the running kernel lacks the feature under test"},
 	{"not clawrun: ", "not clawrun", "the runtime under test is not clawrun and the test is about clawrun's own features"},
-	{"KNOWN BUG", "known bug", "an open bug, tracked by the test until it is fixed (then it fails instead)"},
 }
 
 // class names why s may be skipped, or "" when it may not.
