@@ -449,13 +449,13 @@ func egressState(stateDir string) string {
 	if err != nil {
 		return "pending"
 	}
-	if (st.State == "running" || st.State == "restarting") && !supervisorAlive(st.Supervisor) {
+	if (st.State == filter.StateRunning || st.State == filter.StateRestarting) && !filter.IsSupervisor(st.Supervisor) {
 		// Killed (SIGKILL, OOM) before it could say so: its worker died
 		// with it, its rules stay, nothing gets out.
 		return fmt.Sprintf("down: the filter's supervisor (pid %d) is gone: nothing gets out", st.Supervisor)
 	}
 	switch st.State {
-	case "running":
+	case filter.StateRunning:
 		if st.Generation == 0 {
 			return "starting: the filter's worker has not loaded its rules yet"
 		}
@@ -468,12 +468,12 @@ func egressState(stateDir string) string {
 			s += "; last failure " + describeFailure(st.LastFailure)
 		}
 		return s
-	case "restarting":
+	case filter.StateRestarting:
 		return "down, restarting: nothing gets out meanwhile (" + st.Error + ")"
-	case "failed":
+	case filter.StateFailed:
 		return "failed: nothing gets out (" + st.Error + ")"
 	}
-	return st.State
+	return string(st.State)
 }
 
 // describeFailure is a filter failure as state and audit show it.
@@ -500,22 +500,4 @@ func sharedEgressState(ownerDir, owner string, inPod bool) string {
 		return egressState(ownerDir) + ", the pod's filter (sandbox " + owner + ")"
 	}
 	return egressState(ownerDir) + ", shared: the filter of container " + owner
-}
-
-// supervisorAlive tells whether pid is a filter supervisor that has not
-// exited (a zombie has; a reused pid is another program).
-func supervisorAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil || !strings.Contains(string(cmdline), filter.SupervisorArg) {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	return i >= 0 && i+2 < len(stat) && stat[i+2] != 'Z' && stat[i+2] != 'X'
 }

@@ -227,7 +227,7 @@ func removeStaleCgroups(parent string) {
 	ents, _ := os.ReadDir(parent)
 	for _, e := range ents {
 		pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), cgroupPrefix))
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), cgroupPrefix) || err != nil || isSupervisor(pid) {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), cgroupPrefix) || err != nil || IsSupervisor(pid) {
 			continue
 		}
 		_ = unix.Rmdir(filepath.Join(parent, e.Name()))

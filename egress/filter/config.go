@@ -105,11 +105,11 @@ func (c *Config) limits() Limits {
 
 // Status is what the supervisor reports in StatusFile.
 type Status struct {
-	State      string `json:"state"` // starting, running, restarting, failed, stopped
-	Supervisor int    `json:"supervisor_pid"`
-	Worker     int    `json:"worker_pid,omitempty"`
-	Generation int64  `json:"generation"`
-	Restarts   int    `json:"restarts"`
+	State      State `json:"state"`
+	Supervisor int   `json:"supervisor_pid"`
+	Worker     int   `json:"worker_pid,omitempty"`
+	Generation int64 `json:"generation"`
+	Restarts   int   `json:"restarts"`
 	// Error is why the filter is not running, in its state's terms.
 	Error string `json:"error,omitempty"`
 	// LastFailure is the filter's latest failure (a worker that died, a
@@ -119,6 +119,19 @@ type Status struct {
 	// filter still decides, but what it decides goes unrecorded.
 	LogFailure *Failure `json:"log_failure,omitempty"`
 }
+
+// State is where a filter is in its life, as its supervisor records it
+// in the status file and the runtime reads it: one set of names for both
+// sides.
+type State string
+
+const (
+	StateStarting   State = "starting"   // the supervisor is setting up; no worker yet
+	StateRunning    State = "running"    // a worker decides, with Status.Generation loaded
+	StateRestarting State = "restarting" // the worker died; the rules stay and a new worker is coming
+	StateFailed     State = "failed"     // the filter gave up: the rules stay, nothing gets out
+	StateStopped    State = "stopped"    // stopped on request
+)
 
 // Failure is one failure of the filter, in the worker's own words where
 // it had any.

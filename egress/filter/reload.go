@@ -85,7 +85,7 @@ func WaitLoaded(statusFile, rulesFile string, gen int64, since time.Time, timeou
 	if err != nil {
 		return fmt.Errorf("egress filter: generation %d not loaded within %s: %w", gen, timeout, err)
 	}
-	why := st.State
+	why := string(st.State)
 	if st.Error != "" {
 		why += ": " + st.Error
 	}
@@ -94,13 +94,13 @@ func WaitLoaded(statusFile, rulesFile string, gen int64, since time.Time, timeou
 
 // loadOutcome tells whether st settles the load of generation gen.
 func loadOutcome(st *Status, gen int64, since time.Time) (bool, error) {
-	if st.Generation >= gen && st.State == "running" {
+	if st.Generation >= gen && st.State == StateRunning {
 		return true, nil
 	}
 	if f := st.LastFailure; f != nil && f.Generation == gen && !f.Time.Before(since) {
 		return true, fmt.Errorf("egress filter refused generation %d (generation %d stays): %s", gen, st.Generation, f.Message)
 	}
-	if st.State == "failed" || st.State == "stopped" {
+	if st.State == StateFailed || st.State == StateStopped {
 		return true, fmt.Errorf("egress filter %s: %s", st.State, st.Error)
 	}
 	return false, nil

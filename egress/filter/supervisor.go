@@ -104,7 +104,7 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 		reportReady(err)
 		return err
 	}
-	status := &Status{State: "starting", Supervisor: os.Getpid()}
+	status := &Status{State: StateStarting, Supervisor: os.Getpid()}
 	save := func() { _ = writeJSONAtomic(cfg.StatusFile, status) }
 	save()
 
@@ -169,12 +169,12 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 		reportReady(err)
 		return err
 	}
-	status.State = "running"
+	status.State = StateRunning
 	save()
 	reportReady(nil)
 
 	stop := func() error {
-		status.State = "stopped"
+		status.State = StateStopped
 		if worker != nil && worker.Process != nil {
 			_ = worker.Process.Signal(unix.SIGTERM)
 			if !awaitExit(events, status, 2*time.Second) {
@@ -237,7 +237,7 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 			// in the backlog (nothing gets out, nothing can take the port)
 			// until a new worker accepts them.
 			status.Restarts++
-			status.State = "restarting"
+			status.State = StateRestarting
 			status.Error = exit.describe(cfg.limits().MemoryBytes)
 			status.LastFailure = &Failure{Time: time.Now(), Message: status.Error}
 			save()
@@ -247,7 +247,7 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 				recent = recent[1:]
 			}
 			if len(recent) > 20 {
-				status.State = "failed"
+				status.State = StateFailed
 				save()
 				// Keep the rules and the sockets: the namespace stays
 				// closed until the container is deleted.
@@ -413,8 +413,9 @@ func Running(pid int, role, configPath string) bool {
 	return len(args) > 2 && args[1] == role && args[2] == configPath
 }
 
-// isSupervisor tells whether pid is a live supervisor of any filter.
-func isSupervisor(pid int) bool {
+// IsSupervisor tells whether pid is a live supervisor of any filter (not
+// a zombie, not a reused pid running another program).
+func IsSupervisor(pid int) bool {
 	args := liveArgs(pid)
 	return len(args) > 1 && args[1] == SupervisorArg
 }

@@ -138,8 +138,8 @@ func noteReport(st *Status, rep workerReport) {
 	switch rep.Event {
 	case "loaded":
 		st.Generation = rep.Generation
-		if st.State == "restarting" {
-			st.State, st.Error = "running", ""
+		if st.State == StateRestarting {
+			st.State, st.Error = StateRunning, ""
 		}
 	case "refused":
 		st.LastFailure = &Failure{Time: time.Now(), Generation: rep.Generation, Message: rep.Error}
