@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 
 	"github.com/clawrun/clawrun/landlock"
+	"github.com/clawrun/clawrun/landlock/launcher"
 )
 
 // Confinement is the "clawrun" object of `clawrun state`: what is really
@@ -23,10 +24,8 @@ type Confinement struct {
 
 // LandlockState is the Landlock part of Confinement.
 type LandlockState struct {
-	// Status: "enforced", "partial" (best effort skipped something), "off"
-	// (no Landlock), "pending" (created, not started yet), "failed", or
-	// "none" (the policy has no filesystem rules).
-	Status        string                 `json:"status"`
+	// Status: see launcher.Status.
+	Status        launcher.Status        `json:"status"`
 	ABI           int                    `json:"abi,omitempty"`
 	Compatibility string                 `json:"compatibility"`
 	Layers        []LandlockLayerState   `json:"layers,omitempty"`
@@ -62,7 +61,7 @@ func confinementState(c *confinement, stateDir string) *Confinement {
 		Digest: c.Plan.Digest,
 		Landlock: LandlockState{
 			Compatibility: string(c.Plan.Compatibility),
-			Status:        "pending",
+			Status:        launcher.StatusPending,
 		},
 		Seccomp:        SeccompState{Profile: c.Plan.Seccomp.Profile, Denied: len(c.Plan.Seccomp.Deny)},
 		Egress:         "off",
@@ -82,7 +81,7 @@ func confinementState(c *confinement, stateDir string) *Confinement {
 		out.Warnings = append(out.Warnings, w.String())
 	}
 	if len(c.Launch.Layers) == 0 {
-		out.Landlock.Status = "none"
+		out.Landlock.Status = launcher.StatusNone
 	}
 	rep, _ := readInitReport(stateDir)
 	if rep == nil {
@@ -91,7 +90,7 @@ func confinementState(c *confinement, stateDir string) *Confinement {
 	out.Landlock.ABI = rep.ABI
 	out.Seccomp.Loaded = rep.Seccomp
 	if rep.Error != "" {
-		out.Landlock.Status, out.Landlock.Error = "failed", rep.Error
+		out.Landlock.Status, out.Landlock.Error = launcher.StatusFailed, rep.Error
 		return out
 	}
 	if len(c.Launch.Layers) > 0 {

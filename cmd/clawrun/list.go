@@ -27,7 +27,7 @@ func enforced(c *runtime.Confinement) string {
 	if c == nil {
 		return "-"
 	}
-	ll := "landlock:" + c.Landlock.Status
+	ll := "landlock:" + string(c.Landlock.Status)
 	if c.Landlock.ABI > 0 {
 		ll += fmt.Sprintf("(abi%d)", c.Landlock.ABI)
 	}

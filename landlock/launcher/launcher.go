@@ -59,14 +59,34 @@ type Layer struct {
 	Rules  landlock.Layer `json:"rules"`
 }
 
+// Status is how much of a container's Landlock policy is in force: what
+// the launcher reports (enforced, partial, off) and what the runtime says
+// of a container without a report (pending, failed, none). One set of
+// names for both sides of the launcher's report.
+type Status string
+
+const (
+	// StatusEnforced: every rule in place (paths that do not exist, and
+	// symlinks whose targets other rules already grant, are listed but
+	// weaken nothing).
+	StatusEnforced Status = "enforced"
+	// StatusPartial: best effort left out a kernel feature or an existing
+	// path (a symlink, a path that is no longer the file it was at create).
+	StatusPartial Status = "partial"
+	// StatusOff: no Landlock on this kernel.
+	StatusOff Status = "off"
+	// StatusPending: created, not started yet (no report).
+	StatusPending Status = "pending"
+	// StatusFailed: the launcher reported an error; the process did not run.
+	StatusFailed Status = "failed"
+	// StatusNone: the policy has no filesystem rules.
+	StatusNone Status = "none"
+)
+
 // Report is what was really enforced, as the kernel answered.
 type Report struct {
-	// Status is "enforced" (every rule in place; paths that do not exist,
-	// and symlinks whose targets other rules already grant, are listed
-	// but weaken nothing), "partial" (best effort left out a kernel
-	// feature or an existing path: a symlink, a path that is no longer
-	// the file it was at create) or "off" (no Landlock here).
-	Status  string        `json:"status"`
+	// Status is StatusEnforced, StatusPartial or StatusOff.
+	Status  Status        `json:"status"`
 	ABI     int           `json:"abi"`
 	Layers  []LayerReport `json:"layers,omitempty"`
 	Seccomp bool          `json:"seccomp_loaded"`
@@ -136,9 +156,9 @@ func launch() error {
 		return fail(fmt.Errorf("no_new_privs: %w", err))
 	}
 	report.ABI = landlock.ABI()
-	report.Status = "enforced"
+	report.Status = StatusEnforced
 	if report.ABI == 0 && len(spec.Layers) > 0 {
-		report.Status = "off"
+		report.Status = StatusOff
 	}
 	for _, l := range spec.Layers {
 		res, err := landlock.Restrict(l.Rules, spec.Strict)
@@ -146,8 +166,8 @@ func launch() error {
 		if err != nil {
 			return fail(fmt.Errorf("landlock (%s): %w", l.Source, err))
 		}
-		if res.Degraded() && report.Status == "enforced" {
-			report.Status = "partial"
+		if res.Degraded() && report.Status == StatusEnforced {
+			report.Status = StatusPartial
 		}
 	}
 	if spec.Seccomp != nil {
