@@ -234,8 +234,8 @@ func TestDockerDebian(t *testing.T) {
 // contrib/docker/daemon-shim.json: the clawrun shim by name (registered
 // and not), annotations, and a runtime by path.
 func TestDockerMoby(t *testing.T) {
-	client := "/usr/local/bin/docker"
-	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", client)
+	client := toolPath("docker") // the pinned CLI of setup.sh, never the host's
+	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", "docker")
 	start := time.Now()
 	if linkExists("docker0") {
 		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")

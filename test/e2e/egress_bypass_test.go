@@ -315,8 +315,8 @@ func checkBypass(t *testing.T, w *bypassWatch, label string, resolvers []string,
 // Its resolver is Docker's embedded DNS, 127.0.0.11, which the egress
 // filter must take over like any other.
 func TestEgressBypassDocker(t *testing.T) {
-	client := "/usr/local/bin/docker"
-	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", client)
+	client := toolPath("docker") // the pinned CLI of setup.sh, never the host's
+	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", "docker")
 	start := time.Now()
 	if linkExists("docker0") {
 		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")

@@ -4,8 +4,9 @@
 #   - Debian's packages: docker.io (dockerd 20.10, with containerd 1.6 and
 #     its runc shim), iptables, CNI plugins, busybox-static, gcc;
 #   - from the Go module proxy, into $E2E_TOOLS/bin: containerd, ctr and
-#     containerd-shim-runc-v2 2.2.9, crictl, nerdctl and a current dockerd
-#     (moby v2);
+#     containerd-shim-runc-v2 2.2.9, crictl, nerdctl, a current dockerd
+#     (moby v2) and the docker CLI that drives it (Debian's 20.10 CLI
+#     predates --annotation);
 #   - local images (no registry is reachable): a busybox rootfs tarball for
 #     `docker import`, and busybox and pause images as OCI layout tarballs
 #     for `ctr images import` (nerdctl, CRI).
@@ -18,10 +19,11 @@ CONTAINERD_VERSION=v2.2.9
 CRICTL_VERSION=v1.37.0
 NERDCTL_VERSION=v2.0.4
 MOBY_VERSION=v2.0.0-beta.24
+DOCKER_CLI_VERSION=v28.5.2
 # Bump when what this script puts in the cache changes.
 LAYOUT=1
 
-pins="$LAYOUT containerd=$CONTAINERD_VERSION crictl=$CRICTL_VERSION nerdctl=$NERDCTL_VERSION moby=$MOBY_VERSION"
+pins="$LAYOUT containerd=$CONTAINERD_VERSION crictl=$CRICTL_VERSION nerdctl=$NERDCTL_VERSION moby=$MOBY_VERSION docker-cli=$DOCKER_CLI_VERSION"
 tag=$(printf '%s' "$pins" | sha256sum | cut -c1-10)
 tools=${E2E_TOOLS:-/var/cache/clawrun-ci/e2e-$tag}
 go=${GO:-go}
@@ -110,6 +112,18 @@ build_nerdctl() { # nerdctl's tags since 2.0.5 do not build outside their repo: 
 	mv nerdctl.new "$tools/bin/nerdctl"
 }
 
+build_docker_cli() { # github.com/docker/cli has no go.mod: its vendor.mod is one
+	local mod="$tools/src/docker-cli-$DOCKER_CLI_VERSION" dir
+	mkdir -p "$tools/src" && cd "$tools/src" # outside any module
+	dir=$("$go" mod download -json "github.com/docker/cli@$DOCKER_CLI_VERSION+incompatible" | jq -r .Dir)
+	rm -rf "$mod" && cp -r "$dir" "$mod" && chmod -R u+w "$mod" && cd "$mod"
+	# The module zip keeps vendor/modules.txt but not the vendored code.
+	rm -rf vendor && cp vendor.mod go.mod && cp vendor.sum go.sum
+	GOFLAGS="$GOFLAGS -mod=mod" "$go" build -trimpath -o docker.new \
+		-ldflags="$ldflags -X github.com/docker/cli/cli/version.Version=${DOCKER_CLI_VERSION#v} -X github.com/docker/cli/cli/version.GitCommit=$DOCKER_CLI_VERSION" ./cmd/docker
+	mv docker.new "$tools/bin/docker"
+}
+
 build containerd containerd ctr containerd-shim-runc-v2 -- \
 	gobin_install -tags no_btrfs \
 	"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
@@ -118,6 +132,7 @@ build containerd containerd ctr containerd-shim-runc-v2 -- \
 build crictl crictl -- gobin_install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 build nerdctl nerdctl -- build_nerdctl
 build dockerd dockerd -- gobin_install "github.com/moby/moby/v2/cmd/dockerd@$MOBY_VERSION"
+build docker-cli docker -- build_docker_cli
 
 # --- images (while Go builds) -------------------------------------------------
 img="$tools/images"
@@ -226,7 +241,7 @@ done
 # The builds' scratch module is not needed once nerdctl is built.
 rm -rf "$tools/src"
 
-for b in containerd ctr containerd-shim-runc-v2 crictl nerdctl dockerd; do
+for b in containerd ctr containerd-shim-runc-v2 crictl nerdctl dockerd docker; do
 	[ -x "$tools/bin/$b" ] || die "$tools/bin/$b is missing"
 done
 log "ready in $(($(date +%s) - start))s: export E2E_TOOLS=$tools"
