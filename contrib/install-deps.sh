@@ -11,8 +11,8 @@ packages=(
 	runc                         # Debian's runc 1.1.5, a second benchmark reference
 	nftables                     # nft: the egress tests read the rules in a container's netns
 	bats gawk                    # runc's own integration suite (test/conformance/runc-bats.sh)
+	tini                         # its reaper there, when PID 1 reaps orphans late
 	jq iproute2 procps util-linux git ca-certificates
-	nftables                     # the egress tests inspect and count packets with nft
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -27,7 +27,7 @@ fi
 
 # The commands the test suites run on the host: a missing one fails the
 # tests that need it, so say so here, before they start.
-for cmd in gcc busybox debootstrap nft ip tc nsenter unshare flock script timeout jq bats gawk tar; do
+for cmd in gcc busybox debootstrap nft ip tc nsenter unshare flock script timeout jq bats gawk tini tar; do
 	command -v "$cmd" >/dev/null || { echo "install-deps: $cmd is missing after installing the packages" >&2; exit 1; }
 done
 

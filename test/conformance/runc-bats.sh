@@ -57,7 +57,7 @@ die() { log "$*"; exit 2; }
 # ---- preconditions -----------------------------------------------------------
 
 [ "$(id -u)" = 0 ] || die "must run as root (the suite creates real containers)"
-for tool in "$GO" bats jq gawk gcc script timeout tar flock awk; do
+for tool in "$GO" bats jq gawk gcc script timeout tini tar flock awk; do
 	command -v "$tool" >/dev/null || die "missing tool: $tool (make deps)"
 done
 CLAWRUN=$(readlink -f "$CLAWRUN") RUNC=$(readlink -f "$RUNC")
@@ -265,7 +265,11 @@ run_file() {
 	cmd="bats --tap"
 	[ -z "$filter" ] || cmd+=" --filter $(printf '%q' "$filter")"
 	cmd+=" $(printf '%q' "$BATS_DIR/$f.bats") >$(printf '%q' "$d/tap/$f$sfx.tap") 2>$(printf '%q' "$d/tap/$f$sfx.err")"
-	RUNC=$d/runc TMPDIR=$d/tmp SHELL=/bin/bash timeout -k 10 "$TIMEOUT" script -e -q -c "$cmd" /dev/null 0<>"$OUT/stdin" >/dev/null 2>&1
+	# Under a subreaper (tini -s) that reaps at once: tests of containers
+	# without a pid namespace kill their init and wait for it to be gone,
+	# and an init that reaps orphans late (as some VMs' does) would leave
+	# it a zombie for either runtime.
+	RUNC=$d/runc TMPDIR=$d/tmp SHELL=/bin/bash timeout -k 10 "$TIMEOUT" tini -s -- script -e -q -c "$cmd" /dev/null 0<>"$OUT/stdin" >/dev/null 2>&1
 	rc=$?
 	echo "$rc" >"$d/tap/$f$sfx.rc"
 	[ "$rc" != 124 ] || log "$label: $f.bats timed out after ${TIMEOUT}s"
