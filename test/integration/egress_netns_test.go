@@ -332,6 +332,20 @@ type createKillVariant struct {
 	lingered time.Duration
 }
 
+// killRuns is how many runs a kill loop makes (runsVar, default n) and
+// the random source of its kill points (seeded from seedVar, or the
+// clock), both logged so that a failing run can be replayed.
+func killRuns(t *testing.T, runsVar string, n int, seedVar string) (int, *rand.Rand) {
+	t.Helper()
+	n = envInt(t, runsVar, n)
+	seed := uint64(time.Now().UnixNano())
+	if os.Getenv(seedVar) != "" {
+		seed = uint64(envInt(t, seedVar, 0))
+	}
+	t.Logf("%d runs, seed %d", n, seed)
+	return n, rand.New(rand.NewPCG(seed, 0))
+}
+
 // TestEgressCreateKilled: `clawrun create` SIGKILLed at any point of its
 // run (as containerd's runc client does when a shim's context is
 // cancelled), then `delete -f`, leaves nothing: no filter process, no
@@ -342,13 +356,7 @@ type createKillVariant struct {
 // (default 30), CLAWRUN_CREATE_KILL_SEED the random points' seed.
 func TestEgressCreateKilled(t *testing.T) {
 	r, fn := egressRuntime(t)
-	n := envInt(t, "CLAWRUN_CREATE_KILLS", 30)
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("CLAWRUN_CREATE_KILL_SEED"); v != "" {
-		seed = uint64(envInt(t, "CLAWRUN_CREATE_KILL_SEED", 0))
-	}
-	rng := rand.New(rand.NewPCG(seed, 0))
-	t.Logf("%d runs, seed %d", n, seed)
+	n, rng := killRuns(t, "CLAWRUN_CREATE_KILLS", 30, "CLAWRUN_CREATE_KILL_SEED")
 
 	named := namedNetns(t)
 	policy := withInline(allowedOnly)
@@ -517,13 +525,7 @@ func leftovers(t *testing.T, r *rtest, v *createKillVariant, stateDir string, na
 // still takes a filtered container afterwards.
 func TestEgressDeleteKilled(t *testing.T) {
 	r, fn := egressRuntime(t)
-	n := envInt(t, "CLAWRUN_DELETE_KILLS", 24)
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("CLAWRUN_DELETE_KILL_SEED"); v != "" {
-		seed = uint64(envInt(t, "CLAWRUN_DELETE_KILL_SEED", 0))
-	}
-	rng := rand.New(rand.NewPCG(seed, 0))
-	t.Logf("%d runs, seed %d", n, seed)
+	n, rng := killRuns(t, "CLAWRUN_DELETE_KILLS", 24, "CLAWRUN_DELETE_KILL_SEED")
 
 	named := namedNetns(t)
 	policy := withInline(allowedOnly)
