@@ -26,8 +26,9 @@ const testWorkdir = "/clawrun-test-workdir"
 func TestExplainAgreesWithPlan(t *testing.T) {
 	floor, _ := policy.Preset("agent-default")
 	networkFloor, _ := policy.Preset("agent-coding")
+	portFloor := portFloorPolicy(t)
 	for name, container := range explainPolicyCases(t) {
-		for _, f := range []*policy.Policy{nil, floor, networkFloor} {
+		for _, f := range []*policy.Policy{nil, floor, networkFloor, portFloor} {
 			title := name
 			if f != nil {
 				title += " under " + f.Name
@@ -49,6 +50,26 @@ func TestExplainAgreesWithPlan(t *testing.T) {
 			})
 		}
 	}
+}
+
+// portFloorPolicy is a floor whose Landlock layer lists TCP ports, so
+// that the intersection of two layers' port lists is checked too.
+func portFloorPolicy(t *testing.T) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse("port-floor", []byte(`version: 1
+filesystem_policy:
+  read_only: [/]
+  read_write: [/tmp]
+clawrun:
+  landlock:
+    tcp_bind: [8080, 9090]
+    tcp_connect: [443, 8443]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Name = "port-floor"
+	return p
 }
 
 func explainPolicyCases(t *testing.T) map[string]*policy.Policy {
@@ -127,8 +148,10 @@ func checkExplainedFiles(t *testing.T, e *policy.Explanation, out string, plan *
 			enforced = min(enforced, levelIn(l.ReadOnly, l.ReadWrite, p))
 		}
 		claimed := levelIn(e.Files.ReadOnly, e.Files.ReadWrite, p)
-		if e.Files.Workdir && (p == testWorkdir || strings.HasPrefix(p, testWorkdir+"/")) {
+		if inWorkdir := p == testWorkdir || strings.HasPrefix(p, testWorkdir+"/"); inWorkdir && e.Files.Workdir {
 			claimed = readWrite
+		} else if inWorkdir && e.Files.WorkdirReadOnly {
+			claimed = max(claimed, readOnly)
 		}
 		if claimed != enforced {
 			t.Errorf("files: explain says %s is %s, the Plan's layers allow %s", p, levelNames[claimed], levelNames[enforced])

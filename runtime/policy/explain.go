@@ -106,6 +106,10 @@ type FileAccess struct {
 	// directory read-write (include_workdir in each policy that confines
 	// files); otherwise it has only what the layers' paths give it.
 	Workdir bool `json:"include_workdir,omitempty"`
+	// WorkdirReadOnly is true when the layers together leave the working
+	// directory read-only (a policy adds it read-write, a floor's paths
+	// grant it read-only) and no listed path already says so.
+	WorkdirReadOnly bool `json:"workdir_read_only,omitempty"`
 }
 
 // Egress is the effective egress allow list: the container policy's
@@ -280,7 +284,7 @@ func effectiveFiles(layers []Layer) *FileAccess {
 		switch {
 		case at <= parent:
 		case path == explainWorkdir:
-			fa.Workdir = at == readWrite
+			fa.Workdir, fa.WorkdirReadOnly = at == readWrite, at == readOnly
 		case at == readWrite:
 			fa.ReadWrite = append(fa.ReadWrite, path)
 		default:
@@ -680,6 +684,9 @@ func (e *Explanation) writeFiles(w *writer) {
 	list("Read, write, create, delete and execute", f.ReadWrite)
 	if f.Workdir {
 		w.line(2, "Also the container's working directory (process.cwd), read-write: include_workdir. A working directory of / is refused.")
+	}
+	if f.WorkdirReadOnly {
+		w.line(2, "Also the container's working directory (process.cwd), read and execute only: include_workdir asks for read-write, another layer grants it read-only.")
 	}
 	w.line(2, "Denied: every other path. The agent cannot read, list, write or execute anything not listed.")
 	if len(f.ReadWrite) > 0 {
