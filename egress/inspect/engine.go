@@ -8,7 +8,6 @@ import (
 	"log"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -88,6 +87,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		maxRPCBody:       cfg.MaxRPCBody,
 		errorLog:         cfg.ErrorLog,
 		upstreamSessions: tls.NewLRUClientSessionCache(leafCacheSize),
+		buffers:          newBufferPool(),
 	}
 	if e.maxRPCBody == 0 {
 		e.maxRPCBody = DefaultMaxRPCBody
@@ -169,14 +169,27 @@ func (e *Engine) upstreamConfig(serverName string, h2 bool) *tls.Config {
 }
 
 // bufferPool lends the 32 KiB buffers that copy response bodies
-// (httputil.ReverseProxy would allocate one per request).
-type bufferPool struct{ p sync.Pool }
+// (httputil.ReverseProxy would allocate one per request). A channel keeps
+// them: a sync.Pool would allocate a box for each []byte it is given back.
+type bufferPool struct{ free chan []byte }
+
+// pooledBuffers bounds the buffers kept for reuse (2 MiB).
+const pooledBuffers = 64
+
+func newBufferPool() bufferPool { return bufferPool{free: make(chan []byte, pooledBuffers)} }
 
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	select {
+	case buf := <-b.free:
+		return buf
+	default:
+		return make([]byte, 32<<10)
 	}
-	return make([]byte, 32<<10)
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	select {
+	case b.free <- buf:
+	default: // enough kept
+	}
+}

@@ -237,12 +237,17 @@ func (h *harness) h1Client() *http.Client {
 
 // h2Client is an HTTP/2 client whose every connection goes to the engine.
 func (h *harness) h2Client() *http.Client {
+	return h.h2ClientTo(h.ln.Addr().String(), h.clientTLS(protoH2))
+}
+
+// h2ClientTo is an HTTP/2 client whose every connection goes to addr.
+func (h *harness) h2ClientTo(addr string, cfg *tls.Config) *http.Client {
 	tr := &http2.Transport{
-		TLSClientConfig: h.clientTLS(protoH2),
+		TLSClientConfig: cfg,
 		DialTLSContext: func(ctx context.Context, _, _ string, cfg *tls.Config) (net.Conn, error) {
 			var d tls.Dialer
 			d.Config = cfg
-			return d.DialContext(ctx, "tcp", h.ln.Addr().String())
+			return d.DialContext(ctx, "tcp", addr)
 		},
 	}
 	h.t.Cleanup(tr.CloseIdleConnections)
