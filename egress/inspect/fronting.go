@@ -23,8 +23,8 @@ type refusal struct {
 // see of it, or why it is refused: CONNECT; a Host or :authority that is
 // not the connection's server name (a port, if any, must be the
 // connection's); a Host field that disagrees with the :authority (HTTP/2);
-// an absolute-form target that is not https; an upgrade to anything but
-// WebSocket.
+// an absolute-form target that is not https; a body on a method whose body
+// some servers ignore; an upgrade to anything but WebSocket.
 func (s *session) newRequest(r *http.Request) (*Request, *refusal) {
 	req := &Request{
 		Proto:     r.Proto,
@@ -53,6 +53,9 @@ func (s *session) newRequest(r *http.Request) (*Request, *refusal) {
 		return req, &refusal{http.StatusBadRequest, ReasonMalformed, "path: " + err.Error()}
 	}
 	req.DecodedPath = decoded
+	if r.ContentLength != 0 && bodyless[r.Method] {
+		return req, &refusal{http.StatusBadRequest, ReasonMalformed, "a body on " + r.Method}
+	}
 	if up := upgradeOf(r.Header); up != "" {
 		if !strings.EqualFold(up, "websocket") || r.ProtoMajor != 1 {
 			return req, &refusal{http.StatusForbidden, ReasonUpgrade, "upgrade to " + clip(up)}
@@ -61,6 +64,11 @@ func (s *session) newRequest(r *http.Request) (*Request, *refusal) {
 	}
 	return req, nil
 }
+
+// bodyless are the methods whose body some servers do not read, and would
+// read as the next request: such a body is refused, as the filter refuses
+// it on plain HTTP.
+var bodyless = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodDelete: true, http.MethodTrace: true}
 
 // authorityIsServerName reports whether a Host or :authority names the
 // connection's server name (any case), and no port or the connection's.

@@ -2,10 +2,15 @@ package inspect
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // A request inside the connection for another name than the SNI the
@@ -144,5 +149,94 @@ func TestTargetSentAsDecided(t *testing.T) {
 	}
 	if got.DecodedPath != "/A" {
 		t.Errorf("decoded %q", got.DecodedPath)
+	}
+}
+
+// HTTP/2 streams a Go client would not send: a Host field besides the
+// :authority naming another host (servers differ on which one wins), and
+// extended CONNECT (:protocol, WebSocket over HTTP/2), which the engine
+// does not offer. Neither reaches Decide nor the upstream.
+func TestHTTP2RawStreamsRefused(t *testing.T) {
+	up := newUpstream(t, true, nil)
+	h := newHarness(t, up)
+	decided := 0
+	h.decide = func(r Request) Verdict { decided++; return allowGETs(r) }
+	get := [][2]string{{":method", "GET"}, {":scheme", "https"}, {":path", "/a"}}
+	tests := []struct {
+		name   string
+		fields [][2]string
+		status string // "" : the stream is reset
+		reason string
+	}{
+		{"control", append(get, [2]string{":authority", testHost}), "200", "allowed"},
+		{"Host field for another name", append(get, [2]string{":authority", testHost}, [2]string{"host", "evil.example"}), "421", ReasonMisdirected},
+		{"Host field only, another name", append(get, [2]string{"host", "evil.example"}), "421", ReasonMisdirected},
+		{"extended CONNECT", [][2]string{{":method", "CONNECT"}, {":protocol", "websocket"}, {":scheme", "https"},
+			{":path", "/chat"}, {":authority", testHost}}, "", ReasonConnect},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status := h2Stream(t, h, tt.fields)
+			if status != tt.status {
+				t.Fatalf("status %q, want %q", status, tt.status)
+			}
+			d := h.logs.find(t, tt.reason)
+			if tt.status == "200" {
+				if up.requests.Load() != 1 || decided != 1 {
+					t.Fatalf("control: upstream saw %d, decided %d", up.requests.Load(), decided)
+				}
+				return
+			}
+			if d.Allow || up.requests.Load() != 1 || decided != 1 {
+				t.Fatalf("logged %+v; upstream saw %d, decided %d (the control's 1 each)", d, up.requests.Load(), decided)
+			}
+		})
+	}
+}
+
+// h2Stream opens an HTTP/2 connection to the engine, sends one stream of
+// header fields, and returns the answer's :status ("" if the stream was
+// reset).
+func h2Stream(t *testing.T, h *harness, fields [][2]string) string {
+	t.Helper()
+	c := h.dial(protoH2)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range fields {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading frames: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == 1 {
+				return f.PseudoValue("status")
+			}
+		case *http2.RSTStreamFrame:
+			if f.StreamID == 1 {
+				return ""
+			}
+		case *http2.GoAwayFrame:
+			return ""
+		}
 	}
 }

@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"net"
+	"strings"
 
 	"golang.org/x/net/http2"
 )
@@ -31,10 +32,11 @@ func (s *session) serveH2(ctx context.Context, conn net.Conn) {
 }
 
 // h2Refused logs a stream or connection that the HTTP/2 server refused
-// by itself (errType names the fault, e.g. "bad_path_method").
+// by itself (errType names the fault, e.g.
+// "stream_PROTOCOL_ERROR_bad_path_method").
 func (s *session) h2Refused(errType string) {
 	reason := ReasonMalformed
-	if errType == "bad_connect" {
+	if strings.HasSuffix(errType, "bad_connect") {
 		reason = ReasonConnect
 	}
 	s.log(Decision{Proto: "HTTP/2.0", Authority: s.opts.ServerName, Reason: reason, Detail: errType})

@@ -14,7 +14,9 @@ import (
 // for, Decide, then the upstream, or the refusal.
 func (e *Engine) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s := sessionFrom(r.Context())
-	s.handlers.Add(1)
+	if !s.begin() {
+		return
+	}
 	defer s.handlers.Done()
 	if s.h1conn != nil {
 		s.h1conn.handling()

@@ -39,7 +39,7 @@ type upstream struct {
 // seenRequest is what the upstream got of a request.
 type seenRequest struct {
 	Method, Host, RequestURI, Proto string
-	Header                          http.Header
+	Header, Trailer                 http.Header
 	Body                            string
 }
 
@@ -63,7 +63,7 @@ func newUpstreamWithCert(t testing.TB, h2 bool, roots *x509.CertPool, cert tls.C
 		u.requests.Add(1)
 		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
-		u.last = &seenRequest{Method: r.Method, Host: r.Host, RequestURI: r.RequestURI, Proto: r.Proto, Header: r.Header.Clone(), Body: string(body)}
+		u.last = &seenRequest{Method: r.Method, Host: r.Host, RequestURI: r.RequestURI, Proto: r.Proto, Header: r.Header.Clone(), Trailer: r.Trailer.Clone(), Body: string(body)}
 		u.mu.Unlock()
 		if handler != nil {
 			handler(w, r)
@@ -261,7 +261,8 @@ func roundTrip(t testing.TB, c net.Conn, br *bufio.Reader, raw string) *http.Res
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(br, nil)
+	method, _, _ := strings.Cut(raw, " ")
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
 	if err != nil {
 		t.Fatalf("reading the answer to %q: %v", raw, err)
 	}

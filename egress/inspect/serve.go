@@ -136,8 +136,11 @@ type session struct {
 	port      string
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
-	handlers  sync.WaitGroup // requests being served
-	h1conn    *h1Conn        // the HTTP/1.1 connection, nil for HTTP/2
+	h1conn    *h1Conn // the HTTP/1.1 connection, nil for HTTP/2
+
+	mu       sync.Mutex
+	closed   bool           // mu: no request starts any more
+	handlers sync.WaitGroup // requests being served (Add under mu)
 }
 
 func (e *Engine) newSession(opts Options, h2 bool) *session {
@@ -150,9 +153,24 @@ func (e *Engine) newSession(opts Options, h2 bool) *session {
 	return s
 }
 
+// begin counts a request in, unless the session is over (an HTTP/2
+// handler may start after its connection ended: it has no one to answer).
+func (s *session) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.handlers.Add(1)
+	return true
+}
+
 // close waits for the session's requests to end and drops its upstream
 // connections.
 func (s *session) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.handlers.Wait()
 	s.transport.CloseIdleConnections()
 }

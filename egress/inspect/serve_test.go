@@ -3,6 +3,7 @@ package inspect
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -161,5 +162,32 @@ func TestHopByHopAndForwardingFieldsDropped(t *testing.T) {
 	}
 	if seen.Header.Get("X-End-To-End") != "yes" {
 		t.Errorf("end-to-end field lost: %v", seen.Header)
+	}
+}
+
+// A body on GET, HEAD, DELETE or TRACE, which some servers would read as
+// the next request, is refused; request trailers (after Decide) are not
+// sent.
+func TestBodiesTheUpstreamCouldMisreadRefused(t *testing.T) {
+	up := newUpstream(t, false, nil)
+	h := newHarness(t, up)
+	h.decide = func(r Request) Verdict { return Verdict{Allow: true, Rule: "any"} }
+	smuggled := "GET /admin HTTP/1.1\r\nHost: " + testHost + "\r\n\r\n"
+	for _, m := range []string{"GET", "HEAD", "DELETE", "TRACE"} {
+		c := h.dial(protoHTTP1)
+		resp := roundTrip(t, c, bufio.NewReader(c), m+" / HTTP/1.1\r\nHost: "+testHost+"\r\nContent-Length: "+
+			fmt.Sprint(len(smuggled))+"\r\n\r\n"+smuggled)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("%s with a body: %d, want 400", m, resp.StatusCode)
+		}
+	}
+	if n := up.requests.Load(); n != 0 {
+		t.Fatalf("the upstream saw %d requests", n)
+	}
+	c := h.dial(protoHTTP1)
+	resp := roundTrip(t, c, bufio.NewReader(c), "POST / HTTP/1.1\r\nHost: "+testHost+"\r\nTransfer-Encoding: chunked\r\nTrailer: X-Late\r\n\r\n"+
+		"4\r\nbody\r\n0\r\nX-Late: unchecked\r\n\r\n")
+	if seen := up.lastRequest(); resp.StatusCode != 200 || seen.Body != "body" || len(seen.Trailer) != 0 {
+		t.Fatalf("POST with a trailer: %d, upstream saw %+v", resp.StatusCode, seen)
 	}
 }

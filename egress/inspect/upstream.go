@@ -66,6 +66,9 @@ func (s *session) rewrite(pr *httputil.ProxyRequest) {
 	out.URL = s.upstreamURL(ex.req)
 	out.Host = s.upstreamHost()
 	out.Header.Del("Host")
+	// Trailer fields come after the body, after Decide: dropped, as a
+	// recipient of a chunked body may (RFC 9112, 7.1.2).
+	out.Trailer = nil
 	if s.opts.Rewrite == nil {
 		return
 	}
