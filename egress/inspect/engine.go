@@ -19,7 +19,9 @@ type Config struct {
 	// system pool) or the CAs of a configured file.
 	RootCAs *x509.CertPool
 	// MaxRPCBody bounds the body read for JSON-RPC inspection (0: 1 MiB).
-	// A larger body on a request to inspect is refused.
+	// A larger body on a request to inspect is refused. At most
+	// rpcBodiesAtOnce bodies are held at a time, whatever the number of
+	// connections and streams: the others wait their turn.
 	MaxRPCBody int64
 	// ErrorLog receives net/http's own complaints (nil: discarded); the
 	// decisions go to Options.Log.
@@ -45,6 +47,10 @@ const (
 	maxHeaderBytes = 64 << 10
 	// maxConcurrentStreams bounds the HTTP/2 streams of one connection.
 	maxConcurrentStreams = 100
+	// rpcBodiesAtOnce bounds the JSON-RPC bodies held by an engine at a
+	// time (16 MiB at the default MaxRPCBody): the filter's memory is
+	// bounded, and a container must not exhaust it with many streams.
+	rpcBodiesAtOnce = 16
 )
 
 // Engine terminates the TLS of the container's connections that the policy
@@ -57,6 +63,7 @@ type Engine struct {
 	ca         *CA
 	roots      *x509.CertPool
 	maxRPCBody int64
+	rpcBodies  chan struct{} // a token per body being held for inspection
 	errorLog   *log.Logger
 
 	// serverTLS[0] offers h2 first, serverTLS[1] http/1.1 first: the
@@ -85,6 +92,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		ca:               cfg.CA,
 		roots:            cfg.RootCAs,
 		maxRPCBody:       cfg.MaxRPCBody,
+		rpcBodies:        make(chan struct{}, rpcBodiesAtOnce),
 		errorLog:         cfg.ErrorLog,
 		upstreamSessions: tls.NewLRUClientSessionCache(leafCacheSize),
 		buffers:          newBufferPool(),

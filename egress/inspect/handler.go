@@ -1,11 +1,8 @@
 package inspect
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 )
 
@@ -24,7 +21,9 @@ func (e *Engine) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	req, ref := s.newRequest(r)
 	if ref == nil && s.opts.InspectRPC != nil && s.opts.InspectRPC(*req) {
-		ref = s.readRPC(r, req)
+		var body *heldBody
+		body, ref = s.readRPC(r, req)
+		defer body.free() // if it was not sent
 	}
 	if ref != nil {
 		s.refuse(w, req, nil, *ref)
@@ -37,38 +36,6 @@ func (e *Engine) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ex := &exchange{req: req, verdict: v}
 	s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
-}
-
-// readRPC reads the body of a request to inspect as JSON-RPC into
-// req.RPC, and puts it back for the upstream. An empty body (MCP's GET of
-// the server's stream, a DELETE ending a session) has no calls.
-func (s *session) readRPC(r *http.Request, req *Request) *refusal {
-	if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
-		return &refusal{http.StatusUnsupportedMediaType, ReasonRPCInvalid, "Content-Encoding " + clip(ce)}
-	}
-	max := s.e.maxRPCBody
-	if r.ContentLength > max {
-		return &refusal{http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Sprintf("body of %d bytes, over %d", r.ContentLength, max)}
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
-	if err != nil {
-		return &refusal{http.StatusBadRequest, ReasonMalformed, "body: " + err.Error()}
-	}
-	if int64(len(body)) > max {
-		return &refusal{http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Sprintf("body over %d bytes", max)}
-	}
-	req.RPC = &RPC{}
-	if len(body) > 0 {
-		if req.RPC, err = ParseRPC(body); err != nil {
-			return &refusal{http.StatusBadRequest, ReasonRPCInvalid, err.Error()}
-		}
-	}
-	// The upstream gets the bytes that were read, framed by their length.
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
-	r.TransferEncoding = nil
-	r.Header.Del("Expect") // the body is here already
-	return nil
 }
 
 // exchange is an allowed request on its way upstream.

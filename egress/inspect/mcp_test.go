@@ -2,12 +2,14 @@ package inspect
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // mcpPolicy inspects /mcp as JSON-RPC and allows initialize, tools/list and
@@ -173,5 +175,54 @@ func TestMCPBodyRefusals(t *testing.T) {
 	resp := post("Transfer-Encoding: chunked\r\n", fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(call), call))
 	if resp.StatusCode != 200 || up.lastRequest().Body != call || up.lastRequest().Header.Get("Content-Length") != fmt.Sprint(len(call)) {
 		t.Fatalf("chunked call: %d, upstream %+v", resp.StatusCode, up.lastRequest())
+	}
+}
+
+// The engine holds at most rpcBodiesAtOnce bodies: one more waits (here
+// until its client gives up, never reaching Decide), and every body gives
+// its place back once sent or refused.
+func TestRPCBodiesHeldAtOnceBounded(t *testing.T) {
+	h, up := mcpHarness(t, true)
+	decided := 0
+	decide := h.decide
+	h.decide = func(r Request) Verdict { decided++; return decide(r) }
+	client := h.h2Client()
+	for range rpcBodiesAtOnce {
+		h.engine.rpcBodies <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "https://"+testHost+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a body beyond the bound was served: %d", resp.StatusCode)
+	}
+	if d := h.logs.find(t, ReasonCanceled); d.Allow || decided != 0 || up.requests.Load() != 0 {
+		t.Fatalf("logged %+v, decided %d, upstream saw %d", d, decided, up.requests.Load())
+	}
+	for range rpcBodiesAtOnce {
+		<-h.engine.rpcBodies
+	}
+
+	bodies := []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,                                                      // allowed
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm"}}`,                               // denied
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}`,                                  // invalid
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","x":"` + strings.Repeat("y", DefaultMaxRPCBody) + `"}`, // too large
+	}
+	for range 10 {
+		for _, b := range bodies {
+			resp, _ := postMCP(t, client, b)
+			if resp.StatusCode == 0 {
+				t.Fatal("no answer")
+			}
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.engine.rpcBodies) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bodies still held after every request was answered", len(h.engine.rpcBodies))
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -27,9 +27,11 @@ const (
 	upstreamHandshakeTimeout = 15 * time.Second
 	// upstreamIdle is how long an idle upstream connection is kept.
 	upstreamIdle = 90 * time.Second
-	// maxIdleUpstream bounds the idle upstream connections of a session
-	// (an HTTP/2 client's concurrent streams over an HTTP/1.1 upstream).
-	maxIdleUpstream = 16
+	// maxUpstreamConns bounds the upstream connections of a session (an
+	// HTTP/2 client's concurrent streams over an HTTP/1.1 upstream): one
+	// client connection does not become a hundred upstream. Requests
+	// beyond wait for one of them.
+	maxUpstreamConns = 16
 )
 
 func (s *session) newTransport() *http.Transport {
@@ -38,7 +40,8 @@ func (s *session) newTransport() *http.Transport {
 		DialTLSContext:      s.dialUpstream,
 		ForceAttemptHTTP2:   s.h2, // h2 upstream when the upstream agrees
 		DisableCompression:  true, // bodies pass as they are
-		MaxIdleConnsPerHost: maxIdleUpstream,
+		MaxConnsPerHost:     maxUpstreamConns,
+		MaxIdleConnsPerHost: maxUpstreamConns,
 		IdleConnTimeout:     upstreamIdle,
 		// Expect: 100-continue is honoured upstream, for a while.
 		ExpectContinueTimeout: time.Second,

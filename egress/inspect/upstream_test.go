@@ -170,3 +170,47 @@ func signLeaf(t *testing.T, ca *CA, name string, notBefore, notAfter time.Time) 
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// An HTTP/2 client's concurrent streams to an HTTP/1.1 upstream share at
+// most maxUpstreamConns connections: one client connection does not
+// become a hundred upstream. The streams beyond wait, and are served.
+func TestUpstreamConnectionsPerClientBounded(t *testing.T) {
+	release := make(chan struct{})
+	up := newUpstream(t, false, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	h := newHarness(t, up)
+	client := h.h2Client()
+	const streams = maxUpstreamConns + 8
+	done := make(chan int, streams)
+	for range streams {
+		go func() {
+			resp, err := client.Get("https://" + testHost + "/slow")
+			if err != nil {
+				done <- 0
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for up.requests.Load() < maxUpstreamConns && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	for range streams {
+		if status := <-done; status != 200 {
+			t.Fatalf("a stream got %d", status)
+		}
+	}
+	if n := up.conns.Load(); n > maxUpstreamConns {
+		t.Fatalf("%d upstream connections for one client connection, want at most %d", n, maxUpstreamConns)
+	}
+	if up.requests.Load() != streams || h.accepts.Load() != 1 {
+		t.Fatalf("upstream saw %d requests, %d client connections", up.requests.Load(), h.accepts.Load())
+	}
+}
