@@ -7,7 +7,6 @@ import (
 	"io"
 	"log"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -152,7 +151,7 @@ var errServerName = errors.New("inspect: the ClientHello's server name is not th
 // this connection.
 func (e *Engine) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	c, ok := hello.Conn.(*clientConn)
-	if !ok || !strings.EqualFold(hello.ServerName, c.serverName) {
+	if !ok || !equalFoldASCII(hello.ServerName, c.serverName) {
 		return nil, errServerName
 	}
 	return e.ca.Leaf(c.serverName)

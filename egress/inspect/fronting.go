@@ -48,6 +48,9 @@ func (s *session) newRequest(r *http.Request) (*Request, *refusal) {
 		return req, &refusal{http.StatusMisdirectedRequest, ReasonMisdirected, "absolute-form target with scheme " + clip(r.URL.Scheme)}
 	}
 	req.Path, req.RawQuery = targetPath(r.RequestURI), r.URL.RawQuery
+	if !strings.HasPrefix(req.Path, "/") && (req.Path != "*" || r.Method != http.MethodOptions) {
+		return req, &refusal{http.StatusBadRequest, ReasonMalformed, "request target " + clip(r.RequestURI)}
+	}
 	decoded, err := url.PathUnescape(req.Path)
 	if err != nil {
 		return req, &refusal{http.StatusBadRequest, ReasonMalformed, "path: " + err.Error()}
@@ -83,12 +86,34 @@ func (s *session) authorityIsServerName(authority string) bool {
 			return false
 		}
 	}
-	return strings.EqualFold(host, s.opts.ServerName)
+	return equalFoldASCII(host, s.opts.ServerName)
+}
+
+// equalFoldASCII compares host names without regard to ASCII case, and
+// only ASCII case: strings.EqualFold would take "ſ" (U+017F) for "s" and
+// the Kelvin sign for "k", which no DNS name has.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // targetPath is the path of a request target as sent (origin-form, or the
 // part of an absolute-form target after its authority), "*" for an
-// asterisk-form one.
+// asterisk-form one; newRequest refuses anything else it returns.
 func targetPath(target string) string {
 	if !strings.HasPrefix(target, "/") && target != "*" {
 		// Absolute-form: scheme "://" authority path-abempty.

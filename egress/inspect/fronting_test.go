@@ -34,6 +34,10 @@ func TestFrontingRefused(t *testing.T) {
 		{"Host with another port", "GET /a HTTP/1.1\r\nHost: " + testHost + ":8443\r\n\r\n", 421, ReasonMisdirected},
 		{"Host with an empty port", "GET /a HTTP/1.1\r\nHost: " + testHost + ":\r\n\r\n", 421, ReasonMisdirected},
 		{"Host an IP", "GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 421, ReasonMisdirected},
+		{"Host with a character that folds to s", "GET /a HTTP/1.1\r\nHost: api.example.te\u017ft\r\n\r\n", 400, ReasonMalformed},
+		{"absolute-form without authority", "GET https:evil.example/a HTTP/1.1\r\nHost: " + testHost + "\r\n\r\n", 400, ReasonMalformed},
+		{"authority-form on GET", "GET " + testHost + ":443 HTTP/1.1\r\nHost: " + testHost + "\r\n\r\n", 421, ReasonMisdirected},
+		{"asterisk on GET", "GET * HTTP/1.1\r\nHost: " + testHost + "\r\n\r\n", 400, ReasonMalformed},
 		{"two Host fields", "GET /a HTTP/1.1\r\nHost: " + testHost + "\r\nHost: evil.example\r\n\r\n", 400, ReasonMalformed},
 		{"two Host fields, same name", "GET /a HTTP/1.1\r\nHost: " + testHost + "\r\nHost: " + testHost + "\r\n\r\n", 400, ReasonMalformed},
 		{"no Host", "GET /a HTTP/1.1\r\n\r\n", 400, ReasonMalformed},
@@ -171,6 +175,7 @@ func TestHTTP2RawStreamsRefused(t *testing.T) {
 		{"control", append(get, [2]string{":authority", testHost}), "200", "allowed"},
 		{"Host field for another name", append(get, [2]string{":authority", testHost}, [2]string{"host", "evil.example"}), "421", ReasonMisdirected},
 		{"Host field only, another name", append(get, [2]string{"host", "evil.example"}), "421", ReasonMisdirected},
+		{":authority with a character that folds to s", append(get, [2]string{":authority", "api.example.te\u017ft"}), "421", ReasonMisdirected},
 		{"extended CONNECT", [][2]string{{":method", "CONNECT"}, {":protocol", "websocket"}, {":scheme", "https"},
 			{":path", "/chat"}, {":authority", testHost}}, "", ReasonConnect},
 	}
