@@ -88,6 +88,10 @@ type Decision struct {
 
 // Reasons of the engine's own refusals, as Decision.Reason.
 const (
+	// ReasonClientHandshake: the client's TLS handshake with the engine
+	// failed; most often a client that does not trust the container's CA
+	// (its trust bundle is not the one it reads, or it pins certificates).
+	ReasonClientHandshake = "client_handshake"
 	// ReasonMisdirected: the Host or :authority is not the connection's
 	// server name (domain fronting, or a client reusing a connection for
 	// another name): 421, so that an honest client retries on a

@@ -49,11 +49,6 @@ type Options struct {
 	Log func(Decision)
 }
 
-// ReasonClientHandshake: the client's TLS handshake with the engine
-// failed; most often a client that does not trust the container's CA
-// (its trust bundle is not the one it reads, or it pins certificates).
-const ReasonClientHandshake = "client_handshake"
-
 // Serve serves one client connection that the filter matched and decided
 // to inspect: the TLS handshake with a leaf for opts.ServerName (ALPN h2
 // or http/1.1, as the client prefers), then every request of the
