@@ -92,8 +92,8 @@ func newCA(cert *x509.Certificate, key *ecdsa.PrivateKey) *CA {
 // trust bundle. It holds no key material.
 func (ca *CA) CertPEM() []byte { return append([]byte(nil), ca.certPEM...) }
 
-// Certificate returns the parsed CA certificate (a copy's pointer must not
-// be modified), e.g. to build a pool that trusts it.
+// Certificate returns the parsed CA certificate, e.g. to build a pool that
+// trusts it. It is the CA's own: callers must not modify it.
 func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 
 // NotAfter is when the CA, and every leaf it signed, expires: the

@@ -23,7 +23,7 @@ var ErrLeafName = errors.New("inspect: not a DNS host name")
 // refused (ErrLeafName): inspection follows the SNI the policy matched, and
 // the policy never matches an IP. Leaves are cached (the most recently
 // used 1024) and issued once per name however many handshakes ask at the
-// same time.
+// same time; the certificate returned is the cache's, not to be modified.
 func (ca *CA) Leaf(serverName string) (*tls.Certificate, error) {
 	name, err := leafName(serverName)
 	if err != nil {
