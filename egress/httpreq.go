@@ -579,13 +579,11 @@ func (c *chunkedReader) step() {
 			c.err = fmt.Errorf("%w: chunk size %q", ErrBadChunk, clipBytes(line))
 			return
 		}
-		var n int64
-		for _, d := range size {
-			if !isHex(d) {
-				c.err = fmt.Errorf("%w: chunk size %q", ErrBadChunk, clipBytes(line))
-				return
-			}
-			n = n<<4 | int64(unhex(d))
+		// Hex digits only: no sign, no prefix, no '_'.
+		n, err := strconv.ParseUint(string(size), 16, 64)
+		if err != nil {
+			c.err = fmt.Errorf("%w: chunk size %q", ErrBadChunk, clipBytes(line))
+			return
 		}
 		for _, b := range ext {
 			if b < ' ' && b != '\t' || b == 0x7f {
@@ -596,7 +594,7 @@ func (c *chunkedReader) step() {
 		if n == 0 {
 			c.state = chunkTrailer
 		} else {
-			c.data, c.state = n, chunkData
+			c.data, c.state = int64(n), chunkData
 		}
 	case chunkDataEnd:
 		line, err := c.line(2)

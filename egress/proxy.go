@@ -534,15 +534,3 @@ func addrPort(a net.Addr) netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(a.String())
 	return ap
 }
-
-// HasBinaries reports whether any policy restricts endpoints to binaries.
-func (r *Rules) HasBinaries() bool {
-	for _, l := range r.Layers {
-		for _, p := range l.Policies {
-			if len(p.Binaries) > 0 {
-				return true
-			}
-		}
-	}
-	return false
-}

@@ -12,7 +12,6 @@ package egress
 
 import (
 	"net/netip"
-	"time"
 )
 
 // Reason says why a connection or a query was decided as it was. It is
@@ -132,33 +131,4 @@ type Decision struct {
 	// they refused; otherwise that of the first process holding it ("":
 	// none known).
 	Binary string `json:"binary,omitempty"`
-}
-
-// Record is one line of the decision log.
-type Record struct {
-	Time        time.Time `json:"time"`
-	Container   string    `json:"container,omitempty"`
-	Generation  int64     `json:"generation"`
-	Protocol    string    `json:"protocol"` // dns, tls, http, tcp
-	Source      string    `json:"source,omitempty"`
-	Destination string    `json:"destination,omitempty"` // original destination (ip:port)
-	Host        string    `json:"host,omitempty"`        // SNI, Host header or query name
-	Port        int       `json:"port,omitempty"`
-	QueryType   string    `json:"query_type,omitempty"`
-	ResolvedIP  string    `json:"resolved_ip,omitempty"`
-	Decision    string    `json:"decision"` // allow, deny, audit
-	Reason      Reason    `json:"reason"`
-	Rule        string    `json:"rule,omitempty"`
-	Binary      string    `json:"binary,omitempty"`
-	BytesOut    int64     `json:"bytes_out,omitempty"`
-	BytesIn     int64     `json:"bytes_in,omitempty"`
-	DurationMS  float64   `json:"duration_ms,omitempty"`
-	// Aggregated, on a summary line, is how many more decisions like this
-	// one (protocol, decision, reason, host, port, query type) were made
-	// from Since to Time: counted, not logged one by one.
-	Aggregated int64 `json:"aggregated,omitempty"`
-	// Dropped, on a line of decision "dropped", is how many decisions from
-	// Since to Time went unlogged: the log's rate limit.
-	Dropped int64     `json:"dropped,omitempty"`
-	Since   time.Time `json:"since,omitzero"`
 }
