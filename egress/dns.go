@@ -110,8 +110,8 @@ func (r *Resolver) currentRules() *Rules {
 
 // generation is the current rules' generation (0 without rules).
 func (r *Resolver) generation() int64 {
-	if rules := r.currentRules(); rules != nil {
-		return rules.Generation
+	if current := r.currentRules(); current != nil {
+		return current.Generation
 	}
 	return 0
 }
@@ -214,9 +214,9 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 		return resp
 	}
 
-	rules := r.currentRules()
-	if rules != nil {
-		rec.Generation = rules.Generation
+	current := r.currentRules()
+	if current != nil {
+		rec.Generation = current.Generation
 	}
 	if req.Opcode != dns.OpcodeQuery {
 		resp.Question = nil
@@ -235,10 +235,10 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 
 	// The name decides first, whatever the type or class: a denied name
 	// is NXDOMAIN (not REFUSED, which breaks musl's search lists).
-	if !valid || rules == nil {
+	if !valid || current == nil {
 		return deny(dns.RcodeNameError, ReasonNotAllowed)
 	}
-	dec, truncate := askerDecision(rules, host, asker, rec)
+	dec, truncate := askerDecision(current, host, asker, rec)
 	rec.Rule = dec.Rule
 	if truncate {
 		resp.Truncated = true
@@ -266,7 +266,7 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 	// protocol:tcp names: the proxy cannot learn the name from the
 	// connection (the server may speak first), so the address itself
 	// carries it. Nothing is asked upstream.
-	if _, ok := rules.TCPEndpoint(host); ok {
+	if _, ok := current.TCPEndpoint(host); ok {
 		switch q.Qtype {
 		case dns.TypeA:
 			var a netip.Addr
@@ -339,18 +339,18 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 // such a name is answered empty and truncated, without asking upstream,
 // for the client to ask again over TCP (stub resolvers do); truncate
 // reports that. Audit endpoints answer either way.
-func askerDecision(rules *Rules, host string, asker func() []string, rec *Record) (d Decision, truncate bool) {
-	if d = rules.NameAllowed(host); !d.Allow {
+func askerDecision(current *Rules, host string, asker func() []string, rec *Record) (d Decision, truncate bool) {
+	if d = current.NameAllowed(host); !d.Allow {
 		return d, false // for no process at all
 	}
-	d = rules.NameAllowedFor(host, nil)
+	d = current.NameAllowedFor(host, nil)
 	if d.Reason != ReasonBinary {
 		return d, false // no binaries decide it
 	}
 	if asker == nil {
 		return d, !d.Allow
 	}
-	d = rules.NameAllowedFor(host, asker())
+	d = current.NameAllowedFor(host, asker())
 	rec.Binary = d.Binary
 	return d, false
 }
@@ -361,80 +361,12 @@ func (r *Resolver) tcpAsker(client net.Addr) []string {
 	if r.TCPOwners == nil {
 		return nil
 	}
-	local := addrPort(client)
+	local := AddrPort(client)
 	remote, ok := r.tcpConns.originalDst(local)
 	if !ok {
 		return nil
 	}
 	return r.TCPOwners(local, remote)
-}
-
-// tcpConns knows the original destination (before the redirect) of every
-// open DNS-over-TCP connection, by client address.
-type tcpConns struct {
-	mu    sync.Mutex
-	conns map[netip.AddrPort]*trackedConn
-}
-
-func (t *tcpConns) originalDst(client netip.AddrPort) (netip.AddrPort, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	c, ok := t.conns[client]
-	if !ok {
-		return netip.AddrPort{}, false
-	}
-	return c.dst, true
-}
-
-// track wraps a listener so that its connections are known while open.
-func (t *tcpConns) track(l net.Listener) net.Listener { return trackingListener{l, t} }
-
-type trackingListener struct {
-	net.Listener
-	conns *tcpConns
-}
-
-func (l trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	dst, err := OriginalDst(c)
-	if err != nil {
-		dst = addrPort(c.LocalAddr()) // not redirected: sent to this address
-	}
-	tc := &trackedConn{Conn: c, client: addrPort(c.RemoteAddr()), dst: dst, conns: l.conns}
-	l.conns.mu.Lock()
-	if l.conns.conns == nil {
-		l.conns.conns = map[netip.AddrPort]*trackedConn{}
-	}
-	l.conns.conns[tc.client] = tc
-	l.conns.mu.Unlock()
-	return tc, nil
-}
-
-// trackedConn is forgotten when closed.
-type trackedConn struct {
-	net.Conn
-	client, dst netip.AddrPort
-	conns       *tcpConns
-}
-
-func (c *trackedConn) Close() error {
-	c.conns.mu.Lock()
-	if c.conns.conns[c.client] == c {
-		delete(c.conns.conns, c.client)
-	}
-	c.conns.mu.Unlock()
-	return c.Conn.Close()
-}
-
-// SetLinger lets refuse reset the connection.
-func (c *trackedConn) SetLinger(sec int) error {
-	if tc, ok := c.Conn.(*net.TCPConn); ok {
-		return tc.SetLinger(sec)
-	}
-	return nil
 }
 
 // permitted classifies an address; an IPv4-mapped IPv6 address must pass

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clawrun/clawrun/egress/internal/egresstest"
 	"github.com/miekg/dns"
 )
 
@@ -910,9 +911,9 @@ func (w *fakeWriter) Hijack()                     {}
 
 func FuzzServeDNS(f *testing.F) {
 	up := startUpstream(f)
-	rules := testRules(1)
+	current := testRules(1)
 	res := &Resolver{
-		Rules:     func() *Rules { return rules },
+		Rules:     func() *Rules { return current },
 		Upstream:  []string{up.addr},
 		Synthetic: NewSyntheticPool(DefaultSyntheticPrefix),
 		Timeout:   50 * time.Millisecond,
@@ -960,13 +961,13 @@ func FuzzServeDNS(f *testing.F) {
 			if !ok || q.Name != name+"." {
 				t.Fatalf("upstream saw a name not in canonical form: %q", q.Name)
 			}
-			if !rules.NameAllowed(name).Allow {
+			if !current.NameAllowed(name).Allow {
 				t.Fatalf("upstream saw a denied name: %q", q.Name)
 			}
 			if q.Type != dns.TypeA && q.Type != dns.TypeAAAA {
 				t.Fatalf("upstream saw type %d for %q", q.Type, q.Name)
 			}
-			if _, tcp := rules.TCPEndpoint(name); tcp {
+			if _, tcp := current.TCPEndpoint(name); tcp {
 				t.Fatalf("upstream saw protocol:tcp name %q", q.Name)
 			}
 		}
@@ -995,8 +996,8 @@ func FuzzServeDNS(f *testing.F) {
 // connection right after the lookup asks nothing upstream, and a repeated
 // query gets what is left of the TTL.
 func TestResolverCacheSharedWithProxy(t *testing.T) {
-	clock := newFakeClock()
-	h := newHarness(t, func(r *Resolver) { r.TTLCap = 3 * time.Second; r.cache.now = clock.now })
+	clock := egresstest.NewClock()
+	h := newHarness(t, func(r *Resolver) { r.TTLCap = 3 * time.Second; r.cache.now = clock.Now })
 	resp := h.query(t, "allowed.test.", dns.TypeA)
 	if len(resp.Answer) != 1 || resp.Answer[0].Header().Ttl != 3 {
 		t.Fatalf("first answer: %v", resp)
@@ -1008,7 +1009,7 @@ func TestResolverCacheSharedWithProxy(t *testing.T) {
 	if a, aaaa := h.up.count("allowed.test", dns.TypeA), h.up.count("allowed.test", dns.TypeAAAA); a != 1 || aaaa != 1 {
 		t.Errorf("upstream saw %d A and %d AAAA queries, want 1 and 1 (the proxy's A from the cache)", a, aaaa)
 	}
-	clock.add(1100 * time.Millisecond)
+	clock.Add(1100 * time.Millisecond)
 	resp = h.query(t, "allowed.test.", dns.TypeA)
 	if len(resp.Answer) != 1 || resp.Answer[0].Header().Ttl != 2 {
 		t.Errorf("cached answer after 1.1 s: %v, want TTL 2", resp)
@@ -1041,11 +1042,11 @@ func TestResolverBinaries(t *testing.T) {
 			return owners
 		}
 	})
-	rules := testRules(2)
-	rules.Layers[0].Policies = append(rules.Layers[0].Policies,
+	current := testRules(2)
+	current.Layers[0].Policies = append(current.Layers[0].Policies,
 		Policy{Name: "tool", Endpoints: []Endpoint{{Host: "*.tool.test", Ports: []int{443}}}, Binaries: []string{"/usr/bin/tool"}},
 		Policy{Name: "watched", Endpoints: []Endpoint{{Host: "*.watch.test", Ports: []int{443}, Audit: true}}, Binaries: []string{"/usr/bin/tool"}})
-	h.rules.Store(rules)
+	h.rules.Store(current)
 	h.up.zone["x1.tool.test."] = []dns.RR{mustRR("x1.tool.test. 300 IN A 93.184.216.90")}
 	h.up.zone["a1.watch.test."] = []dns.RR{mustRR("a1.watch.test. 300 IN A 93.184.216.91")}
 	question := func(name string) *dns.Msg {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/clawrun/clawrun/egress/internal/egresstest"
 )
 
 // pipeConn is one end of a connected pair; the other is closed at cleanup.
@@ -102,7 +104,7 @@ func TestAdmissionEvictsAtTheConnectionCap(t *testing.T) {
 }
 
 func TestReadClientHelloBufferCap(t *testing.T) {
-	hello := realHello(t, &tls.Config{ServerName: "example.com"})
+	hello := egresstest.ClientHello(t, &tls.Config{ServerName: "example.com"})
 	if _, _, err := readClientHello(bufio.NewReaderSize(bytes.NewReader(hello), 16), len(hello)); err != nil {
 		t.Fatalf("a ClientHello of exactly the cap: %v", err)
 	}

@@ -2,38 +2,20 @@ package egress
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/clawrun/clawrun/egress/internal/egresstest"
 )
 
-// fakeClock is a clock the test moves by hand (TTLs and windows are
-// checked without waiting them out); the code under test may read it from
-// its own goroutines.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newFakeClock() *fakeClock            { return &fakeClock{t: time.Unix(1700000000, 0)} }
 func denial(host string, port int) Record { return deniedRecord("tls", host, port, ReasonNotAllowed) }
 func allowed(host string) Record {
 	return Record{Protocol: "tls", Host: host, Port: 443, Decision: "allow", Reason: ReasonAllowed}
 }
-func (c *fakeClock) limiter(l LogLimits, out *[]Record) *LogLimiter {
-	return NewLogLimiter(func(r Record) { *out = append(*out, r) }, l, c.now, "ctr")
+
+// limiter is a LogLimiter on clock, writing into out.
+func limiter(clock *egresstest.Clock, l LogLimits, out *[]Record) *LogLimiter {
+	return NewLogLimiter(func(r Record) { *out = append(*out, r) }, l, clock.Now, "ctr")
 }
 
 func deniedRecord(protocol, host string, port int, reason Reason) Record {
@@ -43,12 +25,12 @@ func deniedRecord(protocol, host string, port int, reason Reason) Record {
 var roomy = LogLimits{Window: 10 * time.Second, Full: 1, Rate: 1e6, Burst: 1e6, MaxKeys: 100}
 
 func TestLogLimiterAggregatesRepeatedDenials(t *testing.T) {
-	clock := newFakeClock()
+	clock := egresstest.NewClock()
 	var out []Record
-	l := clock.limiter(roomy, &out)
+	l := limiter(clock, roomy, &out)
 	for range 1000 {
 		l.Log(denial("evil.test", 443))
-		clock.add(time.Millisecond)
+		clock.Add(time.Millisecond)
 	}
 	l.Log(denial("evil.test", 8443)) // another port: another key
 	l.Log(allowed("ok.test"))        // allowed decisions are never aggregated
@@ -56,20 +38,20 @@ func TestLogLimiterAggregatesRepeatedDenials(t *testing.T) {
 	if len(out) != 4 || out[0].Host != "evil.test" || out[0].Aggregated != 0 || out[1].Port != 8443 {
 		t.Fatalf("before the window ends: %+v, want the first denial of each key and both allowed decisions", out)
 	}
-	start := clock.now()
-	clock.add(9 * time.Second)
+	start := clock.Now()
+	clock.Add(9 * time.Second)
 	l.Tick()
 	if len(out) != 5 {
 		t.Fatalf("after the first key's window: %d lines, want its summary: %+v", len(out), out)
 	}
 	s := out[4]
 	if s.Host != "evil.test" || s.Port != 443 || s.Aggregated != 999 || s.Decision != "deny" || s.Reason != ReasonNotAllowed ||
-		!s.Since.Equal(time.Unix(1700000000, 0).UTC()) || !s.Time.Equal(clock.now().UTC()) {
+		!s.Since.Equal(egresstest.Start.UTC()) || !s.Time.Equal(clock.Now().UTC()) {
 		t.Errorf("summary %+v: want 999 repeats of evil.test:443 since the first", s)
 	}
 	// The other key's window ends 10 s after its first denial; it had no
 	// repeats: no summary.
-	clock.add(start.Add(10 * time.Second).Sub(clock.now()))
+	clock.Add(start.Add(10 * time.Second).Sub(clock.Now()))
 	l.Tick()
 	if len(out) != 5 {
 		t.Errorf("a denial without repeats got a summary: %+v", out[5:])
@@ -82,9 +64,9 @@ func TestLogLimiterAggregatesRepeatedDenials(t *testing.T) {
 }
 
 func TestLogLimiterRateDropsAndCounts(t *testing.T) {
-	clock := newFakeClock()
+	clock := egresstest.NewClock()
 	var out []Record
-	l := clock.limiter(LogLimits{Window: 10 * time.Second, Full: 1, Rate: 10, Burst: 20, MaxKeys: 100}, &out)
+	l := limiter(clock, LogLimits{Window: 10 * time.Second, Full: 1, Rate: 10, Burst: 20, MaxKeys: 100}, &out)
 	// Distinct names: nothing to aggregate, only the rate holds them.
 	for i := range 100 {
 		l.Log(denial(fmt.Sprintf("n%d.evil.test", i), 443))
@@ -92,22 +74,22 @@ func TestLogLimiterRateDropsAndCounts(t *testing.T) {
 	if len(out) != 20 {
 		t.Fatalf("%d lines logged at once, want the burst of 20", len(out))
 	}
-	clock.add(time.Second) // 10 more tokens
+	clock.Add(time.Second) // 10 more tokens
 	for i := range 100 {
 		l.Log(allowed(fmt.Sprintf("a%d.test", i)))
 	}
 	if len(out) != 30 {
 		t.Fatalf("%d lines after a second, want 30", len(out))
 	}
-	clock.add(9 * time.Second)
+	clock.Add(9 * time.Second)
 	l.Tick()
 	last := out[len(out)-1]
 	if last.Decision != "dropped" || last.Reason != ReasonLogRate || last.Dropped != 170 || last.Container != "ctr" ||
-		!last.Since.Equal(time.Unix(1700000000, 0).UTC()) {
+		!last.Since.Equal(egresstest.Start.UTC()) {
 		t.Errorf("drop line %+v: want 170 dropped since the first drop", last)
 	}
 	n := len(out)
-	clock.add(10 * time.Second)
+	clock.Add(10 * time.Second)
 	l.Tick()
 	if len(out) != n {
 		t.Errorf("a drop line without drops: %+v", out[n:])
@@ -115,9 +97,9 @@ func TestLogLimiterRateDropsAndCounts(t *testing.T) {
 }
 
 func TestLogLimiterBoundsKeys(t *testing.T) {
-	clock := newFakeClock()
+	clock := egresstest.NewClock()
 	var out []Record
-	l := clock.limiter(LogLimits{Window: 10 * time.Second, Full: 1, Rate: 1e6, Burst: 1e6, MaxKeys: 2}, &out)
+	l := limiter(clock, LogLimits{Window: 10 * time.Second, Full: 1, Rate: 1e6, Burst: 1e6, MaxKeys: 2}, &out)
 	for range 3 {
 		for _, h := range []string{"a.test", "b.test", "c.test"} {
 			l.Log(denial(h, 443))
@@ -138,9 +120,9 @@ func TestLogLimiterBoundsKeys(t *testing.T) {
 }
 
 func TestLogLimiterFlushWritesOpenWindows(t *testing.T) {
-	clock := newFakeClock()
+	clock := egresstest.NewClock()
 	var out []Record
-	l := clock.limiter(LogLimits{Window: time.Minute, Full: 1, Rate: 1, Burst: 1, MaxKeys: 10}, &out)
+	l := limiter(clock, LogLimits{Window: time.Minute, Full: 1, Rate: 1, Burst: 1, MaxKeys: 10}, &out)
 	l.Log(denial("x.test", 443))
 	l.Log(denial("x.test", 443))
 	l.Log(allowed("y.test")) // past the rate
@@ -151,18 +133,18 @@ func TestLogLimiterFlushWritesOpenWindows(t *testing.T) {
 }
 
 func TestLogLimiterLogsTheFirstFewInFull(t *testing.T) {
-	clock := newFakeClock()
+	clock := egresstest.NewClock()
 	var out []Record
 	limits := roomy
 	limits.Full = 3
-	l := clock.limiter(limits, &out)
+	l := limiter(clock, limits, &out)
 	for range 10 {
 		l.Log(denial("evil.test", 443))
 	}
 	if len(out) != 3 {
 		t.Fatalf("%d lines, want the first 3 denials in full", len(out))
 	}
-	clock.add(limits.Window)
+	clock.Add(limits.Window)
 	l.Tick()
 	if len(out) != 4 || out[3].Aggregated != 7 {
 		t.Errorf("summary %+v, want the 7 others counted", out[3:])

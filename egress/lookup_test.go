@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clawrun/clawrun/egress/internal/egresstest"
 	"github.com/miekg/dns"
 )
 
@@ -123,19 +124,19 @@ func TestLookupIPNegativeAndFailures(t *testing.T) {
 }
 
 func TestLookupIPExpiry(t *testing.T) {
-	clock := newFakeClock()
-	r, up := newLookupResolver(t, func(r *Resolver) { r.TTLCap = 150 * time.Millisecond; r.cache.now = clock.now })
+	clock := egresstest.NewClock()
+	r, up := newLookupResolver(t, func(r *Resolver) { r.TTLCap = 150 * time.Millisecond; r.cache.now = clock.Now })
 	ctx := context.Background()
 	for range 2 {
 		if _, err := r.LookupIP(ctx, "allowed.test"); err != nil {
 			t.Fatal(err)
 		}
-		clock.add(149 * time.Millisecond / 2)
+		clock.Add(149 * time.Millisecond / 2)
 	}
 	if n := up.count("allowed.test", dns.TypeA); n != 1 {
 		t.Fatalf("upstream saw %d A queries before expiry", n)
 	}
-	clock.add(2 * time.Millisecond) // 150 ms after the answer
+	clock.Add(2 * time.Millisecond) // 150 ms after the answer
 	if _, err := r.LookupIP(ctx, "allowed.test"); err != nil {
 		t.Fatal(err)
 	}

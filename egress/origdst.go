@@ -1,6 +1,7 @@
 package egress
 
-// Kernel side: the destination a redirected connection was really sent to.
+// Kernel side: the sockets of redirected connections: where one was
+// really sent, and how one is turned away.
 
 import (
 	"errors"
@@ -56,4 +57,31 @@ func getsockopt(fd, level, name int, val unsafe.Pointer, size *uint32) error {
 		return errno
 	}
 	return nil
+}
+
+// Destination is where the client of c meant to connect: its original
+// destination, or, when c was not redirected, the address it reached.
+func Destination(c net.Conn) netip.AddrPort {
+	if dst, err := OriginalDst(c); err == nil {
+		return dst
+	}
+	return AddrPort(c.LocalAddr())
+}
+
+// AddrPort is a connection's address as a netip.AddrPort.
+func AddrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// Reset closes c at once and with a reset: nothing of it stays behind,
+// not even in TIME_WAIT.
+func Reset(c net.Conn) {
+	if tc, ok := c.(interface{ SetLinger(int) error }); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
 }

@@ -91,18 +91,19 @@ func (o *Owners) Close() error {
 // socket connected from the client's address to its original destination.
 // It is Proxy.Binaries.
 func (o *Owners) Conn(client net.Conn) []string {
-	remote, err := OriginalDst(client)
-	if err != nil {
-		// Not redirected: the client connected to this very address.
-		remote = addrPort(client.LocalAddr())
-	}
-	return o.TCP(addrPort(client.RemoteAddr()), remote)
+	return o.TCP(AddrPort(client.RemoteAddr()), Destination(client))
 }
 
 // TCP returns the chains (JoinChains) of the processes holding the
 // namespace's TCP socket connected from local to remote; nil when there is
 // no such socket, no process holds it, or a holder cannot be told.
 func (o *Owners) TCP(local, remote netip.AddrPort) []string {
+	return JoinChains(o.chains(local, remote)...)
+}
+
+// chains returns the chain of each process holding the socket connected
+// from local to remote; nil when one cannot be told.
+func (o *Owners) chains(local, remote netip.AddrPort) [][]string {
 	pids, err := o.processes(local, remote)
 	if err != nil {
 		return nil
@@ -115,7 +116,7 @@ func (o *Owners) TCP(local, remote netip.AddrPort) []string {
 		}
 		chains = append(chains, chain)
 	}
-	return JoinChains(chains...)
+	return chains
 }
 
 // processes returns the processes of the namespace that hold the TCP

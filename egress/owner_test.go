@@ -295,7 +295,7 @@ func (n *ownerNet) client(t testing.TB, mode string) (net.Conn, int, int) {
 }
 
 func tuple(c net.Conn) (local, remote netip.AddrPort) {
-	return addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
+	return AddrPort(c.RemoteAddr()), AddrPort(c.LocalAddr())
 }
 
 func testExe(t testing.TB) string {
@@ -378,7 +378,7 @@ func TestOwnersSharedByFork(t *testing.T) {
 		t.Errorf("processes = %v, %v; want %v", pids, err, want)
 	}
 	exe := testExe(t)
-	got := processChains(n.owners.Conn(c))
+	got := n.owners.chains(local, remote)
 	slices.SortFunc(got, func(a, b []string) int { return len(a) - len(b) })
 	if len(got) != 2 || !slices.Equal(got[0], []string{exe}) || !slices.Equal(got[1], []string{exe, exe}) {
 		t.Errorf("chains = %q, want the helper's and its child's (with the helper as ancestor)", got)

@@ -23,8 +23,13 @@ import (
 // and dials the address it checked — never the destination the client
 // chose.
 type Proxy struct {
-	Rules         func() *Rules
-	Resolver      *Resolver
+	Rules func() *Rules
+	// Lookup resolves a name the proxy is to dial: every address (the
+	// policy resolver's LookupIP); the proxy dials the permitted ones.
+	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Synthetic returns the protocol: tcp name a synthetic address stands
+	// for (SyntheticPool.Lookup); nil when there are none.
+	Synthetic     func(netip.Addr) (string, bool)
 	ConfigAllowed []netip.Prefix
 	Log           func(Record)
 	Container     string
@@ -141,7 +146,7 @@ func (p *Proxy) refuse(c net.Conn, reason Reason) {
 	if dst, err := OriginalDst(c); err == nil {
 		rec.Destination, rec.Port = dst.String(), int(dst.Port())
 	}
-	refuse(c)
+	Reset(c)
 	p.log(rec)
 }
 
@@ -150,7 +155,7 @@ func (p *Proxy) refuse(c net.Conn, reason Reason) {
 // cancels the dials of those still connecting. Connections not decided
 // yet need nothing: they are decided with the rules current then.
 func (p *Proxy) Recheck() int {
-	rules := p.Rules()
+	current := p.Rules()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	closed := 0
@@ -158,14 +163,14 @@ func (p *Proxy) Recheck() int {
 		if f.cut {
 			continue
 		}
-		d := rules.MatchBinary(f.host, f.port, f.binaries)
+		d := current.MatchBinary(f.host, f.port, f.binaries)
 		if f.http {
-			d = rules.MatchHTTPConnection(f.host, f.port, f.binaries)
+			d = current.MatchHTTPConnection(f.host, f.port, f.binaries)
 		}
 		if !d.Allow {
 			f.cutLocked()
 			closed++
-			p.log(Record{Generation: rules.Generation, Protocol: "tcp", Host: f.host, Port: f.port,
+			p.log(Record{Generation: current.Generation, Protocol: "tcp", Host: f.host, Port: f.port,
 				Decision: "deny", Reason: d.Reason, Rule: d.Rule})
 		}
 	}
@@ -187,11 +192,11 @@ func (p *Proxy) log(r Record) {
 // anything is dialled. A reload landing between the decision and the
 // registration is caught by deciding again; one after it, by Recheck.
 // rec gets the deciding generation and the connection's executable.
-func (p *Proxy) admit(f *flow, rec *Record, decide func(rules *Rules, binaries []string) Decision) Decision {
+func (p *Proxy) admit(f *flow, rec *Record, decide func(current *Rules, binaries []string) Decision) Decision {
 	for {
-		rules := p.Rules()
-		d := decide(rules, p.owners(f, rules))
-		rec.Generation = rules.Generation
+		current := p.Rules()
+		d := decide(current, p.owners(f, current))
+		rec.Generation = current.Generation
 		if len(f.binaries) > 0 {
 			rec.Binary = f.binaries[0]
 		}
@@ -200,7 +205,7 @@ func (p *Proxy) admit(f *flow, rec *Record, decide func(rules *Rules, binaries [
 			return d
 		}
 		p.mu.Lock()
-		if p.Rules() == rules {
+		if p.Rules() == current {
 			p.trackLocked(f, true)
 			p.mu.Unlock()
 			return d
@@ -212,8 +217,8 @@ func (p *Proxy) admit(f *flow, rec *Record, decide func(rules *Rules, binaries [
 // owners returns the executables of the process that owns f's client
 // connection and of its ancestors, looked up once, when some policy of
 // rules lists binaries (it costs a /proc scan).
-func (p *Proxy) owners(f *flow, rules *Rules) []string {
-	if f.looked || p.Binaries == nil || !rules.HasBinaries() {
+func (p *Proxy) owners(f *flow, current *Rules) []string {
+	if f.looked || p.Binaries == nil || !current.HasBinaries() {
 		return f.binaries
 	}
 	binaries := p.Binaries(f.client)
@@ -250,10 +255,7 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 	// The generation of refusals made before any rule is read; a
 	// decision gives its own.
 	rec := Record{Generation: p.Rules().Generation, Source: client.RemoteAddr().String()}
-	dst, err := OriginalDst(client)
-	if err != nil {
-		dst = addrPort(client.LocalAddr())
-	}
+	dst := Destination(client)
 	rec.Destination = dst.String()
 	rec.Port = int(dst.Port())
 	finish := func(d Decision) {
@@ -276,8 +278,8 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 
 	// A synthetic address stands for exactly one protocol:tcp endpoint:
 	// dial at once, the server may speak first.
-	if p.Resolver != nil && p.Resolver.Synthetic != nil {
-		if name, ok := p.Resolver.Synthetic.Lookup(dst.Addr().Unmap()); ok {
+	if p.Synthetic != nil {
+		if name, ok := p.Synthetic(dst.Addr().Unmap()); ok {
 			p.admission().decided(t)
 			rec.Protocol, rec.Host = "tcp", name
 			f := newFlow(client, name, port, false)
@@ -388,7 +390,7 @@ func readClientHello(br *bufio.Reader, limit int) (ClientHello, []byte, error) {
 // dialChecked resolves name itself and dials the first address whose class
 // is permitted, on port.
 func (p *Proxy) dialChecked(ctx context.Context, name string, port int, endpointAllowed []netip.Prefix) (net.Conn, netip.Addr, Reason, error) {
-	addrs, err := p.Resolver.LookupIP(ctx, name)
+	addrs, err := p.Lookup(ctx, name)
 	if err != nil || len(addrs) == 0 {
 		return nil, netip.Addr{}, ReasonResolve, fmt.Errorf("resolve %s: %v", name, err)
 	}
@@ -525,12 +527,4 @@ func closeWrite(c net.Conn) {
 	} else {
 		_ = c.Close()
 	}
-}
-
-func addrPort(a net.Addr) netip.AddrPort {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort()
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
 }

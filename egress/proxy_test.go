@@ -10,22 +10,23 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
+	"github.com/clawrun/clawrun/egress/internal/egresstest"
 	"github.com/clawrun/clawrun/runtime/policy"
+	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
 // upstreamIP is the address the harness's resolver gives every name; its
 // dialer takes it to the test's upstream server.
 const upstreamIP = "192.0.2.1"
 
-// proxyHarness is a Proxy with a resolver of fixed answers, a dialer to
+// proxyHarness is a Proxy with a lookup of fixed answers, a dialer to
 // the test's own upstream, switchable rules and a recorded decision log.
 type proxyHarness struct {
 	t     *testing.T
@@ -41,15 +42,9 @@ type proxyHarness struct {
 func newProxyHarness(t *testing.T, names ...string) *proxyHarness {
 	t.Helper()
 	h := &proxyHarness{t: t}
-	res := &Resolver{}
-	for _, name := range names {
-		long := time.Now().Add(time.Hour)
-		res.cache.store(cacheKey{name, dns.TypeA}, cacheEntry{set: answerSet{addrs: []netip.Addr{netip.MustParseAddr(upstreamIP)}, ttl: 3600}, expires: long})
-		res.cache.store(cacheKey{name, dns.TypeAAAA}, cacheEntry{set: answerSet{ttl: 3600}, expires: long})
-	}
 	h.p = &Proxy{
 		Rules:         h.rules.Load,
-		Resolver:      res,
+		Lookup:        fixedLookup(names),
 		ConfigAllowed: []netip.Prefix{netip.MustParsePrefix(upstreamIP + "/32")},
 		Log: func(r Record) {
 			h.mu.Lock()
@@ -65,6 +60,16 @@ func newProxyHarness(t *testing.T, names ...string) *proxyHarness {
 	t.Cleanup(func() { ln.Close() })
 	h.ln, h.port = ln, ln.Addr().(*net.TCPAddr).Port
 	return h
+}
+
+// fixedLookup resolves names to upstreamIP, and no other name.
+func fixedLookup(names []string) func(context.Context, string) ([]netip.Addr, error) {
+	return func(_ context.Context, host string) ([]netip.Addr, error) {
+		if name, ok := hostname.Canonical(host); ok && slices.Contains(names, name) {
+			return []netip.Addr{netip.MustParseAddr(upstreamIP)}, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
 }
 
 // setRules makes a generation of one policy of endpoints (on the proxy's
@@ -400,7 +405,7 @@ func TestProxyDecidesWithCurrentRules(t *testing.T) {
 	h.p.Dial = up.Dial
 	h.setRules(1, policy.Endpoint{Host: "a.test", Ports: []int{443}}, policy.Endpoint{Host: "b.test", Ports: []int{443}})
 
-	hello := realHello(t, &tls.Config{ServerName: "a.test"})
+	hello := egresstest.ClientHello(t, &tls.Config{ServerName: "a.test"})
 	c := h.handlePipe(443)
 	// The proxy has read the first bytes: the connection is accepted and
 	// waiting for the rest of its ClientHello.
@@ -419,7 +424,7 @@ func TestProxyDecidesWithCurrentRules(t *testing.T) {
 	}
 
 	// Positive control: a host the new rules keep.
-	hello = realHello(t, &tls.Config{ServerName: "b.test"})
+	hello = egresstest.ClientHello(t, &tls.Config{ServerName: "b.test"})
 	c = h.handlePipe(443)
 	go func() { _, _ = c.Write(hello) }()
 	select {
@@ -444,7 +449,7 @@ func TestProxyRecheckCancelsPendingDial(t *testing.T) {
 			port := 443
 			send := []byte(tc.send)
 			if tc.send == "" {
-				send = realHello(t, &tls.Config{ServerName: "a.test"})
+				send = egresstest.ClientHello(t, &tls.Config{ServerName: "a.test"})
 			} else {
 				port = 80
 			}
@@ -498,7 +503,7 @@ func TestProxyReloadDuringDecision(t *testing.T) {
 		once.Do(func() { h.setRules(2, policy.Endpoint{Host: "b.test", Ports: []int{443}}) })
 		return nil
 	}
-	hello := realHello(t, &tls.Config{ServerName: "a.test"})
+	hello := egresstest.ClientHello(t, &tls.Config{ServerName: "a.test"})
 	c := h.handlePipe(443)
 	go func() { _, _ = c.Write(hello) }()
 	if r := h.decisionOrDial("a.test", up); r.Decision != "deny" || r.Generation != 2 {

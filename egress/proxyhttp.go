@@ -227,7 +227,7 @@ func relayUpgradeAnswer(client net.Conn, ubr *bufio.Reader) (int64, bool, error)
 // one). Beyond the rules: an upgrade to h2c is refused (HTTP/2 streams
 // cannot be checked request by request), and so is an upgrade asked for
 // behind other requests (its answer could not be told from theirs).
-func (p *Proxy) decideRequest(rules *Rules, head RequestHead, port int, binaries []string, first bool) Decision {
+func (p *Proxy) decideRequest(current *Rules, head RequestHead, port int, binaries []string, first bool) Decision {
 	if head.Host == "" {
 		return Decision{Reason: ReasonNoSNI}
 	}
@@ -237,7 +237,7 @@ func (p *Proxy) decideRequest(rules *Rules, head RequestHead, port int, binaries
 	if d, ok := refuseName(head.Host, false); !ok {
 		return d
 	}
-	d := rules.MatchRequest(head.Host, port, binaries, head.Method, head.Target)
+	d := current.MatchRequest(head.Host, port, binaries, head.Method, head.Target)
 	if d.Allow && head.Upgrade != "" && (!first || head.UpgradeTo("h2c")) {
 		return Decision{Reason: ReasonUnenforceable, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}
 	}

@@ -1,62 +1,15 @@
 package egress
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
-	"io"
-	"net"
 	"slices"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/clawrun/clawrun/egress/internal/egresstest"
 )
-
-// recordConn records what a TLS client writes and fails its reads, so
-// that the handshake stops right after the ClientHello.
-type recordConn struct {
-	bytes.Buffer
-	in io.Reader // served to Read, for a tls.Server
-}
-
-func (c *recordConn) Read(p []byte) (int, error) {
-	if c.in == nil {
-		return 0, io.EOF
-	}
-	return c.in.Read(p)
-}
-func (c *recordConn) Close() error                     { return nil }
-func (c *recordConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
-func (c *recordConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
-func (c *recordConn) SetDeadline(time.Time) error      { return nil }
-func (c *recordConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *recordConn) SetWriteDeadline(time.Time) error { return nil }
-
-// realHello returns the first flight of a crypto/tls client.
-func realHello(t testing.TB, cfg *tls.Config) []byte {
-	t.Helper()
-	c := &recordConn{}
-	_ = tls.Client(c, cfg).Handshake()
-	if c.Len() == 0 {
-		t.Fatal("the TLS client wrote nothing")
-	}
-	return slices.Clone(c.Bytes())
-}
-
-// goServerName parses data with a crypto/tls server: the name it would
-// see, and whether it accepted the ClientHello at all.
-func goServerName(data []byte) (string, bool) {
-	var name string
-	seen := false
-	cfg := &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-		name, seen = h.ServerName, true
-		return nil, errors.New("stop")
-	}}
-	c := &recordConn{in: bytes.NewReader(data)}
-	_ = tls.Server(c, cfg).Handshake()
-	return name, seen
-}
 
 func manyProtocols(n int) []string {
 	var out []string
@@ -80,7 +33,7 @@ func TestParseClientHelloReal(t *testing.T) {
 		{"spans-records", &tls.Config{ServerName: "big.example", NextProtos: manyProtocols(100)}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			data := realHello(t, tc.cfg)
+			data := egresstest.ClientHello(t, tc.cfg)
 			want := tc.cfg.ServerName
 			if want == "192.0.2.1" {
 				want = ""
@@ -92,7 +45,7 @@ func TestParseClientHelloReal(t *testing.T) {
 			if h.ServerName != want || h.ECH || !slices.Equal(h.ALPN, tc.cfg.NextProtos) {
 				t.Errorf("got %+v, want name %q ALPN %v", h, want, len(tc.cfg.NextProtos))
 			}
-			if goName, ok := goServerName(data); !ok || goName != h.ServerName {
+			if goName, ok := egresstest.GoServerName(data); !ok || goName != h.ServerName {
 				t.Errorf("crypto/tls sees %q (%v)", goName, ok)
 			}
 			if n := countRecords(data); n < tc.records {
@@ -122,7 +75,7 @@ func TestParseClientHelloReal(t *testing.T) {
 			if err != nil || h3.ServerName != h.ServerName || !slices.Equal(h3.ALPN, h.ALPN) {
 				t.Errorf("refragmented: %+v %v", h3, err)
 			}
-			if goName, ok := goServerName(frag); !ok || goName != h.ServerName {
+			if goName, ok := egresstest.GoServerName(frag); !ok || goName != h.ServerName {
 				t.Errorf("crypto/tls on the refragmented hello sees %q (%v)", goName, ok)
 			}
 		})
@@ -228,7 +181,7 @@ func sniExt(entries ...any) []byte {
 }
 
 func TestParseClientHelloCrafted(t *testing.T) {
-	real := realHello(t, &tls.Config{ServerName: "front.example", NextProtos: []string{"h2"}})
+	real := egresstest.ClientHello(t, &tls.Config{ServerName: "front.example", NextProtos: []string{"h2"}})
 	ech := withExtension(t, real, extECH, []byte{0, 1, 2, 3})
 	h, err := ParseClientHello(ech)
 	if err != nil || !h.ECH || h.ServerName != "front.example" {
@@ -305,7 +258,7 @@ func FuzzParseClientHello(f *testing.F) {
 		{ServerName: "h2.example", NextProtos: []string{"h2", "http/1.1"}},
 		{ServerName: "old.example", MaxVersion: tls.VersionTLS12},
 	} {
-		data := realHello(f, cfg)
+		data := egresstest.ClientHello(f, cfg)
 		f.Add(data)
 		f.Add(refragment(f, data, 50))
 	}
@@ -335,7 +288,7 @@ func FuzzParseClientHello(f *testing.F) {
 			}
 		}
 		// Where crypto/tls accepts the hello too, it sees the same name.
-		if name, ok := goServerName(data); ok && name != h.ServerName {
+		if name, ok := egresstest.GoServerName(data); ok && name != h.ServerName {
 			t.Fatalf("crypto/tls sees %q, we see %q", name, h.ServerName)
 		}
 	})

@@ -51,9 +51,9 @@ func work(configPath string) error {
 	if err != nil {
 		return err
 	}
-	var rules atomic.Pointer[egress.Rules]
-	rules.Store(initial)
-	current := func() *egress.Rules { return rules.Load() }
+	var inForce atomic.Pointer[egress.Rules]
+	inForce.Store(initial)
+	current := func() *egress.Rules { return inForce.Load() }
 
 	log, err := egress.NewLog(cfg.LogFile, cfg.LogMaxBytes, cfg.LogKeep)
 	if err != nil {
@@ -88,7 +88,7 @@ func work(configPath string) error {
 	// maps the addresses the container still has cached back to the same
 	// names (wildcard names are still assigned when first asked).
 	assignSynthetic(pool, initial)
-	resolver := &egress.Resolver{
+	dnsServer := &egress.Resolver{
 		Rules:         current,
 		Upstream:      cfg.Upstream,
 		Synthetic:     pool,
@@ -97,9 +97,10 @@ func work(configPath string) error {
 		ConfigAllowed: allowed,
 	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
-	proxy := &egress.Proxy{
+	tcpProxy := &egress.Proxy{
 		Rules:         current,
-		Resolver:      resolver,
+		Lookup:        dnsServer.LookupIP,
+		Synthetic:     pool.Lookup,
 		ConfigAllowed: allowed,
 		Log:           logRecord,
 		Container:     cfg.Container,
@@ -114,8 +115,8 @@ func work(configPath string) error {
 		return err
 	}
 	defer owners.Close()
-	proxy.Binaries = owners.Conn
-	resolver.TCPOwners = owners.TCP
+	tcpProxy.Binaries = owners.Conn
+	dnsServer.TCPOwners = owners.TCP
 
 	proxies, udps, tcps, err := inheritedListeners()
 	if err != nil {
@@ -125,14 +126,14 @@ func work(configPath string) error {
 	defer cancel()
 	errs := make(chan error, len(proxies)+len(udps))
 	for _, l := range proxies {
-		go func(l net.Listener) { errs <- proxy.Serve(l) }(l)
+		go func(l net.Listener) { errs <- tcpProxy.Serve(l) }(l)
 	}
 	for i := range udps {
 		var tcp net.Listener
 		if i < len(tcps) {
 			tcp = tcps[i]
 		}
-		go func(u net.PacketConn, t net.Listener) { errs <- resolver.Serve(ctx, u, t) }(udps[i], tcp)
+		go func(u net.PacketConn, t net.Listener) { errs <- dnsServer.Serve(ctx, u, t) }(udps[i], tcp)
 	}
 
 	sigs := make(chan os.Signal, 4)
@@ -147,8 +148,8 @@ func work(configPath string) error {
 			return
 		}
 		assignSynthetic(pool, next)
-		rules.Store(next)
-		proxy.Recheck()
+		inForce.Store(next)
+		tcpProxy.Recheck()
 		workerReport{Event: "loaded", Generation: next.Generation}.send()
 	}
 	workerReport{Event: "loaded", Generation: initial.Generation}.send()
