@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/clawrun/clawrun/egress/rules"
 	"io"
 	"os"
 	"slices"
@@ -16,23 +17,23 @@ import (
 
 // Record is one line of the decision log.
 type Record struct {
-	Time        time.Time `json:"time"`
-	Container   string    `json:"container,omitempty"`
-	Generation  int64     `json:"generation"`
-	Protocol    string    `json:"protocol"` // dns, tls, http, tcp
-	Source      string    `json:"source,omitempty"`
-	Destination string    `json:"destination,omitempty"` // original destination (ip:port)
-	Host        string    `json:"host,omitempty"`        // SNI, Host header or query name
-	Port        int       `json:"port,omitempty"`
-	QueryType   string    `json:"query_type,omitempty"`
-	ResolvedIP  string    `json:"resolved_ip,omitempty"`
-	Decision    string    `json:"decision"` // allow, deny, audit
-	Reason      Reason    `json:"reason"`
-	Rule        string    `json:"rule,omitempty"`
-	Binary      string    `json:"binary,omitempty"`
-	BytesOut    int64     `json:"bytes_out,omitempty"`
-	BytesIn     int64     `json:"bytes_in,omitempty"`
-	DurationMS  float64   `json:"duration_ms,omitempty"`
+	Time        time.Time    `json:"time"`
+	Container   string       `json:"container,omitempty"`
+	Generation  int64        `json:"generation"`
+	Protocol    string       `json:"protocol"` // dns, tls, http, tcp
+	Source      string       `json:"source,omitempty"`
+	Destination string       `json:"destination,omitempty"` // original destination (ip:port)
+	Host        string       `json:"host,omitempty"`        // SNI, Host header or query name
+	Port        int          `json:"port,omitempty"`
+	QueryType   string       `json:"query_type,omitempty"`
+	ResolvedIP  string       `json:"resolved_ip,omitempty"`
+	Decision    string       `json:"decision"` // allow, deny, audit
+	Reason      rules.Reason `json:"reason"`
+	Rule        string       `json:"rule,omitempty"`
+	Binary      string       `json:"binary,omitempty"`
+	BytesOut    int64        `json:"bytes_out,omitempty"`
+	BytesIn     int64        `json:"bytes_in,omitempty"`
+	DurationMS  float64      `json:"duration_ms,omitempty"`
 	// Aggregated, on a summary line, is how many more decisions like this
 	// one (protocol, decision, reason, host, port, query type) were made
 	// from Since to Time: counted, not logged one by one.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/clawrun/clawrun/egress/rules"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,7 @@ import (
 func rec(i int, decision string) Record {
 	return Record{
 		Time: time.Unix(1700000000, 0).UTC(), Generation: 1, Protocol: "tls",
-		Host: fmt.Sprintf("h%03d.example", i), Port: 443, Decision: decision, Reason: ReasonAllowed,
+		Host: fmt.Sprintf("h%03d.example", i), Port: 443, Decision: decision, Reason: rules.ReasonAllowed,
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
@@ -53,7 +54,7 @@ const (
 type Resolver struct {
 	// Rules returns the current generation; it is called once per query,
 	// so a reload applies to the next query.
-	Rules func() *Rules
+	Rules func() *rules.Rules
 	// Upstream lists the host's resolvers ("ip:port"), tried in order.
 	Upstream []string
 	// Synthetic answers protocol:tcp names; nil fails those queries.
@@ -101,7 +102,7 @@ func (r *Resolver) budget() time.Duration {
 	return r.timeout() * time.Duration(len(r.Upstream)+1)
 }
 
-func (r *Resolver) currentRules() *Rules {
+func (r *Resolver) currentRules() *rules.Rules {
 	if r.Rules == nil {
 		return nil
 	}
@@ -208,7 +209,7 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 	resp := new(dns.Msg)
 	resp.SetReply(req)
 	resp.RecursionAvailable = true
-	deny := func(rcode int, reason Reason) *dns.Msg {
+	deny := func(rcode int, reason rules.Reason) *dns.Msg {
 		resp.Rcode = rcode
 		rec.Decision, rec.Reason = "deny", reason
 		return resp
@@ -220,38 +221,38 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 	}
 	if req.Opcode != dns.OpcodeQuery {
 		resp.Question = nil
-		return deny(dns.RcodeNotImplemented, ReasonQueryType)
+		return deny(dns.RcodeNotImplemented, rules.ReasonQueryType)
 	}
 	if len(req.Question) != 1 {
 		resp.Question = nil
-		return deny(dns.RcodeFormatError, ReasonNotAllowed)
+		return deny(dns.RcodeFormatError, rules.ReasonNotAllowed)
 	}
 	q := req.Question[0]
 	host, valid := queryName(q.Name)
 	rec.Host, rec.QueryType = host, typeString(q.Qtype)
 	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
-		return deny(dns.RcodeBadVers, ReasonQueryType)
+		return deny(dns.RcodeBadVers, rules.ReasonQueryType)
 	}
 
 	// The name decides first, whatever the type or class: a denied name
 	// is NXDOMAIN (not REFUSED, which breaks musl's search lists).
 	if !valid || current == nil {
-		return deny(dns.RcodeNameError, ReasonNotAllowed)
+		return deny(dns.RcodeNameError, rules.ReasonNotAllowed)
 	}
 	dec, truncate := askerDecision(current, host, asker, rec)
 	rec.Rule = dec.Rule
 	if truncate {
 		resp.Truncated = true
-		return deny(dns.RcodeSuccess, ReasonTCPRequired)
+		return deny(dns.RcodeSuccess, rules.ReasonTCPRequired)
 	}
 	if !dec.Allow {
 		reason := dec.Reason
 		if reason == "" {
-			reason = ReasonNotAllowed
+			reason = rules.ReasonNotAllowed
 		}
 		return deny(dns.RcodeNameError, reason)
 	}
-	verdict, reason := "allow", ReasonAllowed
+	verdict, reason := "allow", rules.ReasonAllowed
 	if dec.Audit {
 		verdict, reason = "audit", dec.Reason // what audit mode waived
 	}
@@ -260,7 +261,7 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 		return resp
 	}
 	if q.Qclass != dns.ClassINET {
-		return deny(dns.RcodeRefused, ReasonQueryType)
+		return deny(dns.RcodeRefused, rules.ReasonQueryType)
 	}
 
 	// protocol:tcp names: the proxy cannot learn the name from the
@@ -274,7 +275,7 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 				a = r.Synthetic.Assign(host)
 			}
 			if !a.IsValid() {
-				return deny(dns.RcodeServerFailure, ReasonResolve)
+				return deny(dns.RcodeServerFailure, rules.ReasonResolve)
 			}
 			resp.Answer = []dns.RR{addrRR(q.Name, dns.TypeA, syntheticTTL, a)}
 			rec.ResolvedIP = a.String()
@@ -282,24 +283,24 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 		case dns.TypeAAAA:
 			return allow() // the synthetic range is IPv4: no data
 		}
-		return deny(dns.RcodeSuccess, ReasonQueryType)
+		return deny(dns.RcodeSuccess, rules.ReasonQueryType)
 	}
 
 	// TXT, HTTPS, SVCB, MX, ANY...: answered empty, never forwarded; their
 	// answers are data channels in, and ECH keys live in HTTPS records.
 	if q.Qtype != dns.TypeA && q.Qtype != dns.TypeAAAA {
-		return deny(dns.RcodeSuccess, ReasonQueryType)
+		return deny(dns.RcodeSuccess, rules.ReasonQueryType)
 	}
 
 	if !r.acquire() {
-		return deny(dns.RcodeServerFailure, ReasonResolve)
+		return deny(dns.RcodeServerFailure, rules.ReasonResolve)
 	}
 	defer r.release()
 	ctx, cancel := context.WithTimeout(context.Background(), r.budget())
 	defer cancel()
 	res, err := r.cachedResolve(ctx, host, q.Qtype)
 	if err != nil {
-		return deny(dns.RcodeServerFailure, ReasonResolve)
+		return deny(dns.RcodeServerFailure, rules.ReasonResolve)
 	}
 	if res.nxdomain {
 		resp.Rcode = dns.RcodeNameError
@@ -321,7 +322,7 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 	}
 	if len(kept) == 0 && len(blocked) > 0 {
 		rec.ResolvedIP = joinAddrs(blocked)
-		return deny(dns.RcodeSuccess, ReasonPrivateIP)
+		return deny(dns.RcodeSuccess, rules.ReasonPrivateIP)
 	}
 	ttl := min(res.ttl, uint32(r.ttlCap()/time.Second))
 	for _, a := range kept {
@@ -339,12 +340,12 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 // such a name is answered empty and truncated, without asking upstream,
 // for the client to ask again over TCP (stub resolvers do); truncate
 // reports that. Audit endpoints answer either way.
-func askerDecision(current *Rules, host string, asker func() []string, rec *Record) (d Decision, truncate bool) {
+func askerDecision(current *rules.Rules, host string, asker func() []string, rec *Record) (d rules.Decision, truncate bool) {
 	if d = current.NameAllowed(host); !d.Allow {
 		return d, false // for no process at all
 	}
 	d = current.NameAllowedFor(host, nil)
-	if d.Reason != ReasonBinary {
+	if d.Reason != rules.ReasonBinary {
 		return d, false // no binaries decide it
 	}
 	if asker == nil {
@@ -372,9 +373,9 @@ func (r *Resolver) tcpAsker(client net.Addr) []string {
 // permitted classifies an address; an IPv4-mapped IPv6 address must pass
 // as itself and as the IPv4 address it stands for.
 func (r *Resolver) permitted(a netip.Addr, endpointAllowed []netip.Prefix) bool {
-	ok, _ := Permitted(a, endpointAllowed, r.ConfigAllowed)
+	ok, _ := rules.Permitted(a, endpointAllowed, r.ConfigAllowed)
 	if ok && a.Is4In6() {
-		ok, _ = Permitted(a.Unmap(), endpointAllowed, r.ConfigAllowed)
+		ok, _ = rules.Permitted(a.Unmap(), endpointAllowed, r.ConfigAllowed)
 	}
 	return ok
 }
@@ -534,7 +535,7 @@ func (r *Resolver) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listen
 	if tcp != nil {
 		tcp = newLimitListener(r.tcpConns.track(tcp), maxTCPConns, func(c net.Conn) {
 			r.log(Record{Time: time.Now().UTC(), Container: r.Container, Protocol: "dns", Source: c.RemoteAddr().String(),
-				Generation: r.generation(), Decision: "deny", Reason: ReasonConnLimit})
+				Generation: r.generation(), Decision: "deny", Reason: rules.ReasonConnLimit})
 		})
 		servers = append(servers, r.server(&dns.Server{Listener: tcp}))
 	}
@@ -591,7 +592,7 @@ func (r *Resolver) server(s *dns.Server) *dns.Server {
 	}
 	s.MsgInvalidFunc = func([]byte, error) {
 		r.log(Record{Time: time.Now().UTC(), Container: r.Container, Protocol: "dns", Generation: r.generation(),
-			Decision: "deny", Reason: ReasonNotAllowed})
+			Decision: "deny", Reason: rules.ReasonNotAllowed})
 	}
 	return s
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/internal/egresstest"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/miekg/dns"
 )
 
@@ -208,11 +209,11 @@ func (u *fakeUpstream) setHold(c chan struct{}) {
 
 // testRules allows the names of the test zone that tests expect to
 // resolve; every other name is denied.
-func testRules(gen int64) *Rules {
-	web := func(host string) Endpoint { return Endpoint{Host: host, Ports: []int{443}} }
-	return &Rules{Generation: gen, Layers: []Layer{{Source: "test", Policies: []Policy{{
+func testRules(gen int64) *rules.Rules {
+	web := func(host string) rules.Endpoint { return rules.Endpoint{Host: host, Ports: []int{443}} }
+	return &rules.Rules{Generation: gen, Layers: []rules.Layer{{Source: "test", Policies: []rules.Policy{{
 		Name: "web",
-		Endpoints: []Endpoint{
+		Endpoints: []rules.Endpoint{
 			web("allowed.test"), web("a.test"), web("short.test"), web("meta.test"), web("meta6.test"),
 			web("internal.test"), web("mixed.test"), web("rr.test"), web("txt.test"), web("big.test"),
 			web("slow.test"), web("fail.test"), web("nxd.test"), web("nodata.test"), web("gate.test"),
@@ -226,7 +227,7 @@ func testRules(gen int64) *Rules {
 type harness struct {
 	up      *fakeUpstream
 	res     *Resolver
-	rules   atomic.Pointer[Rules]
+	rules   atomic.Pointer[rules.Rules]
 	udp     string
 	tcp     string
 	mu      sync.Mutex
@@ -363,7 +364,7 @@ func TestResolverAllowed(t *testing.T) {
 	}
 	rec := h.record(t)
 	want := Record{Container: "ctr", Generation: 1, Protocol: "dns", Host: "allowed.test", QueryType: "A",
-		ResolvedIP: "93.184.216.34", Decision: "allow", Reason: ReasonAllowed, Rule: "web"}
+		ResolvedIP: "93.184.216.34", Decision: "allow", Reason: rules.ReasonAllowed, Rule: "web"}
 	got := rec
 	got.Time, got.Source, got.DurationMS = time.Time{}, "", 0
 	if got != want {
@@ -427,7 +428,7 @@ func TestResolverDenied(t *testing.T) {
 					dns.RcodeToString[resp.Rcode], len(resp.Answer))
 			}
 			rec := h.record(t)
-			if rec.Decision != "deny" || rec.Reason == ReasonAllowed || rec.Reason == "" {
+			if rec.Decision != "deny" || rec.Reason == rules.ReasonAllowed || rec.Reason == "" {
 				t.Errorf("%s %s: record %+v", name, dns.TypeToString[qt], rec)
 			}
 		}
@@ -439,7 +440,7 @@ func TestResolverDenied(t *testing.T) {
 	m := new(dns.Msg)
 	m.SetQuestion("denied.test.", dns.TypeA)
 	h.exchange(t, m, "udp")
-	if rec := h.record(t); rec.Reason != ReasonNotAllowed || rec.Host != "denied.test" {
+	if rec := h.record(t); rec.Reason != rules.ReasonNotAllowed || rec.Host != "denied.test" {
 		t.Errorf("record %+v", rec)
 	}
 }
@@ -454,7 +455,7 @@ func TestResolverOtherTypesNeverForwarded(t *testing.T) {
 				t.Errorf("%s %d: %v", name, qt, resp)
 			}
 			rec := h.record(t)
-			if rec.Decision != "deny" || rec.Reason != ReasonQueryType || rec.Host != strings.ToLower(strings.TrimSuffix(name, ".")) {
+			if rec.Decision != "deny" || rec.Reason != rules.ReasonQueryType || rec.Host != strings.ToLower(strings.TrimSuffix(name, ".")) {
 				t.Errorf("%s %d: record %+v", name, qt, rec)
 			}
 		}
@@ -518,12 +519,12 @@ func TestResolverBlockedAddresses(t *testing.T) {
 		want  []string
 		rec   Record
 	}{
-		{"meta.test.", dns.TypeA, nil, Record{Decision: "deny", Reason: ReasonPrivateIP, ResolvedIP: "169.254.169.254"}},
-		{"meta6.test.", dns.TypeAAAA, nil, Record{Decision: "deny", Reason: ReasonPrivateIP, ResolvedIP: "::ffff:169.254.169.254"}},
-		{"internal.test.", dns.TypeA, nil, Record{Decision: "deny", Reason: ReasonPrivateIP, ResolvedIP: "10.0.0.1"}},
-		{"mixed.test.", dns.TypeA, []string{"93.184.216.36"}, Record{Decision: "allow", Reason: ReasonAllowed, ResolvedIP: "93.184.216.36"}},
+		{"meta.test.", dns.TypeA, nil, Record{Decision: "deny", Reason: rules.ReasonPrivateIP, ResolvedIP: "169.254.169.254"}},
+		{"meta6.test.", dns.TypeAAAA, nil, Record{Decision: "deny", Reason: rules.ReasonPrivateIP, ResolvedIP: "::ffff:169.254.169.254"}},
+		{"internal.test.", dns.TypeA, nil, Record{Decision: "deny", Reason: rules.ReasonPrivateIP, ResolvedIP: "10.0.0.1"}},
+		{"mixed.test.", dns.TypeA, []string{"93.184.216.36"}, Record{Decision: "allow", Reason: rules.ReasonAllowed, ResolvedIP: "93.184.216.36"}},
 		// allowed_ips of the endpoint open 10/8 for this name only.
-		{"privok.test.", dns.TypeA, []string{"10.0.0.3"}, Record{Decision: "allow", Reason: ReasonAllowed, ResolvedIP: "10.0.0.3"}},
+		{"privok.test.", dns.TypeA, []string{"10.0.0.3"}, Record{Decision: "allow", Reason: rules.ReasonAllowed, ResolvedIP: "10.0.0.3"}},
 	} {
 		resp := h.query(t, c.name, c.qtype)
 		if resp.Rcode != dns.RcodeSuccess || !slices.Equal(answerAddrs(resp), c.want) {
@@ -582,7 +583,7 @@ func TestResolverUpstreamFailures(t *testing.T) {
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("%s took %v", name, d)
 		}
-		if rec := h.record(t); rec.Reason != ReasonResolve || rec.Decision != "deny" {
+		if rec := h.record(t); rec.Reason != rules.ReasonResolve || rec.Decision != "deny" {
 			t.Errorf("%s: record %+v", name, rec)
 		}
 		if n := h.up.count(name, dns.TypeA); n != 1 {
@@ -623,7 +624,7 @@ func TestResolverUpstreamFailover(t *testing.T) {
 	if resp := h.query(t, "allowed.test.", dns.TypeA); resp.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("no upstream: %v", resp)
 	}
-	if rec := h.record(t); rec.Reason != ReasonResolve {
+	if rec := h.record(t); rec.Reason != rules.ReasonResolve {
 		t.Errorf("record %+v", rec)
 	}
 }
@@ -762,8 +763,8 @@ func TestResolverHotReload(t *testing.T) {
 	}
 
 	// Generation 2 drops allowed.test and adds denied.test.
-	r2 := &Rules{Generation: 2, Layers: []Layer{{Source: "test", Policies: []Policy{{Name: "new",
-		Endpoints: []Endpoint{{Host: "denied.test", Ports: []int{443}}}}}}}}
+	r2 := &rules.Rules{Generation: 2, Layers: []rules.Layer{{Source: "test", Policies: []rules.Policy{{Name: "new",
+		Endpoints: []rules.Endpoint{{Host: "denied.test", Ports: []int{443}}}}}}}}
 	h.rules.Store(r2)
 	if resp := h.query(t, "allowed.test.", dns.TypeA); resp.Rcode != dns.RcodeNameError {
 		t.Fatalf("gen 2 allowed.test: %v", resp)
@@ -783,7 +784,7 @@ func TestResolverHotReload(t *testing.T) {
 	}
 
 	// Two layers: the floor must allow too.
-	h.rules.Store(&Rules{Generation: 3, Layers: []Layer{testRules(3).Layers[0], r2.Layers[0]}})
+	h.rules.Store(&rules.Rules{Generation: 3, Layers: []rules.Layer{testRules(3).Layers[0], r2.Layers[0]}})
 	if resp := h.query(t, "allowed.test.", dns.TypeA); resp.Rcode != dns.RcodeNameError {
 		t.Errorf("gen 3 allowed.test (not in the second layer): %v", resp)
 	}
@@ -832,7 +833,7 @@ func TestResolverSynthetic(t *testing.T) {
 	if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 0 {
 		t.Errorf("svc.test TXT: %v", resp)
 	}
-	if rec := h.record(t); rec.Reason != ReasonQueryType {
+	if rec := h.record(t); rec.Reason != rules.ReasonQueryType {
 		t.Errorf("TXT record %+v", rec)
 	}
 	if seen := h.up.seen(); len(seen) != 0 {
@@ -850,7 +851,7 @@ func TestResolverSynthetic(t *testing.T) {
 }
 
 func TestResolverServeStops(t *testing.T) {
-	r := &Resolver{Rules: func() *Rules { return testRules(1) }}
+	r := &Resolver{Rules: func() *rules.Rules { return testRules(1) }}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -913,7 +914,7 @@ func FuzzServeDNS(f *testing.F) {
 	up := startUpstream(f)
 	current := testRules(1)
 	res := &Resolver{
-		Rules:     func() *Rules { return current },
+		Rules:     func() *rules.Rules { return current },
 		Upstream:  []string{up.addr},
 		Synthetic: NewSyntheticPool(DefaultSyntheticPrefix),
 		Timeout:   50 * time.Millisecond,
@@ -1019,7 +1020,7 @@ func TestResolverCacheSharedWithProxy(t *testing.T) {
 	}
 	// A denied name is never cached into an allowance: the rules decide
 	// before the cache is asked.
-	h.rules.Store(&Rules{Generation: 2})
+	h.rules.Store(&rules.Rules{Generation: 2})
 	if resp := h.query(t, "allowed.test.", dns.TypeA); resp.Rcode != dns.RcodeNameError {
 		t.Errorf("after the policy dropped the name: %v, want NXDOMAIN", resp)
 	}
@@ -1044,8 +1045,8 @@ func TestResolverBinaries(t *testing.T) {
 	})
 	current := testRules(2)
 	current.Layers[0].Policies = append(current.Layers[0].Policies,
-		Policy{Name: "tool", Endpoints: []Endpoint{{Host: "*.tool.test", Ports: []int{443}}}, Binaries: []string{"/usr/bin/tool"}},
-		Policy{Name: "watched", Endpoints: []Endpoint{{Host: "*.watch.test", Ports: []int{443}, Audit: true}}, Binaries: []string{"/usr/bin/tool"}})
+		rules.Policy{Name: "tool", Endpoints: []rules.Endpoint{{Host: "*.tool.test", Ports: []int{443}}}, Binaries: []string{"/usr/bin/tool"}},
+		rules.Policy{Name: "watched", Endpoints: []rules.Endpoint{{Host: "*.watch.test", Ports: []int{443}, Audit: true}}, Binaries: []string{"/usr/bin/tool"}})
 	h.rules.Store(current)
 	h.up.zone["x1.tool.test."] = []dns.RR{mustRR("x1.tool.test. 300 IN A 93.184.216.90")}
 	h.up.zone["a1.watch.test."] = []dns.RR{mustRR("a1.watch.test. 300 IN A 93.184.216.91")}
@@ -1064,12 +1065,12 @@ func TestResolverBinaries(t *testing.T) {
 	}
 
 	// UDP: truncated, never asked upstream, whoever asks.
-	setOwners(JoinChains([]string{"/usr/bin/tool"}))
+	setOwners(rules.JoinChains([]string{"/usr/bin/tool"}))
 	resp := h.query(t, "x1.tool.test.", dns.TypeA)
 	if !resp.Truncated || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 0 {
 		t.Errorf("UDP query of a binary-restricted name: %v", resp)
 	}
-	if rec := h.record(t); rec.Decision != "deny" || rec.Reason != ReasonTCPRequired {
+	if rec := h.record(t); rec.Decision != "deny" || rec.Reason != rules.ReasonTCPRequired {
 		t.Errorf("UDP record: %+v", rec)
 	}
 	if upstreamAsked("x1.tool.test.") || len(asks) != 0 {
@@ -1077,12 +1078,12 @@ func TestResolverBinaries(t *testing.T) {
 	}
 
 	// TCP, another executable: NXDOMAIN, never asked upstream.
-	setOwners(JoinChains([]string{"/usr/bin/tool"}, []string{"/usr/bin/curl", "/usr/bin/bash"}))
+	setOwners(rules.JoinChains([]string{"/usr/bin/tool"}, []string{"/usr/bin/curl", "/usr/bin/bash"}))
 	resp = h.exchange(t, question("x2.tool.test."), "tcp")
 	if resp.Rcode != dns.RcodeNameError {
 		t.Errorf("TCP query of another executable: %v", resp)
 	}
-	if rec := h.record(t); rec.Decision != "deny" || rec.Reason != ReasonBinary || rec.Binary != "/usr/bin/curl" {
+	if rec := h.record(t); rec.Decision != "deny" || rec.Reason != rules.ReasonBinary || rec.Binary != "/usr/bin/curl" {
 		t.Errorf("TCP record of another executable: %+v", rec)
 	}
 	if upstreamAsked("x2.tool.test.") {
@@ -1099,12 +1100,12 @@ func TestResolverBinaries(t *testing.T) {
 	if resp = h.exchange(t, question("x3.tool.test."), "tcp"); resp.Rcode != dns.RcodeNameError || upstreamAsked("x3.tool.test.") {
 		t.Errorf("TCP query of an unknown process: %v", resp)
 	}
-	if rec := h.record(t); rec.Decision != "deny" || rec.Reason != ReasonBinary {
+	if rec := h.record(t); rec.Decision != "deny" || rec.Reason != rules.ReasonBinary {
 		t.Errorf("TCP record of an unknown process: %+v", rec)
 	}
 
 	// TCP, the allowed executable: answered.
-	setOwners(JoinChains([]string{"/usr/bin/tool", "/usr/bin/bash"}))
+	setOwners(rules.JoinChains([]string{"/usr/bin/tool", "/usr/bin/bash"}))
 	resp = h.exchange(t, question("x1.tool.test."), "tcp")
 	if resp.Rcode != dns.RcodeSuccess || !slices.Equal(answerAddrs(resp), []string{"93.184.216.90"}) {
 		t.Errorf("TCP query of the allowed executable: %v", resp)
@@ -1126,7 +1127,7 @@ func TestResolverBinaries(t *testing.T) {
 	if resp = h.query(t, "a1.watch.test.", dns.TypeA); resp.Truncated || len(resp.Answer) != 1 {
 		t.Errorf("an audited name over UDP: %v", resp)
 	}
-	if rec := h.record(t); rec.Decision != "audit" || rec.Reason != ReasonBinary {
+	if rec := h.record(t); rec.Decision != "audit" || rec.Reason != rules.ReasonBinary {
 		t.Errorf("an audited name over UDP: %+v", rec)
 	}
 }

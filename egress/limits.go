@@ -2,6 +2,7 @@ package egress
 
 import (
 	"container/list"
+	"github.com/clawrun/clawrun/egress/rules"
 	"net"
 	"sync"
 	"time"
@@ -54,7 +55,7 @@ type ticket struct {
 // admit counts c in, or returns why it is refused. At either cap, the
 // oldest undecided connection, if it has waited longer than evictAfter,
 // is cut (its handshake read fails, see failedFor) to make room for c.
-func (a *admission) admit(c net.Conn, now time.Time) (*ticket, Reason) {
+func (a *admission) admit(c net.Conn, now time.Time) (*ticket, rules.Reason) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.full() && a.queue.Len() > 0 {
@@ -66,10 +67,10 @@ func (a *admission) admit(c net.Conn, now time.Time) (*ticket, Reason) {
 		}
 	}
 	if a.limits.Conns > 0 && a.open >= a.limits.Conns {
-		return nil, ReasonConnLimit
+		return nil, rules.ReasonConnLimit
 	}
 	if a.limits.Pending > 0 && a.queue.Len() >= a.limits.Pending {
-		return nil, ReasonHandshakeLimit
+		return nil, rules.ReasonHandshakeLimit
 	}
 	t := &ticket{conn: c, since: now}
 	t.elem = a.queue.PushBack(t)
@@ -105,17 +106,17 @@ func (a *admission) done(t *ticket) {
 
 // failedFor is the reason a handshake read that failed with err is
 // logged with: the limits', when they cut it.
-func (a *admission) failedFor(t *ticket, err error, otherwise Reason) Reason {
+func (a *admission) failedFor(t *ticket, err error, otherwise rules.Reason) rules.Reason {
 	a.mu.Lock()
 	evicted := t.evicted
 	a.mu.Unlock()
 	switch {
 	case evicted:
-		return ReasonHandshakeLimit
+		return rules.ReasonHandshakeLimit
 	case isTimeout(err):
-		return ReasonHandshakeTimeout
+		return rules.ReasonHandshakeTimeout
 	case err == errHandshakeTooLarge || err == ErrHelloTooLarge || err == ErrHeadTooLarge:
-		return ReasonHandshakeSize
+		return rules.ReasonHandshakeSize
 	}
 	return otherwise
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/internal/egresstest"
+	"github.com/clawrun/clawrun/egress/rules"
 )
 
 // pipeConn is one end of a connected pair; the other is closed at cleanup.
@@ -30,8 +31,8 @@ func TestAdmissionCaps(t *testing.T) {
 		t.Fatalf("the first two connections were refused (%q)", r)
 	}
 	// Two undecided, both new: the third is refused.
-	if tk, r := a.admit(pipeConn(t), now.Add(500*time.Millisecond)); tk != nil || r != ReasonHandshakeLimit {
-		t.Fatalf("a third undecided connection: %v, %q, want refused with %s", tk, r, ReasonHandshakeLimit)
+	if tk, r := a.admit(pipeConn(t), now.Add(500*time.Millisecond)); tk != nil || r != rules.ReasonHandshakeLimit {
+		t.Fatalf("a third undecided connection: %v, %q, want refused with %s", tk, r, rules.ReasonHandshakeLimit)
 	}
 	// One decides: room again.
 	a.decided(t1)
@@ -41,8 +42,8 @@ func TestAdmissionCaps(t *testing.T) {
 	}
 	// Three open: the cap on connections, decided or not.
 	a.decided(t3)
-	if tk, r := a.admit(pipeConn(t), now.Add(700*time.Millisecond)); tk != nil || r != ReasonConnLimit {
-		t.Fatalf("a fourth connection: %v, %q, want refused with %s", tk, r, ReasonConnLimit)
+	if tk, r := a.admit(pipeConn(t), now.Add(700*time.Millisecond)); tk != nil || r != rules.ReasonConnLimit {
+		t.Fatalf("a fourth connection: %v, %q, want refused with %s", tk, r, rules.ReasonConnLimit)
 	}
 	a.done(t1)
 	if tk, _ := a.admit(pipeConn(t), now.Add(800*time.Millisecond)); tk == nil {
@@ -65,14 +66,14 @@ func TestAdmissionEvictsTheOldestStalledHandshake(t *testing.T) {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("the evicted connection's read: %v, want its deadline passed", err)
 	}
-	if got := a.failedFor(old, err, ReasonNoSNI); got != ReasonHandshakeLimit {
-		t.Errorf("the evicted connection is logged as %q, want %q", got, ReasonHandshakeLimit)
+	if got := a.failedFor(old, err, rules.ReasonNoSNI); got != rules.ReasonHandshakeLimit {
+		t.Errorf("the evicted connection is logged as %q, want %q", got, rules.ReasonHandshakeLimit)
 	}
-	if got := a.failedFor(fresh, err, ReasonNoSNI); got != ReasonHandshakeTimeout {
-		t.Errorf("a connection whose deadline passed is logged as %q, want %q", got, ReasonHandshakeTimeout)
+	if got := a.failedFor(fresh, err, rules.ReasonNoSNI); got != rules.ReasonHandshakeTimeout {
+		t.Errorf("a connection whose deadline passed is logged as %q, want %q", got, rules.ReasonHandshakeTimeout)
 	}
-	if got := a.failedFor(fresh, errHandshakeTooLarge, ReasonNoSNI); got != ReasonHandshakeSize {
-		t.Errorf("a connection past its buffer is logged as %q, want %q", got, ReasonHandshakeSize)
+	if got := a.failedFor(fresh, errHandshakeTooLarge, rules.ReasonNoSNI); got != rules.ReasonHandshakeSize {
+		t.Errorf("a connection past its buffer is logged as %q, want %q", got, rules.ReasonHandshakeSize)
 	}
 }
 
@@ -85,8 +86,8 @@ func TestAdmissionEvictsAtTheConnectionCap(t *testing.T) {
 	decided, _ := a.admit(pipeConn(t), now)
 	a.decided(decided)
 	stalled, _ := a.admit(pipeConn(t), now)
-	if tk, r := a.admit(pipeConn(t), now.Add(evictAfter/2)); tk != nil || r != ReasonConnLimit {
-		t.Fatalf("a third connection while the others are new: %v, %q, want refused with %s", tk, r, ReasonConnLimit)
+	if tk, r := a.admit(pipeConn(t), now.Add(evictAfter/2)); tk != nil || r != rules.ReasonConnLimit {
+		t.Fatalf("a third connection while the others are new: %v, %q, want refused with %s", tk, r, rules.ReasonConnLimit)
 	}
 	fresh, r := a.admit(pipeConn(t), now.Add(evictAfter))
 	if fresh == nil || !stalled.evicted || decided.evicted {
@@ -98,8 +99,8 @@ func TestAdmissionEvictsAtTheConnectionCap(t *testing.T) {
 		t.Fatalf("open = %d after the eviction and its handler's end, want 2 (decided and fresh)", a.open)
 	}
 	a.decided(fresh)
-	if tk, r := a.admit(pipeConn(t), now.Add(3*evictAfter)); tk != nil || r != ReasonConnLimit {
-		t.Fatalf("all open connections decided: %v, %q, want refused with %s", tk, r, ReasonConnLimit)
+	if tk, r := a.admit(pipeConn(t), now.Add(3*evictAfter)); tk != nil || r != rules.ReasonConnLimit {
+		t.Fatalf("all open connections decided: %v, %q, want refused with %s", tk, r, rules.ReasonConnLimit)
 	}
 }
 

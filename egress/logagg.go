@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"github.com/clawrun/clawrun/egress/rules"
 	"sync"
 	"time"
 )
@@ -50,7 +51,7 @@ type LogLimiter struct {
 // aggKey is what makes two denials "the same" for aggregation.
 type aggKey struct {
 	protocol, decision, host, queryType string
-	reason                              Reason
+	reason                              rules.Reason
 	port                                int
 	generation                          int64
 }
@@ -143,7 +144,7 @@ func (l *LogLimiter) endWindows(now time.Time) {
 	}
 	if l.dropped > 0 && over(l.droppedSince) {
 		l.write(Record{Time: at.UTC(), Container: l.container, Protocol: "log", Decision: "dropped",
-			Reason: ReasonLogRate, Dropped: l.dropped, Since: l.droppedSince.UTC()})
+			Reason: rules.ReasonLogRate, Dropped: l.dropped, Since: l.droppedSince.UTC()})
 		l.dropped = 0
 	}
 }

@@ -6,11 +6,14 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/internal/egresstest"
+	"github.com/clawrun/clawrun/egress/rules"
 )
 
-func denial(host string, port int) Record { return deniedRecord("tls", host, port, ReasonNotAllowed) }
+func denial(host string, port int) Record {
+	return deniedRecord("tls", host, port, rules.ReasonNotAllowed)
+}
 func allowed(host string) Record {
-	return Record{Protocol: "tls", Host: host, Port: 443, Decision: "allow", Reason: ReasonAllowed}
+	return Record{Protocol: "tls", Host: host, Port: 443, Decision: "allow", Reason: rules.ReasonAllowed}
 }
 
 // limiter is a LogLimiter on clock, writing into out.
@@ -18,7 +21,7 @@ func limiter(clock *egresstest.Clock, l LogLimits, out *[]Record) *LogLimiter {
 	return NewLogLimiter(func(r Record) { *out = append(*out, r) }, l, clock.Now, "ctr")
 }
 
-func deniedRecord(protocol, host string, port int, reason Reason) Record {
+func deniedRecord(protocol, host string, port int, reason rules.Reason) Record {
 	return Record{Protocol: protocol, Host: host, Port: port, Decision: "deny", Reason: reason}
 }
 
@@ -45,7 +48,7 @@ func TestLogLimiterAggregatesRepeatedDenials(t *testing.T) {
 		t.Fatalf("after the first key's window: %d lines, want its summary: %+v", len(out), out)
 	}
 	s := out[4]
-	if s.Host != "evil.test" || s.Port != 443 || s.Aggregated != 999 || s.Decision != "deny" || s.Reason != ReasonNotAllowed ||
+	if s.Host != "evil.test" || s.Port != 443 || s.Aggregated != 999 || s.Decision != "deny" || s.Reason != rules.ReasonNotAllowed ||
 		!s.Since.Equal(egresstest.Start.UTC()) || !s.Time.Equal(clock.Now().UTC()) {
 		t.Errorf("summary %+v: want 999 repeats of evil.test:443 since the first", s)
 	}
@@ -84,7 +87,7 @@ func TestLogLimiterRateDropsAndCounts(t *testing.T) {
 	clock.Add(9 * time.Second)
 	l.Tick()
 	last := out[len(out)-1]
-	if last.Decision != "dropped" || last.Reason != ReasonLogRate || last.Dropped != 170 || last.Container != "ctr" ||
+	if last.Decision != "dropped" || last.Reason != rules.ReasonLogRate || last.Dropped != 170 || last.Container != "ctr" ||
 		!last.Since.Equal(egresstest.Start.UTC()) {
 		t.Errorf("drop line %+v: want 170 dropped since the first drop", last)
 	}

@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clawrun/clawrun/egress/rules"
 	"golang.org/x/sys/unix"
 )
 
@@ -98,7 +99,7 @@ func (o *Owners) Conn(client net.Conn) []string {
 // namespace's TCP socket connected from local to remote; nil when there is
 // no such socket, no process holds it, or a holder cannot be told.
 func (o *Owners) TCP(local, remote netip.AddrPort) []string {
-	return JoinChains(o.chains(local, remote)...)
+	return rules.JoinChains(o.chains(local, remote)...)
 }
 
 // chains returns the chain of each process holding the socket connected

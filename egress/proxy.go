@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
@@ -23,7 +24,7 @@ import (
 // and dials the address it checked — never the destination the client
 // chose.
 type Proxy struct {
-	Rules func() *Rules
+	Rules func() *rules.Rules
 	// Lookup resolves a name the proxy is to dial: every address (the
 	// policy resolver's LookupIP); the proxy dials the permitted ones.
 	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
@@ -140,7 +141,7 @@ func (p *Proxy) limits() ConnLimits {
 }
 
 // refuse turns away a connection the limits do not let in, and logs it.
-func (p *Proxy) refuse(c net.Conn, reason Reason) {
+func (p *Proxy) refuse(c net.Conn, reason rules.Reason) {
 	rec := Record{Generation: p.Rules().Generation, Protocol: "tcp", Source: c.RemoteAddr().String(),
 		Decision: "deny", Reason: reason}
 	if dst, err := OriginalDst(c); err == nil {
@@ -192,7 +193,7 @@ func (p *Proxy) log(r Record) {
 // anything is dialled. A reload landing between the decision and the
 // registration is caught by deciding again; one after it, by Recheck.
 // rec gets the deciding generation and the connection's executable.
-func (p *Proxy) admit(f *flow, rec *Record, decide func(current *Rules, binaries []string) Decision) Decision {
+func (p *Proxy) admit(f *flow, rec *Record, decide func(current *rules.Rules, binaries []string) rules.Decision) rules.Decision {
 	for {
 		current := p.Rules()
 		d := decide(current, p.owners(f, current))
@@ -217,7 +218,7 @@ func (p *Proxy) admit(f *flow, rec *Record, decide func(current *Rules, binaries
 // owners returns the executables of the process that owns f's client
 // connection and of its ancestors, looked up once, when some policy of
 // rules lists binaries (it costs a /proc scan).
-func (p *Proxy) owners(f *flow, current *Rules) []string {
+func (p *Proxy) owners(f *flow, current *rules.Rules) []string {
 	if f.looked || p.Binaries == nil || !current.HasBinaries() {
 		return f.binaries
 	}
@@ -231,7 +232,7 @@ func (p *Proxy) owners(f *flow, current *Rules) []string {
 // dialFlow resolves and dials an admitted flow's upstream and hands it to
 // the flow, unless Recheck cut the flow meanwhile (errFlowCut: Recheck
 // logged it, the client is closed).
-func (p *Proxy) dialFlow(f *flow, d Decision) (net.Conn, netip.Addr, Reason, error) {
+func (p *Proxy) dialFlow(f *flow, d rules.Decision) (net.Conn, netip.Addr, rules.Reason, error) {
 	up, ip, reason, err := p.dialChecked(f.dialCtx, f.host, f.port, d.AllowedIPs)
 	f.cancel()
 	p.mu.Lock()
@@ -244,7 +245,7 @@ func (p *Proxy) dialFlow(f *flow, d Decision) (net.Conn, netip.Addr, Reason, err
 		if up != nil {
 			up.Close()
 		}
-		return nil, netip.Addr{}, ReasonUpstream, errFlowCut
+		return nil, netip.Addr{}, rules.ReasonUpstream, errFlowCut
 	}
 	return up, ip, reason, err
 }
@@ -258,7 +259,7 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 	dst := Destination(client)
 	rec.Destination = dst.String()
 	rec.Port = int(dst.Port())
-	finish := func(d Decision) {
+	finish := func(d rules.Decision) {
 		rec.Reason, rec.Rule = d.Reason, d.Rule
 		if d.Binary != "" {
 			rec.Binary = d.Binary // the process the binaries refused
@@ -283,7 +284,7 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 			p.admission().decided(t)
 			rec.Protocol, rec.Host = "tcp", name
 			f := newFlow(client, name, port, false)
-			d := p.admit(f, &rec, func(r *Rules, exes []string) Decision { return r.MatchBinary(name, port, exes) })
+			d := p.admit(f, &rec, func(r *rules.Rules, exes []string) rules.Decision { return r.MatchBinary(name, port, exes) })
 			if !d.Allow {
 				finish(d)
 				client.Close()
@@ -302,7 +303,7 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 	first, err := br.Peek(1)
 	if err != nil {
 		rec.Protocol = "tcp"
-		finish(Decision{Reason: p.adm.failedFor(t, err, ReasonNotHTTP)})
+		finish(rules.Decision{Reason: p.adm.failedFor(t, err, rules.ReasonNotHTTP)})
 		client.Close()
 		return
 	}
@@ -311,7 +312,7 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 		hello, helloBytes, err := readClientHello(br, limits.HandshakeBytes)
 		p.adm.decided(t)
 		if err != nil {
-			finish(Decision{Reason: p.adm.failedFor(t, err, ReasonNoSNI)})
+			finish(rules.Decision{Reason: p.adm.failedFor(t, err, rules.ReasonNoSNI)})
 			client.Close()
 			return
 		}
@@ -324,7 +325,7 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 		// MatchBinary denies endpoints whose rules TLS hides (Unenforceable),
 		// except in audit mode.
 		f := newFlow(client, hello.ServerName, port, false)
-		d := p.admit(f, &rec, func(r *Rules, exes []string) Decision { return r.MatchBinary(hello.ServerName, port, exes) })
+		d := p.admit(f, &rec, func(r *rules.Rules, exes []string) rules.Decision { return r.MatchBinary(hello.ServerName, port, exes) })
 		if !d.Allow {
 			finish(d)
 			client.Close()
@@ -344,17 +345,17 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 
 // refuseName denies names that cannot be checked: none, an IP literal, or
 // an encrypted ClientHello (whose outer SNI is a decoy).
-func refuseName(name string, ech bool) (Decision, bool) {
+func refuseName(name string, ech bool) (rules.Decision, bool) {
 	switch {
 	case ech:
-		return Decision{Reason: ReasonECH}, false
+		return rules.Decision{Reason: rules.ReasonECH}, false
 	case name == "":
-		return Decision{Reason: ReasonNoSNI}, false
+		return rules.Decision{Reason: rules.ReasonNoSNI}, false
 	}
 	if hostname.IsIPLiteral(name) {
-		return Decision{Reason: ReasonIPLiteral}, false
+		return rules.Decision{Reason: rules.ReasonIPLiteral}, false
 	}
-	return Decision{}, true
+	return rules.Decision{}, true
 }
 
 // errHandshakeTooLarge: a connection sent more than it may make the
@@ -389,22 +390,22 @@ func readClientHello(br *bufio.Reader, limit int) (ClientHello, []byte, error) {
 
 // dialChecked resolves name itself and dials the first address whose class
 // is permitted, on port.
-func (p *Proxy) dialChecked(ctx context.Context, name string, port int, endpointAllowed []netip.Prefix) (net.Conn, netip.Addr, Reason, error) {
+func (p *Proxy) dialChecked(ctx context.Context, name string, port int, endpointAllowed []netip.Prefix) (net.Conn, netip.Addr, rules.Reason, error) {
 	addrs, err := p.Lookup(ctx, name)
 	if err != nil || len(addrs) == 0 {
-		return nil, netip.Addr{}, ReasonResolve, fmt.Errorf("resolve %s: %v", name, err)
+		return nil, netip.Addr{}, rules.ReasonResolve, fmt.Errorf("resolve %s: %v", name, err)
 	}
 	var lastErr error
-	reason := ReasonPrivateIP
+	reason := rules.ReasonPrivateIP
 	for _, a := range addrs {
-		if ok, _ := Permitted(a, endpointAllowed, p.ConfigAllowed); !ok {
+		if ok, _ := rules.Permitted(a, endpointAllowed, p.ConfigAllowed); !ok {
 			continue
 		}
 		c, err := p.Dial(ctx, "tcp", netip.AddrPortFrom(a.Unmap(), uint16(port)).String())
 		if err == nil {
 			return c, a, "", nil
 		}
-		lastErr, reason = err, ReasonUpstream
+		lastErr, reason = err, rules.ReasonUpstream
 	}
 	if lastErr == nil {
 		lastErr = fmt.Errorf("%s resolves only to blocked addresses %v", name, addrs)
@@ -413,7 +414,7 @@ func (p *Proxy) dialChecked(ctx context.Context, name string, port int, endpoint
 }
 
 // connect dials upstream for an admitted flow and copies both ways.
-func (p *Proxy) connect(f *flow, prefix []byte, d Decision, rec *Record, finish func(Decision)) {
+func (p *Proxy) connect(f *flow, prefix []byte, d rules.Decision, rec *Record, finish func(rules.Decision)) {
 	defer p.track(f, false)
 	client := f.client
 	up, ip, reason, err := p.dialFlow(f, d)
@@ -421,7 +422,7 @@ func (p *Proxy) connect(f *flow, prefix []byte, d Decision, rec *Record, finish 
 		return
 	}
 	if err != nil {
-		finish(Decision{Reason: reason, Rule: d.Rule})
+		finish(rules.Decision{Reason: reason, Rule: d.Rule})
 		client.Close()
 		return
 	}
@@ -433,7 +434,7 @@ func (p *Proxy) connect(f *flow, prefix []byte, d Decision, rec *Record, finish 
 		if err != nil {
 			client.Close()
 			up.Close()
-			finish(Decision{Reason: ReasonUpstream, Rule: d.Rule})
+			finish(rules.Decision{Reason: rules.ReasonUpstream, Rule: d.Rule})
 			return
 		}
 	}

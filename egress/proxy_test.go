@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/internal/egresstest"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
@@ -31,7 +32,7 @@ const upstreamIP = "192.0.2.1"
 type proxyHarness struct {
 	t     *testing.T
 	p     *Proxy
-	rules atomic.Pointer[Rules]
+	rules atomic.Pointer[rules.Rules]
 	ln    net.Listener // the proxy's listener: its port is the endpoints' port
 	port  int
 
@@ -74,14 +75,14 @@ func fixedLookup(names []string) func(context.Context, string) ([]netip.Addr, er
 
 // setRules makes a generation of one policy of endpoints (on the proxy's
 // port when an endpoint lists none) current.
-func (h *proxyHarness) setRules(gen int64, eps ...policy.Endpoint) *Rules {
+func (h *proxyHarness) setRules(gen int64, eps ...policy.Endpoint) *rules.Rules {
 	h.t.Helper()
 	for i := range eps {
 		if len(eps[i].Ports) == 0 {
 			eps[i].Ports = []int{h.port}
 		}
 	}
-	r, _ := FromPlan([]policy.NetworkLayer{{Source: "inline", Policies: map[string]policy.NetworkPolicy{"p": {Endpoints: eps}}}}, gen)
+	r, _ := rules.FromPlan([]policy.NetworkLayer{{Source: "inline", Policies: map[string]policy.NetworkPolicy{"p": {Endpoints: eps}}}}, gen)
 	h.rules.Store(r)
 	return r
 }
@@ -229,7 +230,7 @@ func TestProxyUpgradeKeepsChecking(t *testing.T) {
 		}
 	}
 	h.waitRecord("the refused POST", func(r Record) bool {
-		return r.Decision == "deny" && r.Host == "web.test" && r.Reason == ReasonRequest
+		return r.Decision == "deny" && r.Host == "web.test" && r.Reason == rules.ReasonRequest
 	})
 }
 
@@ -416,7 +417,7 @@ func TestProxyDecidesWithCurrentRules(t *testing.T) {
 	h.p.Recheck()
 	go func() { _, _ = c.Write(hello[10:]) }()
 	r := h.decisionOrDial("a.test", up)
-	if r.Decision != "deny" || r.Reason != ReasonNotAllowed || r.Generation != 2 {
+	if r.Decision != "deny" || r.Reason != rules.ReasonNotAllowed || r.Generation != 2 {
 		t.Errorf("decision %+v, want deny not_allowed generation 2", r)
 	}
 	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
@@ -472,7 +473,7 @@ func TestProxyRecheckCancelsPendingDial(t *testing.T) {
 				t.Errorf("client read: %v, want EOF", err)
 			}
 			r := h.waitRecord("the reload's decision", func(r Record) bool { return r.Host == "a.test" && r.Decision == "deny" })
-			if r.Generation != 2 || r.Reason != ReasonNotAllowed {
+			if r.Generation != 2 || r.Reason != rules.ReasonNotAllowed {
 				t.Errorf("decision %+v, want deny not_allowed generation 2", r)
 			}
 			h.mu.Lock()
@@ -496,8 +497,8 @@ func TestProxyReloadDuringDecision(t *testing.T) {
 	// A policy with binaries makes the decision ask for the connection's
 	// executables: the reload happens then.
 	gen1 := h.setRules(1, policy.Endpoint{Host: "a.test", Ports: []int{443}})
-	gen1.Layers[0].Policies = append(gen1.Layers[0].Policies, Policy{Name: "tools", Binaries: []string{"/usr/bin/tool"},
-		Endpoints: []Endpoint{{Host: "tool.test", Ports: []int{443}}}})
+	gen1.Layers[0].Policies = append(gen1.Layers[0].Policies, rules.Policy{Name: "tools", Binaries: []string{"/usr/bin/tool"},
+		Endpoints: []rules.Endpoint{{Host: "tool.test", Ports: []int{443}}}})
 	var once sync.Once
 	h.p.Binaries = func(net.Conn) []string {
 		once.Do(func() { h.setRules(2, policy.Endpoint{Host: "b.test", Ports: []int{443}}) })

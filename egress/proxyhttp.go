@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/clawrun/clawrun/egress/rules"
 	"io"
 	"net"
 	"net/netip"
@@ -17,19 +18,19 @@ import (
 // requests of one connection must name the same host, since they share
 // one upstream connection. The connection stops being HTTP only when the
 // server switches protocols (101) in answer to its first request.
-func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, t *ticket, rec *Record, finish func(Decision)) {
+func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, t *ticket, rec *Record, finish func(rules.Decision)) {
 	port := int(dst.Port())
 	head, err := ReadRequestHeadLimit(br, p.adm.limits.HandshakeBytes)
 	p.adm.decided(t)
 	rec.Host = head.Host // known when only the framing was refused
 	if err != nil {
-		reason := p.adm.failedFor(t, err, ReasonNotHTTP)
-		finish(Decision{Reason: reason})
+		reason := p.adm.failedFor(t, err, rules.ReasonNotHTTP)
+		finish(rules.Decision{Reason: reason})
 		denyHTTP(client, head.Host, port, reason)
 		return
 	}
 	f := newFlow(client, head.Host, port, true)
-	d := p.admit(f, rec, func(r *Rules, exes []string) Decision { return p.decideRequest(r, head, port, exes, true) })
+	d := p.admit(f, rec, func(r *rules.Rules, exes []string) rules.Decision { return p.decideRequest(r, head, port, exes, true) })
 	if !d.Allow {
 		finish(d)
 		denyHTTP(client, head.Host, port, d.Reason)
@@ -42,7 +43,7 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 		return
 	}
 	if err != nil {
-		d = Decision{Reason: reason, Rule: d.Rule}
+		d = rules.Decision{Reason: reason, Rule: d.Rule}
 		finish(d)
 		denyHTTP(client, head.Host, port, reason)
 		return
@@ -102,7 +103,7 @@ const drainTimeout = 5 * time.Second
 // were forwarded.
 type refusal struct {
 	Host   string
-	Reason Reason
+	Reason rules.Reason
 }
 
 // forwardRequests forwards head and the requests after it until the client
@@ -113,7 +114,7 @@ type refusal struct {
 func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, up net.Conn, head RequestHead, dst netip.AddrPort, switched <-chan bool) (int64, *refusal) {
 	var out int64
 	client, port, host := f.client, f.port, head.Host
-	refuse := func(generation int64, host string, d Decision) *refusal {
+	refuse := func(generation int64, host string, d rules.Decision) *refusal {
 		p.log(Record{Generation: generation, Protocol: "http", Source: client.RemoteAddr().String(),
 			Destination: dst.String(), Host: host, Port: port, Decision: "deny", Reason: d.Reason, Rule: d.Rule})
 		return &refusal{Host: host, Reason: d.Reason}
@@ -139,14 +140,14 @@ func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, up net.Conn, head Req
 		next, err := ReadRequestHeadLimit(br, p.adm.limits.HandshakeBytes)
 		cur := p.Rules() // hot reload applies to the next request too
 		if refusedHead(err) {
-			return out, refuse(cur.Generation, next.Host, Decision{Reason: ReasonNotHTTP})
+			return out, refuse(cur.Generation, next.Host, rules.Decision{Reason: rules.ReasonNotHTTP})
 		}
 		if err != nil {
 			return out, nil // the client is done
 		}
 		d := p.decideRequest(cur, next, port, p.owners(f, cur), false)
 		if next.Host != host {
-			d = Decision{Reason: ReasonNotAllowed}
+			d = rules.Decision{Reason: rules.ReasonNotAllowed}
 		}
 		if !d.Allow {
 			return out, refuse(cur.Generation, next.Host, d)
@@ -227,25 +228,25 @@ func relayUpgradeAnswer(client net.Conn, ubr *bufio.Reader) (int64, bool, error)
 // one). Beyond the rules: an upgrade to h2c is refused (HTTP/2 streams
 // cannot be checked request by request), and so is an upgrade asked for
 // behind other requests (its answer could not be told from theirs).
-func (p *Proxy) decideRequest(current *Rules, head RequestHead, port int, binaries []string, first bool) Decision {
+func (p *Proxy) decideRequest(current *rules.Rules, head RequestHead, port int, binaries []string, first bool) rules.Decision {
 	if head.Host == "" {
-		return Decision{Reason: ReasonNoSNI}
+		return rules.Decision{Reason: rules.ReasonNoSNI}
 	}
 	if head.Connect {
-		return Decision{Reason: ReasonNotAllowed}
+		return rules.Decision{Reason: rules.ReasonNotAllowed}
 	}
 	if d, ok := refuseName(head.Host, false); !ok {
 		return d
 	}
 	d := current.MatchRequest(head.Host, port, binaries, head.Method, head.Target)
 	if d.Allow && head.Upgrade != "" && (!first || head.UpgradeTo("h2c")) {
-		return Decision{Reason: ReasonUnenforceable, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}
+		return rules.Decision{Reason: rules.ReasonUnenforceable, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}
 	}
 	return d
 }
 
 // denyHTTP answers a refused request with 403 and closes the connection.
-func denyHTTP(client net.Conn, host string, port int, reason Reason) {
+func denyHTTP(client net.Conn, host string, port int, reason rules.Reason) {
 	body := fmt.Sprintf("clawrun: egress to %s:%d denied (%s)\n", host, port, reason)
 	_ = client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	fmt.Fprintf(client, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)

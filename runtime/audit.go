@@ -10,6 +10,7 @@ import (
 
 	"github.com/clawrun/clawrun/egress"
 	"github.com/clawrun/clawrun/egress/filter"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
@@ -88,7 +89,7 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error
 	if err != nil {
 		return 0, err
 	}
-	rules, _ := egress.FromPlan(layers, current.Generation+1)
+	rules, _ := rules.FromPlan(layers, current.Generation+1)
 	rec, err := readEgressRecord(stateDir)
 	if err != nil {
 		return 0, err

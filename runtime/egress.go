@@ -21,6 +21,7 @@ import (
 
 	"github.com/clawrun/clawrun/egress"
 	"github.com/clawrun/clawrun/egress/filter"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
@@ -43,7 +44,7 @@ const (
 
 // egressSetup is what create needs to start the filter.
 type egressSetup struct {
-	Rules    *egress.Rules
+	Rules    *rules.Rules
 	Upstream []string
 	Allowed  []string
 	LogDir   string
@@ -99,7 +100,7 @@ func netNamespace(spec *specs.Spec) (specs.LinuxNamespace, bool) {
 // egressFor prepares the filter of a plan with network policies for the
 // container of spec.
 func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egressSetup, error) {
-	rules, warnings := egress.FromPlan(plan.Network, 1)
+	rules, warnings := rules.FromPlan(plan.Network, 1)
 	// What the filter cannot enforce it denies: state's warnings say why,
 	// as `clawrun policy check` does.
 	plan.Warnings = append(plan.Warnings, warnings...)

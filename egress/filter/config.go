@@ -43,7 +43,7 @@ type Config struct {
 	NsPid int    `json:"ns_pid"`
 	// Container names the container in the decision log.
 	Container string `json:"container"`
-	// RulesFile holds the egress.Rules (JSON) in force; SIGHUP loads the
+	// RulesFile holds the rules.Rules (JSON) in force; SIGHUP loads the
 	// proposal next to it (ProposalFile).
 	RulesFile string `json:"rules_file"`
 	// LogFile receives the decision log (JSON lines, rotated).

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
@@ -51,9 +52,9 @@ func work(configPath string) error {
 	if err != nil {
 		return err
 	}
-	var inForce atomic.Pointer[egress.Rules]
+	var inForce atomic.Pointer[rules.Rules]
 	inForce.Store(initial)
-	current := func() *egress.Rules { return inForce.Load() }
+	current := func() *rules.Rules { return inForce.Load() }
 
 	log, err := egress.NewLog(cfg.LogFile, cfg.LogMaxBytes, cfg.LogKeep)
 	if err != nil {
@@ -224,7 +225,7 @@ func inheritedListeners() (proxies []net.Listener, udps []net.PacketConn, tcps [
 
 // assignSynthetic assigns the synthetic addresses of the exact names of
 // the rules' protocol: tcp endpoints.
-func assignSynthetic(pool *egress.SyntheticPool, r *egress.Rules) {
+func assignSynthetic(pool *egress.SyntheticPool, r *rules.Rules) {
 	for _, l := range r.Layers {
 		for _, p := range l.Policies {
 			for _, e := range p.Endpoints {

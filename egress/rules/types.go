@@ -1,18 +1,11 @@
-// Package egress is clawrun's egress filter: the only way out of a
-// confined container's network namespace. DNS queries are answered by a
-// policy resolver, TCP connections are captured transparently and allowed
-// only to (hostname, port) pairs of the policy, matched on the TLS SNI or
-// the HTTP Host of every request; everything else is dropped and logged.
-//
-// Matching, IP classification and the SNI and Host parsers are pure
-// functions returning typed reasons; those reasons flow unchanged into the
-// decision log. Kernel side effects (namespaces, nftables, sockets) live in
-// the files that say so.
-package egress
+// Package rules is what the egress filter allows: the network layers of
+// a policy Plan compiled into Rules (FromPlan), and the pure decisions on
+// them: a name, port and process (Match...), a plain-HTTP request
+// (AllowRequest), an address class (Permitted). Every decision carries a
+// typed Reason, which flows unchanged into the decision log.
+package rules
 
-import (
-	"net/netip"
-)
+import "net/netip"
 
 // Reason says why a connection or a query was decided as it was. It is
 // written as is into the decision log.
