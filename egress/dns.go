@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
@@ -59,7 +60,7 @@ type Resolver struct {
 	Upstream []string
 	// Synthetic answers protocol:tcp names; nil fails those queries.
 	Synthetic *SyntheticPool
-	Log       func(Record)
+	Log       func(decisionlog.Record)
 	Container string
 	// TTLCap bounds the TTL of answers and of the answer cache (60 s when
 	// zero), so a policy change or a rebinding takes effect soon.
@@ -117,7 +118,7 @@ func (r *Resolver) generation() int64 {
 	return 0
 }
 
-func (r *Resolver) log(rec Record) {
+func (r *Resolver) log(rec decisionlog.Record) {
 	if r.Log != nil {
 		r.Log(rec)
 	}
@@ -170,7 +171,7 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		return // never answer a response: no reflection loops
 	}
 	start := time.Now()
-	rec := Record{Time: start.UTC(), Container: r.Container, Protocol: "dns"}
+	rec := decisionlog.Record{Time: start.UTC(), Container: r.Container, Protocol: "dns"}
 	if a := w.RemoteAddr(); a != nil {
 		rec.Source = a.String()
 	}
@@ -205,7 +206,7 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // answer decides a query and builds the response, filling rec. asker
 // returns the processes that asked (JoinChains); nil when they cannot be
 // told.
-func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns.Msg {
+func (r *Resolver) answer(req *dns.Msg, rec *decisionlog.Record, asker func() []string) *dns.Msg {
 	resp := new(dns.Msg)
 	resp.SetReply(req)
 	resp.RecursionAvailable = true
@@ -340,7 +341,7 @@ func (r *Resolver) answer(req *dns.Msg, rec *Record, asker func() []string) *dns
 // such a name is answered empty and truncated, without asking upstream,
 // for the client to ask again over TCP (stub resolvers do); truncate
 // reports that. Audit endpoints answer either way.
-func askerDecision(current *rules.Rules, host string, asker func() []string, rec *Record) (d rules.Decision, truncate bool) {
+func askerDecision(current *rules.Rules, host string, asker func() []string, rec *decisionlog.Record) (d rules.Decision, truncate bool) {
 	if d = current.NameAllowed(host); !d.Allow {
 		return d, false // for no process at all
 	}
@@ -534,7 +535,7 @@ func (r *Resolver) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listen
 	}
 	if tcp != nil {
 		tcp = newLimitListener(r.tcpConns.track(tcp), maxTCPConns, func(c net.Conn) {
-			r.log(Record{Time: time.Now().UTC(), Container: r.Container, Protocol: "dns", Source: c.RemoteAddr().String(),
+			r.log(decisionlog.Record{Time: time.Now().UTC(), Container: r.Container, Protocol: "dns", Source: c.RemoteAddr().String(),
 				Generation: r.generation(), Decision: "deny", Reason: rules.ReasonConnLimit})
 		})
 		servers = append(servers, r.server(&dns.Server{Listener: tcp}))
@@ -591,7 +592,7 @@ func (r *Resolver) server(s *dns.Server) *dns.Server {
 		return dns.MsgAccept
 	}
 	s.MsgInvalidFunc = func([]byte, error) {
-		r.log(Record{Time: time.Now().UTC(), Container: r.Container, Protocol: "dns", Generation: r.generation(),
+		r.log(decisionlog.Record{Time: time.Now().UTC(), Container: r.Container, Protocol: "dns", Generation: r.generation(),
 			Decision: "deny", Reason: rules.ReasonNotAllowed})
 	}
 	return s

@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
+	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/internal/egresstest"
 	"github.com/clawrun/clawrun/egress/rules"
-	"github.com/miekg/dns"
 )
 
 // upstreamQuery is one query the fake upstream received, as received.
@@ -231,7 +233,7 @@ type harness struct {
 	udp     string
 	tcp     string
 	mu      sync.Mutex
-	records []Record
+	records []decisionlog.Record
 	next    int
 }
 
@@ -245,7 +247,7 @@ func newHarness(t *testing.T, mod func(*Resolver)) *harness {
 		Synthetic: NewSyntheticPool(DefaultSyntheticPrefix),
 		Container: "ctr",
 		Timeout:   300 * time.Millisecond,
-		Log: func(r Record) {
+		Log: func(r decisionlog.Record) {
 			h.mu.Lock()
 			h.records = append(h.records, r)
 			h.mu.Unlock()
@@ -303,7 +305,7 @@ func (h *harness) query(t *testing.T, name string, qtype uint16) *dns.Msg {
 
 // record returns the next decision record, waiting for it: the resolver
 // logs after it has answered.
-func (h *harness) record(t *testing.T) Record {
+func (h *harness) record(t *testing.T) decisionlog.Record {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
@@ -363,7 +365,7 @@ func TestResolverAllowed(t *testing.T) {
 		t.Errorf("TTL %d, want the 60 s cap (upstream said 3600)", ttl)
 	}
 	rec := h.record(t)
-	want := Record{Container: "ctr", Generation: 1, Protocol: "dns", Host: "allowed.test", QueryType: "A",
+	want := decisionlog.Record{Container: "ctr", Generation: 1, Protocol: "dns", Host: "allowed.test", QueryType: "A",
 		ResolvedIP: "93.184.216.34", Decision: "allow", Reason: rules.ReasonAllowed, Rule: "web"}
 	got := rec
 	got.Time, got.Source, got.DurationMS = time.Time{}, "", 0
@@ -517,14 +519,14 @@ func TestResolverBlockedAddresses(t *testing.T) {
 		name  string
 		qtype uint16
 		want  []string
-		rec   Record
+		rec   decisionlog.Record
 	}{
-		{"meta.test.", dns.TypeA, nil, Record{Decision: "deny", Reason: rules.ReasonPrivateIP, ResolvedIP: "169.254.169.254"}},
-		{"meta6.test.", dns.TypeAAAA, nil, Record{Decision: "deny", Reason: rules.ReasonPrivateIP, ResolvedIP: "::ffff:169.254.169.254"}},
-		{"internal.test.", dns.TypeA, nil, Record{Decision: "deny", Reason: rules.ReasonPrivateIP, ResolvedIP: "10.0.0.1"}},
-		{"mixed.test.", dns.TypeA, []string{"93.184.216.36"}, Record{Decision: "allow", Reason: rules.ReasonAllowed, ResolvedIP: "93.184.216.36"}},
+		{"meta.test.", dns.TypeA, nil, decisionlog.Record{Decision: "deny", Reason: rules.ReasonPrivateIP, ResolvedIP: "169.254.169.254"}},
+		{"meta6.test.", dns.TypeAAAA, nil, decisionlog.Record{Decision: "deny", Reason: rules.ReasonPrivateIP, ResolvedIP: "::ffff:169.254.169.254"}},
+		{"internal.test.", dns.TypeA, nil, decisionlog.Record{Decision: "deny", Reason: rules.ReasonPrivateIP, ResolvedIP: "10.0.0.1"}},
+		{"mixed.test.", dns.TypeA, []string{"93.184.216.36"}, decisionlog.Record{Decision: "allow", Reason: rules.ReasonAllowed, ResolvedIP: "93.184.216.36"}},
 		// allowed_ips of the endpoint open 10/8 for this name only.
-		{"privok.test.", dns.TypeA, []string{"10.0.0.3"}, Record{Decision: "allow", Reason: rules.ReasonAllowed, ResolvedIP: "10.0.0.3"}},
+		{"privok.test.", dns.TypeA, []string{"10.0.0.3"}, decisionlog.Record{Decision: "allow", Reason: rules.ReasonAllowed, ResolvedIP: "10.0.0.3"}},
 	} {
 		resp := h.query(t, c.name, c.qtype)
 		if resp.Rcode != dns.RcodeSuccess || !slices.Equal(answerAddrs(resp), c.want) {

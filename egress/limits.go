@@ -2,10 +2,11 @@ package egress
 
 import (
 	"container/list"
-	"github.com/clawrun/clawrun/egress/rules"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/clawrun/clawrun/egress/rules"
 )
 
 // ConnLimits bound what one network namespace's connections can make the

@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clawrun/clawrun/egress/internal/egresstest"
 	"github.com/miekg/dns"
+
+	"github.com/clawrun/clawrun/egress/internal/egresstest"
 )
 
 func newLookupResolver(t *testing.T, mod func(*Resolver)) (*Resolver, *fakeUpstream) {

@@ -31,8 +31,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/clawrun/clawrun/egress/rules"
 	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/egress/rules"
 )
 
 // Owners finds the processes that hold the connections of one network

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
@@ -32,7 +33,7 @@ type Proxy struct {
 	// for (SyntheticPool.Lookup); nil when there are none.
 	Synthetic     func(netip.Addr) (string, bool)
 	ConfigAllowed []netip.Prefix
-	Log           func(Record)
+	Log           func(decisionlog.Record)
 	Container     string
 	// Dial connects upstream (from the host's namespace).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -142,7 +143,7 @@ func (p *Proxy) limits() ConnLimits {
 
 // refuse turns away a connection the limits do not let in, and logs it.
 func (p *Proxy) refuse(c net.Conn, reason rules.Reason) {
-	rec := Record{Generation: p.Rules().Generation, Protocol: "tcp", Source: c.RemoteAddr().String(),
+	rec := decisionlog.Record{Generation: p.Rules().Generation, Protocol: "tcp", Source: c.RemoteAddr().String(),
 		Decision: "deny", Reason: reason}
 	if dst, err := OriginalDst(c); err == nil {
 		rec.Destination, rec.Port = dst.String(), int(dst.Port())
@@ -171,14 +172,14 @@ func (p *Proxy) Recheck() int {
 		if !d.Allow {
 			f.cutLocked()
 			closed++
-			p.log(Record{Generation: current.Generation, Protocol: "tcp", Host: f.host, Port: f.port,
+			p.log(decisionlog.Record{Generation: current.Generation, Protocol: "tcp", Host: f.host, Port: f.port,
 				Decision: "deny", Reason: d.Reason, Rule: d.Rule})
 		}
 	}
 	return closed
 }
 
-func (p *Proxy) log(r Record) {
+func (p *Proxy) log(r decisionlog.Record) {
 	if p.Log == nil {
 		return
 	}
@@ -193,7 +194,7 @@ func (p *Proxy) log(r Record) {
 // anything is dialled. A reload landing between the decision and the
 // registration is caught by deciding again; one after it, by Recheck.
 // rec gets the deciding generation and the connection's executable.
-func (p *Proxy) admit(f *flow, rec *Record, decide func(current *rules.Rules, binaries []string) rules.Decision) rules.Decision {
+func (p *Proxy) admit(f *flow, rec *decisionlog.Record, decide func(current *rules.Rules, binaries []string) rules.Decision) rules.Decision {
 	for {
 		current := p.Rules()
 		d := decide(current, p.owners(f, current))
@@ -255,7 +256,7 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 	start := time.Now()
 	// The generation of refusals made before any rule is read; a
 	// decision gives its own.
-	rec := Record{Generation: p.Rules().Generation, Source: client.RemoteAddr().String()}
+	rec := decisionlog.Record{Generation: p.Rules().Generation, Source: client.RemoteAddr().String()}
 	dst := Destination(client)
 	rec.Destination = dst.String()
 	rec.Port = int(dst.Port())
@@ -414,7 +415,7 @@ func (p *Proxy) dialChecked(ctx context.Context, name string, port int, endpoint
 }
 
 // connect dials upstream for an admitted flow and copies both ways.
-func (p *Proxy) connect(f *flow, prefix []byte, d rules.Decision, rec *Record, finish func(rules.Decision)) {
+func (p *Proxy) connect(f *flow, prefix []byte, d rules.Decision, rec *decisionlog.Record, finish func(rules.Decision)) {
 	defer p.track(f, false)
 	client := f.client
 	up, ip, reason, err := p.dialFlow(f, d)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/internal/egresstest"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
@@ -37,7 +38,7 @@ type proxyHarness struct {
 	port  int
 
 	mu      sync.Mutex
-	records []Record
+	records []decisionlog.Record
 }
 
 func newProxyHarness(t *testing.T, names ...string) *proxyHarness {
@@ -47,7 +48,7 @@ func newProxyHarness(t *testing.T, names ...string) *proxyHarness {
 		Rules:         h.rules.Load,
 		Lookup:        fixedLookup(names),
 		ConfigAllowed: []netip.Prefix{netip.MustParsePrefix(upstreamIP + "/32")},
-		Log: func(r Record) {
+		Log: func(r decisionlog.Record) {
 			h.mu.Lock()
 			h.records = append(h.records, r)
 			h.mu.Unlock()
@@ -111,7 +112,7 @@ func (h *proxyHarness) dial() net.Conn {
 }
 
 // waitRecord waits for a decision record that match accepts.
-func (h *proxyHarness) waitRecord(what string, match func(Record) bool) Record {
+func (h *proxyHarness) waitRecord(what string, match func(decisionlog.Record) bool) decisionlog.Record {
 	h.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -229,7 +230,7 @@ func TestProxyUpgradeKeepsChecking(t *testing.T) {
 			t.Errorf("%q: the upstream received %q, want only the allowed GET", first, seen)
 		}
 	}
-	h.waitRecord("the refused POST", func(r Record) bool {
+	h.waitRecord("the refused POST", func(r decisionlog.Record) bool {
 		return r.Decision == "deny" && r.Host == "web.test" && r.Reason == rules.ReasonRequest
 	})
 }
@@ -472,7 +473,7 @@ func TestProxyRecheckCancelsPendingDial(t *testing.T) {
 			if _, err := c.Read(make([]byte, 512)); err != io.EOF {
 				t.Errorf("client read: %v, want EOF", err)
 			}
-			r := h.waitRecord("the reload's decision", func(r Record) bool { return r.Host == "a.test" && r.Decision == "deny" })
+			r := h.waitRecord("the reload's decision", func(r decisionlog.Record) bool { return r.Host == "a.test" && r.Decision == "deny" })
 			if r.Generation != 2 || r.Reason != rules.ReasonNotAllowed {
 				t.Errorf("decision %+v, want deny not_allowed generation 2", r)
 			}
@@ -514,7 +515,7 @@ func TestProxyReloadDuringDecision(t *testing.T) {
 
 // decisionOrDial waits for the decision on host and fails the test if
 // the proxy dials first (for a host that must be denied).
-func (h *proxyHarness) decisionOrDial(host string, up *blockingDialer) Record {
+func (h *proxyHarness) decisionOrDial(host string, up *blockingDialer) decisionlog.Record {
 	h.t.Helper()
 	deadline := time.After(5 * time.Second)
 	for {

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"github.com/clawrun/clawrun/egress/rules"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/rules"
 )
 
 // serveHTTP proxies a plain-HTTP connection. Every request of the
@@ -18,7 +20,7 @@ import (
 // requests of one connection must name the same host, since they share
 // one upstream connection. The connection stops being HTTP only when the
 // server switches protocols (101) in answer to its first request.
-func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, t *ticket, rec *Record, finish func(rules.Decision)) {
+func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, t *ticket, rec *decisionlog.Record, finish func(rules.Decision)) {
 	port := int(dst.Port())
 	head, err := ReadRequestHeadLimit(br, p.adm.limits.HandshakeBytes)
 	p.adm.decided(t)
@@ -115,7 +117,7 @@ func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, up net.Conn, head Req
 	var out int64
 	client, port, host := f.client, f.port, head.Host
 	refuse := func(generation int64, host string, d rules.Decision) *refusal {
-		p.log(Record{Generation: generation, Protocol: "http", Source: client.RemoteAddr().String(),
+		p.log(decisionlog.Record{Generation: generation, Protocol: "http", Source: client.RemoteAddr().String(),
 			Destination: dst.String(), Host: host, Port: port, Decision: "deny", Reason: d.Reason, Rule: d.Rule})
 		return &refusal{Host: host, Reason: d.Reason}
 	}

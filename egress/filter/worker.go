@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
@@ -56,7 +57,7 @@ func work(configPath string) error {
 	inForce.Store(initial)
 	current := func() *rules.Rules { return inForce.Load() }
 
-	log, err := egress.NewLog(cfg.LogFile, cfg.LogMaxBytes, cfg.LogKeep)
+	log, err := decisionlog.NewLog(cfg.LogFile, cfg.LogMaxBytes, cfg.LogKeep)
 	if err != nil {
 		return err
 	}
@@ -64,7 +65,7 @@ func work(configPath string) error {
 	// Repeated denials are aggregated and the rate capped, so that a
 	// container cannot rotate the log's evidence away.
 	health := newLogHealth(workerReport.send, time.Now)
-	limiter := egress.NewLogLimiter(func(r egress.Record) { health.wrote(log.Write(r)) }, egress.DefaultLogLimits, time.Now, cfg.Container)
+	limiter := decisionlog.NewLogLimiter(func(r decisionlog.Record) { health.wrote(log.Write(r)) }, decisionlog.DefaultLogLimits, time.Now, cfg.Container)
 	defer limiter.Flush()
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()

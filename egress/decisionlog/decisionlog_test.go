@@ -1,16 +1,17 @@
-package egress
+package decisionlog
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/clawrun/clawrun/egress/rules"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clawrun/clawrun/egress/rules"
 )
 
 func rec(i int, decision string) Record {

@@ -1,4 +1,8 @@
-package egress
+// Package decisionlog is the egress filter's decision log: one JSON
+// Record per decision in a size-capped, rotated file (Log), read back and
+// followed across rotations (ReadLog), and the LogLimiter that keeps a
+// container from flooding it.
+package decisionlog
 
 import (
 	"bufio"
@@ -7,12 +11,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/clawrun/clawrun/egress/rules"
 	"io"
 	"os"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/clawrun/clawrun/egress/rules"
 )
 
 // Record is one line of the decision log.

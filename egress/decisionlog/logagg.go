@@ -1,9 +1,10 @@
-package egress
+package decisionlog
 
 import (
-	"github.com/clawrun/clawrun/egress/rules"
 	"sync"
 	"time"
+
+	"github.com/clawrun/clawrun/egress/rules"
 )
 
 // LogLimits bound what a container can make the filter write into its
