@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/rules"
+	"github.com/clawrun/clawrun/egress/wire"
 )
 
 // ConnLimits bound what one network namespace's connections can make the
@@ -116,7 +117,7 @@ func (a *admission) failedFor(t *ticket, err error, otherwise rules.Reason) rule
 		return rules.ReasonHandshakeLimit
 	case isTimeout(err):
 		return rules.ReasonHandshakeTimeout
-	case err == errHandshakeTooLarge || err == ErrHelloTooLarge || err == ErrHeadTooLarge:
+	case err == errHandshakeTooLarge || err == wire.ErrHelloTooLarge || err == wire.ErrHeadTooLarge:
 		return rules.ReasonHandshakeSize
 	}
 	return otherwise

@@ -15,6 +15,7 @@ import (
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/rules"
+	"github.com/clawrun/clawrun/egress/wire"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
@@ -366,25 +367,25 @@ var errHandshakeTooLarge = errors.New("handshake larger than a connection may bu
 // readClientHello reads until a whole ClientHello is buffered (at most
 // limit bytes) and returns it with the bytes read (to be replayed
 // upstream).
-func readClientHello(br *bufio.Reader, limit int) (ClientHello, []byte, error) {
+func readClientHello(br *bufio.Reader, limit int) (wire.ClientHello, []byte, error) {
 	var buf []byte
 	for {
 		// Whatever one read brought, without a buffer of its own.
 		if _, err := br.Peek(1); err != nil {
-			return ClientHello{}, nil, err
+			return wire.ClientHello{}, nil, err
 		}
 		chunk, _ := br.Peek(br.Buffered())
 		if len(buf)+len(chunk) > limit {
-			return ClientHello{}, nil, errHandshakeTooLarge
+			return wire.ClientHello{}, nil, errHandshakeTooLarge
 		}
 		buf = append(buf, chunk...)
 		_, _ = br.Discard(len(chunk))
-		hello, err := ParseClientHello(buf)
+		hello, err := wire.ParseClientHello(buf)
 		if err == nil {
 			return hello, buf, nil
 		}
-		if !errors.Is(err, ErrNeedMore) {
-			return ClientHello{}, nil, err
+		if !errors.Is(err, wire.ErrNeedMore) {
+			return wire.ClientHello{}, nil, err
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/rules"
+	"github.com/clawrun/clawrun/egress/wire"
 )
 
 // serveHTTP proxies a plain-HTTP connection. Every request of the
@@ -22,7 +23,7 @@ import (
 // server switches protocols (101) in answer to its first request.
 func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort, t *ticket, rec *decisionlog.Record, finish func(rules.Decision)) {
 	port := int(dst.Port())
-	head, err := ReadRequestHeadLimit(br, p.adm.limits.HandshakeBytes)
+	head, err := wire.ReadRequestHead(br, p.adm.limits.HandshakeBytes)
 	p.adm.decided(t)
 	rec.Host = head.Host // known when only the framing was refused
 	if err != nil {
@@ -113,7 +114,7 @@ type refusal struct {
 // upgrade request it reads nothing more from the client until the server
 // has answered (switched): a 101 makes the rest of the connection a
 // tunnel, any other answer leaves it HTTP, checked request by request.
-func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, up net.Conn, head RequestHead, dst netip.AddrPort, switched <-chan bool) (int64, *refusal) {
+func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, up net.Conn, head wire.RequestHead, dst netip.AddrPort, switched <-chan bool) (int64, *refusal) {
 	var out int64
 	client, port, host := f.client, f.port, head.Host
 	refuse := func(generation int64, host string, d rules.Decision) *refusal {
@@ -139,7 +140,7 @@ func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, up net.Conn, head Req
 		if head.Close {
 			return out, nil
 		}
-		next, err := ReadRequestHeadLimit(br, p.adm.limits.HandshakeBytes)
+		next, err := wire.ReadRequestHead(br, p.adm.limits.HandshakeBytes)
 		cur := p.Rules() // hot reload applies to the next request too
 		if refusedHead(err) {
 			return out, refuse(cur.Generation, next.Host, rules.Decision{Reason: rules.ReasonNotHTTP})
@@ -208,7 +209,7 @@ func relayResponses(client, up net.Conn, upgrade bool, switched chan<- bool) int
 func relayUpgradeAnswer(client net.Conn, ubr *bufio.Reader) (int64, bool, error) {
 	var n int64
 	for {
-		resp, err := ReadResponseHead(ubr)
+		resp, err := wire.ReadResponseHead(ubr)
 		if err != nil {
 			return n, false, err
 		}
@@ -230,7 +231,7 @@ func relayUpgradeAnswer(client net.Conn, ubr *bufio.Reader) (int64, bool, error)
 // one). Beyond the rules: an upgrade to h2c is refused (HTTP/2 streams
 // cannot be checked request by request), and so is an upgrade asked for
 // behind other requests (its answer could not be told from theirs).
-func (p *Proxy) decideRequest(current *rules.Rules, head RequestHead, port int, binaries []string, first bool) rules.Decision {
+func (p *Proxy) decideRequest(current *rules.Rules, head wire.RequestHead, port int, binaries []string, first bool) rules.Decision {
 	if head.Host == "" {
 		return rules.Decision{Reason: rules.ReasonNoSNI}
 	}
@@ -258,7 +259,7 @@ func denyHTTP(client net.Conn, host string, port int, reason rules.Reason) {
 // copyBody forwards a request body. A body of known length is spliced
 // from the client's socket once the read-ahead buffer is drained; chunked
 // bodies go through the framing-checking reader.
-func copyBody(up net.Conn, br *bufio.Reader, client net.Conn, head RequestHead) (int64, error) {
+func copyBody(up net.Conn, br *bufio.Reader, client net.Conn, head wire.RequestHead) (int64, error) {
 	if head.Chunked || head.ContentLength <= 0 {
 		return io.Copy(up, head.BodyReader(br))
 	}

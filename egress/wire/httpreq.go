@@ -1,4 +1,4 @@
-package egress
+package wire
 
 import (
 	"bufio"
@@ -12,44 +12,44 @@ import (
 	"strings"
 )
 
-// MaxRequestHead caps the bytes of one request head (request line and
+// maxRequestHead caps the bytes of one request head (request line and
 // header fields).
-const MaxRequestHead = 64 << 10
+const maxRequestHead = 64 << 10
 
 // Errors of ReadRequestHead. Every one means the request is refused: the
 // filter and the server could read it differently (which Host, where the
 // body ends), so it is never forwarded.
 var (
 	ErrHeadTooLarge     = errors.New("http: request head too large")
-	ErrBareLF           = errors.New("http: line not ended by CRLF")
-	ErrObsFold          = errors.New("http: obsolete line folding")
-	ErrBadRequestLine   = errors.New("http: malformed request line")
-	ErrUnsupportedProto = errors.New("http: protocol version other than HTTP/1.0 or HTTP/1.1")
-	ErrBadHeader        = errors.New("http: malformed header field")
-	ErrDuplicateHost    = errors.New("http: more than one Host header")
-	ErrMissingHost      = errors.New("http: no Host")
-	ErrBadHost          = errors.New("http: malformed Host")
-	ErrHostUserinfo     = errors.New("http: userinfo in Host")
-	ErrHostMismatch     = errors.New("http: Host header differs from the request-target's authority")
-	ErrBadFraming       = errors.New("http: ambiguous message framing (Content-Length, Transfer-Encoding)")
-	ErrBadChunk         = errors.New("http: malformed chunked body")
+	errBareLF           = errors.New("http: line not ended by CRLF")
+	errObsFold          = errors.New("http: obsolete line folding")
+	errBadRequestLine   = errors.New("http: malformed request line")
+	errUnsupportedProto = errors.New("http: protocol version other than HTTP/1.0 or HTTP/1.1")
+	errBadHeader        = errors.New("http: malformed header field")
+	errDuplicateHost    = errors.New("http: more than one Host header")
+	errMissingHost      = errors.New("http: no Host")
+	errBadHost          = errors.New("http: malformed Host")
+	errHostUserinfo     = errors.New("http: userinfo in Host")
+	errHostMismatch     = errors.New("http: Host header differs from the request-target's authority")
+	errBadFraming       = errors.New("http: ambiguous message framing (Content-Length, Transfer-Encoding)")
+	errBadChunk         = errors.New("http: malformed chunked body")
 )
 
-// ErrBadStatusLine: ReadResponseHead did not find an HTTP/1.x status line.
-var ErrBadStatusLine = errors.New("http: malformed status line")
+// errBadStatusLine: ReadResponseHead did not find an HTTP/1.x status line.
+var errBadStatusLine = errors.New("http: malformed status line")
 
 // RequestHead is one HTTP/1.x request head.
 type RequestHead struct {
 	Method string
 	Target string // request-target as sent
-	Proto  string // "HTTP/1.0" or "HTTP/1.1"
+	proto  string // "HTTP/1.0" or "HTTP/1.1"
 	// Host is the authority's host, lower-case, without port or brackets
 	// (from an absolute-form or authority-form target, else the Host
 	// header; when both are present they must agree).
 	Host string
-	Port int // the authority's port, 0 when absent
-	// Header fields in order, names as sent.
-	Header []HeaderField
+	port int // the authority's port, 0 when absent
+	// header fields in order, names as sent.
+	header []headerField
 	// ContentLength is the body's length, -1 when chunked; 0 when the
 	// request has no body.
 	ContentLength int64
@@ -68,12 +68,12 @@ type RequestHead struct {
 	Raw []byte
 }
 
-// HeaderField is one header line.
-type HeaderField struct{ Name, Value string }
+// headerField is one header line.
+type headerField struct{ Name, Value string }
 
-// Get returns the value of the first field named name (case-insensitive).
-func (h RequestHead) Get(name string) string {
-	for _, f := range h.Header {
+// get returns the value of the first field named name (case-insensitive).
+func (h RequestHead) get(name string) string {
+	for _, f := range h.header {
 		if strings.EqualFold(f.Name, name) {
 			return f.Value
 		}
@@ -93,20 +93,15 @@ func (h RequestHead) UpgradeTo(protocol string) bool {
 	return false
 }
 
-// ReadRequestHead reads one request head from br, strictly (RFC 9112):
-// lines end with CRLF, no obsolete folding, one Host, no userinfo, one
-// unambiguous body length. It returns io.EOF when the connection ends
-// cleanly before a request, so a keep-alive loop can stop. Up to four
-// empty lines before the request line are skipped (and not in Raw), as
-// some clients send a CRLF after a body.
-func ReadRequestHead(br *bufio.Reader) (RequestHead, error) {
-	return ReadRequestHeadLimit(br, MaxRequestHead)
-}
-
-// ReadRequestHeadLimit is ReadRequestHead with a head of at most limit
-// bytes (at most MaxRequestHead).
-func ReadRequestHeadLimit(br *bufio.Reader, limit int) (RequestHead, error) {
-	limit = min(limit, MaxRequestHead)
+// ReadRequestHead reads one request head of at most limit bytes (at most
+// maxRequestHead) from br, strictly (RFC 9112): lines end with CRLF, no
+// obsolete folding, one Host, no userinfo, one unambiguous body length.
+// It returns io.EOF when the connection ends cleanly before a request, so
+// a keep-alive loop can stop. Up to four empty lines before the request
+// line are skipped (and not in Raw), as some clients send a CRLF after a
+// body.
+func ReadRequestHead(br *bufio.Reader, limit int) (RequestHead, error) {
+	limit = min(limit, maxRequestHead)
 	h := RequestHead{ContentLength: 0}
 	var raw []byte
 	first := true
@@ -125,7 +120,7 @@ func ReadRequestHeadLimit(br *bufio.Reader, limit int) (RequestHead, error) {
 		skipped++
 		raw = raw[:0]
 		if skipped > 4 {
-			return h, ErrBadRequestLine
+			return h, errBadRequestLine
 		}
 	}
 	if err := h.parseRequestLine(string(line)); err != nil {
@@ -147,26 +142,26 @@ func ReadRequestHeadLimit(br *bufio.Reader, limit int) (RequestHead, error) {
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			return h, ErrObsFold
+			return h, errObsFold
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok || len(name) == 0 || !isToken(string(name)) {
 			// Includes whitespace before the colon (RFC 9112, 5.1).
-			return h, fmt.Errorf("%w: %q", ErrBadHeader, clipBytes(line))
+			return h, fmt.Errorf("%w: %q", errBadHeader, clipBytes(line))
 		}
 		v := string(bytes.Trim(value, " \t"))
 		for i := 0; i < len(v); i++ {
 			if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-				return h, fmt.Errorf("%w: control character in %s", ErrBadHeader, name)
+				return h, fmt.Errorf("%w: control character in %s", errBadHeader, name)
 			}
 		}
-		f := HeaderField{Name: string(name), Value: v}
-		h.Header = append(h.Header, f)
+		f := headerField{Name: string(name), Value: v}
+		h.header = append(h.header, f)
 		key := strings.ToLower(f.Name)
 		if spelt := strings.ReplaceAll(key, "_", "-"); spelt != key && (spelt == "content-length" || spelt == "transfer-encoding") {
 			// Some servers read '_' as '-' in field names: the body would
 			// end where only they think.
-			return h, fmt.Errorf("%w: %s", ErrBadHeader, f.Name)
+			return h, fmt.Errorf("%w: %s", errBadHeader, f.Name)
 		}
 		switch key {
 		case "host":
@@ -202,7 +197,7 @@ func ReadRequestHeadLimit(br *bufio.Reader, limit int) (RequestHead, error) {
 			}
 		}
 	}
-	h.Close = closeConn || h.Proto == "HTTP/1.0" && !keepAlive
+	h.Close = closeConn || h.proto == "HTTP/1.0" && !keepAlive
 	if upgradeToken {
 		h.Upgrade = strings.Join(upgrades, ", ")
 	}
@@ -236,11 +231,11 @@ func readLine(br *bufio.Reader, raw *[]byte, first bool, limit int) ([]byte, err
 	}
 	line := (*raw)[start:]
 	if len(line) < 2 || line[len(line)-2] != '\r' {
-		return nil, ErrBareLF
+		return nil, errBareLF
 	}
 	line = line[:len(line)-2]
 	if bytes.IndexByte(line, '\r') >= 0 {
-		return nil, ErrBareLF
+		return nil, errBareLF
 	}
 	return line, nil
 }
@@ -249,17 +244,17 @@ func (h *RequestHead) parseRequestLine(line string) error {
 	method, rest, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(rest, " ")
 	if !ok1 || !ok2 || !isToken(method) || target == "" || strings.Contains(proto, " ") {
-		return fmt.Errorf("%w: %q", ErrBadRequestLine, clip(line))
+		return fmt.Errorf("%w: %q", errBadRequestLine, clip(line))
 	}
 	for i := 0; i < len(target); i++ {
 		if c := target[i]; c <= ' ' || c >= 0x7f {
-			return fmt.Errorf("%w: %q", ErrBadRequestLine, clip(line))
+			return fmt.Errorf("%w: %q", errBadRequestLine, clip(line))
 		}
 	}
 	if proto != "HTTP/1.1" && proto != "HTTP/1.0" {
-		return fmt.Errorf("%w: %q", ErrUnsupportedProto, clip(proto))
+		return fmt.Errorf("%w: %q", errUnsupportedProto, clip(proto))
 	}
-	h.Method, h.Target, h.Proto = method, target, proto
+	h.Method, h.Target, h.proto = method, target, proto
 	h.Connect = method == "CONNECT"
 	return nil
 }
@@ -267,7 +262,7 @@ func (h *RequestHead) parseRequestLine(line string) error {
 // resolveHost sets Host and Port from the target and the Host headers.
 func (h *RequestHead) resolveHost(hosts []string) error {
 	if len(hosts) > 1 {
-		return ErrDuplicateHost
+		return errDuplicateHost
 	}
 	var fromTarget, fromHeader *authority
 	switch {
@@ -277,18 +272,18 @@ func (h *RequestHead) resolveHost(hosts []string) error {
 			return err
 		}
 		if a.port == 0 {
-			return fmt.Errorf("%w: CONNECT without a port", ErrBadRequestLine)
+			return fmt.Errorf("%w: CONNECT without a port", errBadRequestLine)
 		}
 		fromTarget = &a
 	case strings.HasPrefix(h.Target, "/"):
 	case h.Target == "*":
 		if h.Method != "OPTIONS" {
-			return fmt.Errorf("%w: %q target for %s", ErrBadRequestLine, "*", h.Method)
+			return fmt.Errorf("%w: %q target for %s", errBadRequestLine, "*", h.Method)
 		}
 	default:
 		scheme, rest, ok := strings.Cut(h.Target, "://")
 		if !ok || !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
-			return fmt.Errorf("%w: target %q", ErrBadRequestLine, clip(h.Target))
+			return fmt.Errorf("%w: target %q", errBadRequestLine, clip(h.Target))
 		}
 		end := strings.IndexAny(rest, "/?#")
 		if end < 0 {
@@ -312,15 +307,15 @@ func (h *RequestHead) resolveHost(hosts []string) error {
 		if *fromTarget != *fromHeader {
 			// A proxy must use the target, an origin server often reads
 			// the header: refuse rather than guess.
-			return ErrHostMismatch
+			return errHostMismatch
 		}
-		h.Host, h.Port = fromTarget.host, fromTarget.port
+		h.Host, h.port = fromTarget.host, fromTarget.port
 	case fromTarget != nil:
-		h.Host, h.Port = fromTarget.host, fromTarget.port
+		h.Host, h.port = fromTarget.host, fromTarget.port
 	case fromHeader != nil:
-		h.Host, h.Port = fromHeader.host, fromHeader.port
+		h.Host, h.port = fromHeader.host, fromHeader.port
 	default:
-		return ErrMissingHost
+		return errMissingHost
 	}
 	return nil
 }
@@ -336,24 +331,24 @@ type authority struct {
 func parseAuthority(s string) (authority, error) {
 	var a authority
 	if strings.Contains(s, "@") {
-		return a, ErrHostUserinfo
+		return a, errHostUserinfo
 	}
 	host, port := s, ""
 	if strings.HasPrefix(s, "[") {
 		end := strings.Index(s, "]")
 		if end < 0 {
-			return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+			return a, fmt.Errorf("%w: %q", errBadHost, clip(s))
 		}
 		host, port = s[1:end], s[end+1:]
 		ip, err := netip.ParseAddr(host)
 		if err != nil || !ip.Is6() || ip.Zone() != "" {
-			return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+			return a, fmt.Errorf("%w: %q", errBadHost, clip(s))
 		}
 		host = ip.String()
 		if port != "" {
 			p, ok := strings.CutPrefix(port, ":")
 			if !ok {
-				return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+				return a, fmt.Errorf("%w: %q", errBadHost, clip(s))
 			}
 			port = p
 		}
@@ -361,29 +356,29 @@ func parseAuthority(s string) (authority, error) {
 		host, port = s[:i], s[i+1:]
 		if port == "" {
 			// "host:" is allowed by RFC 3986 but a needless ambiguity.
-			return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+			return a, fmt.Errorf("%w: %q", errBadHost, clip(s))
 		}
 	}
 	if host == "" {
-		return a, fmt.Errorf("%w: empty host", ErrBadHost)
+		return a, fmt.Errorf("%w: empty host", errBadHost)
 	}
 	for i := 0; i < len(host); i++ {
 		c := host[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
-			return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+			return a, fmt.Errorf("%w: %q", errBadHost, clip(s))
 		}
 	}
 	if strings.Contains(host, ":") && !strings.HasPrefix(s, "[") {
-		return a, fmt.Errorf("%w: %q", ErrBadHost, clip(s))
+		return a, fmt.Errorf("%w: %q", errBadHost, clip(s))
 	}
 	a.host = strings.ToLower(host)
 	if port != "" {
 		if len(port) > 5 || strings.Trim(port, "0123456789") != "" {
-			return a, fmt.Errorf("%w: port %q", ErrBadHost, clip(port))
+			return a, fmt.Errorf("%w: port %q", errBadHost, clip(port))
 		}
 		p, _ := strconv.Atoi(port)
 		if p < 1 || p > 65535 {
-			return a, fmt.Errorf("%w: port %q", ErrBadHost, clip(port))
+			return a, fmt.Errorf("%w: port %q", errBadHost, clip(port))
 		}
 		a.port = p
 	}
@@ -395,27 +390,27 @@ func parseAuthority(s string) (authority, error) {
 func (h *RequestHead) framing(lengths, encodings []string) error {
 	switch {
 	case len(encodings) > 0 && len(lengths) > 0:
-		return fmt.Errorf("%w: both Content-Length and Transfer-Encoding", ErrBadFraming)
+		return fmt.Errorf("%w: both Content-Length and Transfer-Encoding", errBadFraming)
 	case len(encodings) > 1:
-		return fmt.Errorf("%w: several Transfer-Encoding fields", ErrBadFraming)
+		return fmt.Errorf("%w: several Transfer-Encoding fields", errBadFraming)
 	case len(encodings) == 1:
-		if h.Proto == "HTTP/1.0" || !strings.EqualFold(encodings[0], "chunked") {
-			return fmt.Errorf("%w: Transfer-Encoding %q", ErrBadFraming, clip(encodings[0]))
+		if h.proto == "HTTP/1.0" || !strings.EqualFold(encodings[0], "chunked") {
+			return fmt.Errorf("%w: Transfer-Encoding %q", errBadFraming, clip(encodings[0]))
 		}
 		h.Chunked, h.ContentLength = true, -1
 	case len(lengths) > 1:
-		return fmt.Errorf("%w: several Content-Length fields", ErrBadFraming)
+		return fmt.Errorf("%w: several Content-Length fields", errBadFraming)
 	case len(lengths) == 1:
 		v := lengths[0]
 		if v == "" || len(v) > 18 || strings.Trim(v, "0123456789") != "" {
-			return fmt.Errorf("%w: Content-Length %q", ErrBadFraming, clip(v))
+			return fmt.Errorf("%w: Content-Length %q", errBadFraming, clip(v))
 		}
 		h.ContentLength, _ = strconv.ParseInt(v, 10, 64)
 	}
 	if (h.Chunked || h.ContentLength > 0) && slices.Contains(bodilessMethods, h.Method) {
 		// A server that ignores the body of such a request reads it as
 		// the next request, which the filter never checked (CL.0).
-		return fmt.Errorf("%w: a body on %s", ErrBadFraming, h.Method)
+		return fmt.Errorf("%w: a body on %s", errBadFraming, h.Method)
 	}
 	return nil
 }
@@ -432,22 +427,22 @@ type ResponseHead struct {
 
 // ReadResponseHead reads one response head (status line and header
 // fields) from br, as strictly as a request head (lines end with CRLF,
-// at most MaxRequestHead bytes). The fields are not interpreted: the
+// at most maxRequestHead bytes). The fields are not interpreted: the
 // proxy only needs to know whether a server switched protocols.
 func ReadResponseHead(br *bufio.Reader) (ResponseHead, error) {
 	var h ResponseHead
-	line, err := readLine(br, &h.Raw, true, MaxRequestHead)
+	line, err := readLine(br, &h.Raw, true, maxRequestHead)
 	if err != nil {
 		return h, err
 	}
 	proto, rest, _ := strings.Cut(string(line), " ")
 	code, _, _ := strings.Cut(rest, " ")
 	if proto != "HTTP/1.1" && proto != "HTTP/1.0" || len(code) != 3 || strings.Trim(code, "0123456789") != "" {
-		return h, fmt.Errorf("%w: %q", ErrBadStatusLine, clipBytes(line))
+		return h, fmt.Errorf("%w: %q", errBadStatusLine, clipBytes(line))
 	}
 	h.Status, _ = strconv.Atoi(code)
 	for {
-		line, err := readLine(br, &h.Raw, false, MaxRequestHead)
+		line, err := readLine(br, &h.Raw, false, maxRequestHead)
 		if err != nil {
 			return h, err
 		}
@@ -576,18 +571,18 @@ func (c *chunkedReader) step() {
 		}
 		size, ext, _ := bytes.Cut(line, []byte(";"))
 		if len(size) == 0 || len(size) > 15 {
-			c.err = fmt.Errorf("%w: chunk size %q", ErrBadChunk, clipBytes(line))
+			c.err = fmt.Errorf("%w: chunk size %q", errBadChunk, clipBytes(line))
 			return
 		}
 		// Hex digits only: no sign, no prefix, no '_'.
 		n, err := strconv.ParseUint(string(size), 16, 64)
 		if err != nil {
-			c.err = fmt.Errorf("%w: chunk size %q", ErrBadChunk, clipBytes(line))
+			c.err = fmt.Errorf("%w: chunk size %q", errBadChunk, clipBytes(line))
 			return
 		}
 		for _, b := range ext {
 			if b < ' ' && b != '\t' || b == 0x7f {
-				c.err = fmt.Errorf("%w: control character in a chunk extension", ErrBadChunk)
+				c.err = fmt.Errorf("%w: control character in a chunk extension", errBadChunk)
 				return
 			}
 		}
@@ -603,7 +598,7 @@ func (c *chunkedReader) step() {
 			return
 		}
 		if len(line) != 0 {
-			c.err = fmt.Errorf("%w: chunk data longer than its size", ErrBadChunk)
+			c.err = fmt.Errorf("%w: chunk data longer than its size", errBadChunk)
 			return
 		}
 		c.state = chunkSize
@@ -619,11 +614,11 @@ func (c *chunkedReader) step() {
 			return
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			c.err = ErrObsFold
+			c.err = errObsFold
 			return
 		}
 		if name, _, ok := bytes.Cut(line, []byte(":")); !ok || !isToken(string(name)) {
-			c.err = fmt.Errorf("%w: trailer %q", ErrBadHeader, clipBytes(line))
+			c.err = fmt.Errorf("%w: trailer %q", errBadHeader, clipBytes(line))
 		}
 	case chunkDone:
 		c.err = io.EOF
@@ -638,7 +633,7 @@ func (c *chunkedReader) line(max int) ([]byte, error) {
 		chunk, err := c.br.ReadSlice('\n')
 		raw = append(raw, chunk...)
 		if len(raw) > max+2 {
-			return nil, fmt.Errorf("%w: line too long", ErrBadChunk)
+			return nil, fmt.Errorf("%w: line too long", errBadChunk)
 		}
 		if err == nil {
 			break
@@ -652,7 +647,7 @@ func (c *chunkedReader) line(max int) ([]byte, error) {
 		return nil, err
 	}
 	if len(raw) < 2 || raw[len(raw)-2] != '\r' || bytes.IndexByte(raw[:len(raw)-2], '\r') >= 0 {
-		return nil, ErrBareLF
+		return nil, errBareLF
 	}
 	c.pending = append(c.pending, raw...)
 	return raw[:len(raw)-2], nil
@@ -675,11 +670,11 @@ func isToken(s string) bool {
 	return true
 }
 
-// IsLikelyHTTP reports whether a connection's first bytes look like an
+// isLikelyHTTP reports whether a connection's first bytes look like an
 // HTTP/1.x request line: an upper-case method token of at most 20
 // letters followed by a space ("GET ", "PROPFIND "). Callers peek a few
 // bytes (at least 21 or until a space) before deciding.
-func IsLikelyHTTP(first []byte) bool {
+func isLikelyHTTP(first []byte) bool {
 	for i, c := range first {
 		switch {
 		case c == ' ':

@@ -1,4 +1,4 @@
-package egress
+package wire
 
 import (
 	"crypto/tls"
@@ -42,7 +42,7 @@ func TestParseClientHelloReal(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseClientHello: %v", err)
 			}
-			if h.ServerName != want || h.ECH || !slices.Equal(h.ALPN, tc.cfg.NextProtos) {
+			if h.ServerName != want || h.ECH || !slices.Equal(h.alpn, tc.cfg.NextProtos) {
 				t.Errorf("got %+v, want name %q ALPN %v", h, want, len(tc.cfg.NextProtos))
 			}
 			if goName, ok := egresstest.GoServerName(data); !ok || goName != h.ServerName {
@@ -72,7 +72,7 @@ func TestParseClientHelloReal(t *testing.T) {
 			// Re-fragmented into tiny records, with data after the hello.
 			frag := refragment(t, data, 7)
 			h3, err := ParseClientHello(append(frag, 0x17, 3, 3, 0, 1, 0))
-			if err != nil || h3.ServerName != h.ServerName || !slices.Equal(h3.ALPN, h.ALPN) {
+			if err != nil || h3.ServerName != h.ServerName || !slices.Equal(h3.alpn, h.alpn) {
 				t.Errorf("refragmented: %+v %v", h3, err)
 			}
 			if goName, ok := egresstest.GoServerName(frag); !ok || goName != h.ServerName {
@@ -191,7 +191,7 @@ func TestParseClientHelloCrafted(t *testing.T) {
 		t.Errorf("ESNI injected: %+v %v", h, err)
 	}
 	// A second server_name extension is a duplicate.
-	if _, err := ParseClientHello(withExtension(t, real, extServerName, sniExt(0, "evil.example")[4:])); !errors.Is(err, ErrMalformed) {
+	if _, err := ParseClientHello(withExtension(t, real, extServerName, sniExt(0, "evil.example")[4:])); !errors.Is(err, errMalformed) {
 		t.Errorf("duplicate SNI extension: %v", err)
 	}
 
@@ -207,34 +207,34 @@ func TestParseClientHelloCrafted(t *testing.T) {
 		{"ip literal", craftHello(sniExt(0, "192.0.2.1")), nil, "192.0.2.1", false},
 		{"ech", craftHello(sniExt(0, "a.example"), helloExt(0xfe0d, []byte{0})), nil, "a.example", true},
 		{"ech draft", craftHello(helloExt(0xfe0a, nil)), nil, "", true},
-		{"two names", craftHello(sniExt(0, "a.example", 0, "b.example")), ErrMalformed, "", false},
-		{"other type", craftHello(sniExt(1, "a.example")), ErrMalformed, "", false},
-		{"host and other type", craftHello(sniExt(0, "a.example", 1, "b.example")), ErrMalformed, "", false},
-		{"empty name", craftHello(sniExt(0, "")), ErrMalformed, "", false},
-		{"empty list", craftHello(helloExt(extServerName, []byte{0, 0})), ErrMalformed, "", false},
-		{"empty extension", craftHello(helloExt(extServerName, nil)), ErrMalformed, "", false},
-		{"trailing dot", craftHello(sniExt(0, "a.example.")), ErrMalformed, "", false},
-		{"NUL in name", craftHello(sniExt(0, "a.example\x00.evil")), ErrMalformed, "", false},
-		{"space in name", craftHello(sniExt(0, "a example")), ErrMalformed, "", false},
-		{"duplicate ext", craftHello(helloExt(5, nil), helloExt(5, nil)), ErrMalformed, "", false},
-		{"bad alpn", craftHello(helloExt(extALPN, []byte{0, 1, 0})), ErrMalformed, "", false},
-		{"list length lies", craftHello(helloExt(extServerName, []byte{0, 9, 0, 0, 1, 'a'})), ErrMalformed, "", false},
-		{"not tls", []byte("GET / HTTP/1.1\r\n"), ErrNotTLS, "", false},
-		{"ssh", []byte("SSH-2.0-OpenSSH\r\n"), ErrNotTLS, "", false},
+		{"two names", craftHello(sniExt(0, "a.example", 0, "b.example")), errMalformed, "", false},
+		{"other type", craftHello(sniExt(1, "a.example")), errMalformed, "", false},
+		{"host and other type", craftHello(sniExt(0, "a.example", 1, "b.example")), errMalformed, "", false},
+		{"empty name", craftHello(sniExt(0, "")), errMalformed, "", false},
+		{"empty list", craftHello(helloExt(extServerName, []byte{0, 0})), errMalformed, "", false},
+		{"empty extension", craftHello(helloExt(extServerName, nil)), errMalformed, "", false},
+		{"trailing dot", craftHello(sniExt(0, "a.example.")), errMalformed, "", false},
+		{"NUL in name", craftHello(sniExt(0, "a.example\x00.evil")), errMalformed, "", false},
+		{"space in name", craftHello(sniExt(0, "a example")), errMalformed, "", false},
+		{"duplicate ext", craftHello(helloExt(5, nil), helloExt(5, nil)), errMalformed, "", false},
+		{"bad alpn", craftHello(helloExt(extALPN, []byte{0, 1, 0})), errMalformed, "", false},
+		{"list length lies", craftHello(helloExt(extServerName, []byte{0, 9, 0, 0, 1, 'a'})), errMalformed, "", false},
+		{"not tls", []byte("GET / HTTP/1.1\r\n"), errNotTLS, "", false},
+		{"ssh", []byte("SSH-2.0-OpenSSH\r\n"), errNotTLS, "", false},
 		{"empty", nil, ErrNeedMore, "", false},
 		{"record header only", []byte{0x16, 3, 1}, ErrNeedMore, "", false},
-		{"bad version", []byte{0x16, 9, 1, 0, 5}, ErrMalformed, "", false},
-		{"zero record", []byte{0x16, 3, 1, 0, 0}, ErrMalformed, "", false},
-		{"huge record", []byte{0x16, 3, 1, 0x40, 0x01}, ErrMalformed, "", false},
-		{"server hello", helloRecords([]byte{2, 0, 0, 1, 0}, 100), ErrMalformed, "", false},
+		{"bad version", []byte{0x16, 9, 1, 0, 5}, errMalformed, "", false},
+		{"zero record", []byte{0x16, 3, 1, 0, 0}, errMalformed, "", false},
+		{"huge record", []byte{0x16, 3, 1, 0x40, 0x01}, errMalformed, "", false},
+		{"server hello", helloRecords([]byte{2, 0, 0, 1, 0}, 100), errMalformed, "", false},
 		{"too large", helloRecords([]byte{1, 0x01, 0x00, 0x00}, 100), ErrHelloTooLarge, "", false},
-		{"alert after fragment", append(helloRecords([]byte{1, 0, 1, 0}, 100), 0x15, 3, 1, 0, 2, 2, 40), ErrMalformed, "", false},
+		{"alert after fragment", append(helloRecords([]byte{1, 0, 1, 0}, 100), 0x15, 3, 1, 0, 2, 2, 40), errMalformed, "", false},
 		{"trailing bytes in hello", func() []byte {
 			b := handshakeOf(t, craftHello(sniExt(0, "a.example")))
 			b = append(b, 0xff)
 			b[3]++
 			return helloRecords(b, 1000)
-		}(), ErrMalformed, "", false},
+		}(), errMalformed, "", false},
 	} {
 		h, err := ParseClientHello(tc.data)
 		if tc.want == nil {
@@ -268,7 +268,7 @@ func FuzzParseClientHello(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := ParseClientHello(data)
 		if err != nil {
-			if !errors.Is(err, ErrNeedMore) && !errors.Is(err, ErrNotTLS) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrHelloTooLarge) {
+			if !errors.Is(err, ErrNeedMore) && !errors.Is(err, errNotTLS) && !errors.Is(err, errMalformed) && !errors.Is(err, ErrHelloTooLarge) {
 				t.Fatalf("untyped error %v", err)
 			}
 			return

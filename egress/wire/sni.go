@@ -1,4 +1,4 @@
-package egress
+package wire
 
 import (
 	"encoding/binary"
@@ -14,24 +14,24 @@ type ClientHello struct {
 	// ECH is set when the hello carries an encrypted ClientHello: the
 	// outer ServerName is then a decoy and the caller must deny.
 	ECH  bool
-	ALPN []string
+	alpn []string
 }
 
 var (
 	// ErrNeedMore means the data is a valid but incomplete prefix of a
 	// ClientHello: read more and call again with all the data.
 	ErrNeedMore = errors.New("tls: incomplete ClientHello")
-	// ErrNotTLS means the first byte is not a TLS handshake record.
-	ErrNotTLS = errors.New("tls: not a TLS handshake")
-	// ErrMalformed wraps every other parse failure.
-	ErrMalformed = errors.New("tls: malformed ClientHello")
-	// ErrHelloTooLarge means the ClientHello exceeds MaxClientHello.
+	// errNotTLS means the first byte is not a TLS handshake record.
+	errNotTLS = errors.New("tls: not a TLS handshake")
+	// errMalformed wraps every other parse failure.
+	errMalformed = errors.New("tls: malformed ClientHello")
+	// ErrHelloTooLarge means the ClientHello exceeds maxClientHello.
 	ErrHelloTooLarge = errors.New("tls: ClientHello too large")
 )
 
-// MaxClientHello caps the handshake bytes buffered for one ClientHello
+// maxClientHello caps the handshake bytes buffered for one ClientHello
 // (what crypto/tls accepts for a handshake message).
-const MaxClientHello = 64 << 10
+const maxClientHello = 64 << 10
 
 const (
 	recordHandshake    = 0x16
@@ -51,7 +51,7 @@ func isECH(t uint16) bool {
 }
 
 func malformed(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
+	return fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, a...))
 }
 
 // ParseClientHello parses the first bytes a client sent on a connection.
@@ -66,7 +66,7 @@ func ParseClientHello(data []byte) (ClientHello, error) {
 		return ClientHello{}, ErrNeedMore
 	}
 	if data[0] != recordHandshake {
-		return ClientHello{}, ErrNotTLS
+		return ClientHello{}, errNotTLS
 	}
 	// Find the records' fragments first and copy them into one handshake
 	// message only once it is complete: a client sending a byte at a time
@@ -102,7 +102,7 @@ func ParseClientHello(data []byte) (ClientHello, error) {
 				return ClientHello{}, malformed("handshake type %d, not ClientHello", hdr[0])
 			}
 			l := int(hdr[1])<<16 | int(hdr[2])<<8 | int(hdr[3])
-			if l+4 > MaxClientHello {
+			if l+4 > maxClientHello {
 				return ClientHello{}, ErrHelloTooLarge
 			}
 			need = l + 4
@@ -118,7 +118,7 @@ func ParseClientHello(data []byte) (ClientHello, error) {
 			return ClientHello{}, ErrNeedMore
 		}
 		consumed += 5 + n
-		if consumed > 2*MaxClientHello {
+		if consumed > 2*maxClientHello {
 			// Tiny records: the record headers alone outweigh the cap.
 			return ClientHello{}, ErrHelloTooLarge
 		}
@@ -221,7 +221,7 @@ func parseHello(body []byte) (ClientHello, error) {
 			if err != nil {
 				return h, err
 			}
-			h.ALPN = alpn
+			h.alpn = alpn
 		case isECH(uint16(t)):
 			h.ECH = true
 		}
