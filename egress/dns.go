@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
@@ -363,7 +364,7 @@ func (r *Resolver) tcpAsker(client net.Addr) []string {
 	if r.TCPOwners == nil {
 		return nil
 	}
-	local := AddrPort(client)
+	local := kernel.AddrPort(client)
 	remote, ok := r.tcpConns.originalDst(local)
 	if !ok {
 		return nil

@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/clawrun/clawrun/egress/kernel"
 )
 
 // The DNS server's TCP listener: each connection's original destination
@@ -40,7 +42,7 @@ func (l trackingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackedConn{Conn: c, client: AddrPort(c.RemoteAddr()), dst: Destination(c), conns: l.conns}
+	tc := &trackedConn{Conn: c, client: kernel.AddrPort(c.RemoteAddr()), dst: kernel.Destination(c), conns: l.conns}
 	l.conns.mu.Lock()
 	if l.conns.conns == nil {
 		l.conns.conns = map[netip.AddrPort]*trackedConn{}
@@ -98,7 +100,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return &slotConn{Conn: c, release: func() { <-l.slots }}, nil
 		default:
 			l.refused(c)
-			Reset(c)
+			kernel.Reset(c)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/egress/wire"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
@@ -146,10 +147,10 @@ func (p *Proxy) limits() ConnLimits {
 func (p *Proxy) refuse(c net.Conn, reason rules.Reason) {
 	rec := decisionlog.Record{Generation: p.Rules().Generation, Protocol: "tcp", Source: c.RemoteAddr().String(),
 		Decision: "deny", Reason: reason}
-	if dst, err := OriginalDst(c); err == nil {
+	if dst, err := kernel.OriginalDst(c); err == nil {
 		rec.Destination, rec.Port = dst.String(), int(dst.Port())
 	}
-	Reset(c)
+	kernel.Reset(c)
 	p.log(rec)
 }
 
@@ -258,7 +259,7 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 	// The generation of refusals made before any rule is read; a
 	// decision gives its own.
 	rec := decisionlog.Record{Generation: p.Rules().Generation, Source: client.RemoteAddr().String()}
-	dst := Destination(client)
+	dst := kernel.Destination(client)
 	rec.Destination = dst.String()
 	rec.Port = int(dst.Port())
 	finish := func(d rules.Decision) {

@@ -19,8 +19,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/clawrun/clawrun/egress"
 	"github.com/clawrun/clawrun/egress/filter"
+	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
@@ -428,20 +428,20 @@ func removeLeftRules(root, owner string, rec *egressRecord) error {
 	}
 	defer ns.Close()
 	fd := int(ns.Fd())
-	if id, err := egress.NetnsID(fd); err != nil || id != rec.Netns {
+	if id, err := kernel.NetnsID(fd); err != nil || id != rec.Netns {
 		return nil // the name is another namespace's now
 	}
 	if other, _ := readNetnsRecord(root, rec.Netns); other != nil && other.Owner != owner {
 		return nil // another container's filter guards it now
 	}
-	users, err := egress.NamespaceUsers(fd)
+	users, err := kernel.NamespaceUsers(fd)
 	if err != nil || len(users) > 0 {
 		return err // its rules keep them in, as the filter's stop does
 	}
-	if installed, _ := egress.RulesInstalled(fd); !installed {
+	if installed, _ := kernel.RulesInstalled(fd); !installed {
 		return nil
 	}
-	return egress.RemoveRules(fd)
+	return kernel.RemoveRules(fd)
 }
 
 // egressState describes the filter for `state`.

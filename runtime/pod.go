@@ -11,7 +11,7 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/rules"
 )
 
@@ -91,7 +91,7 @@ func netnsIDOf(path string) (string, error) {
 		return "", err
 	}
 	defer ns.Close()
-	return egress.NetnsID(int(ns.Fd()))
+	return kernel.NetnsID(int(ns.Fd()))
 }
 
 // registerNetns records the filter of a namespace (at its owner's create).
@@ -154,7 +154,7 @@ func checkFilterGuards(ownerDir, nsID, nsPath string) error {
 		return err
 	}
 	defer ns.Close()
-	installed, err := egress.RulesInstalled(int(ns.Fd()))
+	installed, err := kernel.RulesInstalled(int(ns.Fd()))
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/kernel"
 )
 
 // ReadyFD is the supervisor's fd on which it reports "ok" or the error
@@ -114,25 +114,25 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 		return err
 	}
 	nsFD := int(ns.Fd())
-	ports := egress.Ports{Proxy: cfg.ProxyPort, DNS: cfg.DNSPort}
-	if err := egress.EnsureRoutes(nsFD); err != nil {
+	ports := kernel.Ports{Proxy: cfg.ProxyPort, DNS: cfg.DNSPort}
+	if err := kernel.EnsureRoutes(nsFD); err != nil {
 		reportReady(err)
 		return err
 	}
-	ln, err := egress.Listen(nsFD, ports)
+	ln, err := kernel.Listen(nsFD, ports)
 	if err != nil {
 		reportReady(err)
 		return err
 	}
 	// Rules last: from here on everything goes through the sockets above.
-	if err := egress.InstallRules(nsFD, ports); err != nil {
+	if err := kernel.InstallRules(nsFD, ports); err != nil {
 		ln.Close()
 		reportReady(err)
 		return err
 	}
 	files, layout, err := listenerFiles(ln)
 	if err != nil {
-		_ = egress.RemoveRules(nsFD)
+		_ = kernel.RemoveRules(nsFD)
 		reportReady(err)
 		return err
 	}
@@ -154,7 +154,7 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 		return nil
 	}
 	if err := startWorker(); err != nil {
-		_ = egress.RemoveRules(nsFD)
+		_ = kernel.RemoveRules(nsFD)
 		reportReady(err)
 		return err
 	}
@@ -165,7 +165,7 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 			awaitExit(events, status, time.Minute)
 		}
 		cg.remove()
-		_ = egress.RemoveRules(nsFD)
+		_ = kernel.RemoveRules(nsFD)
 		reportReady(err)
 		return err
 	}
@@ -190,14 +190,14 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 		// the rules stay, with no filter behind them, so nothing of theirs
 		// gets out; they go with the namespace. When that cannot be told,
 		// they stay too.
-		users, uerr := egress.NamespaceUsers(nsFD)
+		users, uerr := kernel.NamespaceUsers(nsFD)
 		switch {
 		case uerr != nil:
 			status.Error = "stopped; its rules stay (processes in the namespace unknown: " + uerr.Error() + ")"
 		case len(users) > 0:
 			status.Error = fmt.Sprintf("stopped with processes %v still in the namespace: its rules stay, nothing gets out", users)
 		default:
-			err = egress.RemoveRules(nsFD)
+			err = kernel.RemoveRules(nsFD)
 		}
 		ln.Close()
 		ns.Close()
@@ -294,7 +294,7 @@ const fdLayoutEnv = "_CLAWRUN_EGRESS_FDS"
 
 // listenerFiles dups the listeners for the worker, with the layout
 // "proxy,dnsudp,dnstcp" counts.
-func listenerFiles(ln *egress.Listeners) ([]*os.File, string, error) {
+func listenerFiles(ln *kernel.Listeners) ([]*os.File, string, error) {
 	var files []*os.File
 	for _, l := range ln.Proxy {
 		f, err := l.File()

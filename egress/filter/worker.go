@@ -18,6 +18,7 @@ import (
 
 	"github.com/clawrun/clawrun/egress"
 	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
@@ -112,7 +113,7 @@ func work(configPath string) error {
 	}
 	// Which processes hold a connection: for the policies that list
 	// binaries (a reload may bring them).
-	owners, err := egress.NewOwners(cfg.Netns)
+	owners, err := kernel.NewOwners(cfg.Netns)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package egress
+package kernel
 
 // Kernel side: which processes a connection belongs to. Used only when a
 // network policy lists binaries.

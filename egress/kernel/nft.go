@@ -1,4 +1,4 @@
-package egress
+package kernel
 
 // Kernel side: the nftables rules that force a network namespace's
 // traffic through the filter. They live inside the container's namespace
@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TableName is clawrun's nftables table in a container's namespace.
-const TableName = "clawrun"
+// tableName is clawrun's nftables table in a container's namespace.
+const tableName = "clawrun"
 
 // loIndex is the loopback interface's index, 1 in every namespace.
 const loIndex = 1
@@ -44,7 +44,7 @@ func InstallRules(nsFD int, ports Ports) error {
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}
 	// Add then delete then add: replaces an old table in the same batch
 	// (after a filter restart) and works when there is none.
 	conn.AddTable(table)
@@ -132,7 +132,7 @@ func RemoveRules(nsFD int) error {
 	if err != nil {
 		return err
 	}
-	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}
 	conn.AddTable(table)
 	conn.DelTable(table)
 	return conn.Flush()
@@ -144,7 +144,7 @@ func RulesInstalled(nsFD int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	t, err := conn.ListTableOfFamily(TableName, nftables.TableFamilyINet)
+	t, err := conn.ListTableOfFamily(tableName, nftables.TableFamilyINet)
 	if err != nil {
 		return false, nil
 	}

@@ -1,4 +1,4 @@
-package egress
+package kernel
 
 // Kernel side: sockets and routes inside another network namespace. A
 // socket keeps the namespace it was created in, so the filter (running in

@@ -1,4 +1,4 @@
-package egress
+package kernel
 
 // Kernel side: the sockets of redirected connections: where one was
 // really sent, and how one is turned away.

@@ -1,4 +1,4 @@
-package egress
+package kernel
 
 // The processes of a connection, found in a namespace of the test's own:
 // helper processes (this test binary, re-run) connect to a listener of
