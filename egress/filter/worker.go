@@ -19,6 +19,7 @@ import (
 	"github.com/clawrun/clawrun/egress"
 	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/kernel"
+	"github.com/clawrun/clawrun/egress/resolver"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
@@ -85,13 +86,13 @@ func work(configPath string) error {
 		return fmt.Errorf("synthetic range: %w", err)
 	}
 	logRecord := limiter.Log
-	pool := egress.NewSyntheticPool(synth)
+	pool := resolver.NewSyntheticPool(synth)
 	// Give the protocol: tcp names their addresses now, in the rules'
 	// order, not in the order the container asks: a restarted worker then
 	// maps the addresses the container still has cached back to the same
 	// names (wildcard names are still assigned when first asked).
 	assignSynthetic(pool, initial)
-	dnsServer := &egress.Resolver{
+	dnsServer := &resolver.Resolver{
 		Rules:         current,
 		Upstream:      cfg.Upstream,
 		Synthetic:     pool,
@@ -227,7 +228,7 @@ func inheritedListeners() (proxies []net.Listener, udps []net.PacketConn, tcps [
 
 // assignSynthetic assigns the synthetic addresses of the exact names of
 // the rules' protocol: tcp endpoints.
-func assignSynthetic(pool *egress.SyntheticPool, r *rules.Rules) {
+func assignSynthetic(pool *resolver.SyntheticPool, r *rules.Rules) {
 	for _, l := range r.Layers {
 		for _, p := range l.Policies {
 			for _, e := range p.Endpoints {

@@ -1,4 +1,4 @@
-package egress
+package resolver
 
 import (
 	"encoding/binary"
