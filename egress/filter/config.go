@@ -26,7 +26,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/proxy"
 )
 
 // Hidden argv[1] values of clawrun's binary, and clawrun-egress's.
@@ -70,7 +70,7 @@ type Limits struct {
 	// MemoryBytes is the worker's hard memory limit (a memory cgroup of
 	// its own); its Go heap is kept under 3/4 of it.
 	MemoryBytes int64 `json:"memory_bytes,omitempty"`
-	// Conns, Pending and HandshakeBytes: see egress.ConnLimits.
+	// Conns, Pending and HandshakeBytes: see proxy.ConnLimits.
 	Conns          int `json:"conns,omitempty"`
 	Pending        int `json:"pending,omitempty"`
 	HandshakeBytes int `json:"handshake_bytes,omitempty"`
@@ -80,9 +80,9 @@ type Limits struct {
 // proxy's buffers well below the memory limit, which is the backstop.
 var DefaultLimits = Limits{
 	MemoryBytes:    256 << 20,
-	Conns:          egress.DefaultConnLimits.Conns,
-	Pending:        egress.DefaultConnLimits.Pending,
-	HandshakeBytes: egress.DefaultConnLimits.HandshakeBytes,
+	Conns:          proxy.DefaultConnLimits.Conns,
+	Pending:        proxy.DefaultConnLimits.Pending,
+	HandshakeBytes: proxy.DefaultConnLimits.HandshakeBytes,
 }
 
 // limits are c.Limits, DefaultLimits' where unset.

@@ -16,9 +16,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/clawrun/clawrun/egress"
 	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/kernel"
+	"github.com/clawrun/clawrun/egress/proxy"
 	"github.com/clawrun/clawrun/egress/resolver"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
@@ -101,7 +101,7 @@ func work(configPath string) error {
 		ConfigAllowed: allowed,
 	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
-	tcpProxy := &egress.Proxy{
+	tcpProxy := &proxy.Proxy{
 		Rules:         current,
 		Lookup:        dnsServer.LookupIP,
 		Synthetic:     pool.Lookup,
@@ -109,7 +109,7 @@ func work(configPath string) error {
 		Log:           logRecord,
 		Container:     cfg.Container,
 		Dial:          dialer.DialContext,
-		Limits: egress.ConnLimits{Conns: limits.Conns, Pending: limits.Pending,
+		Limits: proxy.ConnLimits{Conns: limits.Conns, Pending: limits.Pending,
 			HandshakeBytes: limits.HandshakeBytes},
 	}
 	// Which processes hold a connection: for the policies that list
