@@ -7,7 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
@@ -54,28 +54,22 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 	rec.ResolvedIP = ip.String()
 
 	var (
-		in       int64
 		relayed  = make(chan struct{})
 		switched = make(chan bool, 1) // the server's answer to an upgrade
-		mu       sync.Mutex
-		refusing bool // mu
+		refusing atomic.Bool          // a 403 is still to be sent to the client
+		toUp     = &stream{dst: up}
+		toClient = &stream{dst: client, hold: refusing.Load}
 	)
 	go func() {
 		defer close(relayed)
-		in = relayResponses(client, up, head.Upgrade != "", switched)
-		mu.Lock()
-		defer mu.Unlock()
-		if !refusing {
-			closeWrite(client)
-		}
+		relayResponses(toClient, up, head.Upgrade != "", switched)
+		toClient.end()
 	}()
-	out, refused := p.forwardRequests(f, br, up, head, dst, switched)
+	refused := p.forwardRequests(f, br, toUp, head, dst, switched)
 	if refused != nil {
-		mu.Lock()
-		refusing = true
-		mu.Unlock()
+		refusing.Store(true)
 	}
-	closeWrite(up)
+	toUp.end()
 	if refused != nil {
 		// The 403 answers the refused request: after the responses to
 		// the requests before it, which the server sends before it closes
@@ -92,7 +86,7 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 	<-relayed
 	client.Close()
 	up.Close()
-	rec.BytesOut, rec.BytesIn = out, in
+	rec.BytesOut, rec.BytesIn = toUp.written, toClient.written
 	// The connection is logged as what it was allowed for (its host, the
 	// bytes); a later request that was refused has a record of its own.
 	finish(d)
@@ -109,13 +103,12 @@ type refusal struct {
 	Reason rules.Reason
 }
 
-// forwardRequests forwards head and the requests after it until the client
-// is done or a request is refused (logged, and returned). After an
-// upgrade request it reads nothing more from the client until the server
-// has answered (switched): a 101 makes the rest of the connection a
+// forwardRequests forwards head and the requests after it to toUp until
+// the client is done or a request is refused (logged, and returned). After
+// an upgrade request it reads nothing more from the client until the
+// server has answered (switched): a 101 makes the rest of the connection a
 // tunnel, any other answer leaves it HTTP, checked request by request.
-func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, up net.Conn, head wire.RequestHead, dst netip.AddrPort, switched <-chan bool) (int64, *refusal) {
-	var out int64
+func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, toUp *stream, head wire.RequestHead, dst netip.AddrPort, switched <-chan bool) *refusal {
 	client, port, host := f.client, f.port, head.Host
 	refuse := func(generation int64, host string, d rules.Decision) *refusal {
 		p.log(decisionlog.Record{Generation: generation, Protocol: "http", Source: client.RemoteAddr().String(),
@@ -123,37 +116,32 @@ func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, up net.Conn, head wir
 		return &refusal{Host: host, Reason: d.Reason}
 	}
 	for {
-		n, err := up.Write(head.Raw)
-		out += int64(n)
-		if err != nil {
-			return out, nil
-		}
-		m, err := copyBody(up, br, client, head)
-		out += m
-		if err != nil {
-			return out, nil
+		if toUp.write(head.Raw) != nil || copyBody(toUp, br, client, head) != nil {
+			return nil
 		}
 		if head.Upgrade != "" && <-switched {
-			m, _ := tunnel(up, br, client)
-			return out + m, nil
+			// A tunnel: the client's bytes go up as they are, those read
+			// ahead first.
+			_ = toUp.relay(buffered(br), client)
+			return nil
 		}
 		if head.Close {
-			return out, nil
+			return nil
 		}
 		next, err := wire.ReadRequestHead(br, p.adm.limits.HandshakeBytes)
 		cur := p.Rules() // hot reload applies to the next request too
 		if refusedHead(err) {
-			return out, refuse(cur.Generation, next.Host, rules.Decision{Reason: rules.ReasonNotHTTP})
+			return refuse(cur.Generation, next.Host, rules.Decision{Reason: rules.ReasonNotHTTP})
 		}
 		if err != nil {
-			return out, nil // the client is done
+			return nil // the client is done
 		}
 		d := p.decideRequest(cur, next, port, p.owners(f, cur), false)
 		if next.Host != host {
 			d = rules.Decision{Reason: rules.ReasonNotAllowed}
 		}
 		if !d.Allow {
-			return out, refuse(cur.Generation, next.Host, d)
+			return refuse(cur.Generation, next.Host, d)
 		}
 		head = next
 	}
@@ -167,62 +155,44 @@ func refusedHead(err error) bool {
 		!errors.Is(err, net.ErrClosed) && !errors.As(err, &ne)
 }
 
-// tunnel copies the client's bytes upstream as they are, those read
-// ahead first, until the client is done.
-func tunnel(up net.Conn, br *bufio.Reader, client net.Conn) (int64, error) {
-	n, err := up.Write(buffered(br))
-	if err != nil {
-		return int64(n), err
-	}
-	m, err := io.Copy(up, client)
-	return int64(n) + m, err
-}
-
-// relayResponses copies the upstream's responses to the client. When the
+// relayResponses copies the upstream's responses to toClient. When the
 // connection's first request asks for an upgrade, the heads of its answer
 // are read first and switched says whether the server switched protocols;
 // the rest is copied as it comes.
-func relayResponses(client, up net.Conn, upgrade bool, switched chan<- bool) int64 {
+func relayResponses(toClient *stream, up net.Conn, upgrade bool, switched chan<- bool) {
 	if !upgrade {
-		n, _ := io.Copy(client, up)
-		return n
+		_ = toClient.copyAll(up)
+		return
 	}
 	ubr := bufio.NewReaderSize(up, 4<<10)
-	n, ok, err := relayUpgradeAnswer(client, ubr)
+	ok, err := relayUpgradeAnswer(toClient, ubr)
 	switched <- ok
 	if err != nil {
 		up.Close() // a malformed answer ends the connection
-		return n
+		return
 	}
-	m, err := client.Write(buffered(ubr))
-	n += int64(m)
-	if err != nil {
-		return n
+	if toClient.write(buffered(ubr)) == nil {
+		_ = toClient.copyAll(up)
 	}
-	k, _ := io.Copy(client, up)
-	return n + k
 }
 
 // relayUpgradeAnswer forwards the response heads answering an upgrade
 // request: interim 1xx heads, then 101 (true: the server switched) or a
 // final status (false: it declined; the body that follows is not read).
-func relayUpgradeAnswer(client net.Conn, ubr *bufio.Reader) (int64, bool, error) {
-	var n int64
+func relayUpgradeAnswer(toClient *stream, ubr *bufio.Reader) (bool, error) {
 	for {
 		resp, err := wire.ReadResponseHead(ubr)
 		if err != nil {
-			return n, false, err
+			return false, err
 		}
-		m, err := client.Write(resp.Raw)
-		n += int64(m)
-		if err != nil {
-			return n, false, err
+		if err := toClient.write(resp.Raw); err != nil {
+			return false, err
 		}
 		switch {
 		case resp.Status == 101:
-			return n, true, nil
+			return true, nil
 		case resp.Status >= 200:
-			return n, false, nil
+			return false, nil
 		}
 	}
 }
@@ -256,18 +226,16 @@ func denyHTTP(client net.Conn, host string, port int, reason rules.Reason) {
 	client.Close()
 }
 
-// copyBody forwards a request body. A body of known length is spliced
-// from the client's socket once the read-ahead buffer is drained; chunked
-// bodies go through the framing-checking reader.
-func copyBody(up net.Conn, br *bufio.Reader, client net.Conn, head wire.RequestHead) (int64, error) {
+// copyBody forwards a request body to toUp. A body of known length is
+// spliced from the client's socket once the read-ahead buffer is drained;
+// chunked bodies go through the framing-checking reader.
+func copyBody(toUp *stream, br *bufio.Reader, client net.Conn, head wire.RequestHead) error {
 	if head.Chunked || head.ContentLength <= 0 {
-		return io.Copy(up, head.BodyReader(br))
+		return toUp.copyAll(head.BodyReader(br))
 	}
 	fromBuf := min(int64(br.Buffered()), head.ContentLength)
-	n, err := io.CopyN(up, br, fromBuf)
-	if err != nil || n == head.ContentLength {
-		return n, err
+	if err := toUp.copyN(br, fromBuf); err != nil || fromBuf == head.ContentLength {
+		return err
 	}
-	m, err := io.CopyN(up, client, head.ContentLength-n)
-	return n + m, err
+	return toUp.copyN(client, head.ContentLength-fromBuf)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"runtime/debug"
@@ -430,28 +429,16 @@ func (p *Proxy) connect(f *flow, prefix []byte, d rules.Decision, rec *decisionl
 		return
 	}
 	rec.ResolvedIP = ip.String()
-	var sent int64
-	if len(prefix) > 0 {
-		n, err := up.Write(prefix)
-		sent = int64(n)
-		if err != nil {
-			client.Close()
-			up.Close()
-			finish(rules.Decision{Reason: rules.ReasonUpstream, Rule: d.Rule})
-			return
-		}
+	toUp := &stream{dst: up}
+	if err := toUp.write(prefix); err != nil {
+		client.Close()
+		up.Close()
+		finish(rules.Decision{Reason: rules.ReasonUpstream, Rule: d.Rule})
+		return
 	}
-	out, in := pipe(client, up, client)
-	rec.BytesOut, rec.BytesIn = sent+out, in
+	rec.BytesIn = pipe(client, up, toUp)
+	rec.BytesOut = toUp.written
 	finish(d)
-}
-
-// buffered returns (and consumes) what br has read ahead.
-func buffered(br *bufio.Reader) []byte {
-	b, _ := br.Peek(br.Buffered())
-	out := append([]byte(nil), b...)
-	_, _ = br.Discard(len(out))
-	return out
 }
 
 func (p *Proxy) track(f *flow, add bool) {
@@ -504,31 +491,4 @@ func (p *Proxy) releaseMemory() {
 			debug.FreeOSMemory()
 		}
 	})
-}
-
-// pipe copies client→upstream (from src) and upstream→client until both
-// directions end, half-closing as each ends. On Linux io.Copy between two
-// TCP connections uses splice(2).
-func pipe(client, up net.Conn, src io.Reader) (out, in int64) {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		in, _ = io.Copy(client, up)
-		closeWrite(client)
-	}()
-	out, _ = io.Copy(up, src)
-	closeWrite(up)
-	wg.Wait()
-	client.Close()
-	up.Close()
-	return out, in
-}
-
-func closeWrite(c net.Conn) {
-	if tc, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = tc.CloseWrite()
-	} else {
-		_ = c.Close()
-	}
 }

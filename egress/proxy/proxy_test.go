@@ -31,7 +31,7 @@ const upstreamIP = "192.0.2.1"
 // proxyHarness is a Proxy with a lookup of fixed answers, a dialer to
 // the test's own upstream, switchable rules and a recorded decision log.
 type proxyHarness struct {
-	t     *testing.T
+	t     testing.TB
 	p     *Proxy
 	rules atomic.Pointer[rules.Rules]
 	ln    net.Listener // the proxy's listener: its port is the endpoints' port
@@ -41,7 +41,7 @@ type proxyHarness struct {
 	records []decisionlog.Record
 }
 
-func newProxyHarness(t *testing.T, names ...string) *proxyHarness {
+func newProxyHarness(t testing.TB, names ...string) *proxyHarness {
 	t.Helper()
 	h := &proxyHarness{t: t}
 	h.p = &Proxy{
@@ -140,7 +140,7 @@ type recordingServer struct {
 	seen []string // "METHOD host target"
 }
 
-func startRecordingServer(t *testing.T) *recordingServer {
+func startRecordingServer(t testing.TB) *recordingServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
