@@ -142,7 +142,7 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 	events := make(chan workerEvent, 64)
 	startWorker := func() (err error) {
 		if cg == nil {
-			if cg, err = newWorkerCgroup(cfg.limits().MemoryBytes); err != nil {
+			if cg, err = newWorkerCgroup(cfg.memoryBytes()); err != nil {
 				return err
 			}
 		}
@@ -159,7 +159,7 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 		return err
 	}
 	// Ready once the worker enforces its rules, not merely started.
-	if exited, err := awaitLoaded(events, status, cfg.limits().MemoryBytes, 10*time.Second); err != nil {
+	if exited, err := awaitLoaded(events, status, cfg.memoryBytes(), 10*time.Second); err != nil {
 		if !exited {
 			_ = worker.Process.Kill()
 			awaitExit(events, status, time.Minute)
@@ -238,7 +238,7 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 			// until a new worker accepts them.
 			status.Restarts++
 			status.State = StateRestarting
-			status.Error = exit.describe(cfg.limits().MemoryBytes)
+			status.Error = exit.describe(cfg.memoryBytes())
 			status.LastFailure = &Failure{Time: time.Now(), Message: status.Error}
 			save()
 			now := time.Now()

@@ -47,10 +47,9 @@ func work(configPath string) error {
 	if err != nil {
 		return err
 	}
-	limits := cfg.limits()
 	// Collect harder as the heap nears the cgroup's limit, before the
 	// kernel kills the worker at it.
-	debug.SetMemoryLimit(limits.MemoryBytes / 4 * 3)
+	debug.SetMemoryLimit(cfg.memoryBytes() / 4 * 3)
 	initial, err := LoadRules(cfg.RulesFile)
 	if err != nil {
 		return err
@@ -109,8 +108,7 @@ func work(configPath string) error {
 		Log:           logRecord,
 		Container:     cfg.Container,
 		Dial:          dialer.DialContext,
-		Limits: proxy.ConnLimits{Conns: limits.Conns, Pending: limits.Pending,
-			HandshakeBytes: limits.HandshakeBytes},
+		Limits:        cfg.connLimits(),
 	}
 	// Which processes hold a connection: for the policies that list
 	// binaries (a reload may bring them).
