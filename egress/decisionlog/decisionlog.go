@@ -189,7 +189,7 @@ func ReadLogContext(ctx context.Context, path string, follow bool, filter func(R
 
 // readLog is ReadLogContext, polling a followed log every interval.
 func readLog(ctx context.Context, path string, follow bool, interval time.Duration, filter func(Record) bool, out func(Record)) error {
-	emit := func(line []byte) {
+	lr := &logReader{path: path, emit: func(line []byte) {
 		var r Record
 		if json.Unmarshal(line, &r) != nil {
 			return
@@ -197,50 +197,10 @@ func readLog(ctx context.Context, path string, follow bool, interval time.Durati
 		if filter == nil || filter(r) {
 			out(r)
 		}
-	}
-	var (
-		live     *os.File    // the file being followed
-		liveInfo os.FileInfo // its identity
-		last     os.FileInfo // the newest file read, live or rotated
-		partial  []byte      // a line of live not yet complete
-	)
-	defer func() {
-		if live != nil {
-			live.Close()
-		}
-	}()
-	// The live file is opened before the rotated ones are listed: if it
-	// is rotated in between, it is found among them, and the files newer
-	// than it are left to the follow loop.
-	var err error
-	if live, err = os.Open(path); err != nil {
-		live = nil
-		if !follow || !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	} else if liveInfo, err = live.Stat(); err != nil {
+	}}
+	defer lr.close()
+	if err := lr.readExisting(follow); err != nil || !follow {
 		return err
-	}
-	rotatedFiles, at := openRotated(path, liveInfo)
-	older := rotatedFiles
-	if at >= 0 {
-		closeAll(rotatedFiles[:at+1])
-		older = rotatedFiles[at+1:]
-	}
-	if len(older) > 0 {
-		last, _ = older[0].Stat()
-	}
-	if err := readFiles(older, emit); err != nil {
-		return err
-	}
-	if live != nil {
-		last = liveInfo
-		if err := readLines(live, &partial, emit); err != nil {
-			return err
-		}
-	}
-	if !follow {
-		return nil
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -250,70 +210,130 @@ func readLog(ctx context.Context, path string, follow bool, interval time.Durati
 			return nil
 		case <-tick.C:
 		}
-		if live != nil {
-			if err := readLines(live, &partial, emit); err != nil {
-				return err
-			}
-		}
-		st, err := os.Stat(path)
-		if err != nil {
-			continue // between a rotation's rename and the new file
-		}
-		if live != nil && os.SameFile(st, liveInfo) {
-			if off, err := live.Seek(0, io.SeekCurrent); err == nil && st.Size() < off {
-				// Truncated in place: start over.
-				if _, err := live.Seek(0, io.SeekStart); err != nil {
-					return err
-				}
-				partial = nil
-			}
-			continue
-		}
-		// Rotated, maybe several times (or created). Finish the old file,
-		// then read the rotated files newer than the last one read, then
-		// the new live file.
-		if live != nil {
-			err := readLines(live, &partial, emit)
-			live.Close()
-			live = nil
-			if err != nil {
-				return err
-			}
-			if len(partial) > 0 {
-				emit(partial)
-			}
-			partial = nil
-		}
-		next, err := os.Open(path)
-		if err != nil {
-			continue
-		}
-		nextInfo, err := next.Stat()
-		if err != nil {
-			next.Close()
-			return err
-		}
-		rotatedFiles, at := openRotated(path, last)
-		newer := rotatedFiles // last is gone (rotated past keep): all are newer
-		if at >= 0 {
-			closeAll(rotatedFiles[at:])
-			newer = rotatedFiles[:at]
-		}
-		// If next was rotated meanwhile it is among them: what is newer
-		// than it is for the next round.
-		if i := indexOf(newer, nextInfo); i >= 0 {
-			closeAll(newer[:i+1])
-			newer = newer[i+1:]
-		}
-		if err := readFiles(newer, emit); err != nil {
-			next.Close()
-			return err
-		}
-		live, liveInfo, last = next, nextInfo, nextInfo
-		if err := readLines(live, &partial, emit); err != nil {
+		if err := lr.poll(); err != nil {
 			return err
 		}
 	}
+}
+
+// logReader reads a log's files in order, following the live one across
+// rotations.
+type logReader struct {
+	path     string
+	emit     func(line []byte)
+	live     *os.File    // the file being followed
+	liveInfo os.FileInfo // its identity
+	last     os.FileInfo // the newest file read, live or rotated
+	partial  []byte      // a line of live not yet complete
+}
+
+func (lr *logReader) close() {
+	if lr.live != nil {
+		lr.live.Close()
+	}
+}
+
+// readExisting reads the rotated files, oldest first, then the live file
+// (which, when following, need not exist yet). The live file is opened
+// before the rotated ones are listed: if it is rotated in between, it is
+// found among them, and the files newer than it are left to poll.
+func (lr *logReader) readExisting(follow bool) error {
+	var err error
+	if lr.live, err = os.Open(lr.path); err != nil {
+		lr.live = nil
+		if !follow || !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	} else if lr.liveInfo, err = lr.live.Stat(); err != nil {
+		return err
+	}
+	rotatedFiles, at := openRotated(lr.path, lr.liveInfo)
+	older := rotatedFiles
+	if at >= 0 {
+		closeAll(rotatedFiles[:at+1])
+		older = rotatedFiles[at+1:]
+	}
+	if len(older) > 0 {
+		lr.last, _ = older[0].Stat()
+	}
+	if err := readFiles(older, lr.emit); err != nil {
+		return err
+	}
+	if lr.live == nil {
+		return nil
+	}
+	lr.last = lr.liveInfo
+	return readLines(lr.live, &lr.partial, lr.emit)
+}
+
+// poll reads what was added to the live file, and follows the log when
+// the file was truncated in place, rotated or created.
+func (lr *logReader) poll() error {
+	if lr.live != nil {
+		if err := readLines(lr.live, &lr.partial, lr.emit); err != nil {
+			return err
+		}
+	}
+	st, err := os.Stat(lr.path)
+	if err != nil {
+		return nil // between a rotation's rename and the new file
+	}
+	if lr.live == nil || !os.SameFile(st, lr.liveInfo) {
+		return lr.followRotation()
+	}
+	if off, err := lr.live.Seek(0, io.SeekCurrent); err == nil && st.Size() < off {
+		// Truncated in place: start over.
+		if _, err := lr.live.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		lr.partial = nil
+	}
+	return nil
+}
+
+// followRotation goes on after the log was rotated, maybe several times
+// (or created): it finishes the old live file, then reads the rotated
+// files newer than the last one read, then the new live file.
+func (lr *logReader) followRotation() error {
+	if lr.live != nil {
+		err := readLines(lr.live, &lr.partial, lr.emit)
+		lr.live.Close()
+		lr.live = nil
+		if err != nil {
+			return err
+		}
+		if len(lr.partial) > 0 {
+			lr.emit(lr.partial)
+		}
+		lr.partial = nil
+	}
+	next, err := os.Open(lr.path)
+	if err != nil {
+		return nil
+	}
+	nextInfo, err := next.Stat()
+	if err != nil {
+		next.Close()
+		return err
+	}
+	rotatedFiles, at := openRotated(lr.path, lr.last)
+	newer := rotatedFiles // last is gone (rotated past keep): all are newer
+	if at >= 0 {
+		closeAll(rotatedFiles[at:])
+		newer = rotatedFiles[:at]
+	}
+	// If next was rotated meanwhile it is among them: what is newer than
+	// it is for the next round.
+	if i := indexOf(newer, nextInfo); i >= 0 {
+		closeAll(newer[:i+1])
+		newer = newer[i+1:]
+	}
+	if err := readFiles(newer, lr.emit); err != nil {
+		next.Close()
+		return err
+	}
+	lr.live, lr.liveInfo, lr.last = next, nextInfo, nextInfo
+	return readLines(lr.live, &lr.partial, lr.emit)
 }
 
 // openRotated opens path.1, path.2, ... (newest first, each file once)

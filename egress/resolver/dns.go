@@ -211,11 +211,7 @@ func (r *Resolver) answer(req *dns.Msg, rec *decisionlog.Record, asker func() []
 	resp := new(dns.Msg)
 	resp.SetReply(req)
 	resp.RecursionAvailable = true
-	deny := func(rcode int, reason rules.Reason) *dns.Msg {
-		resp.Rcode = rcode
-		rec.Decision, rec.Reason = "deny", reason
-		return resp
-	}
+	out := &reply{resp: resp, rec: rec}
 
 	current := r.currentRules()
 	if current != nil {
@@ -223,115 +219,141 @@ func (r *Resolver) answer(req *dns.Msg, rec *decisionlog.Record, asker func() []
 	}
 	if req.Opcode != dns.OpcodeQuery {
 		resp.Question = nil
-		return deny(dns.RcodeNotImplemented, rules.ReasonQueryType)
+		return out.deny(dns.RcodeNotImplemented, rules.ReasonQueryType)
 	}
 	if len(req.Question) != 1 {
 		resp.Question = nil
-		return deny(dns.RcodeFormatError, rules.ReasonNotAllowed)
+		return out.deny(dns.RcodeFormatError, rules.ReasonNotAllowed)
 	}
 	q := req.Question[0]
 	host, valid := queryName(q.Name)
 	rec.Host, rec.QueryType = host, typeString(q.Qtype)
 	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
-		return deny(dns.RcodeBadVers, rules.ReasonQueryType)
+		return out.deny(dns.RcodeBadVers, rules.ReasonQueryType)
 	}
 
 	// The name decides first, whatever the type or class: a denied name
 	// is NXDOMAIN (not REFUSED, which breaks musl's search lists).
 	if !valid || current == nil {
-		return deny(dns.RcodeNameError, rules.ReasonNotAllowed)
+		return out.deny(dns.RcodeNameError, rules.ReasonNotAllowed)
 	}
 	dec, truncate := askerDecision(current, host, asker, rec)
 	rec.Rule = dec.Rule
 	if truncate {
 		resp.Truncated = true
-		return deny(dns.RcodeSuccess, rules.ReasonTCPRequired)
+		return out.deny(dns.RcodeSuccess, rules.ReasonTCPRequired)
 	}
 	if !dec.Allow {
 		reason := dec.Reason
 		if reason == "" {
 			reason = rules.ReasonNotAllowed
 		}
-		return deny(dns.RcodeNameError, reason)
+		return out.deny(dns.RcodeNameError, reason)
 	}
-	verdict, reason := "allow", rules.ReasonAllowed
+	out.verdict, out.reason = "allow", rules.ReasonAllowed
 	if dec.Audit {
-		verdict, reason = "audit", dec.Reason // what audit mode waived
-	}
-	allow := func() *dns.Msg {
-		rec.Decision, rec.Reason = verdict, reason
-		return resp
+		out.verdict, out.reason = "audit", dec.Reason // what audit mode waived
 	}
 	if q.Qclass != dns.ClassINET {
-		return deny(dns.RcodeRefused, rules.ReasonQueryType)
+		return out.deny(dns.RcodeRefused, rules.ReasonQueryType)
 	}
-
-	// protocol:tcp names: the proxy cannot learn the name from the
-	// connection (the server may speak first), so the address itself
-	// carries it. Nothing is asked upstream.
 	if _, ok := current.TCPEndpoint(host); ok {
-		switch q.Qtype {
-		case dns.TypeA:
-			var a netip.Addr
-			if r.Synthetic != nil {
-				a = r.Synthetic.Assign(host)
-			}
-			if !a.IsValid() {
-				return deny(dns.RcodeServerFailure, rules.ReasonResolve)
-			}
-			resp.Answer = []dns.RR{addrRR(q.Name, dns.TypeA, syntheticTTL, a)}
-			rec.ResolvedIP = a.String()
-			return allow()
-		case dns.TypeAAAA:
-			return allow() // the synthetic range is IPv4: no data
-		}
-		return deny(dns.RcodeSuccess, rules.ReasonQueryType)
+		return r.answerSynthetic(out, q, host)
 	}
-
 	// TXT, HTTPS, SVCB, MX, ANY...: answered empty, never forwarded; their
 	// answers are data channels in, and ECH keys live in HTTPS records.
 	if q.Qtype != dns.TypeA && q.Qtype != dns.TypeAAAA {
-		return deny(dns.RcodeSuccess, rules.ReasonQueryType)
+		return out.deny(dns.RcodeSuccess, rules.ReasonQueryType)
 	}
+	return r.answerUpstream(out, q, host, dec.AllowedIPs)
+}
 
+// reply is the response to one query in the making, with its record.
+type reply struct {
+	resp *dns.Msg
+	rec  *decisionlog.Record
+	// verdict and reason are what an allowed name is logged with: allow,
+	// or audit with the reason audit mode waived.
+	verdict string
+	reason  rules.Reason
+}
+
+// deny answers rcode, logged as denied for reason.
+func (out *reply) deny(rcode int, reason rules.Reason) *dns.Msg {
+	out.resp.Rcode = rcode
+	out.rec.Decision, out.rec.Reason = "deny", reason
+	return out.resp
+}
+
+// allow answers what resp holds, logged with the name's verdict.
+func (out *reply) allow() *dns.Msg {
+	out.rec.Decision, out.rec.Reason = out.verdict, out.reason
+	return out.resp
+}
+
+// answerSynthetic answers an allowed protocol: tcp name. The proxy cannot
+// learn the name from the connection (the server may speak first), so
+// the address itself carries it. Nothing is asked upstream.
+func (r *Resolver) answerSynthetic(out *reply, q dns.Question, host string) *dns.Msg {
+	switch q.Qtype {
+	case dns.TypeA:
+		var a netip.Addr
+		if r.Synthetic != nil {
+			a = r.Synthetic.Assign(host)
+		}
+		if !a.IsValid() {
+			return out.deny(dns.RcodeServerFailure, rules.ReasonResolve)
+		}
+		out.resp.Answer = []dns.RR{addrRR(q.Name, dns.TypeA, syntheticTTL, a)}
+		out.rec.ResolvedIP = a.String()
+		return out.allow()
+	case dns.TypeAAAA:
+		return out.allow() // the synthetic range is IPv4: no data
+	}
+	return out.deny(dns.RcodeSuccess, rules.ReasonQueryType)
+}
+
+// answerUpstream answers an allowed name's A or AAAA query with what the
+// upstream resolves (through the cache), less the addresses the endpoints'
+// allowedIPs and the config leave blocked.
+func (r *Resolver) answerUpstream(out *reply, q dns.Question, host string, allowedIPs []netip.Prefix) *dns.Msg {
 	if !r.acquire() {
-		return deny(dns.RcodeServerFailure, rules.ReasonResolve)
+		return out.deny(dns.RcodeServerFailure, rules.ReasonResolve)
 	}
 	defer r.release()
 	ctx, cancel := context.WithTimeout(context.Background(), r.budget())
 	defer cancel()
 	res, err := r.cachedResolve(ctx, host, q.Qtype)
 	if err != nil {
-		return deny(dns.RcodeServerFailure, rules.ReasonResolve)
+		return out.deny(dns.RcodeServerFailure, rules.ReasonResolve)
 	}
 	if res.nxdomain {
-		resp.Rcode = dns.RcodeNameError
-		return allow()
+		out.resp.Rcode = dns.RcodeNameError
+		return out.allow()
 	}
 
 	// The proxy is where addresses are enforced (it dials its own lookup);
 	// here blocked addresses are only kept from the client. The ranges are
 	// what every layer's endpoints of the name open (intersected): never
 	// more than the floor allows.
-	endpointAllowed := dec.AllowedIPs
 	var kept, blocked []netip.Addr
 	for _, a := range res.addrs {
-		if r.permitted(a, endpointAllowed) {
+		if r.permitted(a, allowedIPs) {
 			kept = append(kept, a)
 		} else {
 			blocked = append(blocked, a)
 		}
 	}
 	if len(kept) == 0 && len(blocked) > 0 {
-		rec.ResolvedIP = joinAddrs(blocked)
-		return deny(dns.RcodeSuccess, rules.ReasonPrivateIP)
+		out.rec.ResolvedIP = joinAddrs(blocked)
+		return out.deny(dns.RcodeSuccess, rules.ReasonPrivateIP)
 	}
 	ttl := min(res.ttl, uint32(r.ttlCap()/time.Second))
 	for _, a := range kept {
-		resp.Answer = append(resp.Answer, addrRR(q.Name, q.Qtype, ttl, a))
+		out.resp.Answer = append(out.resp.Answer, addrRR(q.Name, q.Qtype, ttl, a))
 	}
-	rec.ResolvedIP = joinAddrs(kept)
-	return allow()
+	out.rec.ResolvedIP = joinAddrs(kept)
+	return out.allow()
 }
 
 // askerDecision decides a name for the processes that asked. A name that

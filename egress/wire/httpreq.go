@@ -104,86 +104,108 @@ func ReadRequestHead(br *bufio.Reader, limit int) (RequestHead, error) {
 	limit = min(limit, maxRequestHead)
 	h := RequestHead{ContentLength: 0}
 	var raw []byte
-	first := true
-	skipped := 0
-	var line []byte
-	for {
-		var err error
-		line, err = readLine(br, &raw, first, limit)
-		if err != nil {
-			return h, err
-		}
-		first = false
-		if len(line) != 0 {
-			break
-		}
-		skipped++
-		raw = raw[:0]
-		if skipped > 4 {
-			return h, errBadRequestLine
-		}
+	line, err := readRequestLine(br, &raw, limit)
+	if err != nil {
+		return h, err
 	}
 	if err := h.parseRequestLine(string(line)); err != nil {
 		return h, err
 	}
-	var (
-		hosts      []string
-		lengths    []string
-		encodings  []string
-		connection []string
-		upgrades   []string
-	)
+	fields, err := h.readFields(br, &raw, limit)
+	if err != nil {
+		return h, err
+	}
+	h.Raw = raw
+
+	if err := h.resolveHost(fields.hosts); err != nil {
+		return h, err
+	}
+	if err := h.framing(fields.lengths, fields.encodings); err != nil {
+		return h, err
+	}
+	h.connectionOptions(fields.connection, fields.upgrades)
+	return h, nil
+}
+
+// readRequestLine reads the request line into raw, after at most four
+// empty lines, which are not kept.
+func readRequestLine(br *bufio.Reader, raw *[]byte, limit int) ([]byte, error) {
+	for skipped := 0; ; skipped++ {
+		if skipped > 4 {
+			return nil, errBadRequestLine
+		}
+		line, err := readLine(br, raw, skipped == 0, limit)
+		if err != nil || len(line) != 0 {
+			return line, err
+		}
+		*raw = (*raw)[:0]
+	}
+}
+
+// fieldValues are the values of the header fields that decide a request's
+// host, framing and connection, each field in the order sent.
+type fieldValues struct {
+	hosts, lengths, encodings, connection, upgrades []string
+}
+
+// readFields reads the header fields up to the empty line into raw and
+// h.header, and returns the values that matter.
+func (h *RequestHead) readFields(br *bufio.Reader, raw *[]byte, limit int) (fieldValues, error) {
+	var v fieldValues
 	for {
-		line, err := readLine(br, &raw, false, limit)
+		line, err := readLine(br, raw, false, limit)
+		if err != nil || len(line) == 0 {
+			return v, err
+		}
+		f, err := parseField(line)
 		if err != nil {
-			return h, err
+			return v, err
 		}
-		if len(line) == 0 {
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return h, errObsFold
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok || len(name) == 0 || !isToken(string(name)) {
-			// Includes whitespace before the colon (RFC 9112, 5.1).
-			return h, fmt.Errorf("%w: %q", errBadHeader, clipBytes(line))
-		}
-		v := string(bytes.Trim(value, " \t"))
-		for i := 0; i < len(v); i++ {
-			if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-				return h, fmt.Errorf("%w: control character in %s", errBadHeader, name)
-			}
-		}
-		f := headerField{Name: string(name), Value: v}
 		h.header = append(h.header, f)
 		key := strings.ToLower(f.Name)
 		if spelt := strings.ReplaceAll(key, "_", "-"); spelt != key && (spelt == "content-length" || spelt == "transfer-encoding") {
 			// Some servers read '_' as '-' in field names: the body would
 			// end where only they think.
-			return h, fmt.Errorf("%w: %s", errBadHeader, f.Name)
+			return v, fmt.Errorf("%w: %s", errBadHeader, f.Name)
 		}
 		switch key {
 		case "host":
-			hosts = append(hosts, v)
+			v.hosts = append(v.hosts, f.Value)
 		case "content-length":
-			lengths = append(lengths, v)
+			v.lengths = append(v.lengths, f.Value)
 		case "transfer-encoding":
-			encodings = append(encodings, v)
+			v.encodings = append(v.encodings, f.Value)
 		case "connection":
-			connection = append(connection, v)
+			v.connection = append(v.connection, f.Value)
 		case "upgrade":
-			upgrades = append(upgrades, v)
+			v.upgrades = append(v.upgrades, f.Value)
 		}
 	}
-	h.Raw = raw
+}
 
-	if err := h.resolveHost(hosts); err != nil {
-		return h, err
+// parseField parses one header line: no obsolete folding, a token before
+// the colon, no control character in the value.
+func parseField(line []byte) (headerField, error) {
+	if line[0] == ' ' || line[0] == '\t' {
+		return headerField{}, errObsFold
 	}
-	if err := h.framing(lengths, encodings); err != nil {
-		return h, err
+	name, value, ok := bytes.Cut(line, []byte(":"))
+	if !ok || len(name) == 0 || !isToken(string(name)) {
+		// Includes whitespace before the colon (RFC 9112, 5.1).
+		return headerField{}, fmt.Errorf("%w: %q", errBadHeader, clipBytes(line))
 	}
+	v := string(bytes.Trim(value, " \t"))
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return headerField{}, fmt.Errorf("%w: control character in %s", errBadHeader, name)
+		}
+	}
+	return headerField{Name: string(name), Value: v}, nil
+}
+
+// connectionOptions sets Close and Upgrade from the Connection and
+// Upgrade fields.
+func (h *RequestHead) connectionOptions(connection, upgrades []string) {
 	closeConn, keepAlive, upgradeToken := false, false, false
 	for _, c := range connection {
 		for t := range strings.SplitSeq(c, ",") {
@@ -201,7 +223,6 @@ func ReadRequestHead(br *bufio.Reader, limit int) (RequestHead, error) {
 	if upgradeToken {
 		h.Upgrade = strings.Join(upgrades, ", ")
 	}
-	return h, nil
 }
 
 // readLine appends one line (with its CRLF) to raw, which may not grow
