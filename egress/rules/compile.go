@@ -119,12 +119,12 @@ func convertEndpoint(ep policy.Endpoint, field string) (Endpoint, bool, []policy
 	for _, set := range []struct {
 		key string
 		in  []policy.Rule
-		out *[]RequestRule
+		out *[]policy.Rule
 	}{{"rules", ep.Rules, &l7.Allow}, {"deny_rules", ep.DenyRules, &l7.Deny}} {
 		inBody := false
 		for _, pr := range set.in {
 			inBody = inBody || bodyMethods && pr.Method != ""
-			*set.out = append(*set.out, RequestRule{Method: pr.Method, Path: pr.Path, Query: maps.Clone(pr.Query)})
+			*set.out = append(*set.out, policy.Rule{Method: pr.Method, Path: pr.Path, Query: maps.Clone(pr.Query)})
 		}
 		if inBody {
 			// Dropping an allow rule would narrow, but dropping a deny rule

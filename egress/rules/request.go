@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/clawrun/clawrun/runtime/policy"
 )
 
 // Reasons of plain-HTTP request checks (see AllowRequest).
@@ -77,7 +79,7 @@ func (r *Rules) AllowRequest(e *Endpoint, method, target string) (bool, Reason) 
 		return true, ReasonAllowed
 	}
 	allowed := everyReading(exact, func(p string) bool {
-		return slices.ContainsFunc(l7.Allow, func(rule RequestRule) bool { return ruleMatches(rule, method, p, query, qerr, false) })
+		return slices.ContainsFunc(l7.Allow, func(rule policy.Rule) bool { return ruleMatches(rule, method, p, query, qerr, false) })
 	})
 	if allowed {
 		return true, ReasonAllowed
@@ -216,7 +218,7 @@ func plainSegments(p string) bool {
 	return true
 }
 
-func ruleMatches(rule RequestRule, method, p string, query url.Values, qerr error, deny bool) bool {
+func ruleMatches(rule policy.Rule, method, p string, query url.Values, qerr error, deny bool) bool {
 	fold := func(s string) string { return s }
 	if deny {
 		fold = strings.ToLower

@@ -5,7 +5,11 @@
 // typed Reason, which flows unchanged into the decision log.
 package rules
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/clawrun/clawrun/runtime/policy"
+)
 
 // Reason says why a connection or a query was decided as it was. It is
 // written as is into the decision log.
@@ -56,10 +60,13 @@ type Endpoint struct {
 	Unenforceable string `json:"unenforceable,omitempty"`
 }
 
-// L7Rules are per-request rules of a plain-HTTP endpoint.
+// L7Rules are per-request rules of a plain-HTTP endpoint. A rule is the
+// policy's own (policy.Rule): method ("*" for any), path glob ("*" within
+// a segment, "**" across segments), and query parameters mapped to globs
+// of their values ("*" only).
 type L7Rules struct {
-	Allow []RequestRule `json:"allow,omitempty"`
-	Deny  []RequestRule `json:"deny,omitempty"`
+	Allow []policy.Rule `json:"allow,omitempty"`
+	Deny  []policy.Rule `json:"deny,omitempty"`
 	// ReadOnly allows only GET, HEAD and OPTIONS.
 	ReadOnly bool `json:"read_only,omitempty"`
 	// ReadWrite allows only GET, HEAD, OPTIONS, POST, PUT and PATCH.
@@ -69,15 +76,6 @@ type L7Rules struct {
 	// DenyAll denies every request: the rules name what cannot be seen
 	// (JSON-RPC and MCP methods are in the request body).
 	DenyAll bool `json:"deny_all,omitempty"`
-}
-
-// RequestRule matches an HTTP request: method ("*" for any) and a path
-// glob ("*" within a segment, "**" across segments).
-type RequestRule struct {
-	Method string `json:"method,omitempty"`
-	Path   string `json:"path,omitempty"`
-	// Query maps a parameter name to a glob of its value ("*" only).
-	Query map[string]string `json:"query,omitempty"`
 }
 
 // Policy is one named entry of network_policies.
