@@ -88,15 +88,15 @@ func (o *Owners) Close() error {
 	return o.ns.Close()
 }
 
-// Conn returns the chains (JoinChains) of the processes holding the
+// Conn returns the chains (rules.JoinChains) of the processes holding the
 // client side of a connection the proxy accepted from the namespace: the
 // socket connected from the client's address to its original destination.
-// It is Proxy.Binaries.
+// It is proxy.Proxy's Binaries.
 func (o *Owners) Conn(client net.Conn) []string {
 	return o.TCP(AddrPort(client.RemoteAddr()), Destination(client))
 }
 
-// TCP returns the chains (JoinChains) of the processes holding the
+// TCP returns the chains (rules.JoinChains) of the processes holding the
 // namespace's TCP socket connected from local to remote; nil when there is
 // no such socket, no process holds it, or a holder cannot be told.
 func (o *Owners) TCP(local, remote netip.AddrPort) []string {

@@ -31,7 +31,7 @@ type Proxy struct {
 	// policy resolver's LookupIP); the proxy dials the permitted ones.
 	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 	// Synthetic returns the protocol: tcp name a synthetic address stands
-	// for (SyntheticPool.Lookup); nil when there are none.
+	// for (resolver.SyntheticPool.Lookup); nil when there are none.
 	Synthetic     func(netip.Addr) (string, bool)
 	ConfigAllowed []netip.Prefix
 	Log           func(decisionlog.Record)
@@ -39,7 +39,7 @@ type Proxy struct {
 	// Dial connects upstream (from the host's namespace).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Binaries returns the executables of the processes that hold a
-	// client connection, each followed by its ancestors' (JoinChains);
+	// client connection, each followed by its ancestors' (rules.JoinChains);
 	// nil when it cannot tell.
 	Binaries func(client net.Conn) []string
 	// Limits bound the connections of the namespace (zero fields:

@@ -70,7 +70,7 @@ type Resolver struct {
 	Timeout time.Duration
 	// ConfigAllowed opens otherwise blocked address ranges for every name.
 	ConfigAllowed []netip.Prefix
-	// TCPOwners returns the chains (JoinChains) of the processes holding
+	// TCPOwners returns the chains (rules.JoinChains) of the processes holding
 	// the namespace's TCP socket connected from local to remote; nil when
 	// it cannot tell. The names that policies allow only to some binaries
 	// are answered to those processes only, over TCP (see askers); nil
@@ -205,7 +205,7 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 }
 
 // answer decides a query and builds the response, filling rec. asker
-// returns the processes that asked (JoinChains); nil when they cannot be
+// returns the processes that asked (rules.JoinChains); nil when they cannot be
 // told.
 func (r *Resolver) answer(req *dns.Msg, rec *decisionlog.Record, asker func() []string) *dns.Msg {
 	resp := new(dns.Msg)
