@@ -8,8 +8,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/filter"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
@@ -40,9 +41,9 @@ func (r *Runtime) AuditLog(id string) (path, filteredBy string, err error) {
 
 // Audit streams the decisions of a decision log (AuditLog's path) to out,
 // following new ones if follow, until ctx ends.
-func Audit(ctx context.Context, path string, follow, deniedOnly bool, out func(egress.Record)) error {
-	keep := func(rec egress.Record) bool { return !deniedOnly || rec.Decision != "allow" }
-	return egress.ReadLogContext(ctx, path, follow, keep, out)
+func Audit(ctx context.Context, path string, follow, deniedOnly bool, out func(decisionlog.Record)) error {
+	keep := func(rec decisionlog.Record) bool { return !deniedOnly || rec.Decision != "allow" }
+	return decisionlog.ReadLogContext(ctx, path, follow, keep, out)
 }
 
 // ApplyNetworkPolicy replaces the network policies of a running confined
@@ -88,7 +89,7 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error
 	if err != nil {
 		return 0, err
 	}
-	rules, _ := egress.FromPlan(layers, current.Generation+1)
+	rules, _ := rules.FromPlan(layers, current.Generation+1)
 	rec, err := readEgressRecord(stateDir)
 	if err != nil {
 		return 0, err

@@ -19,8 +19,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/clawrun/clawrun/egress"
 	"github.com/clawrun/clawrun/egress/filter"
+	"github.com/clawrun/clawrun/egress/kernel"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
@@ -43,7 +44,7 @@ const (
 
 // egressSetup is what create needs to start the filter.
 type egressSetup struct {
-	Rules    *egress.Rules
+	Rules    *rules.Rules
 	Upstream []string
 	Allowed  []string
 	LogDir   string
@@ -99,7 +100,7 @@ func netNamespace(spec *specs.Spec) (specs.LinuxNamespace, bool) {
 // egressFor prepares the filter of a plan with network policies for the
 // container of spec.
 func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egressSetup, error) {
-	rules, warnings := egress.FromPlan(plan.Network, 1)
+	rules, warnings := rules.FromPlan(plan.Network, 1)
 	// What the filter cannot enforce it denies: state's warnings say why,
 	// as `clawrun policy check` does.
 	plan.Warnings = append(plan.Warnings, warnings...)
@@ -427,20 +428,20 @@ func removeLeftRules(root, owner string, rec *egressRecord) error {
 	}
 	defer ns.Close()
 	fd := int(ns.Fd())
-	if id, err := egress.NetnsID(fd); err != nil || id != rec.Netns {
+	if id, err := kernel.NetnsID(fd); err != nil || id != rec.Netns {
 		return nil // the name is another namespace's now
 	}
 	if other, _ := readNetnsRecord(root, rec.Netns); other != nil && other.Owner != owner {
 		return nil // another container's filter guards it now
 	}
-	users, err := egress.NamespaceUsers(fd)
+	users, err := kernel.NamespaceUsers(fd)
 	if err != nil || len(users) > 0 {
 		return err // its rules keep them in, as the filter's stop does
 	}
-	if installed, _ := egress.RulesInstalled(fd); !installed {
+	if installed, _ := kernel.RulesInstalled(fd); !installed {
 		return nil
 	}
-	return egress.RemoveRules(fd)
+	return kernel.RemoveRules(fd)
 }
 
 // egressState describes the filter for `state`.

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 	"github.com/clawrun/clawrun/seccomp"
 )
@@ -84,7 +84,7 @@ func explainPolicies(floor, container *policy.Policy) (*policy.Explanation, erro
 		SeccompRules:        seccompRules,
 		RefusedCapabilities: refusedCaps,
 		DroppedCapabilities: droppedCaps,
-		Filter:              egress.ExplainFilter,
+		Filter:              rules.ExplainFilter,
 	})
 }
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
@@ -45,7 +45,7 @@ func TestExplainAgreesWithPlan(t *testing.T) {
 				out := strings.Join(strings.Fields(e.String()), " ")
 				checkExplainedFiles(t, e, out, plan)
 				checkExplainedProcess(t, e, out, plan)
-				rules, _ := egress.FromPlan(plan.Network, 1)
+				rules, _ := rules.FromPlan(plan.Network, 1)
 				checkExplainedNetwork(t, e, out, plan, rules)
 			})
 		}
@@ -247,7 +247,7 @@ func checkExplainedProcess(t *testing.T, e *policy.Explanation, out string, plan
 // of its names only.
 const onlyNote = " (the floor allows no other name)"
 
-func checkExplainedNetwork(t *testing.T, e *policy.Explanation, out string, plan *policy.Plan, rules *egress.Rules) {
+func checkExplainedNetwork(t *testing.T, e *policy.Explanation, out string, plan *policy.Plan, rules *rules.Rules) {
 	t.Helper()
 	if len(plan.Network) == 0 {
 		if e.Network != nil || !strings.Contains(out, "Not filtered: no network_policies") {

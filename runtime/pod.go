@@ -11,7 +11,8 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/kernel"
+	"github.com/clawrun/clawrun/egress/rules"
 )
 
 // The CRI (containerd, CRI-O) tells a pod's sandbox from its containers.
@@ -72,8 +73,8 @@ func netnsRecordPath(root, nsID string) string {
 // rulesDigest identifies an allow list whatever its generation and the
 // names of the policies it came from (a pod's containers may name their
 // policies differently and still carry the pod's allow list).
-func rulesDigest(r *egress.Rules) string {
-	stripped := make([]egress.Layer, len(r.Layers))
+func rulesDigest(r *rules.Rules) string {
+	stripped := make([]rules.Layer, len(r.Layers))
 	for i, l := range r.Layers {
 		l.Source = ""
 		stripped[i] = l
@@ -90,11 +91,11 @@ func netnsIDOf(path string) (string, error) {
 		return "", err
 	}
 	defer ns.Close()
-	return egress.NetnsID(int(ns.Fd()))
+	return kernel.NetnsID(int(ns.Fd()))
 }
 
 // registerNetns records the filter of a namespace (at its owner's create).
-func registerNetns(root, nsID, owner string, rules *egress.Rules) error {
+func registerNetns(root, nsID, owner string, rules *rules.Rules) error {
 	data, _ := json.Marshal(netnsRecord{Owner: owner, Digest: rulesDigest(rules)})
 	return os.WriteFile(netnsRecordPath(root, nsID), data, 0o600)
 }
@@ -153,7 +154,7 @@ func checkFilterGuards(ownerDir, nsID, nsPath string) error {
 		return err
 	}
 	defer ns.Close()
-	installed, err := egress.RulesInstalled(int(ns.Fd()))
+	installed, err := kernel.RulesInstalled(int(ns.Fd()))
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/runtime"
 )
 
@@ -67,7 +67,7 @@ Example:
 		defer stop()
 		enc := json.NewEncoder(os.Stdout)
 		var aggregated, dropped int64
-		err = runtime.Audit(ctx, path, c.Bool("follow"), c.Bool("denied"), func(r egress.Record) {
+		err = runtime.Audit(ctx, path, c.Bool("follow"), c.Bool("denied"), func(r decisionlog.Record) {
 			aggregated += r.Aggregated
 			dropped += r.Dropped
 			if c.Bool("json") {
@@ -84,7 +84,7 @@ Example:
 }
 
 // formatRecord is one decision as a human reads it.
-func formatRecord(r egress.Record) string {
+func formatRecord(r decisionlog.Record) string {
 	if r.Dropped > 0 {
 		return fmt.Sprintf("%s %d decisions since %s not logged: the log's rate limit (%s)",
 			r.Time.Format("15:04:05.000"), r.Dropped, r.Since.Format("15:04:05.000"), r.Reason)
@@ -97,7 +97,7 @@ func formatRecord(r egress.Record) string {
 }
 
 // formatDecision is the line of one decision.
-func formatDecision(r egress.Record) string {
+func formatDecision(r decisionlog.Record) string {
 	target := r.Host
 	if target == "" {
 		target = r.Destination

@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
@@ -90,7 +90,7 @@ func policyCheck(c *cli.Context) error {
 		}
 		warnings := p.Warnings
 		// What the egress filter cannot enforce is denied: say why.
-		_, egressWarnings := egress.FromPlan(plan.Network, 1)
+		_, egressWarnings := rules.FromPlan(plan.Network, 1)
 		warnings = append(warnings, egressWarnings...)
 		for _, w := range warnings {
 			fmt.Fprintf(os.Stderr, "warning: %s\n", w.String())

@@ -26,7 +26,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/proxy"
 )
 
 // Hidden argv[1] values of clawrun's binary, and clawrun-egress's.
@@ -43,7 +43,7 @@ type Config struct {
 	NsPid int    `json:"ns_pid"`
 	// Container names the container in the decision log.
 	Container string `json:"container"`
-	// RulesFile holds the egress.Rules (JSON) in force; SIGHUP loads the
+	// RulesFile holds the rules.Rules (JSON) in force; SIGHUP loads the
 	// proposal next to it (ProposalFile).
 	RulesFile string `json:"rules_file"`
 	// LogFile receives the decision log (JSON lines, rotated).
@@ -61,46 +61,40 @@ type Config struct {
 	ProxyPort      uint16   `json:"proxy_port"`
 	DNSPort        uint16   `json:"dns_port"`
 	// Limits bound the filter's memory and its connections; zero fields
-	// take DefaultLimits'.
+	// take the defaults.
 	Limits Limits `json:"limits,omitzero"`
 }
 
 // Limits bound what a container's traffic can cost its filter.
 type Limits struct {
 	// MemoryBytes is the worker's hard memory limit (a memory cgroup of
-	// its own); its Go heap is kept under 3/4 of it.
+	// its own; defaultMemoryBytes when zero); its Go heap is kept under
+	// 3/4 of it.
 	MemoryBytes int64 `json:"memory_bytes,omitempty"`
-	// Conns, Pending and HandshakeBytes: see egress.ConnLimits.
+	// Conns, Pending and HandshakeBytes: see proxy.ConnLimits (its
+	// defaults when zero).
 	Conns          int `json:"conns,omitempty"`
 	Pending        int `json:"pending,omitempty"`
 	HandshakeBytes int `json:"handshake_bytes,omitempty"`
 }
 
-// DefaultLimits: a worker serves in about 10 MiB; the caps keep the
-// proxy's buffers well below the memory limit, which is the backstop.
-var DefaultLimits = Limits{
-	MemoryBytes:    256 << 20,
-	Conns:          egress.DefaultConnLimits.Conns,
-	Pending:        egress.DefaultConnLimits.Pending,
-	HandshakeBytes: egress.DefaultConnLimits.HandshakeBytes,
+// defaultMemoryBytes: a worker serves in about 10 MiB; the proxy's caps
+// (proxy.DefaultConnLimits) keep its buffers well below this limit, which
+// is the backstop.
+const defaultMemoryBytes = 256 << 20
+
+// memoryBytes is the worker's memory limit.
+func (c *Config) memoryBytes() int64 {
+	if c.Limits.MemoryBytes > 0 {
+		return c.Limits.MemoryBytes
+	}
+	return defaultMemoryBytes
 }
 
-// limits are c.Limits, DefaultLimits' where unset.
-func (c *Config) limits() Limits {
-	l, d := c.Limits, DefaultLimits
-	if l.MemoryBytes <= 0 {
-		l.MemoryBytes = d.MemoryBytes
-	}
-	if l.Conns <= 0 {
-		l.Conns = d.Conns
-	}
-	if l.Pending <= 0 {
-		l.Pending = d.Pending
-	}
-	if l.HandshakeBytes <= 0 {
-		l.HandshakeBytes = d.HandshakeBytes
-	}
-	return l
+// connLimits are the proxy's limits (which takes its defaults for those
+// unset).
+func (c *Config) connLimits() proxy.ConnLimits {
+	return proxy.ConnLimits{Conns: c.Limits.Conns, Pending: c.Limits.Pending, HandshakeBytes: c.Limits.HandshakeBytes}
 }
 
 // Status is what the supervisor reports in StatusFile.

@@ -15,11 +15,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/rules"
 )
 
 // LoadRules reads a rules file; unknown fields are refused.
-func LoadRules(path string) (*egress.Rules, error) {
+func LoadRules(path string) (*rules.Rules, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -27,8 +27,8 @@ func LoadRules(path string) (*egress.Rules, error) {
 	return decodeRules(path, data)
 }
 
-func decodeRules(path string, data []byte) (*egress.Rules, error) {
-	var r egress.Rules
+func decodeRules(path string, data []byte) (*rules.Rules, error) {
+	var r rules.Rules
 	if err := decodeStrict(path, data, &r); err != nil {
 		return nil, err
 	}
@@ -36,7 +36,7 @@ func decodeRules(path string, data []byte) (*egress.Rules, error) {
 }
 
 // WriteRules writes a rules file atomically (the worker may be reading).
-func WriteRules(path string, r *egress.Rules) error { return writeJSONAtomic(path, r) }
+func WriteRules(path string, r *rules.Rules) error { return writeJSONAtomic(path, r) }
 
 // ProposalFile is where a new generation waits for the worker of the
 // filter whose rules file is rulesFile.
@@ -44,7 +44,7 @@ func ProposalFile(rulesFile string) string { return rulesFile + ".next" }
 
 // ProposeRules writes r as the next generation; the worker loads it on
 // SIGHUP.
-func ProposeRules(rulesFile string, r *egress.Rules) error {
+func ProposeRules(rulesFile string, r *rules.Rules) error {
 	return writeJSONAtomic(ProposalFile(rulesFile), r)
 }
 
@@ -145,7 +145,7 @@ func proposedGeneration(data []byte) int64 {
 // rules file once it is valid; a refused one is removed. Without a
 // proposal (SIGHUP sent by hand, or by a runtime that rewrote the rules
 // file itself), the rules file is read again.
-func takeProposal(rulesFile string) (*egress.Rules, error) {
+func takeProposal(rulesFile string) (*rules.Rules, error) {
 	path := ProposalFile(rulesFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {

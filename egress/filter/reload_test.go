@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/rules"
 )
 
 func writeTestFile(t *testing.T, path, content string) {
@@ -48,7 +48,7 @@ func TestLoadRulesRefusesUnknownFields(t *testing.T) {
 func TestTakeProposal(t *testing.T) {
 	dir := t.TempDir()
 	rulesFile := filepath.Join(dir, "rules.json")
-	if err := WriteRules(rulesFile, &egress.Rules{Generation: 1}); err != nil {
+	if err := WriteRules(rulesFile, &rules.Rules{Generation: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// A newer runtime's generation, with a field this filter does not know.
@@ -65,7 +65,7 @@ func TestTakeProposal(t *testing.T) {
 		t.Errorf("the refused proposal is still there (%v)", err)
 	}
 	// A valid one becomes the rules file.
-	if err := ProposeRules(rulesFile, &egress.Rules{Generation: 2}); err != nil {
+	if err := ProposeRules(rulesFile, &rules.Rules{Generation: 2}); err != nil {
 		t.Fatal(err)
 	}
 	next, err := takeProposal(rulesFile)

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/kernel"
 )
 
 // ReadyFD is the supervisor's fd on which it reports "ok" or the error
@@ -104,171 +104,228 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 		reportReady(err)
 		return err
 	}
-	status := &Status{State: StateStarting, Supervisor: os.Getpid()}
-	save := func() { _ = writeJSONAtomic(cfg.StatusFile, status) }
-	save()
+	s := &supervisor{
+		cfg: cfg, configPath: configPath, sigs: sigs, fromRuntime: fromRuntime,
+		status:  &Status{State: StateStarting, Supervisor: os.Getpid()},
+		events:  make(chan workerEvent, 64),
+		backoff: 50 * time.Millisecond,
+	}
+	s.save()
 
-	ns, err := os.Open(cfg.Netns)
-	if err != nil {
+	if s.ns, err = os.Open(cfg.Netns); err != nil {
 		reportReady(fmt.Errorf("network namespace: %w", err))
 		return err
 	}
-	nsFD := int(ns.Fd())
-	ports := egress.Ports{Proxy: cfg.ProxyPort, DNS: cfg.DNSPort}
-	if err := egress.EnsureRoutes(nsFD); err != nil {
+	s.nsFD = int(s.ns.Fd())
+	if err := s.installFilter(); err != nil {
 		reportReady(err)
 		return err
 	}
-	ln, err := egress.Listen(nsFD, ports)
-	if err != nil {
+	if err := s.firstWorker(); err != nil {
 		reportReady(err)
 		return err
 	}
-	// Rules last: from here on everything goes through the sockets above.
-	if err := egress.InstallRules(nsFD, ports); err != nil {
-		ln.Close()
-		reportReady(err)
-		return err
-	}
-	files, layout, err := listenerFiles(ln)
-	if err != nil {
-		_ = egress.RemoveRules(nsFD)
-		reportReady(err)
-		return err
-	}
+	s.status.State = StateRunning
+	s.save()
+	reportReady(nil)
+	return s.serve()
+}
 
-	var worker *exec.Cmd
-	var cg *memCgroup
-	events := make(chan workerEvent, 64)
-	startWorker := func() (err error) {
-		if cg == nil {
-			if cg, err = newWorkerCgroup(cfg.limits().MemoryBytes); err != nil {
-				return err
-			}
+// supervisor is one filter's supervisor once started: the namespace it
+// filters, the listeners it keeps there, and its worker.
+type supervisor struct {
+	cfg         *Config
+	configPath  string
+	status      *Status
+	sigs        chan os.Signal
+	fromRuntime <-chan string // nil once the runtime committed
+
+	ns     *os.File
+	nsFD   int
+	ln     *kernel.Listeners
+	files  []*os.File // the listeners, for the workers
+	layout string
+
+	worker  *exec.Cmd // nil while none runs
+	cg      *memCgroup
+	events  chan workerEvent
+	backoff time.Duration // before the next restart
+	recent  []time.Time   // the worker's exits in the last minute
+}
+
+// save writes the status file.
+func (s *supervisor) save() { _ = writeJSONAtomic(s.cfg.StatusFile, s.status) }
+
+// memoryLimit is the worker's.
+func (s *supervisor) memoryLimit() int64 { return s.cfg.memoryBytes() }
+
+// installFilter sets up the routes, the listeners and the nftables rules
+// in the namespace, the rules last: from then on everything goes through
+// the listeners. On failure nothing of the rules stays.
+func (s *supervisor) installFilter() error {
+	ports := kernel.Ports{Proxy: s.cfg.ProxyPort, DNS: s.cfg.DNSPort}
+	if err := kernel.EnsureRoutes(s.nsFD); err != nil {
+		return err
+	}
+	ln, err := kernel.Listen(s.nsFD, ports)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	if err := kernel.InstallRules(s.nsFD, ports); err != nil {
+		ln.Close()
+		return err
+	}
+	if s.files, s.layout, err = listenerFiles(ln); err != nil {
+		_ = kernel.RemoveRules(s.nsFD)
+		return err
+	}
+	return nil
+}
+
+// firstWorker starts the first worker and waits until it enforces its
+// rules, not merely started. On failure the worker, its cgroup and the
+// rules are gone.
+func (s *supervisor) firstWorker() error {
+	if err := s.startWorker(); err != nil {
+		_ = kernel.RemoveRules(s.nsFD)
+		return err
+	}
+	if exited, err := awaitLoaded(s.events, s.status, s.memoryLimit(), 10*time.Second); err != nil {
+		if !exited {
+			_ = s.worker.Process.Kill()
+			awaitExit(s.events, s.status, time.Minute)
 		}
-		if worker, err = spawnWorker(configPath, files, layout, cg, events); err != nil {
-			worker = nil
+		s.cg.remove()
+		_ = kernel.RemoveRules(s.nsFD)
+		return err
+	}
+	return nil
+}
+
+// startWorker starts a worker on the listeners, in the workers' memory
+// cgroup (made on first use).
+func (s *supervisor) startWorker() (err error) {
+	if s.cg == nil {
+		if s.cg, err = newWorkerCgroup(s.memoryLimit()); err != nil {
 			return err
 		}
-		status.Worker = worker.Process.Pid
-		return nil
 	}
-	if err := startWorker(); err != nil {
-		_ = egress.RemoveRules(nsFD)
-		reportReady(err)
+	if s.worker, err = spawnWorker(s.configPath, s.files, s.layout, s.cg, s.events); err != nil {
+		s.worker = nil
 		return err
 	}
-	// Ready once the worker enforces its rules, not merely started.
-	if exited, err := awaitLoaded(events, status, cfg.limits().MemoryBytes, 10*time.Second); err != nil {
-		if !exited {
-			_ = worker.Process.Kill()
-			awaitExit(events, status, time.Minute)
-		}
-		cg.remove()
-		_ = egress.RemoveRules(nsFD)
-		reportReady(err)
-		return err
-	}
-	status.State = StateRunning
-	save()
-	reportReady(nil)
+	s.status.Worker = s.worker.Process.Pid
+	return nil
+}
 
-	stop := func() error {
-		status.State = StateStopped
-		if worker != nil && worker.Process != nil {
-			_ = worker.Process.Signal(unix.SIGTERM)
-			if !awaitExit(events, status, 2*time.Second) {
-				_ = worker.Process.Kill()
-				awaitExit(events, status, time.Minute)
-			}
-		}
-		if cg != nil {
-			cg.remove()
-		}
-		var err error
-		// Other containers (a pod's) may still run in the namespace: then
-		// the rules stay, with no filter behind them, so nothing of theirs
-		// gets out; they go with the namespace. When that cannot be told,
-		// they stay too.
-		users, uerr := egress.NamespaceUsers(nsFD)
-		switch {
-		case uerr != nil:
-			status.Error = "stopped; its rules stay (processes in the namespace unknown: " + uerr.Error() + ")"
-		case len(users) > 0:
-			status.Error = fmt.Sprintf("stopped with processes %v still in the namespace: its rules stay, nothing gets out", users)
-		default:
-			err = egress.RemoveRules(nsFD)
-		}
-		ln.Close()
-		ns.Close()
-		save()
-		return err
-	}
-
-	backoff := 50 * time.Millisecond
-	var recent []time.Time
+// serve runs the started filter until it is stopped: by the runtime's
+// death before it committed, or by a signal. It passes SIGHUP (a reload)
+// to the worker and restarts a worker that died.
+func (s *supervisor) serve() error {
 	for {
 		select {
-		case m := <-fromRuntime:
+		case m := <-s.fromRuntime:
 			if m == CommitMsg {
-				fromRuntime = nil // the container's for good
+				s.fromRuntime = nil // the container's for good
 				continue
 			}
 			// The runtime died (or gave up) before it committed: nothing
 			// will ever stop this filter but this.
-			return stop()
-		case s := <-sigs:
-			if s == unix.SIGHUP {
-				if worker != nil && worker.Process != nil {
-					_ = worker.Process.Signal(unix.SIGHUP)
+			return s.stop()
+		case sig := <-s.sigs:
+			if sig == unix.SIGHUP {
+				if s.worker != nil && s.worker.Process != nil {
+					_ = s.worker.Process.Signal(unix.SIGHUP)
 				}
 				continue
 			}
-			return stop()
-		case ev := <-events:
+			return s.stop()
+		case ev := <-s.events:
 			if ev.report != nil {
-				noteReport(status, *ev.report)
-				save()
+				noteReport(s.status, *ev.report)
+				s.save()
 				continue
 			}
-			exit := ev.exit
-			worker = nil
-			// The worker died: its sockets stay here, so connections wait
-			// in the backlog (nothing gets out, nothing can take the port)
-			// until a new worker accepts them.
-			status.Restarts++
-			status.State = StateRestarting
-			status.Error = exit.describe(cfg.limits().MemoryBytes)
-			status.LastFailure = &Failure{Time: time.Now(), Message: status.Error}
-			save()
-			now := time.Now()
-			recent = append(recent, now)
-			for len(recent) > 0 && now.Sub(recent[0]) > time.Minute {
-				recent = recent[1:]
+			if stopped, err := s.restart(ev.exit); stopped {
+				return err
 			}
-			if len(recent) > 20 {
-				status.State = StateFailed
-				save()
-				// Keep the rules and the sockets: the namespace stays
-				// closed until the container is deleted.
-				for s := range sigs {
-					if s != unix.SIGHUP {
-						return stop()
-					}
-				}
-			}
-			time.Sleep(backoff)
-			backoff = min(backoff*2, 2*time.Second)
-			if err := startWorker(); err != nil {
-				// Like an exit: retried after the backoff, and failed
-				// after too many.
-				events <- workerEvent{exit: &workerExit{err: err, notStart: true}}
-				continue
-			}
-			// Running again once the worker says it loaded its rules.
-			save()
 		}
 	}
+}
+
+// restart records a worker's exit and starts another after a backoff.
+// The worker's sockets stay here meanwhile, so connections wait in the
+// backlog (nothing gets out, nothing can take the port). After more than
+// 20 exits in a minute the filter has failed: it keeps the rules and the
+// sockets, so the namespace stays closed, and only waits to be stopped
+// (stopped, with stop's error).
+func (s *supervisor) restart(exit *workerExit) (stopped bool, err error) {
+	s.worker = nil
+	s.status.Restarts++
+	s.status.State = StateRestarting
+	s.status.Error = exit.describe(s.memoryLimit())
+	s.status.LastFailure = &Failure{Time: time.Now(), Message: s.status.Error}
+	s.save()
+	now := time.Now()
+	s.recent = append(s.recent, now)
+	for len(s.recent) > 0 && now.Sub(s.recent[0]) > time.Minute {
+		s.recent = s.recent[1:]
+	}
+	if len(s.recent) > 20 {
+		s.status.State = StateFailed
+		s.save()
+		for sig := range s.sigs {
+			if sig != unix.SIGHUP {
+				return true, s.stop()
+			}
+		}
+	}
+	time.Sleep(s.backoff)
+	s.backoff = min(s.backoff*2, 2*time.Second)
+	if err := s.startWorker(); err != nil {
+		// Like an exit: retried after the backoff, and failed after too
+		// many.
+		s.events <- workerEvent{exit: &workerExit{err: err, notStart: true}}
+		return false, nil
+	}
+	// Running again once the worker says it loaded its rules.
+	s.save()
+	return false, nil
+}
+
+// stop stops the worker and removes what the filter set up, but the rules
+// while other processes still use the namespace.
+func (s *supervisor) stop() error {
+	s.status.State = StateStopped
+	if s.worker != nil && s.worker.Process != nil {
+		_ = s.worker.Process.Signal(unix.SIGTERM)
+		if !awaitExit(s.events, s.status, 2*time.Second) {
+			_ = s.worker.Process.Kill()
+			awaitExit(s.events, s.status, time.Minute)
+		}
+	}
+	if s.cg != nil {
+		s.cg.remove()
+	}
+	var err error
+	// Other containers (a pod's) may still run in the namespace: then
+	// the rules stay, with no filter behind them, so nothing of theirs
+	// gets out; they go with the namespace. When that cannot be told,
+	// they stay too.
+	users, uerr := kernel.NamespaceUsers(s.nsFD)
+	switch {
+	case uerr != nil:
+		s.status.Error = "stopped; its rules stay (processes in the namespace unknown: " + uerr.Error() + ")"
+	case len(users) > 0:
+		s.status.Error = fmt.Sprintf("stopped with processes %v still in the namespace: its rules stay, nothing gets out", users)
+	default:
+		err = kernel.RemoveRules(s.nsFD)
+	}
+	s.ln.Close()
+	s.ns.Close()
+	s.save()
+	return err
 }
 
 // awaitStart waits for the runtime's StartMsg. The runtime's death,
@@ -294,7 +351,7 @@ const fdLayoutEnv = "_CLAWRUN_EGRESS_FDS"
 
 // listenerFiles dups the listeners for the worker, with the layout
 // "proxy,dnsudp,dnstcp" counts.
-func listenerFiles(ln *egress.Listeners) ([]*os.File, string, error) {
+func listenerFiles(ln *kernel.Listeners) ([]*os.File, string, error) {
 	var files []*os.File
 	for _, l := range ln.Proxy {
 		f, err := l.File()

@@ -16,7 +16,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/kernel"
+	"github.com/clawrun/clawrun/egress/proxy"
+	"github.com/clawrun/clawrun/egress/resolver"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
 )
 
@@ -32,129 +36,165 @@ func WorkerMain(configPath string) {
 }
 
 func work(configPath string) error {
-	// Before anything else: all the memory of the worker is to be charged
-	// to its own cgroup, under its limit.
-	if dir := os.Getenv(cgroupEnv); dir != "" {
-		if err := joinCgroup(dir); err != nil {
-			return err
-		}
-	}
-	cfg, err := LoadConfig(configPath)
+	cfg, err := loadWorkerConfig(configPath)
 	if err != nil {
 		return err
 	}
-	limits := cfg.limits()
-	// Collect harder as the heap nears the cgroup's limit, before the
-	// kernel kills the worker at it.
-	debug.SetMemoryLimit(limits.MemoryBytes / 4 * 3)
 	initial, err := LoadRules(cfg.RulesFile)
 	if err != nil {
 		return err
 	}
-	var rules atomic.Pointer[egress.Rules]
-	rules.Store(initial)
-	current := func() *egress.Rules { return rules.Load() }
-
-	log, err := egress.NewLog(cfg.LogFile, cfg.LogMaxBytes, cfg.LogKeep)
+	logRecord, closeLog, err := openDecisionLog(cfg)
 	if err != nil {
 		return err
 	}
-	defer log.Close()
-	// Repeated denials are aggregated and the rate capped, so that a
-	// container cannot rotate the log's evidence away.
+	defer closeLog()
+	w, err := newWorker(cfg, initial, logRecord)
+	if err != nil {
+		return err
+	}
+	defer w.owners.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs, err := w.serve(ctx)
+	if err != nil {
+		return err
+	}
+	return w.run(errs)
+}
+
+// loadWorkerConfig joins the worker's cgroup before anything else (all
+// the memory of the worker is to be charged to it, under its limit), then
+// reads the config.
+func loadWorkerConfig(configPath string) (*Config, error) {
+	if dir := os.Getenv(cgroupEnv); dir != "" {
+		if err := joinCgroup(dir); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := LoadConfig(configPath)
+	if err != nil {
+		return nil, err
+	}
+	// Collect harder as the heap nears the cgroup's limit, before the
+	// kernel kills the worker at it.
+	debug.SetMemoryLimit(cfg.memoryBytes() / 4 * 3)
+	return cfg, nil
+}
+
+// openDecisionLog opens the decision log behind its limiter: repeated
+// denials are aggregated and the rate capped, so that a container cannot
+// rotate the log's evidence away. It returns what logs a decision, and
+// what flushes the limiter's counts and closes the log.
+func openDecisionLog(cfg *Config) (func(decisionlog.Record), func(), error) {
+	log, err := decisionlog.NewLog(cfg.LogFile, cfg.LogMaxBytes, cfg.LogKeep)
+	if err != nil {
+		return nil, nil, err
+	}
 	health := newLogHealth(workerReport.send, time.Now)
-	limiter := egress.NewLogLimiter(func(r egress.Record) { health.wrote(log.Write(r)) }, egress.DefaultLogLimits, time.Now, cfg.Container)
-	defer limiter.Flush()
+	limiter := decisionlog.NewLogLimiter(func(r decisionlog.Record) { health.wrote(log.Write(r)) }, decisionlog.DefaultLogLimits, time.Now, cfg.Container)
 	ticker := time.NewTicker(time.Second)
-	defer ticker.Stop()
 	go func() {
 		for range ticker.C {
 			limiter.Tick()
 		}
 	}()
+	closeLog := func() {
+		ticker.Stop()
+		limiter.Flush()
+		log.Close()
+	}
+	return limiter.Log, closeLog, nil
+}
 
+// worker serves the policy resolver and the proxy with the rules in
+// force.
+type worker struct {
+	cfg       *Config
+	inForce   atomic.Pointer[rules.Rules]
+	pool      *resolver.SyntheticPool
+	dnsServer *resolver.Resolver
+	tcpProxy  *proxy.Proxy
+	owners    *kernel.Owners
+}
+
+// newWorker makes the resolver and the proxy of cfg, deciding with
+// initial until a reload and logging with logRecord.
+func newWorker(cfg *Config, initial *rules.Rules, logRecord func(decisionlog.Record)) (*worker, error) {
 	allowed, err := parsePrefixes(cfg.AllowedRanges)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	synth, err := netip.ParsePrefix(cfg.SyntheticRange)
 	if err != nil {
-		return fmt.Errorf("synthetic range: %w", err)
+		return nil, fmt.Errorf("synthetic range: %w", err)
 	}
-	logRecord := limiter.Log
-	pool := egress.NewSyntheticPool(synth)
+	w := &worker{cfg: cfg, pool: resolver.NewSyntheticPool(synth)}
+	w.inForce.Store(initial)
 	// Give the protocol: tcp names their addresses now, in the rules'
 	// order, not in the order the container asks: a restarted worker then
 	// maps the addresses the container still has cached back to the same
 	// names (wildcard names are still assigned when first asked).
-	assignSynthetic(pool, initial)
-	resolver := &egress.Resolver{
-		Rules:         current,
+	assignSynthetic(w.pool, initial)
+	w.dnsServer = &resolver.Resolver{
+		Rules:         w.inForce.Load,
 		Upstream:      cfg.Upstream,
-		Synthetic:     pool,
+		Synthetic:     w.pool,
 		Log:           logRecord,
 		Container:     cfg.Container,
 		ConfigAllowed: allowed,
 	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
-	proxy := &egress.Proxy{
-		Rules:         current,
-		Resolver:      resolver,
+	w.tcpProxy = &proxy.Proxy{
+		Rules:         w.inForce.Load,
+		Lookup:        w.dnsServer.LookupIP,
+		Synthetic:     w.pool.Lookup,
 		ConfigAllowed: allowed,
 		Log:           logRecord,
 		Container:     cfg.Container,
 		Dial:          dialer.DialContext,
-		Limits: egress.ConnLimits{Conns: limits.Conns, Pending: limits.Pending,
-			HandshakeBytes: limits.HandshakeBytes},
+		Limits:        cfg.connLimits(),
 	}
 	// Which processes hold a connection: for the policies that list
 	// binaries (a reload may bring them).
-	owners, err := egress.NewOwners(cfg.Netns)
-	if err != nil {
-		return err
+	if w.owners, err = kernel.NewOwners(cfg.Netns); err != nil {
+		return nil, err
 	}
-	defer owners.Close()
-	proxy.Binaries = owners.Conn
-	resolver.TCPOwners = owners.TCP
+	w.tcpProxy.Binaries = w.owners.Conn
+	w.dnsServer.TCPOwners = w.owners.TCP
+	return w, nil
+}
 
+// serve starts the proxy and the resolver on the sockets inherited from
+// the supervisor, until ctx ends; their failures come on the channel.
+func (w *worker) serve(ctx context.Context) (<-chan error, error) {
 	proxies, udps, tcps, err := inheritedListeners()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	errs := make(chan error, len(proxies)+len(udps))
 	for _, l := range proxies {
-		go func(l net.Listener) { errs <- proxy.Serve(l) }(l)
+		go func(l net.Listener) { errs <- w.tcpProxy.Serve(l) }(l)
 	}
 	for i := range udps {
 		var tcp net.Listener
 		if i < len(tcps) {
 			tcp = tcps[i]
 		}
-		go func(u net.PacketConn, t net.Listener) { errs <- resolver.Serve(ctx, u, t) }(udps[i], tcp)
+		go func(u net.PacketConn, t net.Listener) { errs <- w.dnsServer.Serve(ctx, u, t) }(udps[i], tcp)
 	}
+	return errs, nil
+}
 
+// run reports the rules in force, then loads a proposed generation on
+// SIGHUP (and at once if one was proposed while no worker ran), until
+// SIGTERM or SIGINT (nil) or a server's failure.
+func (w *worker) run(errs <-chan error) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGHUP, unix.SIGTERM, unix.SIGINT)
-	reload := func() {
-		next, err := takeProposal(cfg.RulesFile)
-		if err != nil {
-			// Refused whole: the generation in force stays.
-			var r refusal
-			errors.As(err, &r)
-			workerReport{Event: "refused", Generation: r.generation, Error: err.Error()}.send()
-			return
-		}
-		assignSynthetic(pool, next)
-		rules.Store(next)
-		proxy.Recheck()
-		workerReport{Event: "loaded", Generation: next.Generation}.send()
-	}
-	workerReport{Event: "loaded", Generation: initial.Generation}.send()
-	// A generation proposed while no worker ran.
-	if _, err := os.Stat(ProposalFile(cfg.RulesFile)); err == nil {
-		reload()
+	workerReport{Event: "loaded", Generation: w.inForce.Load().Generation}.send()
+	if _, err := os.Stat(ProposalFile(w.cfg.RulesFile)); err == nil {
+		w.reload()
 	}
 	for {
 		select {
@@ -162,13 +202,30 @@ func work(configPath string) error {
 			if s != unix.SIGHUP {
 				return nil
 			}
-			reload()
+			w.reload()
 		case err := <-errs:
 			if err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// reload puts the proposed generation in force, and closes the open
+// connections it no longer allows; a proposal refused whole leaves the
+// generation in force.
+func (w *worker) reload() {
+	next, err := takeProposal(w.cfg.RulesFile)
+	if err != nil {
+		var r refusal
+		errors.As(err, &r)
+		workerReport{Event: "refused", Generation: r.generation, Error: err.Error()}.send()
+		return
+	}
+	assignSynthetic(w.pool, next)
+	w.inForce.Store(next)
+	w.tcpProxy.Recheck()
+	workerReport{Event: "loaded", Generation: next.Generation}.send()
 }
 
 func parsePrefixes(in []string) ([]netip.Prefix, error) {
@@ -223,7 +280,7 @@ func inheritedListeners() (proxies []net.Listener, udps []net.PacketConn, tcps [
 
 // assignSynthetic assigns the synthetic addresses of the exact names of
 // the rules' protocol: tcp endpoints.
-func assignSynthetic(pool *egress.SyntheticPool, r *egress.Rules) {
+func assignSynthetic(pool *resolver.SyntheticPool, r *rules.Rules) {
 	for _, l := range r.Layers {
 		for _, p := range l.Policies {
 			for _, e := range p.Endpoints {

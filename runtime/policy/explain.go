@@ -24,7 +24,7 @@ type ExplainFacts struct {
 	RefusedCapabilities []string
 	DroppedCapabilities []string
 	// Filter reads a Plan's network layers as the egress filter does
-	// (egress.ExplainFilter): what its rules allow, and its warnings.
+	// (rules.ExplainFilter): what its rules allow, and its warnings.
 	// Explain fails on network policies without it.
 	Filter func([]NetworkLayer) (NetworkFilter, []Warning)
 }

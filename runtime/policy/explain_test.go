@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
@@ -336,7 +336,7 @@ clawrun:
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			facts := tc.facts
-			facts.Filter = egress.ExplainFilter
+			facts.Filter = rules.ExplainFilter
 			e, err := policy.Explain(tc.floor, tc.container, facts)
 			if err != nil {
 				t.Fatal(err)
@@ -373,11 +373,11 @@ clawrun:
 func TestExplainErrors(t *testing.T) {
 	floor := parsePolicy(t, "site", "process: {run_as_user: agent}")
 	container := parsePolicy(t, "team", "process: {run_as_user: other}")
-	if _, err := policy.Explain(floor, container, policy.ExplainFacts{Filter: egress.ExplainFilter}); err == nil || !strings.Contains(err.Error(), `team: process.run_as_user: "other" conflicts with "agent" set by the floor policy site`) {
+	if _, err := policy.Explain(floor, container, policy.ExplainFacts{Filter: rules.ExplainFilter}); err == nil || !strings.Contains(err.Error(), `team: process.run_as_user: "other" conflicts with "agent" set by the floor policy site`) {
 		t.Errorf("conflict: %v", err)
 	}
 	bad := &policy.Policy{Name: "code", Version: 2}
-	if _, err := policy.Explain(nil, bad, policy.ExplainFacts{Filter: egress.ExplainFilter}); err == nil || !strings.Contains(err.Error(), "version 2 is not supported") {
+	if _, err := policy.Explain(nil, bad, policy.ExplainFacts{Filter: rules.ExplainFilter}); err == nil || !strings.Contains(err.Error(), "version 2 is not supported") {
 		t.Errorf("invalid: %v", err)
 	}
 }
@@ -387,7 +387,7 @@ func TestExplainErrors(t *testing.T) {
 func TestExplainPresets(t *testing.T) {
 	for _, name := range policy.PresetNames() {
 		p, _ := policy.Preset(name)
-		e, err := policy.Explain(nil, p, policy.ExplainFacts{Filter: egress.ExplainFilter})
+		e, err := policy.Explain(nil, p, policy.ExplainFacts{Filter: rules.ExplainFilter})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -249,19 +249,19 @@ func tail(s string, n int) string {
 func buildNewerClawrun(t *testing.T) string {
 	t.Helper()
 	repo := bundle.RepoRoot(t)
-	src, err := os.ReadFile(filepath.Join(repo, "egress", "types.go"))
+	src, err := os.ReadFile(filepath.Join(repo, "egress", "rules", "types.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	const anchor = "type Rules struct {\n"
 	if !strings.Contains(string(src), anchor) {
-		t.Fatalf("egress/types.go has no %q", anchor)
+		t.Fatalf("egress/rules/types.go has no %q", anchor)
 	}
 	newer := strings.Replace(string(src), anchor, anchor+"\tTLSInspection bool `json:\"tls_inspection\"`\n", 1)
 	dir := t.TempDir()
 	types := filepath.Join(dir, "types.go")
 	writeFile(t, types, newer)
-	overlay, _ := json.Marshal(map[string]any{"Replace": map[string]string{filepath.Join(repo, "egress", "types.go"): types}})
+	overlay, _ := json.Marshal(map[string]any{"Replace": map[string]string{filepath.Join(repo, "egress", "rules", "types.go"): types}})
 	writeFile(t, filepath.Join(dir, "overlay.json"), string(overlay))
 	out := filepath.Join(dir, "clawrun")
 	cmd := exec.Command("go", "build", "-overlay", filepath.Join(dir, "overlay.json"),

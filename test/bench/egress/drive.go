@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/clawrun/clawrun/egress"
+	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/test/bench/stats"
 )
 
@@ -473,7 +473,7 @@ func (dr *driver) run() (string, bool) {
 		}
 		return out
 	}
-	for deadline := time.Now().Add(egress.DefaultLogLimits.Window + 3*time.Second); ; time.Sleep(250 * time.Millisecond) {
+	for deadline := time.Now().Add(decisionlog.DefaultLogLimits.Window + 3*time.Second); ; time.Sleep(250 * time.Millisecond) {
 		m.decisions = dr.decisions()
 		if len(missing()) == 0 || time.Now().After(deadline) {
 			break
@@ -728,7 +728,7 @@ func (dr *driver) decisions() map[string]int {
 			if line == "" {
 				continue
 			}
-			var d egress.Record
+			var d decisionlog.Record
 			if err := json.Unmarshal([]byte(line), &d); err != nil {
 				out["unparsable"]++
 				continue
