@@ -211,7 +211,7 @@ func (p *Proxy) decideRequest(current *rules.Rules, head wire.RequestHead, port 
 	if d, ok := refuseName(head.Host, false); !ok {
 		return d
 	}
-	d := current.MatchRequest(head.Host, port, binaries, head.Method, head.Target)
+	d := current.MatchRequest(head.Host, port, binaries, rules.Request{Method: head.Method, Target: head.Target})
 	if d.Allow && head.Upgrade != "" && (!first || head.UpgradeTo("h2c")) {
 		return rules.Decision{Reason: rules.ReasonUnenforceable, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}
 	}

@@ -169,6 +169,9 @@ func (p *Proxy) Recheck() int {
 		d := current.MatchBinary(f.host, f.port, f.binaries)
 		if f.http {
 			d = current.MatchHTTPConnection(f.host, f.port, f.binaries)
+		} else if d.Allow && d.Inspect {
+			// Spliced, its requests unread: the endpoint is now inspected.
+			d = rules.Decision{Reason: rules.ReasonInspect, Rule: d.Rule}
 		}
 		if !d.Allow {
 			f.cutLocked()
@@ -325,9 +328,16 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 			return
 		}
 		// MatchBinary denies endpoints whose rules TLS hides (Unenforceable),
-		// except in audit mode.
+		// except in audit mode. An endpoint to inspect is denied while this
+		// proxy cannot inspect.
 		f := newFlow(client, hello.ServerName, port, false)
-		d := p.admit(f, &rec, func(r *rules.Rules, exes []string) rules.Decision { return r.MatchBinary(hello.ServerName, port, exes) })
+		d := p.admit(f, &rec, func(r *rules.Rules, exes []string) rules.Decision {
+			d := r.MatchBinary(hello.ServerName, port, exes)
+			if d.Allow && d.Inspect {
+				return rules.Decision{Reason: rules.ReasonUnenforceable, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}
+			}
+			return d
+		})
 		if !d.Allow {
 			finish(d)
 			client.Close()
