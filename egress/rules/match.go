@@ -325,3 +325,22 @@ func (r *Rules) TCPEndpoint(host string) (Endpoint, bool) {
 	}
 	return Endpoint{}, false
 }
+
+// InspectedEndpoint returns the first inspected endpoint's host, "" when
+// no endpoint is inspected: such rules need an inspection engine (the
+// container's CA).
+func (r *Rules) InspectedEndpoint() string {
+	if r == nil {
+		return ""
+	}
+	for _, l := range r.Layers {
+		for _, p := range l.Policies {
+			for _, e := range p.Endpoints {
+				if e.Inspect {
+					return e.Host
+				}
+			}
+		}
+	}
+	return ""
+}
