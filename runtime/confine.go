@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/clawrun/clawrun/internal/jsonfile"
 	"github.com/clawrun/clawrun/landlock"
 	"github.com/clawrun/clawrun/landlock/launcher"
 	"github.com/clawrun/clawrun/runtime/policy"
@@ -338,27 +338,20 @@ func rootfsPath(spec *specs.Spec) string {
 	return p
 }
 
-// save writes the confinement into the container's state dir.
+// save writes the confinement into the container's state dir, whole: it
+// is rewritten once the paths are pinned, while start or state may read it.
 func (c *confinement) save(stateDir string) error {
-	data, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(stateDir, confinementFile), data, 0o600)
+	return jsonfile.Write(filepath.Join(stateDir, confinementFile), c, 0o600)
 }
 
 // loadConfinement reads it back; nil when the container has no policy.
 func loadConfinement(stateDir string) (*confinement, error) {
-	data, err := os.ReadFile(filepath.Join(stateDir, confinementFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var c confinement
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", confinementFile, err)
+	switch err := jsonfile.Read(filepath.Join(stateDir, confinementFile), &c); {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, err
 	}
 	return &c, nil
 }
