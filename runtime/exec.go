@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -65,8 +64,7 @@ func (r *Runtime) Exec(id string, opts ExecOptions) (int, error) {
 	if conf != nil {
 		// exec must not be a way around the policy: the process goes
 		// through the launcher like the container's init.
-		conf.Command = slices.Clone(p.Args)
-		if err := conf.applyToProcess(p, c.Config().Rootfs); err != nil {
+		if err := conf.applyToExec(p, c.Config().Rootfs); err != nil {
 			return -1, err
 		}
 	}
