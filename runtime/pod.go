@@ -186,7 +186,7 @@ func (r *Runtime) sharedFilter(spec *specs.Spec, setup *egressSetup, inPod bool)
 		}
 		return "", nil
 	case err != nil:
-		return "", fmt.Errorf("network_policies: the filter of %s, whose network namespace this container joins, %w", rec.Owner, err)
+		return "", failedPrecondition(fmt.Errorf("network_policies: the filter of %s, whose network namespace this container joins, %w", rec.Owner, err))
 	}
 	if rec.Digest != rulesDigest(setup.Rules) {
 		if inPod {
