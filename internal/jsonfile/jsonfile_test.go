@@ -139,3 +139,15 @@ func assertOnly(t *testing.T, dir, name string) {
 		t.Errorf("%s holds %v, want only %s (a temporary file survived)", dir, names, name)
 	}
 }
+
+// BenchmarkWrite is the cost of one state file's rewrite (a netns record's
+// size), sync included, in $TMPDIR.
+func BenchmarkWrite(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "state.json")
+	rec := map[string]string{"owner": "c1", "rules_digest": strings.Repeat("0", 64)}
+	for b.Loop() {
+		if err := Write(path, rec, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
