@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -22,6 +21,7 @@ import (
 	"github.com/clawrun/clawrun/egress/filter"
 	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/rules"
+	"github.com/clawrun/clawrun/internal/jsonfile"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
@@ -224,11 +224,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 		return err
 	}
 	cfgPath := filepath.Join(stateDir, egressConfigFile)
-	data, err := json.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+	if err := jsonfile.Write(cfgPath, cfg, 0o600); err != nil {
 		return err
 	}
 	sup, err := launchSupervisor(cfgPath)
@@ -333,32 +329,20 @@ func (s *supervisorLaunch) close() {
 	s.toSupv.Close()
 }
 
-// writeEgressRecord writes the record through a rename: a reader (delete)
-// never sees half of it.
+// writeEgressRecord writes the record whole: a reader (delete) never sees
+// half of it.
 func writeEgressRecord(stateDir string, rec egressRecord) error {
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(stateDir, egressRecordFile)
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
+	return jsonfile.Write(filepath.Join(stateDir, egressRecordFile), rec, 0o600)
 }
 
 // readEgressRecord returns the record of a container's filter, nil when
 // it has none.
 func readEgressRecord(stateDir string) (*egressRecord, error) {
-	data, err := os.ReadFile(filepath.Join(stateDir, egressRecordFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var rec egressRecord
-	if err := json.Unmarshal(data, &rec); err != nil {
+	switch err := jsonfile.Read(filepath.Join(stateDir, egressRecordFile), &rec); {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
 		return nil, err
 	}
 	return &rec, nil

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/proxy"
+	"github.com/clawrun/clawrun/internal/jsonfile"
 )
 
 // Hidden argv[1] values of clawrun's binary, and clawrun-egress's.
@@ -178,13 +179,7 @@ func ReadStatus(path string) (*Status, error) {
 	return &s, nil
 }
 
-func writeJSONAtomic(path string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, data)
-}
+func writeJSONAtomic(path string, v any) error { return jsonfile.Write(path, v, 0o600) }
 
 // writeFileAtomic replaces path with data: a reader sees the old file or
 // the new one, whole.
