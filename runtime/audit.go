@@ -91,7 +91,7 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (_ int64, err
 	if err != nil {
 		return 0, err
 	}
-	rules, _ := rules.FromPlan(layers, current.Generation+1)
+	proposal, _ := rules.FromPlan(layers, current.Generation+1)
 	rec, err := readEgressRecord(stateDir)
 	if err != nil {
 		return 0, err
@@ -103,17 +103,17 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (_ int64, err
 	// status says so, and what it enforces is what it says.
 	rulesFile := filepath.Join(stateDir, egressRulesFile)
 	proposed := time.Now()
-	if err := filter.ProposeRules(rulesFile, rules); err != nil {
+	if err := filter.ProposeRules(rulesFile, proposal); err != nil {
 		return 0, err
 	}
 	if err := syscall.Kill(rec.SupervisorPid, syscall.SIGHUP); err != nil {
 		_ = os.Remove(filter.ProposalFile(rulesFile))
 		return 0, fmt.Errorf("egress filter (pid %d): %w", rec.SupervisorPid, err)
 	}
-	if err := filter.WaitLoaded(filepath.Join(stateDir, egressStatusFile), rulesFile, rules.Generation, proposed, egressReloadTimeout); err != nil {
+	if err := filter.WaitLoaded(filepath.Join(stateDir, egressStatusFile), rulesFile, proposal.Generation, proposed, egressReloadTimeout); err != nil {
 		return 0, err
 	}
-	return rules.Generation, nil
+	return proposal.Generation, nil
 }
 
 // egressReloadTimeout bounds the wait for the filter to load a generation.

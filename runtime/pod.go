@@ -59,7 +59,7 @@ func isSandbox(annotations map[string]string, typeKey, idKey, id string) bool {
 // namespace, and with which rules, so that the other containers of a pod
 // can join it. It is a file (not a directory) under --root, so that `list`
 // does not take it for a container, named after the namespace's identity
-// (egress.NetnsID: never another namespace's, unlike its inode). It is
+// (kernel.NetnsID: never another namespace's, unlike its inode). It is
 // trusted only while its owner's filter runs in that namespace: one left
 // by an owner that went without a delete is stale.
 type netnsRecord struct {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/rules"
+	"github.com/clawrun/clawrun/internal/jsonfile"
 )
 
 // LoadRules reads a rules file; unknown fields are refused.
@@ -159,7 +160,7 @@ func takeProposal(rulesFile string) (*rules.Rules, error) {
 		_ = os.Remove(path)
 		return nil, refusal{proposedGeneration(data), err}
 	}
-	if err := writeFileAtomic(rulesFile, data); err != nil {
+	if err := jsonfile.WriteData(rulesFile, data, 0o600); err != nil {
 		_ = os.Remove(path)
 		return nil, refusal{next.Generation, err}
 	}

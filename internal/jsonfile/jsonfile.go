@@ -29,6 +29,12 @@ func Write(path string, v any, perm os.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	return WriteData(path, data, perm)
+}
+
+// WriteData replaces path with a document already encoded (one that was
+// validated as read, say), the same way as Write.
+func WriteData(path string, data []byte, perm os.FileMode) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
