@@ -105,11 +105,14 @@ demo: deps build
 	bash contrib/demo/demo.sh
 
 # End-to-end: the real front-ends (dockerd 20.10 and moby v2, containerd 2.2
-# with ctr, nerdctl and CRI) run clawrun. test/e2e/setup.sh installs and
-# builds them once into E2E_TOOLS (default /var/cache/clawrun-ci/e2e-<pins>).
+# with ctr, nerdctl and CRI, a Kubernetes cluster) run clawrun.
+# test/e2e/setup.sh installs and builds them once into E2E_TOOLS (default
+# /var/cache/clawrun-ci/e2e-<pins>). E2E_RUN picks tests (go test -run):
+# `make e2e E2E_RUN=TestKube` runs the Kubernetes cluster's alone.
+E2E_RUN ?=
 e2e: build $(TESTRUN)
 	tools=$$(E2E_TOOLS=$(E2E_TOOLS) bash test/e2e/setup.sh) && \
-	  E2E_TOOLS=$$tools CLAWRUN_BIN=$(CURDIR)/bin CGO_ENABLED=1 $(GOTEST) -v -- $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m ./test/e2e/
+	  E2E_TOOLS=$$tools CLAWRUN_BIN=$(CURDIR)/bin CGO_ENABLED=1 $(GOTEST) -v -- $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m -run '$(E2E_RUN)' ./test/e2e/
 
 # The demo's verdicts, checked (part of make test).
 demo-check: build

@@ -19,6 +19,7 @@ import (
 // or the one whose namespace it shares (for a pod, the sandbox), whose log
 // holds the decisions of every container in that namespace.
 func (r *Runtime) AuditLog(id string) (path, filteredBy string, err error) {
+	defer classify(&err)
 	if _, err := r.load(id); err != nil {
 		return "", "", err
 	}
@@ -34,7 +35,7 @@ func (r *Runtime) AuditLog(id string) (path, filteredBy string, err error) {
 		return "", "", err
 	}
 	if rec == nil {
-		return "", "", fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id)
+		return "", "", failedPrecondition(fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id))
 	}
 	return rec.LogFile, owner, nil
 }
@@ -51,7 +52,8 @@ func Audit(ctx context.Context, path string, follow, deniedOnly bool, out func(d
 // filter swaps to the new generation atomically and closes open
 // connections the new one denies. The floor still bounds it. An invalid
 // policy is rejected and the old one stays.
-func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error) {
+func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (_ int64, err error) {
+	defer classify(&err)
 	if _, err := r.load(id); err != nil {
 		return 0, err
 	}
@@ -62,19 +64,19 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error
 	}
 	switch {
 	case conf != nil && conf.SharedFilter != "" && conf.InPod:
-		return 0, fmt.Errorf("container %q shares the egress filter of its pod's sandbox %q: apply the network policy to the sandbox (a pod has one allow list)", id, conf.SharedFilter)
+		return 0, failedPrecondition(fmt.Errorf("container %q shares the egress filter of its pod's sandbox %q: apply the network policy to the sandbox (a pod has one allow list)", id, conf.SharedFilter))
 	case conf != nil && conf.SharedFilter != "":
-		return 0, fmt.Errorf("container %q shares the egress filter of container %q, whose network namespace it joined: apply the network policy to %q", id, conf.SharedFilter, conf.SharedFilter)
+		return 0, failedPrecondition(fmt.Errorf("container %q shares the egress filter of container %q, whose network namespace it joined: apply the network policy to %q", id, conf.SharedFilter, conf.SharedFilter))
 	}
 	if conf == nil || conf.Egress == nil {
-		return 0, fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id)
+		return 0, failedPrecondition(fmt.Errorf("container %q has no egress filter (its policy has no network_policies)", id))
 	}
 	next, err := policy.Parse(name, data)
 	if err != nil {
-		return 0, err
+		return 0, invalidArgument(err)
 	}
 	if !next.HasNetwork {
-		return 0, fmt.Errorf("%s: no network_policies section (an empty one denies everything)", name)
+		return 0, invalidArgument(fmt.Errorf("%s: no network_policies section (an empty one denies everything)", name))
 	}
 	// Keep every other layer (the floor's), replace the container's own.
 	var layers []policy.NetworkLayer
@@ -89,7 +91,7 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error
 	if err != nil {
 		return 0, err
 	}
-	rules, _ := rules.FromPlan(layers, current.Generation+1)
+	proposal, _ := rules.FromPlan(layers, current.Generation+1)
 	rec, err := readEgressRecord(stateDir)
 	if err != nil {
 		return 0, err
@@ -101,17 +103,17 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (int64, error
 	// status says so, and what it enforces is what it says.
 	rulesFile := filepath.Join(stateDir, egressRulesFile)
 	proposed := time.Now()
-	if err := filter.ProposeRules(rulesFile, rules); err != nil {
+	if err := filter.ProposeRules(rulesFile, proposal); err != nil {
 		return 0, err
 	}
 	if err := syscall.Kill(rec.SupervisorPid, syscall.SIGHUP); err != nil {
 		_ = os.Remove(filter.ProposalFile(rulesFile))
 		return 0, fmt.Errorf("egress filter (pid %d): %w", rec.SupervisorPid, err)
 	}
-	if err := filter.WaitLoaded(filepath.Join(stateDir, egressStatusFile), rulesFile, rules.Generation, proposed, egressReloadTimeout); err != nil {
+	if err := filter.WaitLoaded(filepath.Join(stateDir, egressStatusFile), rulesFile, proposal.Generation, proposed, egressReloadTimeout); err != nil {
 		return 0, err
 	}
-	return rules.Generation, nil
+	return proposal.Generation, nil
 }
 
 // egressReloadTimeout bounds the wait for the filter to load a generation.

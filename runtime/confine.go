@@ -1,38 +1,22 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 
-	"github.com/moby/sys/user"
-	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/clawrun/clawrun/internal/jsonfile"
 	"github.com/clawrun/clawrun/landlock"
 	"github.com/clawrun/clawrun/landlock/launcher"
+	"github.com/clawrun/clawrun/runtime/confinespec"
 	"github.com/clawrun/clawrun/runtime/policy"
-	"github.com/clawrun/clawrun/seccomp"
 )
-
-// Capabilities a confined container may not hold: each one is a way
-// around Landlock, seccomp or the egress filter. They are refused, never
-// silently removed, so that nobody believes a privileged agent is confined.
-var refusedCaps = []string{
-	"CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE", "CAP_DAC_READ_SEARCH",
-	"CAP_NET_ADMIN", "CAP_BPF", "CAP_PERFMON",
-}
-
-// droppedCaps are removed from every set: Docker grants NET_RAW by default,
-// and raw sockets bypass any TCP-level filter.
-var droppedCaps = []string{"CAP_NET_RAW"}
 
 // confinement is a compiled policy as applied to one container; it is kept
 // in the container's state dir for exec and state.
@@ -82,10 +66,10 @@ func (r *Runtime) confine(spec *specs.Spec, id string) (*confinement, error) {
 	if plan == nil {
 		return nil, nil
 	}
-	if !hasProcMount(spec) {
-		return nil, errors.New("policy: the container needs a /proc mount (clawrun's launcher runs from /proc/self/exe)")
+	c := &confinement{Plan: plan, Floor: res.floor}
+	if err := c.rewriteSpec(spec); err != nil {
+		return nil, err
 	}
-	c := &confinement{Plan: plan, Command: slices.Clone(spec.Process.Args), Floor: res.floor}
 	if len(plan.Network) > 0 {
 		if err := checkEgressNetwork(spec); err != nil {
 			return nil, err
@@ -108,14 +92,30 @@ func (r *Runtime) confine(spec *specs.Spec, id string) (*confinement, error) {
 			c.Egress = setup
 		}
 	}
-	if c.Launch, err = launchSpec(plan); err != nil {
-		return nil, err
-	}
-	if err := c.applyToProcess(spec.Process, rootfsPath(spec)); err != nil {
-		return nil, err
-	}
-	c.ReadOnlyMounts = protectReadOnly(spec, plan)
 	return c, nil
+}
+
+// rewriteSpec reads what enforcing the plan needs from outside the spec
+// (the kernel's Landlock ABI, the policy's user in the image's
+// /etc/passwd, the root filesystem's symlinks) and rewrites spec with it.
+func (c *confinement) rewriteSpec(spec *specs.Spec) error {
+	rootfs := rootfsPath(spec)
+	user, err := resolveRunAsUser(c.Plan, spec.Process, rootfs)
+	if err != nil {
+		return err
+	}
+	in := confinespec.Inputs{LandlockABI: landlock.ABI(), User: user}
+	if len(c.Plan.Layers) > 0 {
+		resolve, done := rootfsResolver(rootfs, spec.Mounts)
+		defer done()
+		in.Resolve = resolve
+	}
+	out, err := confinespec.Spec(spec, c.Plan, in)
+	if err != nil {
+		return err
+	}
+	c.Launch, c.Command, c.DroppedCaps, c.User, c.ReadOnlyMounts = out.Launch, out.Command, out.DroppedCaps, user, out.ReadOnlyMounts
+	return nil
 }
 
 // sandboxCommand is a pod sandbox's command as its exec will find it: an
@@ -139,80 +139,21 @@ func sandboxCommand(spec *specs.Spec) string {
 	return cmd
 }
 
-// applyToProcess makes p run under the confinement: through the launcher,
-// with no_new_privs, without the dropped capabilities, as the policy's user.
-func (c *confinement) applyToProcess(p *specs.Process, rootfs string) error {
-	if caps := p.Capabilities; caps != nil {
-		for _, set := range [][]string{caps.Bounding, caps.Effective, caps.Permitted, caps.Inheritable, caps.Ambient} {
-			for _, name := range set {
-				if slices.Contains(refusedCaps, normalizeCap(name)) {
-					return fmt.Errorf("policy: the process holds %s, which would let it escape the policy; a confined container cannot be privileged", normalizeCap(name))
-				}
-			}
-		}
-		dropped := false
-		for _, set := range []*[]string{&caps.Bounding, &caps.Effective, &caps.Permitted, &caps.Inheritable, &caps.Ambient} {
-			before := len(*set)
-			*set = slices.DeleteFunc(*set, func(n string) bool { return slices.Contains(droppedCaps, normalizeCap(n)) })
-			dropped = dropped || len(*set) != before
-		}
-		if dropped && len(c.DroppedCaps) == 0 {
-			c.DroppedCaps = slices.Clone(droppedCaps)
-		}
-	}
-	p.NoNewPrivileges = true
-	if c.User == nil && (c.Plan.RunAsUser != "" || c.Plan.RunAsGroup != "") {
-		u, err := resolveUser(p, c.Plan.RunAsUser, c.Plan.RunAsGroup, rootfs)
+// applyToExec makes p, a process exec'd into the container, run under
+// the confinement as the container's init does, as the user resolved at
+// create.
+func (c *confinement) applyToExec(p *specs.Process, rootfs string) error {
+	if c.User == nil {
+		// Recorded without a resolved user: resolve it now.
+		u, err := resolveRunAsUser(c.Plan, p, rootfs)
 		if err != nil {
 			return err
 		}
 		c.User = u
 	}
-	if c.User != nil {
-		// Resolved once, at create: an exec'd process gets the same ids
-		// whatever the container has done to its /etc since.
-		p.User = *c.User
-	}
-	p.Args = launcher.Command(p.Args)
-	return nil
-}
-
-func normalizeCap(name string) string {
-	name = strings.ToUpper(name)
-	if !strings.HasPrefix(name, "CAP_") {
-		name = "CAP_" + name
-	}
-	return name
-}
-
-// launchSpec turns a plan into what the in-container launcher enforces.
-func launchSpec(plan *policy.Plan) (launcher.Spec, error) {
-	spec := launcher.Spec{Strict: plan.Compatibility == policy.HardRequirement, ReportFD: -1}
-	for _, l := range plan.Layers {
-		spec.Layers = append(spec.Layers, launcher.Layer{Source: l.Source, Rules: landlock.Layer{
-			ReadOnly: l.ReadOnly, ReadWrite: l.ReadWrite,
-			ScopeSignals: l.ScopeSignals, ScopeAbstractUnix: l.ScopeAbstractUnix,
-			TCPBind: l.TCPBind, TCPConnect: l.TCPConnect,
-		}})
-	}
-	if spec.Strict && len(spec.Layers) > 0 {
-		if abi := landlock.ABI(); abi == 0 {
-			return spec, errors.New("policy: landlock.compatibility is hard_requirement but this kernel has no Landlock")
-		}
-	}
-	if err := seccomp.CheckNames(plan.Seccomp.Deny); err != nil {
-		return spec, fmt.Errorf("policy: %w", err)
-	}
-	switch {
-	case plan.Seccomp.Profile == seccomp.ProfileAgent:
-		spec.Seccomp = seccomp.AgentProfile(plan.Seccomp.Deny)
-	case len(plan.Seccomp.Deny) > 0:
-		spec.Seccomp = denyOnly(plan.Seccomp.Deny)
-	}
-	if hasTCPRules(plan) {
-		spec.Seccomp = seccomp.WithoutMPTCP(spec.Seccomp)
-	}
-	return spec, nil
+	c.Command = slices.Clone(p.Args)
+	_, err := confinespec.Process(p, c.User)
+	return err
 }
 
 // pinPaths records in each layer the file every policy path is at create,
@@ -231,37 +172,14 @@ func (c *confinement) pinPaths(root int) error {
 	return nil
 }
 
-// hasTCPRules tells whether a layer restricts TCP ports (tcp_bind or
-// tcp_connect).
-func hasTCPRules(plan *policy.Plan) bool {
-	for _, l := range plan.Layers {
-		if l.TCPBind != nil || l.TCPConnect != nil {
-			return true
-		}
-	}
-	return false
-}
-
-func denyOnly(names []string) *configs.Seccomp {
-	eperm := uint(unix.EPERM)
-	s := &configs.Seccomp{DefaultAction: configs.Allow}
-	for _, n := range names {
-		s.Syscalls = append(s.Syscalls, &configs.Syscall{Name: n, Action: configs.Errno, ErrnoRet: &eperm})
-	}
-	return s
-}
-
-// resolveUser resolves run_as_user/run_as_group in the image's own
-// /etc/passwd and /etc/group, read inside the rootfs (symlinks cannot
-// point the lookup at host files) and only if they are regular files (a
-// FIFO cannot hang clawrun). Root is refused.
-func resolveUser(p *specs.Process, userName, groupName, rootfs string) (*specs.User, error) {
-	spec := userName
-	if spec == "" {
-		spec = strconv.Itoa(int(p.User.UID))
-	}
-	if groupName != "" {
-		spec += ":" + groupName
+// resolveRunAsUser resolves the plan's run_as_user/run_as_group for
+// process p in the image's own /etc/passwd and /etc/group, read inside
+// the rootfs (symlinks cannot point the lookup at host files) and only if
+// they are regular files (a FIFO cannot hang clawrun). Nil when the plan
+// sets neither.
+func resolveRunAsUser(plan *policy.Plan, p *specs.Process, rootfs string) (*specs.User, error) {
+	if !confinespec.SetsUser(plan) {
+		return nil, nil
 	}
 	passwd, err := openInRootfs(rootfs, "etc/passwd")
 	if err != nil {
@@ -273,21 +191,7 @@ func resolveUser(p *specs.Process, userName, groupName, rootfs string) (*specs.U
 		return nil, fmt.Errorf("policy: process.run_as_group: %w", err)
 	}
 	defer group.Close()
-	defaults := &user.ExecUser{Uid: int(p.User.UID), Gid: int(p.User.GID)}
-	eu, err := user.GetExecUser(spec, defaults, passwd, group)
-	if err != nil {
-		return nil, fmt.Errorf("policy: process.run_as_user/run_as_group %q: %w", spec, err)
-	}
-	if eu.Uid == 0 || eu.Gid == 0 {
-		return nil, fmt.Errorf("policy: process.run_as_user/run_as_group %q resolves to root, which is not allowed", spec)
-	}
-	u := &specs.User{UID: uint32(eu.Uid), GID: uint32(eu.Gid)}
-	for _, g := range eu.Sgids {
-		if g != 0 {
-			u.AdditionalGids = append(u.AdditionalGids, uint32(g))
-		}
-	}
-	return u, nil
+	return confinespec.RunAsUser(plan, p.User, passwd, group)
 }
 
 // openInRootfs opens rel inside rootfs (RESOLVE_IN_ROOT) if it is a regular
@@ -317,15 +221,6 @@ func openInRootfs(rootfs, rel string) (*os.File, error) {
 	return f, nil
 }
 
-func hasProcMount(spec *specs.Spec) bool {
-	for _, m := range spec.Mounts {
-		if path.Clean(m.Destination) == "/proc" && m.Type == "proc" {
-			return true
-		}
-	}
-	return false
-}
-
 func rootfsPath(spec *specs.Spec) string {
 	if spec.Root == nil {
 		return ""
@@ -338,27 +233,20 @@ func rootfsPath(spec *specs.Spec) string {
 	return p
 }
 
-// save writes the confinement into the container's state dir.
+// save writes the confinement into the container's state dir, whole: it
+// is rewritten once the paths are pinned, while start or state may read it.
 func (c *confinement) save(stateDir string) error {
-	data, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(stateDir, confinementFile), data, 0o600)
+	return jsonfile.Write(filepath.Join(stateDir, confinementFile), c, 0o600)
 }
 
 // loadConfinement reads it back; nil when the container has no policy.
 func loadConfinement(stateDir string) (*confinement, error) {
-	data, err := os.ReadFile(filepath.Join(stateDir, confinementFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var c confinement
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", confinementFile, err)
+	switch err := jsonfile.Read(filepath.Join(stateDir, confinementFile), &c); {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, err
 	}
 	return &c, nil
 }

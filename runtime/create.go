@@ -38,7 +38,8 @@ func (r *Runtime) Run(opts CreateOptions) (int, error) {
 	return r.start(opts, actRun)
 }
 
-func (r *Runtime) start(opts CreateOptions, act action) (int, error) {
+func (r *Runtime) start(opts CreateOptions, act action) (_ int, err error) {
+	defer classify(&err)
 	if opts.ID == "" {
 		return -1, ErrEmptyID
 	}
@@ -51,7 +52,7 @@ func (r *Runtime) start(opts CreateOptions, act action) (int, error) {
 	}
 	spec, err := r.loadBundle(opts.Bundle)
 	if err != nil {
-		return -1, err
+		return -1, invalidArgument(err)
 	}
 	stateDir := filepath.Join(r.Root, opts.ID)
 	notify := newNotifySocket(r.NotifySocket, stateDir)
@@ -61,7 +62,7 @@ func (r *Runtime) start(opts CreateOptions, act action) (int, error) {
 	// The policy rewrites the spec, so it comes before libcontainer's config.
 	conf, err := r.confine(spec, opts.ID)
 	if err != nil {
-		return -1, err
+		return -1, invalidArgument(err)
 	}
 	c, err := r.createContainer(opts, spec)
 	if err != nil {
@@ -136,7 +137,7 @@ func (r *Runtime) createContainer(opts CreateOptions, spec *specs.Spec) (*libcon
 		RootlessCgroups:  r.rootlessCgroups(),
 	})
 	if err != nil {
-		return nil, err
+		return nil, invalidArgument(err)
 	}
 	// A taken id fails with libcontainer's ErrExist, "container with given
 	// ID already exists", as in runc.

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -21,7 +20,9 @@ import (
 
 	"github.com/clawrun/clawrun/egress/filter"
 	"github.com/clawrun/clawrun/egress/kernel"
+	"github.com/clawrun/clawrun/egress/resolver"
 	"github.com/clawrun/clawrun/egress/rules"
+	"github.com/clawrun/clawrun/internal/jsonfile"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
@@ -33,13 +34,13 @@ const (
 	egressRecordFile = "egress.json"
 )
 
-// Where the filter listens inside the container's network namespace, and
-// the range of synthetic addresses for protocol: tcp endpoints (never
-// routed anywhere: a connection to one is mapped back to its name).
+// Where the filter listens inside the container's network namespace.
+// protocol: tcp endpoints get synthetic addresses from
+// resolver.DefaultSyntheticPrefix (never routed anywhere: a connection to
+// one is mapped back to its name).
 const (
-	egressProxyPort      = 15001
-	egressDNSPort        = 15053
-	egressSyntheticRange = "100.127.0.0/16"
+	egressProxyPort = 15001
+	egressDNSPort   = 15053
 )
 
 // egressSetup is what create needs to start the filter.
@@ -100,7 +101,7 @@ func netNamespace(spec *specs.Spec) (specs.LinuxNamespace, bool) {
 // egressFor prepares the filter of a plan with network policies for the
 // container of spec.
 func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egressSetup, error) {
-	rules, warnings := rules.FromPlan(plan.Network, 1)
+	compiled, warnings := rules.FromPlan(plan.Network, 1)
 	// What the filter cannot enforce it denies: state's warnings say why,
 	// as `clawrun policy check` does.
 	plan.Warnings = append(plan.Warnings, warnings...)
@@ -113,7 +114,7 @@ func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egress
 		logDir = policy.DefaultEgressLogDir
 	}
 	ns, _ := netNamespace(spec)
-	return &egressSetup{Rules: rules, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir, NetnsPath: ns.Path}, nil
+	return &egressSetup{Rules: compiled, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir, NetnsPath: ns.Path}, nil
 }
 
 // egressUpstream picks the filter's upstream resolvers: the config's
@@ -175,7 +176,7 @@ func resolvConfServers(path string) ([]string, error) {
 type egressRecord struct {
 	SupervisorPid int    `json:"supervisor_pid"`
 	LogFile       string `json:"log_file"`
-	// Netns identifies the namespace the filter guards (egress.NetnsID),
+	// Netns identifies the namespace the filter guards (kernel.NetnsID),
 	// NetnsPath is the path the container joined it by ("" when it has one
 	// of its own, which goes with the container): where delete removes
 	// the rules a filter that was killed left behind.
@@ -216,7 +217,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 		StatusFile:     filepath.Join(stateDir, egressStatusFile),
 		Upstream:       setup.Upstream,
 		AllowedRanges:  setup.Allowed,
-		SyntheticRange: egressSyntheticRange,
+		SyntheticRange: resolver.DefaultSyntheticPrefix.String(),
 		ProxyPort:      egressProxyPort,
 		DNSPort:        egressDNSPort,
 	}
@@ -224,11 +225,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 		return err
 	}
 	cfgPath := filepath.Join(stateDir, egressConfigFile)
-	data, err := json.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+	if err := jsonfile.Write(cfgPath, cfg, 0o600); err != nil {
 		return err
 	}
 	sup, err := launchSupervisor(cfgPath)
@@ -333,32 +330,20 @@ func (s *supervisorLaunch) close() {
 	s.toSupv.Close()
 }
 
-// writeEgressRecord writes the record through a rename: a reader (delete)
-// never sees half of it.
+// writeEgressRecord writes the record whole: a reader (delete) never sees
+// half of it.
 func writeEgressRecord(stateDir string, rec egressRecord) error {
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(stateDir, egressRecordFile)
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
+	return jsonfile.Write(filepath.Join(stateDir, egressRecordFile), rec, 0o600)
 }
 
 // readEgressRecord returns the record of a container's filter, nil when
 // it has none.
 func readEgressRecord(stateDir string) (*egressRecord, error) {
-	data, err := os.ReadFile(filepath.Join(stateDir, egressRecordFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var rec egressRecord
-	if err := json.Unmarshal(data, &rec); err != nil {
+	switch err := jsonfile.Read(filepath.Join(stateDir, egressRecordFile), &rec); {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
 		return nil, err
 	}
 	return &rec, nil

@@ -14,7 +14,8 @@ import (
 
 // Stats returns one stats event for a container, in the JSON shape of
 // runc's `events --stats` (which containerd and docker decode).
-func (r *Runtime) Stats(id string) (*types.Event, error) {
+func (r *Runtime) Stats(id string) (_ *types.Event, err error) {
+	defer classify(&err)
 	c, err := r.loadNotStopped(id)
 	if err != nil {
 		return nil, err
@@ -34,7 +35,7 @@ func (r *Runtime) loadNotStopped(id string) (*libcontainer.Container, error) {
 		return nil, err
 	}
 	if status == libcontainer.Stopped {
-		return nil, fmt.Errorf("container with id %s is not running", id)
+		return nil, failedPrecondition(fmt.Errorf("container with id %s is not running", id))
 	}
 	return c, nil
 }
@@ -50,9 +51,10 @@ func statsEvent(c *libcontainer.Container) (*types.Event, error) {
 // Events emits a stats event every interval and an "oom" event whenever
 // the container hits its memory limit, until ctx ends or the container's
 // cgroup goes away.
-func (r *Runtime) Events(ctx context.Context, id string, interval time.Duration, emit func(*types.Event)) error {
+func (r *Runtime) Events(ctx context.Context, id string, interval time.Duration, emit func(*types.Event)) (err error) {
+	defer classify(&err)
 	if interval <= 0 {
-		return errors.New("--interval must be greater than 0")
+		return invalidArgument(errors.New("--interval must be greater than 0"))
 	}
 	c, err := r.loadNotStopped(id)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -38,7 +37,8 @@ type ExecOptions struct {
 
 // Exec starts a process in a running container. In the foreground it
 // returns the process's exit status once it exits.
-func (r *Runtime) Exec(id string, opts ExecOptions) (int, error) {
+func (r *Runtime) Exec(id string, opts ExecOptions) (_ int, err error) {
+	defer classify(&err)
 	c, err := r.load(id)
 	if err != nil {
 		return -1, err
@@ -48,14 +48,14 @@ func (r *Runtime) Exec(id string, opts ExecOptions) (int, error) {
 		return -1, err
 	}
 	if status == libcontainer.Stopped {
-		return -1, errors.New("cannot exec in a stopped container")
+		return -1, failedPrecondition(errors.New("cannot exec in a stopped container"))
 	}
 	if status == libcontainer.Paused && !opts.IgnorePaused {
-		return -1, errors.New("cannot exec in a paused container (use --ignore-paused to override)")
+		return -1, failedPrecondition(errors.New("cannot exec in a paused container (use --ignore-paused to override)"))
 	}
 	p, err := execProcess(c, &opts)
 	if err != nil {
-		return -1, err
+		return -1, invalidArgument(err)
 	}
 	stateDir := filepath.Join(r.Root, id)
 	conf, err := loadConfinement(stateDir)
@@ -65,14 +65,13 @@ func (r *Runtime) Exec(id string, opts ExecOptions) (int, error) {
 	if conf != nil {
 		// exec must not be a way around the policy: the process goes
 		// through the launcher like the container's init.
-		conf.Command = slices.Clone(p.Args)
-		if err := conf.applyToProcess(p, c.Config().Rootfs); err != nil {
-			return -1, err
+		if err := conf.applyToExec(p, c.Config().Rootfs); err != nil {
+			return -1, invalidArgument(err)
 		}
 	}
 	sub, err := parseSubCgroups(opts.Cgroups)
 	if err != nil {
-		return -1, err
+		return -1, invalidArgument(err)
 	}
 	if opts.PidFile != "" {
 		if opts.PidFile, err = filepath.Abs(opts.PidFile); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/clawrun/clawrun/egress/rules"
+	"github.com/clawrun/clawrun/runtime/confinespec"
 	"github.com/clawrun/clawrun/runtime/policy"
 	"github.com/clawrun/clawrun/seccomp"
 )
@@ -82,8 +83,8 @@ func explainPolicies(floor, container *policy.Policy) (*policy.Explanation, erro
 	return policy.Explain(floor, container, policy.ExplainFacts{
 		SeccompDenied:       seccomp.AgentDenied,
 		SeccompRules:        seccompRules,
-		RefusedCapabilities: refusedCaps,
-		DroppedCapabilities: droppedCaps,
+		RefusedCapabilities: confinespec.RefusedCaps,
+		DroppedCapabilities: confinespec.DroppedCaps,
 		Filter:              rules.ExplainFilter,
 	})
 }

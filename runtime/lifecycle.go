@@ -15,7 +15,8 @@ import (
 )
 
 // Start lets a created container's init exec the user's process.
-func (r *Runtime) Start(id string) error {
+func (r *Runtime) Start(id string) (err error) {
+	defer classify(&err)
 	c, err := r.load(id)
 	if err != nil {
 		return err
@@ -28,11 +29,11 @@ func (r *Runtime) Start(id string) error {
 	case libcontainer.Created:
 		return r.startCreated(c, filepath.Join(r.Root, id))
 	case libcontainer.Stopped:
-		return errors.New("cannot start a container that has stopped")
+		return failedPrecondition(errors.New("cannot start a container that has stopped"))
 	case libcontainer.Running:
-		return errors.New("cannot start an already running container")
+		return failedPrecondition(errors.New("cannot start an already running container"))
 	default:
-		return fmt.Errorf("cannot start a container in the %s state", status)
+		return failedPrecondition(fmt.Errorf("cannot start a container in the %s state", status))
 	}
 }
 
@@ -73,7 +74,7 @@ func execCreated(c *libcontainer.Container, stateDir string, conf *confinement) 
 		return c.Exec()
 	}
 	if err := checkEgressRunning(stateDir, conf); err != nil {
-		return err
+		return failedPrecondition(err)
 	}
 	return execInit(c, stateDir)
 }
@@ -84,7 +85,8 @@ func execCreated(c *libcontainer.Container, stateDir string, conf *confinement) 
 // -a keeps that meaning). The container is looked up before the signal
 // is parsed, as runc does, so that swapped arguments ("kill KILL ID") say
 // that the container does not exist.
-func (r *Runtime) Kill(id, rawSig string, all bool) error {
+func (r *Runtime) Kill(id, rawSig string, all bool) (err error) {
+	defer classify(&err)
 	c, err := r.load(id)
 	if err != nil {
 		return err
@@ -105,7 +107,7 @@ func (r *Runtime) Kill(id, rawSig string, all bool) error {
 func ParseSignal(raw string) (unix.Signal, error) {
 	if n, err := strconv.Atoi(raw); err == nil {
 		if n < 0 || n > 64 {
-			return -1, fmt.Errorf("invalid signal number %d", n)
+			return -1, invalidArgument(fmt.Errorf("invalid signal number %d", n))
 		}
 		return unix.Signal(n), nil
 	}
@@ -115,14 +117,15 @@ func ParseSignal(raw string) (unix.Signal, error) {
 	}
 	sig := unix.SignalNum(name)
 	if sig == 0 {
-		return -1, fmt.Errorf("unknown signal %q", raw)
+		return -1, invalidArgument(fmt.Errorf("unknown signal %q", raw))
 	}
 	return sig, nil
 }
 
 // Delete removes a stopped (or, with force, any) container and everything
 // it holds. A created container is killed first, as runc does.
-func (r *Runtime) Delete(id string, force bool) error {
+func (r *Runtime) Delete(id string, force bool) (err error) {
+	defer classify(&err)
 	if id == "" {
 		return ErrEmptyID
 	}
@@ -160,7 +163,7 @@ func (r *Runtime) Delete(id string, force bool) error {
 	case libcontainer.Created:
 		return killAndDestroy(c, stateDir, grace)
 	default:
-		return fmt.Errorf("cannot delete container %s that is not stopped: %s (use --force)", id, status)
+		return failedPrecondition(fmt.Errorf("cannot delete container %s that is not stopped: %s (use --force)", id, status))
 	}
 }
 
@@ -178,7 +181,8 @@ func killAndDestroy(c *libcontainer.Container, stateDir string, filterGrace time
 }
 
 // Pause freezes every process of the container.
-func (r *Runtime) Pause(id string) error {
+func (r *Runtime) Pause(id string) (err error) {
+	defer classify(&err)
 	c, err := r.load(id)
 	if err != nil {
 		return err
@@ -187,7 +191,8 @@ func (r *Runtime) Pause(id string) error {
 }
 
 // Resume thaws a paused container.
-func (r *Runtime) Resume(id string) error {
+func (r *Runtime) Resume(id string) (err error) {
+	defer classify(&err)
 	c, err := r.load(id)
 	if err != nil {
 		return err
@@ -196,7 +201,8 @@ func (r *Runtime) Resume(id string) error {
 }
 
 // Processes lists the host pids of the container's processes.
-func (r *Runtime) Processes(id string) ([]int, error) {
+func (r *Runtime) Processes(id string) (_ []int, err error) {
+	defer classify(&err)
 	c, err := r.load(id)
 	if err != nil {
 		return nil, err

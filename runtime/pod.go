@@ -13,6 +13,7 @@ import (
 
 	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/rules"
+	"github.com/clawrun/clawrun/internal/jsonfile"
 )
 
 // The CRI (containerd, CRI-O) tells a pod's sandbox from its containers.
@@ -58,7 +59,7 @@ func isSandbox(annotations map[string]string, typeKey, idKey, id string) bool {
 // namespace, and with which rules, so that the other containers of a pod
 // can join it. It is a file (not a directory) under --root, so that `list`
 // does not take it for a container, named after the namespace's identity
-// (egress.NetnsID: never another namespace's, unlike its inode). It is
+// (kernel.NetnsID: never another namespace's, unlike its inode). It is
 // trusted only while its owner's filter runs in that namespace: one left
 // by an owner that went without a delete is stale.
 type netnsRecord struct {
@@ -95,23 +96,20 @@ func netnsIDOf(path string) (string, error) {
 }
 
 // registerNetns records the filter of a namespace (at its owner's create).
-func registerNetns(root, nsID, owner string, rules *rules.Rules) error {
-	data, _ := json.Marshal(netnsRecord{Owner: owner, Digest: rulesDigest(rules)})
-	return os.WriteFile(netnsRecordPath(root, nsID), data, 0o600)
+// The record is written whole: a create killed meanwhile cannot leave a
+// torn one that would keep the pod's containers from joining.
+func registerNetns(root, nsID, owner string, r *rules.Rules) error {
+	return jsonfile.Write(netnsRecordPath(root, nsID), netnsRecord{Owner: owner, Digest: rulesDigest(r)}, 0o600)
 }
 
 // readNetnsRecord returns the record of a namespace, nil when it has none.
 func readNetnsRecord(root, nsID string) (*netnsRecord, error) {
-	data, err := os.ReadFile(netnsRecordPath(root, nsID))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var rec netnsRecord
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, fmt.Errorf("%s: %w", netnsRecordPath(root, nsID), err)
+	switch err := jsonfile.Read(netnsRecordPath(root, nsID), &rec); {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, err
 	}
 	return &rec, nil
 }
@@ -120,12 +118,8 @@ func readNetnsRecord(root, nsID string) (*netnsRecord, error) {
 func unregisterNetns(root, owner string) {
 	matches, _ := filepath.Glob(filepath.Join(root, "egress-netns-*.json"))
 	for _, m := range matches {
-		data, err := os.ReadFile(m)
-		if err != nil {
-			continue
-		}
 		var rec netnsRecord
-		if json.Unmarshal(data, &rec) == nil && rec.Owner == owner {
+		if jsonfile.Read(m, &rec) == nil && rec.Owner == owner {
 			os.Remove(m)
 		}
 	}
@@ -193,7 +187,7 @@ func (r *Runtime) sharedFilter(spec *specs.Spec, setup *egressSetup, inPod bool)
 		}
 		return "", nil
 	case err != nil:
-		return "", fmt.Errorf("network_policies: the filter of %s, whose network namespace this container joins, %w", rec.Owner, err)
+		return "", failedPrecondition(fmt.Errorf("network_policies: the filter of %s, whose network namespace this container joins, %w", rec.Owner, err))
 	}
 	if rec.Digest != rulesDigest(setup.Rules) {
 		if inPod {

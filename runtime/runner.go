@@ -67,14 +67,14 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 	}()
 	detach := r.Detach || r.action == actCreate
 	if detach && config.Terminal && r.ConsoleSocket == "" {
-		return -1, errors.New("cannot allocate a terminal for a detached process without --console-socket")
+		return -1, invalidArgument(errors.New("cannot allocate a terminal for a detached process without --console-socket"))
 	}
 	if (!detach || !config.Terminal) && r.ConsoleSocket != "" {
-		return -1, errors.New("--console-socket needs a detached process with a terminal (process.terminal or -t)")
+		return -1, invalidArgument(errors.New("--console-socket needs a detached process with a terminal (process.terminal or -t)"))
 	}
 	process, err := newProcess(config)
 	if err != nil {
-		return -1, err
+		return -1, invalidArgument(err)
 	}
 	process.LogLevel = strconv.Itoa(int(logrus.GetLevel()))
 	process.Init = r.init
@@ -86,7 +86,7 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 	base := 3 + len(process.ExtraFiles)
 	for fd := base; fd < base+r.PreserveFDs; fd++ {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
-			return -1, fmt.Errorf("--preserve-fds: fd %d (preserved fd %d of %d) is not open", fd, fd-base, r.PreserveFDs)
+			return -1, invalidArgument(fmt.Errorf("--preserve-fds: fd %d (preserved fd %d of %d) is not open", fd, fd-base, r.PreserveFDs))
 		}
 		process.ExtraFiles = append(process.ExtraFiles, os.NewFile(uintptr(fd), "preserved-fd-"+strconv.Itoa(fd)))
 	}

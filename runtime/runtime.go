@@ -11,8 +11,9 @@ import (
 // DefaultRoot is where container state lives unless --root says otherwise.
 const DefaultRoot = "/run/clawrun"
 
-// ErrEmptyID is returned when a command needs a container id and got none.
-var ErrEmptyID = errors.New("container id cannot be empty")
+// ErrEmptyID is returned when a command needs a container id and got
+// none (an errdefs.ErrInvalidArgument).
+var ErrEmptyID = invalidArgument(errors.New("container id cannot be empty"))
 
 // Runtime is one state root and the global options that apply to every
 // container under it.
@@ -38,15 +39,17 @@ func New(root string, systemdCgroup bool, rootless *bool) (*Runtime, error) {
 		return nil, err
 	}
 	if abs == "/" {
-		return nil, errors.New("--root must not be /")
+		return nil, invalidArgument(errors.New("--root must not be /"))
 	}
 	return &Runtime{Root: abs, SystemdCgroup: systemdCgroup, Rootless: rootless}, nil
 }
 
 // load opens an existing container. A missing one is libcontainer's
 // ErrNotExist, "container does not exist": runc's words, which
-// containerd's shim matches to tell a gone container from a failure.
-func (r *Runtime) load(id string) (*libcontainer.Container, error) {
+// containerd's shim matches to tell a gone container from a failure
+// (and errdefs.ErrNotFound).
+func (r *Runtime) load(id string) (_ *libcontainer.Container, err error) {
+	defer classify(&err)
 	if id == "" {
 		return nil, ErrEmptyID
 	}

@@ -20,26 +20,28 @@ const SpecConfig = "config.json"
 // AnnotationPrefix starts every annotation clawrun reads from a spec.
 const AnnotationPrefix = "run.clawrun."
 
-// LoadSpec reads and validates bundle/config.json.
+// LoadSpec reads and validates bundle/config.json. A missing, unreadable
+// as JSON or invalid spec is an errdefs.ErrInvalidArgument.
 func LoadSpec(bundle string) (*specs.Spec, error) {
 	path := filepath.Join(bundle, SpecConfig)
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("JSON specification file %s not found", path)
+			// Not errdefs.ErrNotFound: that one says the container is gone.
+			return nil, invalidArgument(fmt.Errorf("JSON specification file %s not found", path))
 		}
 		return nil, err
 	}
 	defer f.Close()
 	var spec *specs.Spec
 	if err := json.NewDecoder(f).Decode(&spec); err != nil {
-		return nil, fmt.Errorf("%s: invalid JSON: %w", path, err)
+		return nil, invalidArgument(fmt.Errorf("%s: invalid JSON: %w", path, err))
 	}
 	if spec == nil {
-		return nil, fmt.Errorf("%s: config cannot be null", path)
+		return nil, invalidArgument(fmt.Errorf("%s: config cannot be null", path))
 	}
 	if err := ValidateProcess(spec.Process); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, invalidArgument(fmt.Errorf("%s: %w", path, err))
 	}
 	return spec, nil
 }

@@ -31,7 +31,8 @@ type State struct {
 }
 
 // State reports one container.
-func (r *Runtime) State(id string) (*State, error) {
+func (r *Runtime) State(id string) (_ *State, err error) {
+	defer classify(&err)
 	c, err := r.load(id)
 	if err != nil {
 		return nil, err

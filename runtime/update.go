@@ -30,7 +30,8 @@ func NewUpdateOptions() *UpdateOptions {
 }
 
 // Update applies new resource limits to a running container's cgroups.
-func (r *Runtime) Update(id string, u *UpdateOptions) error {
+func (r *Runtime) Update(id string, u *UpdateOptions) (err error) {
+	defer classify(&err)
 	c, err := r.load(id)
 	if err != nil {
 		return err

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/proxy"
+	"github.com/clawrun/clawrun/internal/jsonfile"
 )
 
 // Hidden argv[1] values of clawrun's binary, and clawrun-egress's.
@@ -176,31 +177,11 @@ func decodeStrict(path string, data []byte, v any) error {
 
 // ReadStatus reads a StatusFile.
 func ReadStatus(path string) (*Status, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var s Status
-	if err := json.Unmarshal(data, &s); err != nil {
+	if err := jsonfile.Read(path, &s); err != nil {
 		return nil, err
 	}
 	return &s, nil
 }
 
-func writeJSONAtomic(path string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, data)
-}
-
-// writeFileAtomic replaces path with data: a reader sees the old file or
-// the new one, whole.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
+func writeJSONAtomic(path string, v any) error { return jsonfile.Write(path, v, 0o600) }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/rules"
+	"github.com/clawrun/clawrun/internal/jsonfile"
 )
 
 // LoadRules reads a rules file; unknown fields are refused.
@@ -162,7 +163,7 @@ func takeProposal(rulesFile string, accept func(*rules.Rules) error) (*rules.Rul
 		_ = os.Remove(path)
 		return nil, refusal{proposedGeneration(data), err}
 	}
-	if err := writeFileAtomic(rulesFile, data); err != nil {
+	if err := jsonfile.WriteData(rulesFile, data, 0o600); err != nil {
 		_ = os.Remove(path)
 		return nil, refusal{next.Generation, err}
 	}

@@ -691,25 +691,6 @@ func isToken(s string) bool {
 	return true
 }
 
-// isLikelyHTTP reports whether a connection's first bytes look like an
-// HTTP/1.x request line: an upper-case method token of at most 20
-// letters followed by a space ("GET ", "PROPFIND "). Callers peek a few
-// bytes (at least 21 or until a space) before deciding.
-func isLikelyHTTP(first []byte) bool {
-	for i, c := range first {
-		switch {
-		case c == ' ':
-			return i > 0
-		case i >= 20:
-			return false
-		case c >= 'A' && c <= 'Z' || c == '-' || c == '_':
-		default:
-			return false
-		}
-	}
-	return false
-}
-
 func clip(s string) string {
 	if len(s) > 64 {
 		return s[:64] + "..."

@@ -273,26 +273,6 @@ func TestReadRequestHeadConn(t *testing.T) {
 	}
 }
 
-func TestIsLikelyHTTP(t *testing.T) {
-	for in, want := range map[string]bool{
-		"GET / HTTP/1.1":              true,
-		"POST ":                       true,
-		"PROPFIND /":                  true,
-		"M-SEARCH * HTTP/1.1":         true,
-		"GET":                         false, // not yet known
-		"get / HTTP/1.1":              false,
-		" GET":                        false,
-		"\x16\x03\x01":                false,
-		"SSH-2.0-OpenSSH":             false,
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZ ": false,
-		"":                            false,
-	} {
-		if got := isLikelyHTTP([]byte(in)); got != want {
-			t.Errorf("isLikelyHTTP(%q) = %v, want %v", in, got, want)
-		}
-	}
-}
-
 // consumed is how many bytes of data a reader pair has used.
 func consumed(data []byte, br *bufio.Reader, r *bytes.Reader) int {
 	return len(data) - br.Buffered() - r.Len()

@@ -3,7 +3,8 @@
 // cgroupfs, PATH naming clawrun and its shim first), and checks that the
 // containers they launch are confined: Debian's dockerd 20.10 and a current
 // dockerd (moby v2), containerd 2.2.9 through ctr, nerdctl and its CRI
-// plugin (crictl: what kubelet and k3s do), with the files of contrib/
+// plugin (crictl: what kubelet and k3s do), and a single-node Kubernetes
+// cluster whose kubelet drives that CRI plugin, with the files of contrib/
 // (daemon.json, containerd and k3s configs, Kubernetes manifests).
 //
 // Run test/e2e/setup.sh first (it prints the tools dir), then as root:

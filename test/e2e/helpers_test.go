@@ -209,9 +209,18 @@ func killLeftovers(t *testing.T, dir string) {
 // unmountUnder detaches every mount below dir, deepest first (what a
 // daemon killed mid-way leaves: overlays, netns and shm bind mounts).
 func unmountUnder(dir string) {
+	points := mountsUnder(dir)
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	for _, p := range points {
+		_ = unix.Unmount(p, unix.MNT_DETACH)
+	}
+}
+
+// mountsUnder lists the mount points at or below dir.
+func mountsUnder(dir string) []string {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return
+		return nil
 	}
 	defer f.Close()
 	var points []string
@@ -227,10 +236,7 @@ func unmountUnder(dir string) {
 			points = append(points, mp)
 		}
 	}
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-	for _, p := range points {
-		_ = unix.Unmount(p, unix.MNT_DETACH)
-	}
+	return points
 }
 
 func unescapeMount(s string) string {

@@ -20,13 +20,17 @@ var cgroupParents = []string{"docker", "k8s.io", "clawrun-e2e-ctr", "clawrun-e2e
 
 // newCgroupParents lists the parent cgroups, in every hierarchy, that do
 // not exist yet: the tests' front-ends create them.
-func newCgroupParents() []string {
+func newCgroupParents() []string { return missingCgroups(cgroupParents) }
+
+// missingCgroups lists the cgroups of these names, in every hierarchy,
+// that do not exist.
+func missingCgroups(names []string) []string {
 	// cgroup v1 (and hybrid): one per hierarchy; v2: the root itself.
 	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
 	hierarchies = append(hierarchies, "/sys/fs/cgroup")
 	var out []string
 	for _, h := range hierarchies {
-		for _, name := range cgroupParents {
+		for _, name := range names {
 			if p := filepath.Join(h, name); !exists(p) {
 				out = append(out, p)
 			}
@@ -64,9 +68,11 @@ func removeCgroupParents(paths []string) {
 // bridge plugin turns forwarding on for a gateway): put back at the end.
 var watchedSysctls = []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}
 
-func snapshotSysctls() map[string]string {
+func snapshotSysctls() map[string]string { return readSysctls(watchedSysctls) }
+
+func readSysctls(paths []string) map[string]string {
 	out := map[string]string{}
-	for _, p := range watchedSysctls {
+	for _, p := range paths {
 		if data, err := os.ReadFile(p); err == nil {
 			out[p] = strings.TrimSpace(string(data))
 		}

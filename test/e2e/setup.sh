@@ -7,6 +7,8 @@
 #     containerd-shim-runc-v2 2.2.9, crictl, nerdctl, a current dockerd
 #     (moby v2) and the docker CLI that drives it (Debian's 20.10 CLI
 #     predates --annotation);
+#   - the Kubernetes components of the cluster tests (kube-setup.sh, a
+#     cache of their own), linked as $E2E_TOOLS/kube;
 #   - local images (no registry is reachable): a busybox rootfs tarball for
 #     `docker import`, and busybox and pause images as OCI layout tarballs
 #     for `ctr images import` (nerdctl, CRI).
@@ -240,6 +242,11 @@ done
 [ "$failed" = 0 ] || die "a build failed"
 # The builds' scratch module is not needed once nerdctl is built.
 rm -rf "$tools/src"
+
+# The Kubernetes cluster's components (kube_*_test.go): a cache of their
+# own, keyed by their version; the tests find them through this link.
+kube=$(bash "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kube-setup.sh") || die "kube-setup.sh failed"
+ln -sfn "$kube" "$tools/kube"
 
 for b in containerd ctr containerd-shim-runc-v2 crictl nerdctl dockerd docker; do
 	[ -x "$tools/bin/$b" ] || die "$tools/bin/$b is missing"
