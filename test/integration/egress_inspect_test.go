@@ -444,3 +444,32 @@ func TestEgressInspectReload(t *testing.T) {
 		t.Errorf("record: %+v", rec)
 	}
 }
+
+// TestEgressInspectPod: in a pod, the sandbox's filter inspects with its
+// CA, and an application container trusts that CA through a bundle of
+// its own (its state dir holds no key): its POST is refused, its GET goes
+// out.
+func TestEgressInspectPod(t *testing.T) {
+	r, fn := egressRuntime(t)
+	fn.startHTTPS(t)
+	doc := policyDoc(readOnlyDoc)
+	cfg := fn.inspectConfig(t)
+	rn := fn.routedNet(t)
+	sandbox := fn.startAs(r, newID(t), fn.egressBundle(r, withInline(doc), annotate("io.kubernetes.cri.container-type", "sandbox"), rn.inNet), "--config", cfg)
+	app := fn.startAs(r, newID(t), fn.egressBundle(r, withInline(doc), annotate("io.kubernetes.cri.container-type", "container"), rn.inNet), "--config", cfg)
+	app.log, app.filteredBy = sandbox.log, sandbox.id
+	line := app.check(echeck{name: "the application container: GET, POST",
+		args:  []string{"https", "allowed.test", "8443", "allowed.test", "h1", "allowed.test", "GET:/pod", "POST:/pod"},
+		out:   `OK issuer="clawrun egress CA ` + sandbox.id[:12],
+		saw:   []seen{sawHTTPS("GET", "allowed.test", "/pod")},
+		never: []seen{sawHTTPS("POST", "allowed.test", "/pod")}})
+	wantParts(t, line, "200 GET /pod", "403 POST /pod")
+	if _, err := os.Stat(app.statePath("egress-ca-bundle.pem")); err != nil {
+		t.Errorf("the application container's trust bundle: %v", err)
+	}
+	for _, f := range []string{"egress-ca.key", "egress-ca.pem"} {
+		if _, err := os.Stat(app.statePath(f)); !os.IsNotExist(err) {
+			t.Errorf("the application container has a CA file of its own, %s: %v", f, err)
+		}
+	}
+}
