@@ -39,6 +39,9 @@ type confinement struct {
 	InPod        bool   `json:"in_pod,omitempty"`
 	// ReadOnlyMounts are the plan's read-only paths made read-only mounts.
 	ReadOnlyMounts []string `json:"read_only_mounts,omitempty"`
+	// Trust is how the container trusts the CA of a filter that inspects
+	// its egress (nil: none does).
+	Trust *trustFiles `json:"trust,omitempty"`
 }
 
 const (
@@ -90,6 +93,9 @@ func (r *Runtime) confine(spec *specs.Spec, id string) (*confinement, error) {
 			return nil, errors.New("network_policies: the pod has no egress filter: put the egress policy on the pod (its sandbox), not only on a container")
 		default:
 			c.Egress = setup
+		}
+		if err := c.inspectEgress(spec, r.Root, id); err != nil {
+			return nil, err
 		}
 	}
 	return c, nil
@@ -152,6 +158,9 @@ func (c *confinement) applyToExec(p *specs.Process, rootfs string) error {
 		c.User = u
 	}
 	c.Command = slices.Clone(p.Args)
+	if c.Trust != nil {
+		p.Env = confinespec.TrustEnv(p.Env)
+	}
 	_, err := confinespec.Process(p, c.User)
 	return err
 }

@@ -72,6 +72,12 @@ func (r *Runtime) start(opts CreateOptions, act action) (_ int, err error) {
 		_ = destroy(c, stateDir, filterStopGrace)
 		return -1, err
 	}
+	if conf != nil && conf.Trust != nil {
+		if err := conf.Trust.write(opts.ID, rootfsPath(spec)); err != nil {
+			_ = destroy(c, stateDir, filterStopGrace)
+			return -1, err
+		}
+	}
 	defer notify.Close()
 	run := &runner{
 		confine:   conf,

@@ -52,6 +52,11 @@ type egressSetup struct {
 	// NetnsPath is the network namespace the container joins ("": one of
 	// its own).
 	NetnsPath string `json:",omitempty"`
+	// CACert and CAKey are the container's CA when its filter inspects;
+	// UpstreamCAFile the config's egress.upstream_ca_file.
+	CACert         string `json:",omitempty"`
+	CAKey          string `json:",omitempty"`
+	UpstreamCAFile string `json:",omitempty"`
 }
 
 // checkEgressNetwork refuses network policies that could not be enforced:
@@ -113,8 +118,14 @@ func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egress
 	if logDir == "" {
 		logDir = policy.DefaultEgressLogDir
 	}
+	if cfg.Egress.UpstreamCAFile != "" {
+		if _, err := filter.UpstreamRoots(cfg.Egress.UpstreamCAFile); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
 	ns, _ := netNamespace(spec)
-	return &egressSetup{Rules: compiled, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir, NetnsPath: ns.Path}, nil
+	return &egressSetup{Rules: compiled, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir, NetnsPath: ns.Path,
+		UpstreamCAFile: cfg.Egress.UpstreamCAFile}, nil
 }
 
 // egressUpstream picks the filter's upstream resolvers: the config's
@@ -220,6 +231,9 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 		SyntheticRange: resolver.DefaultSyntheticPrefix.String(),
 		ProxyPort:      egressProxyPort,
 		DNSPort:        egressDNSPort,
+		CACert:         setup.CACert,
+		CAKey:          setup.CAKey,
+		UpstreamCAFile: setup.UpstreamCAFile,
 	}
 	if err := filter.WriteRules(cfg.RulesFile, setup.Rules); err != nil {
 		return err

@@ -32,8 +32,8 @@ func TestExplainPolicy(t *testing.T) {
 	}{
 		{name: "default policy under the config's floor", ref: "",
 			container: "team", containerFrom: "the config's default_policy, " + filepath.Join(policyDir, "team.yaml"), floorIs: "agent-default",
-			// The egress filter's warning: access on a TLS endpoint.
-			want: []string{"Warnings", "network_policies.x.endpoints[0].access"}},
+			// The filter inspects the endpoint's TLS to enforce access.
+			want: []string{"a.example.com:443: inspected"}},
 		{name: "preset", ref: "pypi", container: "pypi", containerFrom: "built-in preset", floorIs: "agent-default"},
 		{name: "policy directory", ref: "team", container: "team", containerFrom: filepath.Join(policyDir, "team.yaml"), floorIs: "agent-default"},
 		{name: "file", ref: file, container: file, floorIs: "agent-default", want: []string{"pypi.org:443"}},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -108,6 +109,12 @@ func formatDecision(r decisionlog.Record) string {
 	if r.QueryType != "" {
 		target += " " + r.QueryType
 	}
+	if r.Method != "" {
+		target += " " + r.Method + " " + r.Path
+	}
+	if len(r.Calls) > 0 {
+		target += " [" + strings.Join(r.Calls, ", ") + "]"
+	}
 	why := string(r.Reason)
 	if r.Rule != "" {
 		why += " (" + r.Rule + ")"
@@ -115,6 +122,12 @@ func formatDecision(r decisionlog.Record) string {
 	line := fmt.Sprintf("%s %-5s %-5s %-40s %s", r.Time.Format("15:04:05.000"), r.Decision, r.Protocol, target, why)
 	if r.ResolvedIP != "" {
 		line += " -> " + r.ResolvedIP
+	}
+	if r.Status != 0 {
+		line += fmt.Sprintf(" (HTTP %d)", r.Status)
+	}
+	if r.Detail != "" {
+		line += ": " + r.Detail
 	}
 	if r.BytesOut+r.BytesIn > 0 {
 		line += fmt.Sprintf(" [%d B out, %d B in]", r.BytesOut, r.BytesIn)

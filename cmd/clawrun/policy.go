@@ -95,6 +95,9 @@ func policyCheck(c *cli.Context) error {
 		for _, w := range warnings {
 			fmt.Fprintf(os.Stderr, "warning: %s\n", w.String())
 		}
+		for _, ep := range policy.InspectedEndpoints(p.NetworkPolicies) {
+			fmt.Printf("%s: %s: inspected: its TLS is terminated with the container's CA and every request checked\n", path, ep)
+		}
 		fmt.Printf("%s: ok\n", path)
 	}
 	if failed > 0 {

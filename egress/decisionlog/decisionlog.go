@@ -25,7 +25,7 @@ type Record struct {
 	Time        time.Time    `json:"time"`
 	Container   string       `json:"container,omitempty"`
 	Generation  int64        `json:"generation"`
-	Protocol    string       `json:"protocol"` // dns, tls, http, tcp
+	Protocol    string       `json:"protocol"` // dns, tls, http, https (a request of an inspected TLS connection), tcp
 	Source      string       `json:"source,omitempty"`
 	Destination string       `json:"destination,omitempty"` // original destination (ip:port)
 	Host        string       `json:"host,omitempty"`        // SNI, Host header or query name
@@ -39,6 +39,18 @@ type Record struct {
 	BytesOut    int64        `json:"bytes_out,omitempty"`
 	BytesIn     int64        `json:"bytes_in,omitempty"`
 	DurationMS  float64      `json:"duration_ms,omitempty"`
+	// Inspected, on a tls connection, says its requests were decided
+	// each (records of protocol https) rather than the connection spliced.
+	Inspected bool `json:"inspected,omitempty"`
+	// Method and Path (as sent, without the query) of a request; Calls
+	// the JSON-RPC calls of its body when they were read ("method", or
+	// "tools/call:tool"); Status the HTTP status the client was
+	// answered; Detail what the reason alone does not say.
+	Method string   `json:"method,omitempty"`
+	Path   string   `json:"path,omitempty"`
+	Calls  []string `json:"calls,omitempty"`
+	Status int      `json:"status,omitempty"`
+	Detail string   `json:"detail,omitempty"`
 	// Aggregated, on a summary line, is how many more decisions like this
 	// one (protocol, decision, reason, host, port, query type) were made
 	// from Since to Time: counted, not logged one by one.

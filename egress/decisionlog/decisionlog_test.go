@@ -292,3 +292,30 @@ func TestReadLogFollowBurst(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestRecordRequestFields: a request's fields are written when set and
+// left out when not, so that the lines of connections and queries read
+// as before, and lines written before them still read.
+func TestRecordRequestFields(t *testing.T) {
+	conn, err := json.Marshal(Record{Protocol: "tls", Host: "a.test", Decision: "allow", Reason: rules.ReasonAllowed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"method", "path", "calls", "status", "detail", "inspected"} {
+		if strings.Contains(string(conn), `"`+key+`"`) {
+			t.Errorf("a connection's line has %q: %s", key, conn)
+		}
+	}
+	req := Record{Protocol: "https", Host: "a.test", Decision: "deny", Reason: "rpc", Rule: "mcp", Method: "POST", Path: "/mcp",
+		Calls: []string{"tools/call:exec"}, Status: 200}
+	line, _ := json.Marshal(req)
+	var back Record
+	if err := json.Unmarshal(line, &back); err != nil || back.Method != "POST" || back.Path != "/mcp" || back.Calls[0] != "tools/call:exec" || back.Status != 200 {
+		t.Errorf("round trip of %s: %+v, %v", line, back, err)
+	}
+	old := `{"time":"2026-01-02T03:04:05Z","generation":1,"protocol":"tls","host":"a.test","port":443,"decision":"deny","reason":"unenforceable","rule":"api"}`
+	var older Record
+	if err := json.Unmarshal([]byte(old), &older); err != nil || older.Reason != "unenforceable" || older.Method != "" {
+		t.Errorf("an older line: %+v, %v", older, err)
+	}
+}

@@ -52,6 +52,7 @@ type LogLimiter struct {
 // aggKey is what makes two denials "the same" for aggregation.
 type aggKey struct {
 	protocol, decision, host, queryType string
+	method, path, rule                  string
 	reason                              rules.Reason
 	port                                int
 	generation                          int64
@@ -78,6 +79,7 @@ func NewLogLimiter(write func(Record), limits LogLimits, now func() time.Time, c
 
 func keyOf(r Record) aggKey {
 	return aggKey{protocol: r.Protocol, decision: r.Decision, host: r.Host, queryType: r.QueryType,
+		method: r.Method, path: r.Path, rule: r.Rule,
 		reason: r.Reason, port: r.Port, generation: r.Generation}
 }
 

@@ -64,6 +64,15 @@ type Config struct {
 	// Limits bound the filter's memory and its connections; zero fields
 	// take the defaults.
 	Limits Limits `json:"limits,omitzero"`
+	// CACert and CAKey are the container's CA (its certificate, PEM, and
+	// the key file inspect.CA.WriteKeyFile wrote), with which the filter
+	// inspects the TLS of inspected endpoints; empty when the container
+	// has none (rules with an inspected endpoint are then refused).
+	CACert string `json:"ca_cert,omitempty"`
+	CAKey  string `json:"ca_key,omitempty"`
+	// UpstreamCAFile holds the CAs (PEM) that inspected upstreams'
+	// certificates must verify against; empty: the host's system roots.
+	UpstreamCAFile string `json:"upstream_ca_file,omitempty"`
 }
 
 // Limits bound what a container's traffic can cost its filter.

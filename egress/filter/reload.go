@@ -146,7 +146,7 @@ func proposedGeneration(data []byte) int64 {
 // rules file once it is valid; a refused one is removed. Without a
 // proposal (SIGHUP sent by hand, or by a runtime that rewrote the rules
 // file itself), the rules file is read again.
-func takeProposal(rulesFile string) (*rules.Rules, error) {
+func takeProposal(rulesFile string, accept func(*rules.Rules) error) (*rules.Rules, error) {
 	path := ProposalFile(rulesFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -156,6 +156,9 @@ func takeProposal(rulesFile string) (*rules.Rules, error) {
 		return nil, err
 	}
 	next, err := decodeRules(path, data)
+	if err == nil {
+		err = accept(next)
+	}
 	if err != nil {
 		_ = os.Remove(path)
 		return nil, refusal{proposedGeneration(data), err}

@@ -53,7 +53,7 @@ func TestTakeProposal(t *testing.T) {
 	}
 	// A newer runtime's generation, with a field this filter does not know.
 	writeTestFile(t, ProposalFile(rulesFile), `{"generation":2,"tls_inspection":true,"layers":[]}`)
-	_, err := takeProposal(rulesFile)
+	_, err := takeProposal(rulesFile, acceptAll)
 	var r refusal
 	if !errors.As(err, &r) || r.generation != 2 || !strings.Contains(err.Error(), "tls_inspection") {
 		t.Fatalf("takeProposal(unknown field) = %v, want generation 2 refused naming the field", err)
@@ -68,7 +68,7 @@ func TestTakeProposal(t *testing.T) {
 	if err := ProposeRules(rulesFile, &rules.Rules{Generation: 2}); err != nil {
 		t.Fatal(err)
 	}
-	next, err := takeProposal(rulesFile)
+	next, err := takeProposal(rulesFile, acceptAll)
 	if err != nil || next.Generation != 2 {
 		t.Fatalf("takeProposal(valid) = %+v, %v", next, err)
 	}
@@ -76,7 +76,7 @@ func TestTakeProposal(t *testing.T) {
 		t.Errorf("after loading, the rules file holds %+v (%v), want generation 2", cur, err)
 	}
 	// Without a proposal, the rules file is read again.
-	if again, err := takeProposal(rulesFile); err != nil || again.Generation != 2 {
+	if again, err := takeProposal(rulesFile, acceptAll); err != nil || again.Generation != 2 {
 		t.Errorf("takeProposal(none) = %+v, %v, want the rules file", again, err)
 	}
 }
@@ -150,3 +150,5 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(data)
 }
+
+func acceptAll(*rules.Rules) error { return nil }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/inspect"
 	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/proxy"
 	"github.com/clawrun/clawrun/egress/resolver"
@@ -44,12 +45,19 @@ func work(configPath string) error {
 	if err != nil {
 		return err
 	}
+	engine, err := newEngine(cfg)
+	if err != nil {
+		return err
+	}
+	if err := canInspect(initial, engine); err != nil {
+		return err
+	}
 	logRecord, closeLog, err := openDecisionLog(cfg)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	w, err := newWorker(cfg, initial, logRecord)
+	w, err := newWorker(cfg, initial, logRecord, engine)
 	if err != nil {
 		return err
 	}
@@ -119,8 +127,9 @@ type worker struct {
 }
 
 // newWorker makes the resolver and the proxy of cfg, deciding with
-// initial until a reload and logging with logRecord.
-func newWorker(cfg *Config, initial *rules.Rules, logRecord func(decisionlog.Record)) (*worker, error) {
+// initial until a reload, logging with logRecord and inspecting with
+// engine (nil: none).
+func newWorker(cfg *Config, initial *rules.Rules, logRecord func(decisionlog.Record), engine *inspect.Engine) (*worker, error) {
 	allowed, err := parsePrefixes(cfg.AllowedRanges)
 	if err != nil {
 		return nil, err
@@ -154,6 +163,7 @@ func newWorker(cfg *Config, initial *rules.Rules, logRecord func(decisionlog.Rec
 		Container:     cfg.Container,
 		Dial:          dialer.DialContext,
 		Limits:        cfg.connLimits(),
+		Inspect:       engine,
 	}
 	// Which processes hold a connection: for the policies that list
 	// binaries (a reload may bring them).
@@ -215,7 +225,7 @@ func (w *worker) run(errs <-chan error) error {
 // connections it no longer allows; a proposal refused whole leaves the
 // generation in force.
 func (w *worker) reload() {
-	next, err := takeProposal(w.cfg.RulesFile)
+	next, err := takeProposal(w.cfg.RulesFile, func(r *rules.Rules) error { return canInspect(r, w.tcpProxy.Inspect) })
 	if err != nil {
 		var r refusal
 		errors.As(err, &r)

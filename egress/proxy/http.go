@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,7 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 	f := newFlow(client, head.Host, port, true)
 	d := p.admit(f, rec, func(r *rules.Rules, exes []string) rules.Decision { return p.decideRequest(r, head, port, exes, true) })
 	if !d.Allow {
+		rec.Method, rec.Path = head.Method, pathOf(head.Target)
 		finish(d)
 		denyHTTP(client, head.Host, port, d.Reason)
 		return
@@ -110,10 +112,11 @@ type refusal struct {
 // tunnel, any other answer leaves it HTTP, checked request by request.
 func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, toUp *stream, head wire.RequestHead, dst netip.AddrPort, switched <-chan bool) *refusal {
 	client, port, host := f.client, f.port, head.Host
-	refuse := func(generation int64, host string, d rules.Decision) *refusal {
+	refuse := func(generation int64, req wire.RequestHead, d rules.Decision) *refusal {
 		p.log(decisionlog.Record{Generation: generation, Protocol: "http", Source: client.RemoteAddr().String(),
-			Destination: dst.String(), Host: host, Port: port, Decision: "deny", Reason: d.Reason, Rule: d.Rule})
-		return &refusal{Host: host, Reason: d.Reason}
+			Destination: dst.String(), Host: req.Host, Port: port, Decision: "deny", Reason: d.Reason, Rule: d.Rule,
+			Method: req.Method, Path: pathOf(req.Target)})
+		return &refusal{Host: req.Host, Reason: d.Reason}
 	}
 	for {
 		if toUp.write(head.Raw) != nil || copyBody(toUp, br, client, head) != nil {
@@ -131,7 +134,7 @@ func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, toUp *stream, head wi
 		next, err := wire.ReadRequestHead(br, p.adm.limits.HandshakeBytes)
 		cur := p.Rules() // hot reload applies to the next request too
 		if refusedHead(err) {
-			return refuse(cur.Generation, next.Host, rules.Decision{Reason: rules.ReasonNotHTTP})
+			return refuse(cur.Generation, next, rules.Decision{Reason: rules.ReasonNotHTTP})
 		}
 		if err != nil {
 			return nil // the client is done
@@ -141,7 +144,7 @@ func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, toUp *stream, head wi
 			d = rules.Decision{Reason: rules.ReasonNotAllowed}
 		}
 		if !d.Allow {
-			return refuse(cur.Generation, next.Host, d)
+			return refuse(cur.Generation, next, d)
 		}
 		head = next
 	}
@@ -211,11 +214,17 @@ func (p *Proxy) decideRequest(current *rules.Rules, head wire.RequestHead, port 
 	if d, ok := refuseName(head.Host, false); !ok {
 		return d
 	}
-	d := current.MatchRequest(head.Host, port, binaries, head.Method, head.Target)
+	d := current.MatchRequest(head.Host, port, binaries, rules.Request{Method: head.Method, Target: head.Target})
 	if d.Allow && head.Upgrade != "" && (!first || head.UpgradeTo("h2c")) {
 		return rules.Decision{Reason: rules.ReasonUnenforceable, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}
 	}
 	return d
+}
+
+// pathOf is a request-target without its query, for the decision log.
+func pathOf(target string) string {
+	p, _, _ := strings.Cut(target, "?")
+	return p
 }
 
 // denyHTTP answers a refused request with 403 and closes the connection.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/inspect"
 	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/egress/wire"
@@ -45,6 +46,9 @@ type Proxy struct {
 	// Limits bound the connections of the namespace (zero fields:
 	// DefaultConnLimits').
 	Limits ConnLimits
+	// Inspect serves the TLS connections to inspected endpoints (the
+	// container's inspection engine); nil denies them.
+	Inspect *inspect.Engine
 
 	admitOnce    sync.Once
 	adm          admission
@@ -68,6 +72,11 @@ type flow struct {
 	looked   bool     // binaries were looked up
 	http     bool     // plain HTTP: its requests are checked one by one
 	cut      bool     // p.mu: closed by Recheck
+	// inspected: served by the inspection engine until serveCtx ends
+	// (stopServe: Recheck cut it).
+	inspected bool
+	serveCtx  context.Context
+	stopServe context.CancelFunc
 }
 
 // dialTimeout bounds the resolution and dial of a flow's upstream.
@@ -78,7 +87,9 @@ var errFlowCut = errors.New("egress: the flow was closed by a reload")
 
 func newFlow(client net.Conn, host string, port int, http bool) *flow {
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-	return &flow{client: client, dialCtx: ctx, cancel: cancel, host: host, port: port, http: http}
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	return &flow{client: client, dialCtx: ctx, cancel: cancel, host: host, port: port, http: http,
+		serveCtx: serveCtx, stopServe: stopServe}
 }
 
 // cutLocked closes the flow for Recheck, cancelling its dial if it is
@@ -86,6 +97,7 @@ func newFlow(client net.Conn, host string, port int, http bool) *flow {
 func (f *flow) cutLocked() {
 	f.cut = true
 	f.cancel()
+	f.stopServe()
 	f.client.Close()
 	if f.upstream != nil {
 		f.upstream.Close()
@@ -169,6 +181,9 @@ func (p *Proxy) Recheck() int {
 		d := current.MatchBinary(f.host, f.port, f.binaries)
 		if f.http {
 			d = current.MatchHTTPConnection(f.host, f.port, f.binaries)
+		} else if d.Allow && d.Inspect && !f.inspected {
+			// Spliced, its requests unread: the endpoint is now inspected.
+			d = rules.Decision{Reason: rules.ReasonInspect, Rule: d.Rule}
 		}
 		if !d.Allow {
 			f.cutLocked()
@@ -327,7 +342,9 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 		// MatchBinary denies endpoints whose rules TLS hides (Unenforceable),
 		// except in audit mode.
 		f := newFlow(client, hello.ServerName, port, false)
-		d := p.admit(f, &rec, func(r *rules.Rules, exes []string) rules.Decision { return r.MatchBinary(hello.ServerName, port, exes) })
+		d := p.admit(f, &rec, func(r *rules.Rules, exes []string) rules.Decision {
+			return p.matchTLS(f, r, exes)
+		})
 		if !d.Allow {
 			finish(d)
 			client.Close()
@@ -336,13 +353,31 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 		_ = client.SetReadDeadline(time.Time{})
 		// Replay the ClientHello and whatever else was read ahead, then
 		// splice straight from the socket (a reader wrapper would force
-		// a copy through user space for the whole flow).
+		// a copy through user space for the whole flow), or inspect.
 		prefix := append(helloBytes, buffered(br)...)
+		if f.inspected {
+			p.inspectFlow(f, prefix, d, &rec, finish)
+			return
+		}
 		p.connect(f, prefix, d, &rec, finish)
 		return
 	}
 	rec.Protocol = "http"
 	p.serveHTTP(client, br, dst, t, &rec, finish)
+}
+
+// matchTLS decides a TLS flow: MatchBinary, and whether it is to be
+// inspected (f.inspected, set before admit registers the flow for
+// Recheck). An endpoint to inspect is denied when the proxy has no
+// engine (unenforceable).
+func (p *Proxy) matchTLS(f *flow, current *rules.Rules, exes []string) rules.Decision {
+	d := current.MatchBinary(f.host, f.port, exes)
+	f.inspected = d.Allow && d.Inspect
+	if f.inspected && p.Inspect == nil {
+		f.inspected = false
+		return rules.Decision{Reason: rules.ReasonUnenforceable, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}
+	}
+	return d
 }
 
 // refuseName denies names that cannot be checked: none, an IP literal, or

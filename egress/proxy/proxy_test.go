@@ -230,9 +230,12 @@ func TestProxyUpgradeKeepsChecking(t *testing.T) {
 			t.Errorf("%q: the upstream received %q, want only the allowed GET", first, seen)
 		}
 	}
-	h.waitRecord("the refused POST", func(r decisionlog.Record) bool {
+	rec := h.waitRecord("the refused POST", func(r decisionlog.Record) bool {
 		return r.Decision == "deny" && r.Host == "web.test" && r.Reason == rules.ReasonRequest
 	})
+	if rec.Method != "POST" || rec.Path != "/admin/exfil" {
+		t.Errorf("the refused POST's record names %s %s", rec.Method, rec.Path)
+	}
 }
 
 // TestProxyUpgradeSwitches: a websocket upgrade the rules allow and the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -369,7 +370,7 @@ func TestResolverAllowed(t *testing.T) {
 		ResolvedIP: "93.184.216.34", Decision: "allow", Reason: rules.ReasonAllowed, Rule: "web"}
 	got := rec
 	got.Time, got.Source, got.DurationMS = time.Time{}, "", 0
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("record %+v\nwant   %+v", got, want)
 	}
 	if rec.Time.IsZero() || !strings.HasPrefix(rec.Source, "127.0.0.1:") {

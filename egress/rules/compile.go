@@ -17,15 +17,18 @@ var tlsPorts = []int{443}
 
 // FromPlan converts the compiled network layers of a Plan into Rules.
 //
-// What the filter cannot enforce never becomes an allowance. clawrun does
-// not terminate TLS, so over TLS only (SNI, port) can be checked: an
-// endpoint with rules, deny_rules, path or access read-only/read-write
-// gets L7 (checked on every plain-HTTP request) and Unenforceable (every
-// TLS connection to it is denied). A Warning naming the field is returned
-// when the endpoint is expected to carry TLS (tls is set, or it lists
-// port 443), since there the endpoint as written will deny. JSON-RPC and
-// MCP rules name methods found in the request body, which is never
-// inspected: such endpoints deny every request (L7.DenyAll).
+// What the filter cannot enforce never becomes an allowance. An endpoint
+// with request fields (rules, deny_rules, path, access read-only or
+// read-write) gets L7, checked on every plain-HTTP request and, unless
+// tls: skip opts out, on every request of its TLS connections, which are
+// inspected (Inspect: terminated with the container's CA); tls: terminate
+// inspects an endpoint without request fields too (every request must be
+// for its name). With tls: skip the request fields cannot be seen over
+// TLS: the endpoint gets Unenforceable (its TLS connections are denied),
+// with a Warning naming each field when it is expected to carry TLS (tls
+// is set, or it lists port 443). JSON-RPC and MCP rules name calls in the
+// request body: only inspection reads it, so on plain HTTP such an
+// endpoint's POSTs are denied.
 //
 // Policies are named by their network_policies key and sorted by it, so
 // that decisions do not depend on map order.
@@ -89,58 +92,46 @@ func convertEndpoint(ep policy.Endpoint, field string) (Endpoint, bool, []policy
 		e.AllowedIPs = append(e.AllowedIPs, p)
 	}
 
-	// The fields that constrain requests rather than connections.
-	var l7fields []string
-	if ep.Path != "" {
-		l7fields = append(l7fields, "path")
+	l7fields := ep.RequestFields()
+	e.Inspect = ep.Inspected()
+	if len(l7fields) == 0 {
+		return e, true, warns
 	}
-	if ep.Access == "read-only" || ep.Access == "read-write" {
-		l7fields = append(l7fields, "access")
+	e.L7 = l7Rules(ep)
+	if e.Inspect {
+		return e, true, warns
 	}
-	if len(ep.Rules) > 0 {
-		l7fields = append(l7fields, "rules")
-	}
-	if len(ep.DenyRules) > 0 {
-		l7fields = append(l7fields, "deny_rules")
-	}
+	e.Unenforceable = strings.Join(l7fields, ", ") + " cannot be seen on TLS that is not inspected (tls: skip): TLS connections to this endpoint are denied"
 	tlsExpected := ep.TLS != ""
 	for _, p := range ep.Ports {
 		tlsExpected = tlsExpected || slices.Contains(tlsPorts, p)
 	}
-	if len(l7fields) == 0 {
-		if ep.TLS == "terminate" {
-			warn("tls", "clawrun does not terminate TLS: only the server name and port of the connection are checked")
-		}
-		return e, true, warns
-	}
-
-	l7 := &L7Rules{Path: ep.Path, ReadOnly: ep.Access == "read-only", ReadWrite: ep.Access == "read-write"}
-	bodyMethods := ep.Protocol == "json-rpc" || ep.Protocol == "mcp"
-	for _, set := range []struct {
-		key string
-		in  []policy.Rule
-		out *[]policy.Rule
-	}{{"rules", ep.Rules, &l7.Allow}, {"deny_rules", ep.DenyRules, &l7.Deny}} {
-		inBody := false
-		for _, pr := range set.in {
-			inBody = inBody || bodyMethods && pr.Method != ""
-			*set.out = append(*set.out, policy.Rule{Method: pr.Method, Path: pr.Path, Query: maps.Clone(pr.Query)})
-		}
-		if inBody {
-			// Dropping an allow rule would narrow, but dropping a deny rule
-			// would widen: deny everything instead.
-			l7.DenyAll = true
-			warn(set.key, fmt.Sprintf("%s methods are carried in the request body, which clawrun does not inspect: every request to this endpoint is denied", ep.Protocol))
-		}
-	}
-	e.L7 = l7
-	e.Unenforceable = strings.Join(l7fields, ", ") + " need TLS termination, which clawrun does not do: TLS connections to this endpoint are denied"
 	if tlsExpected {
 		for _, f := range l7fields {
-			warn(f, fmt.Sprintf("cannot be enforced on TLS without TLS termination, which clawrun does not do: TLS connections to %s are denied (plain HTTP requests are checked)", host))
+			warn(f, fmt.Sprintf("cannot be enforced on TLS with tls: skip, which opts out of inspection: TLS connections to %s are denied (plain HTTP requests are checked)", host))
 		}
 	}
 	return e, true, warns
+}
+
+// l7Rules are the request rules of an endpoint that has some.
+func l7Rules(ep policy.Endpoint) *L7Rules {
+	l7 := &L7Rules{Path: ep.Path, ReadOnly: ep.Access == "read-only", ReadWrite: ep.Access == "read-write"}
+	if policy.RPCProtocol(ep.Protocol) {
+		l7.RPC = ep.Protocol
+	}
+	for _, pr := range ep.Rules {
+		l7.Allow = append(l7.Allow, cloneRule(pr))
+	}
+	for _, pr := range ep.DenyRules {
+		l7.Deny = append(l7.Deny, cloneRule(pr))
+	}
+	return l7
+}
+
+func cloneRule(r policy.Rule) policy.Rule {
+	r.Query = maps.Clone(r.Query)
+	return r
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

@@ -15,16 +15,16 @@ const (
 	modeName     matchMode = iota // the name for any process: no port, no process
 	modeNameFor                   // DNS: the name for the asking process, no port
 	modeOpaque                    // TLS or raw TCP: name (SNI) and port only
-	modeRequest                   // one plain-HTTP request
+	modeRequest                   // one HTTP request (plain, or of an inspected connection)
 	modeHTTPConn                  // an open plain-HTTP connection: name, port, process (requests are checked each)
 )
 
 type matchQuery struct {
-	name           string
-	port           int
-	exes           []string
-	mode           matchMode
-	method, target string
+	name string
+	port int
+	exes []string
+	mode matchMode
+	req  Request
 }
 
 // reasonRank orders the reasons a layer denies with: the further a
@@ -37,6 +37,7 @@ var reasonRank = map[Reason]int{
 	ReasonUnenforceable: 3,
 	ReasonRequest:       3,
 	ReasonDenyRule:      3,
+	ReasonRPC:           3,
 }
 
 type layerResult struct {
@@ -46,6 +47,8 @@ type layerResult struct {
 	endpoint     *Endpoint
 	allowedIPs   []netip.Prefix
 	binary       string // for reason binary: the executable its binaries refused
+	inspect      bool   // allowed only through inspected endpoints
+	deniedCalls  []int  // for a JSON-RPC request: the calls refused
 }
 
 // Match decides a connection of which only the name (TLS SNI) and the
@@ -63,10 +66,13 @@ func (r *Rules) Match(host string, port int) Decision {
 // matches the name, lists the port, belongs to a policy without binaries
 // or with binary globs matching an executable of every process's chain,
 // and is not Unenforceable (a TLS connection to an endpoint with request
-// rules). Otherwise the first denying layer (the floor comes first) gives
-// the reason: not_allowed (no endpoint has the name), port (only on other
-// ports), binary (only for other executables; Decision.Binary names the
-// process refused), unenforceable.
+// rules that opted out of inspection). Otherwise the first denying layer
+// (the floor comes first) gives the reason: not_allowed (no endpoint has
+// the name), port (only on other ports), binary (only for other
+// executables; Decision.Binary names the process refused), unenforceable.
+// When some layer allows it only through inspected endpoints, the
+// Decision has Inspect set: the connection is to be inspected, and each
+// of its requests decided with MatchRequest.
 //
 // Audit: an endpoint with enforcement: audit that matches the name and
 // the port allows what its other checks (binaries, unenforceable, L7
@@ -78,12 +84,13 @@ func (r *Rules) MatchBinary(host string, port int, exes []string) Decision {
 	return r.decide(host, matchQuery{port: port, exes: exes, mode: modeOpaque})
 }
 
-// MatchRequest decides one plain-HTTP request, as MatchBinary plus the
-// endpoints' L7 rules: host is the request's Host, target its
-// request-target. Unenforceable is ignored here (it is about TLS), L7
-// rules are checked instead. Call it for every request of a connection.
-func (r *Rules) MatchRequest(host string, port int, exes []string, method, target string) Decision {
-	return r.decide(host, matchQuery{port: port, exes: exes, mode: modeRequest, method: method, target: target})
+// MatchRequest decides one HTTP request, as MatchBinary plus the
+// endpoints' L7 rules (AllowRequest): host is the request's Host (or the
+// inspected connection's server name), req the request. Unenforceable is
+// ignored here (it is about TLS), L7 rules are checked instead. Call it
+// for every request of a connection: plain HTTP and inspected alike.
+func (r *Rules) MatchRequest(host string, port int, exes []string, req Request) Decision {
+	return r.decide(host, matchQuery{port: port, exes: exes, mode: modeRequest, req: req})
 }
 
 // MatchHTTPConnection decides whether an open plain-HTTP connection may
@@ -91,6 +98,35 @@ func (r *Rules) MatchRequest(host string, port int, exes []string, method, targe
 // about TLS; each next request is still checked with MatchRequest.
 func (r *Rules) MatchHTTPConnection(host string, port int, exes []string) Decision {
 	return r.decide(host, matchQuery{port: port, exes: exes, mode: modeHTTPConn})
+}
+
+// ReadsRPC reports whether a request to host:port is to have its body
+// read as JSON-RPC before it is decided: a POST to a name some endpoint of
+// a json-rpc or mcp endpoint matches on the port, path included. Others
+// are decided without their body (a REST endpoint of the same name must
+// not have its uploads refused as bad JSON-RPC).
+func (r *Rules) ReadsRPC(host string, port int, method, target string) bool {
+	name, ok := hostname.Canonical(host)
+	if !ok || r == nil || method != "POST" {
+		return false
+	}
+	tp, ok := requestPath(target)
+	if !ok {
+		return false
+	}
+	for _, l := range r.Layers {
+		for _, p := range l.Policies {
+			for _, e := range p.Endpoints {
+				if e.L7 == nil || e.L7.RPC == "" || !hostname.Match(e.Host, name) || !slices.Contains(e.Ports, port) {
+					continue
+				}
+				if e.L7.Path == "" || globMatch(e.L7.Path, tp.decoded) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // NameAllowed reports whether some process may use the name: is there,
@@ -138,7 +174,7 @@ func (r *Rules) decide(host string, q matchQuery) Decision {
 		l := &r.Layers[i]
 		lr := r.matchLayer(l, q)
 		if !lr.allow {
-			deny := Decision{Reason: lr.reason, Rule: lr.policy, Layer: l.Source, Endpoint: lr.endpoint, Binary: d.Binary}
+			deny := Decision{Reason: lr.reason, Rule: lr.policy, Layer: l.Source, Endpoint: lr.endpoint, Binary: d.Binary, DeniedCalls: lr.deniedCalls}
 			if lr.reason == ReasonBinary {
 				deny.Binary = lr.binary
 			}
@@ -154,6 +190,7 @@ func (r *Rules) decide(host string, q matchQuery) Decision {
 			d.Rule, d.Layer = lr.policy, l.Source
 		}
 		d.Endpoint = lr.endpoint
+		d.Inspect = d.Inspect || lr.inspect
 		if i == 0 {
 			d.AllowedIPs = lr.allowedIPs
 		} else {
@@ -166,9 +203,9 @@ func (r *Rules) decide(host string, q matchQuery) Decision {
 func (r *Rules) matchLayer(l *Layer, q matchQuery) layerResult {
 	var allowed, audited, best layerResult
 	best.reason = ReasonNotAllowed
-	consider := func(reason Reason, p *Policy, e *Endpoint, binary string) {
+	consider := func(reason Reason, p *Policy, e *Endpoint, binary string, denied []int) {
 		if best.endpoint == nil || reasonRank[reason] > reasonRank[best.reason] {
-			best = layerResult{reason: reason, policy: p.Name, endpoint: e, binary: binary}
+			best = layerResult{reason: reason, policy: p.Name, endpoint: e, binary: binary, deniedCalls: denied}
 		}
 	}
 	for i := range l.Policies {
@@ -187,32 +224,30 @@ func (r *Rules) matchLayer(l *Layer, q matchQuery) layerResult {
 				continue
 			}
 			if q.mode != modeNameFor && !slices.Contains(e.Ports, q.port) {
-				consider(ReasonPort, p, e, "")
+				consider(ReasonPort, p, e, "", nil)
 				continue
 			}
 			waived, refused := ReasonAllowed, ""
+			var denied []int
 			if len(p.Binaries) > 0 && refusedProcess(p.Binaries, q.exes, &refused) {
 				waived = ReasonBinary
 			} else if q.mode == modeOpaque && e.Unenforceable != "" {
 				waived = ReasonUnenforceable
 			} else if q.mode == modeRequest {
-				if ok, why := r.AllowRequest(e, q.method, q.target); !ok {
-					waived = why
+				if ok, why, calls := r.AllowRequest(e, q.req); !ok {
+					waived, denied = why, calls
 				}
 			}
 			switch {
 			case waived == ReasonAllowed:
-				if !allowed.allow {
-					allowed = layerResult{allow: true, reason: ReasonAllowed, policy: p.Name, endpoint: e}
-				}
-				allowed.allowedIPs = append(allowed.allowedIPs, e.AllowedIPs...)
+				allowed.addEndpoint(p, e, false)
 			case e.Audit:
-				if !audited.allow {
-					audited = layerResult{allow: true, audit: true, reason: waived, policy: p.Name, endpoint: e, binary: refused}
+				audited.addEndpoint(p, e, true)
+				if audited.reason == ReasonAllowed {
+					audited.reason, audited.binary = waived, refused
 				}
-				audited.allowedIPs = append(audited.allowedIPs, e.AllowedIPs...)
 			default:
-				consider(waived, p, e, refused)
+				consider(waived, p, e, refused, denied)
 			}
 		}
 	}
@@ -223,6 +258,18 @@ func (r *Rules) matchLayer(l *Layer, q matchQuery) layerResult {
 		return audited
 	}
 	return best
+}
+
+// addEndpoint adds an endpoint that allows (or audits) the connection to
+// the layer's result: the first names the policy; the layer needs
+// inspection only if every one of them is inspected (one that is not
+// allows any request).
+func (lr *layerResult) addEndpoint(p *Policy, e *Endpoint, audit bool) {
+	if !lr.allow {
+		*lr = layerResult{allow: true, audit: audit, reason: ReasonAllowed, policy: p.Name, endpoint: e, inspect: true}
+	}
+	lr.inspect = lr.inspect && e.Inspect
+	lr.allowedIPs = append(lr.allowedIPs, e.AllowedIPs...)
 }
 
 // intersectPrefixes returns the addresses in both a and b, as prefixes:
@@ -277,4 +324,23 @@ func (r *Rules) TCPEndpoint(host string) (Endpoint, bool) {
 		}
 	}
 	return Endpoint{}, false
+}
+
+// InspectedEndpoint returns the first inspected endpoint's host, "" when
+// no endpoint is inspected: such rules need an inspection engine (the
+// container's CA).
+func (r *Rules) InspectedEndpoint() string {
+	if r == nil {
+		return ""
+	}
+	for _, l := range r.Layers {
+		for _, p := range l.Policies {
+			for _, e := range p.Endpoints {
+				if e.Inspect {
+					return e.Host
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,11 +11,38 @@ import (
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
-// Reasons of plain-HTTP request checks (see AllowRequest).
+// Reasons of request checks (see AllowRequest).
 const (
 	ReasonRequest  Reason = "request"   // method, path or query not allowed by the endpoint's rules
 	ReasonDenyRule Reason = "deny_rule" // a deny rule of the endpoint matched the request
+	ReasonRPC      Reason = "rpc"       // a JSON-RPC call (method, MCP tool) not allowed, or a body that is not one
 )
+
+// Request is one HTTP request to decide: plain HTTP, or one request of
+// an inspected connection.
+type Request struct {
+	Method string
+	// Target is the request-target as sent (origin-form, absolute-form
+	// or "*").
+	Target string
+	// RPC is the body read as JSON-RPC, when it was (an inspected request
+	// to a json-rpc or mcp endpoint); nil when it was not read.
+	RPC *RPC
+}
+
+// RPC is what a JSON-RPC body asks for: its calls, in order, and the
+// number of responses (an MCP client answering its server) it carries.
+type RPC struct {
+	Calls     []RPCCall
+	Responses int
+}
+
+// RPCCall is one JSON-RPC request or notification: its method and, for an
+// MCP tools/call, the tool (params.name).
+type RPCCall struct {
+	Method string
+	Tool   string
+}
 
 // Methods allowed by access: read-only and read-write.
 var (
@@ -22,14 +50,15 @@ var (
 	readWriteMethods = []string{"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"}
 )
 
-// AllowRequest checks one plain-HTTP request (method and request-target)
-// against the endpoint's L7 rules. In order: DenyAll denies
-// (unenforceable); an ambiguous target (dot segments, encoded '/', '\'
-// or '%', backslashes, empty segments, control characters, bytes that
-// are not UTF-8 once decoded, a fragment; the same once ;parameters are
-// removed) denies, since the server may read it differently; the
-// endpoint's path must match; any deny rule that matches denies
-// (deny_rule); access read-only allows only GET, HEAD, OPTIONS and
+// AllowRequest checks one request against the endpoint's L7 rules and
+// returns, when it is denied for some JSON-RPC calls, their indices in
+// req.RPC.Calls. In order: an ambiguous target (dot segments, encoded
+// '/', '\' or '%', backslashes, empty segments, control characters, bytes
+// that are not UTF-8 once decoded, a fragment; the same once ;parameters
+// are removed) denies, since the server may read it differently; the
+// endpoint's path must match; then a JSON-RPC endpoint decides by the
+// calls of the body (allowRPC); otherwise any deny rule that matches
+// denies (deny_rule); access read-only allows only GET, HEAD, OPTIONS and
 // read-write also POST, PUT, PATCH; allow rules, when present, must match
 // one rule. Other failures are reason request. Paths are matched
 // percent-decoded.
@@ -41,50 +70,146 @@ var (
 // without ;parameters, without a trailing slash, without the last
 // segment's extension), so that neither can be dodged by spelling a
 // request the way a lenient server would read it.
-func (r *Rules) AllowRequest(e *Endpoint, method, target string) (bool, Reason) {
+func (r *Rules) AllowRequest(e *Endpoint, req Request) (bool, Reason, []int) {
 	if e == nil || e.L7 == nil {
-		return true, ReasonAllowed
+		return true, ReasonAllowed, nil
 	}
 	l7 := e.L7
-	if l7.DenyAll {
-		return false, ReasonUnenforceable
-	}
-	tp, ok := requestPath(target)
+	tp, ok := requestPath(req.Target)
 	if !ok {
-		return false, ReasonRequest
+		return false, ReasonRequest, nil
 	}
-	query, qerr := url.ParseQuery(tp.query)
-	exact, broad := tp.readings(false), tp.readings(true)
-	if l7.Path != "" && !everyReading(exact, func(p string) bool { return globMatch(l7.Path, p) }) {
-		return false, ReasonRequest
+	m := requestMatch{method: req.Method, exact: tp.readings(false), broad: tp.readings(true)}
+	m.query, m.qerr = url.ParseQuery(tp.query)
+	if l7.Path != "" && !everyReading(m.exact, func(p string) bool { return globMatch(l7.Path, p) }) {
+		return false, ReasonRequest, nil
+	}
+	if l7.RPC != "" {
+		return allowRPC(l7, req, m)
 	}
 	for _, rule := range l7.Deny {
-		for _, p := range broad {
-			if ruleMatches(rule, method, p, query, qerr, true) {
-				return false, ReasonDenyRule
-			}
+		if m.matches(rule, true) {
+			return false, ReasonDenyRule, nil
 		}
 	}
 	switch {
 	case l7.ReadOnly:
-		if !slices.Contains(readOnlyMethods, method) {
-			return false, ReasonRequest
+		if !slices.Contains(readOnlyMethods, req.Method) {
+			return false, ReasonRequest, nil
 		}
 	case l7.ReadWrite:
-		if !slices.Contains(readWriteMethods, method) {
-			return false, ReasonRequest
+		if !slices.Contains(readWriteMethods, req.Method) {
+			return false, ReasonRequest, nil
 		}
 	}
-	if len(l7.Allow) == 0 {
+	if len(l7.Allow) == 0 || slices.ContainsFunc(l7.Allow, func(rule policy.Rule) bool { return m.matches(rule, false) }) {
+		return true, ReasonAllowed, nil
+	}
+	return false, ReasonRequest, nil
+}
+
+// requestMatch is a request as rules match it: its method, the readings
+// of its path (exact for allow rules, broad for deny rules) and its
+// query.
+type requestMatch struct {
+	method       string
+	exact, broad []string
+	query        url.Values
+	qerr         error
+}
+
+// matches reports whether an HTTP rule matches the request: for an allow
+// rule, in every exact reading of its path; for a deny rule, in any broad
+// one.
+func (m requestMatch) matches(rule policy.Rule, deny bool) bool {
+	one := func(p string) bool { return ruleMatches(rule, m.method, p, m.query, m.qerr, deny) }
+	if deny {
+		return slices.ContainsFunc(m.broad, one)
+	}
+	return everyReading(m.exact, one)
+}
+
+// allowRPC decides a request to a JSON-RPC endpoint by the calls of its
+// body, as OpenShell does: a POST whose every call some allow rule
+// matches (any call, without allow rules) and no deny rule does; a call's
+// rule names its method (mcp: a glob; json-rpc: exact or "*"), an MCP
+// tools/call's tool (a glob) and, if it says so, the request's path and
+// query. A batch with a denied call is denied whole. MCP tool names
+// outside [A-Za-z0-9_.-]{1,128} are denied (OpenShell's strict_tool_names).
+// JSON-RPC responses in a body are denied but on mcp, whose clients
+// answer their server's requests; and MCP's GET opens the server's
+// stream (it carries no body: the engine refuses one). A POST whose body
+// was not read (plain HTTP) cannot be decided: unenforceable.
+func allowRPC(l7 *L7Rules, req Request, m requestMatch) (bool, Reason, []int) {
+	switch {
+	case req.Method == "GET" && l7.RPC == "mcp" && req.RPC == nil:
+		return true, ReasonAllowed, nil
+	case req.Method != "POST":
+		return false, ReasonRequest, nil
+	case req.RPC == nil:
+		return false, ReasonUnenforceable, nil
+	case req.RPC.Responses > 0 && l7.RPC != "mcp":
+		return false, ReasonRPC, nil
+	}
+	var denied []int
+	reason := ReasonRPC
+	for i, call := range req.RPC.Calls {
+		ok, why := allowCall(l7, call, m)
+		if !ok {
+			denied = append(denied, i)
+			if why == ReasonDenyRule {
+				reason = why
+			}
+		}
+	}
+	if len(denied) > 0 {
+		return false, reason, denied
+	}
+	return true, ReasonAllowed, nil
+}
+
+// mcpToolName: MCP's recommended tool names, which OpenShell requires
+// (strict_tool_names) before a policy sees them.
+var mcpToolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// allowCall decides one call of a JSON-RPC body (see allowRPC).
+func allowCall(l7 *L7Rules, call RPCCall, m requestMatch) (bool, Reason) {
+	if l7.RPC == "mcp" && call.Method == "tools/call" && !mcpToolName.MatchString(call.Tool) {
+		return false, ReasonRPC
+	}
+	for _, rule := range l7.Deny {
+		if m.matchesCall(rule, call, l7.RPC, true) {
+			return false, ReasonDenyRule
+		}
+	}
+	if len(l7.Allow) == 0 || slices.ContainsFunc(l7.Allow, func(rule policy.Rule) bool { return m.matchesCall(rule, call, l7.RPC, false) }) {
 		return true, ReasonAllowed
 	}
-	allowed := everyReading(exact, func(p string) bool {
-		return slices.ContainsFunc(l7.Allow, func(rule policy.Rule) bool { return ruleMatches(rule, method, p, query, qerr, false) })
-	})
-	if allowed {
-		return true, ReasonAllowed
+	return false, ReasonRPC
+}
+
+// matchesCall reports whether a JSON-RPC rule matches one call of the
+// request: its method and tool, and the request's path and query as
+// matches does. Deny rules match case-insensitively.
+func (m requestMatch) matchesCall(rule policy.Rule, call RPCCall, protocol string, deny bool) bool {
+	fold := func(s string) string { return s }
+	if deny {
+		fold = strings.ToLower
 	}
-	return false, ReasonRequest
+	switch {
+	case rule.Method == "" || rule.Method == "*":
+	case protocol == "mcp":
+		if !wildMatch(fold(rule.Method), fold(call.Method)) {
+			return false
+		}
+	case fold(rule.Method) != fold(call.Method):
+		return false
+	}
+	if rule.Tool != "" && (fold(call.Method) != "tools/call" || !wildMatch(fold(rule.Tool), fold(call.Tool))) {
+		return false
+	}
+	rule.Method, rule.Tool = "", ""
+	return m.matches(rule, deny)
 }
 
 func everyReading(readings []string, ok func(string) bool) bool {

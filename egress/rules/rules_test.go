@@ -33,6 +33,7 @@ var testContainer = polLayer("inline", map[string]policy.NetworkPolicy{
 	"db":   {Endpoints: []policy.Endpoint{{Host: "db.internal.example", Ports: []int{5432}, Protocol: "tcp", AllowedIPs: []string{"10.0.0.0/8"}}}},
 	"audited": {Endpoints: []policy.Endpoint{
 		{Host: "audit.example.com", Ports: []int{443}, Enforcement: "audit", Protocol: "rest", Access: "read-only"},
+		{Host: "audit-skip.example", Ports: []int{443}, Enforcement: "audit", Protocol: "rest", Access: "read-only", TLS: "skip"},
 	}},
 	"curl-only": {
 		Endpoints: []policy.Endpoint{polEP("api.curl.example", 443)},
@@ -40,6 +41,7 @@ var testContainer = polLayer("inline", map[string]policy.NetworkPolicy{
 	},
 	"l7-tls": {Endpoints: []policy.Endpoint{
 		{Host: "api.tls.example", Ports: []int{443}, Protocol: "rest", Rules: []policy.Rule{{Method: "GET", Path: "/repos/**"}}},
+		{Host: "skip.example", Ports: []int{443}, Protocol: "rest", Access: "read-only", TLS: "skip"},
 	}},
 	"l7-http": {Endpoints: []policy.Endpoint{
 		{Host: "plain.example", Ports: []int{80}, Protocol: "rest",
@@ -84,12 +86,14 @@ func TestMatch(t *testing.T) {
 		{"[::1]", 443, false, false, ReasonIPLiteral, ""},                        // IP literal
 		{"pypi.org", 80, true, false, ReasonAllowed, "pypi"},                     // several ports
 		{"db.internal.example", 5432, true, false, ReasonAllowed, "db"},          // tcp
-		{"audit.example.com", 443, true, true, ReasonUnenforceable, "audited"},   // audit waives unenforceable
+		{"audit.example.com", 443, true, false, ReasonAllowed, "audited"},        // inspected: its requests are audited
+		{"audit-skip.example", 443, true, true, ReasonUnenforceable, "audited"},  // audit waives unenforceable
 		{"audit.example.com", 80, false, false, ReasonPort, "audited"},           // never the port
 		{"other.example.com", 443, false, false, ReasonNotAllowed, ""},           // nor other names
 		{"api.curl.example", 443, false, false, ReasonBinary, "curl-only"},       // unknown process
-		{"api.tls.example", 443, false, false, ReasonUnenforceable, "l7-tls"},    // L7 over TLS
-		{"plain.example", 80, false, false, ReasonUnenforceable, "l7-http"},      // TLS on an L7 port-80 endpoint
+		{"api.tls.example", 443, true, false, ReasonAllowed, "l7-tls"},           // L7 over TLS: inspected
+		{"plain.example", 80, true, false, ReasonAllowed, "l7-http"},             // TLS on an L7 port-80 endpoint: inspected
+		{"skip.example", 443, false, false, ReasonUnenforceable, "l7-tls"},       // L7 over TLS with tls: skip
 		{"", 443, false, false, ReasonNotAllowed, ""},                            // empty
 		{strings.Repeat("a", 64) + ".githubusercontent.com", 443, false, false, ReasonNotAllowed, ""},
 	} {
@@ -341,7 +345,7 @@ func TestAuditBinary(t *testing.T) {
 	}
 	// Enforced endpoints win over audited ones for the same name.
 	r = mustRules(t, polLayer("inline", map[string]policy.NetworkPolicy{
-		"a": {Endpoints: []policy.Endpoint{{Host: "x.example", Ports: []int{443}, Enforcement: "audit", Protocol: "rest", Access: "read-only"}}},
+		"a": {Endpoints: []policy.Endpoint{{Host: "x.example", Ports: []int{443}, Enforcement: "audit", Protocol: "rest", Access: "read-only", TLS: "skip"}}},
 		"b": {Endpoints: []policy.Endpoint{{Host: "x.example", Ports: []int{443}}}},
 	}))
 	if d := r.Match("x.example", 443); !d.Allow || d.Audit || d.Rule != "b" {
@@ -366,10 +370,8 @@ func TestFromPlanWarnings(t *testing.T) {
 		got[w.File+":"+w.Field] = w.Reason
 	}
 	for _, want := range []string{
-		"inline:network_policies.l7-tls.endpoints[0].rules",
-		"inline:network_policies.audited.endpoints[0].access",
-		"inline:network_policies.l7-http.endpoints[4].rules", // MCP methods
-		"floor:network_policies.t.endpoints[0].tls",
+		"inline:network_policies.l7-tls.endpoints[1].access", // tls: skip
+		"inline:network_policies.audited.endpoints[1].access",
 		"floor:network_policies.t.endpoints[1].deny_rules",
 		"floor:network_policies.t.endpoints[2].host",
 		"floor:network_policies.t.endpoints[3].allowed_ips[1]",
@@ -378,18 +380,24 @@ func TestFromPlanWarnings(t *testing.T) {
 			t.Errorf("no warning %s; got %v", want, got)
 		}
 	}
-	// Plain-HTTP endpoints with rules are not warned about.
+	// Inspected endpoints (request fields, or tls: terminate) and
+	// plain-HTTP endpoints with rules are not warned about.
 	for k := range got {
-		if strings.Contains(k, "l7-http.endpoints[0]") || strings.Contains(k, "l7-http.endpoints[1]") {
-			t.Errorf("unexpected warning %s: %s", k, got[k])
+		for _, quiet := range []string{"l7-http.", "l7-tls.endpoints[0]", "audited.endpoints[0]", "t.endpoints[0]"} {
+			if strings.Contains(k, quiet) {
+				t.Errorf("unexpected warning %s: %s", k, got[k])
+			}
 		}
 	}
 	eps := r.Layers[1].Policies[0].Endpoints
 	if len(eps) != 3 {
 		t.Fatalf("floor endpoints: %+v", eps)
 	}
-	if eps[1].Unenforceable == "" || eps[1].L7 == nil || len(eps[1].L7.Deny) != 1 {
+	if eps[1].Unenforceable == "" || eps[1].Inspect || eps[1].L7 == nil || len(eps[1].L7.Deny) != 1 {
 		t.Errorf("skip endpoint: %+v", eps[1])
+	}
+	if !eps[0].Inspect || eps[0].L7 != nil || eps[0].Unenforceable != "" {
+		t.Errorf("terminate endpoint: %+v", eps[0])
 	}
 	if want := []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32"), netip.MustParsePrefix("fd00::/8")}; !slices.Equal(eps[2].AllowedIPs, want) {
 		t.Errorf("allowed_ips: %v", eps[2].AllowedIPs)
@@ -444,7 +452,7 @@ func TestMatchRequest(t *testing.T) {
 		{"github.com", "GET", "/", 443, true, ReasonAllowed}, // no L7: any request
 		{"audit.example.com", "POST", "/x", 443, true, ReasonRequest},
 	} {
-		d := r.MatchRequest(tc.host, tc.port, nil, tc.method, tc.target)
+		d := r.MatchRequest(tc.host, tc.port, nil, Request{Method: tc.method, Target: tc.target})
 		if d.Allow != tc.allow || d.Reason != tc.reason {
 			t.Errorf("MatchRequest(%s %d %s %s) = %+v, want allow=%v reason=%s", tc.host, tc.port, tc.method, tc.target, d, tc.allow, tc.reason)
 		}
@@ -454,14 +462,14 @@ func TestMatchRequest(t *testing.T) {
 		"f": {Endpoints: []policy.Endpoint{{Host: "plain.example", Ports: []int{80}, Protocol: "rest", Access: "read-only"}}},
 	})
 	r = mustRules(t, floor, testContainer)
-	if d := r.MatchRequest("plain.example", 80, nil, "POST", "/repos/x/issues?state=open"); d.Allow || d.Layer != "floor" {
+	if d := r.MatchRequest("plain.example", 80, nil, Request{Method: "POST", Target: "/repos/x/issues?state=open"}); d.Allow || d.Layer != "floor" {
 		t.Errorf("floor read-only: %+v", d)
 	}
-	if d := r.MatchRequest("plain.example", 80, nil, "GET", "/repos/x"); !d.Allow {
+	if d := r.MatchRequest("plain.example", 80, nil, Request{Method: "GET", Target: "/repos/x"}); !d.Allow {
 		t.Errorf("both layers: %+v", d)
 	}
 	// AllowRequest without L7.
-	if ok, _ := r.AllowRequest(&Endpoint{}, "DELETE", "/"); !ok {
+	if ok, _, _ := r.AllowRequest(&Endpoint{}, Request{Method: "DELETE", Target: "/"}); !ok {
 		t.Error("no L7 denied")
 	}
 }
@@ -563,9 +571,116 @@ func TestMatchRequestPathForms(t *testing.T) {
 		{"allow.example", "/public/%2e%2e/admin", refused},
 		{"allow.example", "/admin", refused},
 	} {
-		d := r.MatchRequest(tc.host, 80, nil, "GET", tc.target)
+		d := r.MatchRequest(tc.host, 80, nil, Request{Method: "GET", Target: tc.target})
 		if d.Allow != (tc.want == allow) || d.Reason != tc.want {
 			t.Errorf("GET %s%s: allow=%v reason=%s, want reason %s", tc.host, tc.target, d.Allow, d.Reason, tc.want)
+		}
+	}
+}
+
+// TestMatchInspect: a connection is inspected when some layer allows it
+// only through inspected endpoints; one pass-through endpoint of a layer
+// allows any request there, and tls: skip opts out.
+func TestMatchInspect(t *testing.T) {
+	ro := policy.Endpoint{Host: "api.example", Ports: []int{443}, Protocol: "rest", Access: "read-only"}
+	pass := policy.Endpoint{Host: "api.example", Ports: []int{443}}
+	term := policy.Endpoint{Host: "api.example", Ports: []int{443}, TLS: "terminate"}
+	skip := ro
+	skip.TLS = "skip"
+	layer := func(source string, eps ...policy.Endpoint) policy.NetworkLayer {
+		return polLayer(source, map[string]policy.NetworkPolicy{"p": {Endpoints: eps}})
+	}
+	for _, tc := range []struct {
+		name           string
+		layers         []policy.NetworkLayer
+		allow, inspect bool
+	}{
+		{"read-only", []policy.NetworkLayer{layer("c", ro)}, true, true},
+		{"pass-through", []policy.NetworkLayer{layer("c", pass)}, true, false},
+		{"terminate alone", []policy.NetworkLayer{layer("c", term)}, true, true},
+		{"tls: skip with rules", []policy.NetworkLayer{layer("c", skip)}, false, false},
+		{"pass-through beside read-only", []policy.NetworkLayer{layer("c", ro, pass)}, true, false},
+		{"floor read-only, container pass-through", []policy.NetworkLayer{layer("floor", ro), layer("c", pass)}, true, true},
+		{"floor pass-through, container read-only", []policy.NetworkLayer{layer("floor", pass), layer("c", ro)}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := mustRules(t, tc.layers...).Match("api.example", 443)
+			if d.Allow != tc.allow || d.Inspect != tc.inspect {
+				t.Errorf("Match = %+v, want allow=%v inspect=%v", d, tc.allow, tc.inspect)
+			}
+		})
+	}
+}
+
+// TestMatchRequestRPC: JSON-RPC and MCP endpoints decide by the calls of
+// the body, which only inspection reads.
+func TestMatchRequestRPC(t *testing.T) {
+	r := mustRules(t, polLayer("c", map[string]policy.NetworkPolicy{
+		"mcp": {Endpoints: []policy.Endpoint{{Host: "mcp.example", Ports: []int{443}, Protocol: "mcp", Path: "/mcp",
+			Rules: []policy.Rule{{Method: "initialize"}, {Method: "notifications/*"}, {Method: "tools/list"},
+				{Method: "tools/call", Tool: "search_*"}, {Method: "tools/call", Tool: "read_file"}},
+			DenyRules: []policy.Rule{{Method: "tools/call", Tool: "search_secrets"}}}}},
+		"rpc": {Endpoints: []policy.Endpoint{{Host: "rpc.example", Ports: []int{443}, Protocol: "json-rpc",
+			Rules: []policy.Rule{{Method: "eth_blockNumber"}, {Method: "eth_getBalance"}}}}},
+		"any": {Endpoints: []policy.Endpoint{{Host: "any.example", Ports: []int{443}, Protocol: "json-rpc",
+			Rules: []policy.Rule{{Method: "*"}}, DenyRules: []policy.Rule{{Method: "admin_stop"}}}}},
+		"denyonly": {Endpoints: []policy.Endpoint{{Host: "deny.example", Ports: []int{443}, Protocol: "mcp",
+			DenyRules: []policy.Rule{{Method: "tools/call", Tool: "exec"}}}}},
+	}))
+	call := func(method, tool string) RPCCall { return RPCCall{Method: method, Tool: tool} }
+	body := func(calls ...RPCCall) *RPC { return &RPC{Calls: calls} }
+	for _, tc := range []struct {
+		name, host, method, target string
+		rpc                        *RPC
+		allow                      bool
+		reason                     Reason
+		denied                     []int
+	}{
+		{"initialize", "mcp.example", "POST", "/mcp", body(call("initialize", "")), true, ReasonAllowed, nil},
+		{"notification glob", "mcp.example", "POST", "/mcp", body(call("notifications/initialized", "")), true, ReasonAllowed, nil},
+		{"tool glob", "mcp.example", "POST", "/mcp", body(call("tools/call", "search_web")), true, ReasonAllowed, nil},
+		{"exact tool", "mcp.example", "POST", "/mcp", body(call("tools/call", "read_file")), true, ReasonAllowed, nil},
+		{"other tool", "mcp.example", "POST", "/mcp", body(call("tools/call", "write_file")), false, ReasonRPC, []int{0}},
+		{"denied tool", "mcp.example", "POST", "/mcp", body(call("tools/call", "search_secrets")), false, ReasonDenyRule, []int{0}},
+		{"denied tool, other case", "mcp.example", "POST", "/mcp", body(call("tools/call", "Search_Secrets")), false, ReasonDenyRule, []int{0}},
+		{"tool name not strict", "mcp.example", "POST", "/mcp", body(call("tools/call", "search web")), false, ReasonRPC, []int{0}},
+		{"other method", "mcp.example", "POST", "/mcp", body(call("resources/read", "")), false, ReasonRPC, []int{0}},
+		{"batch: one denied denies", "mcp.example", "POST", "/mcp", body(call("tools/list", ""), call("tools/call", "write_file"), call("initialize", "")), false, ReasonRPC, []int{1}},
+		{"batch allowed", "mcp.example", "POST", "/mcp", body(call("tools/list", ""), call("tools/call", "search_x")), true, ReasonAllowed, nil},
+		{"responses only (mcp)", "mcp.example", "POST", "/mcp", &RPC{Responses: 1}, true, ReasonAllowed, nil},
+		{"server stream GET (mcp)", "mcp.example", "GET", "/mcp", nil, true, ReasonAllowed, nil},
+		{"DELETE", "mcp.example", "DELETE", "/mcp", nil, false, ReasonRequest, nil},
+		{"endpoint path", "mcp.example", "POST", "/other", body(call("initialize", "")), false, ReasonRequest, nil},
+		{"body not read (plain HTTP)", "mcp.example", "POST", "/mcp", nil, false, ReasonUnenforceable, nil},
+		{"json-rpc exact", "rpc.example", "POST", "/", body(call("eth_blockNumber", "")), true, ReasonAllowed, nil},
+		{"json-rpc method case", "rpc.example", "POST", "/", body(call("ETH_blockNumber", "")), false, ReasonRPC, []int{0}},
+		{"json-rpc other", "rpc.example", "POST", "/", body(call("eth_sendTransaction", "")), false, ReasonRPC, []int{0}},
+		{"json-rpc responses", "rpc.example", "POST", "/", &RPC{Calls: []RPCCall{call("eth_blockNumber", "")}, Responses: 1}, false, ReasonRPC, nil},
+		{"json-rpc GET", "rpc.example", "GET", "/", nil, false, ReasonRequest, nil},
+		{"json-rpc any", "any.example", "POST", "/", body(call("whatever", "")), true, ReasonAllowed, nil},
+		{"json-rpc any but denied", "any.example", "POST", "/", body(call("admin_stop", "")), false, ReasonDenyRule, []int{0}},
+		{"mcp deny only", "deny.example", "POST", "/", body(call("tools/call", "search")), true, ReasonAllowed, nil},
+		{"mcp deny only, denied", "deny.example", "POST", "/", body(call("tools/call", "exec")), false, ReasonDenyRule, []int{0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := r.MatchRequest(tc.host, 443, nil, Request{Method: tc.method, Target: tc.target, RPC: tc.rpc})
+			if d.Allow != tc.allow || d.Reason != tc.reason || !slices.Equal(d.DeniedCalls, tc.denied) {
+				t.Errorf("MatchRequest = %+v, want allow=%v reason=%s denied=%v", d, tc.allow, tc.reason, tc.denied)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		host, method, target string
+		want                 bool
+	}{
+		{"mcp.example", "POST", "/mcp", true},
+		{"mcp.example", "POST", "/other", false}, // the endpoint's path
+		{"mcp.example", "GET", "/mcp", false},
+		{"rpc.example", "POST", "/", true},
+		{"other.example", "POST", "/", false},
+	} {
+		if got := r.ReadsRPC(tc.host, 443, tc.method, tc.target); got != tc.want {
+			t.Errorf("ReadsRPC(%s %s %s) = %v, want %v", tc.host, tc.method, tc.target, got, tc.want)
 		}
 	}
 }

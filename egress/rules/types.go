@@ -25,6 +25,7 @@ const (
 	ReasonECH           Reason = "ech"              // encrypted ClientHello: the SNI is a decoy
 	ReasonBinary        Reason = "binary"           // the endpoint is for other executables
 	ReasonUnenforceable Reason = "unenforceable"    // a field clawrun cannot enforce here
+	ReasonInspect       Reason = "inspect_required" // a spliced connection to an endpoint that is now inspected
 	ReasonNotHTTP       Reason = "unknown_protocol" // neither TLS nor HTTP on a captured connection
 	ReasonResolve       Reason = "resolve_failed"   // the upstream lookup failed
 	ReasonUpstream      Reason = "upstream_failed"  // the upstream connection failed
@@ -52,18 +53,26 @@ type Endpoint struct {
 	Audit bool `json:"audit,omitempty"`
 	// AllowedIPs open otherwise blocked address ranges for this endpoint.
 	AllowedIPs []netip.Prefix `json:"allowed_ips,omitempty"`
-	// L7 holds what plain HTTP requests must match (method, path); nil
-	// means any request. Over TLS they cannot be seen: see Unenforceable.
+	// L7 holds what requests must match (method, path, JSON-RPC calls);
+	// nil means any request. Plain-HTTP requests are checked each; over
+	// TLS only when the endpoint is inspected (Inspect).
 	L7 *L7Rules `json:"l7,omitempty"`
+	// Inspect: a TLS connection to the endpoint is terminated with the
+	// container's CA and every request in it decided (MatchRequest), by
+	// the inspection engine, instead of being spliced.
+	Inspect bool `json:"inspect,omitempty"`
 	// Unenforceable, when set, makes the endpoint deny everything over TLS
-	// (e.g. "rules on an HTTPS endpoint need TLS termination").
+	// (request rules on an endpoint that opted out of inspection with
+	// tls: skip).
 	Unenforceable string `json:"unenforceable,omitempty"`
 }
 
-// L7Rules are per-request rules of a plain-HTTP endpoint. A rule is the
-// policy's own (policy.Rule): method ("*" for any), path glob ("*" within
-// a segment, "**" across segments), and query parameters mapped to globs
-// of their values ("*" only).
+// L7Rules are per-request rules of an endpoint. A rule is the policy's
+// own (policy.Rule): method ("*" for any), path glob ("*" within a
+// segment, "**" across segments), and query parameters mapped to globs of
+// their values ("*" only). On a JSON-RPC endpoint (RPC set), a rule's
+// method is that of a call in the body and its tool that of an MCP
+// tools/call.
 type L7Rules struct {
 	Allow []policy.Rule `json:"allow,omitempty"`
 	Deny  []policy.Rule `json:"deny,omitempty"`
@@ -73,9 +82,10 @@ type L7Rules struct {
 	ReadWrite bool `json:"read_write,omitempty"`
 	// Path, when set, is a glob every request's path must match.
 	Path string `json:"path,omitempty"`
-	// DenyAll denies every request: the rules name what cannot be seen
-	// (JSON-RPC and MCP methods are in the request body).
-	DenyAll bool `json:"deny_all,omitempty"`
+	// RPC is "json-rpc" or "mcp" when the rules name the JSON-RPC calls
+	// of the request body: requests are POSTs whose body is read (MCP also
+	// opens its server's stream with a GET), which only inspection does.
+	RPC string `json:"rpc,omitempty"`
 }
 
 // Policy is one named entry of network_policies.
@@ -110,6 +120,13 @@ type Decision struct {
 	// Layer is the Source of the layer that denied (or, when allowed,
 	// of the last layer, or of the first layer that audited).
 	Layer string `json:"layer,omitempty"`
+	// Inspect: some layer allows the connection only through endpoints
+	// that are inspected, so its requests must be decided one by one
+	// (MatchRequest) rather than the connection spliced.
+	Inspect bool `json:"inspect,omitempty"`
+	// DeniedCalls, when a JSON-RPC request is denied for some of its
+	// calls, are their indices in Request.RPC.Calls.
+	DeniedCalls []int `json:"-"`
 	// Endpoint is the matched endpoint of the last layer (nil if none);
 	// when denied, the endpoint of the denying layer that came closest.
 	Endpoint *Endpoint `json:"-"`

@@ -41,6 +41,11 @@ type EgressConfig struct {
 	// LogDir holds one decision log per container, ID.egress.jsonl
 	// (default /var/log/clawrun).
 	LogDir string `json:"log_dir,omitempty"`
+	// UpstreamCAFile holds the CAs (PEM) the certificates of inspected
+	// endpoints' servers must verify against, instead of the host's
+	// system roots. An absolute path; the runtime checks at create that
+	// it exists and holds certificates.
+	UpstreamCAFile string `json:"upstream_ca_file,omitempty"`
 }
 
 // DefaultEgressLogDir is where decision logs go unless egress.log_dir says.
@@ -107,15 +112,13 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 }
 
 func (d *decoder) egress(n *yaml.Node, field string, e *EgressConfig) {
-	d.mapping(n, field, []string{"upstream_dns", "allowed_upstream_ranges", "log_dir"}, nil, func(key string, _, v *yaml.Node, sub string) {
-		if key == "log_dir" {
-			if s, ok := d.str(v, sub); ok {
-				if !strings.HasPrefix(s, "/") {
-					d.fail(v, sub, "%q: must be an absolute path", truncate(s))
-				} else {
-					e.LogDir = path.Clean(s)
-				}
-			}
+	d.mapping(n, field, []string{"upstream_dns", "allowed_upstream_ranges", "log_dir", "upstream_ca_file"}, nil, func(key string, _, v *yaml.Node, sub string) {
+		switch key {
+		case "log_dir":
+			e.LogDir = d.absPath(v, sub)
+			return
+		case "upstream_ca_file":
+			e.UpstreamCAFile = d.absPath(v, sub)
 			return
 		}
 		d.list(v, sub, "addresses", func(_ int, item *yaml.Node, isub string) {
@@ -144,6 +147,19 @@ func (d *decoder) egress(n *yaml.Node, field string, e *EgressConfig) {
 			}
 		})
 	})
+}
+
+// absPath reads an absolute path, cleaned ("" when it is not one).
+func (d *decoder) absPath(v *yaml.Node, field string) string {
+	s, ok := d.str(v, field)
+	if !ok {
+		return ""
+	}
+	if !strings.HasPrefix(s, "/") {
+		d.fail(v, field, "%q: must be an absolute path", truncate(s))
+		return ""
+	}
+	return path.Clean(s)
 }
 
 // normAddrPort accepts "IP:PORT", "[IPv6]:PORT" or a bare IP (port 53).

@@ -396,8 +396,13 @@ func endpointNotes(ep Endpoint) []string {
 	if ep.Enforcement == "audit" {
 		notes = append(notes, "audit: what its other conditions would deny is allowed and logged")
 	}
-	if ep.Path != "" || ep.Access == "read-only" || ep.Access == "read-write" || len(ep.Rules) > 0 || len(ep.DenyRules) > 0 {
-		notes = append(notes, "request rules: checked on plain HTTP; TLS to it is denied (clawrun does not decrypt)")
+	switch ruled := len(ep.RequestFields()) > 0; {
+	case ep.Inspected() && ruled:
+		notes = append(notes, "inspected: its TLS is decrypted with the container's CA and every request checked against its request rules")
+	case ep.Inspected():
+		notes = append(notes, "inspected: its TLS is decrypted with the container's CA; every request must be for this name")
+	case ruled:
+		notes = append(notes, "request rules: checked on plain HTTP; tls: skip, so TLS to it is denied")
 	}
 	if len(ep.AllowedIPs) > 0 {
 		notes = append(notes, "may resolve to "+strings.Join(ep.AllowedIPs, ", "))
@@ -726,7 +731,7 @@ func (e *Explanation) writeNetwork(w *writer) {
 			}
 		}
 		w.line(2, "Denied: every other name (NXDOMAIN, never asked upstream) and connection; UDP other than DNS, QUIC and ICMP; IP literals and TLS without a server name; loopback, link-local, private and CGNAT addresses unless allowed_ips opens them.")
-		w.line(2, "Connections are matched on the TLS server name (SNI) or HTTP Host, and port: what they carry is not inspected, so an allowed host is also a way out for data.")
+		w.line(2, "Connections are matched on the TLS server name (SNI) or HTTP Host, and port: what they carry is not inspected (but the requests of inspected endpoints), so an allowed host is also a way out for data.")
 		if e.Network.Binaries {
 			e.writeBinaries(w)
 		}

@@ -325,14 +325,25 @@ clawrun:
 		not:       []string{"ptrace"},
 	}, {
 		name:      "warnings",
-		container: parse("p", "network_middlewares: {}\nnetwork_policies:\n  x:\n    endpoints: [{host: a.example.com, port: 443, tls: terminate}]"),
+		container: parse("p", "network_middlewares: {}\nnetwork_policies:\n  x:\n    endpoints: [{host: a.example.com, port: 443, protocol: rest, access: read-only, tls: skip}]"),
 		check: func(t *testing.T, e *policy.Explanation) {
 			if len(e.Warnings) != 2 {
 				t.Errorf("warnings %v", e.Warnings)
 			}
 		},
 		// The policy's own, then the egress filter's.
-		want: []string{"Warnings (accepted, but not enforced as written)\n  p:1: network_middlewares: accepted but not enforced by clawrun\n  p: network_policies.x.endpoints[0].tls: clawrun does not terminate TLS"},
+		want: []string{"Warnings (accepted, but not enforced as written)\n  p:1: network_middlewares: accepted but not enforced by clawrun\n  p: network_policies.x.endpoints[0].access: cannot be enforced on TLS with tls: skip",
+			"request rules: checked on plain HTTP; tls: skip, so TLS to it is denied"},
+	}, {
+		name:      "inspected endpoints",
+		container: parse("p", "network_policies:\n  x:\n    endpoints: [{host: a.example.com, port: 443, tls: terminate}, {host: b.example.com, port: 443, protocol: rest, access: read-only}]"),
+		check: func(t *testing.T, e *policy.Explanation) {
+			if len(e.Warnings) != 0 {
+				t.Errorf("warnings %v", e.Warnings)
+			}
+		},
+		want: []string{"a.example.com:443: inspected: its TLS is decrypted with the container's CA; every request must be for this name",
+			"b.example.com:443: inspected: its TLS is decrypted with the container's CA and every request checked against its request rules"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			facts := tc.facts

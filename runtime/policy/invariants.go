@@ -174,6 +174,10 @@ func (v *validator) rules(field string, rules []Rule, protocol string) {
 		if r.Path != "" {
 			v.check(f+".path", checkURLPath(r.Path))
 		}
+		if r.Tool != "" {
+			v.check(f+".tool", checkTool(r.Tool, protocol))
+		}
+		v.check(f+".tool", checkToolMethod(r))
 		for _, k := range sortedKeys(r.Query) {
 			v.check(f+".query", checkQueryKey(k))
 			v.check(f+".query."+k, checkText(r.Query[k], 1024))

@@ -8,8 +8,8 @@ import (
 
 var (
 	networkPolicyKeys = []string{"name", "endpoints", "binaries"}
-	endpointKeys      = []string{"host", "port", "ports", "path", "protocol", "tls", "enforcement", "access", "rules", "deny_rules", "allowed_ips"}
-	ruleKeys          = []string{"method", "path", "query"}
+	endpointKeys      = []string{"host", "port", "ports", "path", "protocol", "tls", "enforcement", "access", "rules", "deny_rules", "allowed_ips", "mcp", "json_rpc"}
+	ruleKeys          = []string{"method", "path", "query", "tool"}
 	binaryKeys        = []string{"path", "harness"}
 
 	// Keys later OpenShell releases accept that clawrun does not implement.
@@ -18,8 +18,12 @@ var (
 	openshellEndpointKeys = notSupported("allow_encoded_slash", "websocket_credential_rewrite",
 		"request_body_credential_rewrite", "allow_uninspected_credentials", "persisted_queries",
 		"graphql_persisted_queries", "graphql_max_body_bytes", "credential_signing",
-		"signing_service", "signing_region", "json_rpc", "mcp")
-	openshellRuleKeys = notSupported("command", "operation_type", "operation_name", "fields", "tool", "params")
+		"signing_service", "signing_region", "credential_binding")
+	openshellRuleKeys = notSupported("command", "operation_type", "operation_name", "fields", "params")
+	// The keys of an endpoint's mcp and json_rpc options.
+	mcpOptionKeys     = []string{"max_body_bytes", "strict_tool_names"}
+	jsonRPCOptionKeys = []string{"max_body_bytes"}
+	unsupportedMCP    = map[string]string{"allow_all_known_mcp_methods": "OpenShell's MCP method profile is not supported by clawrun: list the methods in rules"}
 )
 
 func notSupported(keys ...string) map[string]string {
@@ -166,6 +170,12 @@ func (d *decoder) endpoint(n *yaml.Node, field string) (Endpoint, bool) {
 	if !ok {
 		return ep, false
 	}
+	// The options are read once the protocol is known.
+	for _, opt := range []string{"mcp", "json_rpc"} {
+		if k := keys[opt]; k != nil {
+			d.rpcOptions(opt, ep.Protocol, k, optionValue(n, k), join(field, opt))
+		}
+	}
 	// Rules are read last: how a method is checked depends on the protocol.
 	if rules != nil {
 		ep.Rules = d.rules(rules, join(field, "rules"), ep.Protocol, false)
@@ -192,6 +202,51 @@ func (d *decoder) endpoint(n *yaml.Node, field string) (Endpoint, bool) {
 	}
 	return ep, len(d.errs) == before
 }
+
+// optionValue is the value of key node k in mapping n.
+func optionValue(n, k *yaml.Node) *yaml.Node {
+	m := resolve(n)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if resolve(m.Content[i]) == k {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// rpcOptions reads an endpoint's mcp or json_rpc options (key), which
+// belong to protocol mcp and json-rpc. clawrun inspects JSON-RPC bodies of
+// up to 1 MiB whatever max_body_bytes says, and holds MCP tool names to
+// strict_tool_names always: a tool name outside [A-Za-z0-9_.-]{1,128}
+// is denied.
+func (d *decoder) rpcOptions(key, protocol string, k, v *yaml.Node, field string) {
+	valid, unsupported, want := jsonRPCOptionKeys, map[string]string(nil), "json-rpc"
+	if key == "mcp" {
+		valid, unsupported, want = mcpOptionKeys, unsupportedMCP, "mcp"
+	}
+	if protocol != want {
+		d.fail(k, field, "%s options need protocol: %s", key, want)
+		return
+	}
+	d.mapping(v, field, valid, unsupported, func(opt string, _, ov *yaml.Node, sub string) {
+		switch opt {
+		case "max_body_bytes":
+			if n, ok := d.integer(ov, sub); ok && n <= 0 {
+				d.fail(ov, sub, "must be positive")
+			} else if ok && n != maxRPCBody {
+				d.warn(ov, sub, fmt.Sprintf("clawrun reads JSON-RPC bodies of up to %d bytes on every endpoint, whatever this says", maxRPCBody))
+			}
+		case "strict_tool_names":
+			if strict, ok := d.boolean(ov, sub); ok && !strict {
+				d.fail(ov, sub, "clawrun always requires tool names of [A-Za-z0-9_.-]{1,128}: false is not supported")
+			}
+		}
+	})
+}
+
+// maxRPCBody is the largest JSON-RPC body the egress filter inspects
+// (inspect.DefaultMaxRPCBody, which this package cannot import).
+const maxRPCBody = 1 << 20
 
 func (d *decoder) port(n *yaml.Node, field string) (int, bool) {
 	p, ok := d.integer(n, field)
@@ -292,6 +347,14 @@ func (d *decoder) rule(n *yaml.Node, field, protocol string) (Rule, bool) {
 					r.Path = s
 				}
 			}
+		case "tool":
+			if s, ok := d.str(v, sub); ok {
+				if reason := checkTool(s, protocol); reason != "" {
+					d.fail(v, sub, "%s", reason)
+				} else {
+					r.Tool = s
+				}
+			}
 		case "query":
 			d.entries(v, sub, func(key string, k, v *yaml.Node, sub string) {
 				if reason := checkQueryKey(key); reason != "" {
@@ -322,6 +385,10 @@ func (d *decoder) rule(n *yaml.Node, field, protocol string) (Rule, bool) {
 	}
 	if r.Method == "" && r.Path == "" && len(r.Query) == 0 {
 		d.fail(n, field, "an empty rule; set method, path or query")
+		return r, false
+	}
+	if reason := checkToolMethod(r); reason != "" {
+		d.fail(n, join(field, "tool"), "%s", reason)
 		return r, false
 	}
 	return r, true

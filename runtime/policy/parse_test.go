@@ -158,8 +158,12 @@ func TestParseNormalizes(t *testing.T) {
 	if p.NetworkPolicies["internal-db"].Name != "internal-db" {
 		t.Errorf("name should default to the key")
 	}
-	if h := p.NetworkPolicies["mcp"].Endpoints[0].Host; h != "mcp.example.com" {
-		t.Errorf("host %q", h)
+	mcp := p.NetworkPolicies["mcp"].Endpoints[0]
+	if mcp.Host != "mcp.example.com" {
+		t.Errorf("host %q", mcp.Host)
+	}
+	if mcp.Rules[1].Tool != "search_*" || mcp.DenyRules[1].Tool != "send_email" || mcp.DenyRules[1].Method != "tools/call" {
+		t.Errorf("mcp rules %+v deny %+v", mcp.Rules, mcp.DenyRules)
 	}
 	x := p.Clawrun
 	if !reflect.DeepEqual(x.Seccomp.DenySyscalls, []string{"add_key", "keyctl"}) || x.Landlock.ScopeSignals ||
@@ -170,7 +174,7 @@ func TestParseNormalizes(t *testing.T) {
 	if p.Landlock.Compatibility != HardRequirement {
 		t.Errorf("compatibility %q", p.Landlock.Compatibility)
 	}
-	if len(p.Warnings) != 1 || p.Warnings[0].Field != "network_middlewares" || p.Warnings[0].Line != 80 {
+	if len(p.Warnings) != 1 || p.Warnings[0].Field != "network_middlewares" || p.Warnings[0].Line != 83 {
 		t.Errorf("warnings %+v", p.Warnings)
 	}
 }

@@ -125,12 +125,14 @@ policy_dir: /srv/policies/
 egress:
   upstream_dns: ["1.1.1.1:53", "9.9.9.9", "[2606:4700::1111]:53"]
   allowed_upstream_ranges: [10.0.0.0/8]
+  upstream_ca_file: /etc/clawrun//upstream-ca.pem
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &Config{FloorPolicy: "/etc/clawrun/floor.yaml", DefaultPolicy: "agent-default", PolicyDir: "/srv/policies",
-		Egress: EgressConfig{UpstreamDNS: []string{"1.1.1.1:53", "9.9.9.9:53", "[2606:4700::1111]:53"}, AllowedUpstreamRanges: []string{"10.0.0.0/8"}}}
+		Egress: EgressConfig{UpstreamDNS: []string{"1.1.1.1:53", "9.9.9.9:53", "[2606:4700::1111]:53"}, AllowedUpstreamRanges: []string{"10.0.0.0/8"},
+			UpstreamCAFile: "/etc/clawrun/upstream-ca.pem"}}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
 	}
@@ -144,6 +146,7 @@ egress:
 		"egress: {upstream_dns: 1.1.1.1}":                 `c:1: egress.upstream_dns: expected a list of addresses, got the string "1.1.1.1"`,
 		"egress: {upstream_dns: [dns.google:53]}":         `c:1: egress.upstream_dns[0]: "dns.google:53": not an IP:PORT address`,
 		"egress: {upstream_dns: ['1.1.1.1:0']}":           `port 0 is not allowed`,
+		"egress: {upstream_ca_file: ca.pem}":              `c:1: egress.upstream_ca_file: "ca.pem": must be an absolute path`,
 		"egress: {allowed_upstream_ranges: [10.0.0.1]}":   `c:1: egress.allowed_upstream_ranges[0]: "10.0.0.1": not a CIDR prefix`,
 		"egress: {dns: []}":                               `c:1: egress.dns: unknown key "dns"; valid keys are upstream_dns, allowed_upstream_ranges`,
 		"egress:\n  upstream_dns: []\n  upstream_dns: []": `c:3: egress.upstream_dns: duplicate key (first at line 2)`,

@@ -4,6 +4,12 @@
 // pure: no file outside the caller's bytes is read, no kernel is touched.
 package policy
 
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
 // Compatibility says what to do when the kernel cannot enforce part of a
 // policy (a missing path, an older Landlock ABI).
 type Compatibility string
@@ -81,11 +87,15 @@ type Endpoint struct {
 	AllowedIPs  []string `json:"allowed_ips,omitempty"` // CIDRs
 }
 
-// Rule is an L7 rule: method, path glob and query of requests.
+// Rule is an L7 rule: method, path glob and query of requests. On a
+// json-rpc or mcp endpoint, Method is the JSON-RPC method of a call in the
+// request body, and Tool (mcp only, with method tools/call) a glob of the
+// tool it runs (params.name).
 type Rule struct {
 	Method string            `json:"method,omitempty"`
 	Path   string            `json:"path,omitempty"`
 	Query  map[string]string `json:"query,omitempty"`
+	Tool   string            `json:"tool,omitempty"`
 }
 
 // Binary restricts a network policy to connections made by an executable.
@@ -134,4 +144,62 @@ type Error struct {
 	Line   int
 	Field  string
 	Reason string
+}
+
+// RequestFields are the endpoint's fields that constrain requests rather
+// than connections: path, access (read-only, read-write), rules and
+// deny_rules. Checking them needs the request: the filter reads it on
+// plain HTTP, and over TLS only by inspecting the connection.
+func (ep Endpoint) RequestFields() []string {
+	var fields []string
+	if ep.Path != "" {
+		fields = append(fields, "path")
+	}
+	if ep.Access == "read-only" || ep.Access == "read-write" {
+		fields = append(fields, "access")
+	}
+	if len(ep.Rules) > 0 {
+		fields = append(fields, "rules")
+	}
+	if len(ep.DenyRules) > 0 {
+		fields = append(fields, "deny_rules")
+	}
+	return fields
+}
+
+// Inspected reports an endpoint whose TLS the egress filter terminates to
+// read every request: one with request fields, or tls: terminate, unless
+// tls: skip opts out (and then its request fields deny TLS to it).
+func (ep Endpoint) Inspected() bool {
+	if ep.TLS == "skip" || ep.Protocol == "tcp" {
+		return false
+	}
+	return ep.TLS == "terminate" || len(ep.RequestFields()) > 0
+}
+
+// RPCProtocol reports a protocol whose rules name JSON-RPC methods (and
+// MCP tools) carried in the request body.
+func RPCProtocol(protocol string) bool { return protocol == "json-rpc" || protocol == "mcp" }
+
+// InspectedEndpoints names the endpoints of a policy's network_policies
+// whose TLS the egress filter inspects (Inspected), one line each: the
+// field and what it allows, in key order.
+func InspectedEndpoints(policies map[string]NetworkPolicy) []string {
+	var out []string
+	for _, key := range sortedKeys(policies) {
+		for i, ep := range policies[key].Endpoints {
+			if ep.Inspected() {
+				out = append(out, fmt.Sprintf("network_policies.%s.endpoints[%d] (%s, ports %s)", key, i, ep.Host, joinInts(ep.Ports)))
+			}
+		}
+	}
+	return out
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
 }

@@ -239,14 +239,22 @@ func checkText(s string, max int) string {
 
 var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "*"}
 
-var rpcMethod = lazyRE(`^[A-Za-z0-9_./*:-]{1,128}$`)
+var (
+	rpcMethod = lazyRE(`^[A-Za-z0-9_./*:-]{1,128}$`)
+	// toolGlob: MCP's recommended tool names, and "*".
+	toolGlob = lazyRE(`^[A-Za-z0-9_.*-]{1,128}$`)
+)
 
 // normMethod checks a rule's method: an HTTP method (upper-cased) or "*",
-// or for json-rpc and mcp a JSON-RPC method name such as "tools/call".
+// or for json-rpc and mcp a JSON-RPC method name such as "tools/call"
+// (mcp: a glob, such as tools/*; json-rpc: exact, or "*" for any).
 func normMethod(m, protocol string) (string, string) {
-	if protocol == "json-rpc" || protocol == "mcp" {
+	if RPCProtocol(protocol) {
 		if !rpcMethod.MatchString(m) {
 			return "", fmt.Sprintf("%q: not a JSON-RPC method name", truncate(m))
+		}
+		if protocol == "json-rpc" && m != "*" && strings.Contains(m, "*") {
+			return "", fmt.Sprintf("%q: a json-rpc method is exact, or \"*\" for any", truncate(m))
 		}
 		return m, ""
 	}
@@ -257,6 +265,27 @@ func normMethod(m, protocol string) (string, string) {
 		}
 	}
 	return "", fmt.Sprintf("%q: not an HTTP method; valid methods are %s", truncate(m), strings.Join(httpMethods, ", "))
+}
+
+// checkTool checks a rule's tool: a glob of MCP tool names, on protocol
+// mcp only.
+func checkTool(t, protocol string) string {
+	if protocol != "mcp" {
+		return "tool needs protocol: mcp"
+	}
+	if !toolGlob.MatchString(t) {
+		return fmt.Sprintf("%q: not a tool name glob ([A-Za-z0-9_.-] and *, at most 128)", truncate(t))
+	}
+	return ""
+}
+
+// checkToolMethod: a tool is what a tools/call runs; on another method it
+// would match nothing.
+func checkToolMethod(r Rule) string {
+	if r.Tool != "" && r.Method != "tools/call" {
+		return "a rule with tool needs method: tools/call"
+	}
+	return ""
 }
 
 // checkURLPath checks an endpoint's or a rule's path glob.

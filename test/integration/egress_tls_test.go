@@ -163,10 +163,10 @@ func TestEgressTLS(t *testing.T) {
 }
 
 // TestEgressTLSRequestFields: request fields (rules, path, access) on an
-// endpoint that carries TLS cannot be enforced without terminating TLS:
-// the runtime says so in state's warnings (as `clawrun policy check`
-// does), and the endpoint denies TLS instead of allowing it unchecked;
-// the same rules on plain HTTP are enforced per request.
+// endpoint that opted out of inspection (tls: skip) cannot be enforced on
+// its TLS: the runtime says so in state's warnings (as `clawrun policy
+// check` does), and the endpoint denies TLS instead of allowing it
+// unchecked; the same rules on plain HTTP are enforced per request.
 func TestEgressTLSRequestFields(t *testing.T) {
 	r, fn := egressRuntime(t)
 	doc := policyDoc(`  api:
@@ -174,10 +174,11 @@ func TestEgressTLSRequestFields(t *testing.T) {
       - host: allowed.test
         ports: [443, 80]
         protocol: rest
+        tls: skip
         rules:
           - allow: {method: GET, path: /ok}
 `)
-	const warning = "network_policies.api.endpoints[0].rules: cannot be enforced on TLS without TLS termination"
+	const warning = "network_policies.api.endpoints[0].rules: cannot be enforced on TLS with tls: skip"
 	check := r.ok("policy", "check", writeTemp(t, "api.yaml", doc))
 	if !strings.Contains(check.Stderr, warning) {
 		t.Errorf("clawrun policy check does not warn %q:\n%s", warning, check)

@@ -1,0 +1,103 @@
+package main
+
+// https: HTTP requests over TLS as an ordinary client makes them, trusting
+// what the container's environment says (SSL_CERT_FILE, as Go reads it)
+// and the tests' CA:
+//
+//	https ADDR PORT SNI h1|h2 HOST REQ...
+//	    one connection to ADDR:PORT, TLS for SNI, then each REQ
+//	    (METHOD:PATH, a POST carrying a small body) with Host HOST, over
+//	    HTTP/1.1 keep-alive or HTTP/2: "OK issuer=CN proto=P STATUS
+//	    METHOD PATH conn=N | ...", conn numbering the connections used
+//	    (1 throughout: the same one), issuer the CN of the certificate's
+//	    issuer.
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"strings"
+	"sync"
+)
+
+func init() {
+	if commands == nil {
+		commands = map[string]command{}
+	}
+	commands["https"] = command{"ADDR PORT SNI h1|h2 HOST METHOD:PATH...", 6, 32, cmdHTTPS}
+}
+
+func cmdHTTPS(a []string) error {
+	addr, port, sni, proto, host := a[0], a[1], a[2], a[3], a[4]
+	roots, err := x509.SystemCertPool() // SSL_CERT_FILE, when set
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if pem, err := os.ReadFile(caFile); err == nil {
+		roots.AppendCertsFromPEM(pem)
+	}
+	var (
+		mu    sync.Mutex
+		conns = map[net.Conn]int{}
+	)
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{ServerName: sni, RootCAs: roots},
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{Timeout: netTimeout}).DialContext(ctx, "tcp", net.JoinHostPort(addr, port))
+		},
+		MaxConnsPerHost:   1,
+		ForceAttemptHTTP2: proto == "h2",
+	}
+	if proto != "h2" {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: netTimeout}
+	var parts []string
+	issuer, gotProto := "", ""
+	for _, r := range a[5:] {
+		method, path, _ := strings.Cut(r, ":")
+		var body io.Reader
+		if method == "POST" || method == "PUT" {
+			body = strings.NewReader("probe")
+		}
+		req, err := http.NewRequest(method, "https://"+net.JoinHostPort(sni, port)+path, body)
+		if err != nil {
+			return failure{"USAGE", err.Error()}
+		}
+		req.Host = host
+		n := 0
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) {
+				mu.Lock()
+				defer mu.Unlock()
+				if conns[info.Conn] == 0 {
+					conns[info.Conn] = len(conns) + 1
+				}
+				n = conns[info.Conn]
+			},
+		}))
+		resp, err := client.Do(req)
+		if err != nil {
+			if len(parts) == 0 {
+				return netErr(method+" "+path, err)
+			}
+			parts = append(parts, "ERR "+describe(netErr(method+" "+path, err)))
+			break
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+			issuer = resp.TLS.PeerCertificates[0].Issuer.CommonName
+		}
+		gotProto = resp.Proto
+		parts = append(parts, fmt.Sprintf("%d %s %s conn=%d", resp.StatusCode, method, path, n))
+	}
+	return okWith(fmt.Sprintf("issuer=%q proto=%s %s", issuer, gotProto, strings.Join(parts, " | ")))
+}
