@@ -128,7 +128,7 @@ func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egress
 		}
 	}
 	creds := credentialSpecs(cfg.Egress.Credentials)
-	if _, err := credentialEnv(creds); err != nil {
+	if err := checkCredentialSources(creds); err != nil {
 		return nil, err
 	}
 	ns, _ := netNamespace(spec)
@@ -147,6 +147,21 @@ func credentialSpecs(in []policy.Credential) []credentials.Spec {
 		out = append(out, sp)
 	}
 	return out
+}
+
+// checkCredentialSources refuses, at create, credentials the filter
+// could not read: a file that is not root's alone, a variable the
+// runtime lacks. The runtime does not read the files' secrets.
+func checkCredentialSources(creds []credentials.Spec) error {
+	for _, c := range creds {
+		if c.File != "" {
+			if err := credentials.CheckFile(c.File); err != nil {
+				return fmt.Errorf("config: egress.credentials %s: file %w", c.Name, err)
+			}
+		}
+	}
+	_, err := credentialEnv(creds)
+	return err
 }
 
 // credentialEnv is the filter's environment that carries the values of

@@ -119,24 +119,11 @@ func value(sp Spec, getenv func(string) (string, bool)) (string, error) {
 // readSecretFile reads a file only root can read; one trailing newline
 // is not part of the value.
 func readSecretFile(path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := openSecretFile(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case !fi.Mode().IsRegular():
-		return "", fmt.Errorf("%s: not a regular file", path)
-	case !ok || st.Uid != 0:
-		return "", fmt.Errorf("%s: not owned by root", path)
-	case fi.Mode().Perm()&0o077 != 0:
-		return "", fmt.Errorf("%s: mode %04o lets group or others at it (chmod 600)", path, fi.Mode().Perm())
-	}
 	data := make([]byte, 64<<10)
 	n, err := f.Read(data)
 	if err != nil {
@@ -146,6 +133,46 @@ func readSecretFile(path string) (string, error) {
 		return "", fmt.Errorf("%s: larger than 64 KiB", path)
 	}
 	return strings.TrimSuffix(strings.TrimSuffix(string(data[:n]), "\n"), "\r"), nil
+}
+
+// CheckFile checks, without reading it, that path may hold a credential:
+// a regular file (not a symbolic link) owned by root that neither group
+// nor others may read.
+func CheckFile(path string) error {
+	f, err := openSecretFile(path)
+	if err == nil {
+		f.Close()
+	}
+	return err
+}
+
+func openSecretFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSecretFile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+func checkSecretFile(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.Mode().IsRegular():
+		return errors.New("not a regular file")
+	case !ok || st.Uid != 0:
+		return errors.New("not owned by root")
+	case fi.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("mode %04o lets group or others at it (chmod 600)", fi.Mode().Perm())
+	}
+	return nil
 }
 
 // Names lists the credentials, for the log at start.

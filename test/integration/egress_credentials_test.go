@@ -203,3 +203,31 @@ func containerEnvironsHolding(t *testing.T, initPid int, s string) []int {
 	}
 	return hits
 }
+
+// TestEgressCredentialBadSource: a credential file that group or others
+// may read, or a variable the runtime's environment lacks, is refused at
+// create, naming the credential, and no container is left.
+func TestEgressCredentialBadSource(t *testing.T) {
+	r, fn := egressRuntime(t)
+	readable := writeTemp(t, "api-key", credentialSecret+"\n") // 0644
+	for _, tc := range []struct{ source, want string }{
+		{"file: " + readable, "egress.credentials API_KEY: file " + readable + ": mode 0644 lets group or others at it"},
+		{"env: CLAWRUN_TEST_UNSET_KEY", "egress.credentials API_KEY: the runtime's environment variable CLAWRUN_TEST_UNSET_KEY is not set"},
+	} {
+		cfg := writeTemp(t, "config.yaml", fn.egressYAML()+`
+  credentials:
+    - name: API_KEY
+      `+tc.source+`
+      endpoints: [{host: allowed.test, ports: [8445]}]
+`)
+		id := newID(t)
+		r.track(id)
+		res := r.run("--config", cfg, "run", "-d", "--bundle", fn.egressBundle(r, withInline(policyDoc(credentialDoc))), id)
+		if res.Code == 0 || !strings.Contains(res.Stderr, tc.want) {
+			t.Fatalf("create with %s:\n%s", tc.source, res)
+		}
+		if _, err := os.Stat(filepath.Join(r.root, id)); !os.IsNotExist(err) {
+			t.Errorf("the refused container's state dir is left: %v", err)
+		}
+	}
+}
