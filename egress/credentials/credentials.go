@@ -210,7 +210,7 @@ func (s *Set) Rewrite(host string, port int, r *http.Request) error {
 	header := r.Header.Clone()
 	for _, vs := range header {
 		for i, v := range vs {
-			nv, err := s.substitute(v, host, port, noEscape)
+			nv, err := s.substitute(v, host, port, headerPrefixes, noEscape)
 			if err != nil {
 				return err
 			}
@@ -219,7 +219,7 @@ func (s *Set) Rewrite(host string, port int, r *http.Request) error {
 	}
 	var query string
 	if r.URL != nil {
-		q, err := s.substitute(r.URL.RawQuery, host, port, url.QueryEscape)
+		q, err := s.substitute(r.URL.RawQuery, host, port, queryPrefixes, url.QueryEscape)
 		if err != nil {
 			return err
 		}
@@ -234,14 +234,15 @@ func (s *Set) Rewrite(host string, port int, r *http.Request) error {
 
 func noEscape(s string) string { return s }
 
-// substitute replaces every placeholder of s, its secret escaped.
-func (s *Set) substitute(text, host string, port int, escape func(string) string) (string, error) {
-	if !HasPlaceholder(text) {
+// substitute replaces every placeholder of text (spelt with one of
+// prefixes), its secret escaped.
+func (s *Set) substitute(text, host string, port int, prefixes []string, escape func(string) string) (string, error) {
+	if at, _ := nextPlaceholder(text, prefixes); at < 0 {
 		return text, nil
 	}
 	var b strings.Builder
 	for {
-		at, prefix := nextPlaceholder(text)
+		at, prefix := nextPlaceholder(text, prefixes)
 		if at < 0 {
 			b.WriteString(text)
 			return b.String(), nil
@@ -274,34 +275,26 @@ func (s *Set) lookup(name, host string, port int) (credential, error) {
 }
 
 // HasPlaceholder reports whether text holds a placeholder of either
-// spelling.
+// spelling, as such or percent-encoded.
 func HasPlaceholder(text string) bool {
-	at, _ := nextPlaceholder(text)
+	at, _ := nextPlaceholder(text, queryPrefixes)
 	return at >= 0
 }
 
-// RequestHasPlaceholder reports whether a request's header fields or
-// query hold a placeholder: on plain HTTP, such a request is refused
-// (never injected into cleartext).
-func RequestHasPlaceholder(h http.Header, rawQuery string) bool {
-	if HasPlaceholder(rawQuery) {
-		return true
-	}
-	for _, vs := range h {
-		for _, v := range vs {
-			if HasPlaceholder(v) {
-				return true
-			}
-		}
-	}
-	return false
-}
+// Placeholder prefixes as a header field carries them, and as a query
+// may: also with the colons percent-encoded (as form encoders write them).
+var (
+	headerPrefixes = []string{OpenShellPrefix, ClawrunPrefix}
+	queryPrefixes  = append(slices.Clone(headerPrefixes),
+		strings.ReplaceAll(OpenShellPrefix, ":", "%3A"), strings.ReplaceAll(ClawrunPrefix, ":", "%3A"),
+		strings.ReplaceAll(OpenShellPrefix, ":", "%3a"), strings.ReplaceAll(ClawrunPrefix, ":", "%3a"))
+)
 
-// nextPlaceholder finds the first placeholder of text: its index and its
-// prefix (-1 when there is none).
-func nextPlaceholder(text string) (int, string) {
+// nextPlaceholder finds the first placeholder of text, spelt with one of
+// prefixes: its index and its prefix (-1 when there is none).
+func nextPlaceholder(text string, prefixes []string) (int, string) {
 	at, prefix := -1, ""
-	for _, p := range []string{OpenShellPrefix, ClawrunPrefix} {
+	for _, p := range prefixes {
 		if i := strings.Index(text, p); i >= 0 && (at < 0 || i < at) {
 			at, prefix = i, p
 		}

@@ -58,6 +58,10 @@ func TestRewriteSubstitutes(t *testing.T) {
 			wantHeader: map[string]string{"X": secret + "," + secret + ";"}},
 		{name: "query", host: "api.example.com", port: 443, target: "https://api.example.com/v1?key=openshell:resolve:env:API_KEY&x=1",
 			wantQuery: "key=" + url.QueryEscape(secret) + "&x=1"},
+		{name: "percent-encoded in the query", host: "api.example.com", port: 443, target: "https://api.example.com/v1?key=openshell%3Aresolve%3Aenv%3AAPI_KEY",
+			wantQuery: "key=" + url.QueryEscape(secret)},
+		{name: "percent-encoded in a header is not one", host: "api.example.com", port: 443, target: "https://api.example.com/",
+			header: map[string]string{"X": "clawrun%3Acredential%3AAPI_KEY"}, wantHeader: map[string]string{"X": "clawrun%3Acredential%3AAPI_KEY"}},
 		{name: "no placeholder", host: "other.example", port: 443, target: "https://other.example/?a=b",
 			header: map[string]string{"Authorization": "Bearer mine"}, wantHeader: map[string]string{"Authorization": "Bearer mine"}, wantQuery: "a=b"},
 	} {
@@ -94,6 +98,8 @@ func TestRewriteRefuses(t *testing.T) {
 		{name: "wildcard does not match apex", host: "example.org", port: 8443, target: "https://example.org:8443/",
 			header: map[string]string{"X": "clawrun:credential:API_KEY"}, reason: ReasonMisdirected},
 		{name: "other host in query", host: "evil.example", port: 443, target: "https://evil.example/?k=clawrun:credential:API_KEY",
+			reason: ReasonMisdirected},
+		{name: "percent-encoded to another host", host: "evil.example", port: 443, target: "https://evil.example/?k=clawrun%3acredential%3aAPI_KEY",
 			reason: ReasonMisdirected},
 		{name: "unknown", host: "api.example.com", port: 443, target: "https://api.example.com/",
 			header: map[string]string{"Authorization": "Bearer openshell:resolve:env:API_KY"}, reason: ReasonUnknown},
@@ -133,11 +139,18 @@ func TestRewriteRefuses(t *testing.T) {
 	}
 }
 
-func TestRequestHasPlaceholder(t *testing.T) {
-	if !RequestHasPlaceholder(http.Header{"A": {"x", "Bearer openshell:resolve:env:K"}}, "") ||
-		!RequestHasPlaceholder(nil, "a=clawrun:credential:K") ||
-		RequestHasPlaceholder(http.Header{"A": {"openshell:resolve:file:K"}}, "a=b") {
-		t.Error("RequestHasPlaceholder is wrong")
+func TestHasPlaceholder(t *testing.T) {
+	for text, want := range map[string]bool{
+		"Bearer openshell:resolve:env:K":        true,
+		"a=clawrun:credential:K":                true,
+		"a=openshell%3Aresolve%3Aenv%3AK":       true,
+		"a=clawrun%3acredential%3aK":            true,
+		"openshell:resolve:file:K":              false,
+		"GET / HTTP/1.1\r\nHost: a.example\r\n": false,
+	} {
+		if got := HasPlaceholder(text); got != want {
+			t.Errorf("HasPlaceholder(%q) = %v", text, got)
+		}
 	}
 }
 
