@@ -175,19 +175,6 @@ func checkSecretFile(f *os.File) error {
 	return nil
 }
 
-// Names lists the credentials, for the log at start.
-func (s *Set) Names() []string {
-	if s == nil {
-		return nil
-	}
-	var out []string
-	for n := range s.byName {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // boundTo reports whether c may go to host:port.
 func (c credential) boundTo(host string, port int) bool {
 	name, ok := hostname.Canonical(host)
