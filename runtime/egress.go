@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/clawrun/clawrun/egress/credentials"
 	"github.com/clawrun/clawrun/egress/filter"
 	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/resolver"
@@ -57,6 +58,9 @@ type egressSetup struct {
 	CACert         string `json:",omitempty"`
 	CAKey          string `json:",omitempty"`
 	UpstreamCAFile string `json:",omitempty"`
+	// Credentials are the config's egress.credentials: their sources,
+	// never their values.
+	Credentials []credentials.Spec `json:",omitempty"`
 }
 
 // checkEgressNetwork refuses network policies that could not be enforced:
@@ -123,9 +127,59 @@ func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egress
 			return nil, fmt.Errorf("config: %w", err)
 		}
 	}
+	creds := credentialSpecs(cfg.Egress.Credentials)
+	if err := checkCredentialSources(creds); err != nil {
+		return nil, err
+	}
 	ns, _ := netNamespace(spec)
 	return &egressSetup{Rules: compiled, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir, NetnsPath: ns.Path,
-		UpstreamCAFile: cfg.Egress.UpstreamCAFile}, nil
+		UpstreamCAFile: cfg.Egress.UpstreamCAFile, Credentials: creds}, nil
+}
+
+// credentialSpecs are the config's credentials as the filter takes them.
+func credentialSpecs(in []policy.Credential) []credentials.Spec {
+	var out []credentials.Spec
+	for _, c := range in {
+		sp := credentials.Spec{Name: c.Name, File: c.File, Env: c.Env}
+		for _, ep := range c.Endpoints {
+			sp.Endpoints = append(sp.Endpoints, credentials.Endpoint{Host: ep.Host, Ports: ep.Ports})
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// checkCredentialSources refuses, at create, credentials the filter
+// could not read: a file that is not root's alone, a variable the
+// runtime lacks. The runtime does not read the files' secrets.
+func checkCredentialSources(creds []credentials.Spec) error {
+	for _, c := range creds {
+		if c.File != "" {
+			if err := credentials.CheckFile(c.File); err != nil {
+				return fmt.Errorf("config: egress.credentials %s: file %w", c.Name, err)
+			}
+		}
+	}
+	_, err := credentialEnv(creds)
+	return err
+}
+
+// credentialEnv is the filter's environment that carries the values of
+// the credentials of source env, read from the runtime's own: they go to
+// the filter's environment only, never into a file or its argv.
+func credentialEnv(creds []credentials.Spec) ([]string, error) {
+	var env []string
+	for _, c := range creds {
+		if c.Env == "" {
+			continue
+		}
+		v, ok := os.LookupEnv(c.Env)
+		if !ok {
+			return nil, fmt.Errorf("config: egress.credentials %s: the runtime's environment variable %s is not set", c.Name, c.Env)
+		}
+		env = append(env, filter.CredentialEnv(c.Env)+"="+v)
+	}
+	return env, nil
 }
 
 // egressUpstream picks the filter's upstream resolvers: the config's
@@ -234,6 +288,11 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 		CACert:         setup.CACert,
 		CAKey:          setup.CAKey,
 		UpstreamCAFile: setup.UpstreamCAFile,
+		Credentials:    setup.Credentials,
+	}
+	credEnv, err := credentialEnv(setup.Credentials)
+	if err != nil {
+		return err
 	}
 	if err := filter.WriteRules(cfg.RulesFile, setup.Rules); err != nil {
 		return err
@@ -242,7 +301,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 	if err := jsonfile.Write(cfgPath, cfg, 0o600); err != nil {
 		return err
 	}
-	sup, err := launchSupervisor(cfgPath)
+	sup, err := launchSupervisor(cfgPath, credEnv)
 	if err != nil {
 		return fmt.Errorf("egress filter: %w", err)
 	}
@@ -273,8 +332,9 @@ type supervisorLaunch struct {
 }
 
 // launchSupervisor starts a detached filter supervisor, which waits for
-// filter.StartMsg before it does anything.
-func launchSupervisor(cfgPath string) (*supervisorLaunch, error) {
+// filter.StartMsg before it does anything; env is added to its
+// environment (credentials' values).
+func launchSupervisor(cfgPath string, env []string) (*supervisorLaunch, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -299,7 +359,7 @@ func launchSupervisor(cfgPath string) (*supervisorLaunch, error) {
 	// Detached: its own session, so that the caller's terminal signals
 	// and process group do not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
 	if err := cmd.Start(); err != nil {
 		readyR.Close()
 		linkW.Close()

@@ -26,6 +26,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/clawrun/clawrun/egress/credentials"
 	"github.com/clawrun/clawrun/egress/proxy"
 	"github.com/clawrun/clawrun/internal/jsonfile"
 )
@@ -73,6 +74,22 @@ type Config struct {
 	// UpstreamCAFile holds the CAs (PEM) that inspected upstreams'
 	// certificates must verify against; empty: the host's system roots.
 	UpstreamCAFile string `json:"upstream_ca_file,omitempty"`
+	// Credentials name the secrets the filter injects into inspected
+	// requests and where it reads them (a root-only file, or its own
+	// environment variable CredentialEnv(Env), which the runtime sets):
+	// never the secrets themselves.
+	Credentials []credentials.Spec `json:"credentials,omitempty"`
+}
+
+// CredentialEnv is the filter's environment variable that carries the
+// value of the runtime's variable name, for a credential of source env.
+func CredentialEnv(name string) string { return "_CLAWRUN_CREDENTIAL_" + name }
+
+// loadCredentials reads the values of cfg's credentials.
+func loadCredentials(cfg *Config) (*credentials.Set, error) {
+	return credentials.Load(cfg.Credentials, func(name string) (string, bool) {
+		return os.LookupEnv(CredentialEnv(name))
+	})
 }
 
 // Limits bound what a container's traffic can cost its filter.

@@ -52,12 +52,19 @@ func work(configPath string) error {
 	if err := canInspect(initial, engine); err != nil {
 		return err
 	}
+	creds, err := loadCredentials(cfg)
+	if err != nil {
+		return err
+	}
 	logRecord, closeLog, err := openDecisionLog(cfg)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
 	w, err := newWorker(cfg, initial, logRecord, engine)
+	if err == nil {
+		w.tcpProxy.Credentials = creds
+	}
 	if err != nil {
 		return err
 	}

@@ -41,8 +41,10 @@ type Options struct {
 	// Rewrite, if set, may change an allowed request just before it is
 	// sent (credential injection): it runs after Decide allowed the
 	// request, on the request that goes upstream. An error refuses the
-	// request (403, ReasonRewrite), and so does a change of its
-	// destination.
+	// request (403, ReasonRewrite, or the error's own reason when it has
+	// a method LogReason() string), and so does a change of its
+	// destination. The error's text goes to the log: it must not hold a
+	// secret.
 	Rewrite func(*http.Request) error
 	// Log receives one Decision per request (and per refusal of
 	// something that was not a request, such as a failed handshake).

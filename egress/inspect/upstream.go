@@ -177,7 +177,7 @@ func (s *session) upstreamFailed(w http.ResponseWriter, r *http.Request, err err
 	ref := refusal{http.StatusBadGateway, ReasonUpstream, err.Error()}
 	switch {
 	case errors.As(err, &rwErr):
-		ref = refusal{http.StatusForbidden, ReasonRewrite, rwErr.err.Error()}
+		ref = refusal{http.StatusForbidden, rewriteReason(rwErr.err), rwErr.err.Error()}
 	case errors.As(err, &certErr):
 		ref = refusal{http.StatusBadGateway, ReasonUpstreamCert, certErr.err.Error()}
 	case r.Context().Err() != nil:
@@ -185,4 +185,14 @@ func (s *session) upstreamFailed(w http.ResponseWriter, r *http.Request, err err
 	}
 	ref.detail = clip(ref.detail)
 	s.refuse(w, ex.req, &ex.verdict, ref)
+}
+
+// rewriteReason is the log's reason for a refusal of Options.Rewrite: the
+// error's own (a LogReason method) or ReasonRewrite.
+func rewriteReason(err error) string {
+	var r interface{ LogReason() string }
+	if errors.As(err, &r) && r.LogReason() != "" {
+		return r.LogReason()
+	}
+	return ReasonRewrite
 }

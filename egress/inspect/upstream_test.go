@@ -88,12 +88,14 @@ func TestRewrite(t *testing.T) {
 		name    string
 		rewrite func(*http.Request) error
 		status  int
+		reason  string
 	}{
-		{"adds a field", func(r *http.Request) error { r.Header.Set("Authorization", "Bearer injected"); return nil }, 200},
-		{"fails", func(r *http.Request) error { return errors.New("no credential for this endpoint") }, 403},
-		{"changes the Host", func(r *http.Request) error { r.Host = "evil.example"; return nil }, 403},
-		{"changes the URL host", func(r *http.Request) error { r.URL.Host = "evil.example"; return nil }, 403},
-		{"makes it plain HTTP", func(r *http.Request) error { r.URL.Scheme = "http"; return nil }, 403},
+		{"adds a field", func(r *http.Request) error { r.Header.Set("Authorization", "Bearer injected"); return nil }, 200, ""},
+		{"fails", func(r *http.Request) error { return errors.New("no credential for this endpoint") }, 403, ReasonRewrite},
+		{"fails with its reason", func(r *http.Request) error { return reasonError("credential_misdirected") }, 403, "credential_misdirected"},
+		{"changes the Host", func(r *http.Request) error { r.Host = "evil.example"; return nil }, 403, ReasonRewrite},
+		{"changes the URL host", func(r *http.Request) error { r.URL.Host = "evil.example"; return nil }, 403, ReasonRewrite},
+		{"makes it plain HTTP", func(r *http.Request) error { r.URL.Scheme = "http"; return nil }, 403, ReasonRewrite},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,10 +127,16 @@ func TestRewrite(t *testing.T) {
 			if n := up.requests.Load(); n != 0 {
 				t.Fatalf("the upstream saw %d requests", n)
 			}
-			h.logs.find(t, ReasonRewrite)
+			h.logs.find(t, tt.reason)
 		})
 	}
 }
+
+// reasonError is a Rewrite error that names its log reason.
+type reasonError string
+
+func (e reasonError) Error() string     { return "refused: " + string(e) }
+func (e reasonError) LogReason() string { return string(e) }
 
 // A client that does not trust the container's CA fails its handshake,
 // and the log says which name it was for.

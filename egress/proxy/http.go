@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clawrun/clawrun/egress/credentials"
 	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/egress/wire"
@@ -215,11 +216,19 @@ func (p *Proxy) decideRequest(current *rules.Rules, head wire.RequestHead, port 
 		return d
 	}
 	d := current.MatchRequest(head.Host, port, binaries, rules.Request{Method: head.Method, Target: head.Target})
+	if d.Allow && credentials.HasPlaceholder(string(head.Raw)) {
+		// Never injected into cleartext, and not sent as it is.
+		return rules.Decision{Reason: ReasonCredentialCleartext, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}
+	}
 	if d.Allow && head.Upgrade != "" && (!first || head.UpgradeTo("h2c")) {
 		return rules.Decision{Reason: rules.ReasonUnenforceable, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}
 	}
 	return d
 }
+
+// ReasonCredentialCleartext: a plain-HTTP request holds a credential
+// placeholder; credentials are injected only in inspected TLS.
+const ReasonCredentialCleartext rules.Reason = "credential_cleartext"
 
 // pathOf is a request-target without its query, for the decision log.
 func pathOf(target string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
@@ -38,7 +39,8 @@ func (p *Proxy) inspectFlow(f *flow, prefix []byte, d rules.Decision, rec *decis
 		InspectRPC: func(req inspect.Request) bool {
 			return p.Rules().ReadsRPC(f.host, f.port, req.Method, requestTarget(req))
 		},
-		Log: func(dec inspect.Decision) { p.log(p.requestRecord(f, rec, dec)) },
+		Rewrite: func(r *http.Request) error { return p.Credentials.Rewrite(f.host, f.port, r) },
+		Log:     func(dec inspect.Decision) { p.log(p.requestRecord(f, rec, dec)) },
 	}
 	err := p.Inspect.Serve(f.serveCtx, f.client, opts)
 	f.stopServe()

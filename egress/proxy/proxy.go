@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clawrun/clawrun/egress/credentials"
 	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/inspect"
 	"github.com/clawrun/clawrun/egress/kernel"
@@ -49,6 +50,10 @@ type Proxy struct {
 	// Inspect serves the TLS connections to inspected endpoints (the
 	// container's inspection engine); nil denies them.
 	Inspect *inspect.Engine
+	// Credentials replace the placeholders of inspected requests to the
+	// endpoints they are bound to (nil: none; every placeholder is then
+	// refused). A placeholder in plain HTTP is refused.
+	Credentials *credentials.Set
 
 	admitOnce    sync.Once
 	adm          admission

@@ -46,6 +46,30 @@ type EgressConfig struct {
 	// system roots. An absolute path; the runtime checks at create that
 	// it exists and holds certificates.
 	UpstreamCAFile string `json:"upstream_ca_file,omitempty"`
+	// Credentials are secrets the filter injects into the inspected
+	// requests of the endpoints each is bound to, in place of the
+	// placeholders the agent sends: the agent never holds them.
+	Credentials []Credential `json:"credentials,omitempty"`
+}
+
+// Credential is one secret the egress filter injects. Its value comes
+// from File (a file owned by root and readable by nobody else, which the
+// filter reads at start) or Env (a variable of the runtime's environment,
+// passed to the filter's): never from a policy or an annotation.
+type Credential struct {
+	// Name is what placeholders call it: openshell:resolve:env:NAME or
+	// clawrun:credential:NAME.
+	Name      string               `json:"name"`
+	File      string               `json:"file,omitempty"`
+	Env       string               `json:"env,omitempty"`
+	Endpoints []CredentialEndpoint `json:"endpoints"`
+}
+
+// CredentialEndpoint is where a credential may go: a host or wildcard
+// pattern (as a policy names them) and its ports (default 443).
+type CredentialEndpoint struct {
+	Host  string `json:"host"`
+	Ports []int  `json:"ports"`
 }
 
 // DefaultEgressLogDir is where decision logs go unless egress.log_dir says.
@@ -112,8 +136,11 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 }
 
 func (d *decoder) egress(n *yaml.Node, field string, e *EgressConfig) {
-	d.mapping(n, field, []string{"upstream_dns", "allowed_upstream_ranges", "log_dir", "upstream_ca_file"}, nil, func(key string, _, v *yaml.Node, sub string) {
+	d.mapping(n, field, []string{"upstream_dns", "allowed_upstream_ranges", "log_dir", "upstream_ca_file", "credentials"}, nil, func(key string, _, v *yaml.Node, sub string) {
 		switch key {
+		case "credentials":
+			e.Credentials = d.credentials(v, sub)
+			return
 		case "log_dir":
 			e.LogDir = d.absPath(v, sub)
 			return

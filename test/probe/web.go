@@ -61,7 +61,13 @@ func cmdHTTPS(a []string) error {
 	client := &http.Client{Transport: tr, Timeout: netTimeout}
 	var parts []string
 	issuer, gotProto := "", ""
+	header := http.Header{}
 	for _, r := range a[5:] {
+		if field, ok := strings.CutPrefix(r, "header:"); ok {
+			name, value, _ := strings.Cut(field, "=")
+			header.Add(name, value)
+			continue
+		}
 		method, path, _ := strings.Cut(r, ":")
 		var body io.Reader
 		if method == "POST" || method == "PUT" {
@@ -72,6 +78,7 @@ func cmdHTTPS(a []string) error {
 			return failure{"USAGE", err.Error()}
 		}
 		req.Host = host
+		req.Header = header.Clone()
 		n := 0
 		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 			GotConn: func(info httptrace.GotConnInfo) {

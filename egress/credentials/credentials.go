@@ -1,0 +1,302 @@
+// Package credentials injects secrets into the requests the egress filter
+// inspects: the agent sends a placeholder (OpenShell's
+// openshell:resolve:env:NAME, or clawrun:credential:NAME) in a header or
+// the query, and the filter replaces it with the secret NAME, only on a
+// request to an endpoint the credential is bound to. A placeholder headed
+// anywhere else, or naming no credential, refuses the request: the secret
+// never leaves for a host it is not meant for, and a typo is not sent as
+// it is. The agent never holds the secret.
+package credentials
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/clawrun/clawrun/runtime/policy/hostname"
+)
+
+// Spec is one credential as the filter's configuration names it: where
+// its value comes from (File, or the filter's environment variable Env),
+// never the value itself.
+type Spec struct {
+	Name      string     `json:"name"`
+	File      string     `json:"file,omitempty"`
+	Env       string     `json:"env,omitempty"`
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is a host pattern (hostname.ParsePattern's form) and its ports.
+type Endpoint struct {
+	Host  string `json:"host"`
+	Ports []int  `json:"ports"`
+}
+
+// Placeholder prefixes; the credential's name follows.
+const (
+	OpenShellPrefix = "openshell:resolve:env:"
+	ClawrunPrefix   = "clawrun:credential:"
+)
+
+// Reasons of a refusal, as the decision log records them.
+const (
+	ReasonMisdirected = "credential_misdirected"
+	ReasonUnknown     = "credential_unknown"
+)
+
+// Error refuses a request: a placeholder for a host its credential is
+// not bound to, or of no credential. It names the credential, never its
+// value.
+type Error struct {
+	Reason string // ReasonMisdirected or ReasonUnknown
+	Name   string
+	Host   string
+}
+
+func (e *Error) Error() string {
+	if e.Reason == ReasonUnknown {
+		return fmt.Sprintf("no credential %q is configured", e.Name)
+	}
+	return fmt.Sprintf("credential %q is not bound to %s", e.Name, e.Host)
+}
+
+// LogReason is the decision log's reason for the refusal.
+func (e *Error) LogReason() string { return e.Reason }
+
+type credential struct {
+	value     string
+	endpoints []Endpoint
+}
+
+// Set holds the credentials of one container. The zero Set (and nil)
+// holds none: every placeholder is then unknown.
+type Set struct{ byName map[string]credential }
+
+// Load reads the value of every spec: a file must be a regular file owned
+// by root that neither group nor others may read (the filter runs as
+// root; nothing else should read the secret); an environment variable is
+// looked up with getenv and must be set. A value may hold no control
+// character: it goes into header fields.
+func Load(specs []Spec, getenv func(string) (string, bool)) (*Set, error) {
+	s := &Set{byName: map[string]credential{}}
+	for _, sp := range specs {
+		if _, dup := s.byName[sp.Name]; dup || sp.Name == "" {
+			return nil, fmt.Errorf("credential %q: empty or repeated name", sp.Name)
+		}
+		v, err := value(sp, getenv)
+		if err != nil {
+			return nil, fmt.Errorf("credential %q: %w", sp.Name, err)
+		}
+		if v == "" || strings.ContainsFunc(v, isControl) {
+			return nil, fmt.Errorf("credential %q: its value is empty or holds a control character", sp.Name)
+		}
+		s.byName[sp.Name] = credential{value: v, endpoints: sp.Endpoints}
+	}
+	return s, nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+func value(sp Spec, getenv func(string) (string, bool)) (string, error) {
+	if (sp.File == "") == (sp.Env == "") {
+		return "", errors.New("give exactly one of file and env")
+	}
+	if sp.Env != "" {
+		v, ok := getenv(sp.Env)
+		if !ok {
+			return "", fmt.Errorf("environment variable %s is not set", sp.Env)
+		}
+		return v, nil
+	}
+	return readSecretFile(sp.File)
+}
+
+// readSecretFile reads a file only root can read; one trailing newline
+// is not part of the value.
+func readSecretFile(path string) (string, error) {
+	f, err := openSecretFile(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	data := make([]byte, 64<<10)
+	n, err := f.Read(data)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if n == len(data) {
+		return "", fmt.Errorf("%s: larger than 64 KiB", path)
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(string(data[:n]), "\n"), "\r"), nil
+}
+
+// CheckFile checks, without reading it, that path may hold a credential:
+// a regular file (not a symbolic link) owned by root that neither group
+// nor others may read.
+func CheckFile(path string) error {
+	f, err := openSecretFile(path)
+	if err == nil {
+		f.Close()
+	}
+	return err
+}
+
+func openSecretFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSecretFile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+func checkSecretFile(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.Mode().IsRegular():
+		return errors.New("not a regular file")
+	case !ok || st.Uid != 0:
+		return errors.New("not owned by root")
+	case fi.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("mode %04o lets group or others at it (chmod 600)", fi.Mode().Perm())
+	}
+	return nil
+}
+
+// boundTo reports whether c may go to host:port.
+func (c credential) boundTo(host string, port int) bool {
+	name, ok := hostname.Canonical(host)
+	if !ok {
+		return false
+	}
+	for _, ep := range c.endpoints {
+		if slices.Contains(ep.Ports, port) && hostname.Match(ep.Host, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Rewrite replaces the placeholders of r's header fields and query with
+// their secrets, for a request to host:port (the server name the filter
+// matched). It changes nothing and returns an *Error when any placeholder
+// names no credential or one not bound to host:port.
+func (s *Set) Rewrite(host string, port int, r *http.Request) error {
+	header := r.Header.Clone()
+	for _, vs := range header {
+		for i, v := range vs {
+			nv, err := s.substitute(v, host, port, headerPrefixes, noEscape)
+			if err != nil {
+				return err
+			}
+			vs[i] = nv
+		}
+	}
+	var query string
+	if r.URL != nil {
+		q, err := s.substitute(r.URL.RawQuery, host, port, queryPrefixes, url.QueryEscape)
+		if err != nil {
+			return err
+		}
+		query = q
+	}
+	r.Header = header
+	if r.URL != nil {
+		r.URL.RawQuery = query
+	}
+	return nil
+}
+
+func noEscape(s string) string { return s }
+
+// substitute replaces every placeholder of text (spelt with one of
+// prefixes), its secret escaped.
+func (s *Set) substitute(text, host string, port int, prefixes []string, escape func(string) string) (string, error) {
+	if at, _ := nextPlaceholder(text, prefixes); at < 0 {
+		return text, nil
+	}
+	var b strings.Builder
+	for {
+		at, prefix := nextPlaceholder(text, prefixes)
+		if at < 0 {
+			b.WriteString(text)
+			return b.String(), nil
+		}
+		b.WriteString(text[:at])
+		rest := text[at+len(prefix):]
+		name := rest[:nameLen(rest)]
+		c, err := s.lookup(name, host, port)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(escape(c.value))
+		text = rest[len(name):]
+	}
+}
+
+func (s *Set) lookup(name, host string, port int) (credential, error) {
+	var c credential
+	ok := false
+	if s != nil {
+		c, ok = s.byName[name]
+	}
+	if !ok {
+		return c, &Error{Reason: ReasonUnknown, Name: name, Host: host}
+	}
+	if !c.boundTo(host, port) {
+		return c, &Error{Reason: ReasonMisdirected, Name: name, Host: host}
+	}
+	return c, nil
+}
+
+// HasPlaceholder reports whether text holds a placeholder of either
+// spelling, as such or percent-encoded.
+func HasPlaceholder(text string) bool {
+	at, _ := nextPlaceholder(text, queryPrefixes)
+	return at >= 0
+}
+
+// Placeholder prefixes as a header field carries them, and as a query
+// may: also with the colons percent-encoded (as form encoders write them).
+var (
+	headerPrefixes = []string{OpenShellPrefix, ClawrunPrefix}
+	queryPrefixes  = append(slices.Clone(headerPrefixes),
+		strings.ReplaceAll(OpenShellPrefix, ":", "%3A"), strings.ReplaceAll(ClawrunPrefix, ":", "%3A"),
+		strings.ReplaceAll(OpenShellPrefix, ":", "%3a"), strings.ReplaceAll(ClawrunPrefix, ":", "%3a"))
+)
+
+// nextPlaceholder finds the first placeholder of text, spelt with one of
+// prefixes: its index and its prefix (-1 when there is none).
+func nextPlaceholder(text string, prefixes []string) (int, string) {
+	at, prefix := -1, ""
+	for _, p := range prefixes {
+		if i := strings.Index(text, p); i >= 0 && (at < 0 || i < at) {
+			at, prefix = i, p
+		}
+	}
+	return at, prefix
+}
+
+// nameLen is the length of the credential name at the start of s.
+func nameLen(s string) int {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9' {
+			continue
+		}
+		return i
+	}
+	return len(s)
+}

@@ -1,0 +1,210 @@
+package credentials
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const secret = "sk-live-0123456789"
+
+func testSet(t *testing.T) *Set {
+	t.Helper()
+	env := map[string]string{"CLAWRUN_TEST_API_KEY": secret}
+	s, err := Load([]Spec{{Name: "API_KEY", Env: "CLAWRUN_TEST_API_KEY", Endpoints: []Endpoint{
+		{Host: "api.example.com", Ports: []int{443}}, {Host: "*.example.org", Ports: []int{8443}}}}},
+		func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func request(t *testing.T, target string, header map[string]string) *http.Request {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &http.Request{URL: u, Header: http.Header{}}
+	for k, v := range header {
+		r.Header.Set(k, v)
+	}
+	return r
+}
+
+func TestRewriteSubstitutes(t *testing.T) {
+	s := testSet(t)
+	for _, tc := range []struct {
+		name, host string
+		port       int
+		target     string
+		header     map[string]string
+		wantHeader map[string]string
+		wantQuery  string
+	}{
+		{name: "openshell header", host: "api.example.com", port: 443, target: "https://api.example.com/v1",
+			header:     map[string]string{"Authorization": "Bearer openshell:resolve:env:API_KEY"},
+			wantHeader: map[string]string{"Authorization": "Bearer " + secret}},
+		{name: "clawrun header", host: "API.example.com.", port: 443, target: "https://api.example.com/v1",
+			header:     map[string]string{"X-Api-Key": "clawrun:credential:API_KEY", "Accept": "text/plain"},
+			wantHeader: map[string]string{"X-Api-Key": secret, "Accept": "text/plain"}},
+		{name: "twice in one field", host: "a.example.org", port: 8443, target: "https://a.example.org/",
+			header:     map[string]string{"X": "clawrun:credential:API_KEY,openshell:resolve:env:API_KEY;"},
+			wantHeader: map[string]string{"X": secret + "," + secret + ";"}},
+		{name: "query", host: "api.example.com", port: 443, target: "https://api.example.com/v1?key=openshell:resolve:env:API_KEY&x=1",
+			wantQuery: "key=" + url.QueryEscape(secret) + "&x=1"},
+		{name: "percent-encoded in the query", host: "api.example.com", port: 443, target: "https://api.example.com/v1?key=openshell%3Aresolve%3Aenv%3AAPI_KEY",
+			wantQuery: "key=" + url.QueryEscape(secret)},
+		{name: "percent-encoded in a header is not one", host: "api.example.com", port: 443, target: "https://api.example.com/",
+			header: map[string]string{"X": "clawrun%3Acredential%3AAPI_KEY"}, wantHeader: map[string]string{"X": "clawrun%3Acredential%3AAPI_KEY"}},
+		{name: "no placeholder", host: "other.example", port: 443, target: "https://other.example/?a=b",
+			header: map[string]string{"Authorization": "Bearer mine"}, wantHeader: map[string]string{"Authorization": "Bearer mine"}, wantQuery: "a=b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := request(t, tc.target, tc.header)
+			if err := s.Rewrite(tc.host, tc.port, r); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tc.wantHeader {
+				if got := r.Header.Get(k); got != v {
+					t.Errorf("%s: %q, want %q", k, got, v)
+				}
+			}
+			if tc.wantQuery != "" && r.URL.RawQuery != tc.wantQuery {
+				t.Errorf("query %q, want %q", r.URL.RawQuery, tc.wantQuery)
+			}
+		})
+	}
+}
+
+func TestRewriteRefuses(t *testing.T) {
+	s := testSet(t)
+	for _, tc := range []struct {
+		name, host string
+		port       int
+		target     string
+		header     map[string]string
+		reason     string
+	}{
+		{name: "other host", host: "evil.example", port: 443, target: "https://evil.example/",
+			header: map[string]string{"Authorization": "Bearer openshell:resolve:env:API_KEY"}, reason: ReasonMisdirected},
+		{name: "bound host, other port", host: "api.example.com", port: 8443, target: "https://api.example.com:8443/",
+			header: map[string]string{"Authorization": "Bearer clawrun:credential:API_KEY"}, reason: ReasonMisdirected},
+		{name: "wildcard does not match apex", host: "example.org", port: 8443, target: "https://example.org:8443/",
+			header: map[string]string{"X": "clawrun:credential:API_KEY"}, reason: ReasonMisdirected},
+		{name: "other host in query", host: "evil.example", port: 443, target: "https://evil.example/?k=clawrun:credential:API_KEY",
+			reason: ReasonMisdirected},
+		{name: "percent-encoded to another host", host: "evil.example", port: 443, target: "https://evil.example/?k=clawrun%3acredential%3aAPI_KEY",
+			reason: ReasonMisdirected},
+		{name: "unknown", host: "api.example.com", port: 443, target: "https://api.example.com/",
+			header: map[string]string{"Authorization": "Bearer openshell:resolve:env:API_KY"}, reason: ReasonUnknown},
+		{name: "empty name", host: "api.example.com", port: 443, target: "https://api.example.com/",
+			header: map[string]string{"Authorization": "Bearer clawrun:credential:"}, reason: ReasonUnknown},
+		{name: "a known one and an unknown one", host: "api.example.com", port: 443, target: "https://api.example.com/",
+			header: map[string]string{"A": "clawrun:credential:API_KEY", "B": "clawrun:credential:NOPE"}, reason: ReasonUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := request(t, tc.target, tc.header)
+			before := r.Header.Clone()
+			query := r.URL.RawQuery
+			err := s.Rewrite(tc.host, tc.port, r)
+			var cerr *Error
+			if !errors.As(err, &cerr) || cerr.LogReason() != tc.reason {
+				t.Fatalf("Rewrite = %v, want %s", err, tc.reason)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("the error holds the secret: %v", err)
+			}
+			for k := range before {
+				if r.Header.Get(k) != before.Get(k) {
+					t.Errorf("%s changed on a refused request: %q", k, r.Header.Get(k))
+				}
+			}
+			if r.URL.RawQuery != query {
+				t.Errorf("query changed on a refused request: %q", r.URL.RawQuery)
+			}
+		})
+	}
+	// No credential configured: every placeholder is unknown.
+	var none *Set
+	err := none.Rewrite("api.example.com", 443, request(t, "https://api.example.com/", map[string]string{"A": "clawrun:credential:API_KEY"}))
+	var cerr *Error
+	if !errors.As(err, &cerr) || cerr.Reason != ReasonUnknown {
+		t.Errorf("nil Set: %v, want %s", err, ReasonUnknown)
+	}
+}
+
+func TestHasPlaceholder(t *testing.T) {
+	for text, want := range map[string]bool{
+		"Bearer openshell:resolve:env:K":        true,
+		"a=clawrun:credential:K":                true,
+		"a=openshell%3Aresolve%3Aenv%3AK":       true,
+		"a=clawrun%3acredential%3aK":            true,
+		"openshell:resolve:file:K":              false,
+		"GET / HTTP/1.1\r\nHost: a.example\r\n": false,
+	} {
+		if got := HasPlaceholder(text); got != want {
+			t.Errorf("HasPlaceholder(%q) = %v", text, got)
+		}
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: the secret file must be owned by root")
+	}
+	dir := t.TempDir()
+	write := func(name string, mode os.FileMode, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ok := write("ok", 0o600, secret+"\n")
+	noEnv := func(string) (string, bool) { return "", false }
+	s, err := Load([]Spec{{Name: "K", File: ok, Endpoints: []Endpoint{{Host: "a.example", Ports: []int{443}}}}}, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := request(t, "https://a.example/", map[string]string{"A": "clawrun:credential:K"})
+	if err := s.Rewrite("a.example", 443, r); err != nil || r.Header.Get("A") != secret {
+		t.Fatalf("%v %q", err, r.Header.Get("A"))
+	}
+
+	groupReadable := write("group", 0o640, secret)
+	notRoot := write("notroot", 0o600, secret)
+	if err := os.Chown(notRoot, 1000, 0); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(ok, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		spec Spec
+		want string
+	}{
+		{Spec{Name: "K", File: groupReadable}, "mode 0640 lets group or others at it"},
+		{Spec{Name: "K", File: notRoot}, "not owned by root"},
+		{Spec{Name: "K", File: link}, "too many levels of symbolic links"},
+		{Spec{Name: "K", File: dir + "/missing"}, "no such file"},
+		{Spec{Name: "K", File: write("empty", 0o600, "")}, "EOF"},
+		{Spec{Name: "K", File: write("ctl", 0o600, "a\nb")}, "control character"},
+		{Spec{Name: "K", Env: "NOPE"}, "environment variable NOPE is not set"},
+		{Spec{Name: "K"}, "give exactly one of file and env"},
+	} {
+		_, err := Load([]Spec{tc.spec}, noEnv)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `credential "K"`) {
+			t.Errorf("Load(%+v) = %v, want %q", tc.spec, err, tc.want)
+		}
+	}
+}
