@@ -20,6 +20,7 @@ import (
 
 	"github.com/clawrun/clawrun/egress/credentials"
 	"github.com/clawrun/clawrun/egress/filter"
+	"github.com/clawrun/clawrun/egress/inference"
 	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/resolver"
 	"github.com/clawrun/clawrun/egress/rules"
@@ -61,6 +62,8 @@ type egressSetup struct {
 	// Credentials are the config's egress.credentials: their sources,
 	// never their values.
 	Credentials []credentials.Spec `json:",omitempty"`
+	// Inference is the config's egress.inference (nil: none).
+	Inference *inference.Route `json:",omitempty"`
 }
 
 // checkEgressNetwork refuses network policies that could not be enforced:
@@ -133,7 +136,17 @@ func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egress
 	}
 	ns, _ := netNamespace(spec)
 	return &egressSetup{Rules: compiled, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir, NetnsPath: ns.Path,
-		UpstreamCAFile: cfg.Egress.UpstreamCAFile, Credentials: creds}, nil
+		UpstreamCAFile: cfg.Egress.UpstreamCAFile, Credentials: creds, Inference: inferenceRoute(cfg.Egress.Inference)}, nil
+}
+
+// inferenceRoute is the config's egress.inference as the filter takes it.
+func inferenceRoute(in *policy.Inference) *inference.Route {
+	if in == nil {
+		return nil
+	}
+	host, port := in.BackendHostPort()
+	return &inference.Route{BackendHost: host, BackendPort: port, Credential: in.Credential,
+		KeyHeader: in.KeyHeader, KeyPrefix: in.KeyPrefix, Forward: in.ForwardHeaders}
 }
 
 // credentialSpecs are the config's credentials as the filter takes them.
@@ -289,6 +302,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 		CAKey:          setup.CAKey,
 		UpstreamCAFile: setup.UpstreamCAFile,
 		Credentials:    setup.Credentials,
+		Inference:      setup.Inference,
 	}
 	credEnv, err := credentialEnv(setup.Credentials)
 	if err != nil {

@@ -68,7 +68,7 @@ func (o *PolicyOptions) Explain(ref string) (*policy.Explanation, error) {
 		containerFrom = policyOrigin(ref, cfg)
 	}
 
-	e, err := explainPolicies(floor, container)
+	e, err := explainPolicies(floor, container, cfg.Egress.Credentials)
 	if err != nil {
 		return nil, err
 	}
@@ -77,16 +77,27 @@ func (o *PolicyOptions) Explain(ref string) (*policy.Explanation, error) {
 }
 
 // explainPolicies explains floor and container (either may be nil)
-// together, with the runtime's facts and the egress filter's reading of
-// their network policies.
-func explainPolicies(floor, container *policy.Policy) (*policy.Explanation, error) {
+// together, with the runtime's facts, the egress filter's reading of
+// their network policies and the configured credentials (creds).
+func explainPolicies(floor, container *policy.Policy, creds []policy.Credential) (*policy.Explanation, error) {
 	return policy.Explain(floor, container, policy.ExplainFacts{
 		SeccompDenied:       seccomp.AgentDenied,
 		SeccompRules:        seccompRules,
 		RefusedCapabilities: confinespec.RefusedCaps,
 		DroppedCapabilities: confinespec.DroppedCaps,
 		Filter:              rules.ExplainFilter,
+		Credentials:         creds,
 	})
+}
+
+// Credentials are the config's egress.credentials: names and sources,
+// never values.
+func (o *PolicyOptions) Credentials() ([]policy.Credential, error) {
+	cfg, err := o.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Egress.Credentials, nil
 }
 
 func isPolicyFile(ref string) bool {

@@ -34,7 +34,7 @@ func TestExplainAgreesWithPlan(t *testing.T) {
 				title += " under " + f.Name
 			}
 			t.Run(title, func(t *testing.T) {
-				e, err := explainPolicies(f, container)
+				e, err := explainPolicies(f, container, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

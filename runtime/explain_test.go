@@ -22,7 +22,8 @@ func TestExplainPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	write("policies/team.yaml", "filesystem_policy: {read_only: [/usr], read_write: [/sandbox]}\nnetwork_policies:\n  x:\n    endpoints: [{host: a.example.com, port: 443, protocol: rest, access: read-only}]\n")
-	config := write("config.yaml", "floor_policy: agent-default\ndefault_policy: team\npolicy_dir: "+policyDir+"\n")
+	config := write("config.yaml", "floor_policy: agent-default\ndefault_policy: team\npolicy_dir: "+policyDir+"\n"+
+		"egress:\n  credentials:\n    - {name: A_KEY, env: A_KEY_SOURCE, endpoints: [{host: a.example.com}]}\n")
 	file := write("local.yaml", "clawrun: {include: [pypi]}\n")
 
 	for _, tc := range []struct {
@@ -32,8 +33,9 @@ func TestExplainPolicy(t *testing.T) {
 	}{
 		{name: "default policy under the config's floor", ref: "",
 			container: "team", containerFrom: "the config's default_policy, " + filepath.Join(policyDir, "team.yaml"), floorIs: "agent-default",
-			// The filter inspects the endpoint's TLS to enforce access.
-			want: []string{"a.example.com:443: inspected"}},
+			// The filter inspects the endpoint's TLS to enforce access, and
+			// injects the config's credential bound to it, named.
+			want: []string{"a.example.com:443: inspected", "credentials injected in place of their placeholders: A_KEY"}},
 		{name: "preset", ref: "pypi", container: "pypi", containerFrom: "built-in preset", floorIs: "agent-default"},
 		{name: "policy directory", ref: "team", container: "team", containerFrom: filepath.Join(policyDir, "team.yaml"), floorIs: "agent-default"},
 		{name: "file", ref: file, container: file, floorIs: "agent-default", want: []string{"pypi.org:443"}},

@@ -173,11 +173,12 @@ func readInRootfs(rootfs, rel string) ([]byte, error) {
 }
 
 // inspectEgress makes a container whose filter inspects some endpoint
-// trust the filter's CA (see trustFor): its own filter's, which gets the
+// (or serves inference.local) trust the filter's CA (see trustFor): its own filter's, which gets the
 // CA's files, or that of the filter it shares, which enforces the same
 // rules (sharedFilter checked).
 func (c *confinement) inspectEgress(spec *specs.Spec, root, id string) error {
-	if !planInspects(c.Plan) {
+	routesInference := c.Egress != nil && c.Egress.Inference != nil
+	if !planInspects(c.Plan) && !routesInference {
 		return nil
 	}
 	t, err := trustFor(root, id, c.SharedFilter)

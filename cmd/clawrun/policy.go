@@ -68,6 +68,11 @@ func policyCheck(c *cli.Context) error {
 		_ = cli.ShowSubcommandHelp(c)
 		return fmt.Errorf("policy check: no file given")
 	}
+	opts := policyOptions(c)
+	creds, err := opts.Credentials()
+	if err != nil {
+		return err
+	}
 	failed := 0
 	for _, path := range c.Args().Slice() {
 		data, err := os.ReadFile(path)
@@ -95,7 +100,7 @@ func policyCheck(c *cli.Context) error {
 		for _, w := range warnings {
 			fmt.Fprintf(os.Stderr, "warning: %s\n", w.String())
 		}
-		for _, ep := range policy.InspectedEndpoints(p.NetworkPolicies) {
+		for _, ep := range policy.InspectedEndpoints(p.NetworkPolicies, creds) {
 			fmt.Printf("%s: %s: inspected: its TLS is terminated with the container's CA and every request checked\n", path, ep)
 		}
 		fmt.Printf("%s: ok\n", path)

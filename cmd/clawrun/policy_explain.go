@@ -46,13 +46,7 @@ func policyExplain(c *cli.Context) error {
 	if err := argRange(c, 0, 1); err != nil {
 		return err
 	}
-	// Global flags, read the way newRuntime reads them, without a Runtime:
-	// explaining needs no state directory.
-	opts := runtime.PolicyOptions{
-		Floor:          c.String("policy"),
-		ConfigFile:     c.String("config"),
-		ConfigExplicit: c.IsSet("config"),
-	}
+	opts := policyOptions(c)
 	e, err := opts.Explain(c.Args().First())
 	if err != nil {
 		return err
@@ -64,4 +58,14 @@ func policyExplain(c *cli.Context) error {
 	}
 	fmt.Print(e.String())
 	return nil
+}
+
+// policyOptions reads the global flags the way newRuntime reads them,
+// without a Runtime: explaining and checking need no state directory.
+func policyOptions(c *cli.Context) runtime.PolicyOptions {
+	return runtime.PolicyOptions{
+		Floor:          c.String("policy"),
+		ConfigFile:     c.String("config"),
+		ConfigExplicit: c.IsSet("config"),
+	}
 }

@@ -100,6 +100,17 @@ func Load(specs []Spec, getenv func(string) (string, bool)) (*Set, error) {
 	return s, nil
 }
 
+// Value is the secret of credential name, for the filter's own requests
+// (the inference route's backend key): it must not be logged. A nil Set
+// holds none.
+func (s *Set) Value(name string) (string, bool) {
+	if s == nil {
+		return "", false
+	}
+	c, ok := s.byName[name]
+	return c.value, ok
+}
+
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 func value(sp Spec, getenv func(string) (string, bool)) (string, error) {

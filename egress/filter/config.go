@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/egress/credentials"
+	"github.com/clawrun/clawrun/egress/inference"
 	"github.com/clawrun/clawrun/egress/proxy"
 	"github.com/clawrun/clawrun/internal/jsonfile"
 )
@@ -79,6 +80,9 @@ type Config struct {
 	// environment variable CredentialEnv(Env), which the runtime sets):
 	// never the secrets themselves.
 	Credentials []credentials.Spec `json:"credentials,omitempty"`
+	// Inference routes inference.local to the configured model backend
+	// (egress.inference); nil: the name does not resolve.
+	Inference *inference.Route `json:"inference,omitempty"`
 }
 
 // CredentialEnv is the filter's environment variable that carries the

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/inference"
 	"github.com/clawrun/clawrun/egress/inspect"
 	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/proxy"
@@ -152,6 +153,12 @@ func newWorker(cfg *Config, initial *rules.Rules, logRecord func(decisionlog.Rec
 	// maps the addresses the container still has cached back to the same
 	// names (wildcard names are still assigned when first asked).
 	assignSynthetic(w.pool, initial)
+	if cfg.Inference != nil {
+		if engine == nil {
+			return nil, errors.New("egress.inference: the container has no egress CA to serve inference.local with")
+		}
+		w.pool.Assign(inference.Host)
+	}
 	w.dnsServer = &resolver.Resolver{
 		Rules:         w.inForce.Load,
 		Upstream:      cfg.Upstream,
@@ -159,6 +166,7 @@ func newWorker(cfg *Config, initial *rules.Rules, logRecord func(decisionlog.Rec
 		Log:           logRecord,
 		Container:     cfg.Container,
 		ConfigAllowed: allowed,
+		Inference:     cfg.Inference != nil,
 	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	w.tcpProxy = &proxy.Proxy{
@@ -171,6 +179,7 @@ func newWorker(cfg *Config, initial *rules.Rules, logRecord func(decisionlog.Rec
 		Dial:          dialer.DialContext,
 		Limits:        cfg.connLimits(),
 		Inspect:       engine,
+		Inference:     cfg.Inference,
 	}
 	// Which processes hold a connection: for the policies that list
 	// binaries (a reload may bring them).

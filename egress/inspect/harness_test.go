@@ -111,6 +111,9 @@ type harness struct {
 	inspectRPC func(Request) bool
 	rewrite    func(*http.Request) error
 	port       int
+	// upstream and upstreamPort are Options.Upstream and UpstreamPort.
+	upstream     string
+	upstreamPort int
 }
 
 // allowGETs is the tests' policy: GET, HEAD and OPTIONS allowed, the rest
@@ -178,10 +181,12 @@ func (h *harness) serve(ctx context.Context, c net.Conn) {
 			var d net.Dialer
 			return d.DialContext(ctx, "tcp", h.up.addr())
 		},
-		Decide:     h.decide,
-		InspectRPC: h.inspectRPC,
-		Rewrite:    h.rewrite,
-		Log:        h.logs.add,
+		Decide:       h.decide,
+		InspectRPC:   h.inspectRPC,
+		Rewrite:      h.rewrite,
+		Log:          h.logs.add,
+		Upstream:     h.upstream,
+		UpstreamPort: h.upstreamPort,
 	})
 }
 

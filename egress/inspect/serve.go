@@ -25,6 +25,13 @@ type Options struct {
 	// Prefix holds the bytes the filter already read from the client (its
 	// ClientHello, and anything after it), replayed before the rest.
 	Prefix []byte
+	// Upstream, if set, is the server the requests go to instead of
+	// ServerName (inference routing): its name, which its certificate
+	// must prove and the Host it gets, and UpstreamPort (0: 443). The
+	// client still gets a leaf for ServerName, and its requests must be
+	// for ServerName.
+	Upstream     string
+	UpstreamPort int
 	// DialUpstream connects to the address the filter resolved and
 	// checked for ServerName (never the client's destination). Each call
 	// is a new TCP connection; the engine does TLS over it.

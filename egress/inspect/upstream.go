@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -83,13 +84,29 @@ func (s *session) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// upstreamHost is the Host sent upstream: the server name, with the port
-// only when it is not https's.
+// upstreamHost is the Host sent upstream: the upstream's name, with the
+// port only when it is not https's.
 func (s *session) upstreamHost() string {
-	if s.port == "" || s.port == "443" {
-		return s.opts.ServerName
+	name, port := s.upstreamName(), s.port
+	if s.opts.Upstream != "" {
+		port = ""
+		if s.opts.UpstreamPort != 0 {
+			port = strconv.Itoa(s.opts.UpstreamPort)
+		}
 	}
-	return net.JoinHostPort(s.opts.ServerName, s.port)
+	if port == "" || port == "443" {
+		return name
+	}
+	return net.JoinHostPort(name, port)
+}
+
+// upstreamName is the name the upstream's certificate must prove:
+// Options.Upstream, else the server name.
+func (s *session) upstreamName() string {
+	if s.opts.Upstream != "" {
+		return s.opts.Upstream
+	}
+	return s.opts.ServerName
 }
 
 // upstreamURL is the request's URL upstream. Its target is the path and
@@ -125,7 +142,7 @@ func (e *rewriteError) Error() string { return "inspect: Rewrite: " + e.err.Erro
 func (e *rewriteError) Unwrap() error { return e.err }
 
 // dialUpstream connects to the address the filter checked and does TLS
-// with ServerName, verified against the engine's roots.
+// with the upstream's name (upstreamName), verified against the engine's roots.
 func (s *session) dialUpstream(ctx context.Context, _, _ string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, upstreamHandshakeTimeout)
 	defer cancel()
@@ -133,7 +150,7 @@ func (s *session) dialUpstream(ctx context.Context, _, _ string) (net.Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	conn := tls.Client(raw, s.e.upstreamConfig(s.opts.ServerName, s.h2))
+	conn := tls.Client(raw, s.e.upstreamConfig(s.upstreamName(), s.h2))
 	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		var verr *tls.CertificateVerificationError

@@ -222,3 +222,47 @@ func TestUpstreamConnectionsPerClientBounded(t *testing.T) {
 		t.Fatalf("upstream saw %d requests, %d client connections", up.requests.Load(), h.accepts.Load())
 	}
 }
+
+// With Options.Upstream the requests for the server name go to another
+// server (inference routing): its certificate must prove the upstream's
+// name, never the server name's, and it gets its own name as Host.
+func TestUpstreamOtherThanServerName(t *testing.T) {
+	const backend = "backend.example.test"
+	ca := newTestCA(t)
+	now := time.Now()
+	tests := []struct {
+		name     string
+		certFor  string
+		upstream string
+		status   int
+	}{
+		{"backend proves its name", backend, backend, 200},
+		{"backend proves only the server name", testHost, backend, http.StatusBadGateway},
+		// Control: without Upstream the same backend is not the server.
+		{"no Upstream", backend, "", http.StatusBadGateway},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newUpstreamWithCert(t, false, poolOf(ca.Certificate()), signLeaf(t, ca, tt.certFor, now.Add(-time.Hour), now.Add(time.Hour)), nil)
+			h := newHarness(t, up)
+			h.upstream, h.upstreamPort = tt.upstream, 8443
+			resp, err := h.h1Client().Get("https://" + testHost + "/v1/models?x=1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			if tt.status != 200 {
+				if n := up.requests.Load(); n != 0 {
+					t.Fatalf("the upstream saw %d requests", n)
+				}
+				return
+			}
+			if got := up.lastRequest(); got.Host != backend+":8443" || got.RequestURI != "/v1/models?x=1" {
+				t.Fatalf("upstream got Host %q target %q", got.Host, got.RequestURI)
+			}
+		})
+	}
+}

@@ -42,6 +42,12 @@ func (p *Proxy) inspectFlow(f *flow, prefix []byte, d rules.Decision, rec *decis
 		Rewrite: func(r *http.Request) error { return p.Credentials.Rewrite(f.host, f.port, r) },
 		Log:     func(dec inspect.Decision) { p.log(p.requestRecord(f, rec, dec)) },
 	}
+	p.serveInspected(f, opts, d, rec, finish)
+}
+
+// serveInspected serves an admitted flow with the engine until it ends,
+// and logs the connection unless Recheck cut it (and logged it).
+func (p *Proxy) serveInspected(f *flow, opts inspect.Options, d rules.Decision, rec *decisionlog.Record, finish func(rules.Decision)) {
 	err := p.Inspect.Serve(f.serveCtx, f.client, opts)
 	f.stopServe()
 	p.mu.Lock()

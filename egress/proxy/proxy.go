@@ -14,6 +14,7 @@ import (
 
 	"github.com/clawrun/clawrun/egress/credentials"
 	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/inference"
 	"github.com/clawrun/clawrun/egress/inspect"
 	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/rules"
@@ -54,6 +55,9 @@ type Proxy struct {
 	// endpoints they are bound to (nil: none; every placeholder is then
 	// refused). A placeholder in plain HTTP is refused.
 	Credentials *credentials.Set
+	// Inference routes inference.local to the configured model backend
+	// (nil: not configured; the name is then a name like any other).
+	Inference *inference.Route
 
 	admitOnce    sync.Once
 	adm          admission
@@ -80,6 +84,9 @@ type flow struct {
 	// inspected: served by the inspection engine until serveCtx ends
 	// (stopServe: Recheck cut it).
 	inspected bool
+	// inference: a connection to inference.local, which no policy
+	// decides (a reload leaves it alone).
+	inference bool
 	serveCtx  context.Context
 	stopServe context.CancelFunc
 }
@@ -180,7 +187,7 @@ func (p *Proxy) Recheck() int {
 	defer p.mu.Unlock()
 	closed := 0
 	for f := range p.live {
-		if f.cut {
+		if f.cut || f.inference {
 			continue
 		}
 		d := current.MatchBinary(f.host, f.port, f.binaries)
@@ -302,7 +309,9 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 	// A synthetic address stands for exactly one protocol:tcp endpoint:
 	// dial at once, the server may speak first.
 	if p.Synthetic != nil {
-		if name, ok := p.Synthetic(dst.Addr().Unmap()); ok {
+		// inference.local's address is the pool's too: its connections
+		// are TLS or HTTP, read below.
+		if name, ok := p.Synthetic(dst.Addr().Unmap()); ok && !p.isInference(name) {
 			p.admission().decided(t)
 			rec.Protocol, rec.Host = "tcp", name
 			f := newFlow(client, name, port, false)
@@ -342,6 +351,11 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 		if d, ok := refuseName(hello.ServerName, hello.ECH); !ok {
 			finish(d)
 			client.Close()
+			return
+		}
+		if p.isInference(hello.ServerName) {
+			_ = client.SetReadDeadline(time.Time{})
+			p.inferenceFlow(client, port, append(helloBytes, buffered(br)...), &rec, finish)
 			return
 		}
 		// MatchBinary denies endpoints whose rules TLS hides (Unenforceable),

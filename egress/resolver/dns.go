@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/inference"
 	"github.com/clawrun/clawrun/egress/kernel"
 	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy/hostname"
@@ -61,6 +62,9 @@ type Resolver struct {
 	Upstream []string
 	// Synthetic answers protocol:tcp names; nil fails those queries.
 	Synthetic *SyntheticPool
+	// Inference answers inference.local (from Synthetic) whatever the
+	// rules: egress.inference routes it.
+	Inference bool
 	Log       func(decisionlog.Record)
 	Container string
 	// TTLCap bounds the TTL of answers and of the answer cache (60 s when
@@ -237,6 +241,9 @@ func (r *Resolver) answer(req *dns.Msg, rec *decisionlog.Record, asker func() []
 	if !valid || current == nil {
 		return out.deny(dns.RcodeNameError, rules.ReasonNotAllowed)
 	}
+	if r.Inference && host == inference.Host {
+		return r.answerInference(out, q, host)
+	}
 	dec, truncate := askerDecision(current, host, asker, rec)
 	rec.Rule = dec.Rule
 	if truncate {
@@ -289,6 +296,18 @@ func (out *reply) deny(rcode int, reason rules.Reason) *dns.Msg {
 func (out *reply) allow() *dns.Msg {
 	out.rec.Decision, out.rec.Reason = out.verdict, out.reason
 	return out.resp
+}
+
+// answerInference answers inference.local when egress.inference routes
+// it, whatever the policy: with an address of the synthetic pool, which
+// the proxy maps back to the name (its connections carry the name too).
+func (r *Resolver) answerInference(out *reply, q dns.Question, host string) *dns.Msg {
+	out.rec.Rule = inference.Rule
+	out.verdict, out.reason = "allow", rules.ReasonAllowed
+	if q.Qclass != dns.ClassINET {
+		return out.deny(dns.RcodeRefused, rules.ReasonQueryType)
+	}
+	return r.answerSynthetic(out, q, host)
 }
 
 // answerSynthetic answers an allowed protocol: tcp name. The proxy cannot

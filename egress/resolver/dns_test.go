@@ -853,6 +853,36 @@ func TestResolverSynthetic(t *testing.T) {
 	}
 }
 
+// TestResolverInference: with Inference, inference.local gets a synthetic
+// address that maps back to it, though no rule names it, and is never
+// asked upstream; without, it is denied like any unlisted name.
+func TestResolverInference(t *testing.T) {
+	h := newHarness(t, func(r *Resolver) { r.Inference = true })
+	resp := h.query(t, "Inference.Local.", dns.TypeA)
+	addrs := answerAddrs(resp)
+	if resp.Rcode != dns.RcodeSuccess || len(addrs) != 1 {
+		t.Fatalf("inference.local: %v", resp)
+	}
+	addr := netip.MustParseAddr(addrs[0])
+	if name, ok := h.res.Synthetic.Lookup(addr); !ok || name != "inference.local" {
+		t.Errorf("Lookup(%v) = %q, %v", addr, name, ok)
+	}
+	if rec := h.record(t); rec.Decision != "allow" || rec.Rule != "egress.inference" || rec.ResolvedIP != addr.String() {
+		t.Errorf("record %+v", rec)
+	}
+	if seen := h.up.seen(); len(seen) != 0 {
+		t.Errorf("upstream saw %+v", seen)
+	}
+
+	h = newHarness(t, nil)
+	if resp := h.query(t, "inference.local.", dns.TypeA); resp.Rcode != dns.RcodeNameError {
+		t.Errorf("without Inference: %v", resp)
+	}
+	if seen := h.up.seen(); len(seen) != 0 {
+		t.Errorf("upstream saw %+v", seen)
+	}
+}
+
 func TestResolverServeStops(t *testing.T) {
 	r := &Resolver{Rules: func() *rules.Rules { return testRules(1) }}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")

@@ -50,6 +50,9 @@ type EgressConfig struct {
 	// requests of the endpoints each is bound to, in place of the
 	// placeholders the agent sends: the agent never holds them.
 	Credentials []Credential `json:"credentials,omitempty"`
+	// Inference routes inference.local to a model backend; nil: the name
+	// does not resolve.
+	Inference *Inference `json:"inference,omitempty"`
 }
 
 // Credential is one secret the egress filter injects. Its value comes
@@ -136,8 +139,13 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 }
 
 func (d *decoder) egress(n *yaml.Node, field string, e *EgressConfig) {
-	d.mapping(n, field, []string{"upstream_dns", "allowed_upstream_ranges", "log_dir", "upstream_ca_file", "credentials"}, nil, func(key string, _, v *yaml.Node, sub string) {
+	var inferenceNode *yaml.Node
+	d.mapping(n, field, []string{"upstream_dns", "allowed_upstream_ranges", "log_dir", "upstream_ca_file", "credentials", "inference"}, nil, func(key string, _, v *yaml.Node, sub string) {
 		switch key {
+		case "inference":
+			inferenceNode = v
+			e.Inference = d.inference(v, sub)
+			return
 		case "credentials":
 			e.Credentials = d.credentials(v, sub)
 			return
@@ -174,6 +182,8 @@ func (d *decoder) egress(n *yaml.Node, field string, e *EgressConfig) {
 			}
 		})
 	})
+	// After the mapping: credentials may come after inference.
+	d.checkInferenceCredential(inferenceNode, field+".inference", e.Inference, e.Credentials)
 }
 
 // absPath reads an absolute path, cleaned ("" when it is not one).

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"regexp"
+	"slices"
 
 	"go.yaml.in/yaml/v3"
 
@@ -122,4 +123,30 @@ func (c Credential) String() string {
 		return fmt.Sprintf("%s (file %s)", c.Name, c.File)
 	}
 	return fmt.Sprintf("%s (env %s)", c.Name, c.Env)
+}
+
+// BoundCredentials names the credentials the egress filter may inject into
+// the requests to an endpoint: those bound to one of its ports and to its
+// host, or for a wildcard endpoint to the same pattern or one of its
+// names. Names only: the runtime never reads a value.
+func BoundCredentials(creds []Credential, host string, ports []int) []string {
+	var names []string
+	for _, c := range creds {
+		if slices.ContainsFunc(c.Endpoints, func(ep CredentialEndpoint) bool { return ep.covers(host, ports) }) {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
+
+// covers reports whether some request to host (a pattern) on one of ports
+// may carry the credential.
+func (ep CredentialEndpoint) covers(host string, ports []int) bool {
+	if !slices.ContainsFunc(ports, func(p int) bool { return slices.Contains(ep.Ports, p) }) {
+		return false
+	}
+	if hostname.IsWildcard(host) {
+		return ep.Host == host || hostname.Match(host, ep.Host)
+	}
+	return hostname.Match(ep.Host, host)
 }

@@ -53,3 +53,44 @@ egress:
 		}
 	}
 }
+
+func TestBoundCredentials(t *testing.T) {
+	creds := []Credential{
+		{Name: "EXACT", Endpoints: []CredentialEndpoint{{Host: "api.example.com", Ports: []int{443}}}},
+		{Name: "WILD", Endpoints: []CredentialEndpoint{{Host: "*.example.com", Ports: []int{443, 8443}}}},
+		{Name: "OTHER", Endpoints: []CredentialEndpoint{{Host: "api.example.org", Ports: []int{443}}}},
+	}
+	for _, tc := range []struct {
+		host  string
+		ports []int
+		want  []string
+	}{
+		{"api.example.com", []int{443}, []string{"EXACT", "WILD"}},
+		{"api.example.com", []int{8443}, []string{"WILD"}},
+		{"api.example.com", []int{80}, nil},
+		{"example.com", []int{443}, nil},
+		{"a.b.example.com", []int{443}, nil},
+		// A wildcard endpoint carries the credentials of its own pattern
+		// and of its names.
+		{"*.example.com", []int{443}, []string{"EXACT", "WILD"}},
+		{"*.example.org", []int{443}, []string{"OTHER"}},
+		{"*.example.net", []int{443}, nil},
+	} {
+		if got := BoundCredentials(creds, tc.host, tc.ports); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("BoundCredentials(%s, %v) = %v, want %v", tc.host, tc.ports, got, tc.want)
+		}
+	}
+}
+
+func TestInspectedEndpointsNameCredentials(t *testing.T) {
+	p, err := Parse("p", []byte("network_policies:\n  x:\n    endpoints: [{host: api.example.com, port: 443, tls: terminate}, {host: api.example.com, port: 8443}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := []Credential{{Name: "API_KEY", File: "/secret/file", Endpoints: []CredentialEndpoint{{Host: "api.example.com", Ports: []int{443, 8443}}}}}
+	got := InspectedEndpoints(p.NetworkPolicies, creds)
+	want := []string{"network_policies.x.endpoints[0] (api.example.com, ports 443, credentials API_KEY)"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

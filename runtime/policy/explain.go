@@ -27,6 +27,9 @@ type ExplainFacts struct {
 	// (rules.ExplainFilter): what its rules allow, and its warnings.
 	// Explain fails on network policies without it.
 	Filter func([]NetworkLayer) (NetworkFilter, []Warning)
+	// Credentials are the config's egress.credentials: Explain names those
+	// bound to each inspected endpoint.
+	Credentials []Credential
 }
 
 // NetworkFilter answers for the egress filter's rules built from a Plan.
@@ -135,6 +138,9 @@ type EgressEndpoint struct {
 	Host  string   `json:"host"`
 	Ports []int    `json:"ports"`
 	Notes []string `json:"notes,omitempty"`
+	// Credentials name the configured credentials the filter may inject
+	// into the endpoint's requests (inspected endpoints only).
+	Credentials []string `json:"credentials,omitempty"`
 }
 
 // Landlock ABIs and the Linux release that brought them.
@@ -178,7 +184,7 @@ func Explain(floor, container *Policy, facts ExplainFacts) (*Explanation, error)
 		var warns []Warning
 		filter, warns = facts.Filter(plan.Network)
 		e.Warnings = append(e.Warnings, warns...)
-		e.Network = explainNetwork(plan.Network[len(plan.Network)-1], len(plan.Network) > 1, filter)
+		e.Network = explainNetwork(plan.Network[len(plan.Network)-1], len(plan.Network) > 1, filter, facts.Credentials)
 	}
 	if floor != nil && container != nil {
 		e.FloorTakes = e.floorTakes(plan, floor, container, filter)
@@ -327,7 +333,7 @@ func conditionNotes(only []Condition) []string {
 // explainNetwork lists the endpoints of the last network layer (own: the
 // container's policy, or the floor alone), port by port as far as the
 // layers before it allow them (narrowed: there are such layers).
-func explainNetwork(own NetworkLayer, narrowed bool, filter NetworkFilter) *Egress {
+func explainNetwork(own NetworkLayer, narrowed bool, filter NetworkFilter, creds []Credential) *Egress {
 	eg := &Egress{Entries: []EgressEntry{}}
 	for _, key := range sortedKeys(own.Policies) {
 		np := own.Policies[key]
@@ -340,8 +346,12 @@ func explainNetwork(own NetworkLayer, narrowed bool, filter NetworkFilter) *Egre
 		}
 		for _, ep := range np.Endpoints {
 			notes := endpointNotes(ep)
+			bound := injectedCredentials(ep, creds)
+			if len(bound) > 0 {
+				notes = append(notes, "credentials injected in place of their placeholders: "+strings.Join(bound, ", "))
+			}
 			if !narrowed {
-				entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: slices.Clone(ep.Ports), Notes: notes})
+				entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: slices.Clone(ep.Ports), Notes: notes, Credentials: bound})
 				continue
 			}
 			var ports []int
@@ -353,7 +363,7 @@ func explainNetwork(own NetworkLayer, narrowed bool, filter NetworkFilter) *Egre
 				case len(a.Names) > 0:
 					// Listed apart: only some of the wildcard's names.
 					n := append(slices.Clone(notes), "only "+strings.Join(a.Names, ", ")+" (the floor allows no other name)")
-					entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: []int{port}, Notes: append(n, conditionNotes(a.Only)...)})
+					entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: []int{port}, Notes: append(n, conditionNotes(a.Only)...), Credentials: bound})
 					eg.Binaries = eg.Binaries || len(a.Only) > 0
 					continue
 				default:
@@ -363,7 +373,7 @@ func explainNetwork(own NetworkLayer, narrowed bool, filter NetworkFilter) *Egre
 				eg.Binaries = eg.Binaries || len(a.Only) > 0
 			}
 			if len(ports) > 0 {
-				entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: ports, Notes: uniqueStrings(notes)})
+				entry.Endpoints = append(entry.Endpoints, EgressEndpoint{Host: ep.Host, Ports: ports, Notes: uniqueStrings(notes), Credentials: bound})
 			}
 		}
 		if len(entry.Endpoints) > 0 {
@@ -372,6 +382,15 @@ func explainNetwork(own NetworkLayer, narrowed bool, filter NetworkFilter) *Egre
 		}
 	}
 	return eg
+}
+
+// injectedCredentials names the credentials bound to an inspected
+// endpoint; the filter injects none into what it does not inspect.
+func injectedCredentials(ep Endpoint, creds []Credential) []string {
+	if !ep.Inspected() {
+		return nil
+	}
+	return BoundCredentials(creds, ep.Host, ep.Ports)
 }
 
 func uniqueStrings(s []string) []string {

@@ -344,6 +344,30 @@ clawrun:
 		},
 		want: []string{"a.example.com:443: inspected: its TLS is decrypted with the container's CA; every request must be for this name",
 			"b.example.com:443: inspected: its TLS is decrypted with the container's CA and every request checked against its request rules"},
+	}, {
+		// Credentials are named on the inspected endpoints they are bound
+		// to, never on one the filter does not inspect.
+		name:      "credentials of inspected endpoints",
+		container: parse("p", "network_policies:\n  x:\n    endpoints: [{host: a.example.com, port: 443, tls: terminate}, {host: b.example.com, port: 443}, {host: c.example.com, port: 443, tls: terminate}]"),
+		facts: policy.ExplainFacts{Credentials: []policy.Credential{
+			{Name: "A_KEY", File: "/secret/a-key-file", Endpoints: []policy.CredentialEndpoint{{Host: "a.example.com", Ports: []int{443}}}},
+			{Name: "B_KEY", Env: "B_KEY_ENV", Endpoints: []policy.CredentialEndpoint{{Host: "*.example.com", Ports: []int{443}}}},
+			{Name: "C_ALT_PORT", Env: "C", Endpoints: []policy.CredentialEndpoint{{Host: "c.example.com", Ports: []int{8443}}}},
+		}},
+		check: func(t *testing.T, e *policy.Explanation) {
+			got := map[string][]string{}
+			for _, ep := range e.Network.Entries[0].Endpoints {
+				got[ep.Host] = ep.Credentials
+			}
+			want := map[string][]string{"a.example.com": {"A_KEY", "B_KEY"}, "b.example.com": nil, "c.example.com": {"B_KEY"}}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("credentials %v, want %v", got, want)
+			}
+		},
+		want: []string{"a.example.com:443: inspected: its TLS is decrypted with the container's CA; every request must be for this name; credentials injected in place of their placeholders: A_KEY, B_KEY",
+			"b.example.com:443\n"},
+		// Names only: never where a value comes from.
+		not: []string{"/secret/a-key-file", "B_KEY_ENV", "C_ALT_PORT"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			facts := tc.facts

@@ -183,13 +183,18 @@ func RPCProtocol(protocol string) bool { return protocol == "json-rpc" || protoc
 
 // InspectedEndpoints names the endpoints of a policy's network_policies
 // whose TLS the egress filter inspects (Inspected), one line each: the
-// field and what it allows, in key order.
-func InspectedEndpoints(policies map[string]NetworkPolicy) []string {
+// field, what it allows and the names of the credentials (creds) the
+// filter injects into its requests, in key order.
+func InspectedEndpoints(policies map[string]NetworkPolicy, creds []Credential) []string {
 	var out []string
 	for _, key := range sortedKeys(policies) {
 		for i, ep := range policies[key].Endpoints {
 			if ep.Inspected() {
-				out = append(out, fmt.Sprintf("network_policies.%s.endpoints[%d] (%s, ports %s)", key, i, ep.Host, joinInts(ep.Ports)))
+				what := ep.Host + ", ports " + joinInts(ep.Ports)
+				if names := injectedCredentials(ep, creds); len(names) > 0 {
+					what += ", credentials " + strings.Join(names, ", ")
+				}
+				out = append(out, fmt.Sprintf("network_policies.%s.endpoints[%d] (%s)", key, i, what))
 			}
 		}
 	}

@@ -1,0 +1,60 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/inference"
+	"github.com/clawrun/clawrun/egress/inspect"
+	"github.com/clawrun/clawrun/egress/rules"
+)
+
+// isInference reports a connection to inference.local that the proxy
+// routes (egress.inference is configured and there is an engine).
+func (p *Proxy) isInference(host string) bool {
+	return p.Inference != nil && p.Inspect != nil && strings.EqualFold(host, inference.Host)
+}
+
+// inferenceFlow serves a TLS connection to inference.local: the engine
+// presents a leaf for inference.local from the container's CA and sends
+// every request to the configured backend, with the agent's header fields
+// narrowed to the route's allowlist and the backend's key injected. No
+// policy is asked: the administrator's config allows it, and the agent
+// reaches nothing but the backend. Every request is a record.
+func (p *Proxy) inferenceFlow(client net.Conn, port int, prefix []byte, rec *decisionlog.Record, finish func(rules.Decision)) {
+	route := p.Inference
+	f := newFlow(client, inference.Host, port, false)
+	f.inspected, f.inference = true, true
+	f.cancel() // the engine dials per request
+	p.track(f, true)
+	defer p.track(f, false)
+	rec.Inspected = true
+	d := rules.Decision{Allow: true, Reason: rules.ReasonAllowed, Rule: inference.Rule}
+	var resolved sync.Once
+	opts := inspect.Options{
+		ServerName:   inference.Host,
+		Port:         port,
+		Prefix:       prefix,
+		Upstream:     route.BackendHost,
+		UpstreamPort: route.BackendPort,
+		DialUpstream: func(ctx context.Context) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+			defer cancel()
+			c, ip, _, err := p.dialChecked(ctx, route.BackendHost, route.BackendPort, nil)
+			if err == nil {
+				resolved.Do(func() { rec.ResolvedIP = ip.String() })
+			}
+			return c, err
+		},
+		Decide: func(inspect.Request) inspect.Verdict {
+			return inspect.Verdict{Allow: true, Rule: inference.Rule, Reason: string(rules.ReasonAllowed)}
+		},
+		Rewrite: func(r *http.Request) error { return route.Rewrite(r, p.Credentials.Value) },
+		Log:     func(dec inspect.Decision) { p.log(p.requestRecord(f, rec, dec)) },
+	}
+	p.serveInspected(f, opts, d, rec, finish)
+}

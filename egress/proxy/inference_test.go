@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/inference"
+	"github.com/clawrun/clawrun/runtime/policy"
+)
+
+// TestProxyInference: with a route, TLS for inference.local is served
+// with a leaf of the container's CA and its requests go to the backend
+// (tlsHost) though no rule names either; each is a record of rule
+// egress.inference; a reload does not cut the connection. Without a
+// route, the same connection is denied.
+func TestProxyInference(t *testing.T) {
+	for _, routed := range []bool{true, false} {
+		t.Run(fmt.Sprint("routed=", routed), func(t *testing.T) {
+			h := newInspectHarness(t)
+			h.setRules(1, policy.Endpoint{Host: "other.test"})
+			if routed {
+				h.p.Inference = &inference.Route{BackendHost: tlsHost, BackendPort: 443, Credential: "API_KEY",
+					KeyHeader: "Authorization", KeyPrefix: "Bearer ", Forward: []string{"Content-Type"}}
+				h.p.Credentials = credentialsFor(t, tlsHost, 443)
+			}
+			h.serve()
+			c := tls.Client(h.dial(), &tls.Config{ServerName: inference.Host, RootCAs: h.clients})
+			err := c.Handshake()
+			if !routed {
+				if err == nil {
+					t.Fatal("handshake for inference.local succeeded without a route")
+				}
+				h.waitRecord("the refusal", func(r decisionlog.Record) bool { return r.Host == inference.Host && r.Decision == "deny" })
+				if seen := h.up.requests(); len(seen) != 0 {
+					t.Fatalf("the upstream saw %q", seen)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			post := func(path string) int {
+				fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: inference.local\r\nAuthorization: Bearer agent\r\nContent-Length: 2\r\n\r\n{}", path)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if code := post("/v1/messages"); code != 200 {
+				t.Fatalf("status %d", code)
+			}
+			rec := h.waitRecord("the request", func(r decisionlog.Record) bool { return r.Protocol == "https" })
+			if rec.Host != inference.Host || rec.Rule != inference.Rule || rec.Decision != "allow" || rec.Path != "/v1/messages" {
+				t.Errorf("record %+v", rec)
+			}
+			// A reload decides policies' flows, not this one.
+			h.setRules(2, policy.Endpoint{Host: "another.test"})
+			if n := h.p.Recheck(); n != 0 {
+				t.Errorf("Recheck cut %d flows", n)
+			}
+			if code := post("/v1/complete"); code != 200 {
+				t.Fatalf("after the reload: status %d", code)
+			}
+			want := []string{"POST " + tlsHost + " /v1/messages", "POST " + tlsHost + " /v1/complete"}
+			if seen := h.up.requests(); !slices.Equal(seen, want) {
+				t.Fatalf("the upstream saw %q, want %q", seen, want)
+			}
+		})
+	}
+}
