@@ -18,6 +18,8 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // joinNetns makes the container join the network namespace at path.
@@ -74,7 +76,7 @@ func TestEgressLoopbackStaysLocal(t *testing.T) {
 	}
 	args := func(a attempt) []string {
 		how, _, _ := strings.Cut(a.name, ":")
-		cmd := []string{a.proto + "-dev", how, rn.ifname, a.addr, strconv.Itoa(a.port)}
+		cmd := []string{a.proto + "-dev", how, rn.If, a.addr, strconv.Itoa(a.port)}
 		if a.proto == "udp" {
 			cmd = append(cmd, a.payload)
 		}
@@ -85,7 +87,7 @@ func TestEgressLoopbackStaysLocal(t *testing.T) {
 	local := 0
 	for _, a := range attempts {
 		before := rn.packetsTo(t, a.proto, a.addr, a.port)
-		out, _ := runCmd(15*time.Second, "ip", append([]string{"netns", "exec", rn.ns, probe}, args(a)...)...)
+		out, _ := runCmd(15*time.Second, "ip", append([]string{"netns", "exec", rn.NS, probe}, args(a)...)...)
 		out = strings.TrimSpace(out)
 		if a.proto == "tcp" && a.addr == "127.0.0.1" && strings.HasPrefix(out, "ERR ECONNREFUSED") {
 			// Refused by the namespace's own loopback, not sent: nothing
@@ -105,7 +107,7 @@ func TestEgressLoopbackStaysLocal(t *testing.T) {
     endpoints:
       - {host: allowed.test, port: 443}
 `), rn.inNet)
-	em := fn.mark()
+	em := fn.Mark()
 	before := rn.packets(t)
 	for _, a := range attempts {
 		if line := c.probe(args(a)...); a.err && !strings.HasPrefix(line, "ERR ") {
@@ -116,7 +118,7 @@ func TestEgressLoopbackStaysLocal(t *testing.T) {
 	if after := rn.packets(t); after != before {
 		t.Errorf("%d packets from the container's addresses reached the fake internet", after-before)
 	}
-	for _, e := range fn.since(em) {
+	for _, e := range fn.Since(em) {
 		t.Errorf("the fake internet received something: %s", e)
 	}
 	// Loopback itself still works, the filter's redirect to it included.
@@ -146,8 +148,7 @@ func (r *rtest) netnsRecords() []string {
 // containers to join by path.
 func namedNetns(t *testing.T) string {
 	t.Helper()
-	cnetSeq++
-	name := fmt.Sprintf("clawrun-cnet-%d-%d", os.Getpid(), cnetSeq)
+	name := fakenet.NetnsName("named")
 	if err := runAll([][]string{{"ip", "netns", "add", name}, {"ip", "-n", name, "link", "set", "lo", "up"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestEgressStaleNetnsRecord(t *testing.T) {
 	before := rn.packets(t)
 	b.checks(
 		echeck{name: "UDP to the echo server", args: []string{"udp", fn.ip(hDNS), "7", "stale"}, out: "ERR EPERM",
-			never: []seen{{"a UDP datagram", isKind("udp")}}},
+			never: []seen{{"a UDP datagram", fakenet.OfKind("udp")}}},
 		echeck{name: "a denied name", args: []string{"dns", fn.ip(hDNS), "denied.test"}, out: "ERR NXDOMAIN",
 			dec: []want{dnsWant("denied.test", "A", "deny", "not_allowed")}, never: []seen{queryContaining("denied.test")}},
 		fn.allowedTLS("allowed TLS"),
@@ -265,7 +266,7 @@ func TestEgressStaleNetnsRecord(t *testing.T) {
 	res := r.run(append(fn.globals(), "create", "--bundle", bundle, id)...)
 	assertFailure(t, res, "network_policies: the filter of "+b.id)
 	r.assertGone(id, "")
-	if !strings.Contains(nftTablesInNetns(t, rn.ns), "table inet clawrun") {
+	if !strings.Contains(nftTablesInNetns(t, rn.NS), "table inet clawrun") {
 		t.Errorf("the rules of the namespace whose filter is down are gone")
 	}
 }
@@ -402,7 +403,7 @@ func TestEgressCreateKilled(t *testing.T) {
 	c := fn.startPolicy(r, allowedOnly, joinNetns("/run/netns/"+named))
 	c.checks(
 		echeck{name: "UDP after the kills", args: []string{"udp", fn.ip(hDNS), "7", "after"}, out: "ERR ",
-			never: []seen{{"a UDP datagram", isKind("udp")}}},
+			never: []seen{{"a UDP datagram", fakenet.OfKind("udp")}}},
 		fn.allowedTLS("allowed TLS after the kills"),
 	)
 }
@@ -563,7 +564,7 @@ func TestEgressDeleteKilled(t *testing.T) {
 	c := fn.startPolicy(r, allowedOnly, joinNetns("/run/netns/"+named))
 	c.checks(
 		echeck{name: "UDP after the kills", args: []string{"udp", fn.ip(hDNS), "7", "after"}, out: "ERR ",
-			never: []seen{{"a UDP datagram", isKind("udp")}}},
+			never: []seen{{"a UDP datagram", fakenet.OfKind("udp")}}},
 		fn.allowedTLS("allowed TLS after the kills"),
 	)
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // TestEgressTCPEndpoint: a protocol: tcp endpoint is reached through a
@@ -112,7 +114,7 @@ func TestEgressBinaries(t *testing.T) {
 		{"a child of the listed executable", "/usr/bin/other-client",
 			append([]string{"allowed-client", "exec", "/usr/bin/other-client"}, tlsArgs...), "OK", true},
 	} {
-		lm, em := c.logMark(), fn.mark()
+		lm, em := c.logMark(), fn.Mark()
 		if line := c.exec(tc.argv...); !matches(line, tc.out) {
 			t.Errorf("%s: %v: got %q, want %q", tc.name, tc.argv, line, tc.out)
 		}
@@ -170,7 +172,7 @@ func TestEgressBinariesSharedSocket(t *testing.T) {
 		{"a socket inherited by a child that runs the allowed executable",
 			handoff("other-client", "share", "exec:/usr/bin/allowed-client"), false, "/usr/bin/other-client"},
 	} {
-		lm, em := c.logMark(), fn.mark()
+		lm, em := c.logMark(), fn.Mark()
 		want := "ERR EOF|ERR ECONNRESET"
 		if tc.allow {
 			want = "OK cn=allowed.test verify=ok"
@@ -221,7 +223,7 @@ func TestEgressBinariesDNS(t *testing.T) {
 		{"the allowed executable, UDP", "allowed-client", "x126.wild.test", "udp", true},
 		{"the allowed executable, TCP", "allowed-client", "x127.wild.test", "tcp", true},
 	} {
-		lm, em := c.logMark(), fn.mark()
+		lm, em := c.logMark(), fn.Mark()
 		argv := []string{tc.client, "dns", dnsSrv, tc.qname, "A"}
 		if tc.proto == "tcp" {
 			argv = append(argv, "tcp")
@@ -247,8 +249,8 @@ func TestEgressBinariesDNS(t *testing.T) {
 			t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, binary, d)
 		}
 		fn.flush(t)
-		for _, e := range fn.since(em) {
-			if dnsContains(tc.qname)(e) {
+		for _, e := range fn.Since(em) {
+			if fakenet.QueryContaining(tc.qname)(e) {
 				t.Errorf("%s: the fake internet's resolver was asked %s", tc.name, e)
 			}
 		}
@@ -267,7 +269,7 @@ func TestEgressBinariesDNS(t *testing.T) {
 	)
 	// The allowed executable through the system resolver (UDP, truncated,
 	// then TCP), then connecting.
-	lm, em := c.logMark(), fn.mark()
+	lm, em := c.logMark(), fn.Mark()
 	if line := c.exec("allowed-client", "tls", "x129.wild.test", "443", "x129.wild.test"); !matches(line, "OK cn=x129.wild.test verify=ok") {
 		t.Errorf("the allowed executable through the system resolver: got %q", line)
 	}
@@ -281,7 +283,7 @@ func TestEgressBinariesDNS(t *testing.T) {
 func (c *ectr) checkNothing(mark int, what string) {
 	c.t.Helper()
 	c.fn.flush(c.t)
-	for _, e := range c.fn.since(mark) {
+	for _, e := range c.fn.Since(mark) {
 		c.t.Errorf("%s: the fake internet received %s", what, e)
 	}
 }
@@ -338,7 +340,7 @@ func TestEgressAudit(t *testing.T) {
 			args:  []string{"http", "other.test", "80", "other.test", "-", "/forbidden"},
 			out:   "OK 403 clawrun: egress to other.test:80 denied (request)",
 			dec:   []want{connWant("http", "other.test", 80, "deny", "request")},
-			never: []seen{{"an HTTP request", isKind("http")}}},
+			never: []seen{{"an HTTP request", fakenet.OfKind("http")}}},
 		fn.deniedSNI("audit does not open unlisted names", fn.ip(hAllowed), "denied.test"),
 		echeck{name: "audit does not open unlisted ports",
 			args:  []string{"tls", fn.ip(hAudit), "22", "audit.test"},
@@ -386,7 +388,7 @@ func TestEgressHostNetworkRefused(t *testing.T) {
 	}
 	// The runtime runs in this test's namespace.
 	self := fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
-	named := fmt.Sprintf("clawrun-cnet-%d-host", os.Getpid())
+	named := fakenet.NetnsName("host")
 	if _, err := runCmd(cmdTimeout, "ip", "netns", "attach", named, strconv.Itoa(os.Getpid())); err != nil {
 		t.Fatal(err)
 	}
@@ -457,7 +459,7 @@ func TestEgressPodResolver(t *testing.T) {
 	noUpstream := filepath.Join(dir, "config.yaml")
 	for name, content := range map[string]string{
 		podResolv:  "search e2e.svc.cluster.local\nnameserver " + fn.ip(hDNS) + "\noptions ndots:5\n",
-		noUpstream: fmt.Sprintf("egress:\n  allowed_upstream_ranges: [\"198.18.%d.0/24\"]\n  log_dir: %s\n", fn.oct, fn.logDir),
+		noUpstream: fmt.Sprintf("egress:\n  allowed_upstream_ranges: [%q]\n  log_dir: %s\n", fn.Prefix(blockLink), fn.logDir),
 	} {
 		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
@@ -484,8 +486,8 @@ func TestEgressPodResolver(t *testing.T) {
 			out:  "OK A:" + fn.ip(hAllowed),
 			dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")},
 			saw:  []seen{sawQueryAt("allowed.test", port)},
-			never: []seen{{"the query at another resolver", func(e netEvent) bool {
-				return dnsQuery("allowed.test")(e) && e.localPort() != port
+			never: []seen{{"the query at another resolver", func(e fakenet.Event) bool {
+				return fakenet.Query("allowed.test")(e) && e.LocalPort() != port
 			}}}}
 	}
 
@@ -501,7 +503,7 @@ func TestEgressPodResolver(t *testing.T) {
 
 	// The administrator's upstream_dns wins over the pod's.
 	adminConf := filepath.Join(dir, "admin.yaml")
-	if err := os.WriteFile(adminConf, []byte(fmt.Sprintf("egress:\n  upstream_dns: [\"%s:%d\"]\n  allowed_upstream_ranges: [\"198.18.%d.0/24\"]\n  log_dir: %s\n", fn.ip(hDNS), portDNS2, fn.oct, fn.logDir)), 0o644); err != nil {
+	if err := os.WriteFile(adminConf, []byte(fmt.Sprintf("egress:\n  upstream_dns: [\"%s:%d\"]\n  allowed_upstream_ranges: [%q]\n  log_dir: %s\n", fn.ip(hDNS), portDNS2, fn.Prefix(blockLink), fn.logDir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	start(adminConf).check(allowedVia(portDNS2))
@@ -510,8 +512,8 @@ func TestEgressPodResolver(t *testing.T) {
 // sawQueryAt is a query for name received by the fake internet's
 // resolver on port.
 func sawQueryAt(name string, port int) seen {
-	return seen{fmt.Sprintf("a DNS query for %s at the resolver on port %d", name, port), func(e netEvent) bool {
-		return dnsQuery(name)(e) && e.localPort() == port
+	return seen{fmt.Sprintf("a DNS query for %s at the resolver on port %d", name, port), func(e fakenet.Event) bool {
+		return fakenet.Query(name)(e) && e.LocalPort() == port
 	}}
 }
 
