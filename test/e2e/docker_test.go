@@ -97,14 +97,14 @@ func dockerSettings(dir string, f *fakeNet, bridgeNet, poolNet int) map[string]a
 		"pidfile":               filepath.Join(dir, "docker.pid"),
 		"hosts":                 []string{"unix://" + filepath.Join(dir, "docker.sock")},
 		"exec-opts":             []string{"native.cgroupdriver=cgroupfs"},
-		"bip":                   f.addr(bridgeNet, 1) + "/24",
-		"default-address-pools": []map[string]any{{"base": f.prefix(poolNet), "size": 24}},
+		"bip":                   f.IP(bridgeNet, 1) + "/24",
+		"default-address-pools": []map[string]any{{"base": f.Prefix(poolNet), "size": 24}},
 		"iptables":              false,
 		"ip6tables":             false,
 		"ip-forward":            false,
 		"ip-masq":               false,
 		"userland-proxy":        false,
-		"dns":                   []string{f.dnsAddr()},
+		"dns":                   []string{f.Addr()},
 		"log-level":             "warn",
 	}
 }
@@ -200,16 +200,16 @@ func TestDockerDebian(t *testing.T) {
 	logNetns(t, root, id)
 	r = d.docker("exec", "agent", "sh", "-c", probeScript)
 	expectConfined(t, "docker exec (clawrun-egress)", r.stdout+r.stderr)
-	r = d.docker("exec", "agent", "sh", "-c", egressScript("denied-docker.example", f.dnsAddr()))
+	r = d.docker("exec", "agent", "sh", "-c", egressScript("denied-docker.example", f.Addr()))
 	expectEgress(t, f, "docker exec (clawrun-egress)", "denied-docker.example", r.stdout+r.stderr)
 	step(t, start, "detached container checked")
 	// Every bypass case on the default bridge, whose namespace Docker 20.10
 	// wires from a prestart hook.
-	checkBypass(t, w, "docker2010", []string{f.dnsAddr(), f.addr(netFake, bypassNoResolver), "127.0.0.11"},
+	checkBypass(t, w, "docker2010", []string{f.Addr(), f.IP(netFake, bypassNoResolver), "127.0.0.11"},
 		func(script string) result { return d.docker("exec", "agent", "sh", "-c", script) })
 	// The control: without a policy, the same bridge's UDP gets out.
 	token := fmt.Sprintf("bypass-udp-control-2010-%d", time.Now().UnixNano())
-	r = d.docker("run", "--rm", "--runtime=clawrun", dockerImage, "sh", "-c", udpSend(token, f.dnsAddr(), bypassUDPPort))
+	r = d.docker("run", "--rm", "--runtime=clawrun", dockerImage, "sh", "-c", udpSend(token, f.Addr(), bypassUDPPort))
 	if !waitFor(5*time.Second, func() bool { return w.saw(token) }) {
 		t.Errorf("control: without a policy, the UDP datagram did not reach the fake internet (no route?): %v", r)
 	}
@@ -256,7 +256,7 @@ func TestDockerMoby(t *testing.T) {
 	denied := "denied-moby.example"
 	r = d.docker("run", "--rm", "--runtime", "io.containerd.clawrun.v2",
 		"--annotation", "run.clawrun.policy=agent-default", "--annotation", "run.clawrun.egress="+allowedHost+":80",
-		dockerImage, "sh", "-c", probeScript+"\n"+egressScript(denied, f.dnsAddr()))
+		dockerImage, "sh", "-c", probeScript+"\n"+egressScript(denied, f.Addr()))
 	expectConfined(t, "docker run --runtime io.containerd.clawrun.v2 --annotation", r.stdout+r.stderr)
 	expectEgress(t, f, "docker run --runtime io.containerd.clawrun.v2 --annotation", denied, r.stdout+r.stderr)
 
