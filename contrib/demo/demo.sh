@@ -36,8 +36,8 @@ CGO_ENABLED=0 "$go" build -o "$work/probe" "$here/test/probe"
 
 # Two /24s of 198.18.0.0/15 (the benchmarking range) that the host does
 # not use, picked as the tests pick theirs: the fake internet's link and
-# the agent's. fakenet writes the addresses once it serves: $fake (every
-# name's), $fake_range, $agent_ns (the agent's namespace) and $agent_gw.
+# the agent's. fakenet writes the addresses once it serves.
+fake='' fake_range='' agent_ns='' agent_gw='' # every name's address, the link, the agent's namespace, its gateway
 step "starting the fake internet"
 "$work/fakenet" -env "$work/fakenet.env" -log "$work/fakenet.log" 2>"$work/fakenet.err" &
 fakenet_pid=$!
@@ -47,6 +47,7 @@ for _ in $(seq 1200); do
 	sleep 0.1
 done
 [ -f "$work/fakenet.env" ] || { echo "demo: the fake internet did not start within 120 s" >&2; exit 1; }
+# shellcheck source=/dev/null
 . "$work/fakenet.env"
 step "the fake internet is $fake_range, the agent's namespace $agent_ns"
 
@@ -109,7 +110,6 @@ leaked() { grep -c " dns .*name=leak-secret-data" "$work/fakenet.log" 2>/dev/nul
 
 policy='{"run.clawrun.policy":"agent-default","run.clawrun.egress":"allowed.example:80"}'
 step "running the agent under agent-default + egress allowed.example:80"
-start=$(date +%s%N)
 run_agent "$work/with.txt" "$policy"
 leaked_confined=$(leaked)
 step "running the same agent without a policy"

@@ -101,8 +101,8 @@ start=$(date +%s%N)
 
 # The fake internet (a free block of 198.18.0.0/15, picked under the lock
 # the tests take too) and the clients' namespaces. egressbench serve writes
-# the addresses and names once everything serves: $srv, $upstreams, $net,
-# $if_host, $if_net, $cd_ns, $if_dc, $if_dn and $cf_ns.
+# the addresses and names once everything serves.
+srv='' upstreams='' net='' if_host='' if_net='' cd_ns='' if_dc='' if_dn='' cf_ns=''
 "$work/egressbench" serve -env "$work/net.env" -dir "$work/srv" -name "$name" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1200); do
@@ -111,6 +111,7 @@ for _ in $(seq 1200); do
 	sleep 0.1
 done
 [ -f "$work/net.env" ] || die "the fake internet did not start within 120 s: $(cat "$work/server.log")"
+# shellcheck source=/dev/null
 . "$work/net.env"
 
 # The two bundles: identical but for the policy and the namespace joined.
