@@ -173,7 +173,7 @@ func TestEgressHTTPUpgrade(t *testing.T) {
 // TestEgressHTTPSmuggling: the filter frames every request exactly as it
 // forwards it and refuses framing a server could read otherwise, so that
 // no request the rules refuse hides in another's body. The upstream is
-// the fake internet's lenient server (handleLax), which reads each of
+// the fake internet's lenient server (ServeLaxHTTP), which reads each of
 // these bodies as a second request. The client is a raw socket in the
 // container's namespace.
 func TestEgressHTTPSmuggling(t *testing.T) {

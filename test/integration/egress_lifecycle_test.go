@@ -16,6 +16,17 @@ import (
 	"github.com/clawrun/clawrun/test/fakenet"
 )
 
+// reloadAPI is the endpoint with request rules that both of
+// TestEgressHotReload's generations keep.
+const reloadAPI = `  api:
+    endpoints:
+      - host: allowed.test
+        port: 80
+        protocol: rest
+        rules:
+          - allow: {method: GET, path: /ok}
+`
+
 // TestEgressHotReload: `clawrun policy apply` switches a running
 // container to a new generation, closes the open connections it denies
 // (and only those), and rejects an invalid file, keeping the old policy.
@@ -27,14 +38,7 @@ func TestEgressHotReload(t *testing.T) {
       - {host: other.test, port: 443}
       - {host: svc.test, port: 2222, protocol: tcp}
       - {host: other.test, port: 80}
-  api:
-    endpoints:
-      - host: allowed.test
-        port: 80
-        protocol: rest
-        rules:
-          - allow: {method: GET, path: /ok}
-`))
+`+reloadAPI))
 	if st := c.egressState(); st != "filtering (generation 1)" {
 		t.Errorf("state: egress %q, want filtering (generation 1)", st)
 	}
@@ -63,14 +67,7 @@ func TestEgressHotReload(t *testing.T) {
 	gen2 := writeTemp(t, "gen2.yaml", policyDoc(`  web:
     endpoints:
       - {host: allowed.test, port: 443}
-  api:
-    endpoints:
-      - host: allowed.test
-        port: 80
-        protocol: rest
-        rules:
-          - allow: {method: GET, path: /ok}
-`))
+`+reloadAPI))
 	applied := time.Now()
 	res := r.ok(append(fn.globals(), "policy", "apply", c.id, gen2)...)
 	if !strings.Contains(res.Stdout, "generation 2") {
