@@ -155,10 +155,8 @@ func findRoot(id string, bases ...string) string {
 // through runtimeArgs, the default bridge network.
 func TestDockerDebian(t *testing.T) {
 	e := need(t, "/usr/sbin/dockerd", "/usr/bin/docker", "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2")
+	noOtherDockerd(t)
 	start := time.Now()
-	if linkExists("docker0") {
-		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")
-	}
 	f := theFakeNet(t)
 	w := watchFakeNet(t, f)
 	setForwarding(t) // so that a leak from the default bridge would get through
@@ -230,16 +228,31 @@ func TestDockerDebian(t *testing.T) {
 	step(t, start, "done")
 }
 
+// noOtherDockerd fails t if another dockerd runs on this host: its
+// docker0 would be the tests' dockerd's.
+func noOtherDockerd(t *testing.T) {
+	t.Helper()
+	if linkExists("docker0") {
+		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")
+	}
+}
+
+// needMoby is need for a test of moby v2's dockerd, and noOtherDockerd;
+// it returns the docker CLI that drives it: setup.sh's pinned one, never
+// the host's.
+func needMoby(t *testing.T) string {
+	t.Helper()
+	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", "docker")
+	noOtherDockerd(t)
+	return toolPath("docker")
+}
+
 // TestDockerMoby: a current dockerd (moby v2) with
 // contrib/docker/daemon-shim.json: the clawrun shim by name (registered
 // and not), annotations, and a runtime by path.
 func TestDockerMoby(t *testing.T) {
-	client := toolPath("docker") // the pinned CLI of setup.sh, never the host's
-	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", "docker")
+	client := needMoby(t)
 	start := time.Now()
-	if linkExists("docker0") {
-		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")
-	}
 	f := theFakeNet(t)
 	d := startMoby(t, "docker-moby", client, f)
 	defer d.stop(t, true)

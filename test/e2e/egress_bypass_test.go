@@ -249,12 +249,8 @@ func checkBypass(t *testing.T, w *bypassWatch, label string, resolvers []string,
 // Its resolver is Docker's embedded DNS, 127.0.0.11, which the egress
 // filter must take over like any other.
 func TestEgressBypassDocker(t *testing.T) {
-	client := toolPath("docker") // the pinned CLI of setup.sh, never the host's
-	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", "docker")
+	client := needMoby(t)
 	start := time.Now()
-	if linkExists("docker0") {
-		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")
-	}
 	f := theFakeNet(t)
 	w := watchFakeNet(t, f)
 	setForwarding(t)
