@@ -20,8 +20,8 @@ import (
 // between every user of this package.
 const lockFile = "/run/lock/clawrun-netblock.lock"
 
-// blocks is how many /24s 198.18.0.0/15 holds.
-const blocks = 512
+// rangeSize is how many /24s 198.18.0.0/15 holds.
+const rangeSize = 512
 
 // reserveTable is the routing table that holds a route for each /24 of a
 // block the host would not otherwise show (a client's link, a range for
@@ -51,7 +51,7 @@ func pick(size int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for g := 0; g+size <= blocks; g++ {
+	for g := 0; g+size <= rangeSize; g++ {
 		if free(g, size, used) {
 			return g, nil
 		}

@@ -77,9 +77,9 @@ const nsPrefix = "clawrun-fakenet-"
 
 var seq atomic.Int64
 
-// NetnsName is a new name for a namespace of this process,
-// nsPrefix-PID-SEQ[-what]: the next Start of a process whose pid is not
-// PID's deletes a namespace named so if it is left.
+// NetnsName is a new name for a network namespace of this process,
+// nsPrefix-PID-SEQ[-what]: once the process is gone, the next Start (of
+// any process) deletes a namespace so named that is left.
 func NetnsName(what string) string {
 	s := fmt.Sprintf("%s%d-%d", nsPrefix, os.Getpid(), seq.Add(1))
 	if what != "" {
@@ -137,7 +137,10 @@ func Start(o Options) (_ *Net, err error) {
 	if err := n.serveMarkers(); err != nil {
 		return nil, err
 	}
-	return n, n.waitLink()
+	if err := n.waitLink(); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // link makes the namespace, the veth pair and the host's routes: block 0
