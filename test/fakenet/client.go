@@ -27,7 +27,7 @@ type Client struct {
 	Gateway, Gateway6 string
 	n                 *Net
 	peerNS            string // where PeerIf is ("": the host)
-	table             string // its counters in the fake internet ("": none, ViaHost)
+	table             string // its counters in the fake internet ("": none, ViaHost or Uncounted)
 }
 
 // AddClient makes a client namespace; Close (or the net's) removes it.
@@ -72,13 +72,15 @@ func (n *Net) AddClient(o ClientOptions) (_ *Client, err error) {
 	if err := runAll(cmds); err != nil {
 		return nil, err
 	}
-	if !o.ViaHost {
+	if !o.ViaHost && !n.opts.Uncounted {
 		if err := c.watch(o.Block); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
 }
+
+var errNoCounters = errors.New("no counters: the client is linked to the host, or the net is Uncounted")
 
 // NetnsPath is the namespace's path, for a container to join.
 func (c *Client) NetnsPath() string { return "/run/netns/" + c.NS }
@@ -108,7 +110,7 @@ func (c *Client) watch(block int) error {
 // fake internet: the kernel's own (neighbour discovery, retries) too.
 func (c *Client) Packets() (int, error) {
 	if c.table == "" {
-		return 0, errors.New("a client linked to the host has no counters")
+		return 0, errNoCounters
 	}
 	byName, err := c.n.counters(c.table)
 	return byName["from4"] + byName["from6"], err
@@ -119,7 +121,7 @@ func (c *Client) Packets() (int, error) {
 // probe sent, where Packets also counts the kernel's own.
 func (c *Client) PacketsTo(proto, addr string, port int) (int, error) {
 	if c.table == "" {
-		return 0, errors.New("a client linked to the host has no counters")
+		return 0, errNoCounters
 	}
 	return c.n.setCount(c.table, "seen", proto, addr, port)
 }

@@ -239,3 +239,20 @@ func TestClose(t *testing.T) {
 		}
 	}
 }
+
+// TestUncounted: an Uncounted net has no nftables rules at all, for its
+// clients neither.
+func TestUncounted(t *testing.T) {
+	n := startNet(t, Options{Blocks: 2, Uncounted: true})
+	cl, err := n.AddClient(ClientOptions{Name: "c", Block: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ip", "netns", "exec", n.NS, "nft", "list", "tables").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("tables of an uncounted net: %q %v", out, err)
+	}
+	if _, err := cl.Packets(); err == nil {
+		t.Error("an uncounted net's client has counters")
+	}
+}

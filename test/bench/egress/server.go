@@ -40,7 +40,7 @@ func serve(args []string) {
 	if *env == "" || *dir == "" {
 		fatalf("serve: -env and -dir are required")
 	}
-	n, err := fakenet.Start(fakenet.Options{Blocks: 3})
+	n, err := fakenet.Start(fakenet.Options{Blocks: 3, Uncounted: true})
 	if err != nil {
 		fatalf("serve: %v", err)
 	}
