@@ -62,10 +62,11 @@ unit: $(TESTRUN)
 	done
 
 # A Debian root filesystem (test/mkdebian.sh, cached) for the policy tests
-# on a real distribution's userland.
+# on a real distribution's userland. The fake internet's own tests
+# (test/fakenet) need root as well.
 integration: build $(TESTRUN)
 	debian=$$(bash test/mkdebian.sh) && \
-	  CLAWRUN=$(CURDIR)/bin/clawrun CLAWRUN_DEBIAN_ROOTFS=$$debian CGO_ENABLED=1 $(GOTEST) -v -- $(GO) test -race -tags '$(TAGS)' -count=1 -timeout 40m ./test/integration/...
+	  CLAWRUN=$(CURDIR)/bin/clawrun CLAWRUN_DEBIAN_ROOTFS=$$debian CGO_ENABLED=1 $(GOTEST) -v -- $(GO) test -race -tags '$(TAGS)' -count=1 -timeout 40m ./test/integration/... ./test/fakenet
 
 # The same suite against runc v1.5.2: the runc behaviour it expects of
 # clawrun is runc's (tests of clawrun's own features skip, "not clawrun: ").

@@ -13,19 +13,19 @@ go=${GO:-go}
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (containers need it)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/clawrun-demo.XXXXXX)
-net=cdemo-net-$$      # the fake internet
-agentns=cdemo-agt-$$  # the agent's network namespace (a veth into the fake internet)
 state=$work/state
 fakenet_pid=
 cleanup() {
 	"$clawrun" --root "$state" delete --force demo-agent >/dev/null 2>&1 || true
-	[ -n "$fakenet_pid" ] && kill "$fakenet_pid" 2>/dev/null || true
-	ip netns del "$net" 2>/dev/null || true
-	ip netns del "$agentns" 2>/dev/null || true
-	ip link del "cdh$$" 2>/dev/null || true
+	# The fake internet removes its namespaces (the agent's too) as it stops.
+	if [ -n "$fakenet_pid" ]; then
+		kill "$fakenet_pid" 2>/dev/null || true
+		wait "$fakenet_pid" 2>/dev/null || true
+	fi
 	rm -rf "$work"
 }
-# DEMO_KEEP=1 keeps the work dir and namespaces for a look afterwards.
+# DEMO_KEEP=1 keeps the work dir and the fake internet (its process and
+# namespaces) for a look afterwards; kill the process to remove them.
 [ -n "${DEMO_KEEP:-}" ] || trap cleanup EXIT
 
 step() { printf '== %s\n' "$*" >&2; }
@@ -35,46 +35,34 @@ CGO_ENABLED=0 "$go" build -o "$work/probe" "$here/test/probe"
 "$go" build -o "$work/fakenet" "$here/contrib/demo/fakenet"
 
 # Two /24s of 198.18.0.0/15 (the benchmarking range) that the host does
-# not use, picked as the integration tests pick theirs, under the same lock
-# until they are ours: the fake internet's link ($inet.0/24) and the
-# agent's ($agent.0/24).
-exec 9>/run/lock/clawrun-netblock.lock
-flock -w 120 9 || { echo "demo: another run holds /run/lock/clawrun-netblock.lock" >&2; exit 1; }
-oct=$("$work/fakenet" -pick)
-inet=198.18.$oct agent=198.18.$((oct + 1))
-step "starting the fake internet ($inet.0/24, the agent's link $agent.0/24)"
-ip netns add "$net"
-ip netns add "$agentns"
-ip link add "cdh$$" type veth peer name "cdn$$"
-ip link set "cdn$$" netns "$net"
-ip addr add "$inet.1/24" dev "cdh$$" && ip link set "cdh$$" up
-ip -n "$net" addr add "$inet.2/24" dev "cdn$$" && ip -n "$net" link set "cdn$$" up
-ip -n "$net" link set lo up
-ip link add "cda$$" netns "$net" type veth peer name "cdb$$" netns "$agentns"
-ip -n "$net" addr add "$agent.1/24" dev "cda$$" && ip -n "$net" link set "cda$$" up
-ip -n "$agentns" addr add "$agent.2/24" dev "cdb$$" && ip -n "$agentns" link set "cdb$$" up
-ip -n "$agentns" link set lo up
-ip -n "$agentns" route add default via "$agent.1"
-flock -u 9 && exec 9>&-
-ip netns exec "$net" "$work/fakenet" -addr "$inet.2" -query-log "$work/queries.log" 2>"$work/fakenet.log" &
+# not use, picked as the tests pick theirs: the fake internet's link and
+# the agent's. fakenet writes the addresses once it serves.
+fake='' fake_range='' agent_ns='' agent_gw='' # every name's address, the link, the agent's namespace, its gateway
+step "starting the fake internet"
+"$work/fakenet" -env "$work/fakenet.env" -log "$work/fakenet.log" 2>"$work/fakenet.err" &
 fakenet_pid=$!
-for _ in $(seq 50); do
-	ip netns exec "$net" bash -c "exec 3<>/dev/tcp/$inet.2/80" 2>/dev/null && break
+for _ in $(seq 1200); do
+	[ -f "$work/fakenet.env" ] && break
+	kill -0 "$fakenet_pid" 2>/dev/null || { echo "demo: the fake internet did not start: $(cat "$work/fakenet.err")" >&2; exit 1; }
 	sleep 0.1
 done
+[ -f "$work/fakenet.env" ] || { echo "demo: the fake internet did not start within 120 s" >&2; exit 1; }
+# shellcheck source=/dev/null
+. "$work/fakenet.env"
+step "the fake internet is $fake_range, the agent's namespace $agent_ns"
 
 # clawrun's config: where the egress filter resolves and what it may reach.
 cat > "$work/config.yaml" <<EOF
 egress:
-  upstream_dns: ["$inet.2:53"]
-  allowed_upstream_ranges: ["$inet.0/24"]
+  upstream_dns: ["$fake:53"]
+  allowed_upstream_ranges: ["$fake_range"]
   log_dir: $work/logs
 EOF
 
 step "building the agent's container from busybox"
 RUNTIME=$clawrun "$here/test/mkbundle.sh" "$work/bundle" sh /sandbox/agent.sh >/dev/null
 install -m 0755 "$work/probe" "$work/bundle/rootfs/usr/bin/probe"
-echo "nameserver $agent.1" > "$work/bundle/rootfs/etc/resolv.conf"
+echo "nameserver $agent_gw" > "$work/bundle/rootfs/etc/resolv.conf"
 cat > "$work/bundle/rootfs/sandbox/agent.sh" <<'EOF'
 # The "agent": tries each action and prints ACTION|ALLOWED or DENIED|DETAIL.
 p=/usr/bin/probe
@@ -85,7 +73,7 @@ try() { # try NAME COMMAND...: the probe prints OK or ERR <errno> <message>
 }
 http() { # http NAME HOST ADDR: one GET with Host: HOST to ADDR:80
 	out=$(printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" | nc -w 3 "$3" 80 2>&1 | tail -1)
-	case $out in "hello from"*) echo "$1|ALLOWED|$out" ;; *) echo "$1|DENIED|${out:-no answer}" ;; esac
+	case $out in "host="*) echo "$1|ALLOWED|$out" ;; *) echo "$1|DENIED|${out:-no answer}" ;; esac
 }
 try "read /etc/os-release" $p read /etc/os-release
 try "write /usr/bin/x" $p write /usr/bin/x
@@ -101,11 +89,11 @@ http "fetch http://allowed.example" allowed.example allowed.example
 http "fetch http://denied.example" denied.example @FAKE@
 try "UDP datagram out (QUIC-like)" $p udp @FAKE@ 443
 EOF
-sed -i "s/@FAKE@/$inet.2/g" "$work/bundle/rootfs/sandbox/agent.sh"
+sed -i "s/@FAKE@/$fake/g" "$work/bundle/rootfs/sandbox/agent.sh"
 mkdir -p "$work/bundle/rootfs/run/secrets" && echo s3cr3t > "$work/bundle/rootfs/run/secrets/token"
 # As Docker would: a writable root filesystem and CAP_NET_RAW; the agent's
 # network namespace is the one wired to the fake internet.
-jq --arg ns "/var/run/netns/$agentns" '
+jq --arg ns "/var/run/netns/$agent_ns" '
 	.root.readonly = false
 	| .process.capabilities |= with_entries(.value += ["CAP_NET_RAW"])
 	| .linux.namespaces |= map(if .type == "network" then .path = $ns else . end)' \
@@ -117,11 +105,13 @@ run_agent() { # run_agent FILE [ANNOTATIONS-JSON]
 	"$clawrun" --root "$state" --config "$work/config.yaml" run --bundle "$work/bundle" demo-agent > "$1" 2>"$1.err" || true
 }
 
+# leaked: how many queries for the denied name reached the fake internet.
+leaked() { grep -c " dns .*name=leak-secret-data" "$work/fakenet.log" 2>/dev/null || true; }
+
 policy='{"run.clawrun.policy":"agent-default","run.clawrun.egress":"allowed.example:80"}'
 step "running the agent under agent-default + egress allowed.example:80"
-start=$(date +%s%N)
 run_agent "$work/with.txt" "$policy"
-leaked_confined=$(grep -c "leak-secret-data" "$work/queries.log" 2>/dev/null || true)
+leaked_confined=$(leaked)
 step "running the same agent without a policy"
 run_agent "$work/without.txt" '{}'
 
@@ -173,7 +163,7 @@ if [ "$scope" != 0 ]; then
 	echo "This host's Yama ptrace_scope is $scope: without a policy, ptrace of a process that is not a descendant is refused by Yama, not by clawrun."
 fi
 echo
-leaked_total=$(grep -c "leak-secret-data" "$work/queries.log" 2>/dev/null || true)
+leaked_total=$(leaked)
 echo "Queries for the denied name that reached the fake internet's DNS server:" \
 	"${leaked_confined:-0} from the confined agent, $(( ${leaked_total:-0} - ${leaked_confined:-0} )) from the unconfined one."
 echo "Decisions of the egress filter (clawrun audit):"

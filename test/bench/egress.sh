@@ -1,18 +1,18 @@
 #!/bin/bash
 # test/bench/egress.sh: the egress filter's benchmark (`make bench`).
 #
-# Builds its own test internet and measures every figure through clawrun's
-# egress filter against a direct connection in the same run:
+# Builds its own test internet (test/fakenet, run by egressbench serve) and
+# measures every figure through clawrun's egress filter against a direct
+# connection in the same run:
 #
 #   fake internet  netns $net: DNS (bench.test -> $srv), TLS :443 and HTTP
-#                  :8080 servers (egressbench serve); veth to the host
-#                  ($P.$N.1 host side, $srv = $P.$N.2 inside), from where the
-#                  filter dials
-#   direct         netns $cd_ns, veth into $net ($P.$N+1.0/24), default route
-#                  there; a container without a policy joins it
-#   filtered       netns $cf_ns, the same ($P.$N+2.0/24); a container with the
-#                  policy run.clawrun.egress=bench.test:443,bench.test:8080
-#                  joins it, so clawrun installs its rules there
+#                  :8080 servers; veth to the host ($if_host, $if_net), from
+#                  where the filter dials
+#   direct         netns $cd_ns, veth into $net ($if_dc, $if_dn), default
+#                  route there; a container without a policy joins it
+#   filtered       netns $cf_ns, the same; a container with the policy
+#                  run.clawrun.egress=bench.test:443,bench.test:8080 joins
+#                  it, so clawrun installs its rules there
 #
 # Both containers come from test/mkbundle.sh with the static egressbench
 # client copied in; the driver (egressbench drive) runs the client in them
@@ -51,7 +51,7 @@ die() { echo "bench-egress: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, containers)"
 [ -x "$clawrun" ] || die "$clawrun not found or not executable (make build)"
-for tool in ip jq flock tc; do
+for tool in ip jq tc; do
 	command -v "$tool" >/dev/null || die "$tool not found"
 done
 for v in BENCH_EGRESS_ROUNDS BENCH_EGRESS_BLOCK BENCH_EGRESS_MIB BENCH_EGRESS_BULK_RUNS BENCH_EGRESS_CONNS; do
@@ -60,14 +60,6 @@ for v in BENCH_EGRESS_ROUNDS BENCH_EGRESS_BLOCK BENCH_EGRESS_MIB BENCH_EGRESS_BU
 done
 
 tag=$$
-net=clawrun-bench-net-$tag
-cd_ns=clawrun-bench-direct-$tag
-cf_ns=clawrun-bench-filter-$tag
-# Interface names: at most 15 bytes.
-if_host=eb${tag}h if_net=eb${tag}n
-if_dc=eb${tag}dc if_dn=eb${tag}dn
-if_fc=eb${tag}fc if_fn=eb${tag}fn
-
 work=$(mktemp -d "${TMPDIR:-/tmp}/clawrun-bench-egress.XXXXXX")
 server_pid=
 
@@ -92,15 +84,11 @@ cleanup() {
 			fi
 		done
 	fi
+	# The fake internet removes its namespaces and links as it stops.
 	if [ -n "$server_pid" ]; then
 		kill "$server_pid" 2>/dev/null
 		wait "$server_pid" 2>/dev/null
 	fi
-	# The veths go with their namespaces.
-	for ns in "$cf_ns" "$cd_ns" "$net"; do
-		[ -e "/run/netns/$ns" ] && { ip netns del "$ns" || echo "bench-egress: cleanup: ip netns del $ns failed" >&2; }
-	done
-	ip link show "$if_host" >/dev/null 2>&1 && ip link del "$if_host"
 	rm -rf "$work"
 	exit "$rc"
 }
@@ -111,57 +99,27 @@ start=$(date +%s%N)
 # The whole bench binary: server, client (in the containers: static) and driver.
 (cd "$repo" && CGO_ENABLED=0 "${GO:-go}" build -trimpath -o "$work/egressbench" ./test/bench/egress)
 
-# Pick a free block and create the veths under a lock, so that two benches
-# at once do not take the same addresses.
-exec 9>/run/lock/clawrun-bench-egress.lock
-flock -w 60 9 || die "another egress bench holds /run/lock/clawrun-bench-egress.lock"
-n=$("$work/egressbench" pick-net)
-P=198.19
-srv=$P.$n.2
-ipn() { ip -n "$net" "$@"; }
-ip netns add "$net"
-ip netns add "$cd_ns"
-ip netns add "$cf_ns"
-ip link add "$if_host" type veth peer name "$if_net" netns "$net"
-ip addr add "$P.$n.1/24" dev "$if_host"
-ip link set "$if_host" up
-ipn link set lo up
-ipn addr add "$srv/24" dev "$if_net"
-ipn link set "$if_net" up
-# The two client namespaces: the same link each, one /24 apart.
-k=1
-for pair in "$cd_ns $if_dc $if_dn" "$cf_ns $if_fc $if_fn"; do
-	read -r ns cif nif <<<"$pair"
-	sub=$P.$((n + k))
-	ip link add "$cif" netns "$ns" type veth peer name "$nif" netns "$net"
-	ip -n "$ns" link set lo up
-	ip -n "$ns" addr add "$sub.2/24" dev "$cif"
-	ip -n "$ns" link set "$cif" up
-	ipn addr add "$sub.1/24" dev "$nif"
-	ipn link set "$nif" up
-	ip -n "$ns" route add default via "$sub.1"
-	k=$((k + 1))
-done
-flock -u 9
-exec 9>&-
-
-# The fake internet's servers.
-ip netns exec "$net" "$work/egressbench" serve -addr "$srv" -dir "$work/srv" -name "$name" \
-	>"$work/server.log" 2>&1 &
+# The fake internet (a free block of 198.18.0.0/15, picked under the lock
+# the tests take too) and the clients' namespaces. egressbench serve writes
+# the addresses and names once everything serves.
+srv='' upstreams='' net='' if_host='' if_net='' cd_ns='' if_dc='' if_dn='' cf_ns=''
+"$work/egressbench" serve -env "$work/net.env" -dir "$work/srv" -name "$name" >"$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 100); do
-	[ -f "$work/srv/ready" ] && break
-	kill -0 "$server_pid" 2>/dev/null || die "the servers exited: $(cat "$work/server.log")"
-	sleep 0.05
+for _ in $(seq 1200); do
+	[ -f "$work/net.env" ] && break
+	kill -0 "$server_pid" 2>/dev/null || die "the fake internet exited: $(cat "$work/server.log")"
+	sleep 0.1
 done
-[ -f "$work/srv/ready" ] || die "the servers did not start within 5 s: $(cat "$work/server.log")"
+[ -f "$work/net.env" ] || die "the fake internet did not start within 120 s: $(cat "$work/server.log")"
+# shellcheck source=/dev/null
+. "$work/net.env"
 
 # The two bundles: identical but for the policy and the namespace joined.
 mkdir -p "$work/logs" "$work/root"
 cat >"$work/config.yaml" <<EOF
 egress:
   upstream_dns: ["$srv:53"]
-  allowed_upstream_ranges: ["198.18.0.0/15"]
+  allowed_upstream_ranges: ["$upstreams"]
   log_dir: $work/logs
 EOF
 # Room for the concurrent connections; a container cannot raise its hard

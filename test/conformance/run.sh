@@ -20,41 +20,21 @@
 #                        tests that can flake under load, for either runtime
 set -uo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-
-CLAWRUN=${CLAWRUN:-$repo/bin/clawrun}
-RUNC=${RUNC:-$repo/bin/runc-1.5.2}
-CACHE=${CLAWRUN_CACHE:-/var/cache/clawrun-ci}
+PREFIX=conformance
+# shellcheck source=test/conformance/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 OUT=${CONFORMANCE_OUT:-/tmp/clawrun-conformance}
 TIMEOUT=${CONFORMANCE_TIMEOUT:-60}
 RETRIES=${CONFORMANCE_RETRIES:-1}
-GO=${GO:-go}
 
 RT_MODULE=github.com/opencontainers/runtime-tools
 RT_VERSION=v0.9.1-0.20251114084447-edf4cb3d2116
 
-log() { printf 'conformance: %s\n' "$*" >&2; }
-die() { log "$*"; exit 2; }
-
-# ---- preconditions -----------------------------------------------------------
-
-[ "$(id -u)" = 0 ] || die "must run as root (the suite creates real containers)"
-for tool in "$GO" make tar timeout unshare flock awk; do
-	command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
-CLAWRUN=$(readlink -f "$CLAWRUN") RUNC=$(readlink -f "$RUNC")
-[ -x "$CLAWRUN" ] || die "CLAWRUN=$CLAWRUN is not executable (make build)"
-[ -x "$RUNC" ] || die "RUNC=$RUNC is not executable (make bin/runc-1.5.2)"
-
-mkdir -p "$CACHE" "$OUT" || die "cannot create $CACHE or $OUT"
-# Absolute: the tests run from the suite's directory.
-CACHE=$(cd "$CACHE" && pwd) OUT=$(cd "$OUT" && pwd)
-SUITE=$CACHE/runtime-tools-$RT_VERSION
+preconditions make unshare
 # One run at a time per machine: the cgroup tests use fixed cgroup paths
 # (/cgrouptest), and two runs must not build the suite into the same place.
-exec 9>"$CACHE/conformance.lock"
-flock -w 900 9 || die "another conformance run holds $CACHE/conformance.lock"
+lock conformance.lock 900
+SUITE=$CACHE/runtime-tools-$RT_VERSION
 
 # ---- obtain and build the suite (cached per version) -------------------------
 
@@ -70,18 +50,9 @@ suite_built() {
 }
 
 build_suite() {
-	local dir tmp
+	local tmp=$SUITE.tmp.$$
 	log "building runtime-tools $RT_VERSION validation suite in $SUITE"
-	# Outside any module (so the project's go.mod is neither consulted nor
-	# touched); go mod download prints the extracted module's Dir.
-	dir=$(cd / && GO111MODULE=on GOWORK=off GOFLAGS=-mod=mod "$GO" mod download -json "$RT_MODULE@$RT_VERSION" |
-		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p') || true
-	[ -f "$dir/Makefile" ] || die "go mod download $RT_MODULE@$RT_VERSION failed"
-
-	tmp=$SUITE.tmp.$$
-	rm -rf "$tmp"
-	cp -R "$dir" "$tmp" || die "cannot copy $dir to $tmp"
-	chmod -R u+w "$tmp" # the module cache is read-only
+	fetch_module "$RT_MODULE" "$RT_VERSION" Makefile "$tmp"
 	# The module zip keeps only vendor/modules.txt, not the vendored code, and
 	# its presence makes go default to -mod=vendor: build in module mode
 	# instead (dependencies come from the module proxy, pinned by its go.sum).
@@ -92,24 +63,15 @@ build_suite() {
 		rm -rf "$tmp"
 		die "building the validation suite failed (full log: $OUT/build.log)"
 	fi
-	touch "$tmp/.built"
-	rm -rf "$SUITE"
-	mv "$tmp" "$SUITE" || die "cannot move $tmp to $SUITE"
+	install_suite "$tmp"
 }
 
 suite_built || build_suite
 suite_built || die "suite in $SUITE is incomplete after building"
 
 # Test names: every validation/<name>/<name>.t (util is a library).
-if [ -n "${CONFORMANCE_TESTS:-}" ]; then
-	read -r -a tests <<<"$CONFORMANCE_TESTS"
-	for t in "${tests[@]}"; do
-		[ -x "$SUITE/validation/$t/$t.t" ] || die "no such test: $t"
-	done
-else
-	tests=()
-	for f in "$SUITE"/validation/*/*.t; do tests+=("$(basename "$f" .t)"); done
-fi
+list=$(names "${CONFORMANCE_TESTS:-}" "$SUITE/validation/{}/{}.t") || exit 2
+mapfile -t tests <<<"$list"
 
 # ---- per-runtime sandbox -----------------------------------------------------
 #
@@ -121,11 +83,8 @@ fi
 #   tmp/       TMPDIR of the test files: their bundles (ocitest*) land here
 #   tap/       <test>.tap (stdout), <test>.err (stderr), <test>.res (parsed)
 
-labels=(clawrun "$(basename "$RUNC")")
-[ "${labels[1]}" != clawrun ] || labels[1]=reference
-declare -A BIN ROOTFLAG USEC
-BIN[${labels[0]}]=$CLAWRUN
-BIN[${labels[1]}]=$RUNC
+labels=("$ref" "$claw")
+declare -A ROOTFLAG
 
 setup_runtime() {
 	local label=$1 bin=${BIN[$1]} d=$OUT/$1
@@ -169,21 +128,6 @@ cleanup_containers() {
 	done
 }
 
-# Remove the tests' bundles. Tests without a mount namespace (linux_ns_*)
-# make the runtime mount /proc, /dev, /sys into the bundle in OUR namespace,
-# and a runtime may leak more (e.g. a bind mount of /etc): unmount everything
-# below tmp/ first, deepest first, and never rm -rf through a mount point.
-cleanup_tmp() {
-	local tmp=$OUT/$1/tmp m
-	awk -v p="$tmp/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-		while read -r m; do umount -l "$m" 2>/dev/null || true; done
-	if awk -v p="$tmp/" 'index($5, p) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
-		log "warning: mounts remain under $tmp; not removing it"
-		return
-	fi
-	rm -rf "${tmp:?}"/* 2>/dev/null || true
-}
-
 # Cgroups the tests name (absolute /cgrouptest, relative testdir/cgrouptest/
 # container) that a crashed container may leave: rmdir removes only empty ones.
 cleanup_cgroups() {
@@ -213,9 +157,7 @@ run_test() {
 	)
 	rc=$?
 	echo "$rc" >"$d/tap/$t$sfx.rc"
-	# Wall time per test file (microseconds), for spotting slow operations.
-	USEC[$label]=$((${USEC[$label]:-0} + ${EPOCHREALTIME/./} - t0))
-	printf '%s\t%d\n' "$t$sfx" $(((${EPOCHREALTIME/./} - t0) / 1000)) >>"$d/times.tsv"
+	timed "$label" "$t$sfx" "$t0"
 	teardown_runtime "$label"
 	awk -v rc="$rc" -v limit="$TIMEOUT" -f "$here/tap.awk" "$d/tap/$t$sfx.tap" >"$d/tap/$t$sfx.res"
 }
@@ -239,17 +181,7 @@ regressed() {
 
 # ---- run ---------------------------------------------------------------------
 
-claw=${labels[0]} ref=${labels[1]}
 for label in "${labels[@]}"; do setup_runtime "$label"; done
-# On ^C or kill, leave no containers, mounts or cgroups behind.
-# shellcheck disable=SC2317  # invoked by the trap
-on_interrupt() {
-	trap - INT TERM
-	log "interrupted; cleaning up"
-	local l
-	for l in "${labels[@]}"; do teardown_runtime "$l"; done
-	exit 130
-}
 trap on_interrupt INT TERM
 rm -f "$OUT/summary.txt" "$OUT/flaky.txt"
 : >"$OUT/regressions.txt"
@@ -317,13 +249,9 @@ awk -F '\t' -v claw="$claw" -v ref="$ref" -v order="${tests[*]}" -v regf="$OUT/r
 	}' "$OUT/regressions.txt" "$OUT/$claw/results.tsv" "$OUT/$ref/results.tsv" | tee "$OUT/summary.txt"
 
 {
-	echo "conformance: ${#tests[@]} test files per runtime in ${elapsed}s" \
-		"($claw $((${USEC[$claw]:-0} / 1000000))s, $ref $((${USEC[$ref]:-0} / 1000000))s);" \
+	echo "conformance: ${#tests[@]} test files per runtime in ${elapsed}s ($(durations));" \
 		"logs in $OUT/{$claw,$ref}/tap/"
-	if [ -s "$OUT/flaky.txt" ]; then
-		echo "conformance: flaky (regressed, then not on a retry of both runtimes):"
-		sed 's/^/  /' "$OUT/flaky.txt"
-	fi
+	report_flaky
 } | tee -a "$OUT/summary.txt"
 
 # A reference that passes nothing means a broken machine or suite, not a

@@ -25,16 +25,12 @@
 #                    under load
 set -uo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-
-CLAWRUN=${CLAWRUN:-$repo/bin/clawrun}
-RUNC=${RUNC:-$repo/bin/runc-1.5.2}
-CACHE=${CLAWRUN_CACHE:-/var/cache/clawrun-ci}
+PREFIX=runc-bats
+# shellcheck source=test/conformance/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 OUT=${RUNC_BATS_OUT:-/tmp/clawrun-runc-bats}
 TIMEOUT=${RUNC_BATS_TIMEOUT:-900}
 RETRIES=${RUNC_BATS_RETRIES:-1}
-GO=${GO:-go}
 
 RUNC_MODULE=github.com/opencontainers/runc
 RUNC_VERSION=v1.5.2
@@ -51,26 +47,11 @@ EXCLUDED=$(
 	EOF
 )
 
-log() { printf 'runc-bats: %s\n' "$*" >&2; }
-die() { log "$*"; exit 2; }
-
-# ---- preconditions -----------------------------------------------------------
-
-[ "$(id -u)" = 0 ] || die "must run as root (the suite creates real containers)"
-for tool in "$GO" bats jq gawk gcc script timeout tini tar flock awk; do
-	command -v "$tool" >/dev/null || die "missing tool: $tool (make deps)"
-done
-CLAWRUN=$(readlink -f "$CLAWRUN") RUNC=$(readlink -f "$RUNC")
-[ -x "$CLAWRUN" ] || die "CLAWRUN=$CLAWRUN is not executable (make build)"
-[ -x "$RUNC" ] || die "RUNC=$RUNC is not executable (make bin/runc-1.5.2)"
-
-mkdir -p "$CACHE" "$OUT" || die "cannot create $CACHE or $OUT"
-CACHE=$(cd "$CACHE" && pwd) OUT=$(cd "$OUT" && pwd)
-SUITE=$CACHE/runc-integration-$RUNC_VERSION-$LAYOUT
+preconditions bats jq gawk gcc script tini
 # One run at a time per machine: the suite uses fixed cgroup paths
 # (/runc-cgroups-integration-test) and one build must not race another.
-exec 9>"$CACHE/runc-bats.lock"
-flock -w 1800 9 || die "another run holds $CACHE/runc-bats.lock"
+lock runc-bats.lock 1800
+SUITE=$CACHE/runc-integration-$RUNC_VERSION-$LAYOUT
 
 # ---- obtain and build the suite (cached per version) -------------------------
 
@@ -120,18 +101,11 @@ debian_image() {
 }
 
 build_suite() {
-	local dir tmp cmd
+	local tmp=$SUITE.tmp.$$ cmd
 	log "building runc $RUNC_VERSION integration suite in $SUITE"
-	# Outside any module, so the project's go.mod is not consulted.
-	dir=$(cd / && GO111MODULE=on GOWORK=off GOFLAGS=-mod=mod "$GO" mod download -json "$RUNC_MODULE@$RUNC_VERSION" |
-		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p') || true
-	[ -f "$dir/tests/integration/helpers.bash" ] || die "go mod download $RUNC_MODULE@$RUNC_VERSION failed"
-
-	tmp=$SUITE.tmp.$$
-	rm -rf "$tmp"
-	cp -R "$dir" "$tmp" || die "cannot copy $dir to $tmp"
-	# The module cache is read-only and has no executable bits.
-	{ chmod -R u+w "$tmp" && find "$tmp/tests" \( -name '*.sh' -o -name '*.bats' \) -exec chmod +x {} +; } || die "chmod $tmp"
+	fetch_module "$RUNC_MODULE" "$RUNC_VERSION" tests/integration/helpers.bash "$tmp"
+	# The module cache has no executable bits.
+	find "$tmp/tests" \( -name '*.sh' -o -name '*.bats' \) -exec chmod +x {} + || die "chmod $tmp"
 	# The helper programs, as runc's make test-binaries builds them (in
 	# module mode: the module zip has no vendor/ tree).
 	for cmd in "$tmp"/tests/cmd/*/; do
@@ -146,9 +120,7 @@ build_suite() {
 	done
 	busybox_image "$tmp/tests/integration/testdata/busybox-$ARCH.tar.xz" || { rm -rf "$tmp"; die "making the busybox image failed"; }
 	debian_image "$tmp/tests/integration/testdata/debian-$ARCH.tar.xz" || { rm -rf "$tmp"; die "making the Debian image failed"; }
-	touch "$tmp/.built"
-	rm -rf "$SUITE"
-	mv "$tmp" "$SUITE" || die "cannot move $tmp to $SUITE"
+	install_suite "$tmp"
 	# Earlier layouts and versions are of no more use (about 100 MB each).
 	find "$CACHE" -maxdepth 1 -name 'runc-integration-*' ! -path "$SUITE" -exec rm -rf {} +
 }
@@ -157,15 +129,8 @@ build_suite() {
 suite_built || build_suite
 suite_built || die "suite in $SUITE is incomplete after building"
 
-if [ -n "${RUNC_BATS_FILES:-}" ]; then
-	read -r -a files <<<"$RUNC_BATS_FILES"
-	for f in "${files[@]}"; do
-		[ -f "$BATS_DIR/$f.bats" ] || die "no such test file: $f.bats"
-	done
-else
-	files=()
-	for f in "$BATS_DIR"/*.bats; do files+=("$(basename "$f" .bats)"); done
-fi
+list=$(names "${RUNC_BATS_FILES:-}" "$BATS_DIR/{}.bats") || exit 2
+mapfile -t files <<<"$list"
 
 # ---- per-runtime sandbox -----------------------------------------------------
 #
@@ -175,12 +140,7 @@ fi
 #   tmp/       TMPDIR of bats: the tests' bundles and state (--root) dirs
 #   tap/       <file>.tap (bats --tap), .err, .rc, .res (status<TAB>test)
 
-claw=clawrun ref=$(basename "$RUNC")
-[ "$ref" != "$claw" ] || ref=reference
 labels=("$ref" "$claw")
-declare -A BIN USEC
-BIN[$claw]=$CLAWRUN
-BIN[$ref]=$RUNC
 
 setup_runtime() {
 	local label=$1 d=$OUT/$1
@@ -202,19 +162,6 @@ cleanup_containers() {
 				log "warning: $label: cannot delete leftover container $id"
 		done
 	done
-}
-
-# Unmount what is left below tmp/ (deepest first), then remove it, never
-# through a mount point.
-cleanup_tmp() {
-	local tmp=$OUT/$1/tmp m
-	awk -v p="$tmp/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-		while read -r m; do umount -l "$m" 2>/dev/null || true; done
-	if awk -v p="$tmp/" 'index($5, p) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
-		log "warning: mounts remain under $tmp; not removing it"
-		return
-	fi
-	rm -rf "${tmp:?}"/* 2>/dev/null || true
 }
 
 # The suite's cgroups (runc-cgroups-integration-test/...), if a killed test
@@ -273,8 +220,7 @@ run_file() {
 	rc=$?
 	echo "$rc" >"$d/tap/$f$sfx.rc"
 	[ "$rc" != 124 ] || log "$label: $f.bats timed out after ${TIMEOUT}s"
-	USEC[$label]=$((${USEC[$label]:-0} + ${EPOCHREALTIME/./} - t0))
-	printf '%s\t%d\n' "$f$sfx" $(((${EPOCHREALTIME/./} - t0) / 1000)) >>"$d/times.tsv"
+	timed "$label" "$f$sfx" "$t0"
 	teardown_runtime "$label"
 	parse_tap "$d/tap/$f$sfx.tap" >"$d/tap/$f$sfx.res"
 }
@@ -329,14 +275,6 @@ retry() {
 # ---- run ---------------------------------------------------------------------
 
 for label in "${labels[@]}"; do setup_runtime "$label"; done
-# shellcheck disable=SC2317  # invoked by the trap
-on_interrupt() {
-	trap - INT TERM
-	log "interrupted; cleaning up"
-	local l
-	for l in "${labels[@]}"; do teardown_runtime "$l"; done
-	exit 130
-}
 trap on_interrupt INT TERM
 rm -f "$OUT/summary.txt" "$OUT/flaky.txt" "$OUT/results.tsv" "$OUT/stdin"
 mkfifo "$OUT/stdin" || die "mkfifo $OUT/stdin"
@@ -395,13 +333,9 @@ awk -F '\t' -v order="${files[*]}" -v claw="$claw" -v ref="$ref" -v version="$RU
 	}' "$OUT/results.tsv" | tee "$OUT/summary.txt"
 
 {
-	echo "runc-bats: ${#files[@]} files per runtime in ${elapsed}s" \
-		"($claw $((${USEC[$claw]:-0} / 1000000))s, $ref $((${USEC[$ref]:-0} / 1000000))s; CPU $cpu);" \
+	echo "runc-bats: ${#files[@]} files per runtime in ${elapsed}s ($(durations); CPU $cpu);" \
 		"logs in $OUT/{$claw,$ref}/tap/, per test in $OUT/results.tsv"
-	if [ -s "$OUT/flaky.txt" ]; then
-		echo "runc-bats: flaky (regressed, then not on a retry of both runtimes):"
-		sed 's/^/  /' "$OUT/flaky.txt"
-	fi
+	report_flaky
 	if awk -F '\t' '$5 == "failed both" { found = 1 } END { exit !found }' "$OUT/results.tsv"; then
 		echo "runc-bats: failed for both runtimes on this machine (not counted):"
 		awk -F '\t' '$5 == "failed both" { printf "  %s.bats: %s\n", $1, $2 }' "$OUT/results.tsv"

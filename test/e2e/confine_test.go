@@ -74,15 +74,15 @@ echo "literal: $(get %s)"`, allowedHost, denied, ip)
 func expectEgress(t *testing.T, f *fakeNet, what, denied, out string) {
 	t.Helper()
 	ok := true
-	if !strings.Contains(out, "allowed: hello from "+allowedHost) {
+	if !strings.Contains(out, "allowed: "+answered+allowedHost+" ") {
 		t.Errorf("%s: the allowed host did not answer through the egress filter:\n%s", what, out)
 		ok = false
 	}
-	if strings.Contains(out, "denied: hello") {
+	if strings.Contains(out, "denied: "+answered) {
 		t.Errorf("%s: the denied host %s was reachable:\n%s", what, denied, out)
 		ok = false
 	}
-	if strings.Contains(out, "literal: hello") {
+	if strings.Contains(out, "literal: "+answered) {
 		t.Errorf("%s: an IP literal went through the egress filter:\n%s", what, out)
 		ok = false
 	}

@@ -245,7 +245,7 @@ func testCtr(t *testing.T, c *ctrd, f *fakeNet) {
 	must(t, c.ctr("-n", ns, "images", "import", e.image("busybox-oci.tar")))
 	step(t, start, "busybox imported")
 	resolv := filepath.Join(c.dir, "ctr-resolv.conf")
-	writeFile(t, resolv, "nameserver "+f.dnsAddr()+"\n", 0o644)
+	writeFile(t, resolv, "nameserver "+f.Addr()+"\n", 0o644)
 	mountResolv := "type=bind,src=" + resolv + ",dst=/etc/resolv.conf,options=rbind:ro"
 
 	// Foreground, exit status kept, no policy.
@@ -263,29 +263,11 @@ func testCtr(t *testing.T, c *ctrd, f *fakeNet) {
 
 	// Detached, in a network namespace of the test's (ctr makes an empty
 	// one otherwise), with an egress allow list; exec'd into, killed.
-	netns := fmt.Sprintf("cle2e-ctr-%d", os.Getpid()%100000)
-	hostIf, peer := fmt.Sprintf("cle2e%dc", os.Getpid()%100000), fmt.Sprintf("cle2e%dp", os.Getpid()%100000)
-	defer func() {
-		_ = run("ip", "netns", "del", netns)
-		deleteLink(hostIf)
-	}()
-	for _, args := range [][]string{
-		{"netns", "add", netns},
-		{"link", "add", hostIf, "type", "veth", "peer", "name", peer},
-		{"link", "set", peer, "netns", netns, "name", "eth0"},
-		{"addr", "add", f.addr(netCtr, 1) + "/24", "dev", hostIf},
-		{"link", "set", hostIf, "up"},
-		{"-n", netns, "addr", "add", f.addr(netCtr, 2) + "/24", "dev", "eth0"},
-		{"-n", netns, "link", "set", "eth0", "up"},
-		{"-n", netns, "link", "set", "lo", "up"},
-		{"-n", netns, "route", "add", "default", "via", f.addr(netCtr, 1)},
-	} {
-		must(t, run("ip", args...))
-	}
+	netns := f.ctrNetns(t)
 	id := "e2e-agent"
 	must(t, c.ctr("-n", ns, "run", "-d", "--runtime", "io.containerd.clawrun.v2",
 		"--annotation", "run.clawrun.policy=agent-default", "--annotation", "run.clawrun.egress="+allowedHost+":80",
-		"--with-ns", "network:/var/run/netns/"+netns, "--mount", mountResolv,
+		"--with-ns", "network:"+netns.NetnsPath(), "--mount", mountResolv,
 		busyboxRef, id, "sh", "-c", loopScript))
 	defer func() {
 		if c.ctr("-n", ns, "containers", "info", id).code == 0 {
@@ -303,7 +285,7 @@ func testCtr(t *testing.T, c *ctrd, f *fakeNet) {
 	r = c.ctr("-n", ns, "task", "exec", "--exec-id", "probe", id, "sh", "-c", probeScript)
 	expectConfined(t, "ctr task exec", r.stdout+r.stderr)
 	denied := "denied-ctr.example"
-	r = c.ctr("-n", ns, "task", "exec", "--exec-id", "egress", id, "sh", "-c", egressScript(denied, f.dnsAddr()))
+	r = c.ctr("-n", ns, "task", "exec", "--exec-id", "egress", id, "sh", "-c", egressScript(denied, f.Addr()))
 	expectEgress(t, f, "ctr task exec", denied, r.stdout+r.stderr)
 	step(t, start, "detached container checked")
 	must(t, c.ctr("-n", ns, "task", "kill", "-s", "SIGTERM", id))
@@ -387,7 +369,7 @@ func testCRI(t *testing.T, c *ctrd, f *fakeNet) {
 		t.Logf("sandbox %s: egress %s", shortID(podID), sb.Clawrun.Egress)
 	}
 	logNetns(t, root, podID)
-	checkPodResolvConf(t, sb.Bundle, f.dnsAddr())
+	checkPodResolvConf(t, sb.Bundle, f.Addr())
 	step(t, start, "pod sandbox running")
 
 	container := func(name string, annotations map[string]string, script ...string) string {
@@ -418,7 +400,7 @@ func testCRI(t *testing.T, c *ctrd, f *fakeNet) {
 	}
 	for _, ctr := range []struct{ name, id string }{{"agent", agent}, {"reader", reader}} {
 		denied := "denied-cri-" + ctr.name + ".example"
-		r = c.crictl("exec", "-i", ctr.id, "sh", "-c", egressScript(denied, f.dnsAddr()))
+		r = c.crictl("exec", "-i", ctr.id, "sh", "-c", egressScript(denied, f.Addr()))
 		expectEgress(t, f, "crictl exec ("+ctr.name+", the pod's filter)", denied, r.stdout+r.stderr)
 	}
 	step(t, start, "containers checked")
@@ -511,11 +493,11 @@ hosts_dir = [%q]
 	// nerdctl's default network ("bridge"), written by the test so that it
 	// lives in the test block and adds no iptables rules to the host.
 	writeFile(t, filepath.Join(c.dir, "nerdctl-cni", "nerdctl-bridge.conflist"),
-		cniConflist("bridge", bridge, f.prefix(netNerdctl), filepath.Join(c.dir, "nerdctl-ipam"), "1.0.0",
+		cniConflist("bridge", bridge, f.Prefix(netNerdctl), filepath.Join(c.dir, "nerdctl-ipam"), "1.0.0",
 			fmt.Sprintf("\n  \"nerdctlID\": \"%x\",\n  \"nerdctlLabels\": {\"nerdctl/default-network\": \"true\"},", sha256.Sum256([]byte("bridge")))), 0o644)
 	must(t, c.nerdctl("load", "-i", e.image("busybox-oci.tar")))
 	step(t, start, "busybox loaded")
-	dns := "--dns=" + f.dnsAddr()
+	dns := "--dns=" + f.Addr()
 
 	// The shim by name: exit status kept, no policy.
 	r := c.nerdctl("run", "--rm", "--runtime", "io.containerd.clawrun.v2", dns, busyboxRef, "sh", "-c", probeScript+"; exit 7")
@@ -532,7 +514,7 @@ hosts_dir = [%q]
 	denied := "denied-nerdctl.example"
 	r = c.nerdctl("run", "--rm", "--runtime", "io.containerd.clawrun.v2",
 		"--annotation", "run.clawrun.policy=agent-default", "--annotation", "run.clawrun.egress="+allowedHost+":80", dns,
-		busyboxRef, "sh", "-c", probeScript+"\n"+egressScript(denied, f.dnsAddr()))
+		busyboxRef, "sh", "-c", probeScript+"\n"+egressScript(denied, f.Addr()))
 	expectConfined(t, "nerdctl run --runtime io.containerd.clawrun.v2 --annotation", r.stdout+r.stderr)
 	expectEgress(t, f, "nerdctl run --runtime io.containerd.clawrun.v2 --annotation", denied, r.stdout+r.stderr)
 	step(t, start, "nerdctl run done")
@@ -589,7 +571,7 @@ func (c *ctrd) criReady(t *testing.T, f *fakeNet, network, bridgePrefix string) 
 	bridge := fmt.Sprintf("%s%d", bridgePrefix, os.Getpid()%100000)
 	cleanup = func() { deleteLink(bridge) }
 	writeFile(t, filepath.Join(c.dir, "cni", "10-clawrun-e2e.conflist"),
-		cniConflist(network, bridge, f.prefix(netCRI), filepath.Join(c.dir, "cni-ipam"), "1.0.0", ""), 0o644)
+		cniConflist(network, bridge, f.Prefix(netCRI), filepath.Join(c.dir, "cni-ipam"), "1.0.0", ""), 0o644)
 	must(t, c.ctr("-n", "k8s.io", "images", "import", theEnv.image("pause-oci.tar")))
 	must(t, c.ctr("-n", "k8s.io", "images", "import", theEnv.image("busybox-oci.tar")))
 	if !waitFor(30*time.Second, func() bool { return c.crictl("inspecti", pauseRef).code == 0 }) {
@@ -611,7 +593,7 @@ func checkDetachedAgent(t *testing.T, f *fakeNet, label, root, id string, cli fu
 	r := cli("exec", "agent", "sh", "-c", probeScript)
 	expectConfined(t, label+" exec", r.stdout+r.stderr)
 	denied := "denied-" + label + "-exec.example"
-	r = cli("exec", "agent", "sh", "-c", egressScript(denied, f.dnsAddr()))
+	r = cli("exec", "agent", "sh", "-c", egressScript(denied, f.Addr()))
 	expectEgress(t, f, label+" exec", denied, r.stdout+r.stderr)
 	must(t, cli("stop", "-t", "10", "agent"))
 	must(t, cli("rm", "agent"))
@@ -643,7 +625,7 @@ func (c *ctrd) runPod(t *testing.T, f *fakeNet, name string, annotations map[str
 		"metadata":      map[string]any{"name": name, "namespace": "e2e", "uid": fmt.Sprintf("e2e-%s-%d", name, os.Getpid()%100000), "attempt": 0},
 		"hostname":      name,
 		"log_directory": filepath.Join(podDir, "logs"),
-		"dns_config":    map[string]any{"servers": []string{f.dnsAddr()}},
+		"dns_config":    map[string]any{"servers": []string{f.Addr()}},
 		"annotations":   annotations,
 		"linux":         map[string]any{},
 	})

@@ -97,14 +97,14 @@ func dockerSettings(dir string, f *fakeNet, bridgeNet, poolNet int) map[string]a
 		"pidfile":               filepath.Join(dir, "docker.pid"),
 		"hosts":                 []string{"unix://" + filepath.Join(dir, "docker.sock")},
 		"exec-opts":             []string{"native.cgroupdriver=cgroupfs"},
-		"bip":                   f.addr(bridgeNet, 1) + "/24",
-		"default-address-pools": []map[string]any{{"base": f.prefix(poolNet), "size": 24}},
+		"bip":                   f.IP(bridgeNet, 1) + "/24",
+		"default-address-pools": []map[string]any{{"base": f.Prefix(poolNet), "size": 24}},
 		"iptables":              false,
 		"ip6tables":             false,
 		"ip-forward":            false,
 		"ip-masq":               false,
 		"userland-proxy":        false,
-		"dns":                   []string{f.dnsAddr()},
+		"dns":                   []string{f.Addr()},
 		"log-level":             "warn",
 	}
 }
@@ -155,10 +155,8 @@ func findRoot(id string, bases ...string) string {
 // through runtimeArgs, the default bridge network.
 func TestDockerDebian(t *testing.T) {
 	e := need(t, "/usr/sbin/dockerd", "/usr/bin/docker", "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2")
+	noOtherDockerd(t)
 	start := time.Now()
-	if linkExists("docker0") {
-		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")
-	}
 	f := theFakeNet(t)
 	w := watchFakeNet(t, f)
 	setForwarding(t) // so that a leak from the default bridge would get through
@@ -200,16 +198,16 @@ func TestDockerDebian(t *testing.T) {
 	logNetns(t, root, id)
 	r = d.docker("exec", "agent", "sh", "-c", probeScript)
 	expectConfined(t, "docker exec (clawrun-egress)", r.stdout+r.stderr)
-	r = d.docker("exec", "agent", "sh", "-c", egressScript("denied-docker.example", f.dnsAddr()))
+	r = d.docker("exec", "agent", "sh", "-c", egressScript("denied-docker.example", f.Addr()))
 	expectEgress(t, f, "docker exec (clawrun-egress)", "denied-docker.example", r.stdout+r.stderr)
 	step(t, start, "detached container checked")
 	// Every bypass case on the default bridge, whose namespace Docker 20.10
 	// wires from a prestart hook.
-	checkBypass(t, w, "docker2010", []string{f.dnsAddr(), f.addr(netFake, bypassNoResolver), "127.0.0.11"},
+	checkBypass(t, w, "docker2010", []string{f.Addr(), f.IP(netFake, bypassNoResolver), "127.0.0.11"},
 		func(script string) result { return d.docker("exec", "agent", "sh", "-c", script) })
 	// The control: without a policy, the same bridge's UDP gets out.
 	token := fmt.Sprintf("bypass-udp-control-2010-%d", time.Now().UnixNano())
-	r = d.docker("run", "--rm", "--runtime=clawrun", dockerImage, "sh", "-c", udpSend(token, f.dnsAddr(), bypassUDPPort))
+	r = d.docker("run", "--rm", "--runtime=clawrun", dockerImage, "sh", "-c", udpSend(token, f.Addr(), bypassUDPPort))
 	if !waitFor(5*time.Second, func() bool { return w.saw(token) }) {
 		t.Errorf("control: without a policy, the UDP datagram did not reach the fake internet (no route?): %v", r)
 	}
@@ -230,16 +228,31 @@ func TestDockerDebian(t *testing.T) {
 	step(t, start, "done")
 }
 
+// noOtherDockerd fails t if another dockerd runs on this host: its
+// docker0 would be the tests' dockerd's.
+func noOtherDockerd(t *testing.T) {
+	t.Helper()
+	if linkExists("docker0") {
+		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")
+	}
+}
+
+// needMoby is need for a test of moby v2's dockerd, and noOtherDockerd;
+// it returns the docker CLI that drives it: setup.sh's pinned one, never
+// the host's.
+func needMoby(t *testing.T) string {
+	t.Helper()
+	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", "docker")
+	noOtherDockerd(t)
+	return toolPath("docker")
+}
+
 // TestDockerMoby: a current dockerd (moby v2) with
 // contrib/docker/daemon-shim.json: the clawrun shim by name (registered
 // and not), annotations, and a runtime by path.
 func TestDockerMoby(t *testing.T) {
-	client := toolPath("docker") // the pinned CLI of setup.sh, never the host's
-	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", "docker")
+	client := needMoby(t)
 	start := time.Now()
-	if linkExists("docker0") {
-		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")
-	}
 	f := theFakeNet(t)
 	d := startMoby(t, "docker-moby", client, f)
 	defer d.stop(t, true)
@@ -256,7 +269,7 @@ func TestDockerMoby(t *testing.T) {
 	denied := "denied-moby.example"
 	r = d.docker("run", "--rm", "--runtime", "io.containerd.clawrun.v2",
 		"--annotation", "run.clawrun.policy=agent-default", "--annotation", "run.clawrun.egress="+allowedHost+":80",
-		dockerImage, "sh", "-c", probeScript+"\n"+egressScript(denied, f.dnsAddr()))
+		dockerImage, "sh", "-c", probeScript+"\n"+egressScript(denied, f.Addr()))
 	expectConfined(t, "docker run --runtime io.containerd.clawrun.v2 --annotation", r.stdout+r.stderr)
 	expectEgress(t, f, "docker run --runtime io.containerd.clawrun.v2 --annotation", denied, r.stdout+r.stderr)
 

@@ -6,15 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // The egress bypass cases of test/integration (which run in a bare
@@ -22,13 +21,14 @@ import (
 // a Docker user-defined network (its containers resolve through Docker's
 // embedded DNS at 127.0.0.11) and a CRI pod (the sandbox runs the filter,
 // a container of the pod is probed). In both, the fake internet watches
-// what reaches it: its DNS query log, a counter of TCP connections to its
-// HTTP port and of packets from any address but the host's (the filter
-// dials from the host), and a UDP and a TCP listener of this test.
+// what reaches it: its DNS server's queries, the TCP connection attempts
+// to its HTTP port and the packets from any address but the host's (the
+// filter dials from the host), counted by nftables, and what its UDP echo
+// and its second HTTP server receive.
 
 const (
-	bypassUDPPort = 9999 // the test's UDP listener in the fake internet
-	bypassTCPPort = 8080 // the test's TCP listener in the fake internet
+	bypassUDPPort = 9999 // the fake internet's UDP echo
+	bypassTCPPort = 8080 // the fake internet's HTTP server on a port no policy allows
 	// An address of the fake internet's /24 where nothing listens: a
 	// resolver a container may try.
 	bypassNoResolver = 99
@@ -37,152 +37,86 @@ const (
 // bypassWatch is what the fake internet sees during a bypass test.
 type bypassWatch struct {
 	f     *fakeNet
-	table string
-	udp   net.PacketConn
-	tcp   net.Listener
-	mu    sync.Mutex
-	got   []string // "udp <src> <payload>" and "tcp <src>"
+	start int // the fake internet's events before the test
 }
 
-// inNetns runs fn on a thread in the named network namespace: sockets it
-// opens belong to that namespace. The thread is never returned to Go's
-// pool (it exits with the goroutine).
-func inNetns(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
-// watchFakeNet opens the test's listeners in the fake internet and its nft
-// counters; all are removed at the end of t.
+// watchFakeNet checks that the fake internet's UDP echo and resolver
+// answer the host, and watches it from there.
 func watchFakeNet(t *testing.T, f *fakeNet) *bypassWatch {
 	t.Helper()
-	w := &bypassWatch{f: f, table: fmt.Sprintf("cle2e_bypass_%d", os.Getpid()%100000)}
-	err := inNetns(f.ns, func() error {
-		var err error
-		if w.udp, err = net.ListenPacket("udp4", net.JoinHostPort(f.dnsAddr(), strconv.Itoa(bypassUDPPort))); err != nil {
-			return err
-		}
-		w.tcp, err = net.Listen("tcp4", net.JoinHostPort(f.dnsAddr(), strconv.Itoa(bypassTCPPort)))
-		return err
-	})
-	if err != nil {
-		if w.udp != nil {
-			w.udp.Close()
-		}
-		t.Fatalf("listening in the fake internet: %v", err)
-	}
-	t.Cleanup(func() {
-		w.udp.Close()
-		w.tcp.Close()
-		_ = run("ip", "netns", "exec", f.ns, "nft", "delete", "table", "inet", w.table)
-	})
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, src, err := w.udp.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			w.add(fmt.Sprintf("udp %s %q", src, buf[:n]))
-		}
-	}()
-	go func() {
-		for {
-			c, err := w.tcp.Accept()
-			if err != nil {
-				return
-			}
-			w.add("tcp " + c.RemoteAddr().String())
-			c.Close()
-		}
-	}()
-	rules := fmt.Sprintf(`table inet %s {
-	counter syn80 {}
-	counter foreign {}
-	chain in {
-		type filter hook prerouting priority -300; policy accept;
-		tcp dport 80 tcp flags & (syn | ack) == syn counter name syn80
-		meta nfproto ipv4 ip saddr != %s counter name foreign
-	}
-}
-`, w.table, f.addr(netFake, 1))
-	must(t, runIn(cmdOpts{stdin: rules}, "ip", "netns", "exec", f.ns, "nft", "-f", "-"))
-	// The listener works: a datagram from the host arrives.
+	w := &bypassWatch{f: f, start: f.Mark()}
+	// The UDP echo works: a datagram from the host arrives.
 	token := fmt.Sprintf("host-check-%d", time.Now().UnixNano())
-	c, err := net.Dial("udp4", net.JoinHostPort(f.dnsAddr(), strconv.Itoa(bypassUDPPort)))
+	c, err := net.Dial("udp4", net.JoinHostPort(f.Addr(), strconv.Itoa(bypassUDPPort)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, _ = c.Write([]byte(token))
 	c.Close()
 	if !waitFor(5*time.Second, func() bool { return w.saw(token) }) {
-		t.Fatalf("the test's UDP listener in the fake internet did not get a datagram from the host")
+		t.Fatalf("the fake internet's UDP echo did not get a datagram from the host")
 	}
 	// And the fake internet's resolver answers the host (the filter's
 	// upstream): a failure to resolve later is the filter's.
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(allowedHost), dns.TypeA)
-	if _, _, err := (&dns.Client{Timeout: 3 * time.Second}).Exchange(q, net.JoinHostPort(f.dnsAddr(), "53")); err != nil {
+	if _, _, err := (&dns.Client{Timeout: 3 * time.Second}).Exchange(q, net.JoinHostPort(f.Addr(), "53")); err != nil {
 		t.Fatalf("the fake internet's resolver does not answer the host: %v", err)
 	}
 	return w
 }
 
-func (w *bypassWatch) add(s string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.got = append(w.got, s)
+// listened is what reached the UDP echo and the HTTP server on
+// bypassTCPPort since mark.
+func (w *bypassWatch) listened(mark int) []fakenet.Event {
+	var out []fakenet.Event
+	for _, e := range w.f.Since(mark) {
+		if p := e.LocalPort(); (e.Kind == "udp" && p == bypassUDPPort) || p == bypassTCPPort {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
-// saw says whether something containing s arrived at a listener.
-func (w *bypassWatch) saw(s string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, g := range w.got {
-		if strings.Contains(g, s) {
+// saw says whether a datagram holding token reached the UDP echo.
+func (w *bypassWatch) saw(token string) bool {
+	for _, e := range w.listened(w.start) {
+		if e.Kind == "udp" && strings.Contains(e.Data, token) {
 			return true
 		}
 	}
 	return false
 }
 
-func (w *bypassWatch) mark() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.got)
-}
-
-func (w *bypassWatch) since(m int) []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.got[m:]...)
-}
-
-var nftPackets = regexp.MustCompile(`packets (\d+)`)
-
-// counter reads one of the nft counters in the fake internet.
-func (w *bypassWatch) counter(t *testing.T, name string) int {
-	t.Helper()
-	out := must(t, run("ip", "netns", "exec", w.f.ns, "nft", "list", "counter", "inet", w.table, name))
-	m := nftPackets.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no packet count in %q", out)
+// connectedTCP says whether a connection reached the HTTP server on
+// bypassTCPPort since the watch began.
+func (w *bypassWatch) connectedTCP() bool {
+	for _, e := range w.listened(w.start) {
+		if e.Kind == "accept" {
+			return true
+		}
 	}
-	n, _ := strconv.Atoi(m[1])
+	return false
+}
+
+// counts reads the fake internet's counters.
+func (w *bypassWatch) counts(t *testing.T) fakenet.Counts {
+	t.Helper()
+	c, err := w.f.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// syns80 is how many TCP connection attempts reached the fake internet's
+// HTTP server (port 80).
+func (w *bypassWatch) syns80(t *testing.T) int {
+	t.Helper()
+	n, err := w.f.AttemptsTo("tcp", w.f.Addr(), 80)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
@@ -222,10 +156,10 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func checkBypass(t *testing.T, w *bypassWatch, label string, resolvers []string, exec func(script string) result) {
 	t.Helper()
 	f := w.f
-	fake := f.dnsAddr()
+	fake := f.Addr()
 	start := time.Now()
-	foreign := w.counter(t, "foreign")
-	lm := w.mark()
+	foreign := w.counts(t).Foreign
+	lm := f.Mark()
 
 	r := exec("grep nameserver /etc/resolv.conf")
 	t.Logf("%s: resolv.conf: %s", label, oneLine(r.stdout))
@@ -239,7 +173,7 @@ func checkBypass(t *testing.T, w *bypassWatch, label string, resolvers []string,
 		t.Logf("%s: nslookup %s: %s", label, allowedHost, oneLine(r.stdout))
 	}
 	r = exec(httpGet(allowedHost, allowedHost, 80))
-	if !strings.Contains(r.stdout, "hello from "+allowedHost) {
+	if !strings.Contains(r.stdout, answered+allowedHost+" ") {
 		t.Errorf("%s: HTTP to %s did not answer through the filter: %v", label, allowedHost, r)
 	}
 
@@ -255,21 +189,21 @@ func checkBypass(t *testing.T, w *bypassWatch, label string, resolvers []string,
 
 	// Straight to the fake internet's address, a denied Host: clawrun's 403,
 	// and no connection reaches the fake internet's HTTP server.
-	syn := w.counter(t, "syn80")
+	syn := w.syns80(t)
 	deniedHost := "denied-direct-" + label + ".example"
 	r = exec(httpGet(deniedHost, fake, 80))
 	status := strings.SplitN(r.stdout, "\n", 2)[0]
-	if !strings.Contains(status, " 403") || strings.Contains(r.stdout, "hello from") {
+	if !strings.Contains(status, " 403") || strings.Contains(r.stdout, answered) {
 		t.Errorf("%s: HTTP to %s:80 with Host %s: want clawrun's 403: %v", label, fake, deniedHost, r)
 	} else {
 		t.Logf("%s: direct HTTP to %s:80, Host %s: %s", label, fake, deniedHost, strings.TrimSpace(status))
 	}
-	if n := w.counter(t, "syn80") - syn; n != 0 {
+	if n := w.syns80(t) - syn; n != 0 {
 		t.Errorf("%s: %d connections reached the fake internet's port 80 for a denied Host", label, n)
 	}
 	// The same to a port no endpoint allows, with the allowed Host.
 	r = exec(httpGet(allowedHost, fake, bypassTCPPort))
-	if strings.Contains(r.stdout, "hello from") || w.saw("tcp ") {
+	if strings.Contains(r.stdout, answered) || w.connectedTCP() {
 		t.Errorf("%s: HTTP to %s:%d (a port not allowed) got through: %v", label, fake, bypassTCPPort, r)
 	} else {
 		t.Logf("%s: direct HTTP to %s:%d, Host %s: %q", label, fake, bypassTCPPort, allowedHost, strings.SplitN(r.stdout, "\n", 2)[0])
@@ -301,10 +235,10 @@ func checkBypass(t *testing.T, w *bypassWatch, label string, resolvers []string,
 		t.Errorf("%s: a UDP datagram from the container reached the fake internet", label)
 	}
 
-	for _, e := range w.since(lm) {
-		t.Errorf("%s: the test's listeners in the fake internet received: %s", label, e)
+	for _, e := range w.listened(lm) {
+		t.Errorf("%s: the fake internet's UDP echo or HTTP server on port %d received: %s", label, bypassTCPPort, e)
 	}
-	if n := w.counter(t, "foreign") - foreign; n != 0 {
+	if n := w.counts(t).Foreign - foreign; n != 0 {
 		t.Errorf("%s: %d packets from an address other than the host's (the filter's) reached the fake internet", label, n)
 	}
 	step(t, start, "%s: bypass cases checked", label)
@@ -315,12 +249,8 @@ func checkBypass(t *testing.T, w *bypassWatch, label string, resolvers []string,
 // Its resolver is Docker's embedded DNS, 127.0.0.11, which the egress
 // filter must take over like any other.
 func TestEgressBypassDocker(t *testing.T) {
-	client := toolPath("docker") // the pinned CLI of setup.sh, never the host's
-	need(t, "dockerd", "containerd", "containerd-shim-runc-v2", "docker")
+	client := needMoby(t)
 	start := time.Now()
-	if linkExists("docker0") {
-		t.Fatal("docker0 exists: another dockerd runs on this host; stop it (the tests start their own)")
-	}
 	f := theFakeNet(t)
 	w := watchFakeNet(t, f)
 	setForwarding(t)
@@ -330,12 +260,12 @@ func TestEgressBypassDocker(t *testing.T) {
 
 	const network = "cle2e-bypass"
 	netID := strings.TrimSpace(must(t, d.docker("network", "create", "--driver", "bridge",
-		"--subnet", f.prefix(netMobyPool), "--gateway", f.addr(netMobyPool, 1), network)))
+		"--subnet", f.Prefix(netMobyPool), "--gateway", f.IP(netMobyPool, 1), network)))
 	defer func() {
 		_ = d.docker("network", "rm", network)
 		deleteLink("br-" + shortID(netID))
 	}()
-	step(t, start, "network %s (%s) created", network, f.prefix(netMobyPool))
+	step(t, start, "network %s (%s) created", network, f.Prefix(netMobyPool))
 
 	id := strings.TrimSpace(must(t, d.docker("run", "-d", "--name", "bypass", "--network", network,
 		"--runtime", "io.containerd.clawrun.v2",
@@ -358,7 +288,7 @@ func TestEgressBypassDocker(t *testing.T) {
 			regexp.MustCompile(`(?m)^table .*$`).FindAllString(nft.stdout, -1), grepLines(ipt.stdout, "127.0.0.11"))
 	}
 
-	checkBypass(t, w, "docker", []string{"127.0.0.11", f.dnsAddr(), f.addr(netFake, bypassNoResolver)},
+	checkBypass(t, w, "docker", []string{"127.0.0.11", f.Addr(), f.IP(netFake, bypassNoResolver)},
 		func(script string) result { return d.docker("exec", "bypass", "sh", "-c", script) })
 
 	// The control: the same network without a policy (clawrun as runc):
@@ -366,7 +296,7 @@ func TestEgressBypassDocker(t *testing.T) {
 	// stops it.
 	token := fmt.Sprintf("bypass-udp-control-%d", time.Now().UnixNano())
 	r := d.docker("run", "--rm", "--network", network, "--runtime", "io.containerd.clawrun.v2", dockerImage,
-		"sh", "-c", udpSend(token, f.dnsAddr(), bypassUDPPort))
+		"sh", "-c", udpSend(token, f.Addr(), bypassUDPPort))
 	if !waitFor(5*time.Second, func() bool { return w.saw(token) }) {
 		t.Errorf("control: without a policy, the UDP datagram did not reach the fake internet (no route?): %v", r)
 	} else {
@@ -411,7 +341,7 @@ func TestEgressBypassCRI(t *testing.T) {
 	expectStateConfined(t, stateOf(t, root, agent), "agent-default", true)
 	step(t, start, "pod and container running")
 
-	checkBypass(t, w, "cri", []string{f.dnsAddr(), f.addr(netFake, bypassNoResolver), "127.0.0.11", "127.0.0.53"},
+	checkBypass(t, w, "cri", []string{f.Addr(), f.IP(netFake, bypassNoResolver), "127.0.0.11", "127.0.0.53"},
 		func(script string) result { return c.crictl("exec", "-i", agent, "sh", "-c", script) })
 
 	must(t, c.crictl("stop", "-t", "10", agent))
@@ -434,7 +364,7 @@ func TestEgressBypassCRI(t *testing.T) {
 	plain := strings.TrimSpace(must(t, c.crictl("create", "--no-pull", plainID,
 		criContainerConfig(t, filepath.Dir(plainFile), "plain", nil, loopScript), plainFile)))
 	must(t, c.crictl("start", plain))
-	r := c.crictl("exec", "-i", plain, "sh", "-c", udpSend(token, f.dnsAddr(), bypassUDPPort))
+	r := c.crictl("exec", "-i", plain, "sh", "-c", udpSend(token, f.Addr(), bypassUDPPort))
 	if !waitFor(5*time.Second, func() bool { return w.saw(token) }) {
 		t.Errorf("control: without a policy, the pod's UDP datagram did not reach the fake internet (no route?): %v", r)
 	} else {

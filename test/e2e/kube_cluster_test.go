@@ -33,9 +33,6 @@ import (
 
 const (
 	kubeVersion = "v1.37.2"
-	// The Service range: addresses the API server hands out and nothing
-	// routes (no kube-proxy), in the benchmarking range.
-	kubeServiceRange = "198.19.252.0/24"
 	// The node's name: the API server reaches the kubelet (exec, logs)
 	// by its Hostname address, and "localhost" keeps that on loopback.
 	kubeNode = "localhost"
@@ -162,7 +159,7 @@ func (k *kubeCluster) writePKI(t *testing.T) *kubePKI {
 	writeFile(t, p.ca, pemBlock("CERTIFICATE", ca.Raw), 0o644)
 	loopback := []net.IP{net.IPv4(127, 0, 0, 1)}
 	for _, c := range []certSpec{
-		{name: "apiserver", cn: "kube-apiserver", server: true, ips: append(loopback, serviceIP(t)),
+		{name: "apiserver", cn: "kube-apiserver", server: true, ips: append(loopback, k.serviceIP()),
 			dns: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}},
 		{name: "kubelet-serving", cn: "system:node:" + kubeNode, server: true, ips: loopback, dns: []string{kubeNode}},
 		{name: "admin", cn: "clawrun-e2e-admin", orgs: []string{"system:masters"}},
@@ -189,17 +186,13 @@ func (k *kubeCluster) writePKI(t *testing.T) *kubePKI {
 	return p
 }
 
+// serviceRange is the Service range: addresses the API server hands out
+// and nothing routes (no kube-proxy), a /24 of the fake internet's block.
+func (k *kubeCluster) serviceRange() string { return k.f.Prefix(netKubeServices) }
+
 // serviceIP is the first address of the Service range: the "kubernetes"
 // Service's, which the API server's certificate names.
-func serviceIP(t *testing.T) net.IP {
-	t.Helper()
-	_, n, err := net.ParseCIDR(kubeServiceRange)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := n.IP.To4()
-	return net.IPv4(ip[0], ip[1], ip[2], ip[3]+1)
-}
+func (k *kubeCluster) serviceIP() net.IP { return net.ParseIP(k.f.IP(netKubeServices, 1)) }
 
 type certSpec struct {
 	name, cn string
@@ -299,7 +292,7 @@ func (k *kubeCluster) startAPIServer(t *testing.T, p *kubePKI, etcdURL string) {
 		"--tls-cert-file="+p.cert("apiserver"), "--tls-private-key-file="+p.key("apiserver"),
 		"--client-ca-file="+p.ca,
 		"--authorization-mode=Node,RBAC",
-		"--service-cluster-ip-range="+kubeServiceRange,
+		"--service-cluster-ip-range="+k.serviceRange(),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+p.saPub, "--service-account-signing-key-file="+p.saKey,
 		"--kubelet-client-certificate="+p.cert("apiserver-kubelet-client"), "--kubelet-client-key="+p.key("apiserver-kubelet-client"),
@@ -355,7 +348,7 @@ func (k *kubeCluster) startKubelet(t *testing.T, p *kubePKI) {
 	t.Helper()
 	ports := freePorts(t, 1)
 	resolv := filepath.Join(k.dir, "kubelet-resolv.conf")
-	writeFile(t, resolv, "nameserver "+k.f.dnsAddr()+"\n", 0o644)
+	writeFile(t, resolv, "nameserver "+k.f.Addr()+"\n", 0o644)
 	config := filepath.Join(k.dir, "kubelet-config.json")
 	endpoint := "unix://" + k.c.sock
 	writeJSON(t, config, map[string]any{
@@ -376,7 +369,7 @@ func (k *kubeCluster) startKubelet(t *testing.T, p *kubePKI) {
 		// swap settings of its own: neither is what these tests are about.
 		"failCgroupV1":  false,
 		"failSwapOn":    false,
-		"clusterDNS":    []string{k.f.dnsAddr()},
+		"clusterDNS":    []string{k.f.Addr()},
 		"clusterDomain": "cluster.local",
 		"resolvConf":    resolv,
 		"podLogsDir":    k.podLogs,

@@ -180,14 +180,14 @@ func testKubePolicyAndEgress(t *testing.T, k *kubeCluster) {
 		t.Errorf("the pod sandbox runs no egress filter: %+v", sb.Clawrun)
 	}
 	logNetns(t, k.root(), sandbox)
-	checkPodResolvConf(t, sb.Bundle, k.f.dnsAddr())
+	checkPodResolvConf(t, sb.Bundle, k.f.Addr())
 
 	logs := k.kubectl("logs", "agent")
 	expectConfined(t, "the pod's main process (kubectl logs)", logs.stdout+logs.stderr)
 	expectLandlockDenied(t, "the pod's main process (kubectl logs)", logs.stdout)
 
 	denied := "denied-kube.example"
-	r := k.kubectl("exec", "agent", "--", "sh", "-c", egressScript(denied, k.f.dnsAddr()))
+	r := k.kubectl("exec", "agent", "--", "sh", "-c", egressScript(denied, k.f.Addr()))
 	expectEgress(t, k.f, "kubectl exec (the pod's filter)", denied, r.stdout+r.stderr)
 	step(t, start, "confinement and egress checked")
 
@@ -211,7 +211,7 @@ func testKubePolicyAndEgress(t *testing.T, k *kubeCluster) {
 			saw["allowed connection"] = true
 		case rec.Host == denied && rec.Decision == "deny":
 			saw["denied name"] = true
-		case strings.HasPrefix(rec.Destination, k.f.dnsAddr()+":") && rec.Decision == "deny":
+		case strings.HasPrefix(rec.Destination, k.f.Addr()+":") && rec.Decision == "deny":
 			saw["IP literal"] = true
 		}
 	}

@@ -37,12 +37,6 @@ func atExit(f func()) {
 }
 
 func TestMain(m *testing.M) {
-	// The test binary doubles as the fake internet's servers, re-executed
-	// inside a network namespace (see fakenet_test.go).
-	if os.Getenv(fakeNetEnv) != "" {
-		serveFakeNet()
-		return
-	}
 	envErr = setupEnv()
 	// Directories the front-ends make outside the private dirs (the runc
 	// shim's default root, ctr's fifos, CNI's state): removed at the end

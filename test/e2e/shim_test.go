@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,33 +25,14 @@ func testShimKilled(t *testing.T, c *ctrd, f *fakeNet) {
 	root := filepath.Join(shimRuncRoot, ns)
 	must(t, c.ctr("-n", ns, "images", "import", e.image("busybox-oci.tar")))
 	resolv := filepath.Join(c.dir, "shimkill-resolv.conf")
-	writeFile(t, resolv, "nameserver "+f.dnsAddr()+"\n", 0o644)
+	writeFile(t, resolv, "nameserver "+f.Addr()+"\n", 0o644)
 
-	// ctr's /24 again: its test, before this one, has removed its link.
-	netns := fmt.Sprintf("cle2e-shk-%d", os.Getpid()%100000)
-	hostIf, peer := fmt.Sprintf("cle2e%dk", os.Getpid()%100000), fmt.Sprintf("cle2e%dq", os.Getpid()%100000)
-	defer func() {
-		_ = run("ip", "netns", "del", netns)
-		deleteLink(hostIf)
-	}()
-	for _, args := range [][]string{
-		{"netns", "add", netns},
-		{"link", "add", hostIf, "type", "veth", "peer", "name", peer},
-		{"link", "set", peer, "netns", netns, "name", "eth0"},
-		{"addr", "add", f.addr(netCtr, 1) + "/24", "dev", hostIf},
-		{"link", "set", hostIf, "up"},
-		{"-n", netns, "addr", "add", f.addr(netCtr, 2) + "/24", "dev", "eth0"},
-		{"-n", netns, "link", "set", "eth0", "up"},
-		{"-n", netns, "link", "set", "lo", "up"},
-		{"-n", netns, "route", "add", "default", "via", f.addr(netCtr, 1)},
-	} {
-		must(t, run("ip", args...))
-	}
+	netns := f.ctrNetns(t)
 	runAgent := func(id string) {
 		t.Helper()
 		must(t, c.ctr("-n", ns, "run", "-d", "--runtime", "io.containerd.clawrun.v2",
 			"--annotation", "run.clawrun.policy=agent-default", "--annotation", "run.clawrun.egress="+allowedHost+":80",
-			"--with-ns", "network:/var/run/netns/"+netns,
+			"--with-ns", "network:"+netns.NetnsPath(),
 			"--mount", "type=bind,src="+resolv+",dst=/etc/resolv.conf,options=rbind:ro",
 			busyboxRef, id, "sh", "-c", loopScript))
 	}
@@ -88,7 +68,7 @@ func testShimKilled(t *testing.T, c *ctrd, f *fakeNet) {
 		t.Errorf("60 s after its shim was killed: init %d running %v, filter %d running %v, clawrun lists %v",
 			st.Pid, pidRuns(st.Pid), supervisor, pidRuns(supervisor), listIDs(t, root))
 	}
-	if out := run("ip", "netns", "exec", netns, "nft", "list", "tables"); strings.Contains(out.stdout, "clawrun") {
+	if out := run("ip", "netns", "exec", netns.NS, "nft", "list", "tables"); strings.Contains(out.stdout, "clawrun") {
 		t.Errorf("the filter's table is left in the namespace after the shim died:\n%s", out.stdout)
 	}
 	step(t, start, "cleaned up after the dead shim")
@@ -99,7 +79,7 @@ func testShimKilled(t *testing.T, c *ctrd, f *fakeNet) {
 	runAgent(id2)
 	defer remove(id2)
 	denied := "denied-shimkill.example"
-	r := c.ctr("-n", ns, "task", "exec", "--exec-id", "egress", id2, "sh", "-c", egressScript(denied, f.dnsAddr()))
+	r := c.ctr("-n", ns, "task", "exec", "--exec-id", "egress", id2, "sh", "-c", egressScript(denied, f.Addr()))
 	expectEgress(t, f, "after a dead shim, a new container", denied, r.stdout+r.stderr)
 	remove(id2)
 	_ = c.ctr("-n", ns, "images", "rm", busyboxRef)

@@ -7,68 +7,34 @@ package integration
 
 import (
 	"bytes"
-	"crypto/tls"
 	"fmt"
 	"io/fs"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
-// portHTTPSAuth is the fake internet's HTTPS server that records the
-// Authorization field it receives (event kind https-auth, Data: the field).
-const portHTTPSAuth = 8445
-
-var authServer struct {
-	once sync.Once
-	err  error
-}
-
-func (fn *fakeNet) startAuthHTTPS(t *testing.T) {
-	t.Helper()
-	authServer.once.Do(func() { authServer.err = fn.listenAuthHTTPS() })
-	if authServer.err != nil {
-		t.Fatalf("the fake internet's HTTPS server on %d: %v", portHTTPSAuth, authServer.err)
-	}
-}
-
-func (fn *fakeNet) listenAuthHTTPS() error {
-	var l net.Listener
-	err := fn.inNS(fn.ns, func() (err error) {
-		l, err = net.Listen("tcp", ":"+strconv.Itoa(portHTTPSAuth))
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	cfg := &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return fn.cert(h.ServerName) }}
-	srv := &http.Server{TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			fn.record(netEvent{Kind: "https-auth", Name: req.Host, Path: req.URL.RequestURI(), Data: req.Header.Get("Authorization")})
-			fmt.Fprintln(w, "ok")
-		})}
-	fn.served["tcp/"+strconv.Itoa(portHTTPSAuth)] = true
-	go func() { _ = srv.ServeTLS(l, "", "") }()
-	fn.stop = append(fn.stop, func() { srv.Close() })
-	return nil
-}
-
-// sawAuth matches a request to host that carried Authorization auth.
+// sawAuth matches a request to host on portHTTPSAuth that carried
+// Authorization auth.
 func sawAuth(host, auth string) seen {
-	return seen{fmt.Sprintf("a request to %s with Authorization %q", host, auth), func(e netEvent) bool {
-		return e.Kind == "https-auth" && strings.HasPrefix(e.Name, host) && e.Data == auth
+	return seen{fmt.Sprintf("a request to %s with Authorization %q", host, auth), func(e fakenet.Event) bool {
+		return authRequest(host)(e) && e.Auth == auth
 	}}
 }
 
-// anyAuthRequest matches every request of that server to host.
+// anyAuthRequest matches every request to host on portHTTPSAuth.
 func anyAuthRequest(host string) seen {
-	return seen{"any request to " + host, func(e netEvent) bool { return e.Kind == "https-auth" && strings.HasPrefix(e.Name, host) }}
+	return seen{"any request to " + host, authRequest(host)}
+}
+
+func authRequest(host string) func(fakenet.Event) bool {
+	return func(e fakenet.Event) bool {
+		return e.Kind == "https" && e.LocalPort() == portHTTPSAuth && strings.HasPrefix(e.Name, host)
+	}
 }
 
 const credentialSecret = "sk-clawrun-test-9f8e7d6c5b4a"
@@ -95,9 +61,8 @@ const credentialDoc = `  api:
 // container's processes.
 func TestEgressCredentialInjection(t *testing.T) {
 	r, fn := egressRuntime(t)
-	fn.startAuthHTTPS(t)
 	t.Setenv("CLAWRUN_TEST_API_KEY", credentialSecret) // the runtime's environment
-	ca := writeTemp(t, "upstream-ca.pem", string(fn.caPEM))
+	ca := writeTemp(t, "upstream-ca.pem", string(fn.CAPEM()))
 	cfg := writeTemp(t, "config.yaml", fn.egressYAML()+"  upstream_ca_file: "+ca+`
   credentials:
     - name: API_KEY

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // TestEgressDNS: the policy resolver answers allowed names (flattened,
@@ -66,12 +68,12 @@ func TestEgressDNS(t *testing.T) {
 			args:  []string{"dns", dnsSrv, "allowed.test", "TXT"},
 			out:   "OK NODATA",
 			dec:   []want{dnsWant("allowed.test", "TXT", "deny", "query_type")},
-			never: []seen{{"a TXT query", func(e netEvent) bool { return e.Kind == "dns" && e.QType != "A" && e.QType != "AAAA" }}}},
+			never: []seen{{"a TXT query", func(e fakenet.Event) bool { return e.Kind == "dns" && e.QType != "A" && e.QType != "AAAA" }}}},
 		echeck{name: "allowed name, HTTPS record (ECH keys): never forwarded",
 			args:  []string{"dns", dnsSrv, "allowed.test", "HTTPS"},
 			out:   "OK NODATA",
 			dec:   []want{dnsWant("allowed.test", "HTTPS", "deny", "query_type")},
-			never: []seen{{"an HTTPS query", func(e netEvent) bool { return e.Kind == "dns" && e.QType == "HTTPS" }}}},
+			never: []seen{{"an HTTPS query", func(e fakenet.Event) bool { return e.Kind == "dns" && e.QType == "HTTPS" }}}},
 		echeck{name: "the wildcard's parent",
 			args:  []string{"dns", dnsSrv, "wild.test"},
 			out:   "ERR NXDOMAIN",
@@ -131,13 +133,13 @@ func TestEgressDNS(t *testing.T) {
 
 	// Mixed case (a name not cached yet): allowed, and asked upstream in
 	// lower case only.
-	em := fn.mark()
+	em := fn.Mark()
 	c.check(echeck{name: "allowed name, mixed case",
 		args: []string{"dns", dnsSrv, "Y.WiLd.TeSt"},
 		out:  "OK A:" + fn.ip(hWild),
 		dec:  []want{dnsWant("y.wild.test", "A", "allow", "allowed")},
 		saw:  []seen{sawQuery("y.wild.test", "A")}})
-	for _, e := range fn.since(em) {
+	for _, e := range fn.Since(em) {
 		if e.Kind == "dns" && e.Name != strings.ToLower(e.Name) {
 			t.Errorf("the resolver passed the client's spelling upstream: %s", e)
 		}
@@ -145,7 +147,7 @@ func TestEgressDNS(t *testing.T) {
 
 	// Whatever resolver address the container uses, over UDP or TCP, IPv4
 	// or IPv6, the policy resolver answers; only the host asks upstream.
-	em = fn.mark()
+	em = fn.Mark()
 	// A fresh name for each, so that each is asked upstream, not cached,
 	// and each denial is logged on a line of its own (repeats of one within
 	// 10 s are only counted past the tenth).
@@ -166,8 +168,8 @@ func TestEgressDNS(t *testing.T) {
 				never: []seen{queryContaining("denied")}})
 		}
 	}
-	for _, e := range fn.since(em) {
-		if e.Kind != "dns" || hostOf(e.Remote) != fn.ip(hHost) || e.localPort() != 53 {
+	for _, e := range fn.Since(em) {
+		if e.Kind != "dns" || e.RemoteIP() != fn.ip(hHost) || e.LocalPort() != 53 {
 			t.Errorf("only the filter, from the host, may reach the upstream resolver: %s", e)
 		}
 	}
@@ -184,9 +186,9 @@ func TestEgressDNS(t *testing.T) {
 	if denied.Code == 0 || strings.Contains(denied.Stdout, fn.ip(hDenied)) {
 		t.Errorf("nslookup denied.test resolved:\n%s", denied)
 	}
-	if evs := fn.since(em); len(evs) > 0 {
+	if evs := fn.Since(em); len(evs) > 0 {
 		for _, e := range evs {
-			if dnsContains("denied")(e) {
+			if fakenet.QueryContaining("denied")(e) {
 				t.Errorf("a denied name reached the upstream resolver: %s", e)
 			}
 		}

@@ -1,10 +1,11 @@
 package integration
 
-// The egress tests' own "internet": a network namespace linked to the host
-// by a veth pair, with an authoritative DNS server, TLS, HTTP, TCP and UDP
-// servers inside it that record everything they receive. It is made once
-// per test binary (the first egress test that needs it) and torn down by
-// TestMain; a namespace left by a run that died is removed by the next.
+// The egress tests' own "internet" (test/fakenet): a network namespace
+// linked to the host by a veth pair, with an authoritative DNS server,
+// TLS, HTTP, TCP and UDP servers inside it that record everything they
+// receive. It is made once per test binary (the first egress test that
+// needs it) and torn down by TestMain; a namespace left by a run that died
+// is removed by the next.
 //
 // Every address is in 198.18.0.0/15 (benchmarking, RFC 2544) and, for
 // IPv6, in fd00:c1a0::/64. Nothing here sends traffic anywhere else: the
@@ -15,25 +16,12 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"math/big"
-	"net"
-	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,7 +33,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/clawrun/clawrun/test/netblock"
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // TestMain tears the fake internet down after the tests that used it.
@@ -62,6 +50,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// The fake internet's blocks (/24s): its link to the host, a second
+// range (not in the runtime's allowed_upstream_ranges) that the host
+// reaches through it, and the link of a routed container network.
+const (
+	blockLink   = 0
+	blockSecond = 1
+	blockRouted = 2
+)
+
 // Host numbers in the fake internet's link /24 (198.18.N.0/24).
 const (
 	hHost    = 1  // the host's end of the veth
@@ -74,7 +71,7 @@ const (
 	hFinal   = 8  // final.test, the end of alias.test's CNAME chain
 	hAudit   = 9  // audit.test
 	hUnused  = 99 // no one: a "resolver" that does not exist
-	hSecond  = 10 // inside.test, in the second /24 (198.18.N+1.0/24)
+	hSecond  = 10 // inside.test, in the second block
 )
 
 // Ports of the fake internet's servers.
@@ -85,83 +82,27 @@ const (
 	portBanner = 2222 // svc.test: the server speaks first
 	portAlt    = 8080 // HTTP too, a port no policy allows
 	portAlt2   = 2223 // a banner too, a port no policy allows
-	portLax    = 8081 // a lenient HTTP server (see handleLax)
+	portLax    = 8081 // a lenient HTTP server (fakenet's ServeLaxHTTP)
 	portEcho   = 7    // UDP echo
-	portMarker = 9    // flush's marker: answered, never recorded
 	portDNS2   = 5353 // a second resolver (the same zone), for upstream_dns
+	// HTTPS (HTTP/1.1 and h2 over TLS, for the inspection tests): with a
+	// certificate from the tests' CA, with one no one signed, and one for
+	// the credential tests.
+	portHTTPS     = 8443
+	portHTTPSBad  = 8444
+	portHTTPSAuth = 8445
 )
 
-// netEvent is one thing a server of the fake internet received.
-type netEvent struct {
-	Seq    int
-	Kind   string // dns, accept (a TCP connection), tls (a handshake), tls-fail, http, udp
-	Net    string // tcp or udp (dns)
-	Local  string // the address it reached (ip:port)
-	Remote string // where it came from
-	Name   string // DNS query name as received, TLS SNI, HTTP Host
-	QType  string // DNS
-	Path   string // HTTP
-	Data   string // UDP payload, TLS error, HTTP method
-}
-
-func (e netEvent) String() string {
-	s := fmt.Sprintf("#%d %s %s->%s", e.Seq, e.Kind, e.Remote, e.Local)
-	if e.Name != "" {
-		s += " name=" + e.Name
-	}
-	if e.QType != "" {
-		s += " type=" + e.QType + "/" + e.Net
-	}
-	if e.Path != "" {
-		s += " path=" + e.Path
-	}
-	if e.Data != "" {
-		s += " data=" + strconv.Quote(e.Data)
-	}
-	return s
-}
-
-// localIP is the address part of Local (IPv4-mapped addresses unmapped).
-func (e netEvent) localIP() string { return hostOf(e.Local) }
-
-func (e netEvent) localPort() int {
-	ap, err := netip.ParseAddrPort(e.Local)
-	if err != nil {
-		return 0
-	}
-	return int(ap.Port())
-}
-
-func hostOf(addr string) string {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		h, _, _ := net.SplitHostPort(addr)
-		return h
-	}
-	return ap.Addr().Unmap().String()
-}
-
-// fakeNet is the fake internet.
+// fakeNet is the fake internet, with the tests' runtime config.
 type fakeNet struct {
-	ns      string // named network namespace (ip netns)
-	hostIf  string // the host's veth
-	nsIf    string // its peer in ns
-	oct     int    // 198.18.oct.0/24: the link; oct+1: a second range; oct+2: a routed container link
+	*fakenet.Net
 	dir     string // config, logs
 	config  string // the runtime's --config file
 	logDir  string // egress.log_dir
-	caPEM   []byte
-	ca      *x509.Certificate
-	caKey   *ecdsa.PrivateKey
-	certMu  sync.Mutex
-	certs   map[string]*tls.Certificate
 	mu      sync.Mutex
-	events  []netEvent
 	rebinds int
-	stop    []func()
 	probeMu sync.Mutex
-	probeOn string          // the probe binary on the host, for positive controls
-	served  map[string]bool // "tcp/PORT", "udp/PORT": the servers' sockets, which flush drains
+	probeOn string // the probe binary on the host, for positive controls
 }
 
 var fake struct {
@@ -186,29 +127,23 @@ func egressRuntime(t *testing.T) (*rtest, *fakeNet) {
 	return r, fake.net
 }
 
-// ip is 198.18.oct.host.
-func (fn *fakeNet) ip(host int) string { return fmt.Sprintf("198.18.%d.%d", fn.oct, host) }
+// ip is address .host of the link.
+func (fn *fakeNet) ip(host int) string { return fn.IP(blockLink, host) }
 
-// ip2 is an address of the second /24, which is not in the runtime's
+// ip2 is an address of the second block, which is not in the runtime's
 // allowed_upstream_ranges.
-func (fn *fakeNet) ip2(host int) string { return fmt.Sprintf("198.18.%d.%d", fn.oct+1, host) }
+func (fn *fakeNet) ip2(host int) string { return fn.IP(blockSecond, host) }
 
-func (fn *fakeNet) range2() string { return fmt.Sprintf("198.18.%d.0/24", fn.oct+1) }
+func (fn *fakeNet) range2() string { return fn.Prefix(blockSecond) }
 
-// ip6 is an address of the link's IPv6 /112 inside fd00:c1a0::/64.
-func (fn *fakeNet) ip6(host int) string { return v6addr(fn.oct, host) }
-
-// v6addr is fd00:c1a0::OCT:HOST (hex), in canonical form, as programs
-// print it.
-func v6addr(oct, host int) string {
-	return netip.MustParseAddr(fmt.Sprintf("fd00:c1a0::%x:%x", oct, host)).String()
-}
+// ip6 is an address of the link's IPv6 /112.
+func (fn *fakeNet) ip6(host int) string { return fn.IP6(blockLink, host) }
 
 // egressYAML is the runtime config's egress section for the fake
 // internet: its resolver, its link's ranges (and extra ranges) in
 // allowed_upstream_ranges, the tests' log dir.
 func (fn *fakeNet) egressYAML(extraRanges ...string) string {
-	ranges := append([]string{fmt.Sprintf("198.18.%d.0/24", fn.oct), v6addr(fn.oct, 0) + "/112"}, extraRanges...)
+	ranges := append([]string{fn.Prefix(blockLink), fn.Prefix6(blockLink)}, extraRanges...)
 	quoted := make([]string, len(ranges))
 	for i, r := range ranges {
 		quoted[i] = strconv.Quote(r)
@@ -247,54 +182,19 @@ func runAll(cmds [][]string) error {
 	return nil
 }
 
-// removeStaleFakeNets deletes namespaces of earlier runs whose process is
-// gone (a run killed by a timeout never reaches TestMain's teardown).
-func removeStaleFakeNets() {
-	ents, _ := os.ReadDir("/run/netns")
-	for _, e := range ents {
-		for _, prefix := range []string{"clawrun-fakenet-", "clawrun-cnet-"} {
-			rest, ok := strings.CutPrefix(e.Name(), prefix)
-			if !ok {
-				continue
-			}
-			pidStr, _, _ := strings.Cut(rest, "-")
-			pid, err := strconv.Atoi(pidStr)
-			if err != nil || pid == os.Getpid() || unix.Kill(pid, 0) == nil {
-				continue
-			}
-			_, _ = runCmd(10*time.Second, "ip", "netns", "del", e.Name())
-		}
-	}
-}
-
 func startFakeNet() (_ *fakeNet, err error) {
-	removeStaleFakeNets()
-	// 198.18.N.0/24 to 198.18.N+2.0/24, not used on the host (another
-	// run, the demo, someone's experiment), held until they are ours.
-	unlock, err := netblock.Lock()
+	hosts := []fakenet.Host{{Block: blockSecond, N: hSecond}}
+	for _, h := range []int{hAllowed, hDenied, hOther, hSvc, hWild, hFinal, hAudit} {
+		hosts = append(hosts, fakenet.Host{Block: blockLink, N: h})
+	}
+	n, err := fakenet.Start(fakenet.Options{Blocks: 3, IPv6: true, Hosts: hosts, Routed: []int{blockSecond}})
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if unlock != nil {
-			unlock()
-		}
-	}()
-	oct, err := netblock.Pick("198.18", 0, 20, 3, 256)
-	if err != nil {
-		return nil, err
-	}
-	pid := os.Getpid()
-	fn := &fakeNet{
-		ns:     fmt.Sprintf("clawrun-fakenet-%d", pid),
-		hostIf: fmt.Sprintf("cfn%dh", pid%10000000),
-		nsIf:   fmt.Sprintf("cfn%dn", pid%10000000),
-		oct:    oct,
-		certs:  map[string]*tls.Certificate{},
-	}
+	fn := &fakeNet{Net: n}
 	defer func() {
 		if err != nil {
-			_ = fn.close()
+			err = errors.Join(err, fn.close())
 		}
 	}()
 	if fn.dir, err = os.MkdirTemp("", "clawrun-egress-"); err != nil {
@@ -304,571 +204,82 @@ func startFakeNet() (_ *fakeNet, err error) {
 	if err := os.MkdirAll(fn.logDir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := fn.makeCA(); err != nil {
-		return nil, err
-	}
-	nsip := func(args ...string) []string { return append([]string{"ip", "-n", fn.ns}, args...) }
-	cmds := [][]string{
-		{"ip", "netns", "add", fn.ns},
-		{"ip", "link", "add", fn.hostIf, "type", "veth", "peer", "name", fn.nsIf, "netns", fn.ns},
-		{"ip", "addr", "add", fn.ip(hHost) + "/24", "dev", fn.hostIf},
-		{"ip", "-6", "addr", "add", fn.ip6(hHost) + "/112", "dev", fn.hostIf, "nodad"},
-		{"ip", "link", "set", fn.hostIf, "up"},
-		nsip("link", "set", "lo", "up"),
-		nsip("addr", "add", fn.ip(hDNS)+"/24", "dev", fn.nsIf),
-		nsip("-6", "addr", "add", fn.ip6(hDNS)+"/112", "dev", fn.nsIf, "nodad"),
-		nsip("link", "set", fn.nsIf, "up"),
-		nsip("addr", "add", fn.ip2(hSecond)+"/32", "dev", "lo"),
-	}
-	for _, h := range []int{hAllowed, hDenied, hOther, hSvc, hWild, hFinal, hAudit} {
-		cmds = append(cmds, nsip("addr", "add", fn.ip(h)+"/32", "dev", fn.nsIf))
-	}
-	// The second range is reached through the namespace.
-	cmds = append(cmds, []string{"ip", "route", "add", fn.range2(), "via", fn.ip(hDNS), "dev", fn.hostIf})
-	if err := runAll(cmds); err != nil {
-		return nil, err
-	}
-	unlock()
-	unlock = nil
-	if err := fn.startServers(); err != nil {
-		return nil, err
-	}
-	if err := fn.countFromHost(); err != nil {
-		return nil, err
+	for _, serve := range []func() error{
+		func() error { return fn.ServeTLS(portTLS, fakenet.TLSOptions{}) },
+		func() error { return fn.ServeHTTP(portHTTP) },
+		func() error { return fn.ServeHTTP(portAlt) },
+		func() error { return fn.ServeBanner(portBanner, "BANNER") },
+		func() error { return fn.ServeBanner(portSSH, "SSH-2.0-fake") },
+		func() error { return fn.ServeBanner(portAlt2, "BANNER2") },
+		func() error { return fn.ServeLaxHTTP(portLax) },
+		func() error { return fn.ServeTLS(portHTTPS, fakenet.TLSOptions{HTTP: true}) },
+		func() error { return fn.ServeTLS(portHTTPSBad, fakenet.TLSOptions{HTTP: true, Unsigned: true}) },
+		func() error { return fn.ServeTLS(portHTTPSAuth, fakenet.TLSOptions{HTTP: true}) },
+		func() error { return fn.ServeUDPEcho(portEcho) },
+		func() error { return fn.ServeUDPEcho(portTLS) },
+		func() error { return fn.ServeDNS(53, fn.zone) },
+		func() error { return fn.ServeDNS(portDNS2, fn.zone) },
+	} {
+		if err := serve(); err != nil {
+			return nil, err
+		}
 	}
 	fn.config = filepath.Join(fn.dir, "config.yaml")
 	if err := os.WriteFile(fn.config, []byte(fn.egressYAML()), 0o600); err != nil {
 		return nil, err
 	}
-	// The veth and the DNS server must answer before any test relies on them.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c := dns.Client{Net: "udp", Timeout: 500 * time.Millisecond}
-		m := new(dns.Msg)
-		m.SetQuestion("ns.test.", dns.TypeA)
-		if _, _, err := c.Exchange(m, fn.ip(hDNS)+":53"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the fake DNS server does not answer: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	fn.mu.Lock()
-	fn.events = nil // the readiness query
-	fn.mu.Unlock()
 	return fn, nil
 }
 
-// close stops the servers and removes the namespace, the veth pair (it
-// goes with the namespace) and the temp dir.
+// close removes the fake internet and the temp dir.
 func (fn *fakeNet) close() error {
-	for i := len(fn.stop) - 1; i >= 0; i-- {
-		fn.stop[i]()
-	}
-	var errs []error
-	if _, err := os.Stat("/run/netns/" + fn.ns); err == nil {
-		if _, err := runCmd(10*time.Second, "ip", "netns", "del", fn.ns); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	// The veth pair goes with the namespace (asynchronously), and the
-	// route with the veth.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := net.InterfaceByName(fn.hostIf); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			if _, err := runCmd(10*time.Second, "ip", "link", "del", fn.hostIf); err != nil {
-				errs = append(errs, err)
-			}
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	err := fn.Close()
 	if fn.dir != "" {
-		errs = append(errs, os.RemoveAll(fn.dir))
+		err = errors.Join(err, os.RemoveAll(fn.dir))
 	}
-	return errors.Join(errs...)
-}
-
-// inNS runs fn on a thread switched into the named namespace ns, so that
-// the sockets it creates live there.
-func (fn *fakeNet) inNS(ns string, f func() error) error {
-	return inNetns("/run/netns/"+ns, f)
-}
-
-// inNetns runs f on a thread switched into the network namespace at path.
-func inNetns(path string, f func() error) error {
-	target, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer target.Close()
-	goruntime.LockOSThread()
-	self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if err != nil {
-		goruntime.UnlockOSThread()
-		return err
-	}
-	defer self.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		goruntime.UnlockOSThread()
-		return err
-	}
-	ferr := f()
-	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-		// Leave the thread locked: the Go runtime then discards it.
-		return errors.Join(ferr, err)
-	}
-	goruntime.UnlockOSThread()
-	return ferr
-}
-
-// --- recording ---
-
-func (fn *fakeNet) record(e netEvent) {
-	fn.mu.Lock()
-	defer fn.mu.Unlock()
-	e.Seq = len(fn.events)
-	fn.events = append(fn.events, e)
-}
-
-// mark is the number of events so far: since(mark) is what came after.
-func (fn *fakeNet) mark() int {
-	fn.mu.Lock()
-	defer fn.mu.Unlock()
-	return len(fn.events)
-}
-
-func (fn *fakeNet) since(mark int) []netEvent {
-	fn.mu.Lock()
-	defer fn.mu.Unlock()
-	return slices.Clone(fn.events[min(mark, len(fn.events)):])
-}
-
-func (fn *fakeNet) dump(mark int) string {
-	var b strings.Builder
-	for _, e := range fn.since(mark) {
-		b.WriteString("\n  " + e.String())
-	}
-	if b.Len() == 0 {
-		return " (nothing)"
-	}
-	return b.String()
-}
-
-// waitSaw waits until an event since mark matches and returns it.
-func (fn *fakeNet) waitSaw(t *testing.T, mark int, what string, match func(netEvent) bool) netEvent {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		for _, e := range fn.since(mark) {
-			if match(e) {
-				return e
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("the fake internet never saw %s; it saw:%s", what, fn.dump(mark))
-			return netEvent{}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// --- synchronisation: what was sent has arrived ---
-
-// serveMarkers answers every connection with a line and records nothing:
-// flush's marker.
-func serveMarkers(l net.Listener) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			_, _ = io.WriteString(c, "ok\n")
-		}()
-	}
-}
-
-// flush returns once what was sent to the fake internet before it has
-// been received and taken by its servers, so that a check that something
-// never arrived is not made while it is still on its way. A marker
-// connection from the host crosses the link after it (the link delivers
-// in order), and then no server has a connection waiting to be accepted or
-// a datagram waiting to be read.
-func (fn *fakeNet) flush(t *testing.T) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", net.JoinHostPort(fn.ip(hDNS), strconv.Itoa(portMarker)), 5*time.Second)
-	if err != nil {
-		t.Fatalf("flush: the marker connection: %v", err)
-	}
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	c.Close()
-	if err != nil || line != "ok\n" {
-		t.Fatalf("flush: the marker's answer: %q %v", line, err)
-	}
-	var waiting []string
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if waiting, err = fn.queued(); err == nil && len(waiting) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("flush: the fake internet's servers still have %v waiting (%v)", waiting, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// queued lists the servers' sockets that hold something not yet taken:
-// a listener's accept queue, a UDP socket's receive queue.
-func (fn *fakeNet) queued() ([]string, error) {
-	var out []string
-	err := fn.inNS(fn.ns, func() error {
-		for _, table := range []string{"tcp", "tcp6", "udp", "udp6"} {
-			data, err := os.ReadFile("/proc/thread-self/net/" + table)
-			if err != nil {
-				return err
-			}
-			proto := strings.TrimSuffix(table, "6")
-			for _, line := range strings.Split(string(data), "\n")[1:] {
-				f := strings.Fields(line)
-				if len(f) < 5 || (proto == "tcp" && f[3] != "0A") {
-					continue // only listeners hold connections not yet accepted
-				}
-				_, portHex, _ := strings.Cut(f[1], ":")
-				port, _ := strconv.ParseUint(portHex, 16, 16)
-				_, rxHex, _ := strings.Cut(f[4], ":")
-				if rx, _ := strconv.ParseUint(rxHex, 16, 64); rx > 0 && fn.served[proto+"/"+strconv.FormatUint(port, 10)] {
-					out = append(out, fmt.Sprintf("%s %s (%d)", table, f[1], rx))
-				}
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
-// countFromHost counts, in the fake internet, every TCP connection
-// attempt (a SYN: counter syns) and UDP datagram (datagrams) from the host's side
-// of the link, where the filter's traffic comes from, but the markers.
-func (fn *fakeNet) countFromHost() error {
-	rules := fmt.Sprintf(`table inet fwatch {
-	counter syns {}
-	counter datagrams {}
-	chain in {
-		type filter hook prerouting priority -300; policy accept;
-		iifname %q tcp dport != %d tcp flags & (syn | ack) == syn counter name syns
-		iifname %q meta l4proto udp counter name datagrams
-	}
-}
-`, fn.nsIf, portMarker, fn.nsIf)
-	f := filepath.Join(fn.dir, "fwatch.nft")
-	if err := os.WriteFile(f, []byte(rules), 0o600); err != nil {
-		return err
-	}
-	_, err := runCmd(10*time.Second, "ip", "netns", "exec", fn.ns, "nft", "-f", f)
 	return err
 }
 
-// fromHost reads countFromHost's counters.
-func (fn *fakeNet) fromHost(t *testing.T, counters ...string) []int {
+// waitSaw waits until an event since mark matches and returns it.
+func (fn *fakeNet) waitSaw(t *testing.T, mark int, what string, match func(fakenet.Event) bool) fakenet.Event {
 	t.Helper()
-	var out []int
-	for _, name := range counters {
-		out = append(out, nftCounter(t, fn.ns, "fwatch", name))
+	e, ok := fn.Wait(mark, 5*time.Second, match)
+	if !ok {
+		t.Errorf("the fake internet never saw %s; it saw:%s", what, fn.Dump(mark))
 	}
-	return out
+	return e
 }
 
-// Event matchers.
-
-func anyEvent(netEvent) bool { return true }
-
-// dnsQuery matches a query for name (case-insensitively, with or without
-// the trailing dot).
-func dnsQuery(name string) func(netEvent) bool {
-	return func(e netEvent) bool {
-		return e.Kind == "dns" && strings.EqualFold(strings.TrimSuffix(e.Name, "."), strings.TrimSuffix(name, "."))
-	}
-}
-
-// dnsContains matches a query whose name contains s (case-insensitively).
-func dnsContains(s string) func(netEvent) bool {
-	return func(e netEvent) bool {
-		return e.Kind == "dns" && strings.Contains(strings.ToLower(e.Name), strings.ToLower(s))
+// flush returns once what was sent to the fake internet before it has
+// been received and taken by its servers (fakenet's Flush), so that a
+// check that something never arrived is not made while it is still on its
+// way.
+func (fn *fakeNet) flush(t *testing.T) {
+	t.Helper()
+	if err := fn.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
 
-func isKind(kind string) func(netEvent) bool {
-	return func(e netEvent) bool { return e.Kind == kind }
-}
-
-// --- servers ---
-
-func (fn *fakeNet) startServers() error {
-	type tcpServer struct {
-		port  int
-		serve func(net.Listener)
-	}
-	httpSrv := &http.Server{Handler: http.HandlerFunc(fn.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
-	tcps := []tcpServer{
-		{portTLS, func(l net.Listener) { fn.acceptLoop(l, fn.handleTLS) }},
-		{portHTTP, func(l net.Listener) { _ = httpSrv.Serve(recordingListener{l, fn}) }},
-		{portBanner, func(l net.Listener) { fn.acceptLoop(l, fn.handleBanner("BANNER")) }},
-		{portSSH, func(l net.Listener) { fn.acceptLoop(l, fn.handleBanner("SSH-2.0-fake")) }},
-		{portAlt, func(l net.Listener) { _ = httpSrv.Serve(recordingListener{l, fn}) }},
-		{portAlt2, func(l net.Listener) { fn.acceptLoop(l, fn.handleBanner("BANNER2")) }},
-		{portLax, func(l net.Listener) { fn.acceptLoop(l, fn.handleLax) }},
-		{portMarker, serveMarkers},
-	}
-	var listeners []net.Listener
-	var packets []net.PacketConn
-	dnsMux := dns.HandlerFunc(fn.serveDNS)
-	var dnsServers []*dns.Server
-	err := fn.inNS(fn.ns, func() error {
-		for _, s := range tcps {
-			l, err := net.Listen("tcp", ":"+strconv.Itoa(s.port))
-			if err != nil {
-				return err
-			}
-			listeners = append(listeners, l)
-		}
-		// One UDP socket per address, so that replies leave from the
-		// address the datagram was sent to.
-		addrs := []string{fn.ip6(hDNS), fn.ip2(hSecond)}
-		for _, h := range []int{hDNS, hAllowed, hDenied, hOther, hSvc, hWild, hFinal, hAudit} {
-			addrs = append(addrs, fn.ip(h))
-		}
-		for _, port := range []int{portEcho, portTLS} {
-			for _, a := range addrs {
-				c, err := net.ListenPacket("udp", net.JoinHostPort(a, strconv.Itoa(port)))
-				if err != nil {
-					return err
-				}
-				packets = append(packets, c)
-			}
-		}
-		for _, port := range []string{"53", strconv.Itoa(portDNS2)} {
-			u, err := net.ListenPacket("udp", ":"+port)
-			if err != nil {
-				return err
-			}
-			tl, err := net.Listen("tcp", ":"+port)
-			if err != nil {
-				u.Close()
-				return err
-			}
-			dnsServers = append(dnsServers, &dns.Server{PacketConn: u, Handler: dnsMux}, &dns.Server{Listener: tl, Handler: dnsMux})
-		}
-		return nil
-	})
-	fn.served = map[string]bool{}
-	for _, s := range tcps {
-		fn.served["tcp/"+strconv.Itoa(s.port)] = true
-	}
-	for _, port := range []int{portEcho, portTLS, 53, portDNS2} {
-		fn.served["udp/"+strconv.Itoa(port)] = true
-	}
-	fn.served["tcp/53"], fn.served["tcp/"+strconv.Itoa(portDNS2)] = true, true
-	closeAll := func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-		for _, p := range packets {
-			p.Close()
-		}
-		for _, s := range dnsServers {
-			_ = s.Shutdown()
-		}
-	}
+// counts reads the fake internet's counters of what reached it from the
+// host's side of the link, where the filter's traffic comes from.
+func (fn *fakeNet) counts(t *testing.T) fakenet.Counts {
+	t.Helper()
+	c, err := fn.Counts()
 	if err != nil {
-		closeAll()
-		return err
+		t.Fatal(err)
 	}
-	fn.stop = append(fn.stop, func() {
-		closeAll()
-		_ = httpSrv.Close()
-	})
-	for i, s := range tcps {
-		go s.serve(listeners[i])
-	}
-	for _, p := range packets {
-		go fn.serveUDP(p)
-	}
-	for _, s := range dnsServers {
-		go func() { _ = s.ActivateAndServe() }()
-	}
-	return nil
-}
-
-// recordingListener records every accepted connection.
-type recordingListener struct {
-	net.Listener
-	fn *fakeNet
-}
-
-func (l recordingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.fn.record(netEvent{Kind: "accept", Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()})
-	}
-	return c, err
-}
-
-func (fn *fakeNet) acceptLoop(l net.Listener, handle func(net.Conn)) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		fn.record(netEvent{Kind: "accept", Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()})
-		go func() {
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-			handle(c)
-		}()
-	}
-}
-
-// handleTLS completes a handshake with a certificate for the SNI, records
-// it, greets with what it saw and reads until the client is done.
-func (fn *fakeNet) handleTLS(c net.Conn) {
-	tc := tls.Server(c, &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return fn.cert(h.ServerName) },
-	})
-	if err := tc.Handshake(); err != nil {
-		fn.record(netEvent{Kind: "tls-fail", Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String(), Data: err.Error()})
-		return
-	}
-	sni := tc.ConnectionState().ServerName
-	fn.record(netEvent{Kind: "tls", Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String(), Name: sni})
-	fmt.Fprintf(tc, "hello sni=%s local=%s\n", sni, hostOf(c.LocalAddr().String()))
-	_, _ = io.Copy(io.Discard, tc)
-}
-
-func (fn *fakeNet) handleBanner(banner string) func(net.Conn) {
-	return func(c net.Conn) {
-		fmt.Fprintf(c, "%s %s\n", banner, hostOf(c.LocalAddr().String()))
-		_, _ = io.Copy(c, c)
-	}
-}
-
-func (fn *fakeNet) serveHTTP(w http.ResponseWriter, req *http.Request) {
-	local := ""
-	if a, ok := req.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		local = a.String()
-	}
-	fn.record(netEvent{Kind: "http", Local: local, Remote: req.RemoteAddr, Name: req.Host, Path: req.URL.RequestURI(), Data: req.Method})
-	if req.URL.Path == "/ws" && strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
-		fn.echoUpgraded(w)
-		return
-	}
-	fmt.Fprintf(w, "host=%s local=%s path=%s\n", req.Host, hostOf(local), req.URL.RequestURI())
-}
-
-// echoUpgraded accepts a websocket upgrade (101) and echoes what follows.
-func (fn *fakeNet) echoUpgraded(w http.ResponseWriter) {
-	c, brw, err := w.(http.Hijacker).Hijack()
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-	_, _ = io.Copy(c, brw)
-}
-
-// handleLax is a keep-alive HTTP/1.1 server as lenient as the servers
-// request smuggling relies on: it takes bare LF line ends, joins folded
-// lines, reads '_' as '-' in field names, keeps the last of repeated
-// fields, prefers Transfer-Encoding to Content-Length, and ignores the
-// body of a GET, HEAD or DELETE (which it then reads as the next
-// request). It records every request it reads.
-func (fn *fakeNet) handleLax(c net.Conn) {
-	br := bufio.NewReader(c)
-	line := func() (string, bool) {
-		l, err := br.ReadString('\n')
-		return strings.TrimRight(l, "\r\n"), err == nil
-	}
-	for {
-		first, ok := line()
-		if !ok {
-			return
-		}
-		f := strings.Fields(first)
-		if len(f) < 2 {
-			continue
-		}
-		hdr := map[string]string{}
-		last := ""
-		for {
-			l, ok := line()
-			if !ok {
-				return
-			}
-			if l == "" {
-				break
-			}
-			if (l[0] == ' ' || l[0] == '\t') && last != "" {
-				hdr[last] += " " + strings.TrimSpace(l)
-				continue
-			}
-			if k, v, ok := strings.Cut(l, ":"); ok {
-				last = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "_", "-")
-				hdr[last] = strings.TrimSpace(v)
-			}
-		}
-		fn.record(netEvent{Kind: "http", Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String(), Name: hdr["host"], Path: f[1], Data: f[0]})
-		switch {
-		case strings.Contains(strings.ToLower(hdr["transfer-encoding"]), "chunked"):
-			for {
-				size, ok := line()
-				if !ok {
-					return
-				}
-				size, _, _ = strings.Cut(size, ";")
-				n, _ := strconv.ParseInt(strings.TrimSpace(size), 16, 64)
-				if n == 0 {
-					for l, ok := line(); ok && l != ""; l, ok = line() {
-					}
-					break
-				}
-				_, _ = io.CopyN(io.Discard, br, n+2)
-			}
-		case f[0] == "GET" || f[0] == "HEAD" || f[0] == "DELETE":
-		default:
-			n, _ := strconv.ParseInt(hdr["content-length"], 10, 64)
-			_, _ = io.CopyN(io.Discard, br, n)
-		}
-		body := fmt.Sprintf("lax %s %s\n", f[0], f[1])
-		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-	}
-}
-
-func (fn *fakeNet) serveUDP(c net.PacketConn) {
-	buf := make([]byte, 2048)
-	for {
-		n, from, err := c.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		fn.record(netEvent{Kind: "udp", Local: c.LocalAddr().String(), Remote: from.String(), Data: string(buf[:n])})
-		_, _ = c.WriteTo(buf[:n], from)
-	}
+	return c
 }
 
 // --- DNS ---
 
 const zoneTTL = 3600 // longer than the filter's cap (60 s)
 
-// zoneAddrs are the zone's address records (lower-case names).
-func (fn *fakeNet) zoneAddrs(name string, qtype uint16) ([]string, bool) {
-	a := map[string]string{
+// zoneA are the zone's IPv4 addresses (lower-case names; "": the name
+// exists without one, or rebind.test's, below).
+func (fn *fakeNet) zoneA(name string) (string, bool) {
+	a, ok := map[string]string{
 		"ns.test":      fn.ip(hDNS),
 		"allowed.test": fn.ip(hAllowed),
 		"denied.test":  fn.ip(hDenied),
@@ -882,45 +293,58 @@ func (fn *fakeNet) zoneAddrs(name string, qtype uint16) ([]string, bool) {
 		"inside.test":  fn.ip2(hSecond),
 		"inside2.test": fn.ip2(hSecond),
 		"wild.test":    fn.ip(hWild),
-		"rebind.test":  "", // see below
+		"rebind.test":  "",
 		"v6.test":      "",
+	}[name]
+	return a, ok
+}
+
+// cnames is alias.test's chain: alias.test -> mid.test -> final.test.
+var cnames = map[string]string{"alias.test": "mid.test", "mid.test": "final.test"}
+
+// zone is the tests' DNS zone (a fakenet.Zone).
+func (fn *fakeNet) zone(name string, qtype uint16) fakenet.Records {
+	if target, ok := cnames[name]; ok {
+		return fakenet.Records{Exists: true, CNAME: target, TTL: zoneTTL}
 	}
-	aaaa := map[string]string{
-		"v6.test": fn.ip6(hDNS),
-	}
+	asked := name
 	switch {
 	case strings.HasSuffix(name, ".wild.test"):
 		name = "wild.test"
 	case strings.HasSuffix(name, ".denied.test"):
 		name = "denied.test" // exfiltration labels: must never be asked
 	}
-	v4, ok := a[name]
+	v4, ok := fn.zoneA(name)
 	if !ok {
-		return nil, false
+		return fakenet.Records{TTL: zoneTTL}
 	}
-	switch qtype {
-	case dns.TypeA:
-		if name == "rebind.test" {
-			// The first answer is an allowed host, every later one the
-			// loopback: a name rebinding under the client's feet.
-			fn.mu.Lock()
-			fn.rebinds++
-			first := fn.rebinds == 1
-			fn.mu.Unlock()
-			if first {
-				return []string{fn.ip(hAllowed)}, true
-			}
-			return []string{"127.0.0.1"}, true
-		}
-		if v4 != "" {
-			return []string{v4}, true
-		}
-	case dns.TypeAAAA:
-		if v6, ok := aaaa[name]; ok {
-			return []string{v6}, true
-		}
+	r := fakenet.Records{Exists: true, TTL: zoneTTL}
+	switch {
+	case qtype == dns.TypeTXT:
+		r.TXT = []string{"txt of " + asked}
+	case qtype == dns.TypeA && name == "rebind.test":
+		r.Addrs = []string{fn.rebind()}
+	case qtype == dns.TypeA && v4 != "":
+		r.Addrs = []string{v4}
+	case qtype == dns.TypeAAAA && name == "v6.test":
+		r.Addrs = []string{fn.ip6(hDNS)}
 	}
-	return nil, true
+	if name == "rebind.test" {
+		r.TTL = 0 // kept by no cache: the next lookup asks again
+	}
+	return r
+}
+
+// rebind is rebind.test's address: first an allowed host, every later
+// time the loopback, a name rebinding under the client's feet.
+func (fn *fakeNet) rebind() string {
+	fn.mu.Lock()
+	defer fn.mu.Unlock()
+	fn.rebinds++
+	if fn.rebinds == 1 {
+		return fn.ip(hAllowed)
+	}
+	return "127.0.0.1"
 }
 
 // resetRebind makes rebind.test answer its allowed address once more.
@@ -928,120 +352,6 @@ func (fn *fakeNet) resetRebind() {
 	fn.mu.Lock()
 	fn.rebinds = 0
 	fn.mu.Unlock()
-}
-
-// cnames is alias.test's chain: alias.test -> mid.test -> final.test.
-var cnames = map[string]string{"alias.test": "mid.test", "mid.test": "final.test"}
-
-func (fn *fakeNet) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
-	if len(req.Question) != 1 {
-		return
-	}
-	q := req.Question[0]
-	network := "udp"
-	if _, ok := w.LocalAddr().(*net.TCPAddr); ok {
-		network = "tcp"
-	}
-	fn.record(netEvent{Kind: "dns", Net: network, Local: w.LocalAddr().String(), Remote: w.RemoteAddr().String(),
-		Name: q.Name, QType: dns.TypeToString[q.Qtype]})
-	resp := new(dns.Msg)
-	resp.SetReply(req)
-	resp.Authoritative = true
-	owner := q.Name
-	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
-	for hops := 0; hops < 8; hops++ {
-		target, ok := cnames[name]
-		if !ok {
-			break
-		}
-		resp.Answer = append(resp.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: zoneTTL}, Target: target + "."})
-		name, owner = target, target+"."
-	}
-	ttl := uint32(zoneTTL)
-	if name == "rebind.test" {
-		ttl = 0 // kept by no cache: the next lookup asks again
-	}
-	addrs, exists := fn.zoneAddrs(name, q.Qtype)
-	if q.Qtype == dns.TypeTXT && exists {
-		resp.Answer = append(resp.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl}, Txt: []string{"txt of " + name}})
-	}
-	for _, a := range addrs {
-		hdr := dns.RR_Header{Name: owner, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: ttl}
-		if q.Qtype == dns.TypeA {
-			resp.Answer = append(resp.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(a)})
-		} else {
-			resp.Answer = append(resp.Answer, &dns.AAAA{Hdr: hdr, AAAA: net.ParseIP(a)})
-		}
-	}
-	if !exists && len(resp.Answer) == 0 {
-		resp.Rcode = dns.RcodeNameError
-	}
-	if len(resp.Answer) == 0 {
-		resp.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 60},
-			Ns: "ns.test.", Mbox: "admin.test.", Serial: 1, Refresh: 60, Retry: 60, Expire: 60, Minttl: 30}}
-	}
-	_ = w.WriteMsg(resp)
-}
-
-// --- TLS certificates ---
-
-func (fn *fakeNet) makeCA() error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "clawrun egress test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	if fn.ca, err = x509.ParseCertificate(der); err != nil {
-		return err
-	}
-	fn.caKey = key
-	fn.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return nil
-}
-
-// cert returns a leaf for name (CN and SAN), made on first use; without
-// SNI, a leaf named "no-sni".
-func (fn *fakeNet) cert(name string) (*tls.Certificate, error) {
-	if name == "" {
-		name = "no-sni"
-	}
-	fn.certMu.Lock()
-	defer fn.certMu.Unlock()
-	if c, ok := fn.certs[name]; ok {
-		return c, nil
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(int64(len(fn.certs) + 2)),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, fn.ca, &key.PublicKey, fn.caKey)
-	if err != nil {
-		return nil, err
-	}
-	c := &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	fn.certs[name] = c
-	return c, nil
 }
 
 // --- containers ---
@@ -1067,7 +377,7 @@ func (fn *fakeNet) egressBundle(r *rtest, edits ...func(*specs.Spec)) string {
 		s.Process.Args = []string{"sh", "-c", sleeper}
 	}}, edits...)...)
 	writeRootfs(r.t, b, "/etc/resolv.conf", "nameserver "+fn.ip(hDNS)+"\noptions timeout:2 attempts:1\n", 0o644)
-	writeRootfs(r.t, b, "/etc/test-ca.pem", string(fn.caPEM), 0o644)
+	writeRootfs(r.t, b, "/etc/test-ca.pem", string(fn.CAPEM()), 0o644)
 	return b
 }
 
@@ -1298,7 +608,7 @@ func netnsAt(path string) (netnsID, error) {
 		return netnsID{}, err
 	}
 	id := netnsID{ino: st.Ino}
-	err := inNetns(path, func() error {
+	err := fakenet.InNetns(path, func() error {
 		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err
@@ -1457,45 +767,45 @@ func policyDoc(body string) string {
 // seen is something the fake internet must (or must never) receive.
 type seen struct {
 	what  string
-	match func(netEvent) bool
+	match func(fakenet.Event) bool
 }
 
 // nothing matches every event: for checks after which the fake internet
 // must have received nothing at all. Such a check also counts packets: not
 // one connection attempt or datagram from the host's side (the filter's)
 // may reach the fake internet, to any address or port, served or not.
-var nothing = seen{"anything", anyEvent}
+var nothing = seen{"anything", fakenet.Any}
 
 // noConnection: no server accepts a connection, and not one connection
 // attempt from the host's side reaches the fake internet.
-var noConnection = seen{"a connection", isKind("accept")}
+var noConnection = seen{"a connection", fakenet.OfKind("accept")}
 
 func sawTLS(sni, ip string) seen {
-	return seen{fmt.Sprintf("a TLS handshake for %q on %s", sni, ip), func(e netEvent) bool {
-		return e.Kind == "tls" && e.Name == sni && e.localIP() == ip
+	return seen{fmt.Sprintf("a TLS handshake for %q on %s", sni, ip), func(e fakenet.Event) bool {
+		return e.Kind == "tls" && e.Name == sni && e.LocalIP() == ip
 	}}
 }
 
 func sawHTTP(host, ip string) seen {
-	return seen{fmt.Sprintf("an HTTP request for %q on %s", host, ip), func(e netEvent) bool {
-		return e.Kind == "http" && e.Name == host && e.localIP() == ip
+	return seen{fmt.Sprintf("an HTTP request for %q on %s", host, ip), func(e fakenet.Event) bool {
+		return e.Kind == "http" && e.Name == host && e.LocalIP() == ip
 	}}
 }
 
 func sawQuery(name, qtype string) seen {
-	return seen{fmt.Sprintf("a DNS query %s %s", name, qtype), func(e netEvent) bool {
-		return dnsQuery(name)(e) && (qtype == "" || e.QType == qtype)
+	return seen{fmt.Sprintf("a DNS query %s %s", name, qtype), func(e fakenet.Event) bool {
+		return fakenet.Query(name)(e) && (qtype == "" || e.QType == qtype)
 	}}
 }
 
 func sawConnTo(ip string, port int) seen {
-	return seen{fmt.Sprintf("a connection to %s:%d", ip, port), func(e netEvent) bool {
-		return e.Kind == "accept" && e.localIP() == ip && e.localPort() == port
+	return seen{fmt.Sprintf("a connection to %s:%d", ip, port), func(e fakenet.Event) bool {
+		return e.Kind == "accept" && e.LocalIP() == ip && e.LocalPort() == port
 	}}
 }
 
 func queryContaining(s string) seen {
-	return seen{fmt.Sprintf("a DNS query containing %q", s), dnsContains(s)}
+	return seen{fmt.Sprintf("a DNS query containing %q", s), fakenet.QueryContaining(s)}
 }
 
 // echeck is one probe run in a container: what it must print, the
@@ -1514,17 +824,21 @@ type echeck struct {
 // check runs ch and returns the probe's line.
 func (c *ectr) check(ch echeck) string {
 	c.t.Helper()
-	lm, em := c.logMark(), c.fn.mark()
-	var counters []string // the fake internet's counters that must not move
+	lm, em := c.logMark(), c.fn.Mark()
+	// The fake internet's counters that must not move.
+	var syns, datagrams bool
 	for _, s := range ch.never {
 		switch s.what {
 		case nothing.what:
-			counters = append(counters, "syns", "datagrams")
+			syns, datagrams = true, true
 		case noConnection.what:
-			counters = append(counters, "syns")
+			syns = true
 		}
 	}
-	before := c.fn.fromHost(c.t, counters...)
+	var before fakenet.Counts
+	if syns || datagrams {
+		before = c.fn.counts(c.t)
+	}
 	bin := cmp.Or(ch.bin, "probe")
 	line := c.exec(append([]string{bin}, ch.args...)...)
 	if !matches(line, ch.out) {
@@ -1539,14 +853,19 @@ func (c *ectr) check(ch echeck) string {
 	if len(ch.never) > 0 {
 		c.fn.flush(c.t)
 	}
-	for i, n := range c.fn.fromHost(c.t, counters...) {
-		if n != before[i] {
-			c.t.Errorf("%s: %d %s packets from the host reached the fake internet:%s", ch.name, n-before[i], counters[i], c.fn.dump(em))
+	if syns || datagrams {
+		after := c.fn.counts(c.t)
+		moved := func(watched bool, what string, n int) {
+			if watched && n != 0 {
+				c.t.Errorf("%s: %d %s packets from the host reached the fake internet:%s", ch.name, n, what, c.fn.Dump(em))
+			}
 		}
+		moved(syns, "syns", after.SYNs-before.SYNs)
+		moved(datagrams, "datagrams", after.Datagrams-before.Datagrams)
 	}
 	for _, s := range ch.never {
 		var bad []string
-		for _, e := range c.fn.since(em) {
+		for _, e := range c.fn.Since(em) {
 			if s.match(e) {
 				bad = append(bad, e.String())
 			}

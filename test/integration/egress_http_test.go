@@ -7,9 +7,10 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // TestEgressHTTP: plain HTTP is decided on the Host of every request of a
@@ -51,16 +52,16 @@ func TestEgressHTTP(t *testing.T) {
 			out:   ok,
 			dec:   []want{connWant("http", "allowed.test", 80, "allow", "allowed")},
 			saw:   []seen{sawHTTP("allowed.test", allowedIP)},
-			never: []seen{{"a connection to the denied address", func(e netEvent) bool { return e.Kind != "dns" && e.localIP() == fn.ip(hDenied) }}}},
+			never: []seen{{"a connection to the denied address", func(e fakenet.Event) bool { return e.Kind != "dns" && e.LocalIP() == fn.ip(hDenied) }}}},
 	)
 
 	// Keep-alive: the second request of the connection names another
 	// host. It is refused (403) whether that host is denied or allowed
 	// (the connection is already bound to the first host's upstream).
 	for _, second := range []string{"denied.test", "other.test"} {
-		lm, em := c.logMark(), fn.mark()
+		lm, em := c.logMark(), fn.Mark()
 		line := c.probe("http", "allowed.test", "80", "allowed.test", second)
-		if want := ok + " | 403 clawrun: egress to " + second + ":80 denied (not_allowed)"; line != "OK "+strings.TrimPrefix(want, "OK ") {
+		if want := ok + " proto=HTTP/1.1 | 403 clawrun: egress to " + second + ":80 denied (not_allowed)"; line != want {
 			t.Errorf("keep-alive, second Host %s: got %q, want %q", second, line, want)
 		}
 		c.waitDecision(lm, connWant("http", second, 80, "deny", "not_allowed"))
@@ -68,7 +69,7 @@ func TestEgressHTTP(t *testing.T) {
 		c.waitDecision(lm, connWant("http", "allowed.test", 80, "allow", "allowed"))
 		fn.waitSaw(t, em, "the first request", sawHTTP("allowed.test", allowedIP).match)
 		var accepts, requests int
-		for _, e := range fn.since(em) {
+		for _, e := range fn.Since(em) {
 			switch {
 			case e.Kind == "accept":
 				accepts++
@@ -79,7 +80,7 @@ func TestEgressHTTP(t *testing.T) {
 			}
 		}
 		if accepts != 1 || requests != 1 {
-			t.Errorf("keep-alive, second Host %s: the upstream got %d connections and %d requests, want 1 and 1:%s", second, accepts, requests, fn.dump(em))
+			t.Errorf("keep-alive, second Host %s: the upstream got %d connections and %d requests, want 1 and 1:%s", second, accepts, requests, fn.Dump(em))
 		}
 	}
 }
@@ -117,7 +118,7 @@ func TestEgressHTTPUpgrade(t *testing.T) {
 		{"behind a plain request (control)", "GET /public/x HTTP/1.1\r\nHost: allowed.test\r\n\r\n", "[200 403]", "request"},
 		{"behind an h2c upgrade", "GET /public/x HTTP/1.1\r\nHost: allowed.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n", "[403]", "unenforceable"},
 	} {
-		lm, em := c.logMark(), fn.mark()
+		lm, em := c.logMark(), fn.Mark()
 		if got := c.exchange(ip, 80, tc.first+smuggled); fmt.Sprint(got) != tc.status {
 			t.Errorf("%s: responses %v, want %s", tc.name, got, tc.status)
 		}
@@ -135,19 +136,19 @@ func TestEgressHTTPUpgrade(t *testing.T) {
 	}
 
 	// HTTP/2 with prior knowledge is not HTTP/1: refused.
-	lm, em := c.logMark(), fn.mark()
+	lm, em := c.logMark(), fn.Mark()
 	if got := c.exchange(ip, 80, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"); fmt.Sprint(got) != "[403]" {
 		t.Errorf("HTTP/2 preface: responses %v, want [403]", got)
 	}
 	c.waitDecision(lm, connWant("http", "", 80, "deny", "unknown_protocol"))
 	time.Sleep(150 * time.Millisecond) // packets in flight
-	if ev := fn.since(em); len(ev) != 0 {
+	if ev := fn.Since(em); len(ev) != 0 {
 		t.Errorf("HTTP/2 preface: the fake internet received %v", ev)
 	}
 
 	// Positive control: a websocket upgrade the rules allow and the server
 	// accepts carries data both ways.
-	em = fn.mark()
+	em = fn.Mark()
 	conn := c.netnsDial(ip, 80)
 	if _, err := io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: allowed.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"); err != nil {
 		t.Fatal(err)
@@ -172,7 +173,7 @@ func TestEgressHTTPUpgrade(t *testing.T) {
 // TestEgressHTTPSmuggling: the filter frames every request exactly as it
 // forwards it and refuses framing a server could read otherwise, so that
 // no request the rules refuse hides in another's body. The upstream is
-// the fake internet's lenient server (handleLax), which reads each of
+// the fake internet's lenient server (ServeLaxHTTP), which reads each of
 // these bodies as a second request. The client is a raw socket in the
 // container's namespace.
 func TestEgressHTTPSmuggling(t *testing.T) {
@@ -226,7 +227,7 @@ func TestEgressHTTPSmuggling(t *testing.T) {
 			"POST /public/z HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
 			status: "[200 200 200]", seen: []string{"GET allowed.test /public/x", "POST allowed.test /public/y", "POST allowed.test /public/z"}},
 	} {
-		lm, em := c.logMark(), fn.mark()
+		lm, em := c.logMark(), fn.Mark()
 		if got := c.exchange(ip, portLax, tc.send); fmt.Sprint(got) != tc.status {
 			t.Errorf("%s: responses %v, want %s", tc.name, got, tc.status)
 		}

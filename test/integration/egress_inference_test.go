@@ -6,15 +6,15 @@ package integration
 // streamed responses passed as they come.
 
 import (
-	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // portInference is the fake internet's model backend: each request is an
@@ -38,26 +38,13 @@ func (fn *fakeNet) startInferenceBackend(t *testing.T) {
 }
 
 func (fn *fakeNet) listenInference() error {
-	var l net.Listener
-	err := fn.inNS(fn.ns, func() (err error) {
-		l, err = net.Listen("tcp", ":"+strconv.Itoa(portInference))
-		return err
-	})
-	if err != nil {
-		return err
-	}
 	inferenceServer.release = make(chan struct{}, 1)
-	cfg := &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return fn.cert(h.ServerName) }}
-	srv := &http.Server{TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(serveInference(fn))}
-	fn.served["tcp/"+strconv.Itoa(portInference)] = true
-	go func() { _ = srv.ServeTLS(l, "", "") }()
-	fn.stop = append(fn.stop, func() { srv.Close() })
-	return nil
+	return fn.ServeTLS(portInference, fakenet.TLSOptions{HTTP: true, Handler: http.HandlerFunc(serveInference(fn))})
 }
 
 func serveInference(fn *fakeNet) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, req *http.Request) {
-		fn.record(netEvent{Kind: "inference", Name: req.Host, Path: req.URL.RequestURI(), Data: inferenceFields(req.Header)})
+		fn.Record(fakenet.Event{Kind: "inference", Name: req.Host, Path: req.URL.RequestURI(), Data: inferenceFields(req.Header)})
 		switch req.URL.Path {
 		case "/release":
 			select {
@@ -91,13 +78,13 @@ func inferenceFields(h http.Header) string {
 
 // sawInference matches a backend request to path carrying fields.
 func sawInference(path, fields string) seen {
-	return seen{fmt.Sprintf("a backend request for %s with %s", path, fields), func(e netEvent) bool {
+	return seen{fmt.Sprintf("a backend request for %s with %s", path, fields), func(e fakenet.Event) bool {
 		return e.Kind == "inference" && e.Path == path && e.Data == fields
 	}}
 }
 
 // anyInference matches every backend request.
-var anyInference = seen{"any backend request", func(e netEvent) bool { return e.Kind == "inference" }}
+var anyInference = seen{"any backend request", func(e fakenet.Event) bool { return e.Kind == "inference" }}
 
 const inferenceSecret = "sk-backend-test-1a2b3c4d"
 
@@ -118,7 +105,7 @@ func TestEgressInferenceRouting(t *testing.T) {
 	r, fn := egressRuntime(t)
 	fn.startInferenceBackend(t)
 	t.Setenv("CLAWRUN_TEST_MODEL_KEY", inferenceSecret)
-	ca := writeTemp(t, "upstream-ca.pem", string(fn.caPEM))
+	ca := writeTemp(t, "upstream-ca.pem", string(fn.CAPEM()))
 	port := strconv.Itoa(portInference)
 	cfg := writeTemp(t, "config.yaml", fn.egressYAML()+"  upstream_ca_file: "+ca+`
   credentials:

@@ -7,133 +7,40 @@ package integration
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
-	"math/big"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
-
-// Ports of the fake internet's HTTPS servers: one with a certificate of
-// the tests' CA, one with a certificate no one signed.
-const (
-	portHTTPS    = 8443
-	portHTTPSBad = 8444
-)
-
-var httpsServers struct {
-	once sync.Once
-	err  error
-}
-
-// startHTTPS starts the fake internet's HTTPS servers (HTTP/1.1 and h2),
-// once: each request is an event of kind https (Name: the Host, Path:
-// the request-target, Data: the method).
-func (fn *fakeNet) startHTTPS(t *testing.T) {
-	t.Helper()
-	httpsServers.once.Do(func() { httpsServers.err = fn.listenHTTPS() })
-	if httpsServers.err != nil {
-		t.Fatalf("the fake internet's HTTPS servers: %v", httpsServers.err)
-	}
-}
-
-func (fn *fakeNet) listenHTTPS() error {
-	unsigned, err := selfSigned("allowed.test")
-	if err != nil {
-		return err
-	}
-	good := &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return fn.cert(h.ServerName) }}
-	bad := &tls.Config{Certificates: []tls.Certificate{*unsigned}}
-	var listeners []net.Listener
-	err = fn.inNS(fn.ns, func() error {
-		for _, port := range []int{portHTTPS, portHTTPSBad} {
-			l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
-			if err != nil {
-				return err
-			}
-			listeners = append(listeners, l)
-		}
-		return nil
-	})
-	if err != nil {
-		for _, l := range listeners {
-			l.Close()
-		}
-		return err
-	}
-	for i, cfg := range []*tls.Config{good, bad} {
-		cfg.NextProtos = []string{"h2", "http/1.1"}
-		srv := &http.Server{Handler: http.HandlerFunc(fn.serveHTTPS), TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog: nil}
-		fn.served["tcp/"+strconv.Itoa([]int{portHTTPS, portHTTPSBad}[i])] = true
-		l := listeners[i]
-		go func() { _ = srv.ServeTLS(l, "", "") }()
-		fn.stop = append(fn.stop, func() { srv.Close() })
-	}
-	return nil
-}
-
-func (fn *fakeNet) serveHTTPS(w http.ResponseWriter, req *http.Request) {
-	local := ""
-	if a, ok := req.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		local = a.String()
-	}
-	fn.record(netEvent{Kind: "https", Local: local, Remote: req.RemoteAddr, Name: req.Host, Path: req.URL.RequestURI(), Data: req.Method})
-	fmt.Fprintf(w, "host=%s path=%s proto=%s\n", req.Host, req.URL.RequestURI(), req.Proto)
-}
-
-// selfSigned is a certificate for name that no CA signed.
-func selfSigned(name string) (*tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
-}
 
 // sawHTTPS matches a request the HTTPS servers received.
 func sawHTTPS(method, host, path string) seen {
-	return seen{fmt.Sprintf("an HTTPS request %s %s%s", method, host, path), func(e netEvent) bool {
+	return seen{fmt.Sprintf("an HTTPS request %s %s%s", method, host, path), func(e fakenet.Event) bool {
 		return e.Kind == "https" && e.Data == method && strings.HasPrefix(e.Name, host) && (path == "" || e.Path == path)
 	}}
 }
 
 // anyHTTPS matches every request the HTTPS servers received.
-var anyHTTPS = seen{"an HTTPS request", isKind("https")}
+var anyHTTPS = seen{"an HTTPS request", fakenet.OfKind("https")}
 
 // inspectConfig is the runtime's config for these tests: the fake
 // internet's, with the tests' CA as the roots inspected upstreams must
 // verify against.
 func (fn *fakeNet) inspectConfig(t *testing.T) string {
 	t.Helper()
-	ca := writeTemp(t, "upstream-ca.pem", string(fn.caPEM))
+	ca := writeTemp(t, "upstream-ca.pem", string(fn.CAPEM()))
 	return writeTemp(t, "config.yaml", fn.egressYAML()+"  upstream_ca_file: "+ca+"\n")
 }
 
 // startInspected starts a container under doc with the inspection config.
 func (fn *fakeNet) startInspected(t *testing.T, r *rtest, doc string) *ectr {
 	t.Helper()
-	fn.startHTTPS(t)
 	b := fn.egressBundle(r, withInline(doc))
 	return fn.startAs(r, newID(t), b, "--config", fn.inspectConfig(t))
 }
@@ -311,7 +218,7 @@ func TestEgressInspectPassThrough(t *testing.T) {
 	c := fn.startInspected(t, r, policyDoc(readOnlyDoc))
 	line := c.check(echeck{name: "other.test, no request fields",
 		args: []string{"https", "other.test", "8443", "other.test", "h1", "other.test", "POST:/x"},
-		out:  `OK issuer="clawrun egress test CA" `,
+		out:  fmt.Sprintf("OK issuer=%q ", fn.CA().Subject.CommonName),
 		saw:  []seen{sawHTTPS("POST", "other.test", "/x")}})
 	wantParts(t, line, "200 POST /x")
 	// Beside it, in the same container, the inspected endpoint's client
@@ -451,7 +358,6 @@ func TestEgressInspectReload(t *testing.T) {
 // out.
 func TestEgressInspectPod(t *testing.T) {
 	r, fn := egressRuntime(t)
-	fn.startHTTPS(t)
 	doc := policyDoc(readOnlyDoc)
 	cfg := fn.inspectConfig(t)
 	rn := fn.routedNet(t)

@@ -12,7 +12,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
+
+// reloadAPI is the endpoint with request rules that both of
+// TestEgressHotReload's generations keep.
+const reloadAPI = `  api:
+    endpoints:
+      - host: allowed.test
+        port: 80
+        protocol: rest
+        rules:
+          - allow: {method: GET, path: /ok}
+`
 
 // TestEgressHotReload: `clawrun policy apply` switches a running
 // container to a new generation, closes the open connections it denies
@@ -25,14 +38,7 @@ func TestEgressHotReload(t *testing.T) {
       - {host: other.test, port: 443}
       - {host: svc.test, port: 2222, protocol: tcp}
       - {host: other.test, port: 80}
-  api:
-    endpoints:
-      - host: allowed.test
-        port: 80
-        protocol: rest
-        rules:
-          - allow: {method: GET, path: /ok}
-`))
+`+reloadAPI))
 	if st := c.egressState(); st != "filtering (generation 1)" {
 		t.Errorf("state: egress %q, want filtering (generation 1)", st)
 	}
@@ -43,7 +49,7 @@ func TestEgressHotReload(t *testing.T) {
 	// the test has seen the reload close the denied ones (it creates
 	// reloaded in the container then).
 	const reloaded = "/tmp/reloaded"
-	em, lm := fn.mark(), c.logMark()
+	em, lm := fn.Mark(), c.logMark()
 	hold := func(args ...string) *proc {
 		return r.startBG(runOpts{Timeout: time.Minute}, append(append(fn.globals(), "exec", c.id, "probe"), args...)...)
 	}
@@ -61,14 +67,7 @@ func TestEgressHotReload(t *testing.T) {
 	gen2 := writeTemp(t, "gen2.yaml", policyDoc(`  web:
     endpoints:
       - {host: allowed.test, port: 443}
-  api:
-    endpoints:
-      - host: allowed.test
-        port: 80
-        protocol: rest
-        rules:
-          - allow: {method: GET, path: /ok}
-`))
+`+reloadAPI))
 	applied := time.Now()
 	res := r.ok(append(fn.globals(), "policy", "apply", c.id, gen2)...)
 	if !strings.Contains(res.Stdout, "generation 2") {
@@ -95,7 +94,7 @@ func TestEgressHotReload(t *testing.T) {
 	if out := keep.wait(20 * time.Second); !strings.HasPrefix(strings.TrimSpace(out.Stdout), "OK OPEN") {
 		t.Errorf("the TLS connection the new policy allows: got %q, want it left open", out.Stdout)
 	}
-	kept := "OK 200 host=allowed.test local=" + fn.ip(hAllowed) + " path=/ok | 200 host=allowed.test"
+	kept := "OK 200 host=allowed.test local=" + fn.ip(hAllowed) + " path=/ok proto=HTTP/1.1 | 200 host=allowed.test"
 	if out := keepHTTP.wait(20 * time.Second); !strings.HasPrefix(strings.TrimSpace(out.Stdout), kept) {
 		t.Errorf("the HTTP connection the new policy allows (an endpoint with request rules): got %q, want %q", out.Stdout, kept)
 	}
@@ -179,12 +178,12 @@ func TestEgressFilterKilled(t *testing.T) {
 		getsNothingOut("UDP, filter dead", "udp", fn.ip(hDNS), "7"),
 	}
 	base := fn.start(r, fn.egressBundle(r, rn.inNet))
-	em, before := fn.mark(), rn.packets(t)
+	em, before := fn.Mark(), rn.packets(t)
 	for _, ch := range deadFilter {
 		base.expect("OK", ch.args...)
 	}
-	fn.waitSaw(t, em, "the control's TLS handshake", func(e netEvent) bool { return e.Kind == "tls" && hostOf(e.Remote) == rn.ip })
-	fn.waitSaw(t, em, "the control's datagram", func(e netEvent) bool { return e.Kind == "udp" && hostOf(e.Remote) == rn.ip })
+	fn.waitSaw(t, em, "the control's TLS handshake", func(e fakenet.Event) bool { return e.Kind == "tls" && e.RemoteIP() == rn.IP })
+	fn.waitSaw(t, em, "the control's datagram", func(e fakenet.Event) bool { return e.Kind == "udp" && e.RemoteIP() == rn.IP })
 	if rn.packets(t) == before {
 		t.Fatal("control: no packet from the container was counted")
 	}
@@ -408,7 +407,7 @@ func TestEgressHotReloadUndecided(t *testing.T) {
 	// other.test:81 never accepts until the test lets it: a dial to it
 	// stays pending.
 	slow, queued := fn.fullListener(t, fn.ip(hOther), 81)
-	em, lm := fn.mark(), c.logMark()
+	em, lm := fn.Mark(), c.logMark()
 
 	// Decided, dialling: a ClientHello for other.test:81.
 	pending := c.netnsDial(fn.ip(hOther), 81)
@@ -442,7 +441,7 @@ func TestEgressHotReloadUndecided(t *testing.T) {
 	// The ClientHellos sent after the reload are decided by it (before
 	// the filter's wait for them ends).
 	pool := x509.NewCertPool()
-	pool.AddCert(fn.ca)
+	pool.AddCert(fn.CA())
 	if err := tls.Client(removed, &tls.Config{ServerName: "other.test", RootCAs: pool}).Handshake(); err == nil {
 		t.Error("the handshake with other.test succeeded after the reload removed it")
 	}
@@ -491,8 +490,8 @@ func TestEgressHotReloadUndecided(t *testing.T) {
 		conn.Close()
 	}
 
-	for _, e := range fn.since(em) {
-		if e.localIP() == fn.ip(hOther) {
+	for _, e := range fn.Since(em) {
+		if e.LocalIP() == fn.ip(hOther) {
 			t.Errorf("other.test received something after the reload removed it: %s", e)
 		}
 	}

@@ -179,13 +179,13 @@ func TestEgressLogFlood(t *testing.T) {
 	c.check(fn.allowedTLS("before the flood"))
 	allowed := c.waitDecision(lm, connWant("tls", "allowed.test", 443, "allow", "allowed"))
 
-	em := fn.mark()
+	em := fn.Mark()
 	dnsRes := counts(c.probe("flood-dns", fn.ip(hDNS), "flood.denied.test", "100000"))
 	longName := strings.Repeat("x", 60) + "." + strings.Repeat("exfil", 250) + ".denied.test"
 	tlsRes := counts(c.probe("flood-tls", fn.ip(hDenied), "443", longName, "40000"))
 	t.Logf("DNS flood: %v; TLS flood: %v", dnsRes, tlsRes)
-	if got := fn.since(em); len(got) > 0 {
-		t.Fatalf("the flood reached the fake internet:%s", fn.dump(em))
+	if got := fn.Since(em); len(got) > 0 {
+		t.Fatalf("the flood reached the fake internet:%s", fn.Dump(em))
 	}
 
 	// The repeats of the last window are logged when the window ends (at
@@ -379,12 +379,12 @@ func TestEgressFilterFailureCause(t *testing.T) {
 	res := r.run(append(fn.globals(), "policy", "apply", c.id, gen2)...)
 	assertFailure(t, res, "is a directory")
 	// No worker: nothing gets out (the decision log cannot be read here).
-	em := fn.mark()
+	em := fn.Mark()
 	if line := c.probe("tls", "allowed.test", "443", "allowed.test"); !strings.HasPrefix(line, "ERR ") {
 		t.Errorf("worker down: allowed TLS: got %q, want an error", line)
 	}
-	if len(fn.since(em)) > 0 {
-		t.Errorf("worker down: the fake internet received:%s", fn.dump(em))
+	if len(fn.Since(em)) > 0 {
+		t.Errorf("worker down: the fake internet received:%s", fn.Dump(em))
 	}
 
 	// Once it can start again, it does, with generation 1.
@@ -459,7 +459,7 @@ func TestEgressFilterOutsideCgroup(t *testing.T) {
 	})
 	lm := c.logMark()
 	pool := x509.NewCertPool()
-	pool.AddCert(fn.ca)
+	pool.AddCert(fn.CA())
 	conn := tls.Client(c.netnsDial(fn.ip(hAllowed), 443), &tls.Config{ServerName: "allowed.test", RootCAs: pool})
 	if err := conn.Handshake(); err != nil {
 		t.Errorf("the new worker, the container at its pids limit: TLS to allowed.test: %v", err)

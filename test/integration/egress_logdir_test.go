@@ -22,7 +22,7 @@ func TestEgressLogDirFaults(t *testing.T) {
 	doc := withInline(policyDoc("  web:\n    endpoints:\n      - {host: allowed.test, port: 443}\n"))
 	configWith := func(logDir string) string {
 		cfg := fmt.Sprintf("egress:\n  upstream_dns: [%q]\n  allowed_upstream_ranges: [%q, %q]\n  log_dir: %s\n",
-			fn.ip(hDNS)+":53", fmt.Sprintf("198.18.%d.0/24", fn.oct), v6addr(fn.oct, 0)+"/112", logDir)
+			fn.ip(hDNS)+":53", fn.Prefix(blockLink), fn.Prefix6(blockLink), logDir)
 		return writeTemp(t, "config.yaml", cfg)
 	}
 

@@ -1,17 +1,13 @@
 package integration
 
 import (
-	"encoding/json"
-	"fmt"
-	"net"
-	"os"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // TestEgressNoOtherWayOut: in a namespace with a real route into the fake
@@ -25,7 +21,7 @@ func TestEgressNoOtherWayOut(t *testing.T) {
 	r, fn := egressRuntime(t)
 	rn := fn.routedNet(t)
 	netRaw := addCaps("CAP_NET_RAW")
-	fromContainer := func(e netEvent) bool { return hostOf(e.Remote) == rn.ip || hostOf(e.Remote) == rn.ip6 }
+	fromContainer := func(e fakenet.Event) bool { return e.RemoteIP() == rn.IP || e.RemoteIP() == rn.IP6 }
 	ways := []struct {
 		name     string
 		args     []string
@@ -48,19 +44,19 @@ func TestEgressNoOtherWayOut(t *testing.T) {
 
 	// The control: no policy, the same namespace and capabilities.
 	base := fn.start(r, fn.egressBundle(r, rn.inNet, netRaw))
-	em, before := fn.mark(), rn.packets(t)
+	em, before := fn.Mark(), rn.packets(t)
 	for _, w := range ways {
-		wm := fn.mark()
+		wm := fn.Mark()
 		base.expect("OK", w.args...)
 		if w.arrives {
-			fn.waitSaw(t, wm, "the control's "+w.name, func(e netEvent) bool { return e.Kind == "udp" && fromContainer(e) })
+			fn.waitSaw(t, wm, "the control's "+w.name, func(e fakenet.Event) bool { return e.Kind == "udp" && fromContainer(e) })
 		}
 	}
 	if res := ping(base); res.Code != 0 {
 		t.Errorf("control: ping without a policy failed:\n%s", res)
 	}
 	if n := rn.packets(t) - before; n == 0 {
-		t.Fatalf("control: no packet from the container reached the fake internet; it saw:%s", fn.dump(em))
+		t.Fatalf("control: no packet from the container reached the fake internet; it saw:%s", fn.Dump(em))
 	}
 	r.ok(append(fn.globals(), "delete", "-f", base.id)...)
 
@@ -68,7 +64,7 @@ func TestEgressNoOtherWayOut(t *testing.T) {
     endpoints:
       - {host: allowed.test, port: 443}
 `), rn.inNet, netRaw)
-	em, before = fn.mark(), rn.packets(t)
+	em, before = fn.Mark(), rn.packets(t)
 	for _, w := range ways {
 		c.check(echeck{name: w.name, args: w.args, out: w.confined, never: []seen{{"anything from the container", fromContainer}}})
 	}
@@ -80,7 +76,7 @@ func TestEgressNoOtherWayOut(t *testing.T) {
 		t.Errorf("CAP_NET_RAW is effective under an egress policy:\n%s", status.Stdout)
 	}
 	fn.flush(t)
-	for _, e := range fn.since(em) {
+	for _, e := range fn.Since(em) {
 		t.Errorf("the fake internet received something: %s", e)
 	}
 	if n := rn.packets(t) - before; n != 0 {
@@ -92,111 +88,35 @@ func TestEgressNoOtherWayOut(t *testing.T) {
 
 // routedNet is a network namespace with a real route into the fake
 // internet (as Docker's or a CNI's would be), for a container to join:
-// without the filter, everything would get through.
+// without the filter, everything would get through (fakenet's Client).
 type routedNet struct {
-	ns         string
-	ifname     string // its interface into the fake internet
-	ip, ip6    string // the container's addresses
-	counter4   string // nft counters in the fake internet, of packets from ip and ip6
-	counter6   string
-	fakeNS     string
-	cidr6      string
-	gwIP, gwV6 string
+	*fakenet.Client
+	t *testing.T
 }
 
-var cnetSeq int
-
+// routedNet makes one, removed at the end of t.
 func (fn *fakeNet) routedNet(t *testing.T) *routedNet {
 	t.Helper()
-	cnetSeq++
-	pid := os.Getpid()
-	oct := fn.oct + 2
-	rn := &routedNet{
-		ns:       fmt.Sprintf("clawrun-cnet-%d-%d", pid, cnetSeq),
-		ip:       fmt.Sprintf("198.18.%d.2", oct),
-		gwIP:     fmt.Sprintf("198.18.%d.1", oct),
-		ip6:      v6addr(oct, 2),
-		gwV6:     v6addr(oct, 1),
-		cidr6:    v6addr(oct, 0) + "/112",
-		counter4: "fromc4", counter6: "fromc6",
-		fakeNS: fn.ns,
-	}
-	cIf, fIf := fmt.Sprintf("ccn%dc%d", pid%1000000, cnetSeq), fmt.Sprintf("ccn%df%d", pid%1000000, cnetSeq)
-	rn.ifname = cIf
-	cn := func(args ...string) []string { return append([]string{"ip", "-n", rn.ns}, args...) }
-	fk := func(args ...string) []string { return append([]string{"ip", "-n", fn.ns}, args...) }
-	t.Cleanup(func() {
-		_, _ = runCmd(10*time.Second, "ip", "netns", "exec", fn.ns, "nft", "delete", "table", "inet", "cwatch")
-		if _, err := runCmd(10*time.Second, "ip", "netns", "del", rn.ns); err != nil {
-			t.Errorf("removing %s: %v", rn.ns, err)
-		}
-	})
-	err := runAll([][]string{
-		{"ip", "netns", "add", rn.ns},
-		{"ip", "link", "add", cIf, "netns", rn.ns, "type", "veth", "peer", "name", fIf, "netns", fn.ns},
-		cn("link", "set", "lo", "up"),
-		cn("addr", "add", rn.ip+"/24", "dev", cIf),
-		cn("-6", "addr", "add", rn.ip6+"/112", "dev", cIf, "nodad"),
-		cn("link", "set", cIf, "up"),
-		fk("addr", "add", rn.gwIP+"/24", "dev", fIf),
-		fk("-6", "addr", "add", rn.gwV6+"/112", "dev", fIf, "nodad"),
-		fk("link", "set", fIf, "up"),
-		cn("route", "add", "default", "via", rn.gwIP),
-		cn("-6", "route", "add", "default", "via", rn.gwV6),
-		// Unprivileged ICMP sockets are allowed here: only the filter
-		// may stop a ping.
-		{"ip", "netns", "exec", rn.ns, "sh", "-c", "echo 0 2147483647 > /proc/sys/net/ipv4/ping_group_range"},
-	})
+	c, err := fn.AddClient(fakenet.ClientOptions{Name: "routed", Block: blockRouted})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules := fmt.Sprintf(`table inet cwatch {
-	counter fromc4 {}
-	counter fromc6 {}
-	set seen4 { type ipv4_addr . inet_proto . inet_service; flags dynamic; counter; size 65535; }
-	set seen6 { type ipv6_addr . inet_proto . inet_service; flags dynamic; counter; size 65535; }
-	chain in {
-		type filter hook prerouting priority -300; policy accept;
-		ip saddr %[1]s counter name fromc4
-		ip6 saddr %[2]s counter name fromc6
-		ip saddr %[1]s meta l4proto { tcp, udp } update @seen4 { ip daddr . meta l4proto . th dport }
-		ip6 saddr %[2]s meta l4proto { tcp, udp } update @seen6 { ip6 daddr . meta l4proto . th dport }
-	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("removing %s: %v", c.NS, err)
+		}
+	})
+	return &routedNet{c, t}
 }
-`, rn.ip, rn.cidr6)
-	f := writeTemp(t, "cwatch.nft", rules)
-	if _, err := runCmd(10*time.Second, "ip", "netns", "exec", fn.ns, "nft", "-f", f); err != nil {
-		t.Fatal(err)
-	}
-	return rn
-}
-
-var packetsRe = regexp.MustCompile(`packets (\d+)`)
 
 // packets is how many packets from the container's addresses reached the
 // fake internet.
 func (rn *routedNet) packets(t *testing.T) int {
 	t.Helper()
-	total := 0
-	for _, name := range []string{rn.counter4, rn.counter6} {
-		total += nftCounter(t, rn.fakeNS, "cwatch", name)
-	}
-	return total
-}
-
-// nftCounter is the packet count of an nft counter in table inet table of
-// the named namespace.
-func nftCounter(t *testing.T, ns, table, name string) int {
-	t.Helper()
-	out, err := runCmd(10*time.Second, "ip", "netns", "exec", ns, "nft", "list", "counter", "inet", table, name)
+	n, err := rn.Packets()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := packetsRe.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no packet count in %q", out)
-	}
-	n, _ := strconv.Atoi(m[1])
 	return n
 }
 
@@ -205,57 +125,15 @@ func nftCounter(t *testing.T, ns, table, name string) int {
 // packets() also counts the kernel's own (neighbour discovery, retries).
 func (rn *routedNet) packetsTo(t *testing.T, proto, addr string, port int) int {
 	t.Helper()
-	set := "seen4"
-	if strings.Contains(addr, ":") {
-		set = "seen6"
-	}
-	out, err := runCmd(10*time.Second, "ip", "netns", "exec", rn.fakeNS, "nft", "-j", "list", "set", "inet", "cwatch", set)
+	n, err := rn.PacketsTo(proto, addr, port)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc struct {
-		Nftables []struct {
-			Set *struct {
-				Elem []struct {
-					Elem struct {
-						Val struct {
-							Concat []any `json:"concat"`
-						} `json:"val"`
-						Counter struct {
-							Packets int `json:"packets"`
-						} `json:"counter"`
-					} `json:"elem"`
-				} `json:"elem"`
-			} `json:"set"`
-		} `json:"nftables"`
-	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatalf("nft -j list set %s: %v\n%s", set, err, out)
-	}
-	want := []string{net.ParseIP(addr).String(), proto, strconv.Itoa(port)}
-	for _, o := range doc.Nftables {
-		if o.Set == nil {
-			continue
-		}
-		for _, e := range o.Set.Elem {
-			c := e.Elem.Val.Concat
-			if len(c) != 3 {
-				continue
-			}
-			got := []string{fmt.Sprint(c[0]), fmt.Sprint(c[1]), fmt.Sprint(c[2])}
-			if ip := net.ParseIP(got[0]); ip != nil {
-				got[0] = ip.String()
-			}
-			if got[0] == want[0] && got[1] == want[1] && got[2] == want[2] {
-				return e.Elem.Counter.Packets
-			}
-		}
-	}
-	return 0
+	return n
 }
 
 // inNet joins the container to the namespace.
-func (rn *routedNet) inNet(s *specs.Spec) { joinNetns("/run/netns/" + rn.ns)(s) }
+func (rn *routedNet) inNet(s *specs.Spec) { joinNetns(rn.NetnsPath())(s) }
 
 // TestEgressRoutedNetns: a container whose namespace has a real route
 // into the fake internet. Without clawrun (the control) UDP, ICMP, IPv6
@@ -267,7 +145,7 @@ func TestEgressRoutedNetns(t *testing.T) {
 	probe := fn.hostProbe(t)
 
 	// The control: the same probe, in the same namespace, without clawrun.
-	em := fn.mark()
+	em := fn.Mark()
 	for _, args := range [][]string{
 		{"udp", fn.ip(hDNS), "7", "control"},
 		{"udp", fn.ip6(hDNS), "7", "control6"},
@@ -275,12 +153,12 @@ func TestEgressRoutedNetns(t *testing.T) {
 		{"icmp", fn.ip6(hDNS)},
 		{"tcp", fn.ip(hSvc), "2222"},
 	} {
-		out, err := runCmd(15*time.Second, "ip", append([]string{"netns", "exec", rn.ns, probe}, args...)...)
+		out, err := runCmd(15*time.Second, "ip", append([]string{"netns", "exec", rn.NS, probe}, args...)...)
 		if err != nil || !strings.HasPrefix(out, "OK") {
-			t.Fatalf("control without clawrun: probe %v: %q %v; the fake internet saw:%s", args, out, err, fn.dump(em))
+			t.Fatalf("control without clawrun: probe %v: %q %v; the fake internet saw:%s", args, out, err, fn.Dump(em))
 		}
 	}
-	fn.waitSaw(t, em, "the control's UDP datagram", func(e netEvent) bool { return e.Kind == "udp" && hostOf(e.Remote) == rn.ip })
+	fn.waitSaw(t, em, "the control's UDP datagram", func(e fakenet.Event) bool { return e.Kind == "udp" && e.RemoteIP() == rn.IP })
 	before := rn.packets(t)
 	if before == 0 {
 		t.Fatal("the control's packets were not counted")
@@ -294,8 +172,8 @@ func TestEgressRoutedNetns(t *testing.T) {
 	// gateway's neighbour probes about the control's traffic until the
 	// filter is in place.
 	before = rn.packets(t)
-	em = fn.mark()
-	noUDP := seen{"a UDP datagram", isKind("udp")}
+	em = fn.Mark()
+	noUDP := seen{"a UDP datagram", fakenet.OfKind("udp")}
 	c.checks(
 		echeck{name: "UDP to the echo server", args: []string{"udp", fn.ip(hDNS), "7", "hello"}, out: "ERR EPERM", never: []seen{noUDP}},
 		echeck{name: "QUIC-like UDP 443", args: []string{"udp", fn.ip(hAllowed), "443", "quic"}, out: "ERR EPERM", never: []seen{noUDP}},
@@ -330,8 +208,8 @@ func TestEgressRoutedNetns(t *testing.T) {
 	if ping.Code == 0 {
 		t.Errorf("ping got through:\n%s", ping)
 	}
-	for _, e := range fn.since(em) {
-		if hostOf(e.Remote) == rn.ip || hostOf(e.Remote) == rn.ip6 {
+	for _, e := range fn.Since(em) {
+		if e.RemoteIP() == rn.IP || e.RemoteIP() == rn.IP6 {
 			t.Errorf("the fake internet received something from the container itself: %s", e)
 		}
 	}
@@ -345,12 +223,12 @@ func TestEgressRoutedNetns(t *testing.T) {
 		t.Errorf("no clawrun table in the container's namespace:\n%s", tables)
 	}
 	r.ok("delete", "-f", c.id)
-	out, err := runCmd(10*time.Second, "ip", "netns", "exec", rn.ns, "nft", "list", "tables")
+	out, err := runCmd(10*time.Second, "ip", "netns", "exec", rn.NS, "nft", "list", "tables")
 	if err != nil || strings.Contains(out, "clawrun") {
 		t.Errorf("after delete, the namespace's tables are %q (%v)", out, err)
 	}
-	routes, err := runCmd(10*time.Second, "ip", "-n", rn.ns, "route", "show", "default")
-	if err != nil || !strings.Contains(routes, rn.gwIP) {
+	routes, err := runCmd(10*time.Second, "ip", "-n", rn.NS, "route", "show", "default")
+	if err != nil || !strings.Contains(routes, rn.Gateway) {
 		t.Errorf("after delete, the namespace's default route is %q (%v)", routes, err)
 	}
 	if procs := filterProcs(r.root); len(procs) > 0 {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // joinNetns makes the container join the network namespace at path.
@@ -74,7 +76,7 @@ func TestEgressLoopbackStaysLocal(t *testing.T) {
 	}
 	args := func(a attempt) []string {
 		how, _, _ := strings.Cut(a.name, ":")
-		cmd := []string{a.proto + "-dev", how, rn.ifname, a.addr, strconv.Itoa(a.port)}
+		cmd := []string{a.proto + "-dev", how, rn.If, a.addr, strconv.Itoa(a.port)}
 		if a.proto == "udp" {
 			cmd = append(cmd, a.payload)
 		}
@@ -85,7 +87,7 @@ func TestEgressLoopbackStaysLocal(t *testing.T) {
 	local := 0
 	for _, a := range attempts {
 		before := rn.packetsTo(t, a.proto, a.addr, a.port)
-		out, _ := runCmd(15*time.Second, "ip", append([]string{"netns", "exec", rn.ns, probe}, args(a)...)...)
+		out, _ := runCmd(15*time.Second, "ip", append([]string{"netns", "exec", rn.NS, probe}, args(a)...)...)
 		out = strings.TrimSpace(out)
 		if a.proto == "tcp" && a.addr == "127.0.0.1" && strings.HasPrefix(out, "ERR ECONNREFUSED") {
 			// Refused by the namespace's own loopback, not sent: nothing
@@ -105,7 +107,7 @@ func TestEgressLoopbackStaysLocal(t *testing.T) {
     endpoints:
       - {host: allowed.test, port: 443}
 `), rn.inNet)
-	em := fn.mark()
+	em := fn.Mark()
 	before := rn.packets(t)
 	for _, a := range attempts {
 		if line := c.probe(args(a)...); a.err && !strings.HasPrefix(line, "ERR ") {
@@ -116,7 +118,7 @@ func TestEgressLoopbackStaysLocal(t *testing.T) {
 	if after := rn.packets(t); after != before {
 		t.Errorf("%d packets from the container's addresses reached the fake internet", after-before)
 	}
-	for _, e := range fn.since(em) {
+	for _, e := range fn.Since(em) {
 		t.Errorf("the fake internet received something: %s", e)
 	}
 	// Loopback itself still works, the filter's redirect to it included.
@@ -146,8 +148,7 @@ func (r *rtest) netnsRecords() []string {
 // containers to join by path.
 func namedNetns(t *testing.T) string {
 	t.Helper()
-	cnetSeq++
-	name := fmt.Sprintf("clawrun-cnet-%d-%d", os.Getpid(), cnetSeq)
+	name := fakenet.NetnsName("named")
 	if err := runAll([][]string{{"ip", "netns", "add", name}, {"ip", "-n", name, "link", "set", "lo", "up"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestEgressStaleNetnsRecord(t *testing.T) {
 	before := rn.packets(t)
 	b.checks(
 		echeck{name: "UDP to the echo server", args: []string{"udp", fn.ip(hDNS), "7", "stale"}, out: "ERR EPERM",
-			never: []seen{{"a UDP datagram", isKind("udp")}}},
+			never: []seen{{"a UDP datagram", fakenet.OfKind("udp")}}},
 		echeck{name: "a denied name", args: []string{"dns", fn.ip(hDNS), "denied.test"}, out: "ERR NXDOMAIN",
 			dec: []want{dnsWant("denied.test", "A", "deny", "not_allowed")}, never: []seen{queryContaining("denied.test")}},
 		fn.allowedTLS("allowed TLS"),
@@ -265,7 +266,7 @@ func TestEgressStaleNetnsRecord(t *testing.T) {
 	res := r.run(append(fn.globals(), "create", "--bundle", bundle, id)...)
 	assertFailure(t, res, "network_policies: the filter of "+b.id)
 	r.assertGone(id, "")
-	if !strings.Contains(nftTablesInNetns(t, rn.ns), "table inet clawrun") {
+	if !strings.Contains(nftTablesInNetns(t, rn.NS), "table inet clawrun") {
 		t.Errorf("the rules of the namespace whose filter is down are gone")
 	}
 }
@@ -359,25 +360,22 @@ func TestEgressCreateKilled(t *testing.T) {
 	n, rng := killRuns(t, "CLAWRUN_CREATE_KILLS", 30, "CLAWRUN_CREATE_KILL_SEED")
 
 	named := namedNetns(t)
-	policy := withInline(allowedOnly)
 	variants := []*createKillVariant{
-		{name: "own namespace, filter", filter: true, bundle: fn.egressBundle(r, policy)},
-		{name: "own namespace, no filter", bundle: fn.egressBundle(r)},
-		{name: "named namespace, filter", filter: true, named: named, bundle: fn.egressBundle(r, policy, joinNetns("/run/netns/"+named))},
-		{name: "named namespace, no filter", named: named, bundle: fn.egressBundle(r, joinNetns("/run/netns/"+named))},
+		newKillVariant(r, fn, "own namespace, filter", true, ""),
+		newKillVariant(r, fn, "own namespace, no filter", false, ""),
+		newKillVariant(r, fn, "named namespace, filter", true, named),
+		newKillVariant(r, fn, "named namespace, no filter", false, named),
 	}
 	for _, v := range variants {
-		v.phases = map[string]int{}
-		var total time.Duration
-		for range 3 {
+		v.took = meanOf3(func() time.Duration {
 			id := newID(t)
 			r.track(id)
 			start := time.Now()
 			r.ok(append(fn.globals(), "create", "--bundle", v.bundle, id)...)
-			total += time.Since(start)
+			took := time.Since(start)
 			r.ok(append(fn.globals(), "delete", "-f", id)...)
-		}
-		v.took = total / 3
+			return took
+		})
 		t.Logf("%s: create takes %v", v.name, v.took.Round(time.Millisecond))
 	}
 
@@ -398,11 +396,59 @@ func TestEgressCreateKilled(t *testing.T) {
 			v.name, v.runs, v.leaks, v.phases, v.lingered.Round(time.Millisecond))
 	}
 
-	// The shared namespace still takes a filtered container.
+	stillFiltered(r, fn, named)
+}
+
+// newKillVariant is a container of the kill tests: with a filter
+// (allowedOnly) or none, in a network namespace of its own or in named.
+func newKillVariant(r *rtest, fn *fakeNet, name string, filter bool, named string) *createKillVariant {
+	var edits []func(*specs.Spec)
+	if filter {
+		edits = append(edits, withInline(allowedOnly))
+	}
+	if named != "" {
+		edits = append(edits, joinNetns("/run/netns/"+named))
+	}
+	return &createKillVariant{name: name, filter: filter, named: named, bundle: fn.egressBundle(r, edits...), phases: map[string]int{}}
+}
+
+// meanOf3 is the mean of three runs of f.
+func meanOf3(f func() time.Duration) time.Duration {
+	return (f() + f() + f()) / 3
+}
+
+// namespaces is the network namespace of a run of the variant: the named
+// one, or that of its init pid (none if 0 or gone).
+func (v *createKillVariant) namespaces(t *testing.T, pid int) map[netnsID]bool {
+	t.Helper()
+	ns := map[netnsID]bool{}
+	if v.named != "" {
+		ns[namedNetnsID(t, v.named)] = true
+	} else if id, err := netnsOf(pid); pid > 0 && err == nil {
+		ns[id] = true
+	}
+	return ns
+}
+
+// killAfter SIGKILLs p after delay unless it has exited by then, and
+// waits for it.
+func killAfter(p *proc, delay time.Duration) {
+	select {
+	case <-p.done:
+	case <-time.After(delay):
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// stillFiltered: the shared namespace named, after the kills, still takes
+// a filtered container.
+func stillFiltered(r *rtest, fn *fakeNet, named string) {
+	r.t.Helper()
 	c := fn.startPolicy(r, allowedOnly, joinNetns("/run/netns/"+named))
 	c.checks(
 		echeck{name: "UDP after the kills", args: []string{"udp", fn.ip(hDNS), "7", "after"}, out: "ERR ",
-			never: []seen{{"a UDP datagram", isKind("udp")}}},
+			never: []seen{{"a UDP datagram", fakenet.OfKind("udp")}}},
 		fn.allowedTLS("allowed TLS after the kills"),
 	)
 }
@@ -440,24 +486,14 @@ func createKilledAt(t *testing.T, r *rtest, fn *fakeNet, v *createKillVariant, d
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-p.done:
-	case <-time.After(delay):
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-	}
+	killAfter(p, delay)
 	phase := createKillPhase(stateDir, p.cmd.ProcessState.Success())
 	// The namespace of its own, if the create got that far.
-	namespaces := map[netnsID]bool{}
-	if v.named != "" {
-		namespaces[namedNetnsID(t, v.named)] = true
-	} else if data, err := os.ReadFile(filepath.Join(stateDir, "state.json")); err == nil {
-		if pid, err := initPid(data); err == nil {
-			if ns, err := netnsOf(pid); err == nil {
-				namespaces[ns] = true
-			}
-		}
+	pid := 0
+	if data, err := os.ReadFile(filepath.Join(stateDir, "state.json")); err == nil {
+		pid, _ = initPid(data)
 	}
+	namespaces := v.namespaces(t, pid)
 
 	// Its filter's supervisor, if the create got as far as recording it.
 	supervisor := recordedSupervisor(stateDir)
@@ -528,22 +564,19 @@ func TestEgressDeleteKilled(t *testing.T) {
 	n, rng := killRuns(t, "CLAWRUN_DELETE_KILLS", 24, "CLAWRUN_DELETE_KILL_SEED")
 
 	named := namedNetns(t)
-	policy := withInline(allowedOnly)
 	variants := []*createKillVariant{
-		{name: "own namespace", filter: true, bundle: fn.egressBundle(r, policy)},
-		{name: "named namespace", filter: true, named: named, bundle: fn.egressBundle(r, policy, joinNetns("/run/netns/"+named))},
+		newKillVariant(r, fn, "own namespace", true, ""),
+		newKillVariant(r, fn, "named namespace", true, named),
 	}
 	for _, v := range variants {
-		var total time.Duration
-		for range 3 {
+		v.took = meanOf3(func() time.Duration {
 			id := newID(t)
 			r.track(id)
 			r.ok(append(fn.globals(), "run", "-d", "--bundle", v.bundle, id)...)
 			start := time.Now()
 			r.ok(append(fn.globals(), "delete", "-f", id)...)
-			total += time.Since(start)
-		}
-		v.took = total / 3
+			return time.Since(start)
+		})
 		t.Logf("%s: delete -f takes %v", v.name, v.took.Round(time.Millisecond))
 	}
 	for i := range n {
@@ -560,12 +593,7 @@ func TestEgressDeleteKilled(t *testing.T) {
 		t.Logf("%s: %d runs, %d with leftovers", v.name, v.runs, v.leaks)
 	}
 
-	c := fn.startPolicy(r, allowedOnly, joinNetns("/run/netns/"+named))
-	c.checks(
-		echeck{name: "UDP after the kills", args: []string{"udp", fn.ip(hDNS), "7", "after"}, out: "ERR ",
-			never: []seen{{"a UDP datagram", isKind("udp")}}},
-		fn.allowedTLS("allowed TLS after the kills"),
-	)
+	stillFiltered(r, fn, named)
 }
 
 // deleteKilledAt runs a container, deletes it (stopped first, or with -f
@@ -577,13 +605,7 @@ func deleteKilledAt(t *testing.T, r *rtest, fn *fakeNet, v *createKillVariant, d
 	r.track(id)
 	stateDir := filepath.Join(r.root, id)
 	r.ok(append(fn.globals(), "run", "-d", "--bundle", v.bundle, id)...)
-	pid := r.state(id).Pid
-	namespaces := map[netnsID]bool{}
-	if v.named != "" {
-		namespaces[namedNetnsID(t, v.named)] = true
-	} else if ns, err := netnsOf(pid); err == nil {
-		namespaces[ns] = true
-	}
+	namespaces := v.namespaces(t, r.state(id).Pid)
 	supervisor := recordedSupervisor(stateDir)
 	if supervisor == 0 {
 		t.Fatalf("%s runs with no filter recorded", id)
@@ -598,12 +620,7 @@ func deleteKilledAt(t *testing.T, r *rtest, fn *fakeNet, v *createKillVariant, d
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-p.done:
-	case <-time.After(delay):
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-	}
+	killAfter(p, delay)
 	var problems []string
 	if res := r.run(append(fn.globals(), "delete", "-f", id)...); res.Code != 0 {
 		problems = append(problems, "delete -f after the killed delete failed: "+res.String())

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // TestEgressTCPEndpoint: a protocol: tcp endpoint is reached through a
@@ -78,26 +80,30 @@ func TestEgressAllowedIPs(t *testing.T) {
 	)
 }
 
-// binClients installs two copies of the probe, of which policies name one.
-func binClients(t *testing.T) func(string) {
-	return func(b string) {
-		installProbe(t, b, "/usr/bin/allowed-client", 0o755)
-		installProbe(t, b, "/usr/bin/other-client", 0o755)
-	}
+// startClients starts a container of egressBundle(edits) with two
+// copies of the probe, of which policies name one: allowed-client.
+func (fn *fakeNet) startClients(r *rtest, edits ...func(*specs.Spec)) *ectr {
+	r.t.Helper()
+	b := fn.egressBundle(r, edits...)
+	installProbe(r.t, b, "/usr/bin/allowed-client", 0o755)
+	installProbe(r.t, b, "/usr/bin/other-client", 0o755)
+	return fn.start(r, b)
 }
+
+// allowedClientOnly is a policy of TLS to allowed.test for allowed-client
+// only.
+var allowedClientOnly = withInline(policyDoc(`  tools:
+    endpoints:
+      - {host: allowed.test, port: 443}
+    binaries:
+      - {path: /usr/bin/allowed-client}
+`))
 
 // TestEgressBinaries: an endpoint restricted to an executable lets that
 // executable (and its children) through and no other.
 func TestEgressBinaries(t *testing.T) {
 	r, fn := egressRuntime(t)
-	b := fn.egressBundle(r, withInline(policyDoc(`  tools:
-    endpoints:
-      - {host: allowed.test, port: 443}
-    binaries:
-      - {path: /usr/bin/allowed-client}
-`)))
-	binClients(t)(b)
-	c := fn.start(r, b)
+	c := fn.startClients(r, allowedClientOnly)
 	allowedIP := fn.ip(hAllowed)
 	tlsArgs := []string{"tls", allowedIP, "443", "allowed.test"}
 	for _, tc := range []struct {
@@ -112,21 +118,36 @@ func TestEgressBinaries(t *testing.T) {
 		{"a child of the listed executable", "/usr/bin/other-client",
 			append([]string{"allowed-client", "exec", "/usr/bin/other-client"}, tlsArgs...), "OK", true},
 	} {
-		lm, em := c.logMark(), fn.mark()
-		if line := c.exec(tc.argv...); !matches(line, tc.out) {
-			t.Errorf("%s: %v: got %q, want %q", tc.name, tc.argv, line, tc.out)
-		}
-		var d decision
-		if tc.allow {
-			d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "allow", "allowed"))
-			fn.waitSaw(t, em, tc.name+": the handshake", sawTLS("allowed.test", allowedIP).match)
-		} else {
-			d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "deny", "binary"))
-			c.checkNothing(em, tc.name)
-		}
-		if d.Binary != tc.binary {
-			t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, tc.binary, d)
-		}
+		c.binaryTLS(tc.name, tc.argv, tc.out, tc.allow, tc.binary)
+	}
+}
+
+// binaryTLS runs argv in the container, a TLS client of allowed.test at
+// its address, and checks its line against out and the decision: allowed,
+// and the handshake reached the fake internet, or denied for its binary,
+// and nothing did; the decision names binary.
+func (c *ectr) binaryTLS(name string, argv []string, out string, allow bool, binary string) {
+	c.t.Helper()
+	lm, em := c.logMark(), c.fn.Mark()
+	if line := c.exec(argv...); !matches(line, out) {
+		c.t.Errorf("%s: %v: got %q, want %q", name, argv, line, out)
+	}
+	var d decision
+	if allow {
+		d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "allow", "allowed"))
+		c.fn.waitSaw(c.t, em, name+": the handshake", sawTLS("allowed.test", c.fn.ip(hAllowed)).match)
+	} else {
+		d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "deny", "binary"))
+		c.checkNothing(em, name)
+	}
+	c.namesBinary(name, d, binary)
+}
+
+// namesBinary checks that a decision names binary.
+func (c *ectr) namesBinary(what string, d decision, binary string) {
+	c.t.Helper()
+	if d.Binary != binary {
+		c.t.Errorf("%s: the decision names binary %q, want %q: %s", what, d.Binary, binary, d)
 	}
 }
 
@@ -136,14 +157,7 @@ func TestEgressBinaries(t *testing.T) {
 // the allowed one a listener on its own source port, is denied and named.
 func TestEgressBinariesSharedSocket(t *testing.T) {
 	r, fn := egressRuntime(t)
-	b := fn.egressBundle(r, withInline(policyDoc(`  tools:
-    endpoints:
-      - {host: allowed.test, port: 443}
-    binaries:
-      - {path: /usr/bin/allowed-client}
-`)))
-	binClients(t)(b)
-	c := fn.start(r, b)
+	c := fn.startClients(r, allowedClientOnly)
 	// The allowed executable holds what it is sent; it starts first, so
 	// that it comes before the senders in /proc.
 	const holder = "/tmp/holder.sock"
@@ -170,25 +184,11 @@ func TestEgressBinariesSharedSocket(t *testing.T) {
 		{"a socket inherited by a child that runs the allowed executable",
 			handoff("other-client", "share", "exec:/usr/bin/allowed-client"), false, "/usr/bin/other-client"},
 	} {
-		lm, em := c.logMark(), fn.mark()
-		want := "ERR EOF|ERR ECONNRESET"
+		out := "ERR EOF|ERR ECONNRESET"
 		if tc.allow {
-			want = "OK cn=allowed.test verify=ok"
+			out = "OK cn=allowed.test verify=ok"
 		}
-		if line := c.exec(tc.argv...); !matches(line, want) {
-			t.Errorf("%s: %v: got %q, want %q", tc.name, tc.argv, line, want)
-		}
-		var d decision
-		if tc.allow {
-			d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "allow", "allowed"))
-			fn.waitSaw(t, em, tc.name+": the handshake", sawTLS("allowed.test", allowedIP).match)
-		} else {
-			d = c.waitDecision(lm, connWant("tls", "allowed.test", 443, "deny", "binary"))
-			c.checkNothing(em, tc.name)
-		}
-		if d.Binary != tc.binary {
-			t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, tc.binary, d)
-		}
+		c.binaryTLS(tc.name, tc.argv, out, tc.allow, tc.binary)
 	}
 }
 
@@ -199,7 +199,7 @@ func TestEgressBinariesSharedSocket(t *testing.T) {
 // names are answered truncated and asked again over TCP.
 func TestEgressBinariesDNS(t *testing.T) {
 	r, fn := egressRuntime(t)
-	b := fn.egressBundle(r, withInline(policyDoc(`  tools:
+	c := fn.startClients(r, withInline(policyDoc(`  tools:
     endpoints:
       - {host: "*.wild.test", port: 443}
     binaries:
@@ -208,8 +208,6 @@ func TestEgressBinariesDNS(t *testing.T) {
     endpoints:
       - {host: allowed.test, port: 443}
 `)))
-	binClients(t)(b)
-	c := fn.start(r, b)
 	dnsSrv, wildIP := fn.ip(hDNS), fn.ip(hWild)
 	for _, tc := range []struct {
 		name, client, qname, proto string
@@ -221,7 +219,7 @@ func TestEgressBinariesDNS(t *testing.T) {
 		{"the allowed executable, UDP", "allowed-client", "x126.wild.test", "udp", true},
 		{"the allowed executable, TCP", "allowed-client", "x127.wild.test", "tcp", true},
 	} {
-		lm, em := c.logMark(), fn.mark()
+		lm, em := c.logMark(), fn.Mark()
 		argv := []string{tc.client, "dns", dnsSrv, tc.qname, "A"}
 		if tc.proto == "tcp" {
 			argv = append(argv, "tcp")
@@ -233,22 +231,16 @@ func TestEgressBinariesDNS(t *testing.T) {
 				t.Errorf("%s: %v: got %q, want OK A:%s", tc.name, argv, line, wildIP)
 			}
 			fn.waitSaw(t, em, tc.name+": the query upstream", sawQuery(tc.qname, "A").match)
-			d := c.waitDecision(lm, dnsWant(tc.qname, "A", "allow", "allowed"))
-			if d.Binary != binary {
-				t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, binary, d)
-			}
+			c.namesBinary(tc.name, c.waitDecision(lm, dnsWant(tc.qname, "A", "allow", "allowed")), binary)
 			continue
 		}
 		if !matches(line, "ERR NXDOMAIN") {
 			t.Errorf("%s: %v: got %q, want ERR NXDOMAIN", tc.name, argv, line)
 		}
-		d := c.waitDecision(lm, dnsWant(tc.qname, "A", "deny", "binary"))
-		if d.Binary != binary {
-			t.Errorf("%s: the decision names binary %q, want %q: %s", tc.name, d.Binary, binary, d)
-		}
+		c.namesBinary(tc.name, c.waitDecision(lm, dnsWant(tc.qname, "A", "deny", "binary")), binary)
 		fn.flush(t)
-		for _, e := range fn.since(em) {
-			if dnsContains(tc.qname)(e) {
+		for _, e := range fn.Since(em) {
+			if fakenet.QueryContaining(tc.qname)(e) {
 				t.Errorf("%s: the fake internet's resolver was asked %s", tc.name, e)
 			}
 		}
@@ -267,7 +259,7 @@ func TestEgressBinariesDNS(t *testing.T) {
 	)
 	// The allowed executable through the system resolver (UDP, truncated,
 	// then TCP), then connecting.
-	lm, em := c.logMark(), fn.mark()
+	lm, em := c.logMark(), fn.Mark()
 	if line := c.exec("allowed-client", "tls", "x129.wild.test", "443", "x129.wild.test"); !matches(line, "OK cn=x129.wild.test verify=ok") {
 		t.Errorf("the allowed executable through the system resolver: got %q", line)
 	}
@@ -281,7 +273,7 @@ func TestEgressBinariesDNS(t *testing.T) {
 func (c *ectr) checkNothing(mark int, what string) {
 	c.t.Helper()
 	c.fn.flush(c.t)
-	for _, e := range c.fn.since(mark) {
+	for _, e := range c.fn.Since(mark) {
 		c.t.Errorf("%s: the fake internet received %s", what, e)
 	}
 }
@@ -291,7 +283,7 @@ func (c *ectr) checkNothing(mark int, what string) {
 // it never opens names or ports the policy does not list.
 func TestEgressAudit(t *testing.T) {
 	r, fn := egressRuntime(t)
-	b := fn.egressBundle(r, withInline(policyDoc(`  watched:
+	c := fn.startClients(r, withInline(policyDoc(`  watched:
     endpoints:
       - {host: audit.test, port: 443, enforcement: audit}
     binaries:
@@ -310,8 +302,6 @@ func TestEgressAudit(t *testing.T) {
         rules:
           - allow: {method: GET, path: /ok}
 `)))
-	binClients(t)(b)
-	c := fn.start(r, b)
 	lm := c.logMark()
 	c.checks(
 		echeck{name: "another executable's query for an audit endpoint, over UDP",
@@ -338,7 +328,7 @@ func TestEgressAudit(t *testing.T) {
 			args:  []string{"http", "other.test", "80", "other.test", "-", "/forbidden"},
 			out:   "OK 403 clawrun: egress to other.test:80 denied (request)",
 			dec:   []want{connWant("http", "other.test", 80, "deny", "request")},
-			never: []seen{{"an HTTP request", isKind("http")}}},
+			never: []seen{{"an HTTP request", fakenet.OfKind("http")}}},
 		fn.deniedSNI("audit does not open unlisted names", fn.ip(hAllowed), "denied.test"),
 		echeck{name: "audit does not open unlisted ports",
 			args:  []string{"tls", fn.ip(hAudit), "22", "audit.test"},
@@ -386,7 +376,7 @@ func TestEgressHostNetworkRefused(t *testing.T) {
 	}
 	// The runtime runs in this test's namespace.
 	self := fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
-	named := fmt.Sprintf("clawrun-cnet-%d-host", os.Getpid())
+	named := fakenet.NetnsName("host")
 	if _, err := runCmd(cmdTimeout, "ip", "netns", "attach", named, strconv.Itoa(os.Getpid())); err != nil {
 		t.Fatal(err)
 	}
@@ -457,7 +447,7 @@ func TestEgressPodResolver(t *testing.T) {
 	noUpstream := filepath.Join(dir, "config.yaml")
 	for name, content := range map[string]string{
 		podResolv:  "search e2e.svc.cluster.local\nnameserver " + fn.ip(hDNS) + "\noptions ndots:5\n",
-		noUpstream: fmt.Sprintf("egress:\n  allowed_upstream_ranges: [\"198.18.%d.0/24\"]\n  log_dir: %s\n", fn.oct, fn.logDir),
+		noUpstream: fmt.Sprintf("egress:\n  allowed_upstream_ranges: [%q]\n  log_dir: %s\n", fn.Prefix(blockLink), fn.logDir),
 	} {
 		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
@@ -484,8 +474,8 @@ func TestEgressPodResolver(t *testing.T) {
 			out:  "OK A:" + fn.ip(hAllowed),
 			dec:  []want{dnsWant("allowed.test", "A", "allow", "allowed")},
 			saw:  []seen{sawQueryAt("allowed.test", port)},
-			never: []seen{{"the query at another resolver", func(e netEvent) bool {
-				return dnsQuery("allowed.test")(e) && e.localPort() != port
+			never: []seen{{"the query at another resolver", func(e fakenet.Event) bool {
+				return fakenet.Query("allowed.test")(e) && e.LocalPort() != port
 			}}}}
 	}
 
@@ -501,7 +491,7 @@ func TestEgressPodResolver(t *testing.T) {
 
 	// The administrator's upstream_dns wins over the pod's.
 	adminConf := filepath.Join(dir, "admin.yaml")
-	if err := os.WriteFile(adminConf, []byte(fmt.Sprintf("egress:\n  upstream_dns: [\"%s:%d\"]\n  allowed_upstream_ranges: [\"198.18.%d.0/24\"]\n  log_dir: %s\n", fn.ip(hDNS), portDNS2, fn.oct, fn.logDir)), 0o644); err != nil {
+	if err := os.WriteFile(adminConf, []byte(fmt.Sprintf("egress:\n  upstream_dns: [\"%s:%d\"]\n  allowed_upstream_ranges: [%q]\n  log_dir: %s\n", fn.ip(hDNS), portDNS2, fn.Prefix(blockLink), fn.logDir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	start(adminConf).check(allowedVia(portDNS2))
@@ -510,8 +500,8 @@ func TestEgressPodResolver(t *testing.T) {
 // sawQueryAt is a query for name received by the fake internet's
 // resolver on port.
 func sawQueryAt(name string, port int) seen {
-	return seen{fmt.Sprintf("a DNS query for %s at the resolver on port %d", name, port), func(e netEvent) bool {
-		return dnsQuery(name)(e) && e.localPort() == port
+	return seen{fmt.Sprintf("a DNS query for %s at the resolver on port %d", name, port), func(e fakenet.Event) bool {
+		return fakenet.Query(name)(e) && e.LocalPort() == port
 	}}
 }
 
@@ -739,9 +729,7 @@ network_policies:
 		{"without a policy (the control)", nil, wantBase},
 		{"under the policy", []func(*specs.Spec){withInline(doc)}, wantPolicy},
 	} {
-		b := fn.egressBundle(r, tc.edits...)
-		binClients(t)(b)
-		c := fn.start(r, b)
+		c := fn.startClients(r, tc.edits...)
 		r.ok(append(fn.globals(), "exec", "-d", c.id, "allowed-client", "fd-hold", "/tmp/holder.sock", "300")...)
 		waitFor(t, 10*time.Second, "the allowed executable to run", func() bool {
 			return strings.TrimSpace(r.run(append(fn.globals(), "exec", c.id, "pidof", "allowed-client")...).Stdout) != ""

@@ -20,6 +20,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // netnsDial connects to ip:port from inside the container's network
@@ -27,7 +29,7 @@ import (
 func (c *ectr) netnsDial(ip string, port int) net.Conn {
 	c.t.Helper()
 	var conn net.Conn
-	err := inNetns(fmt.Sprintf("/proc/%d/ns/net", c.r.state(c.id).Pid), func() error {
+	err := fakenet.InNetns(fmt.Sprintf("/proc/%d/ns/net", c.r.state(c.id).Pid), func() error {
 		var err error
 		conn, err = net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(port)), 5*time.Second)
 		return err
@@ -50,7 +52,7 @@ func (c *ectr) waitUnresolvable(name string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var rcode int
-		err := inNetns(ns, func() error {
+		err := fakenet.InNetns(ns, func() error {
 			m := new(dns.Msg)
 			m.SetQuestion(dns.Fqdn(name), dns.TypeA)
 			resp, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, net.JoinHostPort(c.fn.ip(hDNS), "53"))
@@ -100,7 +102,7 @@ func readStatuses(br *bufio.Reader) []int {
 // mark, as "METHOD host target".
 func (fn *fakeNet) httpSeen(mark int) []string {
 	var out []string
-	for _, e := range fn.since(mark) {
+	for _, e := range fn.Since(mark) {
 		if e.Kind == "http" {
 			out = append(out, e.Data+" "+e.Name+" "+e.Path)
 		}
@@ -183,7 +185,7 @@ func (fn *fakeNet) fullListener(t *testing.T, ip string, port int) (net.Listener
 	t.Helper()
 	const backlog = 1 // Linux queues backlog+1 connections
 	var ln net.Listener
-	err := fn.inNS(fn.ns, func() error {
+	err := fn.InNS(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // TestEgressTLS: TLS is decided on the ClientHello's SNI and port, and the
@@ -52,8 +54,8 @@ func TestEgressTLS(t *testing.T) {
 		echeck{name: "hand-made ClientHello without ECH (the control)",
 			args: []string{"hello", allowedIP, "443", "allowed.test"},
 			out:  "OK handshake|OK alert",
-			saw: []seen{sawConnTo(allowedIP, 443), {"the server's end of the handshake", func(e netEvent) bool {
-				return (e.Kind == "tls" || e.Kind == "tls-fail") && e.localIP() == allowedIP
+			saw: []seen{sawConnTo(allowedIP, 443), {"the server's end of the handshake", func(e fakenet.Event) bool {
+				return (e.Kind == "tls" || e.Kind == "tls-fail") && e.LocalIP() == allowedIP
 			}}}},
 		echeck{name: "encrypted ClientHello (outer SNI allowed)",
 			args:  []string{"hello", allowedIP, "443", "allowed.test", "ech"},
@@ -105,7 +107,7 @@ func TestEgressTLS(t *testing.T) {
 		out:   "OK cn=allowed.test verify=ok hello sni=allowed.test local=" + allowedIP,
 		dec:   []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
 		saw:   []seen{sawTLS("allowed.test", allowedIP)},
-		never: []seen{{"a connection to " + deniedIP, func(e netEvent) bool { return e.Kind != "dns" && e.localIP() == deniedIP }}}})
+		never: []seen{{"a connection to " + deniedIP, func(e fakenet.Event) bool { return e.Kind != "dns" && e.LocalIP() == deniedIP }}}})
 	for _, d := range c.decisions()[lm:] {
 		if d.Protocol == "tls" && (d.Destination != deniedIP+":443" || d.ResolvedIP != allowedIP || d.BytesOut == 0 || d.BytesIn == 0) {
 			t.Errorf("the decision should name the client's destination %s:443, the dialled %s and the bytes: %s", deniedIP, allowedIP, d)
@@ -203,6 +205,6 @@ func TestEgressTLSRequestFields(t *testing.T) {
 			args:  []string{"http", "allowed.test", "80", "allowed.test", "-", "/other"},
 			out:   "OK 403",
 			dec:   []want{connWant("http", "allowed.test", 80, "deny", "request")},
-			never: []seen{{"an HTTP request", isKind("http")}}},
+			never: []seen{{"an HTTP request", fakenet.OfKind("http")}}},
 	)
 }

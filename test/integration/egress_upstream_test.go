@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // metadataIP is the cloud metadata address (link-local).
@@ -43,13 +45,13 @@ func TestEgressBlockedUpstreams(t *testing.T) {
 		{net.JoinHostPort(metadataIP, "443"), "meta.test"},
 		{net.JoinHostPort(inside, "443"), "inside2.test"},
 	} {
-		em := fn.mark()
+		em := fn.Mark()
 		if err := fn.hostTLS(c.addr, c.sni); err != nil {
 			t.Fatalf("control: TLS from the host to %s: %v", c.addr, err)
 		}
-		fn.waitSaw(t, em, "the host's handshake on "+c.addr, sawTLS(c.sni, hostOf(c.addr)).match)
+		fn.waitSaw(t, em, "the host's handshake on "+c.addr, sawTLS(c.sni, fakenet.HostOf(c.addr)).match)
 	}
-	em := fn.mark()
+	em := fn.Mark()
 	if body, err := hostHTTP(metadataIP, "meta.test"); err != nil || !strings.Contains(body, "host=meta.test local="+metadataIP) {
 		t.Fatalf("control: HTTP from the host to %s: %q %v", metadataIP, body, err)
 	}
@@ -63,9 +65,9 @@ func TestEgressBlockedUpstreams(t *testing.T) {
 `, loopPort))
 	allowedIP := fn.ip(hAllowed)
 	cut := "ERR EOF|ERR ECONNRESET"
-	toLoopback := seen{"a connection to " + loop.String(), func(e netEvent) bool { return e.Local == loop.String() }}
-	toMetadata := seen{"a connection to " + metadataIP, func(e netEvent) bool { return e.localIP() == metadataIP }}
-	toInside := seen{"a connection to " + inside, func(e netEvent) bool { return e.localIP() == inside && e.Kind != "dns" }}
+	toLoopback := seen{"a connection to " + loop.String(), func(e fakenet.Event) bool { return e.Local == loop.String() }}
+	toMetadata := seen{"a connection to " + metadataIP, func(e fakenet.Event) bool { return e.LocalIP() == metadataIP }}
+	toInside := seen{"a connection to " + inside, func(e fakenet.Event) bool { return e.LocalIP() == inside && e.Kind != "dns" }}
 	alwaysBlocked := []echeck{
 		{name: "allowed name resolving to loopback",
 			args:  []string{"tls", allowedIP, loopPort, "loop.test"},
@@ -120,7 +122,7 @@ func (fn *fakeNet) loopbackListener(t *testing.T) *net.TCPAddr {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	go fn.acceptLoop(l, fn.handleTLS)
+	fn.ServeTLSOn(l, fakenet.TLSOptions{})
 	return l.Addr().(*net.TCPAddr)
 }
 
@@ -139,21 +141,13 @@ func (fn *fakeNet) routeMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lock.Close() }) // last: releases the lock
-	host := metadataIP + "/32"
-	if _, err := runCmd(10*time.Second, "ip", "-n", fn.ns, "addr", "add", host, "dev", "lo"); err != nil {
+	remove, err := fn.AddLocal(metadataIP)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if _, err := runCmd(10*time.Second, "ip", "-n", fn.ns, "addr", "del", host, "dev", "lo"); err != nil {
-			t.Errorf("removing %s from the fake internet: %v", host, err)
-		}
-	})
-	if _, err := runCmd(10*time.Second, "ip", "route", "add", host, "via", fn.ip(hDNS), "dev", fn.hostIf); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := runCmd(10*time.Second, "ip", "route", "del", host, "via", fn.ip(hDNS), "dev", fn.hostIf); err != nil {
-			t.Errorf("removing the test's route to %s: %v", host, err)
+		if err := remove(); err != nil {
+			t.Errorf("removing %s from the fake internet: %v", metadataIP, err)
 		}
 	})
 }
@@ -161,7 +155,7 @@ func (fn *fakeNet) routeMetadata(t *testing.T) {
 // hostTLS completes a TLS handshake from the host with addr, for sni.
 func (fn *fakeNet) hostTLS(addr, sni string) error {
 	pool := x509.NewCertPool()
-	pool.AddCert(fn.ca)
+	pool.AddCert(fn.CA())
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: sni, RootCAs: pool})
 	if err != nil {

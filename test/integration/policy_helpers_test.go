@@ -234,6 +234,23 @@ func (r *rtest) runOnceAs(id, b string, globals ...string) result {
 	return res
 }
 
+// runReady is runDetachedOut that waits until the container's stdout has
+// each of ready (its init's servers listen, say), and returns that file.
+func (r *rtest) runReady(id, b string, ready ...string) string {
+	r.t.Helper()
+	_, out := r.runDetachedOut(id, b)
+	waitFor(r.t, 10*time.Second, fmt.Sprintf("the init to print %q", ready), func() bool {
+		s := readFile(out)
+		for _, line := range ready {
+			if !strings.Contains(s, line) {
+				return false
+			}
+		}
+		return true
+	})
+	return out
+}
+
 // runDetachedOut is runDetached that also returns the file the container's
 // stdout goes to.
 func (r *rtest) runDetachedOut(id, b string, globals ...string) (ctrState, string) {

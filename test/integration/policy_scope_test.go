@@ -3,7 +3,6 @@ package integration
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -53,10 +52,7 @@ kill $p; echo "$out"`, policy: "OK got hello", base: "OK got hello"},
 			r := policyRuntime(t)
 			b := r.probeBundle(append(tc.edits, bundle.Shell(init))...)
 			id := newID(t)
-			_, out := r.runDetachedOut(id, b)
-			waitFor(t, 10*time.Second, "the init's abstract socket", func() bool {
-				return strings.Contains(readFile(out), "OK listening on @initsock")
-			})
+			r.runReady(id, b, "OK listening on @initsock")
 			res := r.ok("exec", id, "sh", "-c", checkScript(checks))
 			verifyChecks(t, tc.name, res.Stdout, checks, tc.pick)
 			if tc.name == "agent-default" {

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -328,8 +327,7 @@ func TestPolicySeccompStacked(t *testing.T) {
 			r := policyRuntime(t)
 			b := r.probeBundle(append(tc.edits, bundle.Shell(checkScript(tc.checks)+sleeper))...)
 			id := newID(t)
-			_, out := r.runDetachedOut(id, b)
-			waitFor(t, 10*time.Second, "the init's checks", func() bool { return strings.Contains(readFile(out), "started") })
+			out := r.runReady(id, b, "started")
 			verifyChecks(t, tc.name+" (init)", readFile(out), tc.checks, wantPolicy)
 			res := r.ok("exec", id, "sh", "-c", checkScript(tc.checks))
 			verifyChecks(t, tc.name+" (exec)", res.Stdout, tc.checks, wantPolicy)

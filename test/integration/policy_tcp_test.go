@@ -1,9 +1,7 @@
 package integration
 
 import (
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -79,11 +77,7 @@ func TestPolicyLandlockTCP(t *testing.T) {
 			r := policyRuntime(t)
 			b := r.probeBundle(append(tc.edits, bundle.Shell(init))...)
 			id := newID(t)
-			_, out := r.runDetachedOut(id, b)
-			waitFor(t, 10*time.Second, "the init's listeners on 8001 and 8002", func() bool {
-				s := readFile(out)
-				return strings.Contains(s, "OK listening on 8001") && strings.Contains(s, "OK listening on 8002")
-			})
+			r.runReady(id, b, "OK listening on 8001", "OK listening on 8002")
 			if tc.edits != nil {
 				c := r.fullState(id).Clawrun
 				if c.Landlock.Status != "enforced" || len(c.Landlock.Layers) != 1 || len(c.Landlock.Layers[0].Missing) > 0 {

@@ -97,24 +97,31 @@ func clientLatency(args []string) result {
 	// No ClientSessionCache: every connection does a full handshake.
 	cfg := &tls.Config{ServerName: *sni, RootCAs: pool, MinVersion: tls.VersionTLS13}
 	req := "GET / HTTP/1.1\r\nHost: " + *sni + "\r\nUser-Agent: egressbench\r\nConnection: close\r\n\r\n"
+	return timed(*warmup, *n, func() error { return tlsRequest(*addr, cfg, req, *sni) })
+}
+
+// timed runs op warmup times, then n times more, timing each of those.
+func timed(warmup, n int, op func() error) result {
 	var res result
 	goruntime.GC()
-	for i := 0; i < *warmup+*n; i++ {
+	for i := 0; i < warmup+n; i++ {
 		t0 := time.Now()
-		err := tlsRequest(*addr, cfg, req)
+		err := op()
 		d := time.Since(t0)
 		if err != nil {
 			res.fail(err)
 			continue
 		}
-		if i >= *warmup {
+		if i >= warmup {
 			res.Samples = append(res.Samples, d.Nanoseconds())
 		}
 	}
 	return res
 }
 
-func tlsRequest(addr string, cfg *tls.Config, req string) error {
+// tlsRequest makes a TLS connection and one request on it; the answer
+// must be the fake internet's for host.
+func tlsRequest(addr string, cfg *tls.Config, req, host string) error {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return err
@@ -128,18 +135,30 @@ func tlsRequest(addr string, cfg *tls.Config, req string) error {
 	if _, err := io.WriteString(tc, req); err != nil {
 		return err
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	resp, err := readResponse(bufio.NewReader(tc), "response", http.StatusOK)
 	if err != nil {
-		return fmt.Errorf("response: %w", err)
+		return err
 	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return fmt.Errorf("response body: %w", err)
 	}
-	if resp.StatusCode != 200 || string(body) != tlsBody {
+	if !strings.HasPrefix(string(body), "host="+host+" ") {
 		return fmt.Errorf("response: %s %q", resp.Status, body)
 	}
 	return nil
+}
+
+// readResponse reads a response that must have status want.
+func readResponse(br *bufio.Reader, what string, want int) (*http.Response, error) {
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("%s: %s", what, resp.Status)
+	}
+	return resp, nil
 }
 
 // clientBulk moves -bytes over one plain-HTTP connection, up (POST body)
@@ -179,13 +198,8 @@ func clientBulk(args []string) result {
 				return res
 			}
 		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			res.fail(fmt.Errorf("upload response: %w", err))
-			return res
-		}
-		if resp.StatusCode != 200 {
-			res.fail(fmt.Errorf("upload: %s", resp.Status))
+		if _, err := readResponse(br, "upload response", http.StatusOK); err != nil {
+			res.fail(err)
 			return res
 		}
 		res.Bytes = *size
@@ -194,13 +208,9 @@ func clientBulk(args []string) result {
 			res.fail(err)
 			return res
 		}
-		resp, err := http.ReadResponse(br, nil)
+		resp, err := readResponse(br, "download response", http.StatusOK)
 		if err != nil {
-			res.fail(fmt.Errorf("download response: %w", err))
-			return res
-		}
-		if resp.StatusCode != 200 {
-			res.fail(fmt.Errorf("download: %s", resp.Status))
+			res.fail(err)
 			return res
 		}
 		var got int64
@@ -252,7 +262,7 @@ func clientConns(args []string) result {
 		res.fail(err)
 		mu.Unlock()
 	}
-	req := "GET /echo HTTP/1.1\r\nHost: " + *host + "\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+	req := "GET /ws HTTP/1.1\r\nHost: " + *host + "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
 	deadline := time.Now().Add(30 * time.Second)
 	goruntime.GC()
 
@@ -273,15 +283,9 @@ func clientConns(args []string) result {
 				failed(fmt.Errorf("request: %w", err))
 				return
 			}
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
+			if _, err := readResponse(br, "upgrade response", http.StatusSwitchingProtocols); err != nil {
 				c.Close()
-				failed(fmt.Errorf("upgrade response: %w", err))
-				return
-			}
-			if resp.StatusCode != http.StatusSwitchingProtocols {
-				c.Close()
-				failed(fmt.Errorf("upgrade: %s", resp.Status))
+				failed(err)
 				return
 			}
 			conns[i] = &conn{c, br}
@@ -337,28 +341,17 @@ func clientDNS(args []string) result {
 	n := fs.Int("n", 50, "measured queries")
 	warmup := fs.Int("warmup", 2, "unmeasured queries first")
 	_ = fs.Parse(args)
-	var res result
 	cl := &dns.Client{Net: "udp", Timeout: 3 * time.Second}
-	goruntime.GC()
-	for i := 0; i < *warmup+*n; i++ {
+	return timed(*warmup, *n, func() error {
 		m := new(dns.Msg)
 		m.SetQuestion(dns.Fqdn(*name), dns.TypeA)
 		m.RecursionDesired = true
-		t0 := time.Now()
 		r, _, err := cl.Exchange(m, *server)
-		d := time.Since(t0)
-		if err == nil {
-			err = checkAnswer(r, *want)
-		}
 		if err != nil {
-			res.fail(err)
-			continue
+			return err
 		}
-		if i >= *warmup {
-			res.Samples = append(res.Samples, d.Nanoseconds())
-		}
-	}
-	return res
+		return checkAnswer(r, *want)
+	})
 }
 
 func checkAnswer(r *dns.Msg, want string) error {

@@ -4,9 +4,9 @@
 //
 // One static binary plays every part:
 //
-//	egressbench pick-net                 print a free 198.19.N.0/24 block (N, N+1, N+2 unused)
-//	egressbench serve -addr IP -dir DIR  the fake internet's servers, run inside its
-//	                                     network namespace: DNS (:53), TLS (:443), bulk
+//	egressbench serve -env F -dir DIR    the fake internet (test/fakenet): its namespace,
+//	                                     the clients' namespaces routed into it, and its
+//	                                     servers: DNS (:53), HTTP/1.1 over TLS (:443), bulk
 //	                                     and echo over HTTP/1.1 (:8080)
 //	egressbench client MODE [flags]      a measurement, run inside a container by
 //	                                     `clawrun exec`; prints one JSON object
@@ -14,8 +14,8 @@
 //	                                     containers, runs the clients interleaved,
 //	                                     reads the filter's memory, prints the table
 //
-// egress.sh builds the namespaces, the veths and the bundles, starts the
-// servers, runs the driver and removes everything again.
+// egress.sh starts the fake internet, builds the bundles, runs the driver
+// and removes everything again.
 package main
 
 import (
@@ -29,8 +29,6 @@ func main() {
 	}
 	args := os.Args[2:]
 	switch os.Args[1] {
-	case "pick-net":
-		pickNet()
 	case "serve":
 		serve(args)
 	case "client":
@@ -43,7 +41,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: egressbench pick-net | serve [flags] | client latency|bulk|conns|dns [flags] | drive [flags]")
+	fmt.Fprintln(os.Stderr, "usage: egressbench serve [flags] | client latency|bulk|conns|dns [flags] | drive [flags]")
 	os.Exit(2)
 }
 
