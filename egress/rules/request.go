@@ -2,7 +2,6 @@ package rules
 
 import (
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -168,13 +167,26 @@ func allowRPC(l7 *L7Rules, req Request, m requestMatch) (bool, Reason, []int) {
 	return true, ReasonAllowed, nil
 }
 
-// mcpToolName: MCP's recommended tool names, which OpenShell requires
-// (strict_tool_names) before a policy sees them.
-var mcpToolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+// validToolName: MCP's recommended tool names ([A-Za-z0-9_.-]{1,128}),
+// which OpenShell requires (strict_tool_names) before a policy sees them.
+// No regexp: this package is linked into every clawrun process, and one
+// compiled at init costs each of them.
+func validToolName(name string) bool {
+	if len(name) < 1 || len(name) > 128 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // allowCall decides one call of a JSON-RPC body (see allowRPC).
 func allowCall(l7 *L7Rules, call RPCCall, m requestMatch) (bool, Reason) {
-	if l7.RPC == "mcp" && call.Method == "tools/call" && !mcpToolName.MatchString(call.Tool) {
+	if l7.RPC == "mcp" && call.Method == "tools/call" && !validToolName(call.Tool) {
 		return false, ReasonRPC
 	}
 	for _, rule := range l7.Deny {

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 
 	"go.yaml.in/yaml/v3"
@@ -12,7 +11,7 @@ import (
 
 // credentialName is what a placeholder can name: an environment variable's
 // name, as OpenShell's openshell:resolve:env:NAME takes it.
-var credentialName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+var credentialName = lazyRE(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 
 // credentials reads egress.credentials: each has a unique name, exactly
 // one value source and at least one endpoint.
