@@ -9,7 +9,6 @@ import (
 	"slices"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/internal/jsonfile"
 	"github.com/clawrun/clawrun/landlock"
@@ -201,33 +200,6 @@ func resolveRunAsUser(plan *policy.Plan, p *specs.Process, rootfs string) (*spec
 	}
 	defer group.Close()
 	return confinespec.RunAsUser(plan, p.User, passwd, group)
-}
-
-// openInRootfs opens rel inside rootfs (RESOLVE_IN_ROOT) if it is a regular
-// file; a missing file reads as empty (numeric ids still work).
-func openInRootfs(rootfs, rel string) (*os.File, error) {
-	root, err := os.Open(rootfs)
-	if err != nil {
-		return nil, err
-	}
-	defer root.Close()
-	fd, err := unix.Openat2(int(root.Fd()), rel, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_NOCTTY,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if errors.Is(err, unix.ENOENT) {
-		return os.Open(os.DevNull)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("/%s: %w", rel, err)
-	}
-	f := os.NewFile(uintptr(fd), "/"+rel)
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("/%s is not a regular file", rel)
-	}
-	return f, nil
 }
 
 func rootfsPath(spec *specs.Spec) string {

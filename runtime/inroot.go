@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path"
 	"strconv"
@@ -32,13 +33,20 @@ func openRoot(dir string) (*containerRoot, error) {
 
 func (r *containerRoot) Close() { unix.Close(r.fd) }
 
-// stat resolves p inside the container: absolute symlinks and ".." stay
-// within its root (RESOLVE_IN_ROOT), as they would for the container.
-func (r *containerRoot) stat(p string) (*unix.Stat_t, error) {
-	fd, err := unix.Openat2(r.fd, p, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+// open resolves p inside the root as the container would (RESOLVE_IN_ROOT:
+// absolute symlinks and ".." stay within its root; no magic links) and
+// opens it with flags. The one place clawrun looks up a path of a
+// container from the outside.
+func (r *containerRoot) open(p string, flags int) (int, error) {
+	return unix.Openat2(r.fd, p, &unix.OpenHow{
+		Flags:   uint64(flags) | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})
+}
+
+// stat resolves p inside the container (see open).
+func (r *containerRoot) stat(p string) (*unix.Stat_t, error) {
+	fd, err := r.open(p, unix.O_PATH)
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +56,30 @@ func (r *containerRoot) stat(p string) (*unix.Stat_t, error) {
 		return nil, err
 	}
 	return &st, nil
+}
+
+// openInRootfs opens rel inside rootfs (see open) if it is a regular
+// file; a missing file reads as empty (numeric ids still work).
+func openInRootfs(rootfs, rel string) (*os.File, error) {
+	root, err := openRoot(rootfs)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	fd, err := root.open(rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+	if errors.Is(err, unix.ENOENT) {
+		return os.Open(os.DevNull)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("/%s: %w", rel, err)
+	}
+	f := os.NewFile(uintptr(fd), "/"+rel)
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("/%s is not a regular file", rel)
+	}
+	return f, nil
 }
 
 // lookPath finds the command the way the container will: through the

@@ -63,10 +63,7 @@ func mountAbove(p string, mounts []specs.Mount) string {
 // resolveExisting resolves the longest existing part of p in the root
 // (whose own path is top) and appends the rest as written.
 func (r *containerRoot) resolveExisting(p, top string) string {
-	fd, err := unix.Openat2(r.fd, p, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	fd, err := r.open(p, unix.O_PATH)
 	switch {
 	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR):
 		if p == "/" {
