@@ -215,7 +215,8 @@ func (p *Proxy) decideRequest(current *rules.Rules, head wire.RequestHead, port 
 	if d, ok := refuseName(head.Host, false); !ok {
 		return d
 	}
-	d := current.MatchRequest(head.Host, port, binaries, rules.Request{Method: head.Method, Target: head.Target})
+	d := current.MatchRequest(head.Host, port, binaries, rules.Request{
+		Method: head.Method, Target: head.Target, MethodOverrides: rules.MethodOverrides(head.Values)})
 	if d.Allow && credentials.HasPlaceholder(string(head.Raw)) {
 		// Never injected into cleartext, and not sent as it is.
 		return rules.Decision{Reason: ReasonCredentialCleartext, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}

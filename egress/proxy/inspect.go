@@ -67,7 +67,8 @@ func (p *Proxy) serveInspected(f *flow, opts inspect.Options, d rules.Decision, 
 func (p *Proxy) decideInspected(f *flow, req inspect.Request) inspect.Verdict {
 	current := p.Rules()
 	d := current.MatchRequest(f.host, f.port, p.owners(f, current), rules.Request{
-		Method: req.Method, Target: requestTarget(req), RPC: rpcOf(req.RPC)})
+		Method: req.Method, Target: requestTarget(req), RPC: rpcOf(req.RPC),
+		MethodOverrides: rules.MethodOverrides(req.Header.Values)})
 	return inspect.Verdict{Allow: d.Allow, Rule: d.Rule, Reason: string(d.Reason), DeniedCalls: d.DeniedCalls}
 }
 

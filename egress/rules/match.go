@@ -31,13 +31,14 @@ type matchQuery struct {
 // connection got through the checks (name, port, binary, content), the
 // more useful the reason.
 var reasonRank = map[Reason]int{
-	ReasonNotAllowed:    0,
-	ReasonPort:          1,
-	ReasonBinary:        2,
-	ReasonUnenforceable: 3,
-	ReasonRequest:       3,
-	ReasonDenyRule:      3,
-	ReasonRPC:           3,
+	ReasonNotAllowed:     0,
+	ReasonPort:           1,
+	ReasonBinary:         2,
+	ReasonUnenforceable:  3,
+	ReasonRequest:        3,
+	ReasonDenyRule:       3,
+	ReasonRPC:            3,
+	ReasonMethodOverride: 3,
 }
 
 type layerResult struct {

@@ -15,7 +15,31 @@ const (
 	ReasonRequest  Reason = "request"   // method, path or query not allowed by the endpoint's rules
 	ReasonDenyRule Reason = "deny_rule" // a deny rule of the endpoint matched the request
 	ReasonRPC      Reason = "rpc"       // a JSON-RPC call (method, MCP tool) not allowed, or a body that is not one
+	// ReasonMethodOverride: a method-override header names a method the
+	// endpoint's rules do not allow, or is not a method at all.
+	ReasonMethodOverride Reason = "method_override"
 )
+
+// MethodOverrideHeaders are the header fields with which common server
+// frameworks (Google APIs, Express's method-override, Rails, ASP.NET) let
+// a request run another method than the one it was sent with: a GET that
+// says X-HTTP-Method-Override: DELETE deletes. Their values are checked
+// as methods of the request.
+var MethodOverrideHeaders = []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
+
+// MethodOverrides returns the methods that a request's method-override
+// fields name, upper-cased as those frameworks read them, whatever their
+// value (a value that is not a method token is kept: AllowRequest denies
+// it). values returns every value of a field (case-insensitive name).
+func MethodOverrides(values func(name string) []string) []string {
+	var out []string
+	for _, name := range MethodOverrideHeaders {
+		for _, v := range values(name) {
+			out = append(out, strings.ToUpper(strings.TrimSpace(v)))
+		}
+	}
+	return out
+}
 
 // Request is one HTTP request to decide: plain HTTP, or one request of
 // an inspected connection.
@@ -27,6 +51,8 @@ type Request struct {
 	// RPC is the body read as JSON-RPC, when it was (an inspected request
 	// to a json-rpc or mcp endpoint); nil when it was not read.
 	RPC *RPC
+	// MethodOverrides: see MethodOverrides.
+	MethodOverrides []string
 }
 
 // RPC is what a JSON-RPC body asks for: its calls, in order, and the
@@ -69,9 +95,16 @@ var (
 // without ;parameters, without a trailing slash, without the last
 // segment's extension), so that neither can be dodged by spelling a
 // request the way a lenient server would read it.
+//
+// A request with method-override fields (MethodOverrideHeaders) is
+// allowed only if it would be with its own method and with each method
+// they name, since the server may run either.
 func (r *Rules) AllowRequest(e *Endpoint, req Request) (bool, Reason, []int) {
 	if e == nil || e.L7 == nil {
 		return true, ReasonAllowed, nil
+	}
+	if len(req.MethodOverrides) > 0 {
+		return r.allowOverridden(e, req)
 	}
 	l7 := e.L7
 	tp, ok := requestPath(req.Target)
@@ -105,6 +138,41 @@ func (r *Rules) AllowRequest(e *Endpoint, req Request) (bool, Reason, []int) {
 		return true, ReasonAllowed, nil
 	}
 	return false, ReasonRequest, nil
+}
+
+// allowOverridden decides a request with method-override fields: as sent,
+// then as each method they name.
+func (r *Rules) allowOverridden(e *Endpoint, req Request) (bool, Reason, []int) {
+	overrides := req.MethodOverrides
+	req.MethodOverrides = nil
+	if ok, reason, calls := r.AllowRequest(e, req); !ok {
+		return ok, reason, calls
+	}
+	for _, m := range overrides {
+		if !isMethodToken(m) {
+			return false, ReasonMethodOverride, nil
+		}
+		as := req
+		as.Method = m
+		if ok, _, calls := r.AllowRequest(e, as); !ok {
+			return false, ReasonMethodOverride, calls
+		}
+	}
+	return true, ReasonAllowed, nil
+}
+
+// isMethodToken: an HTTP method is a token (RFC 9110); only letters here,
+// which every method in use is.
+func isMethodToken(m string) bool {
+	if m == "" || len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 // requestMatch is a request as rules match it: its method, the readings

@@ -474,6 +474,50 @@ func TestMatchRequest(t *testing.T) {
 	}
 }
 
+// TestMatchRequestMethodOverride: a method-override field is checked as
+// the method it names (servers that honour it run that method), a value
+// that is no method denies, and a request without one is unchanged.
+func TestMatchRequestMethodOverride(t *testing.T) {
+	r := mustRules(t, testContainer)
+	for _, tc := range []struct {
+		host, method, target string
+		port                 int
+		overrides            []string
+		allow                bool
+		reason               Reason
+	}{
+		{"ro.example", "GET", "/x", 80, nil, true, ReasonAllowed},
+		{"ro.example", "GET", "/x", 80, []string{"GET"}, true, ReasonAllowed},
+		{"ro.example", "GET", "/x", 80, []string{"DELETE"}, false, ReasonMethodOverride},
+		{"ro.example", "GET", "/x", 80, []string{"HEAD", "PUT"}, false, ReasonMethodOverride},
+		{"ro.example", "POST", "/x", 80, []string{"GET"}, false, ReasonRequest}, // as sent first
+		{"ro.example", "GET", "/x", 80, []string{"DEL ETE"}, false, ReasonMethodOverride},
+		{"ro.example", "GET", "/x", 80, []string{""}, false, ReasonMethodOverride},
+		{"rw.example", "POST", "/x", 8080, []string{"PATCH"}, true, ReasonAllowed},
+		{"rw.example", "POST", "/x", 8080, []string{"DELETE"}, false, ReasonMethodOverride},
+		{"plain.example", "GET", "/repos/a", 80, []string{"POST"}, false, ReasonMethodOverride}, // allow rules
+		{"github.com", "GET", "/", 443, []string{"DELETE"}, true, ReasonAllowed},                // no L7: any request
+	} {
+		d := r.MatchRequest(tc.host, tc.port, nil, Request{Method: tc.method, Target: tc.target, MethodOverrides: tc.overrides})
+		if d.Allow != tc.allow || d.Reason != tc.reason {
+			t.Errorf("MatchRequest(%s %d %s %s, overrides %q) = %+v, want allow=%v reason=%s",
+				tc.host, tc.port, tc.method, tc.target, tc.overrides, d, tc.allow, tc.reason)
+		}
+	}
+	header := map[string][]string{"x-http-method-override": {" delete "}, "X-Method-Override": {"put"}}
+	got := MethodOverrides(func(name string) []string {
+		for k, v := range header {
+			if strings.EqualFold(k, name) {
+				return v
+			}
+		}
+		return nil
+	})
+	if strings.Join(got, ",") != "DELETE,PUT" {
+		t.Errorf("MethodOverrides = %q", got)
+	}
+}
+
 func TestTCPEndpoint(t *testing.T) {
 	floor := polLayer("floor", map[string]policy.NetworkPolicy{
 		"f": {Endpoints: []policy.Endpoint{polEP("*.internal.example", 5432, 443)}},

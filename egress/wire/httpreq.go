@@ -81,6 +81,18 @@ func (h RequestHead) get(name string) string {
 	return ""
 }
 
+// Values returns the values of every field named name (case-insensitive),
+// in order.
+func (h RequestHead) Values(name string) []string {
+	var out []string
+	for _, f := range h.header {
+		if strings.EqualFold(f.Name, name) {
+			out = append(out, f.Value)
+		}
+	}
+	return out
+}
+
 // UpgradeTo reports whether the request asks to switch to protocol (an
 // Upgrade token, case-insensitive, any version).
 func (h RequestHead) UpgradeTo(protocol string) bool {

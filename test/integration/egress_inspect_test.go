@@ -165,6 +165,30 @@ func TestEgressInspectReadOnly(t *testing.T) {
 	}
 }
 
+// TestEgressInspectMethodOverride: on a read-only endpoint, a GET that
+// carries X-HTTP-Method-Override: DELETE (which many server frameworks
+// run as a DELETE) is refused and never reaches the upstream, over
+// HTTP/1.1 and h2; the GET before it on the same connection is served.
+func TestEgressInspectMethodOverride(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startInspected(t, r, policyDoc(readOnlyDoc))
+	for _, proto := range []string{"h1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			plain, overridden := "/"+proto+"/plain", "/"+proto+"/overridden"
+			line := c.check(echeck{name: proto + ": GET, then GET overridden to DELETE",
+				args: []string{"https", "allowed.test", "8443", "allowed.test", proto, "allowed.test",
+					"GET:" + plain, "header:X-HTTP-Method-Override=DELETE", "GET:" + overridden},
+				out:   `OK issuer="clawrun egress CA `,
+				saw:   []seen{sawHTTPS("GET", "allowed.test", plain)},
+				never: []seen{sawHTTPS("GET", "allowed.test", overridden), sawHTTPS("DELETE", "allowed.test", "")}})
+			wantParts(t, line, "200 GET "+plain, "403 GET "+overridden)
+			if deny := c.waitRequest("GET", overridden); deny.Decision != "deny" || deny.Reason != "method_override" || deny.Status != 403 {
+				t.Errorf("the overridden GET's record: %+v", deny)
+			}
+		})
+	}
+}
+
 // TestEgressInspectFronting: inside an inspected connection, a request
 // for another name than the SNI (domain fronting) is refused (421) and
 // never reaches any upstream, though the name is allowed on its own.
