@@ -216,7 +216,8 @@ func (p *Proxy) decideRequest(current *rules.Rules, head wire.RequestHead, port 
 		return d
 	}
 	d := current.MatchRequest(head.Host, port, binaries, rules.Request{
-		Method: head.Method, Target: head.Target, MethodOverrides: rules.MethodOverrides(head.Values)})
+		Method: head.Method, Target: head.Target, MethodOverrides: rules.MethodOverrides(head.Values),
+		WebSocket: head.UpgradeTo("websocket")})
 	if d.Allow && credentials.HasPlaceholder(string(head.Raw)) {
 		// Never injected into cleartext, and not sent as it is.
 		return rules.Decision{Reason: ReasonCredentialCleartext, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}

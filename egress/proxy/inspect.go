@@ -68,7 +68,7 @@ func (p *Proxy) decideInspected(f *flow, req inspect.Request) inspect.Verdict {
 	current := p.Rules()
 	d := current.MatchRequest(f.host, f.port, p.owners(f, current), rules.Request{
 		Method: req.Method, Target: requestTarget(req), RPC: rpcOf(req.RPC),
-		MethodOverrides: rules.MethodOverrides(req.Header.Values)})
+		MethodOverrides: rules.MethodOverrides(req.Header.Values), WebSocket: req.WebSocket})
 	return inspect.Verdict{Allow: d.Allow, Rule: d.Rule, Reason: string(d.Reason), DeniedCalls: d.DeniedCalls}
 }
 

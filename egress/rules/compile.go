@@ -116,7 +116,8 @@ func convertEndpoint(ep policy.Endpoint, field string) (Endpoint, bool, []policy
 
 // l7Rules are the request rules of an endpoint that has some.
 func l7Rules(ep policy.Endpoint) *L7Rules {
-	l7 := &L7Rules{Path: ep.Path, ReadOnly: ep.Access == "read-only", ReadWrite: ep.Access == "read-write"}
+	l7 := &L7Rules{Path: ep.Path, ReadOnly: ep.Access == "read-only", ReadWrite: ep.Access == "read-write",
+		WebSocket: ep.Protocol == "websocket"}
 	if policy.RPCProtocol(ep.Protocol) {
 		l7.RPC = ep.Protocol
 	}

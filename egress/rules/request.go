@@ -53,6 +53,8 @@ type Request struct {
 	RPC *RPC
 	// MethodOverrides: see MethodOverrides.
 	MethodOverrides []string
+	// WebSocket: the request asks to upgrade to WebSocket.
+	WebSocket bool
 }
 
 // RPC is what a JSON-RPC body asks for: its calls, in order, and the
@@ -83,8 +85,9 @@ var (
 // are removed) denies, since the server may read it differently; the
 // endpoint's path must match; then a JSON-RPC endpoint decides by the
 // calls of the body (allowRPC); otherwise any deny rule that matches
-// denies (deny_rule); access read-only allows only GET, HEAD, OPTIONS and
-// read-write also POST, PUT, PATCH; allow rules, when present, must match
+// denies (deny_rule); access read-only allows only GET, HEAD, OPTIONS (and
+// no WebSocket upgrade, whose messages write, but on protocol: websocket)
+// and read-write also POST, PUT, PATCH; allow rules, when present, must match
 // one rule. Other failures are reason request. Paths are matched
 // percent-decoded.
 //
@@ -126,7 +129,7 @@ func (r *Rules) AllowRequest(e *Endpoint, req Request) (bool, Reason, []int) {
 	}
 	switch {
 	case l7.ReadOnly:
-		if !slices.Contains(readOnlyMethods, req.Method) {
+		if !slices.Contains(readOnlyMethods, req.Method) || req.WebSocket && !l7.WebSocket {
 			return false, ReasonRequest, nil
 		}
 	case l7.ReadWrite:

@@ -518,6 +518,34 @@ func TestMatchRequestMethodOverride(t *testing.T) {
 	}
 }
 
+// TestMatchRequestWebSocketReadOnly: a WebSocket's messages write, so
+// access read-only refuses the upgrade, but on an endpoint that says
+// protocol: websocket; read-write and allow rules take it as its GET.
+func TestMatchRequestWebSocketReadOnly(t *testing.T) {
+	r := mustRules(t, polLayer("inline", map[string]policy.NetworkPolicy{"p": {Endpoints: []policy.Endpoint{
+		{Host: "ro.example", Ports: []int{80}, Protocol: "rest", Access: "read-only"},
+		{Host: "ws.example", Ports: []int{80}, Protocol: "websocket", Access: "read-only"},
+		{Host: "rw.example", Ports: []int{80}, Protocol: "rest", Access: "read-write"},
+		{Host: "rules.example", Ports: []int{80}, Protocol: "rest", Rules: []policy.Rule{{Method: "GET", Path: "/stream"}}},
+	}}}))
+	for _, tc := range []struct {
+		host      string
+		websocket bool
+		allow     bool
+	}{
+		{"ro.example", false, true},
+		{"ro.example", true, false},
+		{"ws.example", true, true},
+		{"rw.example", true, true},
+		{"rules.example", true, true},
+	} {
+		d := r.MatchRequest(tc.host, 80, nil, Request{Method: "GET", Target: "/stream", WebSocket: tc.websocket})
+		if d.Allow != tc.allow {
+			t.Errorf("GET %s /stream, websocket %v: %+v, want allow=%v", tc.host, tc.websocket, d, tc.allow)
+		}
+	}
+}
+
 func TestTCPEndpoint(t *testing.T) {
 	floor := polLayer("floor", map[string]policy.NetworkPolicy{
 		"f": {Endpoints: []policy.Endpoint{polEP("*.internal.example", 5432, 443)}},

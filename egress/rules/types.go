@@ -76,10 +76,14 @@ type Endpoint struct {
 type L7Rules struct {
 	Allow []policy.Rule `json:"allow,omitempty"`
 	Deny  []policy.Rule `json:"deny,omitempty"`
-	// ReadOnly allows only GET, HEAD and OPTIONS.
+	// ReadOnly allows only GET, HEAD and OPTIONS, and no WebSocket
+	// upgrade (its messages write) unless WebSocket says the endpoint is
+	// for one.
 	ReadOnly bool `json:"read_only,omitempty"`
 	// ReadWrite allows only GET, HEAD, OPTIONS, POST, PUT and PATCH.
 	ReadWrite bool `json:"read_write,omitempty"`
+	// WebSocket: the endpoint says protocol: websocket.
+	WebSocket bool `json:"websocket,omitempty"`
 	// Path, when set, is a glob every request's path must match.
 	Path string `json:"path,omitempty"`
 	// RPC is "json-rpc" or "mcp" when the rules name the JSON-RPC calls
