@@ -170,6 +170,48 @@ func TestEgressHTTPUpgrade(t *testing.T) {
 	}
 }
 
+// TestEgressHTTPReadOnlyWrites: on a read-only endpoint, plain HTTP that
+// would write through a read method is refused and never reaches the
+// upstream: a GET overridden to DELETE (X-HTTP-Method-Override), and a
+// WebSocket upgrade (its messages write). Control: the same GET without
+// them goes out. The client is a raw socket in the container's namespace.
+func TestEgressHTTPReadOnlyWrites(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startPolicy(r, policyDoc(`  api:
+    endpoints:
+      - host: allowed.test
+        port: 80
+        protocol: rest
+        access: read-only
+`))
+	ip := fn.ip(hAllowed)
+	for _, tc := range []struct {
+		name, head, status, reason string
+		seen                       []string
+	}{
+		{"a plain GET (control)", "Connection: close\r\n", "[200]", "allowed", []string{"GET allowed.test /public/x"}},
+		{"a GET overridden to DELETE", "X-HTTP-Method-Override: DELETE\r\nConnection: close\r\n", "[403]", "method_override", nil},
+		{"a WebSocket upgrade", "Connection: Upgrade\r\nUpgrade: websocket\r\n", "[403]", "request", nil},
+	} {
+		lm, em := c.logMark(), fn.Mark()
+		req := "GET /public/x HTTP/1.1\r\nHost: allowed.test\r\n" + tc.head + "\r\n"
+		if got := c.exchange(ip, 80, req); fmt.Sprint(got) != tc.status {
+			t.Errorf("%s: responses %v, want %s", tc.name, got, tc.status)
+		}
+		decision := "deny"
+		if tc.seen != nil {
+			decision = "allow"
+			fn.waitSaw(t, em, "the allowed request", sawHTTP("allowed.test", ip).match)
+		} else {
+			time.Sleep(150 * time.Millisecond) // packets in flight
+		}
+		c.waitDecision(lm, connWant("http", "allowed.test", 80, decision, tc.reason))
+		if seen := fn.httpSeen(em); !slices.Equal(seen, tc.seen) {
+			t.Errorf("%s: the upstream received %q, want %q", tc.name, seen, tc.seen)
+		}
+	}
+}
+
 // TestEgressHTTPSmuggling: the filter frames every request exactly as it
 // forwards it and refuses framing a server could read otherwise, so that
 // no request the rules refuse hides in another's body. The upstream is
