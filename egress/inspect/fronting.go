@@ -23,7 +23,7 @@ type refusal struct {
 // see of it, or why it is refused: CONNECT; a Host or :authority that is
 // not the connection's server name (a port, if any, must be the
 // connection's); a Host field that disagrees with the :authority (HTTP/2);
-// an absolute-form target that is not https; a body on a method whose body
+// an absolute-form target of another scheme than the connection's; a body on a method whose body
 // some servers ignore; an upgrade to anything but WebSocket.
 func (s *session) newRequest(r *http.Request) (*Request, *refusal) {
 	req := &Request{
@@ -44,7 +44,7 @@ func (s *session) newRequest(r *http.Request) (*Request, *refusal) {
 			return req, &refusal{http.StatusMisdirectedRequest, ReasonMisdirected, "Host field " + clip(h) + " differs from :authority"}
 		}
 	}
-	if r.URL.IsAbs() && r.URL.Scheme != "https" {
+	if r.URL.IsAbs() && r.URL.Scheme != s.scheme() {
 		return req, &refusal{http.StatusMisdirectedRequest, ReasonMisdirected, "absolute-form target with scheme " + clip(r.URL.Scheme)}
 	}
 	req.Path, req.RawQuery = targetPath(r.RequestURI), r.URL.RawQuery
@@ -66,6 +66,14 @@ func (s *session) newRequest(r *http.Request) (*Request, *refusal) {
 		req.WebSocket = true
 	}
 	return req, nil
+}
+
+// scheme is the scheme of the client's connection.
+func (s *session) scheme() string {
+	if s.opts.Cleartext {
+		return "http"
+	}
+	return "https"
 }
 
 // bodyless are the methods whose body some servers do not read, and would

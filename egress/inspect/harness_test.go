@@ -114,6 +114,8 @@ type harness struct {
 	// upstream and upstreamPort are Options.Upstream and UpstreamPort.
 	upstream     string
 	upstreamPort int
+	// cleartext is Options.Cleartext: the harness serves plain HTTP.
+	cleartext atomic.Bool
 }
 
 // allowGETs is the tests' policy: GET, HEAD and OPTIONS allowed, the rest
@@ -168,10 +170,13 @@ func newHarness(t testing.TB, up *upstream) *harness {
 }
 
 func (h *harness) serve(ctx context.Context, c net.Conn) {
-	prefix, err := readRecord(c)
-	if err != nil {
-		c.Close()
-		return
+	var prefix []byte
+	if !h.cleartext.Load() {
+		var err error
+		if prefix, err = readRecord(c); err != nil {
+			c.Close()
+			return
+		}
 	}
 	_ = h.engine.Serve(ctx, c, Options{
 		ServerName: testHost,
@@ -187,6 +192,7 @@ func (h *harness) serve(ctx context.Context, c net.Conn) {
 		Log:          h.logs.add,
 		Upstream:     h.upstream,
 		UpstreamPort: h.upstreamPort,
+		Cleartext:    h.cleartext.Load(),
 	})
 }
 

@@ -56,10 +56,15 @@ type Options struct {
 	// Log receives one Decision per request (and per refusal of
 	// something that was not a request, such as a failed handshake).
 	Log func(Decision)
+	// Cleartext: the client speaks plain HTTP/1.x, not TLS (inference.local
+	// over http://, whose only leg outside the host is the upstream's,
+	// which is TLS all the same). Prefix then holds the request bytes
+	// already read, and an absolute-form target must say http.
+	Cleartext bool
 }
 
 // Serve serves one client connection that the filter matched and decided
-// to inspect: the TLS handshake with a leaf for opts.ServerName (ALPN h2
+// to inspect (for Options.Cleartext, without TLS): the TLS handshake with a leaf for opts.ServerName (ALPN h2
 // or http/1.1, as the client prefers), then every request of the
 // connection (HTTP/1.1 keep-alive, or HTTP/2 streams), each decided by
 // opts.Decide, until the client is done or ctx ends. It closes client, and
@@ -73,6 +78,16 @@ func (e *Engine) Serve(ctx context.Context, client net.Conn, opts Options) error
 		return err
 	}
 	opts.ServerName = name
+	if opts.Cleartext {
+		cc := &clientConn{Conn: client, prefix: opts.Prefix, serverName: name}
+		defer cc.Close()
+		stop := context.AfterFunc(ctx, func() { cc.Close() })
+		defer stop()
+		s := e.newSession(opts, false)
+		defer s.close()
+		s.serveH1(ctx, cc)
+		return nil
+	}
 	tlsConn := tls.Server(&clientConn{Conn: client, prefix: opts.Prefix, serverName: name}, e.serverTLS[0])
 	defer tlsConn.Close()
 	stop := context.AfterFunc(ctx, func() { tlsConn.Close() })

@@ -2,12 +2,15 @@ package inspect
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The positive control: an allowed GET reaches the upstream, as the
@@ -189,5 +192,59 @@ func TestBodiesTheUpstreamCouldMisreadRefused(t *testing.T) {
 		"4\r\nbody\r\n0\r\nX-Late: unchecked\r\n\r\n")
 	if seen := up.lastRequest(); resp.StatusCode != 200 || seen.Body != "body" || len(seen.Trailer) != 0 {
 		t.Fatalf("POST with a trailer: %d, upstream saw %+v", resp.StatusCode, seen)
+	}
+}
+
+// TestCleartextClient: a client speaking plain HTTP (inference.local over
+// http://) is served like an inspected TLS one: each request decided, the
+// allowed ones sent upstream over verified TLS, a denied one 403 and never
+// sent; a request for another name, or an absolute-form https target on
+// the plain connection, is refused (421) and never sent.
+func TestCleartextClient(t *testing.T) {
+	up := newUpstream(t, false, nil)
+	h := newHarness(t, up)
+	h.cleartext.Store(true)
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", h.ln.Addr().String())
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	status := func(method, url, host string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, nil)
+		req.Host = host
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("GET", "http://"+testHost+"/v1/models", testHost); got != 200 || up.requests.Load() != 1 {
+		t.Fatalf("GET: %d, upstream saw %d requests, want 200 and 1", got, up.requests.Load())
+	}
+	if seen := up.lastRequest(); seen.Host != testHost || seen.RequestURI != "/v1/models" {
+		t.Fatalf("upstream (a TLS server) saw %+v", seen)
+	}
+	if got := status("DELETE", "http://"+testHost+"/v1/models", testHost); got != http.StatusForbidden {
+		t.Errorf("DELETE: %d, want 403", got)
+	}
+	if got := status("GET", "http://"+testHost+"/x", "other.test"); got != http.StatusMisdirectedRequest {
+		t.Errorf("Host other.test: %d, want 421", got)
+	}
+	conn, err := net.Dial("tcp", h.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET https://"+testHost+"/abs HTTP/1.1\r\nHost: "+testHost+"\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("absolute-form https target on plain HTTP: %v %v, want 421", resp, err)
+	}
+	if n := up.requests.Load(); n != 1 {
+		t.Errorf("the upstream saw %d requests, want 1 (the GET)", n)
 	}
 }

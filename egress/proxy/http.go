@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,11 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 		reason := p.adm.failedFor(t, err, rules.ReasonNotHTTP)
 		finish(rules.Decision{Reason: reason})
 		denyHTTP(client, head.Host, port, reason)
+		return
+	}
+	if p.isInference(head.Host) {
+		_ = client.SetReadDeadline(time.Time{})
+		p.inferenceFlow(client, port, append(slices.Clone(head.Raw), buffered(br)...), true, rec, finish)
 		return
 	}
 	f := newFlow(client, head.Host, port, true)

@@ -19,13 +19,14 @@ func (p *Proxy) isInference(host string) bool {
 	return p.Inference != nil && p.Inspect != nil && strings.EqualFold(host, inference.Host)
 }
 
-// inferenceFlow serves a TLS connection to inference.local: the engine
-// presents a leaf for inference.local from the container's CA and sends
+// inferenceFlow serves a connection to inference.local, TLS or (cleartext)
+// plain HTTP: the engine presents a leaf for inference.local from the
+// container's CA (TLS) and sends
 // every request to the configured backend, with the agent's header fields
 // narrowed to the route's allowlist and the backend's key injected. No
 // policy is asked: the administrator's config allows it, and the agent
 // reaches nothing but the backend. Every request is a record.
-func (p *Proxy) inferenceFlow(client net.Conn, port int, prefix []byte, rec *decisionlog.Record, finish func(rules.Decision)) {
+func (p *Proxy) inferenceFlow(client net.Conn, port int, prefix []byte, cleartext bool, rec *decisionlog.Record, finish func(rules.Decision)) {
 	route := p.Inference
 	f := newFlow(client, inference.Host, port, false)
 	f.inspected, f.inference = true, true
@@ -53,8 +54,9 @@ func (p *Proxy) inferenceFlow(client net.Conn, port int, prefix []byte, rec *dec
 		Decide: func(inspect.Request) inspect.Verdict {
 			return inspect.Verdict{Allow: true, Rule: inference.Rule, Reason: string(rules.ReasonAllowed)}
 		},
-		Rewrite: func(r *http.Request) error { return route.Rewrite(r, p.Credentials.Value) },
-		Log:     func(dec inspect.Decision) { p.log(p.requestRecord(f, rec, dec)) },
+		Rewrite:   func(r *http.Request) error { return route.Rewrite(r, p.Credentials.Value) },
+		Log:       func(dec inspect.Decision) { p.log(p.requestRecord(f, rec, dec)) },
+		Cleartext: cleartext,
 	}
 	p.serveInspected(f, opts, d, rec, finish)
 }

@@ -76,3 +76,58 @@ func TestProxyInference(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyInferenceCleartext: with a route, plain HTTP for
+// inference.local is served too: each request goes to the backend over
+// TLS (the route's Rewrite, as for TLS clients), and is a record
+// (protocol http, rule egress.inference); a request on that connection
+// for another name is refused and never sent. Without a route, the
+// request is denied and nothing is sent.
+func TestProxyInferenceCleartext(t *testing.T) {
+	for _, routed := range []bool{true, false} {
+		t.Run(fmt.Sprint("routed=", routed), func(t *testing.T) {
+			h := newInspectHarness(t)
+			h.setRules(1, policy.Endpoint{Host: "other.test"})
+			if routed {
+				h.p.Inference = &inference.Route{BackendHost: tlsHost, BackendPort: 443, Credential: "API_KEY",
+					KeyHeader: "Authorization", KeyPrefix: "Bearer ", Forward: []string{"Content-Type"}}
+				h.p.Credentials = credentialsFor(t, tlsHost, 443)
+			}
+			h.serve()
+			c := h.dial()
+			br := bufio.NewReader(c)
+			post := func(path, host string) int {
+				fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer agent\r\nContent-Length: 2\r\n\r\n{}", path, host)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if !routed {
+				if code := post("/v1/messages", inference.Host); code != http.StatusForbidden {
+					t.Fatalf("status %d, want 403", code)
+				}
+				h.waitRecord("the refusal", func(r decisionlog.Record) bool { return r.Host == inference.Host && r.Decision == "deny" })
+				if seen := h.up.requests(); len(seen) != 0 {
+					t.Fatalf("the upstream saw %q", seen)
+				}
+				return
+			}
+			if code := post("/v1/messages", inference.Host); code != 200 {
+				t.Fatalf("status %d", code)
+			}
+			rec := h.waitRecord("the request", func(r decisionlog.Record) bool { return r.Protocol == "http" && r.Method == "POST" })
+			if rec.Host != inference.Host || rec.Rule != inference.Rule || rec.Decision != "allow" || rec.Path != "/v1/messages" {
+				t.Errorf("record %+v", rec)
+			}
+			if code := post("/v1/other", "other.test"); code != http.StatusMisdirectedRequest {
+				t.Errorf("another name on the connection: status %d, want 421", code)
+			}
+			if seen := h.up.requests(); !slices.Equal(seen, []string{"POST " + tlsHost + " /v1/messages"}) {
+				t.Fatalf("the upstream saw %q", seen)
+			}
+		})
+	}
+}

@@ -118,7 +118,11 @@ func (p *Proxy) dialInspected(ctx context.Context, f *flow) (net.Conn, string, e
 // then): its decision is audit.
 func (p *Proxy) requestRecord(f *flow, conn *decisionlog.Record, dec inspect.Decision) decisionlog.Record {
 	current := p.Rules()
-	r := decisionlog.Record{Generation: current.Generation, Protocol: "https", Source: conn.Source,
+	protocol := "https"
+	if conn.Protocol == "http" { // inference.local over plain HTTP
+		protocol = "http"
+	}
+	r := decisionlog.Record{Generation: current.Generation, Protocol: protocol, Source: conn.Source,
 		Destination: conn.Destination, Host: f.host, Port: f.port, Binary: conn.Binary,
 		Reason: rules.Reason(dec.Reason), Rule: dec.Rule, Method: dec.Method, Path: dec.Path,
 		Status: dec.Status, Detail: dec.Detail}

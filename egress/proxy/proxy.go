@@ -355,7 +355,7 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 		}
 		if p.isInference(hello.ServerName) {
 			_ = client.SetReadDeadline(time.Time{})
-			p.inferenceFlow(client, port, append(helloBytes, buffered(br)...), &rec, finish)
+			p.inferenceFlow(client, port, append(helloBytes, buffered(br)...), false, &rec, finish)
 			return
 		}
 		// MatchBinary denies endpoints whose rules TLS hides (Unenforceable),

@@ -139,6 +139,21 @@ func TestEgressInferenceRouting(t *testing.T) {
 		t.Errorf("the request's record: %+v", rec)
 	}
 
+	// Plain HTTP to inference.local: the same route, the backend still
+	// over TLS with the configured key.
+	line = c.check(echeck{name: "plain HTTP request with the agent's own key",
+		args: []string{"https", "inference.local", "80", "inference.local", "plain", "inference.local",
+			"header:Authorization=Bearer agent-own-key", "header:X-Api-Key=agent-api-key", "header:X-Agent-Secret=leak",
+			"header:Content-Type=application/json", "header:Anthropic-Version=2023-06-01", "POST:/v1/plain"},
+		out: `OK issuer="" proto=HTTP/1.1`,
+		saw: []seen{sawInference("/v1/plain",
+			"Authorization=Bearer "+inferenceSecret+";X-Api-Key=;X-Agent-Secret=;Content-Type=application/json;Anthropic-Version=2023-06-01")}})
+	wantParts(t, line, "200 POST /v1/plain conn=1")
+	rec = c.waitRecord(func(rec inspectRecord) bool { return rec.Protocol == "http" && rec.Path == "/v1/plain" })
+	if rec.Decision != "allow" || rec.Rule != "egress.inference" || rec.Method != "POST" || rec.Host != "inference.local" || rec.Status != 200 {
+		t.Errorf("the plain request's record: %+v", rec)
+	}
+
 	c.check(echeck{name: "streamed response",
 		args: []string{"sse", "inference.local", "443", "inference.local", "/v1/stream", "/release"},
 		out:  "OK 200 events=first,second",

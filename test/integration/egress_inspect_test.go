@@ -67,7 +67,7 @@ type inspectRecord struct {
 }
 
 // requestRecords are the container's decision records of protocol
-// https (requests of inspected connections) and tls.
+// https (requests of inspected connections), tls and http.
 func (c *ectr) requestRecords() []inspectRecord {
 	c.t.Helper()
 	data, err := os.ReadFile(c.log)
@@ -78,7 +78,7 @@ func (c *ectr) requestRecords() []inspectRecord {
 	sc := bufio.NewScanner(strings.NewReader(string(data)))
 	for sc.Scan() {
 		var rec inspectRecord
-		if json.Unmarshal(sc.Bytes(), &rec) == nil && (rec.Protocol == "https" || rec.Protocol == "tls") {
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && (rec.Protocol == "https" || rec.Protocol == "tls" || rec.Protocol == "http") {
 			out = append(out, rec)
 		}
 	}

@@ -4,8 +4,9 @@ package main
 // what the container's environment says (SSL_CERT_FILE, as Go reads it)
 // and the tests' CA:
 //
-//	https ADDR PORT SNI h1|h2 HOST REQ...
-//	    one connection to ADDR:PORT, TLS for SNI, then each REQ
+//	https ADDR PORT SNI h1|h2|plain HOST REQ...
+//	    one connection to ADDR:PORT, TLS for SNI (plain: no TLS, HTTP/1.1
+//	    in cleartext, issuer ""), then each REQ
 //	    (METHOD:PATH, a POST carrying a small body) with Host HOST, over
 //	    HTTP/1.1 keep-alive or HTTP/2: "OK issuer=CN proto=P STATUS
 //	    METHOD PATH conn=N | ...", conn numbering the connections used
@@ -30,7 +31,7 @@ func init() {
 	if commands == nil {
 		commands = map[string]command{}
 	}
-	commands["https"] = command{"ADDR PORT SNI h1|h2 HOST METHOD:PATH...", 6, 32, cmdHTTPS}
+	commands["https"] = command{"ADDR PORT SNI h1|h2|plain HOST METHOD:PATH...", 6, 32, cmdHTTPS}
 }
 
 func cmdHTTPS(a []string) error {
@@ -73,7 +74,11 @@ func cmdHTTPS(a []string) error {
 		if method == "POST" || method == "PUT" {
 			body = strings.NewReader("probe")
 		}
-		req, err := http.NewRequest(method, "https://"+net.JoinHostPort(sni, port)+path, body)
+		scheme := "https"
+		if proto == "plain" {
+			scheme = "http"
+		}
+		req, err := http.NewRequest(method, scheme+"://"+net.JoinHostPort(sni, port)+path, body)
 		if err != nil {
 			return failure{"USAGE", err.Error()}
 		}
