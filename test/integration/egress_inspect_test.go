@@ -189,6 +189,40 @@ func TestEgressInspectMethodOverride(t *testing.T) {
 	}
 }
 
+// TestEgressInspectMCP: on an inspected MCP endpoint, a tools/call of a
+// tool the rules allow reaches the server; one of another tool, on the
+// same connection, is answered by the filter with a JSON-RPC error and
+// never reaches it; the record names the refused call.
+func TestEgressInspectMCP(t *testing.T) {
+	r, fn := egressRuntime(t)
+	c := fn.startInspected(t, r, policyDoc(`  tools:
+    endpoints:
+      - host: allowed.test
+        port: 8443
+        protocol: mcp
+        rules:
+          - allow: {method: initialize}
+          - allow: {method: tools/call, tool: "read_*"}
+`))
+	call := func(tool string) string {
+		return `body:{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `","arguments":{}}}`
+	}
+	line := c.check(echeck{name: "an allowed tool, then a refused one",
+		args: []string{"https", "allowed.test", "8443", "allowed.test", "h1", "allowed.test",
+			"header:Content-Type=application/json", call("read_file"), "POST:/mcp/read", call("delete_file"), "POST:/mcp/delete"},
+		out:   `OK issuer="clawrun egress CA `,
+		saw:   []seen{sawHTTPS("POST", "allowed.test", "/mcp/read")},
+		never: []seen{sawHTTPS("POST", "allowed.test", "/mcp/delete")}})
+	wantParts(t, line, "200 POST /mcp/read conn=1", "POST /mcp/delete conn=1")
+	rec := c.waitRequest("POST", "/mcp/delete")
+	if rec.Decision != "deny" || rec.Reason != "rpc" || rec.Rule != "tools" {
+		t.Errorf("the refused call's record: %+v", rec)
+	}
+	if allow := c.waitRequest("POST", "/mcp/read"); allow.Decision != "allow" {
+		t.Errorf("the allowed call's record: %+v", allow)
+	}
+}
+
 // TestEgressInspectFronting: inside an inspected connection, a request
 // for another name than the SNI (domain fronting) is refused (421) and
 // never reaches any upstream, though the name is allowed on its own.

@@ -7,7 +7,9 @@ package main
 //	https ADDR PORT SNI h1|h2|plain HOST REQ...
 //	    one connection to ADDR:PORT, TLS for SNI (plain: no TLS, HTTP/1.1
 //	    in cleartext, issuer ""), then each REQ
-//	    (METHOD:PATH, a POST carrying a small body) with Host HOST, over
+//	    (METHOD:PATH, a POST carrying a small body, or the TEXT of the
+//	    last body:TEXT before it; header:NAME=VALUE adds a field to the
+//	    requests after it) with Host HOST, over
 //	    HTTP/1.1 keep-alive or HTTP/2: "OK issuer=CN proto=P STATUS
 //	    METHOD PATH conn=N | ...", conn numbering the connections used
 //	    (1 throughout: the same one), issuer the CN of the certificate's
@@ -63,16 +65,21 @@ func cmdHTTPS(a []string) error {
 	var parts []string
 	issuer, gotProto := "", ""
 	header := http.Header{}
+	postBody := "probe"
 	for _, r := range a[5:] {
 		if field, ok := strings.CutPrefix(r, "header:"); ok {
 			name, value, _ := strings.Cut(field, "=")
 			header.Add(name, value)
 			continue
 		}
+		if text, ok := strings.CutPrefix(r, "body:"); ok {
+			postBody = text
+			continue
+		}
 		method, path, _ := strings.Cut(r, ":")
 		var body io.Reader
 		if method == "POST" || method == "PUT" {
-			body = strings.NewReader("probe")
+			body = strings.NewReader(postBody)
 		}
 		scheme := "https"
 		if proto == "plain" {
