@@ -39,7 +39,8 @@ func authRequest(host string) func(fakenet.Event) bool {
 
 const credentialSecret = "sk-clawrun-test-9f8e7d6c5b4a"
 
-// credentialDoc: allowed.test and other.test inspected on portHTTPSAuth.
+// credentialDoc: allowed.test and other.test inspected on portHTTPSAuth,
+// allowed.test on plain HTTP too.
 const credentialDoc = `  api:
     endpoints:
       - host: allowed.test
@@ -50,13 +51,16 @@ const credentialDoc = `  api:
         port: 8445
         protocol: rest
         access: read-only
+      - host: allowed.test
+        port: 80
 `
 
 // TestEgressCredentialInjection: the agent sends Authorization: Bearer
 // openshell:resolve:env:API_KEY; the upstream the credential is bound to
 // sees the secret (positive control); the same placeholder to another
 // allowed, inspected host is refused (403, credential_misdirected) and
-// that upstream sees nothing. The secret is in no file clawrun wrote
+// that upstream sees nothing; over plain HTTP it is refused (403) and
+// not sent. The secret is in no file clawrun wrote
 // (state dir, bundle and rootfs, logs) and in no environment of the
 // container's processes.
 func TestEgressCredentialInjection(t *testing.T) {
@@ -87,6 +91,14 @@ func TestEgressCredentialInjection(t *testing.T) {
 	if rec.Decision != "deny" || rec.Reason != "credential_misdirected" || !strings.Contains(rec.Detail, "API_KEY") {
 		t.Errorf("the refusal's record: %+v", rec)
 	}
+
+	// Plain HTTP to the bound host: never injected into cleartext, and
+	// not sent as it is either.
+	line = c.check(echeck{name: "plain HTTP to the bound host",
+		args:  []string{"https", "allowed.test", "80", "allowed.test", "plain", "allowed.test", header, "GET:/v1/plain"},
+		out:   `OK issuer=""`,
+		never: []seen{sawHTTP("allowed.test", fn.ip(hAllowed))}})
+	wantParts(t, line, "403 GET /v1/plain")
 
 	st := r.state(c.id)
 	// Controls: the search reads the files and environments it searches
