@@ -224,7 +224,7 @@ func TestHost(t *testing.T) {
 		"api.github.com":     "",
 		"API.GitHub.com.":    "",
 		"*.example.com":      "",
-		"*.co.uk":            "",
+		"*.co.uk":            "public suffix",
 		"localhost":          "",
 		"_dmarc.example.com": "",
 		"*":                  "over-broad",

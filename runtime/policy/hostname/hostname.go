@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+	"golang.org/x/net/publicsuffix"
 )
 
 // MaxLen is the longest name, without its trailing dot (RFC 1035).
@@ -103,7 +104,8 @@ func canonical(name string) (string, error) {
 // internationalized name is written as its A-labels), no label starting
 // or ending with '-', no IP address and no numeric top-level label, and
 // the wildcard only as the whole first label of a pattern that names a
-// domain below the top level ("*.com" and "*" are refused). The filter
+// domain below the top level and below every public suffix ("*", "*.com"
+// and "*.co.uk" are refused). The filter
 // uses it too for the hosts of a compiled policy, so that every pattern
 // the policy accepts is one the filter matches.
 func ParsePattern(host string) (string, error) {
@@ -148,6 +150,13 @@ func ParsePattern(host string) (string, error) {
 		return "", err
 	}
 	if wild {
+		// "*.co.uk" has two labels and still names every domain of a
+		// country: a wildcard must be below a registrable domain. Only
+		// ICANN's suffixes count; the list's private ones ("github.io")
+		// are domains someone owns, which a policy may mean.
+		if suffix, icann := publicsuffix.PublicSuffix(name); icann && suffix == name {
+			return "", fmt.Errorf(`over-broad wildcard; %q is a public suffix, under which anyone registers names: name a domain below it, as in "*.example.%s"`, name, name)
+		}
 		return wildcard + "." + name, nil
 	}
 	return name, nil

@@ -95,6 +95,9 @@ func TestParsePattern(t *testing.T) {
 		"xn--bcher-kva.de":          "xn--bcher-kva.de",
 		"*.xn--mnchen-3ya.de":       "*.xn--mnchen-3ya.de",
 		"r3---sn-x.googlevideo.com": "r3---sn-x.googlevideo.com",
+		"*.github.io":               "*.github.io", // a private suffix: someone's domain
+		"*.example.co.uk":           "*.example.co.uk",
+		"*.internal.test":           "*.internal.test",
 	} {
 		if got, err := ParsePattern(host); err != nil || got != want {
 			t.Errorf("ParsePattern(%q) = %q, %v; want %q", host, got, err, want)
@@ -104,6 +107,10 @@ func TestParsePattern(t *testing.T) {
 		"*":                               "over-broad wildcard",
 		"*.":                              "over-broad wildcard",
 		"*.com":                           "over-broad wildcard",
+		"*.co.uk":                         "public suffix",
+		"*.CO.UK.":                        "public suffix",
+		"*.com.au":                        "public suffix",
+		"*.xn--55qx5d.cn":                 "public suffix", // 公司.cn
 		"*.*":                             "whole first label",
 		"a.*.com":                         "whole first label",
 		"*foo.com":                        "whole first label",
