@@ -293,3 +293,29 @@ func addCRIMount(t *testing.T, file, hostPath, containerPath string) {
 	cfg["mounts"] = []map[string]any{{"container_path": containerPath, "host_path": hostPath, "readonly": true}}
 	writeJSON(t, file, cfg)
 }
+
+// testKubeInspect: a pod of the cluster (the kubelet, its RuntimeClass)
+// whose annotation names the inspect policy, the probe mounted from a
+// hostPath volume: its container trusts its sandbox's CA.
+func testKubeInspect(t *testing.T, k *kubeCluster) {
+	start := time.Now()
+	pod := k.agentPod(t, "inspect", map[string]string{"run.clawrun.policy": inspectPolicy, "run.clawrun.egress": ""}, loopScript)
+	spec := pod["spec"].(map[string]any)
+	spec["volumes"] = append(spec["volumes"].([]any),
+		map[string]any{"name": "probe", "hostPath": map[string]any{"path": probeDir(t), "type": "Directory"}})
+	c := container(pod)
+	c["volumeMounts"] = append(c["volumeMounts"].([]any),
+		map[string]any{"name": "probe", "mountPath": probeMount, "readOnly": true})
+	k.apply(t, pod)
+	defer k.kubectl("delete", "pod", "inspect", "--wait=false")
+	k.waitReady(t, "inspect")
+	st := stateOf(t, k.root(), k.pod(t, "inspect").containerID())
+	expectStateConfined(t, st, inspectPolicy, true)
+	sandbox := sandboxOf(t, st)
+	step(t, start, "pod inspect running")
+
+	checkInspected(t, k.f, "kube", filepath.Join(k.root(), sandbox, "egress-ca.pem"), filepath.Join(k.root(), sandbox, "egress-ca.key"),
+		func(script string) result { return k.kubectl("exec", "inspect", "--", "sh", "-c", script) })
+	must(t, k.kubectl("delete", "pod", "inspect", "--wait", "--timeout=1m"))
+	step(t, start, "done")
+}
