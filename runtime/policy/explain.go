@@ -720,7 +720,7 @@ func (e *Explanation) writeFiles(w *writer) {
 		w.line(2, "Also the container's working directory (process.cwd), read and execute only: include_workdir asks for read-write, another layer grants it read-only.")
 	}
 	if f.TrustDir != "" {
-		w.line(2, "Also %s, read and execute only, in every layer: the runtime mounts the trust bundle of the egress filter's CA there, which inspected HTTPS needs.", f.TrustDir)
+		w.line(2, "%s can be read in every layer, whatever the policies list: the runtime mounts the trust bundle of the egress filter's CA there, which inspected HTTPS needs.", f.TrustDir)
 	}
 	w.line(2, "Denied: every other path. The agent cannot read, list, write or execute anything not listed.")
 	if len(f.ReadWrite) > 0 {
