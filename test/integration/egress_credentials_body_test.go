@@ -18,7 +18,7 @@ import (
 
 // portHTTPSBody is an HTTPS server of the fake internet that records the
 // body of every request (events of kind "https-body", Data the body).
-const portHTTPSBody = 8446
+const portHTTPSBody = 8447
 
 var bodyServer struct {
 	once sync.Once
@@ -71,24 +71,24 @@ func TestEgressCredentialJSONBody(t *testing.T) {
 	serveBodies(t, fn)
 	t.Setenv("CLAWRUN_TEST_API_KEY", credentialSecret)
 	ca := writeTemp(t, "upstream-ca.pem", string(fn.CAPEM()))
-	cfg := writeTemp(t, "config.yaml", fn.egressYAML()+"  upstream_ca_file: "+ca+`
+	cfg := writeTemp(t, "config.yaml", fn.egressYAML()+"  upstream_ca_file: "+ca+fmt.Sprintf(`
   credentials:
     - name: API_KEY
       env: CLAWRUN_TEST_API_KEY
       endpoints:
-        - {host: allowed.test, ports: [8446]}
-`)
-	doc := policyDoc(`  api:
+        - {host: allowed.test, ports: [%d]}
+`, portHTTPSBody))
+	doc := policyDoc(fmt.Sprintf(`  api:
     endpoints:
       - host: allowed.test
-        port: 8446
+        port: %[1]d
         protocol: rest
         access: read-write
       - host: other.test
-        port: 8446
+        port: %[1]d
         protocol: rest
         access: read-write
-`)
+`, portHTTPSBody))
 	c := fn.startAs(r, newID(t), fn.egressBundle(r, withInline(doc)), "--config", cfg)
 	const body = `{"model":"m","api_key":"openshell:resolve:env:API_KEY","n":1}`
 	port := strconv.Itoa(portHTTPSBody)
