@@ -68,7 +68,7 @@ func (o *PolicyOptions) Explain(ref string) (*policy.Explanation, error) {
 		containerFrom = policyOrigin(ref, cfg)
 	}
 
-	e, err := explainPolicies(floor, container, cfg.Egress.Credentials)
+	e, err := explainPolicies(floor, container, cfg.Egress.Credentials, cfg.Egress.Inference != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -78,8 +78,9 @@ func (o *PolicyOptions) Explain(ref string) (*policy.Explanation, error) {
 
 // explainPolicies explains floor and container (either may be nil)
 // together, with the runtime's facts, the egress filter's reading of
-// their network policies and the configured credentials (creds).
-func explainPolicies(floor, container *policy.Policy, creds []policy.Credential) (*policy.Explanation, error) {
+// their network policies, the configured credentials (creds) and whether
+// the config routes inference.local.
+func explainPolicies(floor, container *policy.Policy, creds []policy.Credential, routesInference bool) (*policy.Explanation, error) {
 	return policy.Explain(floor, container, policy.ExplainFacts{
 		SeccompDenied:       seccomp.AgentDenied,
 		SeccompRules:        seccompRules,
@@ -87,6 +88,7 @@ func explainPolicies(floor, container *policy.Policy, creds []policy.Credential)
 		DroppedCapabilities: confinespec.DroppedCaps,
 		Filter:              rules.ExplainFilter,
 		Credentials:         creds,
+		RoutesInference:     routesInference,
 	})
 }
 

@@ -34,7 +34,7 @@ func TestExplainAgreesWithPlan(t *testing.T) {
 				title += " under " + f.Name
 			}
 			t.Run(title, func(t *testing.T) {
-				e, err := explainPolicies(f, container, nil)
+				e, err := explainPolicies(f, container, nil, false)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -156,6 +156,11 @@ func checkExplainedFiles(t *testing.T, e *policy.Explanation, out string, plan *
 		if claimed != enforced {
 			t.Errorf("files: explain says %s is %s, the Plan's layers allow %s", p, levelNames[claimed], levelNames[enforced])
 		}
+	}
+	// The trust bundle's directory: said when, and only when, the Plan
+	// grants it.
+	if said := strings.Contains(out, policy.TrustDir+" can be read in every layer"); said != (plan.TrustDir != "") {
+		t.Errorf("files: the Plan's trust dir is %q, explain mentions it: %v", plan.TrustDir, said)
 	}
 	for title, paths := range map[string][]string{
 		"Read and execute: ":                        e.Files.ReadOnly,

@@ -84,6 +84,7 @@ func (o *PolicyOptions) resolvePlan(annotations map[string]string, opts policy.C
 	if err != nil {
 		return nil, err
 	}
+	opts.RoutesInference = cfg.Egress.Inference != nil
 	plan, err := policy.Compile(floor, container, opts)
 	if err != nil {
 		return nil, err

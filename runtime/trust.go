@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/clawrun/clawrun/egress/inspect"
 	"github.com/clawrun/clawrun/runtime/confinespec"
-	"github.com/clawrun/clawrun/runtime/policy"
 )
 
 // The container's egress CA, in its state dir (root-only, outside every
@@ -178,7 +176,7 @@ func readInRootfs(rootfs, rel string) ([]byte, error) {
 // rules (sharedFilter checked).
 func (c *confinement) inspectEgress(spec *specs.Spec, root, id string) error {
 	routesInference := c.Egress != nil && c.Egress.Inference != nil
-	if !planInspects(c.Plan) && !routesInference {
+	if !c.Plan.Inspects() && !routesInference {
 		return nil
 	}
 	t, err := trustFor(root, id, c.SharedFilter)
@@ -190,16 +188,4 @@ func (c *confinement) inspectEgress(spec *specs.Spec, root, id string) error {
 		c.Egress.CACert, c.Egress.CAKey = t.CACert, t.CAKey
 	}
 	return t.addTrust(spec)
-}
-
-// planInspects reports a plan with an endpoint the filter inspects.
-func planInspects(plan *policy.Plan) bool {
-	for _, l := range plan.Network {
-		for _, np := range l.Policies {
-			if slices.ContainsFunc(np.Endpoints, policy.Endpoint.Inspected) {
-				return true
-			}
-		}
-	}
-	return false
 }

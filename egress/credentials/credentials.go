@@ -1,20 +1,25 @@
 // Package credentials injects secrets into the requests the egress filter
 // inspects: the agent sends a placeholder (OpenShell's
-// openshell:resolve:env:NAME, or clawrun:credential:NAME) in a header or
-// the query, and the filter replaces it with the secret NAME, only on a
-// request to an endpoint the credential is bound to. A placeholder headed
+// openshell:resolve:env:NAME, or clawrun:credential:NAME) in a header,
+// the query or a JSON body, and the filter replaces it with the secret
+// NAME, only on a request to an endpoint the credential is bound to. A
+// placeholder headed
 // anywhere else, or naming no credential, refuses the request: the secret
 // never leaves for a host it is not meant for, and a typo is not sent as
 // it is. The agent never holds the secret.
 package credentials
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -200,10 +205,11 @@ func (c credential) boundTo(host string, port int) bool {
 	return false
 }
 
-// Rewrite replaces the placeholders of r's header fields and query with
-// their secrets, for a request to host:port (the server name the filter
-// matched). It changes nothing and returns an *Error when any placeholder
-// names no credential or one not bound to host:port.
+// Rewrite replaces the placeholders of r's header fields, query and JSON
+// body (jsonBody) with their secrets, for a request to host:port (the
+// server name the filter matched). It changes nothing and returns an
+// *Error when any placeholder names no credential or one not bound to
+// host:port.
 func (s *Set) Rewrite(host string, port int, r *http.Request) error {
 	header := r.Header.Clone()
 	for _, vs := range header {
@@ -223,11 +229,91 @@ func (s *Set) Rewrite(host string, port int, r *http.Request) error {
 		}
 		query = q
 	}
+	body, err := s.jsonBody(host, port, r)
+	if err != nil {
+		return err
+	}
 	r.Header = header
 	if r.URL != nil {
 		r.URL.RawQuery = query
 	}
+	if body != nil {
+		setBody(r, body)
+	}
 	return nil
+}
+
+// MaxJSONBody bounds the JSON request body read for placeholders, as the
+// JSON-RPC rules bound theirs: a larger one is forwarded as it is, unread
+// (a placeholder in it reaches the upstream unreplaced, never a secret).
+const MaxJSONBody = 1 << 20
+
+// jsonBody returns r's body with its placeholders replaced when r carries
+// JSON (Content-Type application/json or */*+json, not content-coded) of
+// at most MaxJSONBody bytes with a placeholder in it; nil when there is
+// nothing to replace. What it reads of the body is given back to r
+// unchanged, so that r is as it was when the caller does not use the
+// result.
+func (s *Set) jsonBody(host string, port int, r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength > MaxJSONBody || !isJSON(r.Header) {
+		return nil, nil
+	}
+	read, err := io.ReadAll(io.LimitReader(r.Body, MaxJSONBody+1))
+	r.Body = prepended{io.MultiReader(bytes.NewReader(read), r.Body), r.Body}
+	if err != nil {
+		return nil, fmt.Errorf("reading the request body: %w", err)
+	}
+	if len(read) > MaxJSONBody {
+		return nil, nil
+	}
+	if at, _ := nextPlaceholder(string(read), headerPrefixes); at < 0 {
+		return nil, nil
+	}
+	out, err := s.substitute(string(read), host, port, headerPrefixes, jsonEscape)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(out), nil
+}
+
+// prepended is a body of which some bytes were read ahead: the Reader
+// gives them first, Close closes the original.
+type prepended struct {
+	io.Reader
+	io.Closer
+}
+
+// isJSON reports a JSON body that is not content-coded (compressed
+// bodies are not read).
+func isJSON(h http.Header) bool {
+	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// setBody makes body r's whole body, framed by its length (a chunked
+// request becomes a fixed-length one).
+func setBody(r *http.Request, body []byte) {
+	if r.Body != nil {
+		r.Body.Close()
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	r.ContentLength = int64(len(body))
+	r.TransferEncoding = nil
+	r.Header.Del("Transfer-Encoding")
+	if r.Header.Get("Content-Length") != "" {
+		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+}
+
+// jsonEscape writes a secret inside a JSON string, where placeholders
+// are: a quote or backslash of it escaped (Load refuses control
+// characters).
+func jsonEscape(v string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v)
 }
 
 func noEscape(s string) string { return s }

@@ -1,11 +1,14 @@
 package credentials
 
 import (
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -206,5 +209,147 @@ func TestLoadFile(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `credential "K"`) {
 			t.Errorf("Load(%+v) = %v, want %q", tc.spec, err, tc.want)
 		}
+	}
+}
+
+// jsonRequest is a POST with body and Content-Type ctype, its length
+// known (or -1: chunked).
+func jsonRequest(t *testing.T, target, ctype, body string, length int64) *http.Request {
+	t.Helper()
+	r := request(t, target, map[string]string{"Content-Type": ctype})
+	r.Method = http.MethodPost
+	r.Body = io.NopCloser(strings.NewReader(body))
+	r.ContentLength = length
+	if length >= 0 {
+		r.Header.Set("Content-Length", strconv.FormatInt(length, 10))
+	} else {
+		r.TransferEncoding = []string{"chunked"}
+	}
+	return r
+}
+
+// bodyOf reads r's body and checks that its framing says its length.
+func bodyOf(t *testing.T, r *http.Request) string {
+	t.Helper()
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ContentLength != int64(len(data)) && r.ContentLength != -1 {
+		t.Errorf("ContentLength %d, the body has %d bytes", r.ContentLength, len(data))
+	}
+	if cl := r.Header.Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(data)) {
+		t.Errorf("Content-Length %s, the body has %d bytes", cl, len(data))
+	}
+	return string(data)
+}
+
+func TestRewriteJSONBody(t *testing.T) {
+	s := testSet(t)
+	const placeholderBody = `{"key":"openshell:resolve:env:API_KEY","also":"clawrun:credential:API_KEY","n":1}`
+	replaced := `{"key":"` + secret + `","also":"` + secret + `","n":1}`
+	for _, tc := range []struct {
+		name, ctype, body string
+		length            int64
+		want              string
+	}{
+		{"json", "application/json", placeholderBody, int64(len(placeholderBody)), replaced},
+		{"json with charset, chunked", "application/json; charset=utf-8", placeholderBody, -1, replaced},
+		{"+json", "application/vnd.api+json", placeholderBody, int64(len(placeholderBody)), replaced},
+		{"not json: not read", "text/plain", placeholderBody, int64(len(placeholderBody)), placeholderBody},
+		{"no placeholder", "application/json", `{"a":"b"}`, 9, `{"a":"b"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := jsonRequest(t, "https://api.example.com/v1", tc.ctype, tc.body, tc.length)
+			if err := s.Rewrite("api.example.com", 443, r); err != nil {
+				t.Fatal(err)
+			}
+			if got := bodyOf(t, r); got != tc.want {
+				t.Errorf("body %q, want %q", got, tc.want)
+			}
+			if tc.want != tc.body && (r.ContentLength != int64(len(tc.want)) || len(r.TransferEncoding) > 0) {
+				t.Errorf("a replaced body is framed by its length: ContentLength %d, TransferEncoding %v", r.ContentLength, r.TransferEncoding)
+			}
+			if r.GetBody != nil {
+				if b, _ := r.GetBody(); b != nil {
+					if data, _ := io.ReadAll(b); string(data) != tc.want {
+						t.Errorf("GetBody %q, want %q", data, tc.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRewriteJSONBodyRefused: a placeholder in the JSON body of a request
+// to a host the credential is not bound to, or naming no credential, is
+// refused as in a header, and the request (its body) is left as it was.
+func TestRewriteJSONBodyRefused(t *testing.T) {
+	s := testSet(t)
+	for _, tc := range []struct {
+		name, body, host, reason string
+	}{
+		{"misdirected", `{"key":"openshell:resolve:env:API_KEY"}`, "evil.example", ReasonMisdirected},
+		{"unknown", `{"key":"clawrun:credential:NOPE"}`, "api.example.com", ReasonUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := jsonRequest(t, "https://"+tc.host+"/v1", "application/json", tc.body, int64(len(tc.body)))
+			err := s.Rewrite(tc.host, 443, r)
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Reason != tc.reason {
+				t.Fatalf("err %v, want reason %s", err, tc.reason)
+			}
+			if got := bodyOf(t, r); got != tc.body {
+				t.Errorf("the refused request's body is now %q, want it unchanged", got)
+			}
+		})
+	}
+}
+
+// TestRewriteJSONBodyUnread: bodies that are not read (too large,
+// content-coded) are forwarded whole and unchanged.
+func TestRewriteJSONBodyUnread(t *testing.T) {
+	s := testSet(t)
+	large := `{"key":"openshell:resolve:env:API_KEY","pad":"` + strings.Repeat("x", MaxJSONBody) + `"}`
+	for _, tc := range []struct {
+		name, body, encoding string
+		length               int64
+	}{
+		{"over the bound, length known", large, "", int64(len(large))},
+		{"over the bound, chunked", large, "", -1},
+		{"gzip", `{"key":"openshell:resolve:env:API_KEY"}`, "gzip", 39},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := jsonRequest(t, "https://evil.example/", "application/json", tc.body, tc.length)
+			if tc.encoding != "" {
+				r.Header.Set("Content-Encoding", tc.encoding)
+			}
+			if err := s.Rewrite("evil.example", 443, r); err != nil {
+				t.Fatal(err)
+			}
+			if got := bodyOf(t, r); got != tc.body {
+				t.Errorf("body changed: %d bytes, want %d unchanged", len(got), len(tc.body))
+			}
+		})
+	}
+}
+
+// TestRewriteJSONBodyEscapes: a secret with a quote or a backslash stays
+// one JSON string.
+func TestRewriteJSONBodyEscapes(t *testing.T) {
+	value := `a"b\c`
+	s, err := Load([]Spec{{Name: "K", Env: "V", Endpoints: []Endpoint{{Host: "api.example.com", Ports: []int{443}}}}},
+		func(string) (string, bool) { return value, true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"k":"clawrun:credential:K"}`
+	r := jsonRequest(t, "https://api.example.com/", "application/json", body, int64(len(body)))
+	if err := s.Rewrite("api.example.com", 443, r); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(bodyOf(t, r)), &got); err != nil || got["k"] != value {
+		t.Errorf("decoded %q (%v), want %q", got["k"], err, value)
 	}
 }

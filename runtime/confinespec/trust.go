@@ -6,13 +6,15 @@ import (
 	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawrun/clawrun/runtime/policy"
 )
 
 // Where a container whose egress is inspected finds the filter's CA: the
 // trust bundle (its image's own CAs and the filter's) and the CA alone.
 const (
-	TrustBundlePath = "/etc/clawrun/ca-bundle.pem"
-	TrustCAPath     = "/etc/clawrun/ca.pem"
+	TrustBundlePath = policy.TrustDir + "/ca-bundle.pem"
+	TrustCAPath     = policy.TrustDir + "/ca.pem"
 )
 
 // Trust are the host files a container whose egress is inspected trusts

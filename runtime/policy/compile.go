@@ -25,7 +25,16 @@ type CompileOptions struct {
 	// path: every layer lets it be read and executed, and nothing more, so
 	// that the pause starts under any floor. Ignored without PodSandbox.
 	SandboxCommand string
+	// RoutesInference: the runtime's config routes inference.local, whose
+	// TLS the egress filter terminates, so that a container with network
+	// policies trusts the filter's CA even when no endpoint is inspected.
+	RoutesInference bool
 }
+
+// TrustDir is where the runtime mounts the files through which a
+// container trusts its egress filter's CA (the trust bundle and the CA
+// certificate, never its key).
+const TrustDir = "/etc/clawrun"
 
 // Compile combines the administrator's floor policy and the container's
 // own policy into the Plan enforced on the container. Either may be nil;
@@ -94,6 +103,12 @@ func Compile(floor, container *Policy, opts CompileOptions) (*Plan, error) {
 		plan.Warnings = append(plan.Warnings, p.Warnings...)
 	}
 	plan.Seccomp.Deny = sortedUnique(deny)
+	if len(plan.Network) > 0 && (plan.Inspects() || opts.RoutesInference) {
+		// TLS clients read the trust bundle whatever else of /etc the
+		// policies grant: without it inspected HTTPS fails to verify.
+		plan.TrustDir = TrustDir
+		grantReadOnly(plan.Layers, TrustDir)
+	}
 	if opts.PodSandbox {
 		if err := grantCommand(plan.Layers, opts.SandboxCommand); err != nil {
 			errs = append(errs, *err)
@@ -160,12 +175,31 @@ func grantCommand(layers []Layer, cmd string) *Error {
 	if reason != "" {
 		return &Error{Field: "process.args[0]", Reason: fmt.Sprintf("the pod sandbox's command %s", reason)}
 	}
+	grantReadOnly(layers, clean)
+	return nil
+}
+
+// grantReadOnly lets every layer read (and execute) path, a clean
+// absolute path.
+func grantReadOnly(layers []Layer, path string) {
 	for i := range layers {
-		if !slices.Contains(layers[i].ReadOnly, clean) {
-			layers[i].ReadOnly = append(layers[i].ReadOnly, clean)
+		if !slices.Contains(layers[i].ReadOnly, path) {
+			layers[i].ReadOnly = append(layers[i].ReadOnly, path)
 		}
 	}
-	return nil
+}
+
+// Inspects reports a plan with an endpoint whose TLS the egress filter
+// terminates (Endpoint.Inspected).
+func (p *Plan) Inspects() bool {
+	for _, l := range p.Network {
+		for _, np := range l.Policies {
+			if slices.ContainsFunc(np.Endpoints, Endpoint.Inspected) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // identity picks run_as_user or run_as_group: the container's if set, else

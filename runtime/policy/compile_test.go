@@ -356,3 +356,51 @@ network_policies:
 		})
 	}
 }
+
+// TestCompileTrustDir: when the filter terminates TLS (an inspected
+// endpoint, or inference.local routed by the config), every Landlock
+// layer reads TrustDir, and only then; nothing wider is granted.
+func TestCompileTrustDir(t *testing.T) {
+	floor := mustParse(t, "floor", "version: 1\nfilesystem_policy:\n  read_only: [/usr]\n  read_write: [/tmp]\n")
+	files := "version: 1\nfilesystem_policy:\n  read_only: [/usr, /lib]\n"
+	network := func(endpoint string) string {
+		return "network_policies:\n  api:\n    endpoints:\n      - host: api.example.com\n        port: 443\n" + endpoint
+	}
+	inspected := mustParse(t, "inspected", files+network("        protocol: rest\n        access: read-only\n"))
+	spliced := mustParse(t, "spliced", files+network(""))
+	skipped := mustParse(t, "skipped", files+network("        protocol: rest\n        access: read-only\n        tls: skip\n"))
+	noNetwork := mustParse(t, "files", files)
+	for _, tc := range []struct {
+		name             string
+		floor, container *Policy
+		inference        bool
+		want             bool
+	}{
+		{"inspected", nil, inspected, false, true},
+		{"inspected under a floor", floor, inspected, false, true},
+		{"spliced", floor, spliced, false, false},
+		{"tls: skip", nil, skipped, false, false},
+		{"inference routed", floor, spliced, true, true},
+		{"inference routed, no network policies", nil, noNetwork, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := Compile(tc.floor, tc.container, CompileOptions{RoutesInference: tc.inference})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := plan.TrustDir != ""; got != tc.want {
+				t.Fatalf("TrustDir %q, want set: %v", plan.TrustDir, tc.want)
+			}
+			for _, l := range plan.Layers {
+				if slices.Contains(l.ReadOnly, TrustDir) != tc.want {
+					t.Errorf("layer %s read_only %v: want %s granted: %v", l.Source, l.ReadOnly, TrustDir, tc.want)
+				}
+				for _, p := range l.ReadOnly {
+					if p == "/etc" || p == "/" {
+						t.Errorf("layer %s grants %s", l.Source, p)
+					}
+				}
+			}
+		})
+	}
+}

@@ -30,6 +30,9 @@ type ExplainFacts struct {
 	// Credentials are the config's egress.credentials: Explain names those
 	// bound to each inspected endpoint.
 	Credentials []Credential
+	// RoutesInference: the config routes inference.local
+	// (CompileOptions.RoutesInference).
+	RoutesInference bool
 }
 
 // NetworkFilter answers for the egress filter's rules built from a Plan.
@@ -113,6 +116,9 @@ type FileAccess struct {
 	// directory read-only (a policy adds it read-write, a floor's paths
 	// grant it read-only) and no listed path already says so.
 	WorkdirReadOnly bool `json:"workdir_read_only,omitempty"`
+	// TrustDir is the directory every layer reads because the egress
+	// filter terminates TLS (Plan.TrustDir); "" when it does not.
+	TrustDir string `json:"trust_dir,omitempty"`
 }
 
 // Egress is the effective egress allow list: the container policy's
@@ -155,7 +161,7 @@ const explainWorkdir = "/<the container's working directory>"
 // may be nil): it compiles them as the runtime does, and fails where
 // Compile would.
 func Explain(floor, container *Policy, facts ExplainFacts) (*Explanation, error) {
-	plan, err := Compile(floor, container, CompileOptions{Workdir: explainWorkdir})
+	plan, err := Compile(floor, container, CompileOptions{Workdir: explainWorkdir, RoutesInference: facts.RoutesInference})
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +181,7 @@ func Explain(floor, container *Policy, facts ExplainFacts) (*Explanation, error)
 	e.Warnings = slices.Clone(plan.Warnings)
 	if len(plan.Layers) > 0 {
 		e.explainLandlock(plan.Layers)
+		e.Files.TrustDir = plan.TrustDir
 	}
 	var filter NetworkFilter
 	if len(plan.Network) > 0 {
@@ -711,6 +718,9 @@ func (e *Explanation) writeFiles(w *writer) {
 	}
 	if f.WorkdirReadOnly {
 		w.line(2, "Also the container's working directory (process.cwd), read and execute only: include_workdir asks for read-write, another layer grants it read-only.")
+	}
+	if f.TrustDir != "" {
+		w.line(2, "%s can be read in every layer, whatever the policies list: the runtime mounts the trust bundle of the egress filter's CA there, which inspected HTTPS needs.", f.TrustDir)
 	}
 	w.line(2, "Denied: every other path. The agent cannot read, list, write or execute anything not listed.")
 	if len(f.ReadWrite) > 0 {

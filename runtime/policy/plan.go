@@ -24,6 +24,10 @@ type Plan struct {
 	// Network holds each source policy's network_policies: egress is
 	// allowed only where every layer allows it.
 	Network []NetworkLayer `json:"network,omitempty"`
+	// TrustDir is set (to the package's TrustDir) when the egress filter
+	// terminates TLS for the container: every layer reads it, where the
+	// runtime mounts the trust bundle of the filter's CA.
+	TrustDir string `json:"trust_dir,omitempty"`
 	// Warnings from every source policy and from compilation.
 	Warnings []Warning `json:"warnings,omitempty"`
 }

@@ -99,19 +99,24 @@ func startFakeNet(t *testing.T) (_ *fakeNet, err error) {
 		func() error { return n.ServeHTTP(80) },
 		func() error { return n.ServeHTTP(bypassTCPPort) },
 		func() error { return n.ServeUDPEcho(bypassUDPPort) },
+		func() error { return n.ServeTLS(inspectPort, fakenet.TLSOptions{HTTP: true}) },
 	} {
 		if err := serve(); err != nil {
 			return nil, err
 		}
 	}
 
+	// Inspected upstreams (the fake internet's HTTPS server) are verified
+	// against the fake internet's CA.
+	upstreamCA := filepath.Join(dir, "upstream-ca.pem")
 	config := fmt.Sprintf(`# clawrun's config for the end-to-end tests
 policy_dir: %s
 egress:
   upstream_dns: ["%s:53"]
   allowed_upstream_ranges: ["%s"]
   log_dir: %s
-`, f.polDir, f.Addr(), f.Prefix(netFake), f.logDir)
+  upstream_ca_file: %s
+`, f.polDir, f.Addr(), f.Prefix(netFake), f.logDir, upstreamCA)
 	wrapper := fmt.Sprintf("#!/bin/sh\n# clawrun with the tests' config (the fake internet as upstream)\nexec %s --config %s \"$@\"\n", theEnv.clawrun, f.config)
 	// A policy of its own for a container of a pod: only /sandbox is
 	// writable (agent-default also lets it write /tmp).
@@ -137,10 +142,12 @@ network_policies:
         port: 80
 `
 	for name, content := range map[string]string{
-		f.config:                            config,
-		filepath.Join(f.wrapper, "clawrun"): wrapper,
-		filepath.Join(f.polDir, "sandbox-only.yaml"): sandboxOnly,
-		filepath.Join(dir, "egress-floor.yaml"):      egressFloor,
+		f.config:   config,
+		upstreamCA: string(n.CAPEM()),
+		filepath.Join(f.polDir, inspectPolicy+".yaml"): inspectDoc,
+		filepath.Join(f.wrapper, "clawrun"):            wrapper,
+		filepath.Join(f.polDir, "sandbox-only.yaml"):   sandboxOnly,
+		filepath.Join(dir, "egress-floor.yaml"):        egressFloor,
 		// A malformed policy: clawrun must say what is wrong with it.
 		filepath.Join(dir, "bad-floor.yaml"): "version: 1\nfilesystem:\n  read_only: [/]\n",
 	} {

@@ -40,6 +40,7 @@ func TestKube(t *testing.T) {
 	t.Run("restart", func(t *testing.T) { testKubeRestart(t, k) })
 	t.Run("delete-grace", func(t *testing.T) { testKubeDeleteGrace(t, k) })
 	t.Run("bad-policy", func(t *testing.T) { testKubeBadPolicy(t, k) })
+	t.Run("inspect", func(t *testing.T) { testKubeInspect(t, k) })
 	step(t, start, "done")
 }
 

@@ -7,8 +7,8 @@ package main
 //	https ADDR PORT SNI h1|h2|plain HOST REQ...
 //	    one connection to ADDR:PORT, TLS for SNI (plain: no TLS, HTTP/1.1
 //	    in cleartext, issuer ""), then each REQ
-//	    (METHOD:PATH, a POST carrying a small body, or the TEXT of the
-//	    last body:TEXT before it; header:NAME=VALUE adds a field to the
+//	    (METHOD:PATH, a POST carrying a small body, or the JSON of the
+//	    last body:JSON before it; header:NAME=VALUE adds a field to the
 //	    requests after it) with Host HOST, over
 //	    HTTP/1.1 keep-alive or HTTP/2: "OK issuer=CN proto=P STATUS
 //	    METHOD PATH conn=N | ...", conn numbering the connections used
@@ -16,6 +16,7 @@ package main
 //	    issuer.
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -65,21 +66,21 @@ func cmdHTTPS(a []string) error {
 	var parts []string
 	issuer, gotProto := "", ""
 	header := http.Header{}
-	postBody := "probe"
+	jsonBody := ""
 	for _, r := range a[5:] {
 		if field, ok := strings.CutPrefix(r, "header:"); ok {
 			name, value, _ := strings.Cut(field, "=")
 			header.Add(name, value)
 			continue
 		}
-		if text, ok := strings.CutPrefix(r, "body:"); ok {
-			postBody = text
+		if b, ok := strings.CutPrefix(r, "body:"); ok {
+			jsonBody = b
 			continue
 		}
 		method, path, _ := strings.Cut(r, ":")
 		var body io.Reader
 		if method == "POST" || method == "PUT" {
-			body = strings.NewReader(postBody)
+			body = strings.NewReader(cmp.Or(jsonBody, "probe"))
 		}
 		scheme := "https"
 		if proto == "plain" {
@@ -91,6 +92,9 @@ func cmdHTTPS(a []string) error {
 		}
 		req.Host = host
 		req.Header = header.Clone()
+		if body != nil && jsonBody != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		n := 0
 		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 			GotConn: func(info httptrace.GotConnInfo) {
