@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 const secret = "sk-live-0123456789"
@@ -351,5 +352,35 @@ func TestRewriteJSONBodyEscapes(t *testing.T) {
 	var got map[string]string
 	if err := json.Unmarshal([]byte(bodyOf(t, r)), &got); err != nil || got["k"] != value {
 		t.Errorf("decoded %q (%v), want %q", got["k"], err, value)
+	}
+}
+
+// TestRewriteWithoutCredentialsLeavesBodyUnread: with no credentials
+// configured, a JSON body is not read (a client streaming its body is not
+// held up), and the request goes on as it came.
+func TestRewriteWithoutCredentialsLeavesBodyUnread(t *testing.T) {
+	empty, err := Load(nil, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*Set{"nil": nil, "empty": empty} {
+		pr, pw := io.Pipe() // a body whose end never comes
+		defer pw.Close()
+		r, _ := http.NewRequest("POST", "https://api.example.com/v1", pr)
+		r.Header.Set("Content-Type", "application/json")
+		r.ContentLength = -1
+		done := make(chan error, 1)
+		go func() { done <- s.Rewrite("api.example.com", 443, r) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s set: %v", name, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s set: Rewrite waits for the body", name)
+		}
+		if r.Body != pr {
+			t.Errorf("%s set: the body was replaced", name)
+		}
 	}
 }
