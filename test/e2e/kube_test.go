@@ -40,6 +40,7 @@ func TestKube(t *testing.T) {
 	t.Run("restart", func(t *testing.T) { testKubeRestart(t, k) })
 	t.Run("delete-grace", func(t *testing.T) { testKubeDeleteGrace(t, k) })
 	t.Run("bad-policy", func(t *testing.T) { testKubeBadPolicy(t, k) })
+	t.Run("two-pods", func(t *testing.T) { testKubeTwoPods(t, k) })
 	step(t, start, "done")
 }
 
@@ -434,4 +435,57 @@ func testKubeBadPolicy(t *testing.T, k *kubeCluster) {
 		}
 	}
 	must(t, k.kubectl("delete", "pod", "misconfigured", "--wait", "--timeout=1m"))
+}
+
+// testKubeTwoPods: two pods on the node, each with an egress filter of its
+// own: pod A allows a.test, pod B b.test. Neither reaches the other's
+// name (not even its DNS query leaves), each reaches its own.
+func testKubeTwoPods(t *testing.T, k *kubeCluster) {
+	start := time.Now()
+	pods := []struct{ name, own, other string }{
+		{"pod-a", "a.test", "b.test"},
+		{"pod-b", "b.test", "a.test"},
+	}
+	for _, p := range pods {
+		pod := k.agentPod(t, p.name, map[string]string{"run.clawrun.egress": p.own + ":80"}, loopScript)
+		k.apply(t, pod)
+		defer k.kubectl("delete", "pod", p.name, "--wait=false")
+	}
+	for _, p := range pods {
+		k.waitReady(t, p.name)
+	}
+	step(t, start, "pods %s and %s running", pods[0].name, pods[1].name)
+	for _, p := range pods {
+		// The other pod's name first: nothing of this pod's may have
+		// reached the fake internet for it before.
+		mark := k.f.Mark()
+		r := k.kubectl("exec", p.name, "--", "sh", "-c", twoNamesScript(p.other, p.own))
+		out := r.stdout + r.stderr
+		if !strings.Contains(out, "own: "+answered+p.own+" ") {
+			t.Errorf("%s: its own allowed name %s did not answer through its filter:\n%s", p.name, p.own, out)
+		}
+		if strings.Contains(out, "other: "+answered) {
+			t.Errorf("%s: the other pod's name %s answered:\n%s", p.name, p.other, out)
+		}
+		var leaked []string
+		for _, e := range k.f.Since(mark) {
+			if strings.EqualFold(strings.TrimSuffix(e.Name, "."), p.other) {
+				leaked = append(leaked, e.String())
+			}
+		}
+		if len(leaked) > 0 {
+			t.Errorf("%s: the other pod's name %s reached the fake internet: %v", p.name, p.other, leaked)
+		}
+		if !t.Failed() {
+			t.Logf("%s: %s answers, %s (the other pod's) never left: %q", p.name, p.own, p.other, strings.Split(strings.TrimSpace(out), "\n"))
+		}
+	}
+}
+
+// twoNamesScript fetches, over plain HTTP, the other name then the own
+// one, a line each.
+func twoNamesScript(other, own string) string {
+	return httpGetFunc + fmt.Sprintf(`
+echo "other: $(get %s)"
+echo "own: $(get %s)"`, other, own)
 }
