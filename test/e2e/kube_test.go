@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // TestKube runs clawrun as a RuntimeClass of a real single-node cluster
@@ -22,7 +24,8 @@ import (
 func TestKube(t *testing.T) {
 	start := time.Now()
 	k := startKubeCluster(t)
-	must(t, k.kubectl("apply", "-f", filepath.Join(theEnv.repo, "contrib/kubernetes/runtimeclass.yaml")))
+	must(t, k.kubectl("apply", "-f", filepath.Join(theEnv.repo, "contrib/kubernetes/runtimeclass.yaml"),
+		"-f", filepath.Join(theEnv.repo, "contrib/kubernetes/runtimeclass-agent.yaml")))
 
 	// The agent: agent-default and HTTP to allowed.example only, an exec
 	// liveness probe that tries a write the policy forbids.
@@ -41,6 +44,7 @@ func TestKube(t *testing.T) {
 	t.Run("delete-grace", func(t *testing.T) { testKubeDeleteGrace(t, k) })
 	t.Run("bad-policy", func(t *testing.T) { testKubeBadPolicy(t, k) })
 	t.Run("two-pods", func(t *testing.T) { testKubeTwoPods(t, k) })
+	t.Run("floor", func(t *testing.T) { testKubeFloor(t, k) })
 	step(t, start, "done")
 }
 
@@ -488,4 +492,69 @@ func twoNamesScript(other, own string) string {
 	return httpGetFunc + fmt.Sprintf(`
 echo "other: $(get %s)"
 echo "own: $(get %s)"`, other, own)
+}
+
+// testKubeFloor: a pod of the RuntimeClass clawrun-agent
+// (contrib/kubernetes/runtimeclass-agent.yaml, the handler's BinaryName
+// contrib/containerd/clawrun-agent) without any run.clawrun.* annotation
+// is confined by the handler's floor, agent-coding: agent-default's files
+// and seccomp profile, HTTPS to api.github.com gets out, a name the floor
+// does not list never leaves, and plain HTTP to any name is refused.
+func testKubeFloor(t *testing.T, k *kubeCluster) {
+	start := time.Now()
+	pod := k.agentPod(t, "floored", map[string]string{"run.clawrun.policy": "", "run.clawrun.egress": ""}, kubeProbeScript+"\n"+loopScript)
+	pod["spec"].(map[string]any)["runtimeClassName"] = "clawrun-agent"
+	k.apply(t, pod)
+	defer k.kubectl("delete", "pod", "floored", "--wait=false")
+	k.waitReady(t, "floored")
+	step(t, start, "pod floored running (RuntimeClass clawrun-agent, no annotations)")
+
+	cid := k.pod(t, "floored").containerID()
+	st := stateOf(t, k.root(), cid)
+	if len(st.Annotations) > 0 {
+		for key := range st.Annotations {
+			if strings.HasPrefix(key, "run.clawrun.") {
+				t.Errorf("the pod has a policy annotation %s: the floor alone must confine it", key)
+			}
+		}
+	}
+	expectStateConfined(t, st, "agent-coding", true)
+	logs := k.kubectl("logs", "floored")
+	expectConfined(t, "the floor (kubectl logs)", logs.stdout+logs.stderr)
+	expectLandlockDenied(t, "the floor (kubectl logs)", logs.stdout)
+
+	const allowed, denied = "api.github.com", "denied-floor.example"
+	mark := k.f.Mark()
+	r := k.kubectl("exec", "floored", "--", "sh", "-c", floorEgressScript(allowed, denied))
+	out := r.stdout + r.stderr
+	events := k.f.Since(mark)
+	if strings.Contains(out, "denied: "+answered) || strings.Contains(out, "http: "+answered) {
+		t.Errorf("plain HTTP, to a name the floor does not list or to one it lists for HTTPS only, answered:\n%s", out)
+	}
+	if k.f.queried(denied) {
+		t.Errorf("the name %s, which the floor does not list, was sent to the upstream resolver", denied)
+	}
+	var resolved, reached bool
+	for _, e := range events {
+		resolved = resolved || fakenet.Query(allowed)(e)
+		reached = reached || (e.Kind == "accept" && e.LocalPort() == 443)
+	}
+	if !resolved || !reached {
+		t.Errorf("HTTPS to %s (the floor's github preset) did not get out (resolved upstream: %v, a connection on port 443: %v):\n%s\nthe fake internet saw:%s",
+			allowed, resolved, reached, out, k.f.Dump(mark))
+	}
+	if !t.Failed() {
+		t.Logf("the floor's egress: HTTPS to %s got out, %s never left, plain HTTP refused: %q", allowed, denied, strings.Split(strings.TrimSpace(out), "\n"))
+	}
+}
+
+// floorEgressScript tries HTTPS to allowed (a TLS ClientHello with its
+// SNI, by busybox's ssl_client over nc), plain HTTP to allowed and to
+// denied; a line each.
+func floorEgressScript(allowed, denied string) string {
+	return httpGetFunc + fmt.Sprintf(`
+tls() { exec 4>&1; echo | nc -w 5 "$1" 443 -e sh -c "exec 5<&0 6>&1 1>&4; echo | ssl_client -r 5 -s 6 -n $1" 2>&1 | tail -1; }
+echo "tls: $(tls %[1]s)"
+echo "http: $(get %[1]s)"
+echo "denied: $(get %[2]s)"`, allowed, denied)
 }
