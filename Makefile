@@ -34,6 +34,7 @@ build:
 	$(GOBUILD) -o bin/clawrun ./cmd/clawrun
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/containerd-shim-clawrun-v2 ./cmd/containerd-shim-clawrun-v2
 	CGO_ENABLED=0 $(GO) build -trimpath -tags 'netgo osusergo' -ldflags "-s -w" -o bin/clawrun-egress ./cmd/clawrun-egress
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/clawrun-deploy ./cmd/clawrun-deploy
 
 install: build
 	install -D -m 0755 bin/clawrun $(DESTDIR)$(BINDIR)/clawrun

@@ -78,6 +78,14 @@ func kubeTools() string {
 // checked for leftovers, when t ends.
 func startKubeCluster(t *testing.T) *kubeCluster {
 	t.Helper()
+	return startKubeClusterAs(t, "kube", true)
+}
+
+// startKubeClusterAs brings up a cluster whose files are in the private
+// dir name; its containerd has clawrun's runtime handlers if withClawrun,
+// else none (a node clawrun is not installed on).
+func startKubeClusterAs(t *testing.T, name string, withClawrun bool) *kubeCluster {
+	t.Helper()
 	e := need(t, "containerd", "ctr", "containerd-shim-runc-v2", "crictl")
 	bin := filepath.Join(kubeTools(), "bin")
 	var missing []string
@@ -90,11 +98,11 @@ func startKubeCluster(t *testing.T) *kubeCluster {
 		t.Fatalf("missing %v in %s: run test/e2e/kube-setup.sh (test/e2e/setup.sh runs it) and export KUBE_TOOLS", missing, bin)
 	}
 	start := time.Now()
-	k := &kubeCluster{dir: privateDir(t, "kube"), bin: bin, f: theFakeNet(t)}
+	k := &kubeCluster{dir: privateDir(t, name), bin: bin, f: theFakeNet(t)}
 	k.podLogs = filepath.Join(k.dir, "pod-logs")
 	t.Cleanup(func() { k.stop(t) })
 
-	k.startContainerd(t, e)
+	k.startContainerd(t, e, name+"-containerd", withClawrun)
 	etcdURL := k.startEtcd(t)
 	pki := k.writePKI(t)
 	k.startAPIServer(t, pki, etcdURL)
@@ -108,17 +116,45 @@ func startKubeCluster(t *testing.T) *kubeCluster {
 
 // startContainerd starts the CRI runtime: a private containerd with the
 // contrib runtime block (BinaryName: the clawrun wrapper with the tests'
-// config), a CNI bridge in the test block and the local images.
-func (k *kubeCluster) startContainerd(t *testing.T, e *env) {
+// config) if withClawrun, a CNI bridge in the test block and the local
+// images. Without clawrun, the handlers installed later keep their state
+// where containerd's runc shim does by default.
+func (k *kubeCluster) startContainerd(t *testing.T, e *env, name string, withClawrun bool) {
 	t.Helper()
-	dir := filepath.Join(e.work, "kube-containerd")
+	dir := filepath.Join(e.work, name)
 	runcRoot := filepath.Join(dir, "runc")
-	block := renderRuntimeBlock(t, readRepoFile(t, "contrib/containerd/config-v3.toml"), k.f.wrapperBin(), runcRoot, "'")
-	config := containerdBaseV3(dir) + "\n# contrib/containerd/config-v3.toml, rendered\n" + block
-	k.c = startContainerd(t, "kube-containerd", toolPath("containerd"), config, pathEnv(k.f.wrapper, e.binDir, filepath.Join(e.tools, "bin")))
+	config := containerdBaseV3(dir)
+	path := pathEnv(filepath.Join(e.tools, "bin"))
+	if withClawrun {
+		block := renderRuntimeBlock(t, readRepoFile(t, "contrib/containerd/config-v3.toml"), k.f.wrapperBin(), runcRoot, "'")
+		config += "\n# contrib/containerd/config-v3.toml, rendered\n" + block
+		path = pathEnv(k.f.wrapper, e.binDir, filepath.Join(e.tools, "bin"))
+	} else {
+		runcRoot = shimRuncRoot
+	}
+	k.c = startContainerd(t, name, toolPath("containerd"), config, path)
 	k.c.runcRoot = runcRoot
 	k.daemons = append(k.daemons, k.c.d)
 	k.removeNetwork = k.c.criReady(t, k.f, "clawrun-e2e-kube", "cle2ekb")
+}
+
+// restartContainerd restarts containerd with the config file as it is
+// now (as a node's service manager restarts it): the shims, hence the
+// pods' containers, go on running.
+func (k *kubeCluster) restartContainerd(t *testing.T) {
+	t.Helper()
+	old := k.c.d
+	if err := old.stop(30 * time.Second); err != nil {
+		t.Error(err)
+	}
+	d := startDaemon(t, old.name, old.log, k.c.env, old.cmd.Path, "--config", k.c.config)
+	for i := range k.daemons {
+		if k.daemons[i] == old {
+			k.daemons[i] = d
+		}
+	}
+	k.c.d = d
+	waitSocket(t, d, k.c.sock, time.Minute)
 }
 
 // root is where clawrun keeps the state of the pods' containers.
@@ -301,6 +337,9 @@ func (k *kubeCluster) startAPIServer(t *testing.T, p *kubePKI, etcdURL string) {
 		// The kubernetes Service's endpoint would be 127.0.0.1, which
 		// Endpoints refuse: nothing in these pods calls the API anyway.
 		"--endpoint-reconciler-type=none",
+		// As kubeadm's: node agents (the installer DaemonSet) run
+		// privileged.
+		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false", "--profiling=false")
 	admin := tlsClientConfig(t, p, "admin")
 	k.waitHTTP(t, d, k.apiURL+"/readyz", admin, "ok", 2*time.Minute)
