@@ -55,8 +55,9 @@ type kubeCluster struct {
 	bin        string // the components
 	f          *fakeNet
 	c          *ctrd
-	kubeconfig string // the admin's
-	podLogs    string // the kubelet's podLogsDir
+	kubeconfig string      // the admin's
+	admin      *tls.Config // the admin's, for the API server
+	podLogs    string      // the kubelet's podLogsDir
 	apiURL     string
 	daemons    []*daemon // in start order
 	// What the kubelet changes on the host, to put back.
@@ -78,14 +79,22 @@ func kubeTools() string {
 // checked for leftovers, when t ends.
 func startKubeCluster(t *testing.T) *kubeCluster {
 	t.Helper()
-	return startKubeClusterAs(t, "kube", true)
+	return startKubeClusterWith(t, kubeOptions{name: "kube", clawrun: true})
 }
 
-// startKubeClusterAs brings up a cluster whose files are in the private
-// dir name; its containerd has clawrun's runtime handlers if withClawrun,
-// else none (a node clawrun is not installed on).
-func startKubeClusterAs(t *testing.T, name string, withClawrun bool) *kubeCluster {
+// kubeOptions say which cluster to bring up.
+type kubeOptions struct {
+	name string // its private dir
+	// clawrun: its containerd has clawrun's runtime handlers (else none: a
+	// node clawrun is not installed on).
+	clawrun bool
+	extra   string // more of containerd's config (other handlers)
+}
+
+// startKubeClusterWith brings up the cluster o says.
+func startKubeClusterWith(t *testing.T, o kubeOptions) *kubeCluster {
 	t.Helper()
+	name := o.name
 	e := need(t, "containerd", "ctr", "containerd-shim-runc-v2", "crictl")
 	bin := filepath.Join(kubeTools(), "bin")
 	var missing []string
@@ -102,7 +111,7 @@ func startKubeClusterAs(t *testing.T, name string, withClawrun bool) *kubeCluste
 	k.podLogs = filepath.Join(k.dir, "pod-logs")
 	t.Cleanup(func() { k.stop(t) })
 
-	k.startContainerd(t, e, name+"-containerd", withClawrun)
+	k.startContainerd(t, e, name+"-containerd", o)
 	etcdURL := k.startEtcd(t)
 	pki := k.writePKI(t)
 	k.startAPIServer(t, pki, etcdURL)
@@ -116,16 +125,16 @@ func startKubeClusterAs(t *testing.T, name string, withClawrun bool) *kubeCluste
 
 // startContainerd starts the CRI runtime: a private containerd with the
 // contrib runtime block (BinaryName: the clawrun wrapper with the tests'
-// config) if withClawrun, a CNI bridge in the test block and the local
+// config) if o.clawrun, o.extra, a CNI bridge in the test block and the local
 // images. Without clawrun, the handlers installed later keep their state
 // where containerd's runc shim does by default.
-func (k *kubeCluster) startContainerd(t *testing.T, e *env, name string, withClawrun bool) {
+func (k *kubeCluster) startContainerd(t *testing.T, e *env, name string, o kubeOptions) {
 	t.Helper()
 	dir := filepath.Join(e.work, name)
 	runcRoot := filepath.Join(dir, "runc")
-	config := containerdBaseV3(dir)
+	config := containerdBaseV3(dir) + o.extra
 	path := pathEnv(filepath.Join(e.tools, "bin"))
-	if withClawrun {
+	if o.clawrun {
 		block := renderRuntimeBlock(t, readRepoFile(t, "contrib/containerd/config-v3.toml"), k.f.wrapperBin(), runcRoot, "'")
 		config += "\n# contrib/containerd/config-v3.toml, rendered\n" + block
 		path = pathEnv(k.f.wrapper, e.binDir, filepath.Join(e.tools, "bin"))
@@ -342,6 +351,7 @@ func (k *kubeCluster) startAPIServer(t *testing.T, p *kubePKI, etcdURL string) {
 		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false", "--profiling=false")
 	admin := tlsClientConfig(t, p, "admin")
+	k.admin = admin
 	k.waitHTTP(t, d, k.apiURL+"/readyz", admin, "ok", 2*time.Minute)
 	k.kubeconfig = k.writeKubeconfig(t, p, "admin")
 }

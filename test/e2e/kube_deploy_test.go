@@ -30,7 +30,7 @@ import (
 // through the kubernetes Service (nothing routes it without kube-proxy).
 func TestKubeDeploy(t *testing.T) {
 	start := time.Now()
-	k := startKubeClusterAs(t, "kube-deploy", false)
+	k := startKubeClusterWith(t, kubeOptions{name: "kube-deploy"})
 	dir := privateDir(t, "kube-deploy-node")
 	n := &deployNode{
 		dest:    filepath.Join(dir, "bin"),
