@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,13 @@ func TestKubeDeploy(t *testing.T) {
 		t.Errorf("node label clawrun.dev/runtime=%q after the install, want installed", got)
 	}
 	step(t, start, "installed: %s", strings.Join(n.listDest(t), ", "))
+	// The installer again (its pod replaced, as after an upgrade): the
+	// config is already what it wants, so containerd is left alone.
+	first := strings.TrimSpace(must(t, k.kubectl("-n", "kube-system", "get", "pods", "-l", "name=clawrun-deploy", "-o", "jsonpath={.items[0].metadata.name}")))
+	must(t, k.kubectl("-n", "kube-system", "delete", "pod", first, "--wait", "--timeout=2m"))
+	if restarts := n.awaitDaemonSetPod(t, k, "clawrun-deploy", first); restarts != 0 {
+		t.Errorf("the installer's second run restarted containerd %d times: its config had not changed", restarts)
+	}
 	t.Logf("containerd's config after the install:\n%s", readFileOr(k.c.config))
 
 	// The pods scheduled once the node is labelled, run by the handlers
@@ -196,10 +204,9 @@ func (n *deployNode) apply(t *testing.T, k *kubeCluster, rel string) {
 		"CONTAINERD_DROPIN":    n.dropIn,
 		"CLAWRUN_DEPLOY_STATE": n.state,
 		// The image's busybox: ask the test, and wait for it.
-		"CLAWRUN_RESTART":               fmt.Sprintf("touch /host%[1]s && while [ -e /host%[1]s ]; do sleep 0.2; done", n.restart),
-		"KUBERNETES_SERVICE_HOST":       api.Hostname(),
-		"KUBERNETES_SERVICE_PORT":       api.Port(),
-		"KUBERNETES_SERVICE_PORT_HTTPS": api.Port(),
+		"CLAWRUN_RESTART":         fmt.Sprintf("touch /host%[1]s && while [ -e /host%[1]s ]; do sleep 0.2; done", n.restart),
+		"KUBERNETES_SERVICE_HOST": api.Hostname(),
+		"KUBERNETES_SERVICE_PORT": api.Port(),
 	}
 	dec := yaml.NewDecoder(strings.NewReader(readRepoFile(t, rel)))
 	var items []any
@@ -254,6 +261,12 @@ func withEnv(env any, settings map[string]string) []any {
 // number of restarts.
 func (n *deployNode) awaitDaemonSet(t *testing.T, k *kubeCluster, name string) int {
 	t.Helper()
+	return n.awaitDaemonSetPod(t, k, name, "")
+}
+
+// awaitDaemonSetPod is awaitDaemonSet for a pod other than notPod.
+func (n *deployNode) awaitDaemonSetPod(t *testing.T, k *kubeCluster, name, notPod string) int {
+	t.Helper()
 	restarts := 0
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -264,9 +277,12 @@ func (n *deployNode) awaitDaemonSet(t *testing.T, k *kubeCluster, name string) i
 				t.Fatal(err)
 			}
 		}
-		st := k.kubectl("-n", "kube-system", "get", "daemonset", name, "-o",
-			"jsonpath={.status.desiredNumberScheduled} {.status.numberReady} {.status.updatedNumberScheduled}")
-		if f := strings.Fields(st.stdout); len(f) == 3 && f[0] != "0" && f[0] == f[1] && f[0] == f[2] {
+		st := k.kubectl("-n", "kube-system", "get", "pods", "-l", "name="+name, "-o",
+			`jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+		if slices.ContainsFunc(strings.Split(st.stdout, "\n"), func(l string) bool {
+			f := strings.Fields(l)
+			return len(f) == 2 && f[0] != notPod && f[1] == "True"
+		}) {
 			break
 		}
 		if time.Now().After(deadline) {
