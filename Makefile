@@ -34,6 +34,7 @@ build:
 	$(GOBUILD) -o bin/clawrun ./cmd/clawrun
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/containerd-shim-clawrun-v2 ./cmd/containerd-shim-clawrun-v2
 	CGO_ENABLED=0 $(GO) build -trimpath -tags 'netgo osusergo' -ldflags "-s -w" -o bin/clawrun-egress ./cmd/clawrun-egress
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/clawrun-deploy ./cmd/clawrun-deploy
 
 install: build
 	install -D -m 0755 bin/clawrun $(DESTDIR)$(BINDIR)/clawrun
@@ -95,12 +96,17 @@ conformance: build bin/runc-1.5.2
 	  CLAWRUN=$(CURDIR)/bin/clawrun bash test/conformance/runc-bats.sh || rc=1; \
 	  exit $$rc
 
-# Both benchmarks, then their output pasted into README.md as it is
+# The benchmarks, then their output pasted into README.md as it is
 # (test/bench/benchdoc; a unit test fails if that block is edited by hand).
 bench: build bin/runc-1.5.2
 	CLAWRUN=$(CURDIR)/bin/clawrun BENCH_OUT=bin/bench-start.md bash test/bench/run.sh
 	CLAWRUN=$(CURDIR)/bin/clawrun BENCH_EGRESS_OUT=bin/bench-egress.md bash test/bench/egress.sh
-	$(GO) run ./test/bench/benchdoc -readme README.md bin/bench-start.md bin/bench-egress.md
+	# Pod start-up on the end-to-end tests' Kubernetes cluster (build tag
+	# kubebench: not part of make e2e).
+	tools=$$(E2E_TOOLS=$(E2E_TOOLS) bash test/e2e/setup.sh) && \
+	  E2E_TOOLS=$$tools CLAWRUN_BIN=$(CURDIR)/bin RUNC_152=$(CURDIR)/bin/runc-1.5.2 KUBE_BENCH_OUT=$(CURDIR)/bin/bench-kube.md \
+	  CGO_ENABLED=1 $(GO) test -tags '$(TAGS) kubebench' -count=1 -timeout 60m -v -run '^TestKubeStartBench$$' ./test/e2e/
+	$(GO) run ./test/bench/benchdoc -readme README.md bin/bench-start.md bin/bench-egress.md bin/bench-kube.md
 
 demo: deps build
 	bash contrib/demo/demo.sh
@@ -122,7 +128,7 @@ demo-check: build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	CGO_ENABLED=1 $(GO) vet -tags '$(TAGS)' ./...
+	CGO_ENABLED=1 $(GO) vet -tags '$(TAGS) kubebench' ./...
 
 clean:
 	rm -rf bin

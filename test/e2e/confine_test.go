@@ -59,11 +59,15 @@ func expectUnconfined(t *testing.T, what, out string) {
 	t.Logf("%s: not confined without a policy, as with runc", what)
 }
 
+// httpGetFunc is a shell function: get HOST fetches / from HOST on port 80
+// with busybox's nc (bounded by its timeout) and prints the last line.
+const httpGetFunc = `get() { printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$1" | nc -w 5 "$1" 80 2>&1 | tail -1; }`
+
 // egressScript fetches (plain HTTP on port 80, with busybox's nc: its
 // wget crashes in Debian's busybox-static) the allowed host, a denied one
 // and an IP literal, each bounded by nc's timeout; one line for each.
 func egressScript(denied, ip string) string {
-	return fmt.Sprintf(`get() { printf 'GET / HTTP/1.1\r\nHost: %%s\r\nConnection: close\r\n\r\n' "$1" | nc -w 5 "$1" 80 2>&1 | tail -1; }
+	return httpGetFunc + fmt.Sprintf(`
 echo "allowed: $(get %s)"
 echo "denied: $(get %s)"
 echo "literal: $(get %s)"`, allowedHost, denied, ip)

@@ -117,19 +117,20 @@ imports = []
 
 var (
 	versionLine = regexp.MustCompile(`(?m)^version\s*=\s*\d+\s*$`)
-	binaryLine  = regexp.MustCompile(`(?m)^(\s*)BinaryName\s*=\s*['"]/usr/local/bin/clawrun['"]\s*$`)
+	binaryLine  = regexp.MustCompile(`(?m)^(\s*)BinaryName\s*=\s*['"]/usr/local/bin/(clawrun[a-z-]*)['"]\s*$`)
 )
 
 // renderRuntimeBlock makes a contrib runtime block the test's: without
-// its version line (the base has one), BinaryName the wrapper under test,
-// and the handler's state under the private dir.
+// its version line (the base has one), each BinaryName /usr/local/bin/X
+// the X beside binary (the clawrun under test: the fake internet's
+// wrappers), and the handlers' state under the private dir.
 func renderRuntimeBlock(t *testing.T, block, binary, runcRoot string, quote string) string {
 	t.Helper()
-	if !binaryLine.MatchString(block) {
+	if !strings.Contains(block, "/usr/local/bin/clawrun"+quote) || !binaryLine.MatchString(block) {
 		t.Fatalf("no BinaryName = '/usr/local/bin/clawrun' in:\n%s", block)
 	}
 	block = versionLine.ReplaceAllString(block, "")
-	return binaryLine.ReplaceAllString(block, "${1}BinaryName = "+quote+binary+quote+"\n${1}Root = "+quote+runcRoot+quote)
+	return binaryLine.ReplaceAllString(block, "${1}BinaryName = "+quote+filepath.Dir(binary)+"/${2}"+quote+"\n${1}Root = "+quote+runcRoot+quote)
 }
 
 // cniConflist is a bridge network in the test block, with its IPAM state

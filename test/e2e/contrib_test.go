@@ -131,16 +131,19 @@ func decodeManifest(t *testing.T, rel string, v any) {
 
 func TestContribKubernetes(t *testing.T) {
 	var rc runtimeClass
-	decodeManifest(t, "contrib/kubernetes/runtimeclass.yaml", &rc)
-	if rc.APIVersion != "node.k8s.io/v1" || rc.Kind != "RuntimeClass" || rc.Metadata.Name == "" || rc.Handler != "clawrun" {
-		t.Errorf("runtimeclass.yaml: %+v, want a node.k8s.io/v1 RuntimeClass with handler clawrun", rc)
-	}
-	// The handler is the CRI runtime name of the containerd and k3s configs.
-	for _, rel := range []string{"contrib/containerd/config-v3.toml", "contrib/k3s/config-v3.toml.tmpl"} {
-		if !strings.Contains(readContrib(t, rel), ".containerd.runtimes."+rc.Handler+"]") {
-			t.Errorf("%s: no runtime named %q (the RuntimeClass's handler)", rel, rc.Handler)
+	for file, handler := range map[string]string{"runtimeclass.yaml": "clawrun", "runtimeclass-agent.yaml": "clawrun-agent"} {
+		decodeManifest(t, "contrib/kubernetes/"+file, &rc)
+		if rc.APIVersion != "node.k8s.io/v1" || rc.Kind != "RuntimeClass" || rc.Metadata.Name != handler || rc.Handler != handler {
+			t.Errorf("%s: %+v, want a node.k8s.io/v1 RuntimeClass %s with handler %s", file, rc, handler, handler)
+		}
+		// The handler is the CRI runtime name of the containerd and k3s configs.
+		for _, rel := range []string{"contrib/containerd/config-v3.toml", "contrib/containerd/config-v2.toml", "contrib/k3s/config-v3.toml.tmpl"} {
+			if !strings.Contains(readContrib(t, rel), ".containerd.runtimes."+rc.Handler+"]") {
+				t.Errorf("%s: no runtime named %q (the RuntimeClass's handler)", rel, rc.Handler)
+			}
 		}
 	}
+	decodeManifest(t, "contrib/kubernetes/runtimeclass.yaml", &rc)
 
 	var pod podManifest
 	decodeManifest(t, "contrib/kubernetes/agent-pod.yaml", &pod)
@@ -184,9 +187,11 @@ func TestContribKubernetes(t *testing.T) {
 var (
 	commentLine = regexp.MustCompile(`(?m)^\s*#.*$`)
 	tableHeader = regexp.MustCompile(`^\[`)
+	// The tables of the runtimes clawrun and clawrun-agent.
+	clawrunRuntime = regexp.MustCompile(`\.containerd\.runtimes\.clawrun(-agent)?[\].]`)
 )
 
-// runtimeTables is the text of the TOML tables of the clawrun runtime in
+// runtimeTables is the text of the TOML tables of the clawrun runtimes in
 // a config (from its header to the next table that is not one of its
 // own), comments and blank lines out: what containerd reads of it.
 func runtimeTables(config string) string {
@@ -195,7 +200,7 @@ func runtimeTables(config string) string {
 	for _, line := range strings.Split(commentLine.ReplaceAllString(config, ""), "\n") {
 		line = strings.TrimSpace(line)
 		if tableHeader.MatchString(line) {
-			in = strings.Contains(line, ".containerd.runtimes.clawrun]") || strings.Contains(line, ".containerd.runtimes.clawrun.")
+			in = clawrunRuntime.MatchString(line)
 		}
 		if in && line != "" {
 			out = append(out, line)

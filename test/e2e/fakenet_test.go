@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -97,6 +98,9 @@ func startFakeNet(t *testing.T) (_ *fakeNet, err error) {
 	for _, serve := range []func() error{
 		func() error { return n.ServeDNS(53, fakenet.AnyName(n.Addr())) },
 		func() error { return n.ServeHTTP(80) },
+		// HTTPS hosts of the presets (api.github.com...): a handshake
+		// for the SNI, then a greeting.
+		func() error { return n.ServeTLS(443, fakenet.TLSOptions{}) },
 		func() error { return n.ServeHTTP(bypassTCPPort) },
 		func() error { return n.ServeUDPEcho(bypassUDPPort) },
 		func() error { return n.ServeTLS(inspectPort, fakenet.TLSOptions{HTTP: true}) },
@@ -141,11 +145,17 @@ network_policies:
       - host: ` + allowedHost + `
         port: 80
 `
+	// contrib's clawrun-agent (clawrun with a floor), running the wrapper.
+	agent := strings.Replace(readRepoFile(t, "contrib/containerd/clawrun-agent"), "exec /usr/local/bin/clawrun ", "exec "+f.wrapperBin()+" ", 1)
+	if !strings.Contains(agent, f.wrapperBin()) {
+		return nil, fmt.Errorf("contrib/containerd/clawrun-agent does not exec /usr/local/bin/clawrun")
+	}
 	for name, content := range map[string]string{
 		f.config:   config,
 		upstreamCA: string(n.CAPEM()),
 		filepath.Join(f.polDir, inspectPolicy+".yaml"): inspectDoc,
 		filepath.Join(f.wrapper, "clawrun"):            wrapper,
+		filepath.Join(f.wrapper, "clawrun-agent"):      agent,
 		filepath.Join(f.polDir, "sandbox-only.yaml"):   sandboxOnly,
 		filepath.Join(dir, "egress-floor.yaml"):        egressFloor,
 		// A malformed policy: clawrun must say what is wrong with it.

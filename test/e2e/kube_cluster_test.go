@@ -55,8 +55,9 @@ type kubeCluster struct {
 	bin        string // the components
 	f          *fakeNet
 	c          *ctrd
-	kubeconfig string // the admin's
-	podLogs    string // the kubelet's podLogsDir
+	kubeconfig string      // the admin's
+	admin      *tls.Config // the admin's, for the API server
+	podLogs    string      // the kubelet's podLogsDir
 	apiURL     string
 	daemons    []*daemon // in start order
 	// What the kubelet changes on the host, to put back.
@@ -78,6 +79,22 @@ func kubeTools() string {
 // checked for leftovers, when t ends.
 func startKubeCluster(t *testing.T) *kubeCluster {
 	t.Helper()
+	return startKubeClusterWith(t, kubeOptions{name: "kube", clawrun: true})
+}
+
+// kubeOptions say which cluster to bring up.
+type kubeOptions struct {
+	name string // its private dir
+	// clawrun: its containerd has clawrun's runtime handlers (else none: a
+	// node clawrun is not installed on).
+	clawrun bool
+	extra   string // more of containerd's config (other handlers)
+}
+
+// startKubeClusterWith brings up the cluster o says.
+func startKubeClusterWith(t *testing.T, o kubeOptions) *kubeCluster {
+	t.Helper()
+	name := o.name
 	e := need(t, "containerd", "ctr", "containerd-shim-runc-v2", "crictl")
 	bin := filepath.Join(kubeTools(), "bin")
 	var missing []string
@@ -90,11 +107,11 @@ func startKubeCluster(t *testing.T) *kubeCluster {
 		t.Fatalf("missing %v in %s: run test/e2e/kube-setup.sh (test/e2e/setup.sh runs it) and export KUBE_TOOLS", missing, bin)
 	}
 	start := time.Now()
-	k := &kubeCluster{dir: privateDir(t, "kube"), bin: bin, f: theFakeNet(t)}
+	k := &kubeCluster{dir: privateDir(t, name), bin: bin, f: theFakeNet(t)}
 	k.podLogs = filepath.Join(k.dir, "pod-logs")
 	t.Cleanup(func() { k.stop(t) })
 
-	k.startContainerd(t, e)
+	k.startContainerd(t, e, name+"-containerd", o)
 	etcdURL := k.startEtcd(t)
 	pki := k.writePKI(t)
 	k.startAPIServer(t, pki, etcdURL)
@@ -108,17 +125,45 @@ func startKubeCluster(t *testing.T) *kubeCluster {
 
 // startContainerd starts the CRI runtime: a private containerd with the
 // contrib runtime block (BinaryName: the clawrun wrapper with the tests'
-// config), a CNI bridge in the test block and the local images.
-func (k *kubeCluster) startContainerd(t *testing.T, e *env) {
+// config) if o.clawrun, o.extra, a CNI bridge in the test block and the local
+// images. Without clawrun, the handlers installed later keep their state
+// where containerd's runc shim does by default.
+func (k *kubeCluster) startContainerd(t *testing.T, e *env, name string, o kubeOptions) {
 	t.Helper()
-	dir := filepath.Join(e.work, "kube-containerd")
+	dir := filepath.Join(e.work, name)
 	runcRoot := filepath.Join(dir, "runc")
-	block := renderRuntimeBlock(t, readRepoFile(t, "contrib/containerd/config-v3.toml"), k.f.wrapperBin(), runcRoot, "'")
-	config := containerdBaseV3(dir) + "\n# contrib/containerd/config-v3.toml, rendered\n" + block
-	k.c = startContainerd(t, "kube-containerd", toolPath("containerd"), config, pathEnv(k.f.wrapper, e.binDir, filepath.Join(e.tools, "bin")))
+	config := containerdBaseV3(dir) + o.extra
+	path := pathEnv(filepath.Join(e.tools, "bin"))
+	if o.clawrun {
+		block := renderRuntimeBlock(t, readRepoFile(t, "contrib/containerd/config-v3.toml"), k.f.wrapperBin(), runcRoot, "'")
+		config += "\n# contrib/containerd/config-v3.toml, rendered\n" + block
+		path = pathEnv(k.f.wrapper, e.binDir, filepath.Join(e.tools, "bin"))
+	} else {
+		runcRoot = shimRuncRoot
+	}
+	k.c = startContainerd(t, name, toolPath("containerd"), config, path)
 	k.c.runcRoot = runcRoot
 	k.daemons = append(k.daemons, k.c.d)
 	k.removeNetwork = k.c.criReady(t, k.f, "clawrun-e2e-kube", "cle2ekb")
+}
+
+// restartContainerd restarts containerd with the config file as it is
+// now (as a node's service manager restarts it): the shims, hence the
+// pods' containers, go on running.
+func (k *kubeCluster) restartContainerd(t *testing.T) {
+	t.Helper()
+	old := k.c.d
+	if err := old.stop(30 * time.Second); err != nil {
+		t.Error(err)
+	}
+	d := startDaemon(t, old.name, old.log, k.c.env, old.cmd.Path, "--config", k.c.config)
+	for i := range k.daemons {
+		if k.daemons[i] == old {
+			k.daemons[i] = d
+		}
+	}
+	k.c.d = d
+	waitSocket(t, d, k.c.sock, time.Minute)
 }
 
 // root is where clawrun keeps the state of the pods' containers.
@@ -301,8 +346,12 @@ func (k *kubeCluster) startAPIServer(t *testing.T, p *kubePKI, etcdURL string) {
 		// The kubernetes Service's endpoint would be 127.0.0.1, which
 		// Endpoints refuse: nothing in these pods calls the API anyway.
 		"--endpoint-reconciler-type=none",
+		// As kubeadm's: node agents (the installer DaemonSet) run
+		// privileged.
+		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false", "--profiling=false")
 	admin := tlsClientConfig(t, p, "admin")
+	k.admin = admin
 	k.waitHTTP(t, d, k.apiURL+"/readyz", admin, "ok", 2*time.Minute)
 	k.kubeconfig = k.writeKubeconfig(t, p, "admin")
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // TestKube runs clawrun as a RuntimeClass of a real single-node cluster
@@ -22,7 +24,8 @@ import (
 func TestKube(t *testing.T) {
 	start := time.Now()
 	k := startKubeCluster(t)
-	must(t, k.kubectl("apply", "-f", filepath.Join(theEnv.repo, "contrib/kubernetes/runtimeclass.yaml")))
+	must(t, k.kubectl("apply", "-f", filepath.Join(theEnv.repo, "contrib/kubernetes/runtimeclass.yaml"),
+		"-f", filepath.Join(theEnv.repo, "contrib/kubernetes/runtimeclass-agent.yaml")))
 
 	// The agent: agent-default and HTTP to allowed.example only, an exec
 	// liveness probe that tries a write the policy forbids.
@@ -41,6 +44,8 @@ func TestKube(t *testing.T) {
 	t.Run("delete-grace", func(t *testing.T) { testKubeDeleteGrace(t, k) })
 	t.Run("bad-policy", func(t *testing.T) { testKubeBadPolicy(t, k) })
 	t.Run("inspect", func(t *testing.T) { testKubeInspect(t, k) })
+	t.Run("two-pods", func(t *testing.T) { testKubeTwoPods(t, k) })
+	t.Run("floor", func(t *testing.T) { testKubeFloor(t, k) })
 	step(t, start, "done")
 }
 
@@ -435,4 +440,122 @@ func testKubeBadPolicy(t *testing.T, k *kubeCluster) {
 		}
 	}
 	must(t, k.kubectl("delete", "pod", "misconfigured", "--wait", "--timeout=1m"))
+}
+
+// testKubeTwoPods: two pods on the node, each with an egress filter of its
+// own: pod A allows a.test, pod B b.test. Neither reaches the other's
+// name (not even its DNS query leaves), each reaches its own.
+func testKubeTwoPods(t *testing.T, k *kubeCluster) {
+	start := time.Now()
+	pods := []struct{ name, own, other string }{
+		{"pod-a", "a.test", "b.test"},
+		{"pod-b", "b.test", "a.test"},
+	}
+	for _, p := range pods {
+		pod := k.agentPod(t, p.name, map[string]string{"run.clawrun.egress": p.own + ":80"}, loopScript)
+		k.apply(t, pod)
+		defer k.kubectl("delete", "pod", p.name, "--wait=false")
+	}
+	for _, p := range pods {
+		k.waitReady(t, p.name)
+	}
+	step(t, start, "pods %s and %s running", pods[0].name, pods[1].name)
+	for _, p := range pods {
+		// The other pod's name first: nothing of this pod's may have
+		// reached the fake internet for it before.
+		mark := k.f.Mark()
+		r := k.kubectl("exec", p.name, "--", "sh", "-c", twoNamesScript(p.other, p.own))
+		out := r.stdout + r.stderr
+		if !strings.Contains(out, "own: "+answered+p.own+" ") {
+			t.Errorf("%s: its own allowed name %s did not answer through its filter:\n%s", p.name, p.own, out)
+		}
+		if strings.Contains(out, "other: "+answered) {
+			t.Errorf("%s: the other pod's name %s answered:\n%s", p.name, p.other, out)
+		}
+		var leaked []string
+		for _, e := range k.f.Since(mark) {
+			if strings.EqualFold(strings.TrimSuffix(e.Name, "."), p.other) {
+				leaked = append(leaked, e.String())
+			}
+		}
+		if len(leaked) > 0 {
+			t.Errorf("%s: the other pod's name %s reached the fake internet: %v", p.name, p.other, leaked)
+		}
+		if !t.Failed() {
+			t.Logf("%s: %s answers, %s (the other pod's) never left: %q", p.name, p.own, p.other, strings.Split(strings.TrimSpace(out), "\n"))
+		}
+	}
+}
+
+// twoNamesScript fetches, over plain HTTP, the other name then the own
+// one, a line each.
+func twoNamesScript(other, own string) string {
+	return httpGetFunc + fmt.Sprintf(`
+echo "other: $(get %s)"
+echo "own: $(get %s)"`, other, own)
+}
+
+// testKubeFloor: a pod of the RuntimeClass clawrun-agent
+// (contrib/kubernetes/runtimeclass-agent.yaml, the handler's BinaryName
+// contrib/containerd/clawrun-agent) without any run.clawrun.* annotation
+// is confined by the handler's floor, agent-coding: agent-default's files
+// and seccomp profile, HTTPS to api.github.com gets out, a name the floor
+// does not list never leaves, and plain HTTP to any name is refused.
+func testKubeFloor(t *testing.T, k *kubeCluster) {
+	start := time.Now()
+	pod := k.agentPod(t, "floored", map[string]string{"run.clawrun.policy": "", "run.clawrun.egress": ""}, kubeProbeScript+"\n"+loopScript)
+	pod["spec"].(map[string]any)["runtimeClassName"] = "clawrun-agent"
+	k.apply(t, pod)
+	defer k.kubectl("delete", "pod", "floored", "--wait=false")
+	k.waitReady(t, "floored")
+	step(t, start, "pod floored running (RuntimeClass clawrun-agent, no annotations)")
+
+	cid := k.pod(t, "floored").containerID()
+	st := stateOf(t, k.root(), cid)
+	if len(st.Annotations) > 0 {
+		for key := range st.Annotations {
+			if strings.HasPrefix(key, "run.clawrun.") {
+				t.Errorf("the pod has a policy annotation %s: the floor alone must confine it", key)
+			}
+		}
+	}
+	expectStateConfined(t, st, "agent-coding", true)
+	logs := k.kubectl("logs", "floored")
+	expectConfined(t, "the floor (kubectl logs)", logs.stdout+logs.stderr)
+	expectLandlockDenied(t, "the floor (kubectl logs)", logs.stdout)
+
+	const allowed, denied = "api.github.com", "denied-floor.example"
+	mark := k.f.Mark()
+	r := k.kubectl("exec", "floored", "--", "sh", "-c", floorEgressScript(allowed, denied))
+	out := r.stdout + r.stderr
+	events := k.f.Since(mark)
+	if strings.Contains(out, "denied: "+answered) || strings.Contains(out, "http: "+answered) {
+		t.Errorf("plain HTTP, to a name the floor does not list or to one it lists for HTTPS only, answered:\n%s", out)
+	}
+	if k.f.queried(denied) {
+		t.Errorf("the name %s, which the floor does not list, was sent to the upstream resolver", denied)
+	}
+	var resolved, reached bool
+	for _, e := range events {
+		resolved = resolved || fakenet.Query(allowed)(e)
+		reached = reached || (e.Kind == "accept" && e.LocalPort() == 443)
+	}
+	if !resolved || !reached {
+		t.Errorf("HTTPS to %s (the floor's github preset) did not get out (resolved upstream: %v, a connection on port 443: %v):\n%s\nthe fake internet saw:%s",
+			allowed, resolved, reached, out, k.f.Dump(mark))
+	}
+	if !t.Failed() {
+		t.Logf("the floor's egress: HTTPS to %s got out, %s never left, plain HTTP refused: %q", allowed, denied, strings.Split(strings.TrimSpace(out), "\n"))
+	}
+}
+
+// floorEgressScript tries HTTPS to allowed (a TLS ClientHello with its
+// SNI, by busybox's ssl_client over nc), plain HTTP to allowed and to
+// denied; a line each.
+func floorEgressScript(allowed, denied string) string {
+	return httpGetFunc + fmt.Sprintf(`
+tls() { exec 4>&1; echo | nc -w 5 "$1" 443 -e sh -c "exec 5<&0 6>&1 1>&4; echo | ssl_client -r 5 -s 6 -n $1" 2>&1 | tail -1; }
+echo "tls: $(tls %[1]s)"
+echo "http: $(get %[1]s)"
+echo "denied: $(get %[2]s)"`, allowed, denied)
 }
