@@ -1,0 +1,87 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/clawrun/clawrun/test/fakenet"
+)
+
+// learningPolicy is what an operator runs an agent under to learn its
+// policy: the names it may need, audited. audit.test is listed and never
+// used, so the suggestion must leave it out.
+var learningPolicy = policyDoc(`  learn:
+    endpoints:
+      - {host: allowed.test, port: 443, enforcement: audit}
+      - {host: other.test, port: 80, protocol: rest, enforcement: audit}
+      - {host: audit.test, port: 443, enforcement: audit}
+`)
+
+// TestPolicySuggest: a run under an audit policy is learned into an
+// enforcing policy (policy suggest), which policy check accepts; the same
+// agent run under it does everything it did, and nothing else: a name it
+// never used and a path it never asked for are denied and never reach
+// the fake internet.
+func TestPolicySuggest(t *testing.T) {
+	r, fn := egressRuntime(t)
+	agentRun := func(c *ectr, decision string) {
+		t.Helper()
+		c.checks(
+			echeck{name: "TLS to allowed.test",
+				args: []string{"tls", "allowed.test", "443", "allowed.test"},
+				out:  "OK cn=allowed.test verify=ok",
+				dec:  []want{connWant("tls", "allowed.test", 443, decision, "allowed")},
+				saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}},
+			echeck{name: "plain HTTP to other.test, a first path",
+				args: []string{"http", "other.test", "80", "other.test", "-", "/docs/one"},
+				out:  "OK 200 host=other.test local=" + fn.ip(hOther) + " path=/docs/one",
+				dec:  []want{connWant("http", "other.test", 80, decision, "allowed")},
+				saw:  []seen{sawHTTP("other.test", fn.ip(hOther))}},
+			echeck{name: "plain HTTP to other.test, a second path",
+				args: []string{"http", "other.test", "80", "other.test", "-", "/api/two"},
+				out:  "OK 200 host=other.test local=" + fn.ip(hOther) + " path=/api/two",
+				dec:  []want{connWant("http", "other.test", 80, decision, "allowed")},
+				saw:  []seen{sawHTTP("other.test", fn.ip(hOther))}},
+		)
+	}
+
+	learning := fn.startPolicy(r, learningPolicy)
+	agentRun(learning, "allow")
+	learned := filepath.Join(t.TempDir(), "learned.yaml")
+	r.ok(append(fn.globals(), "policy", "suggest", "-o", learned, learning.id)...)
+	r.ok(append(fn.globals(), "policy", "check", learned)...)
+	data, err := os.ReadFile(learned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suggested := string(data)
+	for _, want := range []string{"host: allowed.test", "host: other.test", "path: /docs/one", "path: /api/two", "enforcement: enforce"} {
+		if !strings.Contains(suggested, want) {
+			t.Errorf("the suggestion lacks %q:\n%s", want, suggested)
+		}
+	}
+	for _, never := range []string{"audit.test", "enforcement: audit"} {
+		if strings.Contains(suggested, never) {
+			t.Errorf("the suggestion has %q, which the run never needed:\n%s", never, suggested)
+		}
+	}
+
+	enforced := fn.startPolicy(r, suggested)
+	agentRun(enforced, "allow") // positive control: everything the run did
+	enforced.checks(
+		fn.deniedSNI("a name the run never used", fn.ip(hAudit), "audit.test"),
+		echeck{name: "a path the run never asked for",
+			args:  []string{"http", "other.test", "80", "other.test", "-", "/admin"},
+			out:   "OK 403 clawrun: egress to other.test:80 denied (request)",
+			dec:   []want{connWant("http", "other.test", 80, "deny", "request")},
+			never: []seen{{"an HTTP request", fakenet.OfKind("http")}}},
+	)
+	enforced.decides("", "", "audit.test")
+	for _, d := range enforced.decisions() {
+		if d.Decision == "audit" {
+			t.Errorf("the suggested policy audits instead of enforcing: %s", d)
+		}
+	}
+}
