@@ -85,3 +85,48 @@ func TestPolicySuggest(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicySuggestInspected: the requests of an inspected HTTPS endpoint
+// audited in the learning run become its rules: the enforced run may
+// send them again, and a request it never sent is refused (403) and never
+// reaches the upstream.
+func TestPolicySuggestInspected(t *testing.T) {
+	r, fn := egressRuntime(t)
+	const args = "https allowed.test 8443 allowed.test h1 allowed.test GET:/learn/a POST:/learn/b"
+	learning := fn.startInspected(t, r, policyDoc(`  learn:
+    endpoints:
+      - {host: allowed.test, port: 8443, tls: terminate, enforcement: audit}
+`))
+	line := learning.check(echeck{name: "the learning run", args: strings.Fields(args),
+		out: `OK issuer="clawrun egress CA `,
+		saw: []seen{sawHTTPS("GET", "allowed.test", "/learn/a"), sawHTTPS("POST", "allowed.test", "/learn/b")}})
+	wantParts(t, line, "200 GET /learn/a conn=1", "200 POST /learn/b conn=1")
+	learning.waitRequest("POST", "/learn/b")
+
+	learned := filepath.Join(t.TempDir(), "learned.yaml")
+	r.ok("--config", fn.inspectConfig(t), "policy", "suggest", "-o", learned, learning.id)
+	r.ok(append(fn.globals(), "policy", "check", learned)...)
+	data, err := os.ReadFile(learned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"allow: {method: GET, path: /learn/a}", "allow: {method: POST, path: /learn/b}"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("the suggestion lacks %q:\n%s", want, data)
+		}
+	}
+
+	enforced := fn.startInspected(t, r, string(data))
+	line = enforced.check(echeck{name: "the same requests, and one never sent",
+		args:  append(strings.Fields(args), "GET:/admin"),
+		out:   `OK issuer="clawrun egress CA `,
+		saw:   []seen{sawHTTPS("GET", "allowed.test", "/learn/a"), sawHTTPS("POST", "allowed.test", "/learn/b")},
+		never: []seen{sawHTTPS("GET", "allowed.test", "/admin")}})
+	wantParts(t, line, "200 GET /learn/a conn=1", "200 POST /learn/b conn=1", "403 GET /admin conn=1")
+	if rec := enforced.waitRequest("GET", "/admin"); rec.Decision != "deny" || rec.Reason != "request" {
+		t.Errorf("the request never sent: %+v, want denied (request)", rec)
+	}
+	if rec := enforced.waitRequest("POST", "/learn/b"); rec.Decision != "allow" {
+		t.Errorf("a learned request: %+v, want allowed", rec)
+	}
+}
