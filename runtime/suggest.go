@@ -46,7 +46,7 @@ func (r *Runtime) LearningFor(id string) (_ *Learning, err error) {
 	l.Floor = floorNet
 	l.Current.HasNetwork = ownNet != nil
 	if ownNet != nil {
-		l.Current.NetworkPolicies = ownNet.Policies
+		l.Current.Name, l.Current.NetworkPolicies = ownNet.Source, ownNet.Policies
 	}
 	return l, nil
 }
@@ -69,7 +69,7 @@ func planPolicy(plan *policy.Plan, floor string) *policy.Policy {
 		if i == 0 && floor != "" && l.Source == floor {
 			continue // Compile puts the floor's layer first
 		}
-		p.HasFilesystem = true
+		p.Name, p.HasFilesystem = l.Source, true
 		p.FilesystemPolicy = policy.Filesystem{ReadOnly: l.ReadOnly, ReadWrite: l.ReadWrite}
 		p.Clawrun.Landlock = policy.LandlockSettings{ScopeSignals: l.ScopeSignals, ScopeAbstractUnix: l.ScopeAbstractUnix,
 			TCPBind: l.TCPBind, TCPConnect: l.TCPConnect}

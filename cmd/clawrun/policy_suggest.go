@@ -27,10 +27,12 @@ The policy starts from the container's own (--base FILE instead, or with
 filesystem_policy, process and Landlock sections are kept as they are, and
 so are the network endpoints that enforce. The endpoints with
 enforcement: audit are what the run was to learn: each is replaced by what
-was seen through it, in a network policy of the same key:
+was seen through it, in a network policy of the same key (KEY-2 when KEY
+keeps endpoints that enforce):
   - the exact names and ports connected to (a wildcard host becomes the
     names seen), with protocol: tcp where the filter saw raw TCP;
-  - binaries, when every decision of the policy names the executable;
+  - binaries, when every connection through the policy names its
+    executable (the log names them when some policy lists binaries);
   - for plain HTTP and inspected HTTPS, the requests as rules[].allow, one
     per method and path; when more than %d paths of one method lie in one
     directory (other than /), they become one rule DIR/* (any one segment);

@@ -50,7 +50,9 @@ func (g *group) add(rec decisionlog.Record) {
 			g.binaries = map[string]bool{}
 		}
 		g.binaries[rec.Binary] = true
-	} else {
+	} else if rec.Protocol != "dns" {
+		// A query over UDP never names its process: only connections
+		// say whether every use named one.
 		g.unnamed = true
 	}
 	if rec.Protocol == "dns" {

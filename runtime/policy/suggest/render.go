@@ -38,6 +38,10 @@ func (s *Suggestion) YAML(header ...string) ([]byte, error) {
 	if err := enc.Close(); err != nil {
 		return nil, err
 	}
+	// What is written must read back: policy check accepts it.
+	if _, err := policy.Parse(s.Policy.Name, buf.Bytes()); err != nil {
+		return nil, fmt.Errorf("the suggested policy does not read back: %w", err)
+	}
 	return buf.Bytes(), nil
 }
 

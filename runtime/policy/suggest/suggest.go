@@ -90,16 +90,18 @@ func Suggest(in Input) (*Suggestion, error) {
 		learned = append(learned, rec)
 	}
 	extra := map[string]policy.NetworkPolicy{}
-	for key, g := range groups {
+	resolvedOnly := map[string]bool{}
+	for _, key := range sortedKeys(groups) {
+		g := groups[key]
 		if np, ok := g.networkPolicy(key); ok {
 			extra[key] = np
 		}
 		for _, name := range g.resolvedOnly() {
+			resolvedOnly[name] = true
 			notes.add("DNS "+name, "resolved but never connected to: an endpoint would open a port too")
 		}
 	}
 	s.Policy = base.WithNetworkPolicies(extra)
-	s.Policy.Name = base.Name
 	if err := s.Policy.Validate(); err != nil {
 		return nil, fmt.Errorf("the suggested policy is not valid: %w", err)
 	}
@@ -107,7 +109,10 @@ func Suggest(in Input) (*Suggestion, error) {
 	// said, not silently left out.
 	final := compileLayers(policy.NetworkLayer{Source: s.Policy.Name, Policies: s.Policy.NetworkPolicies})
 	for _, rec := range learned {
-		if rec.Protocol != "dns" && !allows(final, rec) {
+		if name, _ := hostname.Canonical(rec.Host); resolvedOnly[name] {
+			continue
+		}
+		if !allows(final, rec) {
 			notes.add(target(rec), "no rule of the suggested policy can express it")
 		}
 	}
@@ -173,7 +178,7 @@ func skipped(rec decisionlog.Record) (reason string, ok bool) {
 		if why, ok := byDesign[rec.Reason]; ok {
 			return "denied by design: " + why, false
 		}
-		return fmt.Sprintf("denied (%s)", rec.Reason), false
+		return fmt.Sprintf("denied or failed (%s)", rec.Reason), false
 	case rec.Reason == rules.ReasonDenyRule:
 		return "a deny rule of the policy matches it", false
 	case rec.Host == "":
@@ -193,6 +198,11 @@ func allows(r *rules.Rules, rec decisionlog.Record) bool {
 	}
 	var d rules.Decision
 	switch {
+	case rec.Protocol == "dns" && len(exes) == 0:
+		// A query that names no process (over UDP): for a name of
+		// binaries only it is answered tcp_required and asked again
+		// over TCP, by a process that is then known.
+		d = r.NameAllowed(rec.Host)
 	case rec.Protocol == "dns":
 		d = r.NameAllowedFor(rec.Host, exes)
 	case rec.Method != "":

@@ -155,7 +155,7 @@ network_policies:
 			"93.184.216.34:443: denied by design: TLS without a server name",
 			"10.0.0.1:80: denied by design: an IP address",
 			"internal.example.com:443: denied by design: a private",
-			"evil.test:443: denied (not_allowed) (2 times)",
+			"evil.test:443: denied or failed (not_allowed) (2 times)",
 			"shop.test:80 DELETE /admin/users: a deny rule",
 			"7 decisions not logged",
 		},
@@ -200,11 +200,12 @@ network_policies:
 		notes:  []string{"web.test:80 GET /a%20b: no rule of the suggested policy can express it"},
 		denied: []decisionlog.Record{rec("http", "allow", "web.test", 80, get("/docs/d")), rec("http", "allow", "web.test", 80, get("/5"))},
 	}, {
-		name:    "binaries: listed when every record names one",
+		name:    "binaries: listed when every connection names one",
 		current: learning,
 		records: []decisionlog.Record{
 			rec("dns", "audit", "api.example.com", 0, by("/usr/bin/curl"), reason(rules.ReasonBinary)),
 			rec("tls", "allow", "api.example.com", 443, by("/usr/bin/curl")),
+			rec("dns", "allow", "cdn.example.com", 0), // over UDP: no process named
 			rec("tls", "allow", "cdn.example.com", 443, by("/usr/bin/python3")),
 			rec("dns", "allow", "unused.example.com", 0, by("/usr/bin/curl")),
 		},
