@@ -214,6 +214,22 @@ network_policies:
 		notes:    []string{"DNS unused.example.com: resolved but never connected to"},
 		denied:   []decisionlog.Record{rec("tls", "allow", "api.example.com", 443, by("/usr/bin/wget"))},
 	}, {
+		name: "a policy of enforcing and audit endpoints keeps the first, learns the second beside it",
+		current: `
+version: 1
+network_policies:
+  api:
+    endpoints:
+      - {host: api.example.com, port: 443}
+      - {host: "*.cdn.example.com", port: 443, enforcement: audit}
+`,
+		records: []decisionlog.Record{
+			rec("tls", "allow", "api.example.com", 443, rule("api")),
+			rec("tls", "allow", "eu.cdn.example.com", 443, rule("api")),
+		},
+		policies: map[string][]string{"api": {"api.example.com [443]"}, "api-2": {"eu.cdn.example.com [443]"}},
+		denied:   []decisionlog.Record{rec("tls", "allow", "us.cdn.example.com", 443, rule("api"))},
+	}, {
 		name: "no current policy: a network-only policy",
 		records: []decisionlog.Record{
 			rec("tls", "allow", "api.example.com", 443, rule("")),
