@@ -68,6 +68,20 @@ func TestPolicySuggest(t *testing.T) {
 		}
 	}
 
+	// Nothing to learn from: an error, and no file.
+	for _, args := range [][]string{
+		{"policy", "suggest", "-o", learned + ".none", "no-such-container"},
+		{"policy", "suggest", "-o", learned + ".none", "--from-log", learning.log, learning.id},
+		{"policy", "suggest", "-o", learned + ".none", "--from-log", learning.log + ".missing"},
+	} {
+		if res := r.run(append(fn.globals(), args...)...); res.Code == 0 {
+			t.Errorf("%v succeeded:\n%s", args, res)
+		}
+		if _, err := os.Stat(learned + ".none"); err == nil {
+			t.Errorf("%v wrote a file", args)
+		}
+	}
+
 	enforced := fn.startPolicy(r, suggested)
 	agentRun(enforced, "allow") // positive control: everything the run did
 	enforced.checks(
