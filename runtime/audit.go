@@ -80,11 +80,8 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (_ int64, err
 	}
 	// Keep every other layer (the floor's), replace the container's own.
 	var layers []policy.NetworkLayer
-	for i, l := range conf.Plan.Network {
-		// Compile puts the floor's layer first.
-		if i == 0 && conf.Floor != "" && l.Source == conf.Floor {
-			layers = append(layers, l)
-		}
+	if floorLayer, _ := splitNetwork(conf.Plan, conf.Floor); floorLayer != nil {
+		layers = append(layers, *floorLayer)
 	}
 	layers = append(layers, policy.NetworkLayer{Source: next.Name, Policies: next.NetworkPolicies})
 	current, err := filter.LoadRules(filepath.Join(stateDir, egressRulesFile))

@@ -32,15 +32,12 @@ func (o *PolicyOptions) Explain(ref string) (*policy.Explanation, error) {
 	if err != nil {
 		return nil, err
 	}
-	var floor *policy.Policy
+	floor, floorRef, err := o.loadFloor(cfg)
+	if err != nil {
+		return nil, err
+	}
 	var floorFrom string
-	if floorRef := o.Floor; floorRef != "" || cfg.FloorPolicy != "" {
-		if floorRef == "" {
-			floorRef = cfg.FloorPolicy
-		}
-		if floor, err = loadPolicyRef(floorRef, cfg, true); err != nil {
-			return nil, fmt.Errorf("floor policy: %w", err)
-		}
+	if floor != nil {
 		floorFrom = policyOrigin(floorRef, cfg)
 	}
 

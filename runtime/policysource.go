@@ -70,15 +70,9 @@ func (o *PolicyOptions) resolvePlan(annotations map[string]string, opts policy.C
 	if err != nil {
 		return nil, err
 	}
-	floorRef := o.Floor
-	if floorRef == "" {
-		floorRef = cfg.FloorPolicy
-	}
-	var floor *policy.Policy
-	if floorRef != "" {
-		if floor, err = loadPolicyRef(floorRef, cfg, true); err != nil {
-			return nil, fmt.Errorf("floor policy: %w", err)
-		}
+	floor, _, err := o.loadFloor(cfg)
+	if err != nil {
+		return nil, err
 	}
 	container, err := containerPolicy(annotations, cfg)
 	if err != nil {
@@ -94,6 +88,23 @@ func (o *PolicyOptions) resolvePlan(annotations map[string]string, opts policy.C
 		res.floor = floor.Name
 	}
 	return res, nil
+}
+
+// loadFloor loads the floor policy (--policy, else the config's
+// floor_policy) and returns it with its reference; nil and "" without one.
+func (o *PolicyOptions) loadFloor(cfg *policy.Config) (*policy.Policy, string, error) {
+	ref := o.Floor
+	if ref == "" {
+		ref = cfg.FloorPolicy
+	}
+	if ref == "" {
+		return nil, "", nil
+	}
+	floor, err := loadPolicyRef(ref, cfg, true)
+	if err != nil {
+		return nil, "", fmt.Errorf("floor policy: %w", err)
+	}
+	return floor, ref, nil
 }
 
 // containerPolicy reads the policy a container asks for through its

@@ -41,9 +41,11 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 		return
 	}
 	f := newFlow(client, head.Host, port, true)
+	// The connection's line names its first request; later ones have
+	// lines of their own (forwardRequests).
+	rec.Method, rec.Path = head.Method, pathOf(head.Target)
 	d := p.admit(f, rec, func(r *rules.Rules, exes []string) rules.Decision { return p.decideRequest(r, head, port, exes, true) })
 	if !d.Allow {
-		rec.Method, rec.Path = head.Method, pathOf(head.Target)
 		finish(d)
 		denyHTTP(client, head.Host, port, d.Reason)
 		return
@@ -119,10 +121,13 @@ type refusal struct {
 // tunnel, any other answer leaves it HTTP, checked request by request.
 func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, toUp *stream, head wire.RequestHead, dst netip.AddrPort, switched <-chan bool) *refusal {
 	client, port, host := f.client, f.port, head.Host
-	refuse := func(generation int64, req wire.RequestHead, d rules.Decision) *refusal {
+	logRequest := func(generation int64, req wire.RequestHead, d rules.Decision) {
 		p.log(decisionlog.Record{Generation: generation, Protocol: "http", Source: client.RemoteAddr().String(),
-			Destination: dst.String(), Host: req.Host, Port: port, Decision: "deny", Reason: d.Reason, Rule: d.Rule,
-			Method: req.Method, Path: pathOf(req.Target)})
+			Destination: dst.String(), Host: req.Host, Port: port, Decision: decisionOf(d), Reason: d.Reason, Rule: d.Rule,
+			Binary: d.Binary, Method: req.Method, Path: pathOf(req.Target)})
+	}
+	refuse := func(generation int64, req wire.RequestHead, d rules.Decision) *refusal {
+		logRequest(generation, req, d)
 		return &refusal{Host: req.Host, Reason: d.Reason}
 	}
 	for {
@@ -153,6 +158,7 @@ func (p *Proxy) forwardRequests(f *flow, br *bufio.Reader, toUp *stream, head wi
 		if !d.Allow {
 			return refuse(cur.Generation, next, d)
 		}
+		logRequest(cur.Generation, next, d)
 		head = next
 	}
 }
@@ -232,6 +238,19 @@ func (p *Proxy) decideRequest(current *rules.Rules, head wire.RequestHead, port 
 		return rules.Decision{Reason: rules.ReasonUnenforceable, Rule: d.Rule, Layer: d.Layer, Endpoint: d.Endpoint}
 	}
 	return d
+}
+
+// decisionOf is a decision as the log writes it: allow, audit (allowed
+// only because an audit endpoint waived a check) or deny.
+func decisionOf(d rules.Decision) string {
+	switch {
+	case d.Allow && d.Audit:
+		return "audit"
+	case d.Allow:
+		return "allow"
+	default:
+		return "deny"
+	}
 }
 
 // ReasonCredentialCleartext: a plain-HTTP request holds a credential

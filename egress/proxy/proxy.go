@@ -293,14 +293,7 @@ func (p *Proxy) handle(client net.Conn, t *ticket) {
 		if d.Binary != "" {
 			rec.Binary = d.Binary // the process the binaries refused
 		}
-		switch {
-		case d.Allow && d.Audit:
-			rec.Decision = "audit"
-		case d.Allow:
-			rec.Decision = "allow"
-		default:
-			rec.Decision = "deny"
-		}
+		rec.Decision = decisionOf(d)
 		rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 		p.log(rec)
 	}
