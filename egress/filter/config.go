@@ -56,6 +56,9 @@ type Config struct {
 	// StatusFile is rewritten by the supervisor: pids, the generation the
 	// worker loaded, state, failures.
 	StatusFile string `json:"status_file"`
+	// StatsFile is rewritten by the worker every second: its counts
+	// (Stats); empty: none are written.
+	StatsFile string `json:"stats_file,omitempty"`
 	// Upstream resolvers ("ip:port") and address ranges upstream
 	// connections may reach although private.
 	Upstream       []string `json:"upstream"`
