@@ -33,6 +33,7 @@ const (
 	egressConfigFile = "egress-filter.json"
 	egressRulesFile  = "egress-rules.json"
 	egressStatusFile = "egress-status.json"
+	egressStatsFile  = "egress-stats.json"
 	egressRecordFile = "egress.json"
 )
 
@@ -293,6 +294,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 		LogMaxBytes:    16 << 20,
 		LogKeep:        3,
 		StatusFile:     filepath.Join(stateDir, egressStatusFile),
+		StatsFile:      filepath.Join(stateDir, egressStatsFile),
 		Upstream:       setup.Upstream,
 		AllowedRanges:  setup.Allowed,
 		SyntheticRange: resolver.DefaultSyntheticPrefix.String(),
@@ -523,7 +525,7 @@ func egressState(stateDir string) string {
 	if err != nil {
 		return "pending"
 	}
-	if (st.State == filter.StateRunning || st.State == filter.StateRestarting) && !filter.IsSupervisor(st.Supervisor) {
+	if filterDown(st) {
 		// Killed (SIGKILL, OOM) before it could say so: its worker died
 		// with it, its rules stay, nothing gets out.
 		return fmt.Sprintf("down: the filter's supervisor (pid %d) is gone: nothing gets out", st.Supervisor)
@@ -548,6 +550,12 @@ func egressState(stateDir string) string {
 		return "failed: nothing gets out (" + st.Error + ")"
 	}
 	return string(st.State)
+}
+
+// filterDown tells whether a filter whose status says it runs has lost
+// its supervisor (killed, before it could say so).
+func filterDown(st *filter.Status) bool {
+	return (st.State == filter.StateRunning || st.State == filter.StateRestarting) && !filter.IsSupervisor(st.Supervisor)
 }
 
 // describeFailure is a filter failure as state and audit show it.
