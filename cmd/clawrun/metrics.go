@@ -115,6 +115,8 @@ Example:
 			if err != nil {
 				return fmt.Errorf("--listen: %w", err)
 			}
+			// The address actually bound (port 0 picks one).
+			fmt.Fprintf(os.Stderr, "clawrun metrics: serving http://%s/metrics\n", ln.Addr())
 			srv := &http.Server{Handler: metrics.Handler(reg), ReadHeaderTimeout: 10 * time.Second}
 			ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 			defer stop()
