@@ -145,7 +145,10 @@ func (w *statsWriter) loop() {
 }
 
 func (w *statsWriter) write() {
-	_ = jsonfile.Write(w.path, w.counts.snapshot(time.Now().UTC(), w.openConns()), 0o600)
+	// Unsynced: a sync a second would cost each container milliseconds
+	// where the state dir is on a disk; a file a crash emptied only
+	// restarts the counts, which Prometheus takes for a reset.
+	_ = jsonfile.WriteUnsynced(w.path, w.counts.snapshot(time.Now().UTC(), w.openConns()), 0o600)
 }
 
 // Close writes the counts a last time and stops.
