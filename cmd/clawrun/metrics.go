@@ -75,7 +75,7 @@ var metricsCommand = &cli.Command{
 		case every < 0:
 			return fmt.Errorf("invalid --every %s", every)
 		}
-		if err := metrics.WriteTextfile(dir, reg); err != nil || every == 0 {
+		if err := writeTextfile(dir, reg); err != nil || every == 0 {
 			return err
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
@@ -87,7 +87,7 @@ var metricsCommand = &cli.Command{
 			case <-ctx.Done():
 				return nil
 			case <-tick.C:
-				if err := metrics.WriteTextfile(dir, reg); err != nil {
+				if err := writeTextfile(dir, reg); err != nil {
 					fmt.Fprintln(os.Stderr, "clawrun metrics:", err)
 				}
 			}
@@ -132,6 +132,14 @@ Example:
 			return nil
 		},
 	}},
+}
+
+// writeTextfile writes the metrics to dir/clawrun.prom.
+func writeTextfile(dir string, reg *prometheus.Registry) error {
+	if err := metrics.WriteTextfile(dir, reg); err != nil {
+		return fmt.Errorf("--textfile %s: %w", dir, err)
+	}
+	return nil
 }
 
 // metricsRoots are --root when it is given, else the --roots patterns.
