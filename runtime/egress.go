@@ -52,6 +52,8 @@ type egressSetup struct {
 	Upstream []string
 	Allowed  []string
 	LogDir   string
+	// LogFormat is the config's egress.log_format.
+	LogFormat string `json:",omitempty"`
 	// NetnsPath is the network namespace the container joins ("": one of
 	// its own).
 	NetnsPath string `json:",omitempty"`
@@ -136,7 +138,7 @@ func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egress
 		return nil, err
 	}
 	ns, _ := netNamespace(spec)
-	return &egressSetup{Rules: compiled, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir, NetnsPath: ns.Path,
+	return &egressSetup{Rules: compiled, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir, LogFormat: cfg.Egress.LogFormat, NetnsPath: ns.Path,
 		UpstreamCAFile: cfg.Egress.UpstreamCAFile, Credentials: creds, Inference: inferenceRoute(cfg.Egress.Inference)}, nil
 }
 
@@ -293,6 +295,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 		LogFile:        filepath.Join(setup.LogDir, id+".egress.jsonl"),
 		LogMaxBytes:    16 << 20,
 		LogKeep:        3,
+		LogFormat:      setup.LogFormat,
 		StatusFile:     filepath.Join(stateDir, egressStatusFile),
 		StatsFile:      filepath.Join(stateDir, egressStatsFile),
 		Upstream:       setup.Upstream,

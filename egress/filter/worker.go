@@ -105,7 +105,7 @@ func loadWorkerConfig(configPath string) (*Config, error) {
 // rotate the log's evidence away. It returns what logs a decision, and
 // what flushes the limiter's counts and closes the log.
 func openDecisionLog(cfg *Config) (func(decisionlog.Record), func(), error) {
-	log, err := decisionlog.NewLog(cfg.LogFile, cfg.LogMaxBytes, cfg.LogKeep)
+	log, err := decisionlog.NewLogFormat(cfg.LogFile, cfg.LogMaxBytes, cfg.LogKeep, decisionlog.Format(cfg.LogFormat))
 	if err != nil {
 		return nil, nil, err
 	}
