@@ -18,9 +18,10 @@ const (
 	// FormatClawrun writes each Record as it is (the default).
 	FormatClawrun Format = policy.LogFormatClawrun
 	// FormatOCSF writes each Record as an OCSF 1.x event: DNS Activity
-	// (4003) for DNS queries, HTTP Activity (4002) for the HTTP requests
-	// the filter decided (plain HTTP, and those of inspected TLS), Network
-	// Activity (4001) for connections and the log's own summary lines. The
+	// (4003) for DNS queries, HTTP Activity (4002) for what the filter
+	// decided of HTTP (plain HTTP connections and requests, the requests
+	// of inspected TLS), Network Activity (4001) for other connections and
+	// the log's own summary lines. The
 	// Record itself rides along in unmapped.clawrun, so that ReadLog (and
 	// clawrun audit) reads it back whole.
 	FormatOCSF Format = policy.LogFormatOCSF
@@ -114,10 +115,11 @@ type ocsfHTTPRequest struct {
 }
 
 type ocsfURL struct {
-	Hostname string `json:"hostname,omitempty"`
-	Path     string `json:"path"`
-	Port     int    `json:"port,omitempty"`
-	Scheme   string `json:"scheme,omitempty"`
+	URLString string `json:"url_string"`
+	Hostname  string `json:"hostname,omitempty"`
+	Path      string `json:"path,omitempty"`
+	Port      int    `json:"port,omitempty"`
+	Scheme    string `json:"scheme,omitempty"`
 }
 
 type ocsfUnmapped struct {
@@ -160,14 +162,12 @@ func encodeOCSF(r Record) ([]byte, error) {
 			e.Answers = []ocsfDNSAnswer{{Rdata: r.ResolvedIP}}
 		}
 		e.DstEndpoint = endpointOf(r.Destination)
-	case (r.Protocol == "http" || r.Protocol == "https") && r.Method != "":
+	case r.Protocol == "http" || (r.Protocol == "https" && r.Method != ""):
+		// Plain HTTP is decided on its requests, each HTTPS request of an
+		// inspected connection too.
 		e.ClassUID = ocsfHTTPActivity
 		e.ActivityID, e.ActivityName = httpActivity(r.Method)
-		scheme := "http"
-		if r.Protocol == "https" {
-			scheme = "https"
-		}
-		e.HTTPRequest = &ocsfHTTPRequest{HTTPMethod: r.Method, URL: ocsfURL{Hostname: r.Host, Path: pathOr(r.Path), Port: r.Port, Scheme: scheme}}
+		e.HTTPRequest = &ocsfHTTPRequest{HTTPMethod: r.Method, URL: urlOf(r)}
 		e.HTTPStatus = r.Status
 		e.DstEndpoint = destination(r)
 	default:
@@ -175,9 +175,9 @@ func encodeOCSF(r Record) ([]byte, error) {
 		e.ActivityID, e.ActivityName = networkActivity(r)
 		e.DstEndpoint = destination(r)
 		e.ConnectionInf = &ocsfConnection{DirectionID: 2, ProtocolName: "tcp"}
-		if r.BytesIn+r.BytesOut > 0 {
-			e.Traffic = &ocsfTraffic{BytesOut: r.BytesOut, BytesIn: r.BytesIn}
-		}
+	}
+	if r.BytesIn+r.BytesOut > 0 {
+		e.Traffic = &ocsfTraffic{BytesOut: r.BytesOut, BytesIn: r.BytesIn}
 	}
 	e.TypeUID = e.ClassUID*100 + e.ActivityID
 	e.Message = ocsfMessage(r)
@@ -213,6 +213,8 @@ func networkActivity(r Record) (int, string) {
 	return 99, "Other"
 }
 
+// httpActivity is the activity of a request's method; a plain HTTP
+// connection's own record (its requests have theirs) is "other".
 func httpActivity(method string) (int, string) {
 	if id, ok := httpActivities[strings.ToUpper(method)]; ok {
 		return id, strings.ToUpper(method)
@@ -251,11 +253,16 @@ func endpointOf(addr string) *ocsfEndpoint {
 	return &ocsfEndpoint{IP: ap.Addr().Unmap().String(), Port: int(ap.Port())}
 }
 
-func pathOr(p string) string {
-	if p == "" {
-		return "/"
+// urlOf is the URL a request asked for, as far as the record knows it
+// (a plain HTTP connection's record has no path).
+func urlOf(r Record) ocsfURL {
+	u := ocsfURL{Scheme: r.Protocol, Hostname: r.Host, Port: r.Port, Path: r.Path}
+	u.URLString = r.Protocol + "://" + r.Host
+	if r.Port != 0 {
+		u.URLString += ":" + strconv.Itoa(r.Port)
 	}
-	return p
+	u.URLString += r.Path
+	return u
 }
 
 // ocsfMessage says the decision in words.
