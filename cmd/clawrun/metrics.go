@@ -68,12 +68,12 @@ var metricsCommand = &cli.Command{
 		dir := c.String("textfile")
 		every := c.Duration("every")
 		switch {
+		case every < 0:
+			return fmt.Errorf("invalid --every %s: want a positive interval", every)
 		case dir == "" && every > 0:
 			return errors.New("--every needs --textfile")
 		case dir == "":
 			return printMetrics(reg)
-		case every < 0:
-			return fmt.Errorf("invalid --every %s", every)
 		}
 		if err := writeTextfile(dir, reg); err != nil || every == 0 {
 			return err
