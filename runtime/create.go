@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -40,6 +41,7 @@ func (r *Runtime) Run(opts CreateOptions) (int, error) {
 
 func (r *Runtime) start(opts CreateOptions, act action) (_ int, err error) {
 	defer classify(&err)
+	began := time.Now()
 	if opts.ID == "" {
 		return -1, ErrEmptyID
 	}
@@ -89,6 +91,7 @@ func (r *Runtime) start(opts CreateOptions, act action) (_ int, err error) {
 		subreaper: !opts.NoSubreaper,
 		destroy:   !opts.Keep,
 		listenFDs: listenFDs(),
+		began:     began,
 	}
 	if act == actRun {
 		run.notify = notify

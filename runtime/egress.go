@@ -33,6 +33,7 @@ const (
 	egressConfigFile = "egress-filter.json"
 	egressRulesFile  = "egress-rules.json"
 	egressStatusFile = "egress-status.json"
+	egressStatsFile  = "egress-stats.json"
 	egressRecordFile = "egress.json"
 )
 
@@ -51,6 +52,8 @@ type egressSetup struct {
 	Upstream []string
 	Allowed  []string
 	LogDir   string
+	// LogFormat is the config's egress.log_format.
+	LogFormat string `json:",omitempty"`
 	// NetnsPath is the network namespace the container joins ("": one of
 	// its own).
 	NetnsPath string `json:",omitempty"`
@@ -135,7 +138,7 @@ func egressFor(plan *policy.Plan, cfg *policy.Config, spec *specs.Spec) (*egress
 		return nil, err
 	}
 	ns, _ := netNamespace(spec)
-	return &egressSetup{Rules: compiled, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir, NetnsPath: ns.Path,
+	return &egressSetup{Rules: compiled, Upstream: upstream, Allowed: cfg.Egress.AllowedUpstreamRanges, LogDir: logDir, LogFormat: cfg.Egress.LogFormat, NetnsPath: ns.Path,
 		UpstreamCAFile: cfg.Egress.UpstreamCAFile, Credentials: creds, Inference: inferenceRoute(cfg.Egress.Inference)}, nil
 }
 
@@ -292,7 +295,9 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 		LogFile:        filepath.Join(setup.LogDir, id+".egress.jsonl"),
 		LogMaxBytes:    16 << 20,
 		LogKeep:        3,
+		LogFormat:      setup.LogFormat,
 		StatusFile:     filepath.Join(stateDir, egressStatusFile),
+		StatsFile:      filepath.Join(stateDir, egressStatsFile),
 		Upstream:       setup.Upstream,
 		AllowedRanges:  setup.Allowed,
 		SyntheticRange: resolver.DefaultSyntheticPrefix.String(),
@@ -523,7 +528,7 @@ func egressState(stateDir string) string {
 	if err != nil {
 		return "pending"
 	}
-	if (st.State == filter.StateRunning || st.State == filter.StateRestarting) && !filter.IsSupervisor(st.Supervisor) {
+	if filterDown(st) {
 		// Killed (SIGKILL, OOM) before it could say so: its worker died
 		// with it, its rules stay, nothing gets out.
 		return fmt.Sprintf("down: the filter's supervisor (pid %d) is gone: nothing gets out", st.Supervisor)
@@ -548,6 +553,12 @@ func egressState(stateDir string) string {
 		return "failed: nothing gets out (" + st.Error + ")"
 	}
 	return string(st.State)
+}
+
+// filterDown tells whether a filter whose status says it runs has lost
+// its supervisor (killed, before it could say so).
+func filterDown(st *filter.Status) bool {
+	return (st.State == filter.StateRunning || st.State == filter.StateRestarting) && !filter.IsSupervisor(st.Supervisor)
 }
 
 // describeFailure is a filter failure as state and audit show it.

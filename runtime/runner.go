@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -57,6 +58,9 @@ type runner struct {
 	// notify, when set, listens for the process's READY=1 (run with
 	// NOTIFY_SOCKET).
 	notify *notifySocket
+	// began is when the create or run of a confined init began: its
+	// start-up time is recorded (recordStartup) once it is confined.
+	began time.Time
 }
 
 func (r *runner) run(config *specs.Process) (status int, retErr error) {
@@ -158,6 +162,9 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 			terminate(process)
 			return -1, err
 		}
+	}
+	if r.confine != nil && r.init {
+		recordStartup(r.stateDir, r.began)
 	}
 	if report != nil && !r.init {
 		// An exec'd process reports over a pipe until its command runs.

@@ -25,7 +25,8 @@ decision, the reason (rule name, or not_allowed / private_ip / no_sni /
 ip_literal / ech / port, or one of the filter's limits: conn_limit /
 handshake_limit / handshake_timeout / handshake_too_large) and the bytes
 each way. The log is the file <egress.log_dir>/<id>.egress.jsonl (default
-/var/log/clawrun), size-capped and rotated. So that a container cannot
+/var/log/clawrun), size-capped and rotated; its lines are the filter's
+records, or OCSF events with egress.log_format: ocsf (audit reads both). So that a container cannot
 rotate the evidence away, the repeats of a denial within 10 s are counted
 on one summary line ("N more like it, aggregated"), and past 100 lines a
 second (bursts of 1000) decisions are only counted ("not logged: the

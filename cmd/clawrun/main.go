@@ -71,6 +71,7 @@ func newApp() *cli.App {
 			initCommand,
 			killCommand,
 			listCommand,
+			metricsCommand,
 			pauseCommand,
 			policyCommand,
 			psCommand,

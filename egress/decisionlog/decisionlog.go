@@ -1,5 +1,6 @@
 // Package decisionlog is the egress filter's decision log: one JSON
-// Record per decision in a size-capped, rotated file (Log), read back and
+// Record (or an OCSF event carrying it, see Format) per decision in a
+// size-capped, rotated file (Log), read back and
 // followed across rotations (ReadLog), and the LogLimiter that keeps a
 // container from flooding it.
 package decisionlog
@@ -72,18 +73,30 @@ type Log struct {
 	path     string
 	maxBytes int64
 	keep     int
+	encode   func(Record) ([]byte, error)
 
 	mu   sync.Mutex
 	f    *os.File
 	size int64
 }
 
-// NewLog opens (appending) or creates the log at path.
+// NewLog opens (appending) or creates the log at path, in FormatClawrun.
 func NewLog(path string, maxBytes int64, keep int) (*Log, error) {
+	return NewLogFormat(path, maxBytes, keep, FormatClawrun)
+}
+
+// NewLogFormat is NewLog writing format.
+func NewLogFormat(path string, maxBytes int64, keep int, format Format) (*Log, error) {
 	if maxBytes <= 0 {
 		return nil, fmt.Errorf("decision log %s: maxBytes must be positive", path)
 	}
-	l := &Log{path: path, maxBytes: maxBytes, keep: max(keep, 0)}
+	if format != FormatClawrun && format != FormatOCSF && format != "" {
+		return nil, fmt.Errorf("decision log %s: unknown format %q", path, format)
+	}
+	l := &Log{path: path, maxBytes: maxBytes, keep: max(keep, 0), encode: func(r Record) ([]byte, error) { return json.Marshal(r) }}
+	if format == FormatOCSF {
+		l.encode = encodeOCSF
+	}
 	if err := l.open(); err != nil {
 		return nil, err
 	}
@@ -106,7 +119,7 @@ func (l *Log) open() error {
 
 // Write appends one record.
 func (l *Log) Write(r Record) error {
-	line, err := json.Marshal(r)
+	line, err := l.encode(r)
 	if err != nil {
 		return err
 	}
@@ -183,7 +196,8 @@ const followInterval = 200 * time.Millisecond
 // ReadLog calls out for every record of the log at path that filter
 // accepts (nil accepts all), the rotated files first, oldest first. With
 // follow it then waits for new records, across rotations, forever: see
-// ReadLogContext to stop it. Lines that are not a Record are skipped.
+// ReadLogContext to stop it. Lines of either Format are read (a log
+// whose format changed holds both); lines that are neither are skipped.
 func ReadLog(path string, follow bool, filter func(Record) bool, out func(Record)) error {
 	return ReadLogContext(context.Background(), path, follow, filter, out)
 }
@@ -202,8 +216,8 @@ func ReadLogContext(ctx context.Context, path string, follow bool, filter func(R
 // readLog is ReadLogContext, polling a followed log every interval.
 func readLog(ctx context.Context, path string, follow bool, interval time.Duration, filter func(Record) bool, out func(Record)) error {
 	lr := &logReader{path: path, emit: func(line []byte) {
-		var r Record
-		if json.Unmarshal(line, &r) != nil {
+		r, ok := decodeLine(line)
+		if !ok {
 			return
 		}
 		if filter == nil || filter(r) {

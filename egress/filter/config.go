@@ -53,9 +53,15 @@ type Config struct {
 	LogFile     string `json:"log_file"`
 	LogMaxBytes int64  `json:"log_max_bytes"`
 	LogKeep     int    `json:"log_keep"`
+	// LogFormat is the decision log's format (decisionlog.Format; "":
+	// the default).
+	LogFormat string `json:"log_format,omitempty"`
 	// StatusFile is rewritten by the supervisor: pids, the generation the
 	// worker loaded, state, failures.
 	StatusFile string `json:"status_file"`
+	// StatsFile is rewritten by the worker every second: its counts
+	// (Stats); empty: none are written.
+	StatsFile string `json:"stats_file,omitempty"`
 	// Upstream resolvers ("ip:port") and address ranges upstream
 	// connections may reach although private.
 	Upstream       []string `json:"upstream"`

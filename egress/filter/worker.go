@@ -62,7 +62,8 @@ func work(configPath string) error {
 		return err
 	}
 	defer closeLog()
-	w, err := newWorker(cfg, initial, logRecord, engine)
+	counts := new(counters)
+	w, err := newWorker(cfg, initial, countedLog(counts, logRecord), engine)
 	if err == nil {
 		w.tcpProxy.Credentials = creds
 	}
@@ -70,6 +71,7 @@ func work(configPath string) error {
 		return err
 	}
 	defer w.owners.Close()
+	defer startStats(cfg.StatsFile, counts, w.tcpProxy.OpenConns).Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errs, err := w.serve(ctx)
@@ -103,7 +105,7 @@ func loadWorkerConfig(configPath string) (*Config, error) {
 // rotate the log's evidence away. It returns what logs a decision, and
 // what flushes the limiter's counts and closes the log.
 func openDecisionLog(cfg *Config) (func(decisionlog.Record), func(), error) {
-	log, err := decisionlog.NewLog(cfg.LogFile, cfg.LogMaxBytes, cfg.LogKeep)
+	log, err := decisionlog.NewLogFormat(cfg.LogFile, cfg.LogMaxBytes, cfg.LogKeep, decisionlog.Format(cfg.LogFormat))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -121,6 +123,15 @@ func openDecisionLog(cfg *Config) (func(decisionlog.Record), func(), error) {
 		log.Close()
 	}
 	return limiter.Log, closeLog, nil
+}
+
+// countedLog counts every decision, then logs it: the counts are exact
+// whatever the log's limiter aggregates or drops.
+func countedLog(counts *counters, logRecord func(decisionlog.Record)) func(decisionlog.Record) {
+	return func(r decisionlog.Record) {
+		counts.count(r)
+		logRecord(r)
+	}
 }
 
 // worker serves the policy resolver and the proxy with the rules in

@@ -15,7 +15,10 @@
 //   - Every request is decided (Options.Decide) before any byte of it goes
 //     upstream, HTTP/1.1 keep-alive requests and HTTP/2 streams alike, and
 //     every decision is logged (Options.Log), refusals by the engine
-//     itself and by the HTTP parsers included.
+//     itself and by the HTTP parsers included (but for the HTTP/2 streams
+//     golang.org/x/net's server resets as malformed before the engine
+//     sees them: a Host field that disagrees with the :authority, an
+//     :authority that is no host).
 //   - A request is for the server name the filter matched, or it is
 //     refused before Decide is asked: the Host or :authority is that name
 //     (a port only if it is the connection's), an absolute-form target

@@ -157,9 +157,12 @@ func TestTargetSentAsDecided(t *testing.T) {
 }
 
 // HTTP/2 streams a Go client would not send: a Host field besides the
-// :authority naming another host (servers differ on which one wins), and
-// extended CONNECT (:protocol, WebSocket over HTTP/2), which the engine
-// does not offer. Neither reaches Decide nor the upstream.
+// :authority naming another host (servers differ on which one wins), an
+// :authority that is no host name, and extended CONNECT (:protocol,
+// WebSocket over HTTP/2), which the engine does not offer. None reaches
+// Decide nor the upstream. The HTTP/2 server (golang.org/x/net since
+// v0.59) resets the first two itself, before the engine sees them: they
+// are not logged.
 func TestHTTP2RawStreamsRefused(t *testing.T) {
 	up := newUpstream(t, true, nil)
 	h := newHarness(t, up)
@@ -170,12 +173,12 @@ func TestHTTP2RawStreamsRefused(t *testing.T) {
 		name   string
 		fields [][2]string
 		status string // "" : the stream is reset
-		reason string
+		reason string // "": reset by the HTTP/2 server, not logged
 	}{
 		{"control", append(get, [2]string{":authority", testHost}), "200", "allowed"},
-		{"Host field for another name", append(get, [2]string{":authority", testHost}, [2]string{"host", "evil.example"}), "421", ReasonMisdirected},
+		{"Host field for another name", append(get, [2]string{":authority", testHost}, [2]string{"host", "evil.example"}), "", ""},
 		{"Host field only, another name", append(get, [2]string{"host", "evil.example"}), "421", ReasonMisdirected},
-		{":authority with a character that folds to s", append(get, [2]string{":authority", "api.example.te\u017ft"}), "421", ReasonMisdirected},
+		{":authority with a character that folds to s", append(get, [2]string{":authority", "api.example.te\u017ft"}), "", ""},
 		{"extended CONNECT", [][2]string{{":method", "CONNECT"}, {":protocol", "websocket"}, {":scheme", "https"},
 			{":path", "/chat"}, {":authority", testHost}}, "", ReasonConnect},
 	}
@@ -184,6 +187,12 @@ func TestHTTP2RawStreamsRefused(t *testing.T) {
 			status := h2Stream(t, h, tt.fields)
 			if status != tt.status {
 				t.Fatalf("status %q, want %q", status, tt.status)
+			}
+			if tt.reason == "" {
+				if up.requests.Load() != 1 || decided != 1 {
+					t.Fatalf("upstream saw %d, decided %d (the control's 1 each)", up.requests.Load(), decided)
+				}
+				return
 			}
 			d := h.logs.find(t, tt.reason)
 			if tt.status == "200" {

@@ -177,6 +177,14 @@ func (p *Proxy) refuse(c net.Conn, reason rules.Reason) {
 	p.log(rec)
 }
 
+// OpenConns is the number of connections open now, decided or not.
+func (p *Proxy) OpenConns() int {
+	a := p.admission()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.open
+}
+
 // Recheck closes the live connections the current rules no longer allow
 // (hot reload: a new generation takes effect on open flows too), and
 // cancels the dials of those still connecting. Connections not decided

@@ -35,6 +35,23 @@ func Write(path string, v any, perm os.FileMode) error {
 // WriteData replaces path with a document already encoded (one that was
 // validated as read, say), the same way as Write.
 func WriteData(path string, data []byte, perm os.FileMode) error {
+	return replace(path, data, perm, true)
+}
+
+// WriteUnsynced is Write without the sync, for a file rewritten so often
+// (every second) that syncing it would cost more than losing it: after a
+// crash it may be empty, and its reader must take that for no document.
+func WriteUnsynced(path string, v any, perm os.FileMode) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return replace(path, data, perm, false)
+}
+
+// replace writes data to a temporary file beside path and renames it
+// over path, syncing it first if sync.
+func replace(path string, data []byte, perm os.FileMode, sync bool) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -44,7 +61,7 @@ func WriteData(path string, data []byte, perm os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	if err := fill(tmp, data, perm); err != nil {
+	if err := fill(tmp, data, perm, sync); err != nil {
 		os.Remove(tmp.Name())
 		return err
 	}
@@ -56,13 +73,13 @@ func WriteData(path string, data []byte, perm os.FileMode) error {
 }
 
 // fill writes data into a new temporary file, gives it its permissions,
-// syncs and closes it.
-func fill(f *os.File, data []byte, perm os.FileMode) error {
+// syncs it if sync, and closes it.
+func fill(f *os.File, data []byte, perm os.FileMode, sync bool) error {
 	_, err := f.Write(data)
 	if err == nil {
 		err = f.Chmod(perm)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	return errors.Join(err, f.Close())

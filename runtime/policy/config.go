@@ -41,6 +41,9 @@ type EgressConfig struct {
 	// LogDir holds one decision log per container, ID.egress.jsonl
 	// (default /var/log/clawrun).
 	LogDir string `json:"log_dir,omitempty"`
+	// LogFormat is how the decision log writes a decision:
+	// LogFormatClawrun (the default) or LogFormatOCSF.
+	LogFormat string `json:"log_format,omitempty"`
 	// UpstreamCAFile holds the CAs (PEM) the certificates of inspected
 	// endpoints' servers must verify against, instead of the host's
 	// system roots. An absolute path; the runtime checks at create that
@@ -74,6 +77,13 @@ type CredentialEndpoint struct {
 	Host  string `json:"host"`
 	Ports []int  `json:"ports"`
 }
+
+// The values of egress.log_format: the decision log's own records, or
+// OCSF events (see decisionlog.Format).
+const (
+	LogFormatClawrun = "clawrun"
+	LogFormatOCSF    = "ocsf"
+)
 
 // DefaultEgressLogDir is where decision logs go unless egress.log_dir says.
 const DefaultEgressLogDir = "/var/log/clawrun"
@@ -140,8 +150,11 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 
 func (d *decoder) egress(n *yaml.Node, field string, e *EgressConfig) {
 	var inferenceNode *yaml.Node
-	d.mapping(n, field, []string{"upstream_dns", "allowed_upstream_ranges", "log_dir", "upstream_ca_file", "credentials", "inference"}, nil, func(key string, _, v *yaml.Node, sub string) {
+	d.mapping(n, field, []string{"upstream_dns", "allowed_upstream_ranges", "log_dir", "log_format", "upstream_ca_file", "credentials", "inference"}, nil, func(key string, _, v *yaml.Node, sub string) {
 		switch key {
+		case "log_format":
+			e.LogFormat = d.logFormat(v, sub)
+			return
 		case "inference":
 			inferenceNode = v
 			e.Inference = d.inference(v, sub)
@@ -184,6 +197,19 @@ func (d *decoder) egress(n *yaml.Node, field string, e *EgressConfig) {
 	})
 	// After the mapping: credentials may come after inference.
 	d.checkInferenceCredential(inferenceNode, field+".inference", e.Inference, e.Credentials)
+}
+
+// logFormat reads egress.log_format.
+func (d *decoder) logFormat(v *yaml.Node, field string) string {
+	s, ok := d.str(v, field)
+	if !ok {
+		return ""
+	}
+	if s != LogFormatClawrun && s != LogFormatOCSF {
+		d.fail(v, field, "%q: want %s or %s", truncate(s), LogFormatClawrun, LogFormatOCSF)
+		return ""
+	}
+	return s
 }
 
 // absPath reads an absolute path, cleaned ("" when it is not one).
