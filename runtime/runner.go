@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -118,6 +119,7 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 		defer closeConn()
 	}
 
+	started := time.Now()
 	switch {
 	case r.action == actCreate:
 		err = r.container.Start(process)
@@ -160,6 +162,7 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 		}
 	}
 	if report != nil && !r.init {
+		r.recordExecLaunch(process, started)
 		// An exec'd process reports over a pipe until its command runs.
 		if err := report.wait(); err != nil {
 			terminate(process)
@@ -277,4 +280,17 @@ func dialPidfdSocket(process *libcontainer.Process, path string) (func(), error)
 	}
 	process.PidfdSocket = f
 	return func() { conn.Close(); f.Close() }, nil
+}
+
+// recordExecLaunch notes an exec'd launcher's pid, which the kernel's
+// audit names for its Landlock denials (`clawrun audit`). Without it the
+// process still runs; its denials are only not attributed.
+func (r *runner) recordExecLaunch(process *libcontainer.Process, started time.Time) {
+	pid, err := process.Pid()
+	if err == nil {
+		err = recordLaunch(r.stateDir, pid, started)
+	}
+	if err != nil {
+		logrus.Warnf("clawrun audit will not attribute this process's file denials: %v", err)
+	}
 }
