@@ -1,0 +1,138 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawrun/clawrun/landlock"
+)
+
+// auditOff is what audit says of file denials while the host's audit is off.
+const auditOff = "file denials: not reported: the host's audit is off (auditctl -e 1 turns it on)"
+
+// TestPolicyAuditFileDenials: with the host's audit on, `clawrun audit`
+// shows the Landlock denials of a container's init and of a process exec'd
+// in it (the path and the access refused), not its allowed writes, and not
+// another container's denials. With audit off it says so in one line.
+func TestPolicyAuditFileDenials(t *testing.T) {
+	if abi := landlock.ABI(); abi < 7 {
+		t.Skipf("the kernel's Landlock ABI is %d: it logs denials from ABI 7 (Linux 6.15) on", abi)
+	}
+	r := policyRuntime(t)
+	setAudit(t, 1)
+	// Without an audit daemon the kernel prints the records to its log
+	// under printk's rate limit (10 in 5 s), which a few denials and the
+	// machine's other audit records exceed.
+	setSysctl(t, "/proc/sys/kernel/printk_ratelimit_burst", "10000")
+
+	a, b := newID(t), newID(t)
+	bundleA := r.probeBundle(withPolicy("agent-default"), func(s *specs.Spec) {
+		s.Process.Args = []string{"sh", "-c", "echo no > /srv/denied-init.txt; echo yes > /tmp/allowed-init.txt; echo ready; sleep 60"}
+	})
+	writeRootfs(t, bundleA, "/srv/denied-init.txt", "", 0o644)
+	writeRootfs(t, bundleA, "/srv/denied-exec.txt", "", 0o644)
+	r.runReady(a, bundleA, "ready")
+	r.ok("exec", a, "sh", "-c", "echo no > /srv/denied-exec.txt; echo yes > /tmp/allowed-exec.txt; true")
+	if got := readFile(inRootfs(bundleA, "/tmp/allowed-exec.txt")); got != "yes\n" {
+		t.Fatalf("the allowed write of the exec'd process did not happen: %q", got)
+	}
+	if got := readFile(inRootfs(bundleA, "/srv/denied-exec.txt")); got != "" {
+		t.Fatalf("the denied write happened: %q", got)
+	}
+
+	bundleB := r.probeBundle(withPolicy("agent-default"), func(s *specs.Spec) {
+		s.Process.Args = []string{"sh", "-c", "echo no > /srv/denied-other.txt; echo ready; sleep 60"}
+	})
+	writeRootfs(t, bundleB, "/srv/denied-other.txt", "", 0o644)
+	r.runReady(b, bundleB, "ready")
+
+	res := r.ok("audit", a)
+	t.Logf("audit %s:\n%s%s", a, res.Stdout, res.Stderr)
+	for _, path := range []string{"/srv/denied-init.txt", "/srv/denied-exec.txt"} {
+		if line := lineWith(res.Stdout, path); !strings.Contains(line, "deny") || !strings.Contains(line, "fs.write_file") {
+			t.Errorf("audit of %s does not show the denied write of %s:\n%s", a, path, res)
+		}
+	}
+	for _, absent := range []string{"allowed", "denied-other"} {
+		if strings.Contains(res.Stdout, absent) {
+			t.Errorf("audit of %s shows %q:\n%s", a, absent, res.Stdout)
+		}
+	}
+	if strings.Contains(res.Stderr, "not reported") {
+		t.Errorf("audit says file denials are not reported while audit is on:\n%s", res.Stderr)
+	}
+	if resB := r.ok("audit", b); !strings.Contains(lineWith(resB.Stdout, "/srv/denied-other.txt"), "fs.write_file") || strings.Contains(resB.Stdout, "denied-init") {
+		t.Errorf("audit of %s is not its own denials:\n%s", b, resB)
+	}
+
+	setAudit(t, 0)
+	if res := r.ok("audit", a); !strings.Contains(res.Stderr, auditOff) {
+		t.Errorf("audit with the host's audit off does not say so:\n%s", res)
+	}
+}
+
+// lineWith is the first line of text that contains s.
+func lineWith(text, s string) string {
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
+}
+
+// setAudit turns the host's audit on or off (auditctl -e), and back to
+// what it was at the end of the test.
+func setAudit(t *testing.T, enabled int) {
+	t.Helper()
+	out, err := exec.Command("auditctl", "-s").CombinedOutput()
+	if err != nil {
+		t.Fatalf("auditctl -s (contrib/install-deps.sh installs auditd): %v\n%s", err, out)
+	}
+	var was int
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, err := fmt.Sscanf(line, "enabled %d", &was); err == nil {
+			break
+		}
+	}
+	if was == 2 {
+		t.Fatal("the host's audit configuration is locked (enabled 2): it cannot be turned off and back")
+	}
+	auditctl := func(v int) error {
+		out, err := exec.Command("auditctl", "-e", fmt.Sprint(v)).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("auditctl -e %d: %v\n%s", v, err, out)
+		}
+		return nil
+	}
+	if err := auditctl(enabled); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := auditctl(was); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// setSysctl writes a /proc/sys file until the end of the test.
+func setSysctl(t *testing.T, path, value string) {
+	t.Helper()
+	was, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(path, was, 0o644); err != nil {
+			t.Error(err)
+		}
+	})
+}
