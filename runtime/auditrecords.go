@@ -150,6 +150,9 @@ type auditLogLines struct {
 	// Suppressed counts the records the kernel's printk rate limit dropped
 	// after since ("kauditd_printk_skb: N callbacks suppressed").
 	Suppressed int
+	// Lost counts the records the kernel dropped after since, its backlog
+	// full ("audit: backlog limit exceeded").
+	Lost int
 }
 
 // readAuditLogs reads /dev/kmsg and auditd's log files.
@@ -239,6 +242,12 @@ func kmsgLine(msg string, booted, since time.Time, out *auditLogLines) {
 		if at, ok := kmsgTime(prefix, booted); ok && !at.Before(since) {
 			n, _ := strconv.Atoi(strings.TrimSuffix(count, " callbacks suppressed"))
 			out.Suppressed += n
+		}
+		return
+	}
+	if text == "audit: backlog limit exceeded" {
+		if at, ok := kmsgTime(prefix, booted); ok && !at.Before(since) {
+			out.Lost++
 		}
 		return
 	}

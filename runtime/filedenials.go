@@ -41,9 +41,14 @@ type FileDenials struct {
 	// NotReported says why the kernel does not report them ("" while it
 	// does).
 	NotReported string
-	// Suppressed counts the audit records of any process the kernel's
-	// printk rate limit dropped since the container was created.
-	Suppressed int
+	// Suppressed and Lost count the audit records of any process that the
+	// kernel's printk rate limit, or its full backlog, dropped since the
+	// container was created.
+	Suppressed, Lost int
+	// Unattributed counts the denials since then of layers whose process
+	// is unknown (their first record was dropped): they may be this
+	// container's.
+	Unattributed int
 }
 
 // launchesFile lists the host pids of a container's exec'd launchers.
@@ -106,8 +111,10 @@ func (r *Runtime) FileDenials(id string) (_ *FileDenials, err error) {
 	if err != nil {
 		return nil, err
 	}
-	out.Denials = attribute(joinDenials(logs.Records), launches, id)
-	out.Suppressed = logs.Suppressed
+	domains := joinDenials(logs.Records)
+	out.Denials = attribute(domains, launches, id)
+	out.Unattributed = unattributed(domains, launches, st.Created)
+	out.Suppressed, out.Lost = logs.Suppressed, logs.Lost
 	return out, nil
 }
 
@@ -184,6 +191,23 @@ type domainDenials struct {
 	// denial, after the domain was enforced.
 	Allocated time.Time
 	Denials   []FileDenial
+}
+
+// launcherPids are the pids that may be d's launcher, with the time each
+// bounds: the domain's own record's, else those of the refused
+// processes (the launcher's pid when the launched program itself was
+// refused: the same process after exec).
+func (d *domainDenials) launcherPids() []launch {
+	if !d.Allocated.IsZero() {
+		return []launch{{Pid: d.Pid, Time: d.Allocated}}
+	}
+	var out []launch
+	for _, f := range d.Denials {
+		if f.Pid > 0 {
+			out = append(out, launch{Pid: f.Pid, Time: f.Time})
+		}
+	}
+	return out
 }
 
 // joinDenials groups the records into domains. The kernel reports a
@@ -263,12 +287,11 @@ func denialOf(rec auditRecord, syscall *auditRecord) FileDenial {
 // is a container's when the container launched the domain's pid: of the
 // launches of that pid (by any container under the root) the last one
 // before the domain's first denial, so that a pid reused by a later
-// container's launcher goes to that container. A domain whose
-// "allocated" record is gone (rotated out) cannot be attributed.
+// container's launcher goes to that container.
 func attribute(domains map[string]*domainDenials, launches []launch, id string) []FileDenial {
 	var out []FileDenial
 	for _, d := range domains {
-		if d.Allocated.IsZero() || launcherOf(d, launches) != id {
+		if launcherOf(d, launches) != id {
 			continue
 		}
 		for _, f := range d.Denials {
@@ -282,13 +305,39 @@ func attribute(domains map[string]*domainDenials, launches []launch, id string) 
 	return out
 }
 
-// launcherOf is the container that launched d's pid last before d's first
-// denial, "" for none.
+// unattributed counts the denials since since of the domains no launch
+// explains.
+func unattributed(domains map[string]*domainDenials, launches []launch, since time.Time) int {
+	n := 0
+	for _, d := range domains {
+		if d.Allocated.IsZero() && launcherOf(d, launches) == "" {
+			for _, f := range d.Denials {
+				if !f.Time.Before(since.Truncate(time.Millisecond)) {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// launcherOf is the container that launched one of d's candidate pids
+// last before that pid's record, "" for none.
 func launcherOf(d *domainDenials, launches []launch) string {
+	for _, p := range d.launcherPids() {
+		if id := lastLaunch(p, launches); id != "" {
+			return id
+		}
+	}
+	return ""
+}
+
+// lastLaunch is the container that launched p.Pid last before p.Time.
+func lastLaunch(p launch, launches []launch) string {
 	var best *launch
 	for i, l := range launches {
 		// Audit times have millisecond precision.
-		if l.Pid != d.Pid || l.Time.Truncate(time.Millisecond).After(d.Allocated) {
+		if l.Pid != p.Pid || l.Time.Truncate(time.Millisecond).After(p.Time) {
 			continue
 		}
 		if best == nil || l.Time.After(best.Time) {

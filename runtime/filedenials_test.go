@@ -86,11 +86,25 @@ func TestJoinAndAttributeDenials(t *testing.T) {
 	}
 }
 
-func TestUnallocatedDomainIsNotAttributed(t *testing.T) {
-	// The domain's first record rotated out: its pid is unknown.
-	recs := parseAll(t, `audit: type=1423 audit(1796649325.700:90): domain=abc blockers=fs.read_file path="/etc/shadow" dev="vda" ino=12`)
-	if got := attribute(joinDenials(recs), []launch{{ID: "c", Pid: 1, Time: time.Unix(0, 0)}}, "c"); len(got) != 0 {
-		t.Errorf("attributed without a pid: %+v", got)
+func TestDomainWithoutItsFirstRecord(t *testing.T) {
+	// The domain's first record was dropped: its launcher's pid is known
+	// only where the launched program itself was refused.
+	recs := parseAll(t, `audit: type=1423 audit(1796649325.700:90): domain=abc blockers=fs.read_file path="/etc/shadow" dev="vda" ino=12
+audit: type=1423 audit(1796649325.800:91): domain=abc blockers=fs.read_file path="/etc/gshadow" dev="vda" ino=13
+audit: type=1300 audit(1796649325.800:91): arch=c000003e syscall=257 success=no exit=-13 pid=42 comm="cat" exe="/bin/cat"
+audit: type=1423 audit(1796649325.900:92): domain=def blockers=fs.read_file path="/etc/passwd" dev="vda" ino=14`)
+	domains := joinDenials(recs)
+	started := time.Unix(1796649325, 0)
+	launches := []launch{{ID: "c", Pid: 42, Time: started}}
+	got := attribute(domains, launches, "c")
+	if len(got) != 2 || got[0].Path != "/etc/shadow" || got[1].Pid != 42 || got[1].Comm != "cat" {
+		t.Errorf("attributed: %+v", got)
+	}
+	if n := unattributed(domains, launches, started); n != 1 {
+		t.Errorf("unattributed: %d, want 1 (domain def)", n)
+	}
+	if n := unattributed(domains, launches, started.Add(time.Hour)); n != 0 {
+		t.Errorf("unattributed before the container: %d", n)
 	}
 }
 
@@ -100,7 +114,8 @@ func TestKmsgRateLimitCount(t *testing.T) {
 	kmsgLine("4,100,5000000,-;kauditd_printk_skb: 7 callbacks suppressed\n", booted, booted.Add(time.Second), &out)
 	kmsgLine("4,101,500000,-;kauditd_printk_skb: 3 callbacks suppressed\n", booted, booted.Add(time.Second), &out)
 	kmsgLine("5,102,6000000,-;audit: type=1423 audit(1005.000:9): domain=a blockers=fs.read_file path=\"/x\"\n SUBSYSTEM=x\n", booted, booted, &out)
-	if out.Suppressed != 7 || len(out.Records) != 1 || out.Records[0].Fields["path"] != "/x" {
+	kmsgLine("4,103,6000001,-;audit: backlog limit exceeded\n", booted, booted, &out)
+	if out.Suppressed != 7 || out.Lost != 1 || len(out.Records) != 1 || out.Records[0].Fields["path"] != "/x" {
 		t.Errorf("got %+v", out)
 	}
 }

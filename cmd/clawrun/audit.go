@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -67,12 +68,15 @@ Example:
 		if err != nil {
 			return err
 		}
-		out := newAuditPrinter(c.Bool("json"), files.Denials)
+		out := newAuditPrinter(os.Stdout, c.Bool("json"), files.Denials)
 		if files.NotReported != "" {
 			fmt.Fprintf(os.Stderr, "clawrun: file denials: %s\n", files.NotReported)
 		}
-		if files.Suppressed > 0 {
-			fmt.Fprintf(os.Stderr, "clawrun: file denials: the kernel's log rate limit dropped %d audit records since the container was created (an audit daemon, auditd, keeps them all)\n", files.Suppressed)
+		if files.Suppressed+files.Lost > 0 {
+			fmt.Fprintf(os.Stderr, "clawrun: file denials: the kernel dropped %d audit records of the host since the container was created (%d past its log's rate limit, %d past its backlog; an audit daemon, auditd, keeps them)\n", files.Suppressed+files.Lost, files.Suppressed, files.Lost)
+		}
+		if files.Unattributed > 0 {
+			fmt.Fprintf(os.Stderr, "clawrun: file denials: %d denials since the container was created cannot be attributed to a container (the record naming their process was dropped): some may be this container's\n", files.Unattributed)
 		}
 		path, filteredBy, err := rt.AuditLog(id)
 		if errors.Is(err, errdefs.ErrFailedPrecondition) {
@@ -115,14 +119,15 @@ Example:
 
 // auditPrinter prints egress decisions and file denials in time order.
 type auditPrinter struct {
+	w     io.Writer
 	json  *json.Encoder
 	files []runtime.FileDenial
 }
 
-func newAuditPrinter(asJSON bool, files []runtime.FileDenial) *auditPrinter {
-	p := &auditPrinter{files: files}
+func newAuditPrinter(w io.Writer, asJSON bool, files []runtime.FileDenial) *auditPrinter {
+	p := &auditPrinter{w: w, files: files}
 	if asJSON {
-		p.json = json.NewEncoder(os.Stdout)
+		p.json = json.NewEncoder(w)
 	}
 	return p
 }
@@ -133,7 +138,7 @@ func (p *auditPrinter) decision(r decisionlog.Record) {
 		_ = p.json.Encode(r)
 		return
 	}
-	fmt.Println(formatRecord(r))
+	fmt.Fprintln(p.w, formatRecord(r))
 }
 
 // flushFiles prints the file denials before until (all for the zero time).
@@ -145,7 +150,7 @@ func (p *auditPrinter) flushFiles(until time.Time) {
 			_ = p.json.Encode(fileDenialJSON{Decision: "deny", Protocol: "file", FileDenial: f})
 			continue
 		}
-		fmt.Println(formatFileDenial(f))
+		fmt.Fprintln(p.w, formatFileDenial(f))
 	}
 }
 
