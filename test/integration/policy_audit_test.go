@@ -21,7 +21,7 @@ const auditOff = "file denials: not reported: the host's audit is off (auditctl 
 // another container's denials. With audit off it says so in one line.
 func TestPolicyAuditFileDenials(t *testing.T) {
 	if abi := landlock.ABI(); abi < 7 {
-		t.Skipf("the kernel's Landlock ABI is %d: it logs denials from ABI 7 (Linux 6.15) on", abi)
+		t.Skipf("kernel lacks Landlock ABI 7 (it has %d): denials are logged from ABI 7 (Linux 6.15) on", abi)
 	}
 	r := policyRuntime(t)
 	setAudit(t, 1)
@@ -73,6 +73,43 @@ func TestPolicyAuditFileDenials(t *testing.T) {
 	setAudit(t, 0)
 	if res := r.ok("audit", a); !strings.Contains(res.Stderr, auditOff) {
 		t.Errorf("audit with the host's audit off does not say so:\n%s", res)
+	}
+}
+
+// TestPolicyAuditFileDenialsBesideEgress: a container with an egress filter
+// gets its file denials and its egress decisions on one list, in time
+// order.
+func TestPolicyAuditFileDenialsBesideEgress(t *testing.T) {
+	if abi := landlock.ABI(); abi < 7 {
+		t.Skipf("kernel lacks Landlock ABI 7 (it has %d): denials are logged from ABI 7 (Linux 6.15) on", abi)
+	}
+	r, fn := egressRuntime(t)
+	setAudit(t, 1)
+	setSysctl(t, "/proc/sys/kernel/printk_ratelimit_burst", "10000")
+	doc := "version: 1\nfilesystem_policy:\n  read_only: [/]\n  read_write: [/tmp, /dev/null]\n" +
+		"network_policies:\n  web:\n    endpoints:\n      - {host: allowed.test, port: 443}\n"
+	b := fn.egressBundle(r, withInline(doc))
+	writeRootfs(t, b, "/srv/denied.txt", "", 0o644)
+	c := fn.start(r, b)
+	c.expect("ERR NXDOMAIN", "dns", fn.ip(hDNS), "before.test")
+	if out := c.exec("sh", "-c", "echo no > /srv/denied.txt; echo yes > /tmp/allowed.txt; echo done"); out != "done" {
+		t.Fatalf("exec: %q", out)
+	}
+	c.expect("ERR NXDOMAIN", "dns", fn.ip(hDNS), "after.test")
+
+	res := r.ok(append(fn.globals(), "audit", c.id)...)
+	t.Logf("audit %s:\n%s%s", c.id, res.Stdout, res.Stderr)
+	order := []string{"before.test", "/srv/denied.txt", "after.test"}
+	last := -1
+	for _, s := range order {
+		i := strings.Index(res.Stdout, s)
+		if i < 0 || i < last {
+			t.Fatalf("audit does not list %q in time order %q:\n%s", s, order, res.Stdout)
+		}
+		last = i
+	}
+	if !strings.Contains(lineWith(res.Stdout, "/srv/denied.txt"), "fs.write_file") || strings.Contains(res.Stdout, "allowed.txt") {
+		t.Errorf("audit's file denials:\n%s", res.Stdout)
 	}
 }
 
