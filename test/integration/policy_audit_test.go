@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -113,6 +115,77 @@ func TestPolicyAuditFileDenialsBesideEgress(t *testing.T) {
 	}
 }
 
+// TestPolicyAuditFileDenialsFromAuditd: while an audit daemon runs, the
+// kernel hands it the records instead of printing them, and audit reads
+// them from its log.
+func TestPolicyAuditFileDenialsFromAuditd(t *testing.T) {
+	if abi := landlock.ABI(); abi < 7 {
+		t.Skipf("kernel lacks Landlock ABI 7 (it has %d): denials are logged from ABI 7 (Linux 6.15) on", abi)
+	}
+	r := policyRuntime(t)
+	setAudit(t, 1)
+	runAuditd(t)
+	id := newID(t)
+	b := r.probeBundle(withPolicy("agent-default"), func(s *specs.Spec) {
+		s.Process.Args = []string{"sh", "-c", "echo no > /srv/denied-auditd.txt; echo ready; sleep 60"}
+	})
+	writeRootfs(t, b, "/srv/denied-auditd.txt", "", 0o644)
+	r.runReady(id, b, "ready")
+	// auditd writes asynchronously.
+	var res result
+	waitFor(t, 10*time.Second, "audit to show the denial from auditd's log", func() bool {
+		res = r.ok("audit", id)
+		return strings.Contains(lineWith(res.Stdout, "/srv/denied-auditd.txt"), "fs.write_file")
+	})
+	t.Logf("audit %s:\n%s%s", id, res.Stdout, res.Stderr)
+}
+
+// runAuditd runs an audit daemon (auditd's own configuration: its log in
+// /var/log/audit) until the end of the test, unless one runs already.
+func runAuditd(t *testing.T) {
+	t.Helper()
+	if auditdPid(t) != 0 {
+		return
+	}
+	if err := os.MkdirAll("/var/log/audit", 0o750); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("auditd", "-n")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("auditd (contrib/install-deps.sh installs it): %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	waitFor(t, 10*time.Second, "auditd to register with the kernel", func() bool { return auditdPid(t) == cmd.Process.Pid })
+}
+
+// auditdPid is the pid of the audit daemon the kernel knows, 0 for none.
+func auditdPid(t *testing.T) int {
+	t.Helper()
+	return auditStatusField(t, "pid")
+}
+
+// auditStatusField is a number of auditctl -s.
+func auditStatusField(t *testing.T, name string) int {
+	t.Helper()
+	out, err := exec.Command("auditctl", "-s").CombinedOutput()
+	if err != nil {
+		t.Fatalf("auditctl -s (contrib/install-deps.sh installs auditd): %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var n int
+			if _, err := fmt.Sscan(v, &n); err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("auditctl -s has no %s:\n%s", name, out)
+	return 0
+}
+
 // lineWith is the first line of text that contains s.
 func lineWith(text, s string) string {
 	for _, line := range strings.Split(text, "\n") {
@@ -127,16 +200,7 @@ func lineWith(text, s string) string {
 // what it was at the end of the test.
 func setAudit(t *testing.T, enabled int) {
 	t.Helper()
-	out, err := exec.Command("auditctl", "-s").CombinedOutput()
-	if err != nil {
-		t.Fatalf("auditctl -s (contrib/install-deps.sh installs auditd): %v\n%s", err, out)
-	}
-	var was int
-	for _, line := range strings.Split(string(out), "\n") {
-		if _, err := fmt.Sscanf(line, "enabled %d", &was); err == nil {
-			break
-		}
-	}
+	was := auditStatusField(t, "enabled")
 	if was == 2 {
 		t.Fatal("the host's audit configuration is locked (enabled 2): it cannot be turned off and back")
 	}
