@@ -105,7 +105,9 @@ func (r *Runtime) FileDenials(id string) (_ *FileDenials, err error) {
 	out.NotReported = whyNotReported(landlock.ABI())
 	logs, err := readAuditLogs(st.Created)
 	if err != nil {
-		return nil, err
+		// The egress decisions are still worth showing.
+		out.NotReported = fmt.Sprintf("not read: %v", err)
+		return out, nil
 	}
 	launches, err := r.allLaunches()
 	if err != nil {
