@@ -12,6 +12,7 @@ packages=(
 	nftables                     # nft: the egress tests read the rules in a container's netns
 	bats gawk                    # runc's own integration suite (test/conformance/runc-bats.sh)
 	tini                         # its reaper there, when PID 1 reaps orphans late
+	auditd                       # auditctl: the audit test turns the host's audit on and back
 	jq iproute2 procps util-linux git ca-certificates
 )
 missing=()
@@ -27,7 +28,7 @@ fi
 
 # The commands the test suites run on the host: a missing one fails the
 # tests that need it, so say so here, before they start.
-for cmd in gcc busybox debootstrap nft ip tc nsenter unshare flock script timeout jq bats gawk tini tar; do
+for cmd in gcc busybox debootstrap nft ip tc nsenter unshare flock script timeout jq bats gawk tini tar auditctl; do
 	command -v "$cmd" >/dev/null || { echo "install-deps: $cmd is missing after installing the packages" >&2; exit 1; }
 done
 

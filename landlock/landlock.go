@@ -197,11 +197,22 @@ func Restrict(layer Layer, strict bool) (Result, error) {
 			res.Rules++
 		}
 	}
-	// Flag 0: this thread only (see the package comment).
-	if err := restrictSelf(fd); err != nil {
+	// This thread only (see the package comment); no TSYNC flag.
+	if err := restrictSelf(fd, restrictFlags(abi)); err != nil {
 		return res, fmt.Errorf("landlock_restrict_self: %w", err)
 	}
 	return res, nil
+}
+
+// restrictFlags asks the kernel to log the denials of the program the
+// launcher execs (by default only the restricting executable's are), so
+// that the host's audit log, when the host turns audit on, shows what the
+// agent was refused. Kernels before ABI 7 reject the flag.
+func restrictFlags(abi int) uintptr {
+	if abi >= 7 {
+		return unix.LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON
+	}
+	return 0
 }
 
 func sortedPorts(ports []uint16) []uint16 {

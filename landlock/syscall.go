@@ -52,8 +52,8 @@ func addPortRule(rulesetFD int, allowed uint64, port uint16) error {
 	return addRule(rulesetFD, ruleTypeNetPort, unsafe.Pointer(&attr))
 }
 
-func restrictSelf(rulesetFD int) error {
-	_, _, errno := unix.Syscall(unix.SYS_LANDLOCK_RESTRICT_SELF, uintptr(rulesetFD), 0, 0)
+func restrictSelf(rulesetFD int, flags uintptr) error {
+	_, _, errno := unix.Syscall(unix.SYS_LANDLOCK_RESTRICT_SELF, uintptr(rulesetFD), flags, 0)
 	if errno != 0 {
 		return errno
 	}

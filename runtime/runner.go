@@ -122,6 +122,7 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 		defer closeConn()
 	}
 
+	started := time.Now()
 	switch {
 	case r.action == actCreate:
 		err = r.container.Start(process)
@@ -167,6 +168,7 @@ func (r *runner) run(config *specs.Process) (status int, retErr error) {
 		recordStartup(r.stateDir, r.began)
 	}
 	if report != nil && !r.init {
+		r.recordExecLaunch(process, started)
 		// An exec'd process reports over a pipe until its command runs.
 		if err := report.wait(); err != nil {
 			terminate(process)
@@ -284,4 +286,17 @@ func dialPidfdSocket(process *libcontainer.Process, path string) (func(), error)
 	}
 	process.PidfdSocket = f
 	return func() { conn.Close(); f.Close() }, nil
+}
+
+// recordExecLaunch notes an exec'd launcher's pid, which the kernel's
+// audit names for its Landlock denials (`clawrun audit`). Without it the
+// process still runs; its denials are only not attributed.
+func (r *runner) recordExecLaunch(process *libcontainer.Process, started time.Time) {
+	pid, err := process.Pid()
+	if err == nil {
+		err = recordLaunch(r.stateDir, pid, started)
+	}
+	if err != nil {
+		logrus.Warnf("clawrun audit will not attribute this process's file denials: %v", err)
+	}
 }

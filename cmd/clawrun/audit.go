@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
@@ -17,7 +22,7 @@ import (
 
 var auditCommand = &cli.Command{
 	Name:      "audit",
-	Usage:     "show a container's egress decisions (DNS queries and connections)",
+	Usage:     "show a container's egress decisions (DNS queries and connections) and file denials",
 	ArgsUsage: "<container-id>",
 	Description: `Prints the egress filter's decision log of a container whose policy has
 network_policies: one line per DNS query and TCP connection, with the
@@ -34,6 +39,14 @@ log's rate limit"); audit says how many in the end. The filter's last
 failure (a worker that died, a generation it refused) is shown first. For a container of a pod, the log is its pod sandbox's (the
 pod's containers share one filter); likewise for a container that joined
 another's network namespace.
+
+Beside the decisions, in time order, are the container's Landlock denials
+(a path, the access refused, the process) that the kernel's audit
+reported: from /dev/kmsg, or auditd's log when an audit daemon runs. The
+kernel reports them only with Landlock ABI 7 (Linux 6.15) and the host's
+audit on (auditctl -e 1); audit says so when it does not. A container
+without network_policies shows its file denials only. With --follow, the
+file denials so far are printed first; new ones are not followed.
 
 Example:
     clawrun audit --denied agent1
@@ -52,7 +65,27 @@ Example:
 			return err
 		}
 		id := c.Args().First()
+		files, err := rt.FileDenials(id)
+		if err != nil {
+			return err
+		}
+		out := newAuditPrinter(os.Stdout, c.Bool("json"), files.Denials)
+		if files.NotReported != "" {
+			fmt.Fprintf(os.Stderr, "clawrun: file denials: %s\n", files.NotReported)
+		}
+		if files.Suppressed+files.Lost > 0 {
+			fmt.Fprintf(os.Stderr, "clawrun: file denials: the kernel dropped %d audit records of the host since the container was created (%d past its log's rate limit, %d past its backlog; an audit daemon, auditd, keeps them)\n", files.Suppressed+files.Lost, files.Suppressed, files.Lost)
+		}
+		if files.Unattributed > 0 {
+			fmt.Fprintf(os.Stderr, "clawrun: file denials: %d denials since the container was created cannot be attributed to a container (the record naming their process was dropped): some may be this container's\n", files.Unattributed)
+		}
 		path, filteredBy, err := rt.AuditLog(id)
+		if errors.Is(err, errdefs.ErrFailedPrecondition) {
+			// No egress filter: the file denials are all there is.
+			fmt.Fprintf(os.Stderr, "clawrun: %v: only its file denials are shown\n", err)
+			out.flushFiles(time.Time{})
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -67,22 +100,83 @@ Example:
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 		defer stop()
-		enc := json.NewEncoder(os.Stdout)
+		if c.Bool("follow") {
+			// The file denials so far; then the decisions as they come.
+			out.flushFiles(time.Time{})
+		}
 		var aggregated, dropped int64
 		err = runtime.Audit(ctx, path, c.Bool("follow"), c.Bool("denied"), func(r decisionlog.Record) {
 			aggregated += r.Aggregated
 			dropped += r.Dropped
-			if c.Bool("json") {
-				_ = enc.Encode(r)
-				return
-			}
-			fmt.Println(formatRecord(r))
+			out.decision(r)
 		})
+		out.flushFiles(time.Time{})
 		if aggregated+dropped > 0 {
 			fmt.Fprintf(os.Stderr, "clawrun: not every decision has a line of its own: %d aggregated (repeated denials, counted on summary lines), %d dropped (past the log's rate limit, counted)\n", aggregated, dropped)
 		}
 		return err
 	},
+}
+
+// auditPrinter prints egress decisions and file denials in time order.
+type auditPrinter struct {
+	w     io.Writer
+	json  *json.Encoder
+	files []runtime.FileDenial
+}
+
+func newAuditPrinter(w io.Writer, asJSON bool, files []runtime.FileDenial) *auditPrinter {
+	p := &auditPrinter{w: w, files: files}
+	if asJSON {
+		p.json = json.NewEncoder(w)
+	}
+	return p
+}
+
+func (p *auditPrinter) decision(r decisionlog.Record) {
+	p.flushFiles(r.Time)
+	if p.json != nil {
+		_ = p.json.Encode(r)
+		return
+	}
+	fmt.Fprintln(p.w, formatRecord(r))
+}
+
+// flushFiles prints the file denials before until (all for the zero time).
+func (p *auditPrinter) flushFiles(until time.Time) {
+	for len(p.files) > 0 && (until.IsZero() || p.files[0].Time.Before(until)) {
+		f := p.files[0]
+		p.files = p.files[1:]
+		if p.json != nil {
+			_ = p.json.Encode(fileDenialJSON{Decision: "deny", Protocol: "file", FileDenial: f})
+			continue
+		}
+		fmt.Fprintln(p.w, formatFileDenial(f))
+	}
+}
+
+// fileDenialJSON is a file denial as a JSON line beside the decisions.
+type fileDenialJSON struct {
+	Decision string `json:"decision"`
+	Protocol string `json:"protocol"`
+	runtime.FileDenial
+}
+
+// formatFileDenial is a file denial as a human reads it, in the columns
+// of an egress decision.
+func formatFileDenial(f runtime.FileDenial) string {
+	target := f.Path
+	if target == "" {
+		target = f.Object
+	}
+	proc := strconv.Itoa(f.Pid)
+	if f.Comm != "" {
+		proc += " " + f.Comm
+	}
+	if f.Exe != "" {
+		proc += " " + f.Exe
+	}
+	return fmt.Sprintf("%s %-5s %-5s %-40s %s (pid %s)", f.Time.Format("15:04:05.000"), "deny", "file", target, strings.Join(f.Access, ","), proc)
 }
 
 // formatRecord is one decision as a human reads it.
