@@ -186,8 +186,10 @@ func newWorker(cfg *Config, initial *rules.Rules, logRecord func(decisionlog.Rec
 	if w.owners, err = kernel.NewOwners(cfg.Netns); err != nil {
 		return nil, err
 	}
-	w.tcpProxy.Binaries = w.owners.Conn
-	w.dnsServer.TCPOwners = w.owners.TCP
+	w.tcpProxy.Binaries = func(c net.Conn) []string { return rules.JoinChains(w.owners.Conn(c)...) }
+	w.dnsServer.TCPOwners = func(local, remote netip.AddrPort) []string {
+		return rules.JoinChains(w.owners.TCP(local, remote)...)
+	}
 	return w, nil
 }
 
