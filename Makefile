@@ -34,11 +34,13 @@ build:
 	$(GOBUILD) -o bin/clawrun ./cmd/clawrun
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/containerd-shim-clawrun-v2 ./cmd/containerd-shim-clawrun-v2
 	CGO_ENABLED=0 $(GO) build -trimpath -tags 'netgo osusergo' -ldflags "-s -w" -o bin/clawrun-egress ./cmd/clawrun-egress
+	CGO_ENABLED=0 $(GO) build -trimpath -tags 'netgo osusergo' -ldflags "-s -w" -o bin/clawrun-egress-worker ./cmd/clawrun-egress-worker
 
 install: build
 	install -D -m 0755 bin/clawrun $(DESTDIR)$(BINDIR)/clawrun
 	install -D -m 0755 bin/containerd-shim-clawrun-v2 $(DESTDIR)$(BINDIR)/containerd-shim-clawrun-v2
 	install -D -m 0755 bin/clawrun-egress $(DESTDIR)$(BINDIR)/clawrun-egress
+	install -D -m 0755 bin/clawrun-egress-worker $(DESTDIR)$(BINDIR)/clawrun-egress-worker
 
 # Everything CI runs; then every skipped test, and a failure if one was
 # skipped for a reason that is not allowed.
