@@ -54,6 +54,7 @@ func work(configPath string) error {
 	if err := canInspect(initial, engine); err != nil {
 		return err
 	}
+	setProcs(initial, cfg.Inference != nil)
 	creds, err := loadCredentials(cfg)
 	if err != nil {
 		return err
@@ -250,6 +251,7 @@ func (w *worker) reload() {
 		return
 	}
 	assignSynthetic(w.pool, next)
+	setProcs(next, w.cfg.Inference != nil)
 	w.inForce.Store(next)
 	w.tcpProxy.Recheck()
 	supervisor.Report{Event: supervisor.EventLoaded, Generation: next.Generation}.Send()
