@@ -387,6 +387,32 @@ func TestEgressFilterBinary(t *testing.T) {
 				fn.allowedTLS("allowed TLS"),
 				fn.deniedSNI("denied SNI aimed at an allowed host's address", fn.ip(hAllowed), "denied.test"),
 			)
+			if tc.worker != "clawrun-egress-worker" {
+				return
+			}
+			// An upgrade replaces the worker's program; a worker that dies
+			// then is restarted from the program its supervisor started
+			// with, not from whatever now has its name.
+			replaced := filepath.Join(dir, "clawrun-egress-worker.new")
+			if err := os.WriteFile(replaced, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(replaced, filepath.Join(dir, "clawrun-egress-worker")); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Kill(st.Worker, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			var now egressStatus
+			waitFor(t, 10*time.Second, "a new worker", func() bool {
+				now = c.status()
+				return now.State == "running" && now.Worker != st.Worker && pidAlive(now.Worker)
+			})
+			want := filepath.Join(dir, "clawrun-egress-worker") + " (deleted)"
+			if got, err := os.Readlink("/proc/" + strconv.Itoa(now.Worker) + "/exe"); err != nil || got != want {
+				t.Errorf("the restarted worker %d runs %q (%v), want %s", now.Worker, got, err, want)
+			}
+			c.checks(fn.allowedTLS("allowed TLS, restarted worker"))
 		})
 	}
 }
