@@ -34,6 +34,7 @@ build:
 	$(GOBUILD) -o bin/clawrun ./cmd/clawrun
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/containerd-shim-clawrun-v2 ./cmd/containerd-shim-clawrun-v2
 	CGO_ENABLED=0 $(GO) build -trimpath -tags 'netgo osusergo' -ldflags "-s -w" -o bin/clawrun-egress ./cmd/clawrun-egress
+	CGO_ENABLED=0 $(GO) build -trimpath -tags 'netgo osusergo' -ldflags "-s -w" -o bin/clawrun-egress-worker ./cmd/clawrun-egress-worker
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/clawrun-deploy ./cmd/clawrun-deploy
 	$(GOBUILD) -o bin/clawrun-metrics ./cmd/clawrun-metrics
 
@@ -41,6 +42,7 @@ install: build
 	install -D -m 0755 bin/clawrun $(DESTDIR)$(BINDIR)/clawrun
 	install -D -m 0755 bin/containerd-shim-clawrun-v2 $(DESTDIR)$(BINDIR)/containerd-shim-clawrun-v2
 	install -D -m 0755 bin/clawrun-egress $(DESTDIR)$(BINDIR)/clawrun-egress
+	install -D -m 0755 bin/clawrun-egress-worker $(DESTDIR)$(BINDIR)/clawrun-egress-worker
 	install -D -m 0755 bin/clawrun-metrics $(DESTDIR)$(BINDIR)/clawrun-metrics
 
 # Everything CI runs; then every skipped test, and a failure if one was

@@ -17,8 +17,9 @@ import (
 //
 // The policy launcher is clawrun's own binary run inside the container
 // right before the agent's command (see landlock/launcher); the egress
-// filter's supervisor and worker run from clawrun-egress, or from clawrun
-// when that is not installed next to it (see egress/filter).
+// filter's supervisor and worker run from clawrun-egress and
+// clawrun-egress-worker, or from clawrun when those are not installed next
+// to it (see egress/filter).
 func init() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {

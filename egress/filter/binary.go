@@ -3,25 +3,80 @@ package filter
 import (
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/clawrun/clawrun/egress/filter/supervisor"
 )
 
-// HelperName is the filter's own binary, installed next to clawrun. It
-// holds only the filter (no libcontainer, no policy language, no CLI), so
-// each of a filter's two processes pages in a few MiB of program instead
-// of clawrun's whole binary: that is most of a filter's memory.
-const HelperName = "clawrun-egress"
+// HelperName is the filter's own program, installed next to clawrun with
+// the worker's (supervisor.WorkerName). Each holds only its part of the
+// filter (no libcontainer, no policy language, no CLI; the supervisor not
+// even the proxy), so each of a filter's two processes pages in a few MiB
+// of program instead of clawrun's whole binary: that is most of a
+// filter's memory.
+const HelperName = supervisor.SupervisorName
 
-// Binary is the executable to start a filter from: HelperName in the
-// directory of the running clawrun binary when it is installed there,
-// else clawrun's own binary (which runs the same code). Only that
-// directory is searched, never $PATH: the filter runs as root.
+// Binary is the executable to start a filter's supervisor from:
+// HelperName in the directory of the running clawrun binary when it is
+// installed there with the worker's program, else clawrun's own binary
+// (which runs the same code). Only that directory is searched, never
+// $PATH: the filter runs as root.
 func Binary() string {
 	self, err := os.Executable()
 	if err == nil {
-		helper := filepath.Join(filepath.Dir(self), HelperName)
-		if fi, err := os.Stat(helper); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return helper
+		dir := filepath.Dir(self)
+		if executable(filepath.Join(dir, HelperName)) && executable(filepath.Join(dir, supervisor.WorkerName)) {
+			return filepath.Join(dir, HelperName)
 		}
 	}
 	return "/proc/self/exe"
 }
+
+func executable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}
+
+// The supervisor's side of the runtime's API, under the names the
+// runtime has always used.
+
+const (
+	SupervisorArg = supervisor.SupervisorArg
+	WorkerArg     = supervisor.WorkerArg
+	ReadyFD       = supervisor.ReadyFD
+	RuntimeFD     = supervisor.RuntimeFD
+	StartMsg      = supervisor.StartMsg
+	CommitMsg     = supervisor.CommitMsg
+)
+
+type (
+	Status  = supervisor.Status
+	State   = supervisor.State
+	Failure = supervisor.Failure
+)
+
+const (
+	StateStarting   = supervisor.StateStarting
+	StateRunning    = supervisor.StateRunning
+	StateRestarting = supervisor.StateRestarting
+	StateFailed     = supervisor.StateFailed
+	StateStopped    = supervisor.StateStopped
+)
+
+// ReadStatus reads a StatusFile.
+func ReadStatus(path string) (*Status, error) { return supervisor.ReadStatus(path) }
+
+// Stop: see supervisor.Stop.
+func Stop(pid, workerPid int, configPath string, grace time.Duration) (killed bool, err error) {
+	return supervisor.Stop(pid, workerPid, configPath, grace)
+}
+
+// Running: see supervisor.Running.
+func Running(pid int, role, configPath string) bool { return supervisor.Running(pid, role, configPath) }
+
+// IsSupervisor: see supervisor.IsSupervisor.
+func IsSupervisor(pid int) bool { return supervisor.IsSupervisor(pid) }
+
+// SupervisorMain runs the supervisor from clawrun's own binary, whose
+// workers then run from it too; it never returns.
+func SupervisorMain(configPath string) { supervisor.Main(configPath, "/proc/self/exe") }

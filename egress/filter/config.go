@@ -1,15 +1,16 @@
 // Package filter runs clawrun's egress filter for one network namespace,
-// as two processes started from clawrun-egress (or clawrun's own binary
-// when the helper is not installed, see Binary), detached from the runtime
-// and outside the container's cgroup:
+// as two processes started from clawrun-egress and clawrun-egress-worker
+// (or clawrun's own binary when they are not installed, see Binary),
+// detached from the runtime and outside the container's cgroup:
 //
-//   - the supervisor attaches to the namespace, installs the routes and
-//     nftables rules, creates the listening sockets and keeps them for the
+//   - the supervisor (package supervisor) attaches to the namespace,
+//     installs the routes and nftables rules, creates the listening
+//     sockets and keeps them for the
 //     namespace's whole life; it restarts a crashed worker with the same
 //     sockets, so nothing inside can squat the ports meanwhile, and while
 //     no worker runs, connections are not accepted: traffic fails closed;
 //   - the worker serves the policy resolver and the transparent proxy on
-//     those sockets, in a memory cgroup of its own (see cgroup.go), and
+//     those sockets, in a memory cgroup of its own (see supervisor/cgroup.go), and
 //     loads a proposed generation of rules on SIGHUP (see reload.go). It
 //     reports what it loaded or refused, and why it exits, on its stderr,
 //     which the supervisor reads into the Status: the Status says what is
@@ -24,18 +25,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/clawrun/clawrun/egress/credentials"
+	"github.com/clawrun/clawrun/egress/filter/supervisor"
 	"github.com/clawrun/clawrun/egress/inference"
 	"github.com/clawrun/clawrun/egress/proxy"
 	"github.com/clawrun/clawrun/internal/jsonfile"
-)
-
-// Hidden argv[1] values of clawrun's binary, and clawrun-egress's.
-const (
-	SupervisorArg = "__egress-supervisor"
-	WorkerArg     = "__egress-worker"
 )
 
 // Config is one filter instance, written as JSON by the runtime.
@@ -105,8 +100,8 @@ func loadCredentials(cfg *Config) (*credentials.Set, error) {
 // Limits bound what a container's traffic can cost its filter.
 type Limits struct {
 	// MemoryBytes is the worker's hard memory limit (a memory cgroup of
-	// its own; defaultMemoryBytes when zero); its Go heap is kept under
-	// 3/4 of it.
+	// its own; supervisor.DefaultMemoryBytes when zero); its Go heap is
+	// kept under 3/4 of it.
 	MemoryBytes int64 `json:"memory_bytes,omitempty"`
 	// Conns, Pending and HandshakeBytes: see proxy.ConnLimits (its
 	// defaults when zero).
@@ -115,63 +110,13 @@ type Limits struct {
 	HandshakeBytes int `json:"handshake_bytes,omitempty"`
 }
 
-// defaultMemoryBytes: a worker serves in about 10 MiB; the proxy's caps
-// (proxy.DefaultConnLimits) keep its buffers well below this limit, which
-// is the backstop.
-const defaultMemoryBytes = 256 << 20
-
 // memoryBytes is the worker's memory limit.
-func (c *Config) memoryBytes() int64 {
-	if c.Limits.MemoryBytes > 0 {
-		return c.Limits.MemoryBytes
-	}
-	return defaultMemoryBytes
-}
+func (c *Config) memoryBytes() int64 { return supervisor.MemoryLimit(c.Limits.MemoryBytes) }
 
 // connLimits are the proxy's limits (which takes its defaults for those
 // unset).
 func (c *Config) connLimits() proxy.ConnLimits {
 	return proxy.ConnLimits{Conns: c.Limits.Conns, Pending: c.Limits.Pending, HandshakeBytes: c.Limits.HandshakeBytes}
-}
-
-// Status is what the supervisor reports in StatusFile.
-type Status struct {
-	State      State `json:"state"`
-	Supervisor int   `json:"supervisor_pid"`
-	Worker     int   `json:"worker_pid,omitempty"`
-	Generation int64 `json:"generation"`
-	Restarts   int   `json:"restarts"`
-	// Error is why the filter is not running, in its state's terms.
-	Error string `json:"error,omitempty"`
-	// LastFailure is the filter's latest failure (a worker that died, a
-	// generation it refused), kept after it recovered.
-	LastFailure *Failure `json:"last_failure,omitempty"`
-	// LogFailure is set while the decision log cannot be written: the
-	// filter still decides, but what it decides goes unrecorded.
-	LogFailure *Failure `json:"log_failure,omitempty"`
-}
-
-// State is where a filter is in its life, as its supervisor records it
-// in the status file and the runtime reads it: one set of names for both
-// sides.
-type State string
-
-const (
-	StateStarting   State = "starting"   // the supervisor is setting up; no worker yet
-	StateRunning    State = "running"    // a worker decides, with Status.Generation loaded
-	StateRestarting State = "restarting" // the worker died; the rules stay and a new worker is coming
-	StateFailed     State = "failed"     // the filter gave up: the rules stay, nothing gets out
-	StateStopped    State = "stopped"    // stopped on request
-)
-
-// Failure is one failure of the filter, in the worker's own words where
-// it had any.
-type Failure struct {
-	Time time.Time `json:"time"`
-	// Generation is the rules generation that was refused (0: not a
-	// refused reload).
-	Generation int64  `json:"generation,omitempty"`
-	Message    string `json:"message"`
 }
 
 // LoadConfig reads a Config file.
@@ -200,15 +145,6 @@ func decodeStrict(path string, data []byte, v any) error {
 		return fmt.Errorf("%s: data after the JSON value", path)
 	}
 	return nil
-}
-
-// ReadStatus reads a StatusFile.
-func ReadStatus(path string) (*Status, error) {
-	var s Status
-	if err := jsonfile.Read(path, &s); err != nil {
-		return nil, err
-	}
-	return &s, nil
 }
 
 func writeJSONAtomic(path string, v any) error { return jsonfile.Write(path, v, 0o600) }

@@ -1,9 +1,10 @@
 package filter
 
 import (
-	"fmt"
 	"sync"
 	"time"
+
+	"github.com/clawrun/clawrun/egress/filter/supervisor"
 )
 
 // logHealth watches the decision log's writes. A log that cannot be
@@ -20,10 +21,10 @@ type logHealth struct {
 	reported time.Time
 	every    time.Duration // at most one report per period while failing
 	now      func() time.Time
-	send     func(workerReport)
+	send     func(supervisor.Report)
 }
 
-func newLogHealth(send func(workerReport), now func() time.Time) *logHealth {
+func newLogHealth(send func(supervisor.Report), now func() time.Time) *logHealth {
 	return &logHealth{send: send, now: now, every: 5 * time.Second}
 }
 
@@ -34,41 +35,14 @@ func (h *logHealth) wrote(err error) {
 	now := h.now()
 	if err == nil {
 		if h.failing {
-			h.send(workerReport{Event: eventLogRecovered, Lost: h.lost})
+			h.send(supervisor.Report{Event: supervisor.EventLogRecovered, Lost: h.lost})
 			h.failing, h.lost = false, 0
 		}
 		return
 	}
 	h.lost++
 	if !h.failing || now.Sub(h.reported) >= h.every {
-		h.send(workerReport{Event: eventLogFailing, Lost: h.lost, Error: err.Error()})
+		h.send(supervisor.Report{Event: supervisor.EventLogFailing, Lost: h.lost, Error: err.Error()})
 		h.failing, h.reported = true, now
-	}
-}
-
-// Worker report events about the decision log.
-const (
-	eventLogFailing   = "log_failing"
-	eventLogRecovered = "log_recovered"
-)
-
-// noteLogReport records a report about the decision log in the Status:
-// LogFailure while it fails; once it works again, a LastFailure that says
-// how many decisions were lost.
-func noteLogReport(st *Status, rep workerReport, now time.Time) {
-	switch rep.Event {
-	case eventLogFailing:
-		since := now
-		if st.LogFailure != nil {
-			since = st.LogFailure.Time
-		}
-		st.LogFailure = &Failure{Time: since, Message: fmt.Sprintf("%s (%d decisions not recorded)", rep.Error, rep.Lost)}
-	case eventLogRecovered:
-		msg := fmt.Sprintf("the decision log could not be written: %d decisions were not recorded", rep.Lost)
-		if st.LogFailure != nil {
-			msg += " (" + st.LogFailure.Message + ")"
-		}
-		st.LogFailure = nil
-		st.LastFailure = &Failure{Time: now, Message: msg}
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/clawrun/clawrun/egress/rules"
@@ -105,31 +104,6 @@ func loadOutcome(st *Status, gen int64, since time.Time) (bool, error) {
 		return true, fmt.Errorf("egress filter %s: %s", st.State, st.Error)
 	}
 	return false, nil
-}
-
-// workerReport is one line the worker writes on its stderr, which the
-// supervisor reads: a generation loaded or refused, or why it exits.
-type workerReport struct {
-	Event      string `json:"clawrun_egress_worker"` // loaded, refused, fatal, log_failing, log_recovered
-	Generation int64  `json:"generation,omitempty"`
-	Error      string `json:"error,omitempty"`
-	// Lost counts the decisions the log could not record.
-	Lost int64 `json:"lost,omitempty"`
-}
-
-func (r workerReport) send() {
-	data, _ := json.Marshal(r)
-	fmt.Fprintln(os.Stderr, string(data))
-}
-
-// parseReport reads a report line; false for anything else the worker
-// printed (a panic, the Go runtime's fatal errors).
-func parseReport(line string) (workerReport, bool) {
-	var r workerReport
-	if !strings.HasPrefix(line, `{"clawrun_egress_worker"`) || json.Unmarshal([]byte(line), &r) != nil {
-		return r, false
-	}
-	return r, r.Event != ""
 }
 
 // proposedGeneration is the generation a refused file names, when that

@@ -1,10 +1,8 @@
 package filter
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -101,54 +99,6 @@ func TestLoadOutcome(t *testing.T) {
 			t.Errorf("%s: loadOutcome = %v, %v; want %v, %q", tc.name, done, err, tc.done, tc.err)
 		}
 	}
-}
-
-func TestWorkerExitDescribe(t *testing.T) {
-	run := func(script string) error { return exec.Command("sh", "-c", script).Run() }
-	killed := &workerExit{err: run("kill -9 $$"), words: ""}
-	if got := killed.describe(256 << 20); got != "worker killed by SIGKILL" {
-		t.Errorf("killed: %q", got)
-	}
-	oom := &workerExit{err: run("kill -9 $$"), oom: true}
-	if got := oom.describe(256 << 20); got != "worker killed by SIGKILL for want of memory (its limit is 256 MiB)" {
-		t.Errorf("OOM: %q", got)
-	}
-	var w lastWords
-	for _, l := range []string{"", "panic: runtime error: index out of range", "", "goroutine 1 [running]:", "main.main()"} {
-		w.printed(l)
-	}
-	crashed := &workerExit{err: run("exit 2"), words: w.String()}
-	if got := crashed.describe(0); got != "worker exited with status 2: panic: runtime error: index out of range" {
-		t.Errorf("panic: %q", got)
-	}
-	w.fatal = "open /var/log/x.jsonl: is a directory"
-	if got := (&workerExit{err: run("exit 1"), words: w.String()}).describe(0); got != "worker exited with status 1: open /var/log/x.jsonl: is a directory" {
-		t.Errorf("fatal report: %q", got)
-	}
-}
-
-func TestParseReport(t *testing.T) {
-	for _, r := range []workerReport{{Event: "loaded", Generation: 3}, {Event: "refused", Generation: 4, Error: "x"}} {
-		line := mustJSON(t, r)
-		got, ok := parseReport(line)
-		if !ok || got != r {
-			t.Errorf("parseReport(%s) = %+v, %v", line, got, ok)
-		}
-	}
-	for _, line := range []string{"panic: x", `{"generation":3}`, `{"clawrun_egress_worker":`} {
-		if _, ok := parseReport(line); ok {
-			t.Errorf("parseReport(%q) took it for a report", line)
-		}
-	}
-}
-
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	data, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
 }
 
 func acceptAll(*rules.Rules) error { return nil }

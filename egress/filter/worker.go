@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/egress/filter/supervisor"
 	"github.com/clawrun/clawrun/egress/inference"
 	"github.com/clawrun/clawrun/egress/inspect"
 	"github.com/clawrun/clawrun/egress/kernel"
@@ -31,7 +32,7 @@ import (
 func WorkerMain(configPath string) {
 	if err := work(configPath); err != nil {
 		// The supervisor reads it: the cause of this exit, for the Status.
-		workerReport{Event: "fatal", Error: err.Error()}.send()
+		supervisor.Report{Event: supervisor.EventFatal, Error: err.Error()}.Send()
 		os.Exit(1)
 	}
 	os.Exit(0)
@@ -53,6 +54,7 @@ func work(configPath string) error {
 	if err := canInspect(initial, engine); err != nil {
 		return err
 	}
+	setProcs(initial, cfg.Inference != nil)
 	creds, err := loadCredentials(cfg)
 	if err != nil {
 		return err
@@ -85,10 +87,8 @@ func work(configPath string) error {
 // the memory of the worker is to be charged to it, under its limit), then
 // reads the config.
 func loadWorkerConfig(configPath string) (*Config, error) {
-	if dir := os.Getenv(cgroupEnv); dir != "" {
-		if err := joinCgroup(dir); err != nil {
-			return nil, err
-		}
+	if err := supervisor.JoinWorkerCgroup(); err != nil {
+		return nil, err
 	}
 	cfg, err := LoadConfig(configPath)
 	if err != nil {
@@ -109,7 +109,7 @@ func openDecisionLog(cfg *Config) (func(decisionlog.Record), func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	health := newLogHealth(workerReport.send, time.Now)
+	health := newLogHealth(supervisor.Report.Send, time.Now)
 	limiter := decisionlog.NewLogLimiter(func(r decisionlog.Record) { health.wrote(log.Write(r)) }, decisionlog.DefaultLogLimits, time.Now, cfg.Container)
 	ticker := time.NewTicker(time.Second)
 	go func() {
@@ -197,8 +197,10 @@ func newWorker(cfg *Config, initial *rules.Rules, logRecord func(decisionlog.Rec
 	if w.owners, err = kernel.NewOwners(cfg.Netns); err != nil {
 		return nil, err
 	}
-	w.tcpProxy.Binaries = w.owners.Conn
-	w.dnsServer.TCPOwners = w.owners.TCP
+	w.tcpProxy.Binaries = func(c net.Conn) []string { return rules.JoinChains(w.owners.Conn(c)...) }
+	w.dnsServer.TCPOwners = func(local, remote netip.AddrPort) []string {
+		return rules.JoinChains(w.owners.TCP(local, remote)...)
+	}
 	return w, nil
 }
 
@@ -229,7 +231,7 @@ func (w *worker) serve(ctx context.Context) (<-chan error, error) {
 func (w *worker) run(errs <-chan error) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGHUP, unix.SIGTERM, unix.SIGINT)
-	workerReport{Event: "loaded", Generation: w.inForce.Load().Generation}.send()
+	supervisor.Report{Event: supervisor.EventLoaded, Generation: w.inForce.Load().Generation}.Send()
 	if _, err := os.Stat(ProposalFile(w.cfg.RulesFile)); err == nil {
 		w.reload()
 	}
@@ -256,13 +258,14 @@ func (w *worker) reload() {
 	if err != nil {
 		var r refusal
 		errors.As(err, &r)
-		workerReport{Event: "refused", Generation: r.generation, Error: err.Error()}.send()
+		supervisor.Report{Event: supervisor.EventRefused, Generation: r.generation, Error: err.Error()}.Send()
 		return
 	}
 	assignSynthetic(w.pool, next)
+	setProcs(next, w.cfg.Inference != nil)
 	w.inForce.Store(next)
 	w.tcpProxy.Recheck()
-	workerReport{Event: "loaded", Generation: next.Generation}.send()
+	supervisor.Report{Event: supervisor.EventLoaded, Generation: next.Generation}.Send()
 }
 
 func parsePrefixes(in []string) ([]netip.Prefix, error) {
@@ -279,9 +282,9 @@ func parsePrefixes(in []string) ([]netip.Prefix, error) {
 
 // inheritedListeners rebuilds the supervisor's sockets from fds 3...
 func inheritedListeners() (proxies []net.Listener, udps []net.PacketConn, tcps []net.Listener, err error) {
-	parts := strings.Split(os.Getenv(fdLayoutEnv), ",")
+	parts := strings.Split(os.Getenv(supervisor.FDLayoutEnv), ",")
 	if len(parts) != 3 {
-		return nil, nil, nil, fmt.Errorf("missing %s", fdLayoutEnv)
+		return nil, nil, nil, fmt.Errorf("missing %s", supervisor.FDLayoutEnv)
 	}
 	var n [3]int
 	for i, p := range parts {

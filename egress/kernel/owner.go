@@ -32,8 +32,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/clawrun/clawrun/egress/rules"
 )
 
 // Owners finds the processes that hold the connections of one network
@@ -88,24 +86,17 @@ func (o *Owners) Close() error {
 	return o.ns.Close()
 }
 
-// Conn returns the chains (rules.JoinChains) of the processes holding the
-// client side of a connection the proxy accepted from the namespace: the
-// socket connected from the client's address to its original destination.
-// It is proxy.Proxy's Binaries.
-func (o *Owners) Conn(client net.Conn) []string {
+// Conn returns the executable chain of each process holding the client
+// side of a connection the proxy accepted from the namespace: the socket
+// connected from the client's address to its original destination.
+func (o *Owners) Conn(client net.Conn) [][]string {
 	return o.TCP(AddrPort(client.RemoteAddr()), Destination(client))
 }
 
-// TCP returns the chains (rules.JoinChains) of the processes holding the
+// TCP returns the executable chain of each process holding the
 // namespace's TCP socket connected from local to remote; nil when there is
 // no such socket, no process holds it, or a holder cannot be told.
-func (o *Owners) TCP(local, remote netip.AddrPort) []string {
-	return rules.JoinChains(o.chains(local, remote)...)
-}
-
-// chains returns the chain of each process holding the socket connected
-// from local to remote; nil when one cannot be told.
-func (o *Owners) chains(local, remote netip.AddrPort) [][]string {
+func (o *Owners) TCP(local, remote netip.AddrPort) [][]string {
 	pids, err := o.processes(local, remote)
 	if err != nil {
 		return nil

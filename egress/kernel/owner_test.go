@@ -314,7 +314,7 @@ func TestOwnersOneProcess(t *testing.T) {
 		t.Errorf("processes = %v, %v; want [%d]", pids, err, pid)
 	}
 	// Its parent, this test, is outside the namespace: the chain ends.
-	if got := n.owners.Conn(c); !slices.Equal(got, []string{testExe(t)}) {
+	if got := n.owners.Conn(c); len(got) != 1 || !slices.Equal(got[0], []string{testExe(t)}) {
 		t.Errorf("Conn = %q, want [%s]", got, testExe(t))
 	}
 	// Another destination, another port: not this connection.
@@ -378,7 +378,7 @@ func TestOwnersSharedByFork(t *testing.T) {
 		t.Errorf("processes = %v, %v; want %v", pids, err, want)
 	}
 	exe := testExe(t)
-	got := n.owners.chains(local, remote)
+	got := n.owners.TCP(local, remote)
 	slices.SortFunc(got, func(a, b []string) int { return len(a) - len(b) })
 	if len(got) != 2 || !slices.Equal(got[0], []string{exe}) || !slices.Equal(got[1], []string{exe, exe}) {
 		t.Errorf("chains = %q, want the helper's and its child's (with the helper as ancestor)", got)

@@ -339,44 +339,80 @@ func TestEgressNoLeftovers(t *testing.T) {
 	}
 }
 
-// TestEgressFilterBinary: the filter runs from clawrun-egress when it is
-// installed next to clawrun, and from clawrun's own binary when it is not;
+// TestEgressFilterBinary: the filter's supervisor runs from clawrun-egress
+// and its worker from clawrun-egress-worker when both are installed next
+// to clawrun, and both from clawrun's own binary when either is missing;
 // either way the policy is enforced.
 func TestEgressFilterBinary(t *testing.T) {
 	r, fn := egressRuntime(t)
-	helper := filepath.Join(filepath.Dir(r.bin), "clawrun-egress")
-	if _, err := os.Stat(helper); err != nil {
-		t.Fatalf("%v: make build puts clawrun-egress next to clawrun", err)
+	bin := filepath.Dir(r.bin)
+	for _, name := range []string{"clawrun-egress", "clawrun-egress-worker"} {
+		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+			t.Fatalf("%v: make build puts %s next to clawrun", err, name)
+		}
 	}
 	doc := policyDoc(`  web:
     endpoints:
       - {host: allowed.test, port: 443}
 `)
 	for _, tc := range []struct {
-		name       string
-		withHelper bool
-	}{{"helper installed", true}, {"clawrun alone", false}} {
+		name    string
+		helpers []string // installed next to clawrun
+		sup     string   // the programs the filter's processes run
+		worker  string
+	}{
+		{"helpers installed", []string{"clawrun-egress", "clawrun-egress-worker"}, "clawrun-egress", "clawrun-egress-worker"},
+		{"clawrun alone", nil, "clawrun", "clawrun"},
+		{"the worker's program missing", []string{"clawrun-egress"}, "clawrun", "clawrun"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			copyExecutable(t, r.bin, filepath.Join(dir, "clawrun"))
-			exe := filepath.Join(dir, "clawrun")
-			if tc.withHelper {
-				copyExecutable(t, helper, filepath.Join(dir, "clawrun-egress"))
-				exe = filepath.Join(dir, "clawrun-egress")
+			for _, name := range tc.helpers {
+				copyExecutable(t, filepath.Join(bin, name), filepath.Join(dir, name))
 			}
 			rr := *r
 			rr.t, rr.bin = t, filepath.Join(dir, "clawrun")
 			c := fn.startPolicy(&rr, doc)
 			st := c.status()
-			for _, pid := range []int{st.Supervisor, st.Worker} {
-				if got, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err != nil || got != exe {
-					t.Errorf("filter process %d runs %q (%v), want %s", pid, got, err, exe)
+			for _, p := range []struct {
+				pid  int
+				want string
+			}{{st.Supervisor, tc.sup}, {st.Worker, tc.worker}} {
+				if got, err := os.Readlink("/proc/" + strconv.Itoa(p.pid) + "/exe"); err != nil || got != filepath.Join(dir, p.want) {
+					t.Errorf("filter process %d runs %q (%v), want %s", p.pid, got, err, filepath.Join(dir, p.want))
 				}
 			}
 			c.checks(
 				fn.allowedTLS("allowed TLS"),
 				fn.deniedSNI("denied SNI aimed at an allowed host's address", fn.ip(hAllowed), "denied.test"),
 			)
+			if tc.worker != "clawrun-egress-worker" {
+				return
+			}
+			// An upgrade replaces the worker's program; a worker that dies
+			// then is restarted from the program its supervisor started
+			// with, not from whatever now has its name.
+			replaced := filepath.Join(dir, "clawrun-egress-worker.new")
+			if err := os.WriteFile(replaced, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(replaced, filepath.Join(dir, "clawrun-egress-worker")); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Kill(st.Worker, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			var now egressStatus
+			waitFor(t, 10*time.Second, "a new worker", func() bool {
+				now = c.status()
+				return now.State == "running" && now.Worker != st.Worker && pidAlive(now.Worker)
+			})
+			want := filepath.Join(dir, "clawrun-egress-worker") + " (deleted)"
+			if got, err := os.Readlink("/proc/" + strconv.Itoa(now.Worker) + "/exe"); err != nil || got != want {
+				t.Errorf("the restarted worker %d runs %q (%v), want %s", now.Worker, got, err, want)
+			}
+			c.checks(fn.allowedTLS("allowed TLS, restarted worker"))
 		})
 	}
 }

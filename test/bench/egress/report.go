@@ -183,7 +183,7 @@ func (dr *driver) render(m *measurements) string {
 		when string
 		p    procMem
 	}{{"idle", m.rssIdle}, {"after the connections", m.rssAfter}} {
-		w("- Filter memory %s: RSS %s = anonymous %s + file-backed %s (the filter's binary in the page cache, shared by both processes and every other filter); PSS %s, of which anonymous %s.\n",
+		w("- Filter memory %s: RSS %s = anonymous %s + file-backed %s (the filter's programs in the page cache, each shared with every other filter); PSS %s, of which anonymous %s.\n",
 			x.when, mib(x.p.total()), mib(x.p.anon), mib(x.p.file), mib(x.p.pss), mib(x.p.pssAnon))
 	}
 	var decs []string

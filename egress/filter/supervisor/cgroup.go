@@ -1,4 +1,4 @@
-package filter
+package supervisor
 
 import (
 	"bufio"
@@ -101,7 +101,17 @@ func (c *memCgroup) remove() {
 	}
 }
 
-// joinCgroup moves the calling process into dir (the worker, first thing).
+// JoinWorkerCgroup moves the calling worker into the cgroup its
+// supervisor made for it (the worker's first thing: all its memory is
+// charged there, under its limit).
+func JoinWorkerCgroup() error {
+	if dir := os.Getenv(cgroupEnv); dir != "" {
+		return joinCgroup(dir)
+	}
+	return nil
+}
+
+// joinCgroup moves the calling process into dir.
 func joinCgroup(dir string) error {
 	if err := writeCgroupFile(dir, "cgroup.procs", "0"); err != nil {
 		return fmt.Errorf("joining memory cgroup %s: %w", dir, err)

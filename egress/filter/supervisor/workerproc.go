@@ -1,4 +1,4 @@
-package filter
+package supervisor
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,7 +18,7 @@ import (
 // workerEvent is what the supervisor learns of a worker, in the order it
 // happened: its reports, then its exit.
 type workerEvent struct {
-	report *workerReport
+	report *Report
 	exit   *workerExit
 }
 
@@ -29,16 +30,28 @@ type workerExit struct {
 	words    string // its fatal report, else what it printed last
 }
 
-// spawnWorker starts a worker on the listeners' files in cgroup cg and
-// sends its events (until its exit) to events.
-func spawnWorker(configPath string, files []*os.File, layout string, cg *memCgroup, events chan<- workerEvent) (*exec.Cmd, error) {
+// spawnWorker starts a worker from exe (a file the supervisor holds
+// open) on the listeners' files in cgroup cg and sends its events (until
+// its exit) to events.
+func spawnWorker(exe *os.File, configPath string, files []*os.File, layout string, cg *memCgroup, events chan<- workerEvent) (*exec.Cmd, error) {
+	// The program the supervisor started with, by its open file: a
+	// worker restarted after an upgrade replaced it is of the same
+	// version as its supervisor still. The child execs it from a
+	// descriptor above those it inherits (3 and up: the listeners), which
+	// would otherwise replace it before the exec.
+	exeFD, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, 3+len(files))
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(exeFD)
 	stderrR, stderrW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("/proc/self/exe", WorkerArg, configPath)
+	cmd := exec.Command("/proc/self/fd/"+strconv.Itoa(exeFD), WorkerArg, configPath)
+	cmd.Args[0] = exe.Name()
 	cmd.ExtraFiles = files
-	cmd.Env = append(os.Environ(), fdLayoutEnv+"="+layout, cgroupEnv+"="+cg.dir)
+	cmd.Env = append(os.Environ(), FDLayoutEnv+"="+layout, cgroupEnv+"="+cg.dir)
 	cmd.Stderr = stderrW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	ooms := cg.oomKills()
@@ -63,7 +76,7 @@ func watchWorker(cmd *exec.Cmd, stderr *os.File, cg *memCgroup, ooms int64, even
 		switch {
 		case !ok:
 			words.printed(sc.Text())
-		case rep.Event == "fatal":
+		case rep.Event == EventFatal:
 			words.fatal = rep.Error
 		default:
 			events <- workerEvent{report: &rep}
@@ -132,22 +145,6 @@ func (e *workerExit) describe(limit int64) string {
 	return "worker " + what
 }
 
-// noteReport records a worker's report in the Status: the generation it
-// loaded (it is running once it has), or the one it refused.
-func noteReport(st *Status, rep workerReport) {
-	switch rep.Event {
-	case "loaded":
-		st.Generation = rep.Generation
-		if st.State == StateRestarting {
-			st.State, st.Error = StateRunning, ""
-		}
-	case "refused":
-		st.LastFailure = &Failure{Time: time.Now(), Generation: rep.Generation, Message: rep.Error}
-	case eventLogFailing, eventLogRecovered:
-		noteLogReport(st, rep, time.Now())
-	}
-}
-
 // awaitExit waits up to timeout for the worker's exit, noting its last
 // reports in st.
 func awaitExit(events <-chan workerEvent, st *Status, timeout time.Duration) bool {
@@ -158,7 +155,7 @@ func awaitExit(events <-chan workerEvent, st *Status, timeout time.Duration) boo
 			if ev.exit != nil {
 				return true
 			}
-			noteReport(st, *ev.report)
+			noteReport(st, *ev.report, time.Now())
 		case <-deadline:
 			return false
 		}
@@ -176,8 +173,8 @@ func awaitLoaded(events <-chan workerEvent, st *Status, limit int64, timeout tim
 			if ev.exit != nil {
 				return true, errors.New(ev.exit.describe(limit))
 			}
-			noteReport(st, *ev.report)
-			if ev.report.Event == "loaded" {
+			noteReport(st, *ev.report, time.Now())
+			if ev.report.Event == EventLoaded {
 				return false, nil
 			}
 		case <-deadline:

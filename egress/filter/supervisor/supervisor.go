@@ -1,4 +1,4 @@
-package filter
+package supervisor
 
 import (
 	"bufio"
@@ -40,13 +40,14 @@ const (
 	CommitMsg = "commit"
 )
 
-// SupervisorMain runs the supervisor; it never returns.
-func SupervisorMain(configPath string) {
+// Main runs the supervisor of the filter whose config is configPath,
+// starting its workers from the program workerExe; it never returns.
+func Main(configPath, workerExe string) {
 	// Neither end is for the worker.
 	unix.CloseOnExec(ReadyFD)
 	unix.CloseOnExec(RuntimeFD)
 	ready := os.NewFile(ReadyFD, "ready")
-	err := supervise(configPath, runtimeMessages(os.NewFile(RuntimeFD, "runtime")), func(setupErr error) {
+	err := supervise(configPath, workerExe, runtimeMessages(os.NewFile(RuntimeFD, "runtime")), func(setupErr error) {
 		if ready == nil {
 			return
 		}
@@ -87,7 +88,7 @@ func runtimeMessages(f *os.File) <-chan string {
 	return msgs
 }
 
-func supervise(configPath string, fromRuntime <-chan string, reportReady func(error)) error {
+func supervise(configPath, workerExe string, fromRuntime <-chan string, reportReady func(error)) error {
 	// Workers are forked from this thread only, and it lives as long as the
 	// supervisor: a worker's Pdeathsig fires when the thread that forked it
 	// exits, not the process, and Go discards threads left locked.
@@ -99,13 +100,19 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 	if err := awaitStart(fromRuntime, sigs); err != nil {
 		return err
 	}
-	cfg, err := LoadConfig(configPath)
+	cfg, err := loadConfig(configPath)
 	if err != nil {
 		reportReady(err)
 		return err
 	}
+	exe, err := os.Open(workerExe)
+	if err != nil {
+		err = fmt.Errorf("egress worker program: %w", err)
+		reportReady(err)
+		return err
+	}
 	s := &supervisor{
-		cfg: cfg, configPath: configPath, sigs: sigs, fromRuntime: fromRuntime,
+		cfg: cfg, configPath: configPath, workerExe: exe, sigs: sigs, fromRuntime: fromRuntime,
 		status:  &Status{State: StateStarting, Supervisor: os.Getpid()},
 		events:  make(chan workerEvent, 64),
 		backoff: 50 * time.Millisecond,
@@ -136,6 +143,7 @@ func supervise(configPath string, fromRuntime <-chan string, reportReady func(er
 type supervisor struct {
 	cfg         *Config
 	configPath  string
+	workerExe   *os.File // the program of its workers
 	status      *Status
 	sigs        chan os.Signal
 	fromRuntime <-chan string // nil once the runtime committed
@@ -154,10 +162,10 @@ type supervisor struct {
 }
 
 // save writes the status file.
-func (s *supervisor) save() { _ = writeJSONAtomic(s.cfg.StatusFile, s.status) }
+func (s *supervisor) save() { _ = writeStatus(s.cfg.StatusFile, s.status) }
 
 // memoryLimit is the worker's.
-func (s *supervisor) memoryLimit() int64 { return s.cfg.memoryBytes() }
+func (s *supervisor) memoryLimit() int64 { return MemoryLimit(s.cfg.Limits.MemoryBytes) }
 
 // installFilter sets up the routes, the listeners and the nftables rules
 // in the namespace, the rules last: from then on everything goes through
@@ -211,7 +219,7 @@ func (s *supervisor) startWorker() (err error) {
 			return err
 		}
 	}
-	if s.worker, err = spawnWorker(s.configPath, s.files, s.layout, s.cg, s.events); err != nil {
+	if s.worker, err = spawnWorker(s.workerExe, s.configPath, s.files, s.layout, s.cg, s.events); err != nil {
 		s.worker = nil
 		return err
 	}
@@ -243,7 +251,7 @@ func (s *supervisor) serve() error {
 			return s.stop()
 		case ev := <-s.events:
 			if ev.report != nil {
-				noteReport(s.status, *ev.report)
+				noteReport(s.status, *ev.report, time.Now())
 				s.save()
 				continue
 			}
@@ -347,7 +355,8 @@ func awaitStart(fromRuntime <-chan string, sigs <-chan os.Signal) error {
 	}
 }
 
-const fdLayoutEnv = "_CLAWRUN_EGRESS_FDS"
+// FDLayoutEnv tells the worker how many of each listener it inherits.
+const FDLayoutEnv = "_CLAWRUN_EGRESS_FDS"
 
 // listenerFiles dups the listeners for the worker, with the layout
 // "proxy,dnsudp,dnstcp" counts.

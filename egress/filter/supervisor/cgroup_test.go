@@ -1,4 +1,4 @@
-package filter
+package supervisor
 
 import (
 	"os"
@@ -36,7 +36,9 @@ func TestDelegateMemory(t *testing.T) {
 		filepath.Join(mnt, "user.slice"): "cpu",
 		dir:                              "",
 	} {
-		writeTestFile(t, filepath.Join(path, "cgroup.subtree_control"), content)
+		if err := os.WriteFile(filepath.Join(path, "cgroup.subtree_control"), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := delegateMemory(mnt, dir); err != nil {
 		t.Fatal(err)
