@@ -15,6 +15,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 
 	"github.com/clawrun/clawrun/landlock/launcher"
+	"github.com/clawrun/clawrun/runtime/confinespec"
+	"github.com/clawrun/clawrun/seccomp"
 )
 
 // The launcher reports what it enforced as JSON lines on a channel it keeps
@@ -58,21 +60,14 @@ func (l *launchReport) closeWriter() {
 
 // attachLauncher passes the launcher its spec and its report channel.
 func (r *runner) attachLauncher(process *libcontainer.Process) (*launchReport, error) {
-	rep := &launchReport{}
-	if r.init {
-		f, err := os.OpenFile(filepath.Join(r.stateDir, initReportFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("launcher report: %w", err)
-		}
-		rep.writer = f
-	} else {
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		rep.reader, rep.writer = pr, pw
+	spec, err := launcherSpec(r.confine.Launch)
+	if err != nil {
+		return nil, err
 	}
-	spec := r.confine.Launch
+	rep, err := r.openReport()
+	if err != nil {
+		return nil, err
+	}
 	spec.ReportFD = 3 + len(process.ExtraFiles)
 	process.ExtraFiles = append(process.ExtraFiles, rep.writer)
 	env, err := launcher.Encode(&spec)
@@ -82,6 +77,38 @@ func (r *runner) attachLauncher(process *libcontainer.Process) (*launchReport, e
 	}
 	process.Env = append(process.Env, env)
 	return rep, nil
+}
+
+// openReport opens the launcher's report channel: the init's record, or
+// an exec'd process's pipe.
+func (r *runner) openReport() (*launchReport, error) {
+	if r.init {
+		f, err := os.OpenFile(filepath.Join(r.stateDir, initReportFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("launcher report: %w", err)
+		}
+		return &launchReport{writer: f}, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	return &launchReport{reader: pr, writer: pw}, nil
+}
+
+// launcherSpec is what the launcher of one process gets: the
+// confinement's launch, its seccomp profile compiled (the launcher only
+// installs the program).
+func launcherSpec(l confinespec.Launch) (launcher.Spec, error) {
+	spec := launcher.Spec{Layers: l.Layers, Strict: l.Strict, ReportFD: -1}
+	if l.Seccomp != nil {
+		prog, err := seccomp.Compile(l.Seccomp)
+		if err != nil {
+			return spec, fmt.Errorf("policy: %w", err)
+		}
+		spec.Seccomp = prog
+	}
+	return spec, nil
 }
 
 // wait reads an exec'd process's report until its pipe closes, and fails

@@ -6,8 +6,9 @@
 // the container sees). So clawrun rewrites the container's command to run
 // its own binary first, in launcher mode (/proc/self/exe is libcontainer's
 // sealed copy of clawrun at that point): the launcher enforces the policy's
-// Landlock layers and the agent seccomp profile on its only running thread,
-// reports what the kernel really accepted, and execve's the real command.
+// Landlock layers and the seccomp filter the runtime compiled on its only
+// running thread, reports what the kernel really accepted, and execve's the
+// real command.
 //
 // Everything the launcher needs arrives in one environment variable, which
 // it removes before exec; nothing of it reaches the agent.
@@ -24,11 +25,10 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/landlock"
-	"github.com/clawrun/clawrun/seccomp"
+	"github.com/clawrun/clawrun/seccomp/bpf"
 )
 
 const (
@@ -47,8 +47,9 @@ type Spec struct {
 	Layers []Layer `json:"layers"`
 	// Strict (hard_requirement): any gap fails the launch.
 	Strict bool `json:"strict"`
-	// Seccomp is stacked on the spec's own filter; nil for none.
-	Seccomp *configs.Seccomp `json:"seccomp,omitempty"`
+	// Seccomp is a filter stacked on the spec's own, compiled by the
+	// runtime (see seccomp/bpf); nil for none.
+	Seccomp []byte `json:"seccomp_bpf,omitempty"`
 	// ReportFD receives the Report as JSON; -1 for none.
 	ReportFD int `json:"report_fd"`
 }
@@ -134,9 +135,9 @@ func launch() error {
 		return errors.New("launcher: usage: " + Arg + " -- COMMAND [ARG...]")
 	}
 	args := os.Args[3:]
-	var spec Spec
-	if err := json.Unmarshal([]byte(os.Getenv(EnvVar)), &spec); err != nil {
-		return fmt.Errorf("launcher: invalid %s: %w", EnvVar, err)
+	spec, err := decodeSpec(os.Getenv(EnvVar))
+	if err != nil {
+		return err
 	}
 	env := cleanEnv(os.Environ())
 
@@ -171,7 +172,7 @@ func launch() error {
 		}
 	}
 	if spec.Seccomp != nil {
-		if err := seccomp.Load(spec.Seccomp); err != nil {
+		if err := bpf.Install(spec.Seccomp); err != nil {
 			return fail(fmt.Errorf("seccomp: %w", err))
 		}
 		report.Seccomp = true
@@ -189,6 +190,19 @@ func launch() error {
 	report.Error = err.Error()
 	writeReport(spec.ReportFD, &report)
 	return err
+}
+
+// decodeSpec reads the runtime's spec. A field this launcher does not know
+// fails the launch: a launcher older than its runtime must not leave out a
+// part of the policy.
+func decodeSpec(data string) (*Spec, error) {
+	dec := json.NewDecoder(strings.NewReader(data))
+	dec.DisallowUnknownFields()
+	var spec Spec
+	if err := dec.Decode(&spec); err != nil {
+		return nil, fmt.Errorf("launcher: invalid %s: %w", EnvVar, err)
+	}
+	return &spec, nil
 }
 
 // cleanEnv drops the launcher's own variables and libcontainer's, which
