@@ -1,6 +1,7 @@
 # clawrun build, test and benchmark entry points.
-# The binary is linked statically: it also runs inside containers (as the
-# policy launcher), where neither a loader nor the host's libc exists.
+# clawrun is linked statically: without clawrun-launch (static, no cgo) it
+# runs inside containers as the policy launcher, where neither a loader nor
+# the host's libc exists.
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -34,11 +35,13 @@ build:
 	$(GOBUILD) -o bin/clawrun ./cmd/clawrun
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/containerd-shim-clawrun-v2 ./cmd/containerd-shim-clawrun-v2
 	CGO_ENABLED=0 $(GO) build -trimpath -tags 'netgo osusergo' -ldflags "-s -w" -o bin/clawrun-egress ./cmd/clawrun-egress
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/clawrun-launch ./cmd/clawrun-launch
 
 install: build
 	install -D -m 0755 bin/clawrun $(DESTDIR)$(BINDIR)/clawrun
 	install -D -m 0755 bin/containerd-shim-clawrun-v2 $(DESTDIR)$(BINDIR)/containerd-shim-clawrun-v2
 	install -D -m 0755 bin/clawrun-egress $(DESTDIR)$(BINDIR)/clawrun-egress
+	install -D -m 0755 bin/clawrun-launch $(DESTDIR)$(BINDIR)/clawrun-launch
 
 # Everything CI runs; then every skipped test, and a failure if one was
 # skipped for a reason that is not allowed.

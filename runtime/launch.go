@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/exeseal"
 
 	"github.com/clawrun/clawrun/landlock/launcher"
 	"github.com/clawrun/clawrun/runtime/confinespec"
@@ -42,6 +44,7 @@ var errInitExited = errors.New("container init exited before its process started
 type launchReport struct {
 	reader *os.File // an exec'd process's pipe; nil for the init (its record)
 	writer *os.File // the launcher's end, ours to close once it has it
+	exe    *os.File // the launcher's sealed binary, ours to close likewise
 }
 
 func (l *launchReport) Close() {
@@ -51,10 +54,13 @@ func (l *launchReport) Close() {
 	l.closeWriter()
 }
 
+// closeWriter closes our copies of what the process inherits.
 func (l *launchReport) closeWriter() {
-	if l.writer != nil {
-		l.writer.Close()
-		l.writer = nil
+	for _, f := range []**os.File{&l.writer, &l.exe} {
+		if *f != nil {
+			(*f).Close()
+			*f = nil
+		}
 	}
 }
 
@@ -70,6 +76,16 @@ func (r *runner) attachLauncher(process *libcontainer.Process) (*launchReport, e
 	}
 	spec.ReportFD = 3 + len(process.ExtraFiles)
 	process.ExtraFiles = append(process.ExtraFiles, rep.writer)
+	if rep.exe, err = sealedLauncher(r.stateDir); err != nil {
+		rep.Close()
+		return nil, err
+	}
+	spec.ExeFD = -1
+	if rep.exe != nil {
+		spec.ExeFD = 3 + len(process.ExtraFiles)
+		process.ExtraFiles = append(process.ExtraFiles, rep.exe)
+		process.Args = slices.Concat([]string{launcher.ExeAt(spec.ExeFD)}, process.Args[1:])
+	}
 	env, err := launcher.Encode(&spec)
 	if err != nil {
 		rep.Close()
@@ -94,6 +110,48 @@ func (r *runner) openReport() (*launchReport, error) {
 		return nil, err
 	}
 	return &launchReport{reader: pr, writer: pw}, nil
+}
+
+// sealedLauncher returns a sealed copy of clawrun-launch (installed next
+// to clawrun) for the process to run, or nil when it is not installed:
+// clawrun's own binary is the launcher then. A copy, never the installed
+// file, so that the container cannot reach a host binary through /proc
+// to replace it (CVE-2019-5736); sealed, so that nobody can write it.
+// tmpDir is where a copy goes on a kernel without memfds.
+func sealedLauncher(tmpDir string) (*os.File, error) {
+	path := launcherBinary()
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy launcher: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("policy launcher: %w", err)
+	}
+	exe, err := exeseal.CloneBinary(f, st.Size(), launcher.HelperName, tmpDir)
+	if err != nil {
+		return nil, fmt.Errorf("policy launcher %s: %w", path, err)
+	}
+	return exe, nil
+}
+
+// launcherBinary is clawrun-launch in the directory of the running clawrun
+// binary, "" if it is not there. Only that directory is searched, never
+// $PATH: the launcher enforces the policy.
+func launcherBinary() string {
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	path := filepath.Join(filepath.Dir(self), launcher.HelperName)
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return ""
+	}
+	return path
 }
 
 // launcherSpec is what the launcher of one process gets: the

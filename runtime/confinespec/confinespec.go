@@ -76,7 +76,7 @@ func Spec(spec *specs.Spec, plan *policy.Plan, in Inputs) (*Confined, error) {
 		return nil, errors.New("policy: process.args: the spec has no command to confine")
 	}
 	if !hasProcMount(spec) {
-		return nil, errors.New("policy: mounts: the container needs a /proc mount (clawrun's launcher runs from /proc/self/exe)")
+		return nil, errors.New("policy: mounts: the container needs a /proc mount (clawrun's launcher runs from /proc/self)")
 	}
 	launch, err := LaunchFor(plan, in.LandlockABI)
 	if err != nil {
