@@ -80,7 +80,6 @@ func (r *runner) attachLauncher(process *libcontainer.Process) (*launchReport, e
 		rep.Close()
 		return nil, err
 	}
-	spec.ExeFD = -1
 	if rep.exe != nil {
 		spec.ExeFD = 3 + len(process.ExtraFiles)
 		process.ExtraFiles = append(process.ExtraFiles, rep.exe)
@@ -158,7 +157,7 @@ func launcherBinary() string {
 // confinement's launch, its seccomp profile compiled (the launcher only
 // installs the program).
 func launcherSpec(l confinespec.Launch) (launcher.Spec, error) {
-	spec := launcher.Spec{Layers: l.Layers, Strict: l.Strict, ReportFD: -1}
+	spec := launcher.Spec{Layers: l.Layers, Strict: l.Strict, ReportFD: -1, ExeFD: -1}
 	if l.Seccomp != nil {
 		prog, err := seccomp.Compile(l.Seccomp)
 		if err != nil {
