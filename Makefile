@@ -1,6 +1,7 @@
 # clawrun build, test and benchmark entry points.
-# The binary is linked statically: it also runs inside containers (as the
-# policy launcher), where neither a loader nor the host's libc exists.
+# clawrun is linked statically: without clawrun-launch (static, no cgo) it
+# runs inside containers as the policy launcher, where neither a loader nor
+# the host's libc exists.
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -37,6 +38,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags 'netgo osusergo' -ldflags "-s -w" -o bin/clawrun-egress-worker ./cmd/clawrun-egress-worker
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/clawrun-deploy ./cmd/clawrun-deploy
 	$(GOBUILD) -o bin/clawrun-metrics ./cmd/clawrun-metrics
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/clawrun-launch ./cmd/clawrun-launch
 
 install: build
 	install -D -m 0755 bin/clawrun $(DESTDIR)$(BINDIR)/clawrun
@@ -44,6 +46,7 @@ install: build
 	install -D -m 0755 bin/clawrun-egress $(DESTDIR)$(BINDIR)/clawrun-egress
 	install -D -m 0755 bin/clawrun-egress-worker $(DESTDIR)$(BINDIR)/clawrun-egress-worker
 	install -D -m 0755 bin/clawrun-metrics $(DESTDIR)$(BINDIR)/clawrun-metrics
+	install -D -m 0755 bin/clawrun-launch $(DESTDIR)$(BINDIR)/clawrun-launch
 
 # Everything CI runs; then every skipped test, and a failure if one was
 # skipped for a reason that is not allowed.

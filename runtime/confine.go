@@ -12,7 +12,6 @@ import (
 
 	"github.com/clawrun/clawrun/internal/jsonfile"
 	"github.com/clawrun/clawrun/landlock"
-	"github.com/clawrun/clawrun/landlock/launcher"
 	"github.com/clawrun/clawrun/runtime/confinespec"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
@@ -20,9 +19,9 @@ import (
 // confinement is a compiled policy as applied to one container; it is kept
 // in the container's state dir for exec and state.
 type confinement struct {
-	Plan        *policy.Plan  `json:"plan"`
-	Launch      launcher.Spec `json:"launch"`
-	DroppedCaps []string      `json:"dropped_capabilities,omitempty"`
+	Plan        *policy.Plan       `json:"plan"`
+	Launch      confinespec.Launch `json:"launch"`
+	DroppedCaps []string           `json:"dropped_capabilities,omitempty"`
 	// Command is the process's own command, before the launcher.
 	Command []string `json:"command"`
 	// Floor names the administrator's floor policy ("" if none).

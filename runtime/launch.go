@@ -8,13 +8,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/exeseal"
 
 	"github.com/clawrun/clawrun/landlock/launcher"
+	"github.com/clawrun/clawrun/runtime/confinespec"
+	"github.com/clawrun/clawrun/seccomp"
 )
 
 // The launcher reports what it enforced as JSON lines on a channel it keeps
@@ -40,6 +44,7 @@ var errInitExited = errors.New("container init exited before its process started
 type launchReport struct {
 	reader *os.File // an exec'd process's pipe; nil for the init (its record)
 	writer *os.File // the launcher's end, ours to close once it has it
+	exe    *os.File // the launcher's sealed binary, ours to close likewise
 }
 
 func (l *launchReport) Close() {
@@ -49,32 +54,37 @@ func (l *launchReport) Close() {
 	l.closeWriter()
 }
 
+// closeWriter closes our copies of what the process inherits.
 func (l *launchReport) closeWriter() {
-	if l.writer != nil {
-		l.writer.Close()
-		l.writer = nil
+	for _, f := range []**os.File{&l.writer, &l.exe} {
+		if *f != nil {
+			(*f).Close()
+			*f = nil
+		}
 	}
 }
 
 // attachLauncher passes the launcher its spec and its report channel.
 func (r *runner) attachLauncher(process *libcontainer.Process) (*launchReport, error) {
-	rep := &launchReport{}
-	if r.init {
-		f, err := os.OpenFile(filepath.Join(r.stateDir, initReportFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("launcher report: %w", err)
-		}
-		rep.writer = f
-	} else {
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		rep.reader, rep.writer = pr, pw
+	spec, err := launcherSpec(r.confine.Launch)
+	if err != nil {
+		return nil, err
 	}
-	spec := r.confine.Launch
+	rep, err := r.openReport()
+	if err != nil {
+		return nil, err
+	}
 	spec.ReportFD = 3 + len(process.ExtraFiles)
 	process.ExtraFiles = append(process.ExtraFiles, rep.writer)
+	if rep.exe, err = sealedLauncher(r.stateDir); err != nil {
+		rep.Close()
+		return nil, err
+	}
+	if rep.exe != nil {
+		spec.ExeFD = 3 + len(process.ExtraFiles)
+		process.ExtraFiles = append(process.ExtraFiles, rep.exe)
+		process.Args = slices.Concat([]string{launcher.ExeAt(spec.ExeFD)}, process.Args[1:])
+	}
 	env, err := launcher.Encode(&spec)
 	if err != nil {
 		rep.Close()
@@ -82,6 +92,80 @@ func (r *runner) attachLauncher(process *libcontainer.Process) (*launchReport, e
 	}
 	process.Env = append(process.Env, env)
 	return rep, nil
+}
+
+// openReport opens the launcher's report channel: the init's record, or
+// an exec'd process's pipe.
+func (r *runner) openReport() (*launchReport, error) {
+	if r.init {
+		f, err := os.OpenFile(filepath.Join(r.stateDir, initReportFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("launcher report: %w", err)
+		}
+		return &launchReport{writer: f}, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	return &launchReport{reader: pr, writer: pw}, nil
+}
+
+// sealedLauncher returns a sealed copy of clawrun-launch (installed next
+// to clawrun) for the process to run, or nil when it is not installed:
+// clawrun's own binary is the launcher then. A copy, never the installed
+// file, so that the container cannot reach a host binary through /proc
+// to replace it (CVE-2019-5736); sealed, so that nobody can write it.
+// tmpDir is where a copy goes on a kernel without memfds.
+func sealedLauncher(tmpDir string) (*os.File, error) {
+	path := launcherBinary()
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy launcher: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("policy launcher: %w", err)
+	}
+	exe, err := exeseal.CloneBinary(f, st.Size(), launcher.HelperName, tmpDir)
+	if err != nil {
+		return nil, fmt.Errorf("policy launcher %s: %w", path, err)
+	}
+	return exe, nil
+}
+
+// launcherBinary is clawrun-launch in the directory of the running clawrun
+// binary, "" if it is not there. Only that directory is searched, never
+// $PATH: the launcher enforces the policy.
+func launcherBinary() string {
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	path := filepath.Join(filepath.Dir(self), launcher.HelperName)
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return ""
+	}
+	return path
+}
+
+// launcherSpec is what the launcher of one process gets: the
+// confinement's launch, its seccomp profile compiled (the launcher only
+// installs the program).
+func launcherSpec(l confinespec.Launch) (launcher.Spec, error) {
+	spec := launcher.Spec{Layers: l.Layers, Strict: l.Strict, ReportFD: -1, ExeFD: -1}
+	if l.Seccomp != nil {
+		prog, err := seccomp.Compile(l.Seccomp)
+		if err != nil {
+			return spec, fmt.Errorf("policy: %w", err)
+		}
+		spec.Seccomp = prog
+	}
+	return spec, nil
 }
 
 // wait reads an exec'd process's report until its pipe closes, and fails

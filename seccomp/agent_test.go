@@ -9,6 +9,8 @@ import (
 
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/seccomp/bpf"
 )
 
 // onFilteredThread runs fn on an OS thread carrying the agent filter; the
@@ -18,8 +20,8 @@ func onFilteredThread(t *testing.T, extra []string, fn func()) {
 	onThreadWith(t, AgentProfile(extra), fn)
 }
 
-// onThreadWith runs fn on an OS thread carrying profile; the thread is
-// discarded afterwards.
+// onThreadWith runs fn on an OS thread carrying profile, compiled and
+// installed as the launcher does; the thread is discarded afterwards.
 func onThreadWith(t *testing.T, profile *configs.Seccomp, fn func()) {
 	t.Helper()
 	done := make(chan struct{})
@@ -30,8 +32,13 @@ func onThreadWith(t *testing.T, profile *configs.Seccomp, fn func()) {
 			t.Errorf("no_new_privs: %v", err)
 			return
 		}
-		if err := Load(profile); err != nil {
-			t.Errorf("Load: %v", err)
+		prog, err := Compile(profile)
+		if err != nil {
+			t.Errorf("Compile: %v", err)
+			return
+		}
+		if err := bpf.Install(prog); err != nil {
+			t.Errorf("Install: %v", err)
 			return
 		}
 		fn()

@@ -4,10 +4,17 @@
 // up" and "execve the user's command", which is exactly where Landlock must
 // be applied (it forbids mounts once enforced, and its paths are the ones
 // the container sees). So clawrun rewrites the container's command to run
-// its own binary first, in launcher mode (/proc/self/exe is libcontainer's
-// sealed copy of clawrun at that point): the launcher enforces the policy's
-// Landlock layers and the agent seccomp profile on its only running thread,
+// the launcher first: the launcher enforces the policy's Landlock layers
+// and the seccomp filter the runtime compiled on its only running thread,
 // reports what the kernel really accepted, and execve's the real command.
+//
+// The launcher is clawrun-launch (HelperName), a small binary of this
+// package alone, installed next to clawrun. The runtime never lets the
+// container reach it by a path: it passes a sealed memfd copy (which
+// nobody can write) as an inherited descriptor, the init execs it through
+// /proc/self/fd, and the launcher closes it before the command runs. When
+// clawrun-launch is not installed, clawrun's own binary is the launcher
+// (/proc/self/exe, libcontainer's sealed copy of clawrun).
 //
 // Everything the launcher needs arrives in one environment variable, which
 // it removes before exec; nothing of it reaches the agent.
@@ -21,14 +28,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
-	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/landlock"
-	"github.com/clawrun/clawrun/seccomp"
+	"github.com/clawrun/clawrun/seccomp/bpf"
 )
 
 const (
@@ -36,8 +43,11 @@ const (
 	Arg = "__clawrun_launch"
 	// EnvVar carries the JSON Spec.
 	EnvVar = "_CLAWRUN_LAUNCH"
-	// Exe is how the launcher is reached from inside the container.
+	// Exe is how the launcher is reached from inside the container when
+	// it is clawrun's own binary.
 	Exe = "/proc/self/exe"
+	// HelperName is the launcher's own binary, installed next to clawrun.
+	HelperName = "clawrun-launch"
 )
 
 // Spec is what the runtime asks the launcher to enforce.
@@ -47,10 +57,14 @@ type Spec struct {
 	Layers []Layer `json:"layers"`
 	// Strict (hard_requirement): any gap fails the launch.
 	Strict bool `json:"strict"`
-	// Seccomp is stacked on the spec's own filter; nil for none.
-	Seccomp *configs.Seccomp `json:"seccomp,omitempty"`
+	// Seccomp is a filter stacked on the spec's own, compiled by the
+	// runtime (see seccomp/bpf); nil for none.
+	Seccomp []byte `json:"seccomp_bpf,omitempty"`
 	// ReportFD receives the Report as JSON; -1 for none.
 	ReportFD int `json:"report_fd"`
+	// ExeFD is the launcher's own executable (ExeAt), which it closes
+	// first; -1 when it runs as Exe.
+	ExeFD int `json:"exe_fd"`
 }
 
 // Layer is one Landlock ruleset and the policy it came from.
@@ -105,6 +119,12 @@ func Command(args []string) []string {
 	return append([]string{Exe, Arg, "--"}, args...)
 }
 
+// ExeAt is the path the init execs the launcher by when the launcher is
+// the descriptor fd it inherits.
+func ExeAt(fd int) string {
+	return "/proc/self/fd/" + strconv.Itoa(fd)
+}
+
 // Encode returns the environment entry carrying spec.
 func Encode(spec *Spec) (string, error) {
 	data, err := json.Marshal(spec)
@@ -114,8 +134,8 @@ func Encode(spec *Spec) (string, error) {
 	return EnvVar + "=" + string(data), nil
 }
 
-// Main runs the launcher and never returns. It must be called before the
-// Go runtime starts other goroutines' work on this thread: from an init().
+// Main runs the launcher and never returns. clawrun calls it from an
+// init(), before the init work of the packages it links.
 func Main() {
 	// Landlock and seccomp are applied to this thread, and execve happens
 	// from it: after execve it is the process's only thread.
@@ -134,9 +154,9 @@ func launch() error {
 		return errors.New("launcher: usage: " + Arg + " -- COMMAND [ARG...]")
 	}
 	args := os.Args[3:]
-	var spec Spec
-	if err := json.Unmarshal([]byte(os.Getenv(EnvVar)), &spec); err != nil {
-		return fmt.Errorf("launcher: invalid %s: %w", EnvVar, err)
+	spec, err := decodeSpec(os.Getenv(EnvVar))
+	if err != nil {
+		return err
 	}
 	env := cleanEnv(os.Environ())
 
@@ -145,6 +165,12 @@ func launch() error {
 		report.Error = err.Error()
 		writeReport(spec.ReportFD, &report)
 		return err
+	}
+	if spec.ExeFD >= 0 {
+		// The agent must not inherit the launcher's binary.
+		if err := unix.Close(spec.ExeFD); err != nil {
+			return fail(fmt.Errorf("launcher: closing its executable: %w", err))
+		}
 	}
 	// Resolve the command while nothing is restricted yet; running it
 	// still needs the policy's EXECUTE right.
@@ -171,7 +197,7 @@ func launch() error {
 		}
 	}
 	if spec.Seccomp != nil {
-		if err := seccomp.Load(spec.Seccomp); err != nil {
+		if err := bpf.Install(spec.Seccomp); err != nil {
 			return fail(fmt.Errorf("seccomp: %w", err))
 		}
 		report.Seccomp = true
@@ -189,6 +215,19 @@ func launch() error {
 	report.Error = err.Error()
 	writeReport(spec.ReportFD, &report)
 	return err
+}
+
+// decodeSpec reads the runtime's spec. A field this launcher does not know
+// fails the launch: a launcher older than its runtime must not leave out a
+// part of the policy.
+func decodeSpec(data string) (*Spec, error) {
+	dec := json.NewDecoder(strings.NewReader(data))
+	dec.DisallowUnknownFields()
+	var spec Spec
+	if err := dec.Decode(&spec); err != nil {
+		return nil, fmt.Errorf("launcher: invalid %s: %w", EnvVar, err)
+	}
+	return &spec, nil
 }
 
 // cleanEnv drops the launcher's own variables and libcontainer's, which

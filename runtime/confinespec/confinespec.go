@@ -56,7 +56,7 @@ type Inputs struct {
 // Confined is what Spec did: what the launcher enforces, and what the
 // container's state reports.
 type Confined struct {
-	Launch launcher.Spec
+	Launch Launch
 	// Command is the process's own command, before the launcher.
 	Command []string
 	// DroppedCaps are the capabilities taken from the process (nil: none
@@ -76,9 +76,9 @@ func Spec(spec *specs.Spec, plan *policy.Plan, in Inputs) (*Confined, error) {
 		return nil, errors.New("policy: process.args: the spec has no command to confine")
 	}
 	if !hasProcMount(spec) {
-		return nil, errors.New("policy: mounts: the container needs a /proc mount (clawrun's launcher runs from /proc/self/exe)")
+		return nil, errors.New("policy: mounts: the container needs a /proc mount (clawrun's launcher runs from /proc/self)")
 	}
-	launch, err := Launch(plan, in.LandlockABI)
+	launch, err := LaunchFor(plan, in.LandlockABI)
 	if err != nil {
 		return nil, err
 	}
@@ -172,10 +172,20 @@ func normalizeCap(name string) string {
 	return name
 }
 
-// Launch turns a plan into what the in-container launcher enforces, on a
-// kernel of Landlock ABI landlockABI.
-func Launch(plan *policy.Plan, landlockABI int) (launcher.Spec, error) {
-	spec := launcher.Spec{Strict: plan.Compatibility == policy.HardRequirement, ReportFD: -1}
+// Launch is what the in-container launcher enforces, as the runtime keeps
+// it in the container's state: the seccomp profile as a profile, compiled
+// into the launcher's spec for each process started.
+type Launch struct {
+	Layers []launcher.Layer `json:"layers"`
+	Strict bool             `json:"strict"`
+	// Seccomp is stacked on the spec's own filter; nil for none.
+	Seccomp *configs.Seccomp `json:"seccomp,omitempty"`
+}
+
+// LaunchFor turns a plan into what the in-container launcher enforces, on
+// a kernel of Landlock ABI landlockABI.
+func LaunchFor(plan *policy.Plan, landlockABI int) (Launch, error) {
+	spec := Launch{Strict: plan.Compatibility == policy.HardRequirement}
 	for _, l := range plan.Layers {
 		spec.Layers = append(spec.Layers, launcher.Layer{Source: l.Source, Rules: landlock.Layer{
 			ReadOnly: l.ReadOnly, ReadWrite: l.ReadWrite,

@@ -4,20 +4,7 @@ import (
 	"fmt"
 
 	libseccomp "github.com/seccomp/libseccomp-golang"
-
-	"github.com/opencontainers/runc/libcontainer/configs"
-	"github.com/opencontainers/runc/libcontainer/seccomp"
 )
-
-// Load installs profile on the calling thread only (no TSYNC): the caller
-// is the launcher, which execs from this thread right after.
-func Load(profile *configs.Seccomp) error {
-	if !seccomp.Enabled {
-		return fmt.Errorf("this clawrun build has no seccomp support")
-	}
-	_, err := seccomp.InitSeccomp(profile)
-	return err
-}
 
 // CheckNames refuses syscall names libseccomp does not know on this
 // architecture: libcontainer skips unknown names silently, and a deny rule
