@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/exeseal"
 
+	"github.com/clawrun/clawrun/internal/sibling"
 	"github.com/clawrun/clawrun/landlock/launcher"
 	"github.com/clawrun/clawrun/runtime/confinespec"
 	"github.com/clawrun/clawrun/seccomp"
@@ -142,14 +143,7 @@ func sealedLauncher(tmpDir string) (*os.File, error) {
 // binary, "" if it is not there. Only that directory is searched, never
 // $PATH: the launcher enforces the policy.
 func launcherBinary() string {
-	self, err := os.Executable()
-	if err != nil {
-		return ""
-	}
-	path := filepath.Join(filepath.Dir(self), launcher.HelperName)
-	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return ""
-	}
+	path, _ := sibling.Find(launcher.HelperName)
 	return path
 }
 

@@ -30,7 +30,7 @@ type options struct {
 }
 
 // binaries are the files of the image the node gets.
-var binaries = []string{"clawrun", "clawrun-egress", "clawrun-egress-worker", "clawrun-metrics", "containerd-shim-clawrun-v2"}
+var binaries = []string{"clawrun", "clawrun-egress", "clawrun-egress-worker", "clawrun-launch", "clawrun-metrics", "containerd-shim-clawrun-v2"}
 
 // handlers are the runtime handlers installed: "clawrun" (pods choose
 // their policy with annotations) and "clawrun-agent" (the floor).

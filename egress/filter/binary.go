@@ -1,11 +1,10 @@
 package filter
 
 import (
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/clawrun/clawrun/egress/filter/supervisor"
+	"github.com/clawrun/clawrun/internal/sibling"
 )
 
 // HelperName is the filter's own program, installed next to clawrun with
@@ -22,19 +21,11 @@ const HelperName = supervisor.SupervisorName
 // (which runs the same code). Only that directory is searched, never
 // $PATH: the filter runs as root.
 func Binary() string {
-	self, err := os.Executable()
-	if err == nil {
-		dir := filepath.Dir(self)
-		if executable(filepath.Join(dir, HelperName)) && executable(filepath.Join(dir, supervisor.WorkerName)) {
-			return filepath.Join(dir, HelperName)
-		}
+	sup, ok := sibling.Find(HelperName)
+	if _, workerOK := sibling.Find(supervisor.WorkerName); ok && workerOK {
+		return sup
 	}
 	return "/proc/self/exe"
-}
-
-func executable(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
 // The supervisor's side of the runtime's API, under the names the

@@ -6,7 +6,8 @@
 #
 #   build-image.sh BIN_DIR OUT.tar [NAME]
 #
-# BIN_DIR has clawrun, clawrun-egress, clawrun-egress-worker, clawrun-metrics, containerd-shim-clawrun-v2 and
+# BIN_DIR has clawrun, clawrun-egress, clawrun-egress-worker, clawrun-launch, clawrun-metrics,
+# containerd-shim-clawrun-v2 and
 # clawrun-deploy (`make build`); NAME defaults to
 # docker.io/clawrun/clawrun-deploy:<VERSION>, the DaemonSets' image. The
 # image holds the three binaries in /opt/clawrun/bin, the installer, and a
@@ -20,7 +21,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 name=${3:-docker.io/clawrun/clawrun-deploy:$(cat "$repo/VERSION")}
 busybox=${BUSYBOX:-/bin/busybox}
 
-for f in clawrun clawrun-egress clawrun-egress-worker clawrun-metrics containerd-shim-clawrun-v2 clawrun-deploy; do
+for f in clawrun clawrun-egress clawrun-egress-worker clawrun-launch clawrun-metrics containerd-shim-clawrun-v2 clawrun-deploy; do
 	[ -x "$bin/$f" ] || { echo "build-image.sh: $bin/$f is missing (make build)" >&2; exit 1; }
 done
 "$busybox" --list | grep -qx nsenter || { echo "build-image.sh: $busybox has no nsenter (install busybox-static)" >&2; exit 1; }
@@ -34,7 +35,7 @@ cp "$busybox" "$root/bin/busybox"
 for applet in sh test cat sleep touch rm ls nsenter chroot; do
 	ln -s busybox "$root/bin/$applet"
 done
-cp "$bin/clawrun" "$bin/clawrun-egress" "$bin/clawrun-egress-worker" "$bin/clawrun-metrics" "$root/opt/clawrun/bin/"
+cp "$bin/clawrun" "$bin/clawrun-egress" "$bin/clawrun-egress-worker" "$bin/clawrun-launch" "$bin/clawrun-metrics" "$root/opt/clawrun/bin/"
 cp "$bin/clawrun-deploy" "$root/usr/local/bin/"
 printf 'root:x:0:0:root:/:/bin/sh\n' > "$root/etc/passwd"
 
