@@ -357,15 +357,14 @@ func (dr *driver) run() (string, bool) {
 	// nil), then rounds of n in a shuffled order.
 	timed := func(phase, what string, other *ctr, args func(c *ctr, n, warmup int) []string, n int, first map[string]time.Duration, rounds map[string][][]int64) {
 		cpu0 := other.cpu()
-		for _, c := range []*ctr{other, dr.direct} {
-			if first == nil {
-				break
-			}
-			r := dr.client(c, args(c, 1, 0)...)
-			check(c, what+", the first", r)
-			if len(r.Samples) == 1 {
-				first[c.label] = time.Duration(r.Samples[0])
-				dr.rawf(phase+"-first", c.label, 0, r.Samples[0])
+		if first != nil {
+			for _, c := range []*ctr{other, dr.direct} {
+				r := dr.client(c, args(c, 1, 0)...)
+				check(c, what+", the first", r)
+				if len(r.Samples) == 1 {
+					first[c.label] = time.Duration(r.Samples[0])
+					dr.rawf(phase+"-first", c.label, 0, r.Samples[0])
+				}
 			}
 		}
 		for round := range o.rounds {
