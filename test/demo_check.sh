@@ -51,6 +51,19 @@ expect "DNS lookup of a denied name" "DENIED (egress: not_allowed)" "ALLOWED"
 expect "fetch http://allowed.example" "ALLOWED (egress rule egress)" "ALLOWED"
 expect "fetch http://denied.example" "DENIED (egress: not_allowed)" "ALLOWED"
 expect "UDP datagram out (QUIC-like)" "DENIED (egress)" "ALLOWED"
+expect "GET https://api.example/v1/models" "ALLOWED (egress rule api)" "ALLOWED"
+expect "POST https://api.example/v1/admin/x" "DENIED (egress: 403, rule api, deny_rule)" "ALLOWED"
+expect "API call with a placeholder key" "ALLOWED (egress rule api; server got the key)" "ALLOWED (server got the placeholder)"
+expect "same placeholder to other.example" "DENIED (egress: 403, credential_misdirected)" "ALLOWED (server got the placeholder)"
 if echo "$out" | grep -q "0 from the confined agent"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "demo_check: the denied name reached the upstream DNS server"; fi
+# What the HTTPS servers got from the confined agent: the allowed GET and
+# the API call with the key, nothing else (not the POST, nothing for
+# other.example, never the placeholder).
+if echo "$out" | grep -qF "from the confined agent GET api.example/v1/models, GET api.example/v1/me with the key; from the unconfined one"; then
+	pass=$((pass + 1))
+else
+	fail=$((fail + 1))
+	echo "demo_check: the HTTPS servers got more or other requests from the confined agent than the allowed GET and the API call with the key"
+fi
 echo "demo_check: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -13,11 +13,16 @@
 #   filtered       netns $cf_ns, the same; a container with the policy
 #                  run.clawrun.egress=bench.test:443,bench.test:8080 joins
 #                  it, so clawrun installs its rules there
+#   inspected      netns $ci_ns, the same; a container whose policy makes
+#                  bench.test:443 inspected (access: read-only) joins it:
+#                  the filter terminates its TLS with the container's CA,
+#                  and verifies the fake internet's with
+#                  egress.upstream_ca_file
 #
-# Both containers come from test/mkbundle.sh with the static egressbench
+# The containers come from test/mkbundle.sh with the static egressbench
 # client copied in; the driver (egressbench drive) runs the client in them
-# by `clawrun exec`, alternating, and prints a markdown table (also written
-# to $BENCH_EGRESS_OUT). Missing a target is reported, not fatal; a failing
+# by `clawrun exec`, the direct one alternating with each of the others,
+# and prints a markdown table (also written to $BENCH_EGRESS_OUT). Missing a target is reported, not fatal; a failing
 # run is fatal. Everything (containers, filter, servers, namespaces, veths,
 # temp files) is removed on exit, failed or not.
 #
@@ -102,7 +107,7 @@ start=$(date +%s%N)
 # The fake internet (a free block of 198.18.0.0/15, picked under the lock
 # the tests take too) and the clients' namespaces. egressbench serve writes
 # the addresses and names once everything serves.
-srv='' upstreams='' net='' if_host='' if_net='' cd_ns='' if_dc='' if_dn='' cf_ns=''
+srv='' upstreams='' net='' if_host='' if_net='' cd_ns='' if_dc='' if_dn='' cf_ns='' ci_ns=''
 "$work/egressbench" serve -env "$work/net.env" -dir "$work/srv" -name "$name" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1200); do
@@ -114,42 +119,61 @@ done
 # shellcheck source=/dev/null
 . "$work/net.env"
 
-# The two bundles: identical but for the policy and the namespace joined.
+# The bundles: identical but for the policy and the namespace joined.
+# Inspected upstreams (the fake internet's TLS server) must verify
+# against the fake internet's CA.
 mkdir -p "$work/logs" "$work/root"
 cat >"$work/config.yaml" <<EOF
 egress:
   upstream_dns: ["$srv:53"]
   allowed_upstream_ranges: ["$upstreams"]
   log_dir: $work/logs
+  upstream_ca_file: $work/srv/ca.pem
 EOF
+# The inspected container's policy: an endpoint with request fields is
+# inspected; read-only allows the GETs the client sends.
+inspect_policy="version: 1
+network_policies:
+  bench:
+    endpoints:
+      - host: $name
+        port: 443
+        protocol: rest
+        access: read-only
+"
 # Room for the concurrent connections; a container cannot raise its hard
 # limit above the runtime's.
 nofile=$(ulimit -Hn)
 [ "$nofile" = unlimited ] && nofile=65536
 [ "$nofile" -gt $((${BENCH_EGRESS_CONNS:-1000} + 100)) ] ||
 	die "the open files limit ($nofile) is too low for ${BENCH_EGRESS_CONNS:-1000} connections"
-for kind in direct filtered; do
+for kind in direct filtered inspected; do
 	b=$work/$kind
 	CLAWRUN=$clawrun bash "$repo/test/mkbundle.sh" "$b" sleep 86400 >/dev/null
 	cp "$work/egressbench" "$b/rootfs/bin/egressbench"
 	cp "$work/srv/ca.pem" "$b/rootfs/etc/bench-ca.pem"
 	echo "nameserver $srv" >"$b/rootfs/etc/resolv.conf"
 	ns=$cd_ns
-	policy=
-	if [ "$kind" = filtered ]; then
+	policy='' inline=''
+	case $kind in
+	filtered)
 		ns=$cf_ns
-		policy="$name:443,$name:8080"
-	fi
-	jq --arg ns "/var/run/netns/$ns" --arg policy "$policy" --argjson nofile "$nofile" '
+		policy="$name:443,$name:8080" ;;
+	inspected)
+		ns=$ci_ns
+		inline=$inspect_policy ;;
+	esac
+	jq --arg ns "/var/run/netns/$ns" --arg policy "$policy" --arg inline "$inline" --argjson nofile "$nofile" '
 		(.linux.namespaces[] | select(.type == "network")).path = $ns
 		| .process.rlimits = [{"type": "RLIMIT_NOFILE", "hard": $nofile, "soft": $nofile}]
 		| if $policy != "" then .annotations["run.clawrun.egress"] = $policy else . end
+		| if $inline != "" then .annotations["run.clawrun.policy.inline"] = $inline else . end
 	' "$b/config.json" >"$b/config.json.new"
 	mv "$b/config.json.new" "$b/config.json"
 done
 
 args=(-clawrun "$clawrun" -config "$work/config.yaml" -root "$work/root"
-	-direct "$work/direct" -filtered "$work/filtered" -server "$srv" -name "$name"
+	-direct "$work/direct" -filtered "$work/filtered" -inspected "$work/inspected" -server "$srv" -name "$name"
 	-log-dir "$work/logs" -id-prefix "bench-egress-$tag" -server-pid "$server_pid"
 	-rounds "${BENCH_EGRESS_ROUNDS:-20}" -block "${BENCH_EGRESS_BLOCK:-25}" -dns "${BENCH_EGRESS_BLOCK:-25}"
 	-bulk-mib "${BENCH_EGRESS_MIB:-256}" -bulk-runs "${BENCH_EGRESS_BULK_RUNS:-5}"

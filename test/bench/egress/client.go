@@ -62,6 +62,8 @@ func client(args []string) {
 	switch args[0] {
 	case "latency":
 		res = clientLatency(args[1:])
+	case "keepalive":
+		res = clientKeepAlive(args[1:])
 	case "bulk":
 		res = clientBulk(args[1:])
 	case "conns":
@@ -82,22 +84,74 @@ func clientLatency(args []string) result {
 	fs := flag.NewFlagSet("latency", flag.ExitOnError)
 	addr := fs.String("addr", "", "ip:port of the TLS server")
 	sni := fs.String("sni", "bench.test", "server name")
-	caFile := fs.String("ca", "/etc/bench-ca.pem", "CA of the server's certificate")
+	trust := trustFlags(fs)
 	n := fs.Int("n", 50, "measured connections")
 	warmup := fs.Int("warmup", 2, "unmeasured connections first")
 	_ = fs.Parse(args)
-	pem, err := os.ReadFile(*caFile)
+	// No ClientSessionCache: every connection does a full handshake.
+	cfg := &tls.Config{ServerName: *sni, RootCAs: trust.pool(), MinVersion: tls.VersionTLS13}
+	req := "GET / HTTP/1.1\r\nHost: " + *sni + "\r\nUser-Agent: egressbench\r\nConnection: close\r\n\r\n"
+	return timed(*warmup, *n, func() error { return tlsRequest(*addr, cfg, req, *sni) })
+}
+
+// clientKeepAlive opens one TLS connection (untimed), then times -n
+// requests on it, one after the other: each GET written and its whole
+// response read.
+func clientKeepAlive(args []string) result {
+	fs := flag.NewFlagSet("keepalive", flag.ExitOnError)
+	addr := fs.String("addr", "", "ip:port of the TLS server")
+	sni := fs.String("sni", "bench.test", "server name")
+	trust := trustFlags(fs)
+	n := fs.Int("n", 50, "measured requests")
+	warmup := fs.Int("warmup", 2, "unmeasured requests first")
+	_ = fs.Parse(args)
+	var res result
+	cfg := &tls.Config{ServerName: *sni, RootCAs: trust.pool(), MinVersion: tls.VersionTLS13}
+	tc, err := dialTLS(*addr, cfg)
 	if err != nil {
-		fatalf("latency: %v", err)
+		res.fail(err)
+		return res
+	}
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(time.Minute))
+	br := bufio.NewReader(tc)
+	req := "GET / HTTP/1.1\r\nHost: " + *sni + "\r\nUser-Agent: egressbench\r\n\r\n"
+	return timed(*warmup, *n, func() error {
+		if _, err := io.WriteString(tc, req); err != nil {
+			return err
+		}
+		return readHostAnswer(br, *sni)
+	})
+}
+
+// trust is where a client takes the roots it verifies the server with:
+// the fake internet's CA (the direct path), or the bundle an environment
+// variable names (the runtime's trust bundle, for the inspected path).
+type trust struct{ file, env *string }
+
+func trustFlags(fs *flag.FlagSet) trust {
+	return trust{
+		file: fs.String("ca", "/etc/bench-ca.pem", "CA of the server's certificate"),
+		env:  fs.String("ca-env", "", "take the CA bundle from the file this variable names instead of -ca (SSL_CERT_FILE: the runtime's)"),
+	}
+}
+
+func (t trust) pool() *x509.CertPool {
+	file := *t.file
+	if *t.env != "" {
+		if file = os.Getenv(*t.env); file == "" {
+			fatalf("-ca-env: %s is not set", *t.env)
+		}
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		fatalf("%v", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		fatalf("latency: no certificate in %s", *caFile)
+		fatalf("no certificate in %s", file)
 	}
-	// No ClientSessionCache: every connection does a full handshake.
-	cfg := &tls.Config{ServerName: *sni, RootCAs: pool, MinVersion: tls.VersionTLS13}
-	req := "GET / HTTP/1.1\r\nHost: " + *sni + "\r\nUser-Agent: egressbench\r\nConnection: close\r\n\r\n"
-	return timed(*warmup, *n, func() error { return tlsRequest(*addr, cfg, req, *sni) })
+	return pool
 }
 
 // timed runs op warmup times, then n times more, timing each of those.
@@ -122,20 +176,37 @@ func timed(warmup, n int, op func() error) result {
 // tlsRequest makes a TLS connection and one request on it; the answer
 // must be the fake internet's for host.
 func tlsRequest(addr string, cfg *tls.Config, req, host string) error {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	tc, err := dialTLS(addr, cfg)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	tc := tls.Client(c, cfg)
-	if err := tc.Handshake(); err != nil {
-		return fmt.Errorf("handshake: %w", err)
-	}
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(tc, req); err != nil {
 		return err
 	}
-	resp, err := readResponse(bufio.NewReader(tc), "response", http.StatusOK)
+	return readHostAnswer(bufio.NewReader(tc), host)
+}
+
+// dialTLS connects and completes a TLS handshake.
+func dialTLS(addr string, cfg *tls.Config) (*tls.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	tc := tls.Client(c, cfg)
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	return tc, nil
+}
+
+// readHostAnswer reads a response that must be the fake internet's answer
+// for host, body included.
+func readHostAnswer(br *bufio.Reader, host string) error {
+	resp, err := readResponse(br, "response", http.StatusOK)
 	if err != nil {
 		return err
 	}
@@ -161,18 +232,26 @@ func readResponse(br *bufio.Reader, what string, want int) (*http.Response, erro
 	return resp, nil
 }
 
-// clientBulk moves -bytes over one plain-HTTP connection, up (POST body)
-// or down (response body), and times it from the request's first byte to
-// the end of the response.
+// clientBulk moves -bytes over one HTTP/1.1 connection (plain, or TLS
+// with -tls-sni), up (POST body) or down (response body), and times it
+// from the request's first byte to the end of the response.
 func clientBulk(args []string) result {
 	fs := flag.NewFlagSet("bulk", flag.ExitOnError)
 	addr := fs.String("addr", "", "ip:port of the bulk server")
 	host := fs.String("host", "bench.test:8080", "Host header")
 	dir := fs.String("dir", "down", "up or down")
 	size := fs.Int64("bytes", 256<<20, "payload bytes")
+	sni := fs.String("tls-sni", "", "speak TLS for this server name (the handshake is not timed)")
+	trust := trustFlags(fs)
 	_ = fs.Parse(args)
 	var res result
-	c, err := net.DialTimeout("tcp", *addr, 5*time.Second)
+	var c net.Conn
+	var err error
+	if *sni != "" {
+		c, err = dialTLS(*addr, &tls.Config{ServerName: *sni, RootCAs: trust.pool(), MinVersion: tls.VersionTLS13})
+	} else {
+		c, err = net.DialTimeout("tcp", *addr, 5*time.Second)
+	}
 	if err != nil {
 		res.fail(err)
 		return res

@@ -1,10 +1,10 @@
 package main
 
-// The driver: runs on the host, starts the two containers (the same bundle
-// but for the policy annotation and the network namespace each joins),
-// runs the client in them by `clawrun exec`, direct and filtered in a
-// shuffled order every round, and reads the filter's memory and CPU time
-// from /proc.
+// The driver: runs on the host, starts the three containers (the same
+// bundle but for the policy annotation and the network namespace each
+// joins), runs the client in them by `clawrun exec`, direct and filtered
+// (or direct and inspected) in a shuffled order every round, and reads
+// the filters' memory and CPU time from /proc.
 
 import (
 	"bufio"
@@ -33,6 +33,7 @@ import (
 type driveOptions struct {
 	clawrun, config, root  string
 	direct, filtered       string // bundles
+	inspected              string // bundle whose policy has bench.test:443 inspected
 	server, name           string // the fake internet's address, the allowed name
 	logDir                 string // egress.log_dir of the config
 	serverPid              int    // for the machine's load figure
@@ -46,6 +47,9 @@ type driveOptions struct {
 	seed                   uint64
 	latencyTarget          time.Duration // added p50
 	throughputTarget       float64       // filtered/direct
+	inspectLatencyTarget   time.Duration // added p50, inspected TLS connection + first request
+	keepAliveTarget        time.Duration // added p50, a request on an open inspected connection
+	inspectBulkTarget      float64       // inspected/direct HTTPS download over the shaped link
 	rssTarget              int64         // bytes, supervisor + worker
 	notes                  []string
 	idPrefix               string
@@ -54,28 +58,32 @@ type driveOptions struct {
 	connHold               time.Duration
 	after                  time.Duration // wait before the memory reading after the connections
 	directName, filterName string
+	inspectName            string
 }
 
-// ctr is one of the two containers.
+// ctr is one of the containers.
 type ctr struct {
 	label    string // column name
 	id       string
 	bundle   string
-	filtered bool
+	filtered bool     // its policy starts a filter
+	trust    []string // the client's flags for the roots it verifies TLS with
+	// its filter's processes
+	sup, worker int
 }
 
 type driver struct {
 	o      driveOptions
 	direct *ctr
 	filter *ctr
-	both   []*ctr
+	all    []*ctr
 	rng    *rand.Rand
 	logf   *os.File // output of run/delete (a file, not a pipe: `run -d` leaves the container holding it)
 	mu     sync.Mutex
 	made   []*ctr // started, to delete
 	raw    strings.Builder
-	// the filter's processes
-	sup, worker int
+	// inspect's filter terminates its TLS to bench.test:443.
+	inspect *ctr
 	// interrupted: a signal is being handled (cleanup, then exit 130);
 	// failures it causes meanwhile are not reported.
 	interrupted atomic.Bool
@@ -89,6 +97,7 @@ func drive(args []string) {
 	fs.StringVar(&o.root, "root", "", "clawrun --root for the bench's containers")
 	fs.StringVar(&o.direct, "direct", "", "bundle of the direct container (no policy)")
 	fs.StringVar(&o.filtered, "filtered", "", "bundle of the filtered container (run.clawrun.egress)")
+	fs.StringVar(&o.inspected, "inspected", "", "bundle of the inspected container (a policy inspecting bench.test:443)")
 	fs.StringVar(&o.server, "server", "", "the fake internet's address (bench.test)")
 	fs.StringVar(&o.name, "name", "bench.test", "the allowed name")
 	fs.StringVar(&o.logDir, "log-dir", "", "egress.log_dir of the config (decision logs)")
@@ -109,6 +118,9 @@ func drive(args []string) {
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the per-round shuffle (0: from the clock)")
 	fs.DurationVar(&o.latencyTarget, "latency-target", 500*time.Microsecond, "target: added p50 latency below this")
 	fs.Float64Var(&o.throughputTarget, "throughput-target", 0.8, "target: filtered/direct throughput at least this")
+	fs.DurationVar(&o.inspectLatencyTarget, "inspect-latency-target", 1500*time.Microsecond, "target: added p50 of an inspected connection (connect, handshake, first request) below this")
+	fs.DurationVar(&o.keepAliveTarget, "keepalive-target", 300*time.Microsecond, "target: added p50 of a request on an open inspected connection below this")
+	fs.Float64Var(&o.inspectBulkTarget, "inspect-throughput-target", 0.7, "target: inspected/direct HTTPS download over the shaped link at least this")
 	rssMiB := fs.Int64("rss-target-mib", 16, "target: filter RSS (supervisor + worker) below this many MiB")
 	fs.StringVar(&o.idPrefix, "id-prefix", fmt.Sprintf("bench-egress-%d", os.Getpid()), "container id prefix")
 	fs.DurationVar(&o.settle, "settle", 500*time.Millisecond, "wait after the start before the idle memory reading")
@@ -118,8 +130,8 @@ func drive(args []string) {
 	fs.Func("note", "extra footnote line (repeatable)", func(s string) error { o.notes = append(o.notes, s); return nil })
 	_ = fs.Parse(args)
 	o.rssTarget = *rssMiB << 20
-	if o.config == "" || o.root == "" || o.direct == "" || o.filtered == "" || o.server == "" || o.logDir == "" {
-		fatalf("drive: -config, -root, -direct, -filtered, -server and -log-dir are required")
+	if o.config == "" || o.root == "" || o.direct == "" || o.filtered == "" || o.inspected == "" || o.server == "" || o.logDir == "" {
+		fatalf("drive: -config, -root, -direct, -filtered, -inspected, -server and -log-dir are required")
 	}
 	if o.rounds < 1 || o.block < 1 || o.dnsN < 1 || o.bulkRuns < 1 || o.connRuns < 1 || o.conns < 1 || o.bulkMiB < 1 {
 		fatalf("drive: counts must be positive")
@@ -127,12 +139,15 @@ func drive(args []string) {
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
 	}
-	o.directName, o.filterName = "direct", "through clawrun"
+	o.directName, o.filterName, o.inspectName = "direct", "through clawrun", "inspected"
 
 	dr := &driver{o: o, rng: rand.New(rand.NewPCG(o.seed, 0))}
 	dr.direct = &ctr{label: o.directName, id: o.idPrefix + "-direct", bundle: o.direct}
 	dr.filter = &ctr{label: o.filterName, id: o.idPrefix + "-filtered", bundle: o.filtered, filtered: true}
-	dr.both = []*ctr{dr.direct, dr.filter}
+	// The inspected client trusts what the runtime gave its container.
+	dr.inspect = &ctr{label: o.inspectName, id: o.idPrefix + "-inspected", bundle: o.inspected, filtered: true,
+		trust: []string{"-ca-env", "SSL_CERT_FILE"}}
+	dr.all = []*ctr{dr.direct, dr.filter, dr.inspect}
 	// Beside --root, not in it: the runtime lists what is in it.
 	var err error
 	if dr.logf, err = os.CreateTemp(filepath.Dir(o.root), "runtime-*.log"); err != nil {
@@ -235,10 +250,11 @@ func (dr *driver) client(c *ctr, args ...string) result {
 	return res
 }
 
-// order is both containers in a fresh random order: neither always runs
-// right after the other (or right after a bulk transfer, say).
-func (dr *driver) order() []*ctr {
-	o := []*ctr{dr.direct, dr.filter}
+// order is the direct container and other in a fresh random order:
+// neither always runs right after the other (or right after a bulk
+// transfer, say).
+func (dr *driver) order(other *ctr) []*ctr {
+	o := []*ctr{dr.direct, other}
 	dr.rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
 	return o
 }
@@ -261,7 +277,7 @@ type measurements struct {
 	phaseOps   map[string]string
 	errors     []string
 	decisions  map[string]int
-	restarts   int
+	restarts   int // of the filtered container's filter, and of the inspected one's
 	elapsed    time.Duration
 	loadBefore string
 	others     float64 // CPUs used by other processes during the bench
@@ -269,6 +285,13 @@ type measurements struct {
 	loadAfter  string
 	version    string
 	filterExe  string // the filter's executable (clawrun-egress, or clawrun)
+
+	// HTTPS inspected by the filter, and direct HTTPS beside it
+	inspectFirst   map[string]time.Duration
+	inspectLatency map[string][][]int64 // per round
+	keepAlive      map[string][][]int64 // per round
+	inspectShaped  map[string][]float64 // HTTPS download over the shaped link
+	inspectDecided map[string]int       // the inspected container's decision log
 }
 
 // bulkCost is what the bulk transfers of one path cost the machine: the
@@ -288,27 +311,30 @@ func (dr *driver) run() (string, bool) {
 		bulkCost: map[string]map[string]*bulkCost{},
 		shaped:   map[string]map[string][]float64{},
 		cpu:      map[string]time.Duration{}, phaseOps: map[string]string{},
+		inspectFirst: map[string]time.Duration{}, inspectLatency: map[string][][]int64{},
+		keepAlive: map[string][][]int64{}, inspectShaped: map[string][]float64{},
 	}
 	m.loadBefore = stats.LoadAvg()
 	m.version = versionOf(o.clawrun)
 	t0 := time.Now()
 	busy0, idle0, own0 := machineBusy(), machineIdle(), dr.ownCPU()
 	dr.raw.WriteString("phase,container,round,value\n")
-	fmt.Fprintf(os.Stderr, "egressbench: starting the direct and the filtered container\n")
-	for _, c := range dr.both {
+	fmt.Fprintf(os.Stderr, "egressbench: starting the direct, the filtered and the inspected container\n")
+	for _, c := range dr.all {
 		dr.start(c)
 	}
 	defer dr.cleanup()
-	dr.findFilter()
-	m.filterExe, _ = os.Readlink("/proc/" + strconv.Itoa(dr.sup) + "/exe")
-	filterCPU0 := dr.cpu()
+	dr.findFilter(dr.filter)
+	dr.findFilter(dr.inspect)
+	m.filterExe, _ = os.Readlink("/proc/" + strconv.Itoa(dr.filter.sup) + "/exe")
+	filterCPU0 := dr.filter.cpu() + dr.inspect.cpu()
 
 	// Idle: the filter as a container gets it, before any traffic.
 	time.Sleep(o.settle)
 	m.rssIdle = dr.mem()
 
 	server53 := o.server + ":53"
-	dnsArgs := func(n, warmup int) []string {
+	dnsArgs := func(_ *ctr, n, warmup int) []string {
 		return []string{"dns", "-server", server53, "-name", o.name, "-want", o.server,
 			"-n", strconv.Itoa(n), "-warmup", strconv.Itoa(warmup)}
 	}
@@ -326,21 +352,24 @@ func (dr *driver) run() (string, bool) {
 		m.errors = append(m.errors, msg)
 	}
 
-	// A timed phase: each container's very first operation alone (the
-	// filter's cold path), then rounds of n in a shuffled order.
-	timed := func(phase, what string, args func(n, warmup int) []string, n int, first map[string]time.Duration, rounds map[string][][]int64) {
-		cpu0 := dr.cpu()
-		for _, c := range []*ctr{dr.filter, dr.direct} {
-			r := dr.client(c, args(1, 0)...)
-			check(c, what+", the first", r)
-			if len(r.Samples) == 1 {
-				first[c.label] = time.Duration(r.Samples[0])
-				dr.rawf(phase+"-first", c.label, 0, r.Samples[0])
+	// A timed phase of the direct container and other: each one's very
+	// first operation alone (the filter's cold path; none if first is
+	// nil), then rounds of n in a shuffled order.
+	timed := func(phase, what string, other *ctr, args func(c *ctr, n, warmup int) []string, n int, first map[string]time.Duration, rounds map[string][][]int64) {
+		cpu0 := other.cpu()
+		if first != nil {
+			for _, c := range []*ctr{other, dr.direct} {
+				r := dr.client(c, args(c, 1, 0)...)
+				check(c, what+", the first", r)
+				if len(r.Samples) == 1 {
+					first[c.label] = time.Duration(r.Samples[0])
+					dr.rawf(phase+"-first", c.label, 0, r.Samples[0])
+				}
 			}
 		}
 		for round := range o.rounds {
-			for _, c := range dr.order() {
-				r := dr.client(c, args(n, 2)...)
+			for _, c := range dr.order(other) {
+				r := dr.client(c, args(c, n, 2)...)
 				check(c, what, r)
 				rounds[c.label] = append(rounds[c.label], r.Samples)
 				for _, s := range r.Samples {
@@ -348,23 +377,36 @@ func (dr *driver) run() (string, bool) {
 				}
 			}
 		}
-		m.cpu[phase] = dr.cpu() - cpu0
+		m.cpu[phase] = other.cpu() - cpu0
 	}
 
 	// DNS: the filter's very first query, then rounds of repeated ones.
 	fmt.Fprintf(os.Stderr, "egressbench: DNS\n")
-	timed("dns", "DNS queries", dnsArgs, o.dnsN, m.dnsFirst, m.dns)
+	timed("dns", "DNS queries", dr.filter, dnsArgs, o.dnsN, m.dnsFirst, m.dns)
 	m.phaseOps["dns"] = fmt.Sprintf("%d queries", 1+o.rounds*(o.dnsN+2))
 
 	// TLS latency: the filter's first connection (its first proxied flow),
 	// then rounds.
 	fmt.Fprintf(os.Stderr, "egressbench: TLS connection latency\n")
-	latencyArgs := func(n, warmup int) []string {
-		return []string{"latency", "-addr", o.server + ":443", "-sni", o.name,
-			"-n", strconv.Itoa(n), "-warmup", strconv.Itoa(warmup)}
+	tlsArgs := func(mode string) func(c *ctr, n, warmup int) []string {
+		return func(c *ctr, n, warmup int) []string {
+			return append([]string{mode, "-addr", o.server + ":443", "-sni", o.name,
+				"-n", strconv.Itoa(n), "-warmup", strconv.Itoa(warmup)}, c.trust...)
+		}
 	}
-	timed("tls", "TLS connections", latencyArgs, o.block, m.tlsFirst, m.latency)
+	timed("tls", "TLS connections", dr.filter, tlsArgs("latency"), o.block, m.tlsFirst, m.latency)
 	m.phaseOps["tls"] = fmt.Sprintf("%d connections", 1+o.rounds*(o.block+2))
+
+	// HTTPS inspected by the filter, against direct HTTPS: a connection
+	// and its first request (the filter's first one alone: its first
+	// leaf certificate and upstream connection), then requests on a
+	// connection already open.
+	fmt.Fprintf(os.Stderr, "egressbench: inspected HTTPS: connection latency\n")
+	timed("tls-inspected", "inspected TLS connections", dr.inspect, tlsArgs("latency"), o.block, m.inspectFirst, m.inspectLatency)
+	m.phaseOps["tls-inspected"] = fmt.Sprintf("%d connections", 1+o.rounds*(o.block+2))
+	fmt.Fprintf(os.Stderr, "egressbench: inspected HTTPS: requests on an open connection\n")
+	timed("keepalive", "requests on an open inspected connection", dr.inspect, tlsArgs("keepalive"), o.block, nil, m.keepAlive)
+	m.phaseOps["keepalive"] = fmt.Sprintf("%d requests on %d connections", o.rounds*(o.block+2), o.rounds)
 
 	// Bulk, one direction after the other: over the veths as they are
 	// (the filter's own limit), then over a link shaped like an internet
@@ -372,9 +414,9 @@ func (dr *driver) run() (string, bool) {
 	bulk := func(phase string, mib int, into map[string]map[string][]float64) {
 		size := int64(mib) << 20
 		for _, dir := range []string{"down", "up"} {
-			cpu0 := dr.cpu()
+			cpu0 := dr.filter.cpu()
 			for round := range o.bulkRuns {
-				for _, c := range dr.order() {
+				for _, c := range dr.order(dr.filter) {
 					r := dr.client(c, "bulk", "-addr", o.server+":8080", "-host", o.name+":8080",
 						"-dir", dir, "-bytes", strconv.FormatInt(size, 10))
 					check(c, phase+" "+dir, r)
@@ -402,7 +444,7 @@ func (dr *driver) run() (string, bool) {
 					dr.rawf(phase+"-"+dir+"-mibs", c.label, round, int64(mibs))
 				}
 			}
-			m.cpu[phase+"-"+dir] = dr.cpu() - cpu0
+			m.cpu[phase+"-"+dir] = dr.filter.cpu() - cpu0
 			m.phaseOps[phase+"-"+dir] = fmt.Sprintf("%d MiB", o.bulkRuns*mib)
 		}
 	}
@@ -416,14 +458,16 @@ func (dr *driver) run() (string, bool) {
 			dr.die("shaping the links: %v", err)
 		}
 		bulk("shaped", o.shapedMiB, m.shaped)
+		fmt.Fprintf(os.Stderr, "egressbench: inspected HTTPS downloads over a %s link\n", o.shapeRate)
+		dr.inspectedDownloads(m, check)
 		undo()
 	}
 
 	// Many connections at once.
 	fmt.Fprintf(os.Stderr, "egressbench: %d concurrent connections\n", o.conns)
-	cpu0 := dr.cpu()
+	cpu0 := dr.filter.cpu()
 	for round := range o.connRuns {
-		for _, c := range dr.order() {
+		for _, c := range dr.order(dr.filter) {
 			var stop func() procMem
 			if c.filtered {
 				stop = dr.sampleMem()
@@ -441,40 +485,59 @@ func (dr *driver) run() (string, bool) {
 			dr.rawf("conns-echo-ns", c.label, round, r.EchoNS)
 		}
 	}
-	m.cpu["conns"] = dr.cpu() - cpu0
+	m.cpu["conns"] = dr.filter.cpu() - cpu0
 	m.phaseOps["conns"] = fmt.Sprintf("%d connections", o.connRuns*o.conns)
 
 	// After: the connections are gone; what does the filter keep?
 	time.Sleep(o.after)
 	m.rssAfter = dr.mem()
-	m.hwm = readStatusBytes(dr.sup, "VmHWM") + readStatusBytes(dr.worker, "VmHWM")
-	if st, err := dr.status(); err == nil {
-		m.restarts = st.Restarts
+	m.hwm = readStatusBytes(dr.filter.sup, "VmHWM") + readStatusBytes(dr.filter.worker, "VmHWM")
+	for _, c := range []*ctr{dr.filter, dr.inspect} {
+		if st, err := dr.status(c); err == nil {
+			m.restarts += st.Restarts
+		}
 	}
 	// Every filtered operation must have gone through the filter: a
 	// connection that did not would have measured the direct path. The
 	// log's rate cap counts what it drops (a burst of a thousand
 	// connections is past it) on a line it writes when its window ends.
+	// The inspected container's requests are each a record of their own
+	// (protocol https), beside their connection's.
+	inspectedConns := 1 + o.rounds*(o.block+2)
+	inspectedRequests := inspectedConns + o.rounds*(o.block+2)
+	if len(m.inspectShaped) > 0 {
+		inspectedRequests += o.bulkRuns
+	}
 	wants := []struct {
+		c   *ctr
 		key string
 		n   int
 	}{
-		{"dns allow", 1 + o.rounds*(o.dnsN+2)},
-		{"tls allow", 1 + o.rounds*(o.block+2)},
-		{"http allow", 2*o.bulkRuns + o.connRuns*o.conns},
+		{dr.filter, "dns allow", 1 + o.rounds*(o.dnsN+2)},
+		{dr.filter, "tls allow", 1 + o.rounds*(o.block+2)},
+		{dr.filter, "http allow", 2*o.bulkRuns + o.connRuns*o.conns},
+		{dr.inspect, "https allow", inspectedRequests},
+	}
+	logs := func(c *ctr) map[string]int {
+		if c == dr.inspect {
+			return m.inspectDecided
+		}
+		return m.decisions
 	}
 	missing := func() []string {
 		var out []string
 		for _, want := range wants {
-			if got := m.decisions[want.key] + m.decisions[droppedKey]; got < want.n {
-				out = append(out, fmt.Sprintf("the decision log has %d %q records (and %d dropped by its rate cap), want at least %d: not all filtered traffic went through the filter",
-					m.decisions[want.key], want.key, m.decisions[droppedKey], want.n))
+			log := logs(want.c)
+			if got := log[want.key] + log[droppedKey]; got < want.n {
+				out = append(out, fmt.Sprintf("the %s container's decision log has %d %q records (and %d dropped by its rate cap), want at least %d: not all its traffic went through the filter",
+					want.c.label, log[want.key], want.key, log[droppedKey], want.n))
 			}
 		}
 		return out
 	}
 	for deadline := time.Now().Add(decisionlog.DefaultLogLimits.Window + 3*time.Second); ; time.Sleep(250 * time.Millisecond) {
-		m.decisions = dr.decisions()
+		m.decisions = dr.decisions(dr.filter)
+		m.inspectDecided = dr.decisions(dr.inspect)
 		if len(missing()) == 0 || time.Now().After(deadline) {
 			break
 		}
@@ -483,11 +546,11 @@ func (dr *driver) run() (string, bool) {
 	m.loadAfter = stats.LoadAvg()
 	// What the machine did besides the bench: all CPU time used meanwhile
 	// less ours (this driver, the runtime and the clients it reaped, the
-	// servers, the filter). The filtered path needs three busy processes
+	// servers, the filters). The filtered path needs three busy processes
 	// at once, the direct one two: with 2 CPUs, other load costs the
 	// filtered figures more.
 	elapsed := time.Since(t0)
-	ours := dr.ownCPU() - own0 + dr.cpu() - filterCPU0
+	ours := dr.ownCPU() - own0 + dr.filter.cpu() + dr.inspect.cpu() - filterCPU0
 	others := machineBusy() - busy0 - ours
 	m.others = max(0, float64(others)/float64(elapsed))
 	if b, i := machineBusy()-busy0, machineIdle()-idle0; b+i > 0 {
@@ -496,6 +559,31 @@ func (dr *driver) run() (string, bool) {
 	dr.cleanup()
 	m.elapsed = time.Since(t0)
 	return dr.render(m), len(m.errors) > 0 || m.restarts > 0
+}
+
+// inspectedDownloads times HTTPS downloads (TLS on :443, the handshake
+// untimed), direct and inspected in a shuffled order, into
+// m.inspectShaped; check judges each result.
+func (dr *driver) inspectedDownloads(m *measurements, check func(*ctr, string, result)) {
+	o := dr.o
+	const phase = "shaped-inspected-down"
+	size := int64(o.shapedMiB) << 20
+	cpu0 := dr.inspect.cpu()
+	for round := range o.bulkRuns {
+		for _, c := range dr.order(dr.inspect) {
+			r := dr.client(c, append([]string{"bulk", "-addr", o.server + ":443", "-host", o.name, "-tls-sni", o.name,
+				"-dir", "down", "-bytes", strconv.FormatInt(size, 10)}, c.trust...)...)
+			check(c, "inspected HTTPS download", r)
+			if r.Nanos <= 0 {
+				continue
+			}
+			mibs := float64(r.Bytes) / (1 << 20) / (float64(r.Nanos) / 1e9)
+			m.inspectShaped[c.label] = append(m.inspectShaped[c.label], mibs)
+			dr.rawf(phase+"-mibs", c.label, round, int64(mibs))
+		}
+	}
+	m.cpu[phase] = dr.inspect.cpu() - cpu0
+	m.phaseOps[phase] = fmt.Sprintf("%d MiB", o.bulkRuns*o.shapedMiB)
 }
 
 func (dr *driver) rawf(phase, label string, round int, v int64) {
@@ -510,9 +598,9 @@ type filterStatus struct {
 	Restarts   int    `json:"restarts"`
 }
 
-func (dr *driver) status() (filterStatus, error) {
+func (dr *driver) status(c *ctr) (filterStatus, error) {
 	var st filterStatus
-	data, err := os.ReadFile(filepath.Join(dr.o.root, dr.filter.id, "egress-status.json"))
+	data, err := os.ReadFile(filepath.Join(dr.o.root, c.id, "egress-status.json"))
 	if err != nil {
 		return st, err
 	}
@@ -520,37 +608,38 @@ func (dr *driver) status() (filterStatus, error) {
 	return st, err
 }
 
-// findFilter reads the filter's pids: the supervisor from egress.json, the
-// worker from egress-status.json (both in the container's state dir).
-func (dr *driver) findFilter() {
+// findFilter reads the pids of c's filter: the supervisor from
+// egress.json, the worker from egress-status.json (both in the
+// container's state dir).
+func (dr *driver) findFilter(c *ctr) {
 	var rec struct {
 		Supervisor int `json:"supervisor_pid"`
 	}
-	data, err := os.ReadFile(filepath.Join(dr.o.root, dr.filter.id, "egress.json"))
+	data, err := os.ReadFile(filepath.Join(dr.o.root, c.id, "egress.json"))
 	if err == nil {
 		err = json.Unmarshal(data, &rec)
 	}
 	if err != nil || rec.Supervisor <= 0 {
-		dr.die("the filtered container has no egress filter (egress.json: %v)", err)
+		dr.die("the %s container has no egress filter (egress.json: %v)", c.label, err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		st, err := dr.status()
+		st, err := dr.status(c)
 		if err == nil && st.State == "running" && st.Worker > 0 {
 			if st.Supervisor != rec.Supervisor {
 				dr.die("egress.json says supervisor %d, egress-status.json %d", rec.Supervisor, st.Supervisor)
 			}
-			dr.sup, dr.worker = st.Supervisor, st.Worker
+			c.sup, c.worker = st.Supervisor, st.Worker
 			return
 		}
 		if time.Now().After(deadline) {
-			dr.die("the egress filter is not running: %+v %v", st, err)
+			dr.die("the %s container's egress filter is not running: %+v %v", c.label, st, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// procMem is the filter's resident memory: VmRSS of each process, and
+// procMem is the filtered container's filter's resident memory: VmRSS of each process, and
 // for the notes how it splits (anonymous, file-backed: the binary's pages,
 // which the two processes share) and the proportional share (PSS).
 type procMem struct {
@@ -563,20 +652,22 @@ func (p procMem) total() int64 { return p.sup + p.worker }
 
 func (dr *driver) mem() procMem {
 	p := dr.memOf()
+	f := dr.filter
 	if p.sup == 0 || p.worker == 0 {
-		dr.die("the egress filter's processes are gone (supervisor %d, worker %d)", dr.sup, dr.worker)
+		dr.die("the egress filter's processes are gone (supervisor %d, worker %d)", f.sup, f.worker)
 	}
-	p.pss = readKB("/proc/"+strconv.Itoa(dr.sup)+"/smaps_rollup", "Pss") +
-		readKB("/proc/"+strconv.Itoa(dr.worker)+"/smaps_rollup", "Pss")
-	p.pssAnon = readKB("/proc/"+strconv.Itoa(dr.sup)+"/smaps_rollup", "Pss_Anon") +
-		readKB("/proc/"+strconv.Itoa(dr.worker)+"/smaps_rollup", "Pss_Anon")
+	p.pss = readKB("/proc/"+strconv.Itoa(f.sup)+"/smaps_rollup", "Pss") +
+		readKB("/proc/"+strconv.Itoa(f.worker)+"/smaps_rollup", "Pss")
+	p.pssAnon = readKB("/proc/"+strconv.Itoa(f.sup)+"/smaps_rollup", "Pss_Anon") +
+		readKB("/proc/"+strconv.Itoa(f.worker)+"/smaps_rollup", "Pss_Anon")
 	return p
 }
 
 // memOf reads what /proc/PID/status says (cheap enough to sample).
 func (dr *driver) memOf() procMem {
-	p := procMem{sup: readStatusBytes(dr.sup, "VmRSS"), worker: readStatusBytes(dr.worker, "VmRSS")}
-	for _, pid := range []int{dr.sup, dr.worker} {
+	f := dr.filter
+	p := procMem{sup: readStatusBytes(f.sup, "VmRSS"), worker: readStatusBytes(f.worker, "VmRSS")}
+	for _, pid := range []int{f.sup, f.worker} {
 		p.anon += readStatusBytes(pid, "RssAnon")
 		p.file += readStatusBytes(pid, "RssFile")
 	}
@@ -635,9 +726,9 @@ func readKB(path, key string) int64 {
 	return 0
 }
 
-// cpu is the user+system time of the filter's two processes so far.
-func (dr *driver) cpu() time.Duration {
-	return procCPU(dr.sup) + procCPU(dr.worker)
+// cpu is the user+system time of c's filter's two processes so far.
+func (c *ctr) cpu() time.Duration {
+	return procCPU(c.sup) + procCPU(c.worker)
 }
 
 // ownCPU is the CPU time of this driver, of the children it waited for
@@ -703,15 +794,15 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(u+s) * time.Second / clkTck
 }
 
-// decisions counts the filtered container's decision log lines by
-// protocol and decision ("tls allow", "dns allow", ...).
+// decisions counts c's decision log lines by protocol and decision ("tls
+// allow", "dns allow", ...).
 // droppedKey counts, in decisions(), the decisions the log's rate cap
 // dropped.
 const droppedKey = "dropped by the rate cap"
 
-func (dr *driver) decisions() map[string]int {
+func (dr *driver) decisions(c *ctr) map[string]int {
 	out := map[string]int{}
-	base := filepath.Join(dr.o.logDir, dr.filter.id+".egress.jsonl")
+	base := filepath.Join(dr.o.logDir, c.id+".egress.jsonl")
 	paths := []string{base}
 	for i := 1; i <= 5; i++ {
 		paths = append(paths, base+"."+strconv.Itoa(i))

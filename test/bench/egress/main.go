@@ -6,13 +6,15 @@
 //
 //	egressbench serve -env F -dir DIR    the fake internet (test/fakenet): its namespace,
 //	                                     the clients' namespaces routed into it, and its
-//	                                     servers: DNS (:53), HTTP/1.1 over TLS (:443), bulk
+//	                                     servers: DNS (:53), HTTP/1.1 over TLS (:443, also
+//	                                     bulk downloads), bulk
 //	                                     and echo over HTTP/1.1 (:8080)
 //	egressbench client MODE [flags]      a measurement, run inside a container by
 //	                                     `clawrun exec`; prints one JSON object
-//	egressbench drive [flags]            the driver, on the host: starts the two
-//	                                     containers, runs the clients interleaved,
-//	                                     reads the filter's memory, prints the table
+//	egressbench drive [flags]            the driver, on the host: starts the three
+//	                                     containers (direct, filtered, inspected),
+//	                                     runs the clients interleaved, reads the
+//	                                     filter's memory, prints the table
 //
 // egress.sh starts the fake internet, builds the bundles, runs the driver
 // and removes everything again.
@@ -41,7 +43,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: egressbench serve [flags] | client latency|bulk|conns|dns [flags] | drive [flags]")
+	fmt.Fprintln(os.Stderr, "usage: egressbench serve [flags] | client latency|keepalive|bulk|conns|dns [flags] | drive [flags]")
 	os.Exit(2)
 }
 

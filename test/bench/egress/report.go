@@ -21,27 +21,26 @@ func (dr *driver) render(m *measurements) string {
 	var rows []row
 
 	// 1. TLS: connect + handshake + request/response.
-	dl, fl := flatten(m.latency[d]), flatten(m.latency[f])
-	if len(dl) > 0 && len(fl) > 0 {
-		added := stats.Quantile(fl, 0.5) - stats.Quantile(dl, 0.5)
-		lo, hi := diffCI(m.latency[f], m.latency[d], 0.5, rng)
-		verdict := stats.Verdict(float64(lo), float64(hi), float64(o.latencyTarget), true)
-		rows = append(rows,
-			row{fmt.Sprintf("TLS connect + handshake + 1 request, p50 (n=%d each)", len(fl)),
-				ms(stats.Quantile(dl, 0.5)), ms(stats.Quantile(fl, 0.5)),
-				fmt.Sprintf("%s (95%% CI %s … %s)", plusMS(added), plusMS(lo), plusMS(hi)),
-				"added ≤ " + ms(o.latencyTarget), verdict},
-			row{"TLS connect + handshake + 1 request, p99",
-				ms(stats.Quantile(dl, 0.99)), ms(stats.Quantile(fl, 0.99)),
-				plusMS(stats.Quantile(fl, 0.99) - stats.Quantile(dl, 0.99)), "—", "—"})
-	}
+	latencyRows(&rows, "TLS connect + handshake + 1 request", m.latency[d], m.latency[f], o.latencyTarget, rng)
 	rows = append(rows, row{"TLS, the filter's first connection (cold: its first proxied flow; n=1)",
 		ms(m.tlsFirst[d]), ms(m.tlsFirst[f]), plusMS(m.tlsFirst[f] - m.tlsFirst[d]), "—", "—"})
 
 	// 2. Bulk.
 	bulkRows(&rows, o, m.bulk, d, f, "", o.bulkMiB, rng)
 	if len(m.shaped) > 0 {
-		bulkRows(&rows, o, m.shaped, d, f, fmt.Sprintf(" over a %s link (tbf on both paths)", o.shapeRate), o.shapedMiB, rng)
+		bulkRows(&rows, o, m.shaped, d, f, shapedLink(o), o.shapedMiB, rng)
+	}
+
+	// 2b. HTTPS inspected by the filter (its own container), against
+	// direct HTTPS.
+	i := o.inspectName
+	latencyRows(&rows, "HTTPS inspected: TLS connect + handshake + 1 request", m.inspectLatency[d], m.inspectLatency[i], o.inspectLatencyTarget, rng)
+	rows = append(rows, row{"HTTPS inspected, the filter's first connection (cold: its first leaf certificate and upstream connection; n=1)",
+		ms(m.inspectFirst[d]), ms(m.inspectFirst[i]), plusMS(m.inspectFirst[i] - m.inspectFirst[d]), "—", "—"})
+	latencyRows(&rows, "HTTPS inspected: 1 request on an open connection (keep-alive)", m.keepAlive[d], m.keepAlive[i], o.keepAliveTarget, rng)
+	if len(m.inspectShaped) > 0 {
+		rows = append(rows, ratioRow(fmt.Sprintf("HTTPS inspected: download%s, %d MiB, one stream (median of %d)", shapedLink(o), o.shapedMiB, o.bulkRuns),
+			m.inspectShaped[d], m.inspectShaped[i], o.inspectBulkTarget, rng))
 	}
 
 	// 3. Many connections at once.
@@ -144,6 +143,15 @@ func (dr *driver) render(m *measurements) string {
 		w("The second bulk phase puts a token bucket (tc tbf, %s) on both paths' links, as an internet connection of\n", o.shapeRate)
 		w("that speed would: the first measures what the filter itself can move, the second whether it is what limits a stream.\n")
 	}
+	w("The HTTPS inspected rows come from a third container, in a network namespace of its own, whose policy makes the\n")
+	w("endpoint %s:443 inspected (`protocol: rest`, `access: read-only`): the filter terminates its TLS with a certificate of the\n", o.name)
+	w("container's own CA, decides each request, and sends it upstream over TLS of its own, verified against the fake internet's\n")
+	w("CA (`egress.upstream_ca_file`); its client trusts the bundle the runtime mounted (`SSL_CERT_FILE`). They run with the direct\n")
+	w("container, alternating as above: %d rounds of %d connections (each with its first request) and %d rounds of one connection\n", o.rounds, o.block, o.rounds)
+	w("with %d requests on it (HTTP/1.1 keep-alive, 2 more unmeasured first, the handshake not timed), both sides HTTPS to :443;\n", o.block)
+	if len(m.inspectShaped) > 0 {
+		w("then %d HTTPS downloads each over the shaped link (the handshake not timed).\n", o.bulkRuns)
+	}
 	w("\n")
 	w("Machine: %s, %d CPUs, kernel %s, %s; load average %s before, %s after; CPU used by other processes\n",
 		stats.CPUModel(), goruntime.NumCPU(), stats.Kernel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), m.loadBefore, m.loadAfter)
@@ -169,15 +177,23 @@ func (dr *driver) render(m *measurements) string {
 				map[string]string{"up": "upload", "down": "download"}[dir], d, dc.Seconds(), f, fc.Seconds(), fc.Seconds()/dc.Seconds(), 100*ds, 100*fs)
 		}
 	}
-	w("- Filter CPU time (supervisor + worker, from /proc, 10 ms ticks):")
-	for i, ph := range []string{"dns", "tls", "bulk-down", "bulk-up", "conns"} {
-		sep := ";"
-		if i == 0 {
-			sep = ""
+	cpuNote := func(what string, phases ...string) {
+		w("- %s (supervisor + worker, from /proc, 10 ms ticks):", what)
+		for i, ph := range phases {
+			sep := ";"
+			if i == 0 {
+				sep = ""
+			}
+			w("%s %s %d ms for %s", sep, ph, m.cpu[ph].Milliseconds(), m.phaseOps[ph])
 		}
-		w("%s %s %d ms for %s", sep, ph, m.cpu[ph].Milliseconds(), m.phaseOps[ph])
+		w(".\n")
 	}
-	w(".\n")
+	cpuNote("Filter CPU time", "dns", "tls", "bulk-down", "bulk-up", "conns")
+	inspectPhases := []string{"tls-inspected", "keepalive"}
+	if len(m.inspectShaped) > 0 {
+		inspectPhases = append(inspectPhases, "shaped-inspected-down")
+	}
+	cpuNote("The inspecting filter's CPU time", inspectPhases...)
 	w("- Filter memory high-water mark (VmHWM, supervisor + worker): %s.\n", mib(m.hwm))
 	for _, x := range []struct {
 		when string
@@ -186,14 +202,10 @@ func (dr *driver) render(m *measurements) string {
 		w("- Filter memory %s: RSS %s = anonymous %s + file-backed %s (the filter's programs in the page cache, each shared with every other filter); PSS %s, of which anonymous %s.\n",
 			x.when, mib(x.p.total()), mib(x.p.anon), mib(x.p.file), mib(x.p.pss), mib(x.p.pssAnon))
 	}
-	var decs []string
-	for k, v := range m.decisions {
-		decs = append(decs, fmt.Sprintf("%s %d", k, v))
-	}
-	slices.Sort(decs)
-	w("- Decision log of the filtered container: %s.\n", strings.Join(decs, ", "))
+	w("- Decision log of the filtered container: %s.\n", countList(m.decisions))
+	w("- Decision log of the inspected container: %s.\n", countList(m.inspectDecided))
 	if m.restarts > 0 {
-		w("- **The filter's worker restarted %d times during the bench.**\n", m.restarts)
+		w("- **The filters' workers restarted %d times during the bench.**\n", m.restarts)
 	}
 	for _, e := range m.errors {
 		w("- **Errors:** %s\n", e)
@@ -202,6 +214,16 @@ func (dr *driver) render(m *measurements) string {
 		w("- %s\n", n)
 	}
 	return sb.String()
+}
+
+// countList is "key n, key n, ..." in the keys' order.
+func countList(counts map[string]int) string {
+	var out []string
+	for k, v := range counts {
+		out = append(out, fmt.Sprintf("%s %d", k, v))
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
 }
 
 func flatten(rounds [][]int64) []time.Duration {
@@ -265,25 +287,52 @@ func thousands(n int) string {
 	return s
 }
 
+// latencyRows appends the p50 row (added, its CI, judged on target) and
+// the p99 row of a timed phase, given each side's samples per round.
+func latencyRows(rows *[]row, what string, direct, other [][]int64, target time.Duration, rng *rand.Rand) {
+	dl, fl := flatten(direct), flatten(other)
+	if len(dl) == 0 || len(fl) == 0 {
+		return
+	}
+	added := stats.Quantile(fl, 0.5) - stats.Quantile(dl, 0.5)
+	lo, hi := diffCI(other, direct, 0.5, rng)
+	verdict := stats.Verdict(float64(lo), float64(hi), float64(target), true)
+	*rows = append(*rows,
+		row{fmt.Sprintf("%s, p50 (n=%d each)", what, len(fl)),
+			ms(stats.Quantile(dl, 0.5)), ms(stats.Quantile(fl, 0.5)),
+			fmt.Sprintf("%s (95%% CI %s … %s)", plusMS(added), plusMS(lo), plusMS(hi)),
+			"added ≤ " + ms(target), verdict},
+		row{what + ", p99",
+			ms(stats.Quantile(dl, 0.99)), ms(stats.Quantile(fl, 0.99)),
+			plusMS(stats.Quantile(fl, 0.99) - stats.Quantile(dl, 0.99)), "—", "—"})
+}
+
+// shapedLink names the shaped link in a metric.
+func shapedLink(o driveOptions) string {
+	return fmt.Sprintf(" over a %s link (tbf on both paths)", o.shapeRate)
+}
+
 // bulkRows appends the upload and download rows of one bulk phase.
 func bulkRows(rows *[]row, o driveOptions, bulk map[string]map[string][]float64, d, f, link string, mib int, rng *rand.Rand) {
 	for _, dir := range []string{"up", "down"} {
-		dv, fv := bulk[d][dir], bulk[f][dir]
 		name := map[string]string{"up": "upload", "down": "download"}[dir]
 		metric := fmt.Sprintf("Bulk %s%s, %d MiB, one stream (median of %d)", name, link, mib, o.bulkRuns)
-		if len(dv) == 0 || len(fv) == 0 {
-			*rows = append(*rows, row{metric, mibs(dv), mibs(fv), "—", fmt.Sprintf("≥ %.2f×", o.throughputTarget), stats.Fail})
-			continue
-		}
-		ratio := stats.Median(fv) / stats.Median(dv)
-		delta := fmt.Sprintf("%.2f×", ratio)
-		lo, hi := ratio, ratio
-		if len(fv) == len(dv) && len(fv) > 2 {
-			lo, hi = stats.RatioCI(fv, dv, 1000, rng)
-			delta += fmt.Sprintf(" (95%% CI %.2f … %.2f)", lo, hi)
-		}
-		verdict := stats.Verdict(lo, hi, o.throughputTarget, false)
-		*rows = append(*rows, row{metric, mibs(dv), mibs(fv), delta,
-			fmt.Sprintf("≥ %.2f×", o.throughputTarget), verdict})
+		*rows = append(*rows, ratioRow(metric, bulk[d][dir], bulk[f][dir], o.throughputTarget, rng))
 	}
+}
+
+// ratioRow is a throughput row: the medians (MiB/s), their ratio and its
+// CI, judged on target (a ratio of at least).
+func ratioRow(metric string, dv, fv []float64, target float64, rng *rand.Rand) row {
+	if len(dv) == 0 || len(fv) == 0 {
+		return row{metric, mibs(dv), mibs(fv), "—", fmt.Sprintf("≥ %.2f×", target), stats.Fail}
+	}
+	ratio := stats.Median(fv) / stats.Median(dv)
+	delta := fmt.Sprintf("%.2f×", ratio)
+	lo, hi := ratio, ratio
+	if len(fv) == len(dv) && len(fv) > 2 {
+		lo, hi = stats.RatioCI(fv, dv, 1000, rng)
+		delta += fmt.Sprintf(" (95%% CI %.2f … %.2f)", lo, hi)
+	}
+	return row{metric, mibs(dv), mibs(fv), delta, fmt.Sprintf("≥ %.2f×", target), stats.Verdict(lo, hi, target, false)}
 }

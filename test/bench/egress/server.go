@@ -3,10 +3,13 @@ package main
 // The fake internet (test/fakenet), run by `egressbench serve` for the
 // time of the bench: its namespace, linked to the host, where the filter
 // dials from; the direct and the filtered client's namespaces, each with
-// a route into it; and its servers, on every address of the namespace:
+// a route into it (and the inspected client's, whose container's policy
+// has the filter terminate its TLS); and its servers, on every address of
+// the namespace:
 //
 //	:53 udp+tcp  NAME A -> the namespace's address; other names NXDOMAIN
-//	:443 tls     HTTP/1.1 inside, a certificate for the SNI from its CA
+//	:443 tls     HTTP/1.1 inside (as :8080 serves it), a certificate for
+//	             the SNI from its CA
 //	:8080 http   POST (reads the body, then 200), GET /download?bytes=N
 //	             (N bytes), and a websocket upgrade on /ws (101, then
 //	             echoes every byte)
@@ -24,10 +27,12 @@ import (
 	"github.com/clawrun/clawrun/test/fakenet"
 )
 
-// The fake internet's blocks: its link to the host, then the two clients'.
+// The fake internet's blocks: its link to the host, then the clients'.
 const (
-	blockDirect   = 1
-	blockFiltered = 2
+	blockDirect    = 1
+	blockFiltered  = 2
+	blockInspected = 3
+	blocks         = 4
 )
 
 func serve(args []string) {
@@ -40,7 +45,7 @@ func serve(args []string) {
 	if *env == "" || *dir == "" {
 		fatalf("serve: -env and -dir are required")
 	}
-	n, err := fakenet.Start(fakenet.Options{Blocks: 3, Uncounted: true})
+	n, err := fakenet.Start(fakenet.Options{Blocks: blocks, Uncounted: true})
 	if err != nil {
 		fatalf("serve: %v", err)
 	}
@@ -83,6 +88,10 @@ func serveOn(n *fakenet.Net, name, dir string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	inspected, err := n.AddClient(fakenet.ClientOptions{Name: "inspected", Block: blockInspected})
+	if err != nil {
+		return nil, err
+	}
 	return map[string]string{
 		"srv":       n.Addr(),
 		"net":       n.NS,
@@ -92,6 +101,7 @@ func serveOn(n *fakenet.Net, name, dir string) (map[string]string, error) {
 		"if_dc":     direct.If,     // the direct client's link, its end
 		"if_dn":     direct.PeerIf, // and the fake internet's
 		"cf_ns":     filtered.NS,
+		"ci_ns":     inspected.NS,
 		"upstreams": n.Prefix(0),
 	}, nil
 }
