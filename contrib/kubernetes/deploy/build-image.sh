@@ -35,7 +35,8 @@ cp "$busybox" "$root/bin/busybox"
 for applet in sh test cat sleep touch rm ls nsenter chroot; do
 	ln -s busybox "$root/bin/$applet"
 done
-cp "$bin/clawrun" "$bin/clawrun-egress" "$bin/clawrun-egress-worker" "$bin/clawrun-launch" "$bin/clawrun-metrics" "$root/opt/clawrun/bin/"
+cp "$bin/clawrun" "$bin/clawrun-egress" "$bin/clawrun-egress-worker" "$bin/clawrun-launch" "$bin/clawrun-metrics" \
+	"$bin/containerd-shim-clawrun-v2" "$root/opt/clawrun/bin/"
 cp "$bin/clawrun-deploy" "$root/usr/local/bin/"
 printf 'root:x:0:0:root:/:/bin/sh\n' > "$root/etc/passwd"
 
