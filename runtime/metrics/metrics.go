@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clawrun/clawrun/egress/filter"
 	"github.com/clawrun/clawrun/runtime"
 )
 
@@ -71,8 +72,13 @@ var (
 		containerLabels, nil)
 )
 
-// filterStates are every value of the filter_state label.
-var filterStates = []string{"starting", "running", "restarting", "failed", "stopped", "down"}
+// stateDown is the filter_state of a filter whose supervisor is gone.
+const stateDown = "down"
+
+// filterStates are every value of the filter_state label: the filter's
+// own states (egress/filter), and stateDown.
+var filterStates = []string{string(filter.StateStarting), string(filter.StateRunning), string(filter.StateRestarting),
+	string(filter.StateFailed), string(filter.StateStopped), stateDown}
 
 // StartupBuckets are the start-up histogram's upper bounds, in seconds:
 // a confined create takes tens of milliseconds, seconds when the egress
@@ -160,7 +166,7 @@ func collectFilter(ch chan<- prometheus.Metric, o runtime.Observation) {
 	if st := o.Filter.Status; st != nil {
 		state := string(st.State)
 		if o.Filter.Down {
-			state = "down"
+			state = stateDown
 		}
 		for _, s := range filterStates {
 			gauge(descFilterState, boolValue(s == state), s)
