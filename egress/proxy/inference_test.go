@@ -13,6 +13,21 @@ import (
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
+// inferenceHarness is a proxy whose policy allows other.test only, with
+// (routed) or without a route for inference.local to tlsHost.
+func inferenceHarness(t *testing.T, routed bool) *inspectHarness {
+	t.Helper()
+	h := newInspectHarness(t)
+	h.setRules(1, policy.Endpoint{Host: "other.test"})
+	if routed {
+		h.p.Inference = &inference.Route{BackendHost: tlsHost, BackendPort: 443, Credential: "API_KEY",
+			KeyHeader: "Authorization", KeyPrefix: "Bearer ", Forward: []string{"Content-Type"}}
+		h.p.Credentials = credentialsFor(t, tlsHost, 443)
+	}
+	h.serve()
+	return h
+}
+
 // TestProxyInference: with a route, TLS for inference.local is served
 // with a leaf of the container's CA and its requests go to the backend
 // (tlsHost) though no rule names either; each is a record of rule
@@ -21,14 +36,7 @@ import (
 func TestProxyInference(t *testing.T) {
 	for _, routed := range []bool{true, false} {
 		t.Run(fmt.Sprint("routed=", routed), func(t *testing.T) {
-			h := newInspectHarness(t)
-			h.setRules(1, policy.Endpoint{Host: "other.test"})
-			if routed {
-				h.p.Inference = &inference.Route{BackendHost: tlsHost, BackendPort: 443, Credential: "API_KEY",
-					KeyHeader: "Authorization", KeyPrefix: "Bearer ", Forward: []string{"Content-Type"}}
-				h.p.Credentials = credentialsFor(t, tlsHost, 443)
-			}
-			h.serve()
+			h := inferenceHarness(t, routed)
 			c := tls.Client(h.dial(), &tls.Config{ServerName: inference.Host, RootCAs: h.clients})
 			err := c.Handshake()
 			if !routed {
@@ -86,14 +94,7 @@ func TestProxyInference(t *testing.T) {
 func TestProxyInferenceCleartext(t *testing.T) {
 	for _, routed := range []bool{true, false} {
 		t.Run(fmt.Sprint("routed=", routed), func(t *testing.T) {
-			h := newInspectHarness(t)
-			h.setRules(1, policy.Endpoint{Host: "other.test"})
-			if routed {
-				h.p.Inference = &inference.Route{BackendHost: tlsHost, BackendPort: 443, Credential: "API_KEY",
-					KeyHeader: "Authorization", KeyPrefix: "Bearer ", Forward: []string{"Content-Type"}}
-				h.p.Credentials = credentialsFor(t, tlsHost, 443)
-			}
-			h.serve()
+			h := inferenceHarness(t, routed)
 			c := h.dial()
 			br := bufio.NewReader(c)
 			post := func(path, host string) int {
