@@ -160,6 +160,22 @@ func cniConflist(name, bridge, subnet, ipamDir, version, extra string) string {
 }
 
 // startContainerd starts containerd (bin) with a config and waits for it.
+// startContribContainerd starts a containerd named name with
+// contrib/containerd/config-v3.toml's runtimes. The clawrun shim runs
+// "clawrun" from containerd's PATH: the wrapper with the tests' config,
+// which runs the clawrun under test.
+func startContribContainerd(t *testing.T, e *env, f *fakeNet, name string) *ctrd {
+	t.Helper()
+	dir := filepath.Join(e.work, name)
+	runcRoot := filepath.Join(dir, "runc")
+	block := renderRuntimeBlock(t, readRepoFile(t, "contrib/containerd/config-v3.toml"), f.wrapperBin(), runcRoot, "'")
+	config := containerdBaseV3(dir) + "\n# contrib/containerd/config-v3.toml, rendered\n" + block
+	path := pathEnv(f.wrapper, e.binDir, filepath.Join(e.tools, "bin"))
+	c := startContainerd(t, name, toolPath("containerd"), config, path)
+	c.runcRoot = runcRoot
+	return c
+}
+
 func startContainerd(t *testing.T, name, bin, config, path string) *ctrd {
 	t.Helper()
 	dir := privateDir(t, name)
@@ -197,15 +213,7 @@ func TestContainerd(t *testing.T) {
 	e := need(t, "containerd", "ctr", "containerd-shim-runc-v2")
 	start := time.Now()
 	f := theFakeNet(t)
-	dir := filepath.Join(e.work, "containerd")
-	runcRoot := filepath.Join(dir, "runc")
-	block := renderRuntimeBlock(t, readRepoFile(t, "contrib/containerd/config-v3.toml"), f.wrapperBin(), runcRoot, "'")
-	config := containerdBaseV3(dir) + "\n# contrib/containerd/config-v3.toml, rendered\n" + block
-	// The clawrun shim runs "clawrun" from containerd's PATH: the wrapper
-	// with the tests' config, which runs the clawrun under test.
-	path := pathEnv(f.wrapper, e.binDir, filepath.Join(e.tools, "bin"))
-	c := startContainerd(t, "containerd", toolPath("containerd"), config, path)
-	c.runcRoot = runcRoot
+	c := startContribContainerd(t, e, f, "containerd")
 	defer c.stop(t)
 	step(t, start, "containerd 2.2.9 up")
 

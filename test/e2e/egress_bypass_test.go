@@ -317,12 +317,7 @@ func TestEgressBypassCRI(t *testing.T) {
 	f := theFakeNet(t)
 	w := watchFakeNet(t, f)
 	setForwarding(t)
-	dir := filepath.Join(e.work, "containerd-bypass")
-	runcRoot := filepath.Join(dir, "runc")
-	block := renderRuntimeBlock(t, readRepoFile(t, "contrib/containerd/config-v3.toml"), f.wrapperBin(), runcRoot, "'")
-	config := containerdBaseV3(dir) + "\n# contrib/containerd/config-v3.toml, rendered\n" + block
-	c := startContainerd(t, "containerd-bypass", toolPath("containerd"), config, pathEnv(f.wrapper, e.binDir, filepath.Join(e.tools, "bin")))
-	c.runcRoot = runcRoot
+	c := startContribContainerd(t, e, f, "containerd-bypass")
 	defer c.stop(t)
 	step(t, start, "containerd 2.2.9 up")
 
@@ -331,7 +326,7 @@ func TestEgressBypassCRI(t *testing.T) {
 
 	podID, podFile, removePod := c.runAgentPod(t, f, "bypass")
 	defer removePod()
-	root := filepath.Join(runcRoot, "k8s.io")
+	root := filepath.Join(c.runcRoot, "k8s.io")
 	if sb := stateOf(t, root, podID); sb.Clawrun == nil || !strings.HasPrefix(sb.Clawrun.Egress, "filtering") {
 		t.Fatalf("the pod sandbox runs no egress filter: %+v", sb.Clawrun)
 	}

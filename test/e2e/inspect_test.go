@@ -242,19 +242,14 @@ func TestInspectCRI(t *testing.T) {
 	start := time.Now()
 	f := theFakeNet(t)
 	probe := probeDir(t)
-	dir := filepath.Join(e.work, "containerd-inspect")
-	runcRoot := filepath.Join(dir, "runc")
-	block := renderRuntimeBlock(t, readRepoFile(t, "contrib/containerd/config-v3.toml"), f.wrapperBin(), runcRoot, "'")
-	config := containerdBaseV3(dir) + "\n# contrib/containerd/config-v3.toml, rendered\n" + block
-	c := startContainerd(t, "containerd-inspect", toolPath("containerd"), config, pathEnv(f.wrapper, e.binDir, filepath.Join(e.tools, "bin")))
-	c.runcRoot = runcRoot
+	c := startContribContainerd(t, e, f, "containerd-inspect")
 	defer c.stop(t)
 	step(t, start, "containerd 2.2.9 up")
 	defer c.criReady(t, f, "clawrun-e2e-inspect", "cle2ei")()
 
 	podID, podFile, removePod := c.runPod(t, f, "inspect", map[string]string{"run.clawrun.policy": inspectPolicy})
 	defer removePod()
-	root := filepath.Join(runcRoot, "k8s.io")
+	root := filepath.Join(c.runcRoot, "k8s.io")
 	if sb := stateOf(t, root, podID); sb.Clawrun == nil || !strings.HasPrefix(sb.Clawrun.Egress, "filtering") {
 		t.Fatalf("the pod sandbox runs no egress filter: %+v", sb.Clawrun)
 	}
