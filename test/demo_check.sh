@@ -31,7 +31,7 @@ echo "$out"
 pass=0 fail=0
 expect() { # expect ACTION UNDER-POLICY WITHOUT
 	line=$(echo "$out" | grep -F "$1 " | head -1)
-	if echo "$line" | grep -q -- "$2 .*$3\$"; then
+	if grep -q -- "$2 .*$3\$" <<<"$line"; then
 		pass=$((pass + 1))
 	else
 		fail=$((fail + 1))
@@ -55,11 +55,11 @@ expect "GET https://api.example/v1/models" "ALLOWED (egress rule api)" "ALLOWED"
 expect "POST https://api.example/v1/admin/x" "DENIED (egress: 403, rule api, deny_rule)" "ALLOWED"
 expect "API call with a placeholder key" "ALLOWED (egress rule api; server got the key)" "ALLOWED (server got the placeholder)"
 expect "same placeholder to other.example" "DENIED (egress: 403, credential_misdirected)" "ALLOWED (server got the placeholder)"
-if echo "$out" | grep -q "0 from the confined agent"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "demo_check: the denied name reached the upstream DNS server"; fi
+if grep -q "0 from the confined agent" <<<"$out"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "demo_check: the denied name reached the upstream DNS server"; fi
 # What the HTTPS servers got from the confined agent: the allowed GET and
 # the API call with the key, nothing else (not the POST, nothing for
 # other.example, never the placeholder).
-if echo "$out" | grep -qF "from the confined agent GET api.example/v1/models, GET api.example/v1/me with the key; from the unconfined one"; then
+if grep -qF "from the confined agent GET api.example/v1/models, GET api.example/v1/me with the key; from the unconfined one" <<<"$out"; then
 	pass=$((pass + 1))
 else
 	fail=$((fail + 1))

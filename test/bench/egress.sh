@@ -83,7 +83,7 @@ cleanup() {
 		for rec in "$work"/root/*/egress.json; do
 			[ -f "$rec" ] || continue
 			pid=$(jq -r '.supervisor_pid // empty' "$rec" 2>/dev/null)
-			if [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "__egress-supervisor $work/"; then
+			if [ -n "$pid" ] && [[ "$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" == *"__egress-supervisor $work/"* ]]; then
 				echo "bench-egress: cleanup: stopping leftover egress supervisor $pid" >&2
 				kill "$pid" 2>/dev/null
 			fi

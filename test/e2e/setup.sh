@@ -43,7 +43,7 @@ log "tools in $tools ($pins)"
 packages=(docker.io iptables containernetworking-plugins busybox-static gcc libc6-dev jq iproute2 util-linux procps)
 missing=()
 for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
 	log "apt: installing ${missing[*]}"

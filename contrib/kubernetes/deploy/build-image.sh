@@ -24,7 +24,10 @@ busybox=${BUSYBOX:-/bin/busybox}
 for f in clawrun clawrun-egress clawrun-egress-worker clawrun-launch clawrun-metrics containerd-shim-clawrun-v2 clawrun-deploy; do
 	[ -x "$bin/$f" ] || { echo "build-image.sh: $bin/$f is missing (make build)" >&2; exit 1; }
 done
-"$busybox" --list | grep -qx nsenter || { echo "build-image.sh: $busybox has no nsenter (install busybox-static)" >&2; exit 1; }
+# busybox --list writes one applet per write(2): read it whole, since a
+# grep -q that stops early would kill it with SIGPIPE (and pipefail fails).
+applets=$("$busybox" --list)
+grep -qx nsenter <<<"$applets" || { echo "build-image.sh: $busybox has no nsenter (install busybox-static)" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
