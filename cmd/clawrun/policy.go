@@ -101,7 +101,7 @@ func policyCheck(c *cli.Context) error {
 			fmt.Fprintf(os.Stderr, "warning: %s\n", w.String())
 		}
 		for _, ep := range policy.InspectedEndpoints(p.NetworkPolicies, creds) {
-			fmt.Printf("%s: %s: inspected: its TLS is terminated with the container's CA and every request checked\n", path, ep)
+			fmt.Printf("%s: %s: inspected: every request is checked (TLS to it is terminated with the container's CA)\n", path, ep)
 		}
 		fmt.Printf("%s: ok\n", path)
 	}
