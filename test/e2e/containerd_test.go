@@ -604,6 +604,27 @@ func checkDetachedAgent(t *testing.T, f *fakeNet, label, root, id string, cli fu
 	denied := "denied-" + label + "-exec.example"
 	r = cli("exec", "agent", "sh", "-c", egressScript(denied, f.Addr()))
 	expectEgress(t, f, label+" exec", denied, r.stdout+r.stderr)
+	removeAgent(t, label, root, cli)
+}
+
+// checkFloorAgent is checkDetachedAgent for a container confined by the
+// floor agent-coding alone (the clawrun-agent runtime, no annotation).
+func checkFloorAgent(t *testing.T, f *fakeNet, label, root, id string, cli func(args ...string) result) {
+	t.Helper()
+	expectStateConfined(t, stateOf(t, root, id), "agent-coding", true)
+	logNetns(t, root, id)
+	r := cli("exec", "agent", "sh", "-c", probeScript)
+	expectConfined(t, label+" exec (the floor)", r.stdout+r.stderr)
+	expectFloorEgress(t, f, label+" exec (the floor)", "denied-"+label+"-floor.example", func(script string) result {
+		return cli("exec", "agent", "sh", "-c", script)
+	})
+	removeAgent(t, label, root, cli)
+}
+
+// removeAgent stops and removes the container "agent"; clawrun lists
+// nothing after.
+func removeAgent(t *testing.T, label, root string, cli func(args ...string) result) {
+	t.Helper()
 	must(t, cli("stop", "-t", "10", "agent"))
 	must(t, cli("rm", "agent"))
 	if ids := listIDs(t, root); len(ids) > 0 {

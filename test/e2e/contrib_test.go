@@ -55,7 +55,7 @@ func TestContribDocker(t *testing.T) {
 	rts := parseDaemonJSON(t, "contrib/docker/daemon.json")
 	want := map[string]dockerRuntime{
 		"clawrun":       {Path: "/usr/local/bin/clawrun"},
-		"clawrun-agent": {Path: "/usr/local/bin/clawrun", RuntimeArgs: []string{"--policy", "agent-default"}},
+		"clawrun-agent": {Path: "/usr/local/bin/clawrun", RuntimeArgs: []string{"--policy", "agent-coding"}},
 	}
 	if !reflect.DeepEqual(rts, want) {
 		t.Errorf("contrib/docker/daemon.json runtimes = %+v, want %+v", rts, want)
@@ -65,7 +65,7 @@ func TestContribDocker(t *testing.T) {
 	if rts["clawrun"].RuntimeType != "io.containerd.clawrun.v2" || rts["clawrun"].Path != "" {
 		t.Errorf("contrib/docker/daemon-shim.json: clawrun = %+v, want runtimeType io.containerd.clawrun.v2", rts["clawrun"])
 	}
-	if a := rts["clawrun-agent"]; a.Path != "/usr/local/bin/clawrun" || !reflect.DeepEqual(a.RuntimeArgs, []string{"--policy", "agent-default"}) {
+	if a := rts["clawrun-agent"]; a.Path != "/usr/local/bin/clawrun" || !reflect.DeepEqual(a.RuntimeArgs, []string{"--policy", "agent-coding"}) {
 		t.Errorf("contrib/docker/daemon-shim.json: clawrun-agent = %+v", a)
 	}
 }
