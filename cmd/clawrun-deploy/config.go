@@ -25,6 +25,11 @@ const (
 	k3sBase     = "{{ template \"base\" . }}\n"
 )
 
+// handlerRoot is the runc shim's Root of the handlers: their containers'
+// state goes to handlerRoot/<namespace>, apart from the node's runc's
+// (/run/containerd/runc/<namespace>).
+const handlerRoot = "/run/containerd/clawrun"
+
 // handler is a CRI runtime handler: its name (a RuntimeClass's handler)
 // and the runtime binary containerd's runc shim runs for it.
 type handler struct {
@@ -78,7 +83,8 @@ func runtimeTables(version int, handlers []handler) (string, error) {
 
 [plugins.%[1]s.containerd.runtimes.%[2]s.options]
   BinaryName = %[3]s
-`, plugin, h.Name, tomlString(h.BinaryName))
+  Root = %[4]s
+`, plugin, h.Name, tomlString(h.BinaryName), tomlString(handlerRoot))
 	}
 	return b.String(), nil
 }

@@ -120,6 +120,10 @@ func TestDropIn(t *testing.T) {
 			t.Errorf("the drop-in lacks %q:\n%s", want, d)
 		}
 	}
+	// The handlers keep their state apart from the node's runc's.
+	if n := strings.Count(d, "\n  Root = '/run/containerd/clawrun'\n"); n != len(testHandlers) {
+		t.Errorf("the drop-in gives %d handlers the root /run/containerd/clawrun, want %d:\n%s", n, len(testHandlers), d)
+	}
 	if _, err := runtimeTables(1, testHandlers); err == nil {
 		t.Error("version 1 tables: no error")
 	}

@@ -32,6 +32,14 @@ type options struct {
 // binaries are the files of the image the node gets.
 var binaries = []string{"clawrun", "clawrun-egress", "clawrun-egress-worker", "clawrun-launch", "clawrun-metrics", "containerd-shim-clawrun-v2"}
 
+// agentScript is contrib/containerd/clawrun-agent in the image, beside the
+// binaries (build-image.sh): the one source of the clawrun-agent wrapper.
+const agentScript = "clawrun-agent"
+
+// contribAgentExec is the line of that script that runs clawrun; the
+// installer writes it with the node's destination, config and floor.
+const contribAgentExec = `exec /usr/local/bin/clawrun --policy agent-coding "$@"`
+
 // handlers are the runtime handlers installed: "clawrun" (pods choose
 // their policy with annotations) and "clawrun-agent" (the floor).
 func (o *options) handlers() []handler {
@@ -44,24 +52,48 @@ func (o *options) handlers() []handler {
 
 // wrappers are the scripts that run clawrun with flags, by host path:
 // containerd's runc shim passes none of its own.
-func (o *options) wrappers() map[string]string {
+func (o *options) wrappers() (map[string]string, error) {
 	flags := ""
 	if o.clawrunConfig != "" {
 		flags = " --config " + shellQuote(o.clawrunConfig)
 	}
 	clawrun := shellQuote(path.Join(o.dest, "clawrun"))
-	w := map[string]string{
-		path.Join(o.dest, "clawrun-agent"): "#!/bin/sh\n# The runtime handler clawrun-agent: clawrun with the floor policy " + o.floor +
-			" (written by clawrun-deploy).\nexec " + clawrun + flags + " --policy " + shellQuote(o.floor) + " \"$@\"\n",
+	agent, err := o.agentWrapper("exec " + clawrun + flags + " --policy " + shellQuote(o.floor) + ` "$@"`)
+	if err != nil {
+		return nil, err
 	}
+	w := map[string]string{path.Join(o.dest, "clawrun-agent"): agent}
 	if o.clawrunConfig != "" {
 		w[path.Join(o.dest, "clawrun-cri")] = "#!/bin/sh\n# The runtime handler clawrun: clawrun with its config (written by clawrun-deploy).\nexec " +
 			clawrun + flags + " \"$@\"\n"
 	}
-	return w
+	return w, nil
 }
 
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+// agentWrapper is the image's contrib clawrun-agent with its exec line
+// replaced by execLine; contrib's own on a default node.
+func (o *options) agentWrapper(execLine string) (string, error) {
+	p := path.Join(o.source, agentScript)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("the image's %s: %w", agentScript, err)
+	}
+	script := string(data)
+	if strings.Count(script, "\n"+contribAgentExec+"\n") != 1 {
+		return "", fmt.Errorf("the image's %s (%s): want one line %s", agentScript, p, contribAgentExec)
+	}
+	return strings.Replace(script, "\n"+contribAgentExec+"\n", "\n"+execLine+"\n", 1), nil
+}
+
+// shellQuote quotes s for sh, leaving a word that needs no quotes (a
+// plain path or policy name) as it is: contrib's clawrun-agent is then
+// installed unchanged.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:@=,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
 
 func (o *options) logf(format string, args ...any) {
 	fmt.Fprintf(o.log, "clawrun-deploy: "+format+"\n", args...)
@@ -70,6 +102,10 @@ func (o *options) logf(format string, args ...any) {
 // install puts clawrun on the node, configures its runtime handlers,
 // restarts the runtime if its config changed, and labels the node.
 func install(o *options) error {
+	wrappers, err := o.wrappers()
+	if err != nil {
+		return err
+	}
 	r, err := o.host.load()
 	if err != nil {
 		return err
@@ -83,7 +119,7 @@ func install(o *options) error {
 			return err
 		}
 	}
-	for p, script := range o.wrappers() {
+	for p, script := range wrappers {
 		if _, err := o.host.put(&r, p, []byte(script), 0o755); err != nil {
 			return err
 		}

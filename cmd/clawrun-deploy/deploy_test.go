@@ -28,6 +28,8 @@ func testNode(t *testing.T, flavor string) (*options, *int, *fakeNode) {
 	for _, b := range binaries {
 		writeTestFile(t, filepath.Join(source, b), "new "+b, 0o755)
 	}
+	// build-image.sh puts contrib's floor wrapper beside the binaries.
+	writeTestFile(t, filepath.Join(source, agentScript), contribAgentScript(t), 0o755)
 	// What every node has.
 	for _, d := range []string{"/var/lib", "/etc"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
@@ -49,6 +51,16 @@ func testNode(t *testing.T, flavor string) (*options, *int, *fakeNode) {
 		node:             node,
 		log:              io.Discard,
 	}, &restarts, node
+}
+
+// contribAgentScript is contrib/containerd/clawrun-agent.
+func contribAgentScript(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("../../contrib/containerd/clawrun-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
 
 func writeTestFile(t *testing.T, path, content string, mode os.FileMode) {
@@ -127,7 +139,7 @@ func TestInstallUninstallContainerd(t *testing.T) {
 			t.Errorf("after install: %s is %q, want it to start with %q", p, after[p], want)
 		}
 	}
-	if w := after["/usr/local/bin/clawrun-agent"]; !strings.Contains(w, "exec '/usr/local/bin/clawrun' --policy 'agent-coding' \"$@\"\n") {
+	if w := after["/usr/local/bin/clawrun-agent"]; !strings.Contains(w, "exec /usr/local/bin/clawrun --policy agent-coding \"$@\"\n") {
 		t.Errorf("the clawrun-agent wrapper: %q", w)
 	}
 
@@ -151,6 +163,39 @@ func TestInstallUninstallContainerd(t *testing.T) {
 	sameFiles(t, "after uninstall", before, snapshot(t, o.host.root))
 }
 
+// TestAgentWrapperIsContribs: the clawrun-agent wrapper installed is
+// contrib/containerd/clawrun-agent, as is on a default node, with only its
+// exec line changed for another destination, config or floor; an image
+// whose script has no such line installs nothing.
+func TestAgentWrapperIsContribs(t *testing.T) {
+	contrib := contribAgentScript(t)
+	o, _, _ := testNode(t, "containerd")
+	if err := install(o); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshot(t, o.host.root)["/usr/local/bin/clawrun-agent"]; got != "-rwxr-xr-x "+contrib {
+		t.Errorf("the installed clawrun-agent is not contrib's:\n%s", got)
+	}
+
+	o, _, _ = testNode(t, "containerd")
+	o.dest, o.clawrunConfig, o.floor = "/opt/bin", "/etc/clawrun/k8s yaml", "team-floor"
+	if err := install(o); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(contrib, contribAgentExec+"\n", "exec /opt/bin/clawrun --config '/etc/clawrun/k8s yaml' --policy team-floor \"$@\"\n", 1)
+	if got := snapshot(t, o.host.root)["/opt/bin/clawrun-agent"]; got != "-rwxr-xr-x "+want {
+		t.Errorf("the installed clawrun-agent: %q, want contrib's with its exec line changed: %q", got, want)
+	}
+
+	o, _, _ = testNode(t, "containerd")
+	writeTestFile(t, filepath.Join(o.source, agentScript), "#!/bin/sh\nexec clawrun \"$@\"\n", 0o755)
+	before := snapshot(t, o.host.root)
+	if err := install(o); err == nil || !strings.Contains(err.Error(), contribAgentExec) {
+		t.Errorf("an image whose clawrun-agent lacks %q: install says %v", contribAgentExec, err)
+	}
+	sameFiles(t, "a refused install", before, snapshot(t, o.host.root))
+}
+
 // TestInstallWithConfig: with CLAWRUN_CONFIG, both handlers run clawrun
 // through wrappers that pass it.
 func TestInstallWithConfig(t *testing.T) {
@@ -160,8 +205,8 @@ func TestInstallWithConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := snapshot(t, o.host.root)
-	if !strings.Contains(files["/usr/local/bin/clawrun-cri"], "exec '/usr/local/bin/clawrun' --config '/etc/clawrun/k8s.yaml' \"$@\"") ||
-		!strings.Contains(files["/usr/local/bin/clawrun-agent"], "--config '/etc/clawrun/k8s.yaml' --policy 'agent-coding'") {
+	if !strings.Contains(files["/usr/local/bin/clawrun-cri"], "exec /usr/local/bin/clawrun --config /etc/clawrun/k8s.yaml \"$@\"") ||
+		!strings.Contains(files["/usr/local/bin/clawrun-agent"], "--config /etc/clawrun/k8s.yaml --policy agent-coding") {
 		t.Errorf("the wrappers do not pass --config: %q, %q", files["/usr/local/bin/clawrun-cri"], files["/usr/local/bin/clawrun-agent"])
 	}
 	if !strings.Contains(files["/etc/containerd/conf.d/clawrun.toml"], "BinaryName = '/usr/local/bin/clawrun-cri'") {

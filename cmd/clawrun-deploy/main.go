@@ -23,7 +23,7 @@
 //	CLAWRUN_RESTART          shell command that restarts the runtime (default: systemctl in
 //	                         the host's mount namespace: containerd, or k3s / k3s-agent)
 //	CLAWRUN_DEPLOY_STATE     the installer's record and the files it replaced (/var/lib/clawrun-deploy)
-//	CLAWRUN_DEPLOY_SOURCE    the binaries in the image (/opt/clawrun/bin)
+//	CLAWRUN_DEPLOY_SOURCE    the binaries in the image, and contrib's clawrun-agent (/opt/clawrun/bin)
 package main
 
 import (

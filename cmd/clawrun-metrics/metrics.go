@@ -35,7 +35,8 @@ report reads the state dirs afresh.
 
 The roots are --root when it is given, else every directory that the
 --roots patterns name (by default clawrun's own root, containerd's runc
-shim roots /run/containerd/runc/* and Docker's /run/docker/runtime-runc/*).
+shim roots /run/containerd/clawrun/* and /run/containerd/runc/*, and Docker's
+/run/docker/runtime-runc/*).
 
 Without --textfile the metrics are printed. With --textfile DIR they go to
 DIR/clawrun.prom, replaced atomically (for node_exporter's textfile

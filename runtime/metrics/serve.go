@@ -13,9 +13,10 @@ import (
 
 // DefaultRoots are where the runtime's containers live when clawrun is
 // run by hand (its --root default), by containerd's runc shim (one root
-// per containerd namespace: k8s.io, default, moby) and by Docker's
-// runtime without the shim.
-var DefaultRoots = []string{runtime.DefaultRoot, "/run/containerd/runc/*", "/run/docker/runtime-runc/*"}
+// per containerd namespace: k8s.io, default, moby; under
+// /run/containerd/clawrun for the CRI handlers of contrib and the
+// installer) and by Docker's runtime without the shim.
+var DefaultRoots = []string{runtime.DefaultRoot, "/run/containerd/clawrun/*", "/run/containerd/runc/*", "/run/docker/runtime-runc/*"}
 
 // ExpandRoots are the directories the patterns name (filepath.Glob), in
 // order, each once; a pattern that names nothing adds nothing.

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/clawrun/clawrun/test/fakenet"
 )
 
 // What a container's shell reports about its confinement: one line per
@@ -96,6 +99,58 @@ func expectEgress(t *testing.T, f *fakeNet, what, denied, out string) {
 	}
 	if ok {
 		t.Logf("%s: egress enforced (%s answers; %s and an IP literal do not; the denied name never left): %q", what, allowedHost, denied, strings.Split(strings.TrimSpace(out), "\n"))
+	}
+}
+
+// floorHost is a name agent-coding's network floor allows (its github
+// preset: HTTPS only); floorPath is what the containers ask it for.
+const floorHost, floorPath = "api.github.com", "/clawrun-floor"
+
+// tlsGetFunc is a shell function: "tls HOST" makes an HTTPS request for
+// floorPath to HOST (busybox's ssl_client over nc; the fake internet's
+// server answers and closes) and prints the last line of the answer (or
+// of the error).
+const tlsGetFunc = `tls() { exec 4>&1; nc -w 5 "$1" 443 -e sh -c "exec 5<&0 6>&1 1>&4; printf 'GET ` + floorPath + ` HTTP/1.0\r\nHost: $1\r\n\r\n' | ssl_client -r 5 -s 6 -n $1 | tail -1" 2>&1 | tail -1; }`
+
+// floorEgressScript makes an HTTPS request to floorHost, and tries plain
+// HTTP to floorHost and to denied; a line each.
+func floorEgressScript(denied string) string {
+	return httpGetFunc + "\n" + tlsGetFunc + fmt.Sprintf(`
+echo "tls: $(tls %[1]s)"
+echo "http: $(get %[1]s)"
+echo "denied: $(get %[2]s)"`, floorHost, denied)
+}
+
+// expectFloorEgress runs floorEgressScript with exec and checks
+// agent-coding's network floor: the HTTPS request reached the fake
+// internet's server for floorHost (recorded there, and its answer, which
+// only that server sends, came back), plain HTTP to floorHost and to
+// denied was refused, and denied was never sent to the upstream resolver.
+func expectFloorEgress(t *testing.T, f *fakeNet, what, denied string, exec func(script string) result) {
+	t.Helper()
+	mark := f.Mark()
+	r := exec(floorEgressScript(denied))
+	out := r.stdout + r.stderr
+	ok := true
+	answer := fmt.Sprintf("tls: %s%s local=%s path=%s proto=HTTP/1.0", answered, floorHost, f.Addr(), floorPath)
+	_, recorded := f.Wait(mark, 5*time.Second, func(e fakenet.Event) bool {
+		return e.Kind == "https" && e.Name == floorHost && e.Path == floorPath
+	})
+	if !strings.Contains(out, answer) || !recorded {
+		t.Errorf("%s: HTTPS to %s (the floor's github preset) did not reach the fake internet (its answer: %v, the request recorded there: %v):\n%s\nthe fake internet saw:%s",
+			what, floorHost, strings.Contains(out, answer), recorded, out, f.Dump(mark))
+		ok = false
+	}
+	if strings.Contains(out, "denied: "+answered) || strings.Contains(out, "http: "+answered) {
+		t.Errorf("%s: plain HTTP, to a name the floor does not list or to one it lists for HTTPS only, answered:\n%s", what, out)
+		ok = false
+	}
+	if f.queried(denied) {
+		t.Errorf("%s: the name %s, which the floor does not list, was sent to the upstream resolver", what, denied)
+		ok = false
+	}
+	if ok {
+		t.Logf("%s: the floor's egress: HTTPS to %s answered by the fake internet, %s never left, plain HTTP refused: %q", what, floorHost, denied, strings.Split(strings.TrimSpace(out), "\n"))
 	}
 }
 

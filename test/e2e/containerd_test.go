@@ -19,6 +19,10 @@ const (
 	// containerd's runc shim keeps runc (here clawrun) state under
 	// /run/containerd/runc/<namespace> unless the runtime's options say.
 	shimRuncRoot = "/run/containerd/runc"
+	// clawrunShimRoot is the root contrib's and the installer's clawrun
+	// handlers give containerd's runc shim (state in
+	// /run/containerd/clawrun/<namespace>): apart from the node's runc.
+	clawrunShimRoot = "/run/containerd/clawrun"
 )
 
 // ctrd is a private containerd.
@@ -117,19 +121,22 @@ imports = []
 
 var (
 	versionLine = regexp.MustCompile(`(?m)^version\s*=\s*\d+\s*$`)
+	rootLine    = regexp.MustCompile(`(?m)^\s*Root\s*=.*\n`)
 	binaryLine  = regexp.MustCompile(`(?m)^(\s*)BinaryName\s*=\s*['"]/usr/local/bin/(clawrun[a-z-]*)['"]\s*$`)
 )
 
 // renderRuntimeBlock makes a contrib runtime block the test's: without
 // its version line (the base has one), each BinaryName /usr/local/bin/X
 // the X beside binary (the clawrun under test: the fake internet's
-// wrappers), and the handlers' state under the private dir.
+// wrappers), and the handlers' state under the private dir (contrib's
+// Root replaced).
 func renderRuntimeBlock(t *testing.T, block, binary, runcRoot string, quote string) string {
 	t.Helper()
 	if !strings.Contains(block, "/usr/local/bin/clawrun"+quote) || !binaryLine.MatchString(block) {
 		t.Fatalf("no BinaryName = '/usr/local/bin/clawrun' in:\n%s", block)
 	}
 	block = versionLine.ReplaceAllString(block, "")
+	block = rootLine.ReplaceAllString(block, "")
 	return binaryLine.ReplaceAllString(block, "${1}BinaryName = "+quote+filepath.Dir(binary)+"/${2}"+quote+"\n${1}Root = "+quote+runcRoot+quote)
 }
 
@@ -604,6 +611,27 @@ func checkDetachedAgent(t *testing.T, f *fakeNet, label, root, id string, cli fu
 	denied := "denied-" + label + "-exec.example"
 	r = cli("exec", "agent", "sh", "-c", egressScript(denied, f.Addr()))
 	expectEgress(t, f, label+" exec", denied, r.stdout+r.stderr)
+	removeAgent(t, label, root, cli)
+}
+
+// checkFloorAgent is checkDetachedAgent for a container confined by the
+// floor agent-coding alone (the clawrun-agent runtime, no annotation).
+func checkFloorAgent(t *testing.T, f *fakeNet, label, root, id string, cli func(args ...string) result) {
+	t.Helper()
+	expectStateConfined(t, stateOf(t, root, id), "agent-coding", true)
+	logNetns(t, root, id)
+	r := cli("exec", "agent", "sh", "-c", probeScript)
+	expectConfined(t, label+" exec (the floor)", r.stdout+r.stderr)
+	expectFloorEgress(t, f, label+" exec (the floor)", "denied-"+label+"-floor.example", func(script string) result {
+		return cli("exec", "agent", "sh", "-c", script)
+	})
+	removeAgent(t, label, root, cli)
+}
+
+// removeAgent stops and removes the container "agent"; clawrun lists
+// nothing after.
+func removeAgent(t *testing.T, label, root string, cli func(args ...string) result) {
+	t.Helper()
 	must(t, cli("stop", "-t", "10", "agent"))
 	must(t, cli("rm", "agent"))
 	if ids := listIDs(t, root); len(ids) > 0 {

@@ -55,7 +55,7 @@ func TestContribDocker(t *testing.T) {
 	rts := parseDaemonJSON(t, "contrib/docker/daemon.json")
 	want := map[string]dockerRuntime{
 		"clawrun":       {Path: "/usr/local/bin/clawrun"},
-		"clawrun-agent": {Path: "/usr/local/bin/clawrun", RuntimeArgs: []string{"--policy", "agent-default"}},
+		"clawrun-agent": {Path: "/usr/local/bin/clawrun", RuntimeArgs: []string{"--policy", "agent-coding"}},
 	}
 	if !reflect.DeepEqual(rts, want) {
 		t.Errorf("contrib/docker/daemon.json runtimes = %+v, want %+v", rts, want)
@@ -65,7 +65,7 @@ func TestContribDocker(t *testing.T) {
 	if rts["clawrun"].RuntimeType != "io.containerd.clawrun.v2" || rts["clawrun"].Path != "" {
 		t.Errorf("contrib/docker/daemon-shim.json: clawrun = %+v, want runtimeType io.containerd.clawrun.v2", rts["clawrun"])
 	}
-	if a := rts["clawrun-agent"]; a.Path != "/usr/local/bin/clawrun" || !reflect.DeepEqual(a.RuntimeArgs, []string{"--policy", "agent-default"}) {
+	if a := rts["clawrun-agent"]; a.Path != "/usr/local/bin/clawrun" || !reflect.DeepEqual(a.RuntimeArgs, []string{"--policy", "agent-coding"}) {
 		t.Errorf("contrib/docker/daemon-shim.json: clawrun-agent = %+v", a)
 	}
 }
@@ -241,7 +241,8 @@ func TestContribK3s(t *testing.T) {
 	if k3sBlock == "" || k3sBlock != criBlock {
 		t.Errorf("the k3s template's runtime block differs from contrib/containerd/config-v3.toml's:\n%s\n---\n%s", k3sBlock, criBlock)
 	}
-	for _, want := range []string{"pod_annotations = ['run.clawrun.*']", "container_annotations = ['run.clawrun.*']", "BinaryName = '/usr/local/bin/clawrun'"} {
+	for _, want := range []string{"pod_annotations = ['run.clawrun.*']", "container_annotations = ['run.clawrun.*']", "BinaryName = '/usr/local/bin/clawrun'",
+		"Root = '" + clawrunShimRoot + "'"} {
 		if !strings.Contains(k3sBlock, want) {
 			t.Errorf("the k3s runtime block lacks %s", want)
 		}
@@ -285,7 +286,8 @@ func TestContribContainerdV2(t *testing.T) {
 	writeFile(t, file, "root = '"+dir+"/root'\nstate = '"+dir+"/state'\n"+snippet, 0o644)
 	out := must(t, runIn(cmdOpts{env: []string{pathEnv()}}, "/usr/bin/containerd", "--config", file, "config", "dump"))
 	block := runtimeTables(out)
-	for _, want := range []string{`runtime_type = "io.containerd.runc.v2"`, `BinaryName = "/usr/local/bin/clawrun"`, `pod_annotations = ["run.clawrun.*"]`, `container_annotations = ["run.clawrun.*"]`} {
+	for _, want := range []string{`runtime_type = "io.containerd.runc.v2"`, `BinaryName = "/usr/local/bin/clawrun"`, `pod_annotations = ["run.clawrun.*"]`, `container_annotations = ["run.clawrun.*"]`,
+		`Root = "` + clawrunShimRoot + `"`} {
 		if !strings.Contains(block, want) {
 			t.Errorf("containerd 1.6 config dump: the clawrun runtime lacks %s:\n%s", want, block)
 		}

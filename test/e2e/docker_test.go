@@ -278,16 +278,25 @@ func TestDockerMoby(t *testing.T) {
 	expectConfined(t, "docker run --runtime clawrun (runtimeType) --annotation", r.stdout+r.stderr)
 	step(t, start, "run --rm done")
 
-	// The runtime by path (floor agent-default), detached, with an
-	// annotation on top; exec, stop, rm.
-	id := strings.TrimSpace(must(t, d.docker("run", "-d", "--name", "agent", "--runtime", "clawrun-agent",
-		"--annotation", "run.clawrun.egress="+allowedHost+":80", dockerImage, "sh", "-c", loopScript)))
+	// The runtime by path (the floor agent-coding), detached, without an
+	// annotation: the floor alone confines it; exec, stop, rm.
+	id := strings.TrimSpace(must(t, d.docker("run", "-d", "--name", "agent", "--runtime", "clawrun-agent", dockerImage, "sh", "-c", loopScript)))
 	root := findRoot(id, d.dir, "/run/containerd/runc")
 	if root == "" {
 		t.Fatalf("no clawrun state for %s", id)
 	}
-	checkDetachedAgent(t, f, "docker", root, id, d.docker)
-	step(t, start, "detached container checked, stopped, removed")
+	checkFloorAgent(t, f, "docker", root, id, d.docker)
+	step(t, start, "detached container under the floor checked, stopped, removed")
+
+	// An annotation naming a host the floor does not list widens nothing.
+	const widen = "widen-moby.example"
+	r = d.docker("run", "--rm", "--runtime", "clawrun-agent", "--annotation", "run.clawrun.egress="+widen,
+		dockerImage, "sh", "-c", tlsGetFunc+"\necho \"widen: $(tls "+widen+")\"")
+	if strings.Contains(r.stdout, "widen: "+answered) || f.queried(widen) {
+		t.Errorf("run.clawrun.egress=%s under the floor agent-coding reached the fake internet: %v", widen, r)
+	} else {
+		t.Logf("run.clawrun.egress=%s under the floor: never left: %q", widen, strings.Split(strings.TrimSpace(r.stdout), "\n"))
+	}
 
 	// A typo in an annotation: refused, with clawrun's message.
 	r = d.docker("run", "--rm", "--runtime", "io.containerd.clawrun.v2", "--annotation", "run.clawrun.polcy=agent-default", dockerImage, "true")

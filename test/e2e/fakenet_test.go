@@ -98,9 +98,9 @@ func startFakeNet(t *testing.T) (_ *fakeNet, err error) {
 	for _, serve := range []func() error{
 		func() error { return n.ServeDNS(53, fakenet.AnyName(n.Addr())) },
 		func() error { return n.ServeHTTP(80) },
-		// HTTPS hosts of the presets (api.github.com...): a handshake
-		// for the SNI, then a greeting.
-		func() error { return n.ServeTLS(443, fakenet.TLSOptions{}) },
+		// HTTPS hosts of the presets (api.github.com...): HTTP inside
+		// TLS, answered "host=HOST ..." as on port 80.
+		func() error { return n.ServeTLS(443, fakenet.TLSOptions{HTTP: true}) },
 		func() error { return n.ServeHTTP(bypassTCPPort) },
 		func() error { return n.ServeUDPEcho(bypassUDPPort) },
 		func() error { return n.ServeTLS(inspectPort, fakenet.TLSOptions{HTTP: true}) },

@@ -127,7 +127,7 @@ func startKubeClusterWith(t *testing.T, o kubeOptions) *kubeCluster {
 // contrib runtime block (BinaryName: the clawrun wrapper with the tests'
 // config) if o.clawrun, o.extra, a CNI bridge in the test block and the local
 // images. Without clawrun, the handlers installed later keep their state
-// where containerd's runc shim does by default.
+// where the installer's Root says.
 func (k *kubeCluster) startContainerd(t *testing.T, e *env, name string, o kubeOptions) {
 	t.Helper()
 	dir := filepath.Join(e.work, name)
@@ -139,7 +139,7 @@ func (k *kubeCluster) startContainerd(t *testing.T, e *env, name string, o kubeO
 		config += "\n# contrib/containerd/config-v3.toml, rendered\n" + block
 		path = pathEnv(k.f.wrapper, e.binDir, filepath.Join(e.tools, "bin"))
 	} else {
-		runcRoot = shimRuncRoot
+		runcRoot = clawrunShimRoot
 	}
 	k.c = startContainerd(t, name, toolPath("containerd"), config, path)
 	k.c.runcRoot = runcRoot

@@ -1,9 +1,11 @@
 package fakenet
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -14,7 +16,8 @@ import (
 )
 
 // certs is the fake internet's CA and the leaves it made, one per server
-// name (ECDSA P-256, as most of the web).
+// name and key type (ECDSA P-256, as most of the web; RSA for the clients
+// that can only use RSA key exchange).
 type certs struct {
 	ca     *x509.Certificate
 	caKey  *ecdsa.PrivateKey
@@ -56,9 +59,10 @@ func (n *Net) CA() *x509.Certificate { return n.certs.ca }
 // CAPEM is CA in PEM, for a client's trust store.
 func (n *Net) CAPEM() []byte { return n.certs.caPEM }
 
-// leaf returns a certificate for name (CN and SAN), signed by the CA or
-// by no one, made on first use; without SNI, one named "no-sni".
-func (c *certs) leaf(name string, signed bool) (*tls.Certificate, error) {
+// leaf returns a certificate for name (CN and SAN) with an ECDSA key, or
+// an RSA one, signed by the CA or by no one, made on first use; without
+// SNI, one named "no-sni".
+func (c *certs) leaf(name string, signed, withRSA bool) (*tls.Certificate, error) {
 	if name == "" {
 		name = "no-sni"
 	}
@@ -68,10 +72,13 @@ func (c *certs) leaf(name string, signed bool) (*tls.Certificate, error) {
 	if !signed {
 		key = "unsigned " + name
 	}
+	if withRSA {
+		key = "rsa " + key
+	}
 	if l, ok := c.leaves[key]; ok {
 		return l, nil
 	}
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	priv, err := newLeafKey(withRSA)
 	if err != nil {
 		return nil, err
 	}
@@ -81,18 +88,25 @@ func (c *certs) leaf(name string, signed bool) (*tls.Certificate, error) {
 		DNSNames:     []string{name},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	parent, signer := c.ca, any(c.caKey)
 	if !signed {
 		parent, signer = tmpl, priv
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &priv.PublicKey, signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, priv.Public(), signer)
 	if err != nil {
 		return nil, err
 	}
 	l := &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
 	c.leaves[key] = l
 	return l, nil
+}
+
+func newLeafKey(withRSA bool) (crypto.Signer, error) {
+	if withRSA {
+		return rsa.GenerateKey(rand.Reader, 2048)
+	}
+	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 }

@@ -4,6 +4,7 @@ package fakenet
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -254,5 +255,33 @@ func TestUncounted(t *testing.T) {
 	}
 	if _, err := cl.Packets(); err == nil {
 		t.Error("an uncounted net's client has counters")
+	}
+}
+
+// TestTLSBusyboxClient: busybox's ssl_client (the client of the e2e
+// images: TLS 1.2 only, no signature_algorithms extension) completes a
+// handshake with the HTTPS server, sends a request and reads the answer;
+// the server records the request.
+func TestTLSBusyboxClient(t *testing.T) {
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatalf("busybox (busybox-static) is needed: %v", err)
+	}
+	n := startNet(t, Options{Blocks: 1})
+	if err := n.ServeTLS(443, TLSOptions{HTTP: true}); err != nil {
+		t.Fatal(err)
+	}
+	m := n.Mark()
+	// ssl_client speaks TLS over fds 5 and 6 (the connection nc opened),
+	// HTTP on its stdin and stdout; the server closes after its answer.
+	script := `exec 4>&1; "$0" nc -w 5 "$1" 443 -e "$0" sh -c "exec 5<&0 6>&1 1>&4; printf 'GET /bb HTTP/1.0\r\nHost: busybox.test\r\n\r\n' | '$0' ssl_client -r 5 -s 6 -n busybox.test"`
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, busybox, "sh", "-c", script, busybox, n.Addr()).CombinedOutput()
+	if want := "host=busybox.test local=" + n.Addr() + " path=/bb proto=HTTP/1.0\n"; err != nil || !strings.HasSuffix(string(out), want) {
+		t.Errorf("busybox ssl_client: %q (%v), want an answer ending %q:%s", out, err, want, n.Dump(m))
+	}
+	if _, ok := n.Wait(m, time.Second, func(e Event) bool { return e.Kind == "https" && e.Name == "busybox.test" && e.Path == "/bb" }); !ok {
+		t.Errorf("the request over TLS was not recorded:%s", n.Dump(m))
 	}
 }

@@ -230,8 +230,16 @@ func (n *Net) ServeTLS(port int, o TLSOptions) error {
 // recorded as the net's own.
 func (n *Net) ServeTLSOn(l net.Listener, o TLSOptions) {
 	cfg := &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return n.certs.leaf(h.ServerName, !o.Unsigned) },
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return n.certs.leaf(h.ServerName, !o.Unsigned, false)
+		},
+	}
+	cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		if len(h.SignatureSchemes) > 0 {
+			return nil, nil
+		}
+		return rsaKeyExchangeConfig(cfg, &n.certs, !o.Unsigned), nil
 	}
 	after := greet
 	if o.HTTP {
@@ -247,6 +255,20 @@ func (n *Net) ServeTLSOn(l net.Listener, o TLSOptions) {
 		after = q.push
 	}
 	go n.acceptLoop(l, func(c net.Conn) { n.handshake(c, cfg, after) })
+}
+
+// rsaKeyExchangeConfig is cfg for a TLS 1.2 client that sends no
+// signature_algorithms (busybox's ssl_client): RFC 5246 lets it mean
+// SHA-1 signatures, which Go refuses (RFC 9155), so the handshake uses
+// RSA key exchange, where the server signs nothing, with an RSA leaf.
+func rsaKeyExchangeConfig(cfg *tls.Config, c *certs, signed bool) *tls.Config {
+	legacy := cfg.Clone()
+	legacy.GetConfigForClient = nil
+	legacy.MaxVersion = tls.VersionTLS12
+	legacy.CipherSuites = []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_RSA_WITH_AES_256_CBC_SHA}
+	legacy.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return c.leaf(h.ServerName, signed, true) }
+	return legacy
 }
 
 // handshake completes a TLS handshake with cfg, records it and hands the

@@ -10,7 +10,8 @@
 # containerd-shim-clawrun-v2 and
 # clawrun-deploy (`make build`); NAME defaults to
 # docker.io/clawrun/clawrun-deploy:<VERSION>, the DaemonSets' image. The
-# image holds the three binaries in /opt/clawrun/bin, the installer, and a
+# image holds the binaries and contrib/containerd/clawrun-agent in
+# /opt/clawrun/bin, the installer, and a
 # static busybox for the shell commands the installer runs (nsenter,
 # systemctl through it) and the readiness probe. Needs busybox-static, jq.
 set -euo pipefail
@@ -40,6 +41,8 @@ for applet in sh test cat sleep touch rm ls nsenter chroot; do
 done
 cp "$bin/clawrun" "$bin/clawrun-egress" "$bin/clawrun-egress-worker" "$bin/clawrun-launch" "$bin/clawrun-metrics" \
 	"$bin/containerd-shim-clawrun-v2" "$root/opt/clawrun/bin/"
+# The floor wrapper the installer puts on the node, with the node's paths.
+cp "$repo/contrib/containerd/clawrun-agent" "$root/opt/clawrun/bin/"
 cp "$bin/clawrun-deploy" "$root/usr/local/bin/"
 printf 'root:x:0:0:root:/:/bin/sh\n' > "$root/etc/passwd"
 
