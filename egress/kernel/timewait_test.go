@@ -14,7 +14,7 @@ import (
 // (its socket stamped), whose both directions have ended: the side that
 // closes first (shuts down writing) does, then the other. It returns the
 // dialed side, still open, and the server's.
-func closedExchange(t *testing.T, dialedFirst bool) (dialed, served net.Conn) {
+func closedExchange(t testing.TB, dialedFirst bool) (dialed, served net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,7 +46,7 @@ func closedExchange(t *testing.T, dialedFirst bool) (dialed, served net.Conn) {
 	return dialed, served
 }
 
-func readToEnd(t *testing.T, c net.Conn) {
+func readToEnd(t testing.TB, c net.Conn) {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := io.Copy(io.Discard, c); n != 0 || err != nil {
@@ -110,5 +110,31 @@ func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("removing a TIME_WAIT socket (SOCK_DESTROY) needs CAP_NET_ADMIN: run as root")
+	}
+}
+
+// BenchmarkTimeWaitsClose is what Close costs a connection that closed
+// first (the lookup and the removal of its TIME_WAIT), against a plain
+// Close.
+func BenchmarkTimeWaitsClose(b *testing.B) {
+	tw, err := NewTimeWaits()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		close func(net.Conn) error
+	}{{"TimeWaits", tw.Close}, {"plain", net.Conn.Close}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				c, s := closedExchange(b, true)
+				s.Close()
+				b.StartTimer()
+				if err := bc.close(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
