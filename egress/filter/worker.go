@@ -179,7 +179,13 @@ func newWorker(cfg *Config, initial *rules.Rules, logRecord func(decisionlog.Rec
 		ConfigAllowed: allowed,
 		Inference:     cfg.Inference != nil,
 	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	// Upstream connections leave no TIME_WAIT in the host's namespace,
+	// where every filter's pile up (kernel/timewait.go).
+	dialer := &net.Dialer{Timeout: 10 * time.Second, Control: kernel.StampCookie}
+	timeWaits, err := kernel.NewTimeWaits()
+	if err != nil {
+		return nil, err
+	}
 	w.tcpProxy = &proxy.Proxy{
 		Rules:         w.inForce.Load,
 		Lookup:        w.dnsServer.LookupIP,
@@ -188,6 +194,7 @@ func newWorker(cfg *Config, initial *rules.Rules, logRecord func(decisionlog.Rec
 		Log:           logRecord,
 		Container:     cfg.Container,
 		Dial:          dialer.DialContext,
+		CloseUpstream: timeWaits.Close,
 		Limits:        cfg.connLimits(),
 		Inspect:       engine,
 		Inference:     cfg.Inference,

@@ -163,36 +163,68 @@ func (o *Owners) connectedInode(local, remote netip.AddrPort) (uint32, error) {
 		return 0, errors.New("closed")
 	}
 	o.seq++
-	if err := unix.Sendto(o.diag, diagRequest(o.seq, local, remote), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	m, err := diagRoundTrip(o.diag, o.seq, diagRequest(o.seq, local, remote))
+	if err != nil {
 		return 0, err
+	}
+	return diagInode(m, local, remote)
+}
+
+// diagRoundTrip sends req (sequence number seq) on the sock_diag socket
+// fd and returns the answer to it.
+func diagRoundTrip(fd int, seq uint32, req []byte) (syscall.NetlinkMessage, error) {
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return syscall.NetlinkMessage{}, err
 	}
 	buf := make([]byte, 8192)
 	for {
-		n, _, err := unix.Recvfrom(o.diag, buf, 0)
+		n, _, err := unix.Recvfrom(fd, buf, 0)
 		if err != nil {
-			return 0, err
+			return syscall.NetlinkMessage{}, err
 		}
 		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
 		if err != nil {
-			return 0, err
+			return syscall.NetlinkMessage{}, err
 		}
 		for _, m := range msgs {
-			if m.Header.Seq != o.seq {
-				continue // the answer to an earlier request that timed out
+			if m.Header.Seq == seq {
+				return m, nil
 			}
-			return diagInode(m, local, remote)
+			// the answer to an earlier request that timed out
 		}
 	}
+}
+
+// diagErrno is the error of an NLMSG_ERROR answer (nil: an
+// acknowledgement).
+func diagErrno(m syscall.NetlinkMessage) error {
+	if len(m.Data) < 4 {
+		return errors.New("sock_diag: no answer")
+	}
+	if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
+		return unix.Errno(-errno)
+	}
+	return nil
 }
 
 // diagRequest is a netlink message asking for the TCP socket from local
 // to remote (one family).
 func diagRequest(seq uint32, local, remote netip.AddrPort) []byte {
+	return diagMessage(sockDiagByFamily, unix.NLM_F_REQUEST, seq, local, remote, noCookie)
+}
+
+// noCookie matches any socket (struct inet_diag_sockid's cookie).
+const noCookie = uint64(inetDiagNoCookie)<<32 | uint64(inetDiagNoCookie)
+
+// diagMessage is a sock_diag message of type typ about the TCP socket
+// from local to remote (one family) whose cookie is cookie (noCookie:
+// any).
+func diagMessage(typ, flags uint16, seq uint32, local, remote netip.AddrPort, cookie uint64) []byte {
 	b := make([]byte, nlmsgHdrLen+inetDiagReqV2Len)
 	ne := binary.NativeEndian
 	ne.PutUint32(b[0:], uint32(len(b)))
-	ne.PutUint16(b[4:], sockDiagByFamily)
-	ne.PutUint16(b[6:], unix.NLM_F_REQUEST)
+	ne.PutUint16(b[4:], typ)
+	ne.PutUint16(b[6:], flags)
 	ne.PutUint32(b[8:], seq)
 	r := b[nlmsgHdrLen:]
 	r[0] = unix.AF_INET6
@@ -203,8 +235,8 @@ func diagRequest(seq uint32, local, remote netip.AddrPort) []byte {
 	ne.PutUint32(r[4:], ^uint32(0)) // states: checked on the answer
 	putSockID(r[8:], local, remote)
 	ne.PutUint32(r[8+36:], 0) // any interface
-	ne.PutUint32(r[8+40:], inetDiagNoCookie)
-	ne.PutUint32(r[8+44:], inetDiagNoCookie)
+	ne.PutUint32(r[8+40:], uint32(cookie))
+	ne.PutUint32(r[8+44:], uint32(cookie>>32))
 	return b
 }
 
@@ -221,10 +253,8 @@ func putSockID(b []byte, local, remote netip.AddrPort) {
 func diagInode(m syscall.NetlinkMessage, local, remote netip.AddrPort) (uint32, error) {
 	switch m.Header.Type {
 	case unix.NLMSG_ERROR:
-		if len(m.Data) >= 4 {
-			if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
-				return 0, unix.Errno(-errno)
-			}
+		if err := diagErrno(m); err != nil {
+			return 0, err
 		}
 		return 0, errors.New("sock_diag: no answer")
 	case sockDiagByFamily:

@@ -96,7 +96,7 @@ func (p *Proxy) serveHTTP(client net.Conn, br *bufio.Reader, dst netip.AddrPort,
 	}
 	<-relayed
 	client.Close()
-	up.Close()
+	p.closeUpstream(up)
 	rec.BytesOut, rec.BytesIn = toUp.written, toClient.written
 	// The connection is logged as what it was allowed for (its host, the
 	// bytes); a later request that was refused has a record of its own.

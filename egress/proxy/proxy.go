@@ -41,6 +41,11 @@ type Proxy struct {
 	Container     string
 	// Dial connects upstream (from the host's namespace).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// CloseUpstream closes an upstream connection once both its
+	// directions have ended (nil: its Close). The worker's removes the
+	// TIME_WAIT the filter's side is left in when it closed first
+	// (kernel.TimeWaits).
+	CloseUpstream func(net.Conn) error
 	// Binaries returns the executables of the processes that hold a
 	// client connection, each followed by its ancestors' (rules.JoinChains);
 	// nil when it cannot tell.
@@ -491,9 +496,19 @@ func (p *Proxy) connect(f *flow, prefix []byte, d rules.Decision, rec *decisionl
 		finish(rules.Decision{Reason: rules.ReasonUpstream, Rule: d.Rule})
 		return
 	}
-	rec.BytesIn = pipe(client, up, toUp)
+	rec.BytesIn = pipe(client, up, toUp, p.closeUpstream)
 	rec.BytesOut = toUp.written
 	finish(d)
+}
+
+// closeUpstream closes up, an upstream connection whose both directions
+// have ended.
+func (p *Proxy) closeUpstream(up net.Conn) {
+	if p.CloseUpstream != nil {
+		_ = p.CloseUpstream(up)
+		return
+	}
+	_ = up.Close()
 }
 
 func (p *Proxy) track(f *flow, add bool) {

@@ -77,15 +77,16 @@ func (s *stream) relay(prefix []byte, src io.Reader) error {
 
 // pipe relays client→upstream (into toUp, which may have sent a prefix
 // already) and upstream→client until both directions end, then closes
-// both connections. It returns the bytes sent to the client.
-func pipe(client, up net.Conn, toUp *stream) (in int64) {
+// both connections (up with closeUp). It returns the bytes sent to the
+// client.
+func pipe(client, up net.Conn, toUp *stream, closeUp func(net.Conn)) (in int64) {
 	toClient := &stream{dst: client}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = toClient.relay(nil, up) })
 	_ = toUp.relay(nil, client)
 	wg.Wait()
 	client.Close()
-	up.Close()
+	closeUp(up)
 	return toClient.written
 }
 

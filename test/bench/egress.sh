@@ -13,6 +13,9 @@
 #   filtered       netns $cf_ns, the same; a container with the policy
 #                  run.clawrun.egress=bench.test:443,bench.test:8080 joins
 #                  it, so clawrun installs its rules there
+#   churn          netns $churn_ns (one per container), the same; the
+#                  connection churn phase's containers, with the filtered
+#                  one's policy
 #   inspected      netns $ci_ns, the same; a container whose policy makes
 #                  bench.test:443 inspected (access: read-only) joins it:
 #                  the filter terminates its TLS with the container's CA,
@@ -43,6 +46,12 @@
 #   BENCH_EGRESS_CONNS    concurrent connections (default 1000)
 #   BENCH_EGRESS_AFTER    wait after the concurrent connections closed before
 #                         reading the filter's memory (default 1s)
+#   BENCH_EGRESS_CHURN    containers of the connection churn phase (default
+#                         10; 0: no such phase)
+#   BENCH_EGRESS_CHURN_RATE  new connections per second of that phase, all
+#                         its containers together (default 1000)
+#   BENCH_EGRESS_CHURN_TIME  its length (default 60s)
+#   BENCH_EGRESS_ONLY     churn: run that phase alone
 #   BENCH_SEED            seed of the per-round shuffle (default: the clock)
 #   GO                    go command (default go)
 set -euo pipefail
@@ -59,7 +68,14 @@ die() { echo "bench-egress: $*" >&2; exit 1; }
 for tool in ip jq tc; do
 	command -v "$tool" >/dev/null || die "$tool not found"
 done
-for v in BENCH_EGRESS_ROUNDS BENCH_EGRESS_BLOCK BENCH_EGRESS_MIB BENCH_EGRESS_BULK_RUNS BENCH_EGRESS_CONNS; do
+churn=${BENCH_EGRESS_CHURN-10}
+[[ $churn =~ ^[0-9]+$ ]] || die "BENCH_EGRESS_CHURN must be a number (got '$churn')"
+case ${BENCH_EGRESS_ONLY:-} in
+'') ;;
+churn) [ "$churn" -gt 0 ] || die "BENCH_EGRESS_ONLY=churn needs BENCH_EGRESS_CHURN > 0" ;;
+*) die "BENCH_EGRESS_ONLY: only churn can run alone (got '$BENCH_EGRESS_ONLY')" ;;
+esac
+for v in BENCH_EGRESS_ROUNDS BENCH_EGRESS_BLOCK BENCH_EGRESS_MIB BENCH_EGRESS_BULK_RUNS BENCH_EGRESS_CONNS BENCH_EGRESS_CHURN_RATE; do
 	val=${!v:-1}
 	[[ $val =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive number (got '$val')"
 done
@@ -107,8 +123,8 @@ start=$(date +%s%N)
 # The fake internet (a free block of 198.18.0.0/15, picked under the lock
 # the tests take too) and the clients' namespaces. egressbench serve writes
 # the addresses and names once everything serves.
-srv='' upstreams='' net='' if_host='' if_net='' cd_ns='' if_dc='' if_dn='' cf_ns='' ci_ns=''
-"$work/egressbench" serve -env "$work/net.env" -dir "$work/srv" -name "$name" >"$work/server.log" 2>&1 &
+srv='' upstreams='' net='' if_host='' if_net='' cd_ns='' if_dc='' if_dn='' cf_ns='' ci_ns='' churn_ns=''
+"$work/egressbench" serve -env "$work/net.env" -dir "$work/srv" -name "$name" -churn "$churn" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1200); do
 	[ -f "$work/net.env" ] && break
@@ -147,8 +163,16 @@ nofile=$(ulimit -Hn)
 [ "$nofile" = unlimited ] && nofile=65536
 [ "$nofile" -gt $((${BENCH_EGRESS_CONNS:-1000} + 100)) ] ||
 	die "the open files limit ($nofile) is too low for ${BENCH_EGRESS_CONNS:-1000} connections"
-for kind in direct filtered inspected; do
-	b=$work/$kind
+kinds=(direct filtered inspected)
+[ "${BENCH_EGRESS_ONLY:-}" = churn ] && kinds=()
+i=0
+for ns in $churn_ns; do
+	kinds+=("churn$i:$ns")
+	i=$((i + 1))
+done
+churn_args=()
+for kind in "${kinds[@]}"; do
+	b=$work/${kind%%:*}
 	CLAWRUN=$clawrun bash "$repo/test/mkbundle.sh" "$b" sleep 86400 >/dev/null
 	cp "$work/egressbench" "$b/rootfs/bin/egressbench"
 	cp "$work/srv/ca.pem" "$b/rootfs/etc/bench-ca.pem"
@@ -162,6 +186,10 @@ for kind in direct filtered inspected; do
 	inspected)
 		ns=$ci_ns
 		inline=$inspect_policy ;;
+	churn*)
+		ns=${kind#*:}
+		policy="$name:443,$name:8080"
+		churn_args+=(-churn-bundle "$b") ;;
 	esac
 	jq --arg ns "/var/run/netns/$ns" --arg policy "$policy" --arg inline "$inline" --argjson nofile "$nofile" '
 		(.linux.namespaces[] | select(.type == "network")).path = $ns
@@ -173,6 +201,7 @@ for kind in direct filtered inspected; do
 done
 
 args=(-clawrun "$clawrun" -config "$work/config.yaml" -root "$work/root"
+	"${churn_args[@]}" -churn-rate "${BENCH_EGRESS_CHURN_RATE:-1000}" -churn-time "${BENCH_EGRESS_CHURN_TIME:-60s}"
 	-direct "$work/direct" -filtered "$work/filtered" -inspected "$work/inspected" -server "$srv" -name "$name"
 	-log-dir "$work/logs" -id-prefix "bench-egress-$tag" -server-pid "$server_pid"
 	-rounds "${BENCH_EGRESS_ROUNDS:-20}" -block "${BENCH_EGRESS_BLOCK:-25}" -dns "${BENCH_EGRESS_BLOCK:-25}"
@@ -186,5 +215,6 @@ args=(-clawrun "$clawrun" -config "$work/config.yaml" -root "$work/root"
 [ -n "$out" ] && args+=(-out "$out")
 [ -n "${BENCH_EGRESS_RAW:-}" ] && args+=(-raw "$BENCH_EGRESS_RAW")
 [ -n "${BENCH_SEED:-}" ] && args+=(-seed "$BENCH_SEED")
+[ -n "${BENCH_EGRESS_ONLY:-}" ] && args+=(-only "$BENCH_EGRESS_ONLY")
 "$work/egressbench" drive "${args[@]}"
 echo "bench-egress: done in $(( ($(date +%s%N) - start) / 1000000 )) ms${out:+, table written to $out}" >&2

@@ -42,6 +42,8 @@ type result struct {
 	Echoed      int   `json:"echoed,omitempty"`
 	EstablishNS int64 `json:"establish_ns,omitempty"`
 	EchoNS      int64 `json:"echo_ns,omitempty"`
+	// churn: its connections' setup times.
+	Churn *churnResult `json:"churn,omitempty"`
 	// Failed operations (not in Samples) and the first failure.
 	Errors     int    `json:"errors,omitempty"`
 	FirstError string `json:"first_error,omitempty"`
@@ -70,6 +72,8 @@ func client(args []string) {
 		res = clientConns(args[1:])
 	case "dns":
 		res = clientDNS(args[1:])
+	case "churn":
+		res = clientChurn(args[1:])
 	default:
 		usage()
 	}

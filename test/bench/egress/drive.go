@@ -59,6 +59,8 @@ type driveOptions struct {
 	after                  time.Duration // wait before the memory reading after the connections
 	directName, filterName string
 	inspectName            string
+	churn                  churnOptions
+	only                   string // "churn": that phase alone
 }
 
 // ctr is one of the containers.
@@ -127,11 +129,27 @@ func drive(args []string) {
 	fs.DurationVar(&o.execTimeout, "exec-timeout", 2*time.Minute, "bound of one client run")
 	fs.DurationVar(&o.after, "after", time.Second, "wait after the last connections closed before reading the filter's memory")
 	fs.DurationVar(&o.connHold, "hold", 700*time.Millisecond, "how long the client holds the connections open after the echoes")
+	fs.Func("churn-bundle", "bundle of a filtered container of the connection churn phase (repeatable; none: no such phase)",
+		func(v string) error { o.churn.bundles = append(o.churn.bundles, v); return nil })
+	fs.IntVar(&o.churn.rate, "churn-rate", 1000, "new connections per second of the churn phase, all its containers together")
+	fs.DurationVar(&o.churn.length, "churn-time", time.Minute, "length of the churn phase")
+	fs.DurationVar(&o.churn.window, "churn-window", 10*time.Second, "the churn phase's first and last windows, compared")
+	fs.StringVar(&o.only, "only", "", "run one phase alone (churn)")
 	fs.Func("note", "extra footnote line (repeatable)", func(s string) error { o.notes = append(o.notes, s); return nil })
 	_ = fs.Parse(args)
 	o.rssTarget = *rssMiB << 20
-	if o.config == "" || o.root == "" || o.direct == "" || o.filtered == "" || o.inspected == "" || o.server == "" || o.logDir == "" {
+	switch {
+	case o.only == "churn":
+		if o.config == "" || o.root == "" || o.server == "" || len(o.churn.bundles) == 0 {
+			fatalf("drive: -only churn needs -config, -root, -server and -churn-bundle")
+		}
+	case o.only != "":
+		fatalf("drive: -only %q: only churn can run alone", o.only)
+	case o.config == "" || o.root == "" || o.direct == "" || o.filtered == "" || o.inspected == "" || o.server == "" || o.logDir == "":
 		fatalf("drive: -config, -root, -direct, -filtered, -inspected, -server and -log-dir are required")
+	}
+	if len(o.churn.bundles) > 0 && (o.churn.rate < len(o.churn.bundles) || o.churn.window <= 0 || o.churn.length < 2*o.churn.window) {
+		fatalf("drive: the churn phase needs at least a connection a second per container and two windows")
 	}
 	if o.rounds < 1 || o.block < 1 || o.dnsN < 1 || o.bulkRuns < 1 || o.connRuns < 1 || o.conns < 1 || o.bulkMiB < 1 {
 		fatalf("drive: counts must be positive")
@@ -162,7 +180,16 @@ func drive(args []string) {
 		fmt.Fprintf(os.Stderr, "egressbench: %v\n", s)
 		os.Exit(130)
 	}()
-	table, failed := dr.run()
+	var (
+		table  string
+		failed bool
+	)
+	if o.only == "churn" {
+		table, failed = dr.churn(o.churn)
+		dr.cleanup()
+	} else {
+		table, failed = dr.run()
+	}
 	fmt.Print(table)
 	if o.out != "" {
 		if err := os.WriteFile(o.out, []byte(table), 0o644); err != nil {
@@ -558,7 +585,13 @@ func (dr *driver) run() (string, bool) {
 	}
 	dr.cleanup()
 	m.elapsed = time.Since(t0)
-	return dr.render(m), len(m.errors) > 0 || m.restarts > 0
+	table, failed := dr.render(m), len(m.errors) > 0 || m.restarts > 0
+	if len(o.churn.bundles) > 0 {
+		churnTable, churnFailed := dr.churn(o.churn)
+		dr.cleanup()
+		table, failed = table+churnTable, failed || churnFailed
+	}
+	return table, failed
 }
 
 // inspectedDownloads times HTTPS downloads (TLS on :443, the handshake

@@ -14,14 +14,19 @@ package main
 //	             (N bytes), and a websocket upgrade on /ws (101, then
 //	             echoes every byte)
 //
+// With -churn N, N more filtered clients' namespaces, for the connection
+// churn phase (one container each).
+//
 // The CA goes to DIR/ca.pem for the clients; the addresses and the
 // namespaces' names to the -env file, once everything serves. SIGTERM
 // removes it all.
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/clawrun/clawrun/test/fakenet"
@@ -32,7 +37,7 @@ const (
 	blockDirect    = 1
 	blockFiltered  = 2
 	blockInspected = 3
-	blocks         = 4
+	blockChurn     = 4 // and the -churn-1 after it
 )
 
 func serve(args []string) {
@@ -41,15 +46,16 @@ func serve(args []string) {
 	dir := fs.String("dir", "", "directory for ca.pem (required)")
 	name := fs.String("name", "bench.test", "the server's DNS name")
 	life := fs.Duration("max-life", time.Hour, "exit after this long even if nobody stops us")
+	churn := fs.Int("churn", 0, "more filtered clients' namespaces, for the connection churn phase")
 	_ = fs.Parse(args)
 	if *env == "" || *dir == "" {
 		fatalf("serve: -env and -dir are required")
 	}
-	n, err := fakenet.Start(fakenet.Options{Blocks: blocks, Uncounted: true})
+	n, err := fakenet.Start(fakenet.Options{Blocks: blockChurn + *churn, Uncounted: true})
 	if err != nil {
 		fatalf("serve: %v", err)
 	}
-	vars, err := serveOn(n, *name, *dir)
+	vars, err := serveOn(n, *name, *dir, *churn)
 	if err == nil {
 		err = fakenet.WriteEnv(*env, vars)
 	}
@@ -64,7 +70,7 @@ func serve(args []string) {
 
 // serveOn starts the servers and the clients' namespaces, writes the CA,
 // and returns what egress.sh needs to know.
-func serveOn(n *fakenet.Net, name, dir string) (map[string]string, error) {
+func serveOn(n *fakenet.Net, name, dir string, churn int) (map[string]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -92,7 +98,16 @@ func serveOn(n *fakenet.Net, name, dir string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	var churnNS []string
+	for i := range churn {
+		c, err := n.AddClient(fakenet.ClientOptions{Name: fmt.Sprintf("churn%d", i), Block: blockChurn + i})
+		if err != nil {
+			return nil, err
+		}
+		churnNS = append(churnNS, c.NS)
+	}
 	return map[string]string{
+		"churn_ns":  strings.Join(churnNS, " "),
 		"srv":       n.Addr(),
 		"net":       n.NS,
 		"if_host":   n.HostIf, // the link, the host's end
