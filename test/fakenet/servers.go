@@ -235,22 +235,29 @@ func (n *Net) ServeTLSOn(l net.Listener, o TLSOptions) {
 			return n.certs.leaf(h.ServerName, !o.Unsigned, false)
 		},
 	}
+	after := greet
+	if o.HTTP {
+		cfg.NextProtos = []string{"h2", "http/1.1"}
+	}
+	// Both configurations are complete before the first handshake: a
+	// tls.Config is not to be changed once in use.
+	legacy := rsaKeyExchangeConfig(cfg, &n.certs, !o.Unsigned)
 	cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
 		if len(h.SignatureSchemes) > 0 {
 			return nil, nil
 		}
-		return rsaKeyExchangeConfig(cfg, &n.certs, !o.Unsigned), nil
+		return legacy, nil
 	}
-	after := greet
 	if o.HTTP {
-		cfg.NextProtos = []string{"h2", "http/1.1"}
 		q := &connQueue{addr: l.Addr(), c: make(chan net.Conn), done: make(chan struct{})}
 		n.onClose(func() { q.Close() })
 		srv := n.httpServer()
 		if o.Handler != nil {
 			srv.Handler = o.Handler
 		}
-		srv.TLSConfig = cfg // offers h2 to the connections it is handed
+		// Offers h2 to the connections it is handed; a copy, since Serve
+		// adds to the configuration it is given.
+		srv.TLSConfig = cfg.Clone()
 		go func() { _ = srv.Serve(q) }()
 		after = q.push
 	}
