@@ -4,7 +4,8 @@ package main
 // time of the bench: its namespace, linked to the host, where the filter
 // dials from; the direct and the filtered client's namespaces, each with
 // a route into it (and the inspected client's, whose container's policy
-// has the filter terminate its TLS); and its servers, on every address of
+// has the filter terminate its TLS, and the uncounted client's, filtered
+// as the filtered one's but by a filter without its counters); and its servers, on every address of
 // the namespace:
 //
 //	:53 udp+tcp  NAME A -> the namespace's address; other names NXDOMAIN
@@ -32,7 +33,8 @@ const (
 	blockDirect    = 1
 	blockFiltered  = 2
 	blockInspected = 3
-	blocks         = 4
+	blockUncounted = 4
+	blocks         = 5
 )
 
 func serve(args []string) {
@@ -92,6 +94,10 @@ func serveOn(n *fakenet.Net, name, dir string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	uncounted, err := n.AddClient(fakenet.ClientOptions{Name: "uncounted", Block: blockUncounted})
+	if err != nil {
+		return nil, err
+	}
 	return map[string]string{
 		"srv":       n.Addr(),
 		"net":       n.NS,
@@ -102,6 +108,7 @@ func serveOn(n *fakenet.Net, name, dir string) (map[string]string, error) {
 		"if_dn":     direct.PeerIf, // and the fake internet's
 		"cf_ns":     filtered.NS,
 		"ci_ns":     inspected.NS,
+		"cu_ns":     uncounted.NS,
 		"upstreams": n.Prefix(0),
 	}, nil
 }
