@@ -34,7 +34,9 @@ const (
 	egressRulesFile  = "egress-rules.json"
 	egressStatusFile = "egress-status.json"
 	egressStatsFile  = "egress-stats.json"
-	egressRecordFile = "egress.json"
+	// egressAppliedFile: the network policy the last policy apply loaded.
+	egressAppliedFile = "egress-applied.json"
+	egressRecordFile  = "egress.json"
 )
 
 // benchUncountedEnv=1 in the environment of create (or run) starts the
