@@ -416,7 +416,6 @@ func TestDockerPolicySuggest(t *testing.T) {
 		t.Helper()
 		id := strings.TrimSpace(must(t, d.docker("run", "-d", "--name", name, "--runtime", "clawrun",
 			"--annotation", "run.clawrun.policy.inline="+policy, dockerImage, "sh", "-c", loopScript)))
-		t.Cleanup(func() { d.docker("rm", "-f", name) })
 		mark := f.Mark()
 		out := must(t, d.docker("exec", name, "sh", "-c", agent))
 		for _, h := range hosts {
@@ -462,6 +461,10 @@ func TestDockerPolicySuggest(t *testing.T) {
 		t.Errorf("a name the learning run never used reached the fake internet (%v)", f.Since(mark))
 	}
 	step(t, start, "enforced run checked")
+	must(t, d.docker("rm", "-f", "learning", "enforced"))
+	if ids := listIDs(t, root); len(ids) > 0 {
+		t.Errorf("clawrun still lists %v after docker rm", ids)
+	}
 }
 
 // sawHTTPHost says whether an HTTP request for host reached the fake
