@@ -110,6 +110,9 @@ func (r *Runtime) ApplyNetworkPolicy(id, name string, data []byte) (_ int64, err
 	if err := filter.WaitLoaded(filepath.Join(stateDir, egressStatusFile), rulesFile, proposal.Generation, proposed, egressReloadTimeout); err != nil {
 		return 0, err
 	}
+	if err := recordApplied(stateDir, proposal.Generation, layers[len(layers)-1]); err != nil {
+		return 0, fmt.Errorf("network policy generation %d applied, but not recorded for policy suggest: %w", proposal.Generation, err)
+	}
 	return proposal.Generation, nil
 }
 

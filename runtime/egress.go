@@ -34,8 +34,25 @@ const (
 	egressRulesFile  = "egress-rules.json"
 	egressStatusFile = "egress-status.json"
 	egressStatsFile  = "egress-stats.json"
-	egressRecordFile = "egress.json"
+	// egressAppliedFile: the network policy the last policy apply loaded.
+	egressAppliedFile = "egress-applied.json"
+	egressRecordFile  = "egress.json"
 )
+
+// benchUncountedEnv=1 in the environment of create (or run) starts the
+// filter without its counters (no egress-stats.json, no metrics for the
+// container): only the egress benchmark sets it, to measure what counting
+// costs against a filter that does not count.
+const benchUncountedEnv = "CLAWRUN_BENCH_UNCOUNTED"
+
+// egressStatsPath is where the filter writes its counts: "" (none) when
+// benchUncountedEnv says so.
+func egressStatsPath(stateDir string) string {
+	if os.Getenv(benchUncountedEnv) == "1" {
+		return ""
+	}
+	return filepath.Join(stateDir, egressStatsFile)
+}
 
 // Where the filter listens inside the container's network namespace.
 // protocol: tcp endpoints get synthetic addresses from
@@ -297,7 +314,7 @@ func startEgress(setup *egressSetup, stateDir, id string, initPid int) error {
 		LogKeep:        3,
 		LogFormat:      setup.LogFormat,
 		StatusFile:     filepath.Join(stateDir, egressStatusFile),
-		StatsFile:      filepath.Join(stateDir, egressStatsFile),
+		StatsFile:      egressStatsPath(stateDir),
 		Upstream:       setup.Upstream,
 		AllowedRanges:  setup.Allowed,
 		SyntheticRange: resolver.DefaultSyntheticPrefix.String(),

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/clawrun/clawrun/egress/filter"
+	"github.com/clawrun/clawrun/internal/jsonfile"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
@@ -16,12 +18,18 @@ type Learning struct {
 	FilteredBy string
 	Current    *policy.Policy
 	Floor      *policy.NetworkLayer
+	// InForceUnknown says why the network policy the filter enforces is
+	// not known (policy apply replaced it, and its record is missing):
+	// Current then has the network policies of create, which are not
+	// those in force.
+	InForceUnknown error
 }
 
 // LearningFor gathers what policy suggest learns from for container id.
 // The current policy is the container's own part of its Plan, with the
-// network policies of the filter's container (a pod's sandbox holds the
-// pod's); a network policy applied since create is not in the Plan.
+// network policies in force in the filter's container (a pod's sandbox
+// holds the pod's): those of its Plan, or the last ones policy apply
+// loaded.
 func (r *Runtime) LearningFor(id string) (_ *Learning, err error) {
 	defer classify(&err)
 	logFile, filteredBy, err := r.AuditLog(id)
@@ -44,11 +52,49 @@ func (r *Runtime) LearningFor(id string) (_ *Learning, err error) {
 	l := &Learning{LogFile: logFile, FilteredBy: filteredBy, Current: planPolicy(conf.Plan, conf.Floor)}
 	floorNet, ownNet := splitNetwork(netConf.Plan, netConf.Floor)
 	l.Floor = floorNet
+	if applied, err := appliedNetwork(filepath.Join(r.Root, filteredBy)); err != nil {
+		l.InForceUnknown = err
+	} else if applied != nil {
+		ownNet = applied
+	}
 	l.Current.HasNetwork = ownNet != nil
 	if ownNet != nil {
 		l.Current.Name, l.Current.NetworkPolicies = ownNet.Source, ownNet.Policies
 	}
 	return l, nil
+}
+
+// appliedRecord is the network layer policy apply put in force, with its
+// generation (a container's Plan keeps the policy of create).
+type appliedRecord struct {
+	Generation int64               `json:"generation"`
+	Layer      policy.NetworkLayer `json:"layer"`
+}
+
+// recordApplied records layer as the one generation gen enforces, once the
+// filter loaded it.
+func recordApplied(stateDir string, gen int64, layer policy.NetworkLayer) error {
+	return jsonfile.Write(filepath.Join(stateDir, egressAppliedFile), appliedRecord{Generation: gen, Layer: layer}, 0o600)
+}
+
+// appliedNetwork is the container's own network layer that policy apply
+// put in force in the filter of stateDir's container: nil while the
+// filter enforces the first generation (create's). A later generation
+// without its record (lost, or applied by a clawrun that kept none) is an
+// error: the policy in force is then unknown.
+func appliedNetwork(stateDir string) (*policy.NetworkLayer, error) {
+	inForce, err := filter.LoadRules(filepath.Join(stateDir, egressRulesFile))
+	if err != nil {
+		return nil, err
+	}
+	if inForce.Generation <= 1 {
+		return nil, nil
+	}
+	var rec appliedRecord
+	if err := jsonfile.Read(filepath.Join(stateDir, egressAppliedFile), &rec); err != nil || rec.Generation != inForce.Generation {
+		return nil, fmt.Errorf("its network policy is generation %d, from policy apply, which is not on record: pass the applied file with --base", inForce.Generation)
+	}
+	return &rec.Layer, nil
 }
 
 // planPolicy is the container's own policy as plan enforces it: its

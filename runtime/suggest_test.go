@@ -2,8 +2,12 @@ package runtime
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/clawrun/clawrun/egress/filter"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
@@ -53,5 +57,48 @@ clawrun: {landlock: {tcp_connect: [443]}}
 	}
 	if floorNet, own := splitNetwork(plan, ""); floorNet != nil || own == nil {
 		t.Errorf("without a floor: floor %+v, own %+v", floorNet, own)
+	}
+}
+
+// The network layer in force is create's until policy apply loads a later
+// generation, then the one apply recorded for that generation; a later
+// generation without its record is unknown, not guessed.
+func TestAppliedNetwork(t *testing.T) {
+	layer := policy.NetworkLayer{Source: "applied.yaml", Policies: map[string]policy.NetworkPolicy{"applied": {}}}
+	for _, c := range []struct {
+		name     string
+		inForce  int64
+		recorded int64 // 0: no record
+		want     string
+	}{
+		{"create's generation", 1, 0, ""},
+		{"the applied generation", 2, 2, "applied.yaml"},
+		{"a generation without a record", 2, 0, "error"},
+		{"a generation past the record", 3, 2, "error"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := filter.WriteRules(filepath.Join(dir, egressRulesFile), &rules.Rules{Generation: c.inForce}); err != nil {
+				t.Fatal(err)
+			}
+			if c.recorded > 0 {
+				if err := recordApplied(dir, c.recorded, layer); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := appliedNetwork(dir)
+			switch {
+			case c.want == "error":
+				if err == nil || !strings.Contains(err.Error(), "--base") {
+					t.Errorf("got %v, %v; want an error naming --base", got, err)
+				}
+			case c.want == "":
+				if got != nil || err != nil {
+					t.Errorf("got %v, %v; want none", got, err)
+				}
+			case err != nil || got == nil || got.Source != c.want || len(got.Policies) != 1:
+				t.Errorf("got %+v, %v; want the layer of %s", got, err, c.want)
+			}
+		})
 	}
 }

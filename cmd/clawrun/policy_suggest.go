@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"time"
@@ -22,7 +21,8 @@ endpoints say enforcement: audit, let it do its work, then suggest reads the
 egress decision log (as clawrun audit finds it, or FILE with --from-log) and
 writes a policy that allows what the run did, and enforces it.
 
-The policy starts from the container's own (--base FILE instead, or with
+The policy starts from the container's own, with the network policies in
+force (the last policy apply's, if any; --base FILE instead, or with
 --from-log; without either, a policy of network_policies only): its
 filesystem_policy, process and Landlock sections are kept as they are, and
 so are the network endpoints that enforce. The endpoints with
@@ -125,6 +125,9 @@ func learningInput(c *cli.Context, fromLog string) (suggest.Input, learnSource, 
 	if err != nil {
 		return suggest.Input{}, learnSource{}, err
 	}
+	if l.InForceUnknown != nil && c.String("base") == "" {
+		return suggest.Input{}, learnSource{}, fmt.Errorf("container %q: %w", id, l.InForceUnknown)
+	}
 	if f := rt.EgressLogFailure(l.FilteredBy); f != "" {
 		fmt.Fprintf(os.Stderr, "clawrun: the decision log is incomplete: the egress filter cannot write it since %s\n", f)
 	}
@@ -146,5 +149,3 @@ func suggestHeader(source learnSource, in suggest.Input) []string {
 	}
 	return lines
 }
-
-var _ = context.Background

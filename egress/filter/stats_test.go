@@ -111,3 +111,22 @@ func BenchmarkCount(b *testing.B) {
 		}
 	})
 }
+
+// Every decision is logged; it is counted only when a stats file is to
+// carry the counts (the egress benchmark's uncounted filter has none).
+func TestCountedLogCountsOnlyWithAStatsFile(t *testing.T) {
+	r := decisionlog.Record{Protocol: "tls", Decision: "allow", Reason: "allowed", BytesOut: 7}
+	for _, c := range []struct {
+		statsFile string
+		counted   int
+	}{{"/run/clawrun/c/egress-stats.json", 1}, {"", 0}} {
+		logged := 0
+		counts, logDecision := countedLog(c.statsFile, func(decisionlog.Record) { logged++ })
+		logDecision(r)
+		s := counts.snapshot(time.Unix(1, 0), 0)
+		if logged != 1 || len(s.Decisions) != c.counted || s.BytesOut != int64(7*c.counted) {
+			t.Errorf("stats file %q: logged %d, counted %+v (bytes out %d); want logged 1, counted %d",
+				c.statsFile, logged, s.Decisions, s.BytesOut, c.counted)
+		}
+	}
+}

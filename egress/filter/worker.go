@@ -64,8 +64,8 @@ func work(configPath string) error {
 		return err
 	}
 	defer closeLog()
-	counts := new(counters)
-	w, err := newWorker(cfg, initial, countedLog(counts, logRecord), engine)
+	counts, logDecision := countedLog(cfg.StatsFile, logRecord)
+	w, err := newWorker(cfg, initial, logDecision, engine)
 	if err == nil {
 		w.tcpProxy.Credentials = creds
 	}
@@ -126,9 +126,14 @@ func openDecisionLog(cfg *Config) (func(decisionlog.Record), func(), error) {
 }
 
 // countedLog counts every decision, then logs it: the counts are exact
-// whatever the log's limiter aggregates or drops.
-func countedLog(counts *counters, logRecord func(decisionlog.Record)) func(decisionlog.Record) {
-	return func(r decisionlog.Record) {
+// whatever the log's limiter aggregates or drops. Without a stats file
+// nothing would read the counts: decisions are only logged.
+func countedLog(statsFile string, logRecord func(decisionlog.Record)) (*counters, func(decisionlog.Record)) {
+	counts := new(counters)
+	if statsFile == "" {
+		return counts, logRecord
+	}
+	return counts, func(r decisionlog.Record) {
 		counts.count(r)
 		logRecord(r)
 	}

@@ -16,6 +16,10 @@
 #   churn          netns $churn_ns (one per container), the same; the
 #                  connection churn phase's containers, with the filtered
 #                  one's policy
+#   uncounted      netns $cu_ns, the same; a container with the filtered
+#                  one's policy, created with CLAWRUN_BENCH_UNCOUNTED=1: its
+#                  filter keeps no counters (no metrics), the A/B of what
+#                  counting costs
 #   inspected      netns $ci_ns, the same; a container whose policy makes
 #                  bench.test:443 inspected (access: read-only) joins it:
 #                  the filter terminates its TLS with the container's CA,
@@ -123,7 +127,7 @@ start=$(date +%s%N)
 # The fake internet (a free block of 198.18.0.0/15, picked under the lock
 # the tests take too) and the clients' namespaces. egressbench serve writes
 # the addresses and names once everything serves.
-srv='' upstreams='' net='' if_host='' if_net='' cd_ns='' if_dc='' if_dn='' cf_ns='' ci_ns='' churn_ns=''
+srv='' upstreams='' net='' if_host='' if_net='' cd_ns='' if_dc='' if_dn='' cf_ns='' ci_ns='' cu_ns='' churn_ns=''
 "$work/egressbench" serve -env "$work/net.env" -dir "$work/srv" -name "$name" -churn "$churn" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1200); do
@@ -163,7 +167,7 @@ nofile=$(ulimit -Hn)
 [ "$nofile" = unlimited ] && nofile=65536
 [ "$nofile" -gt $((${BENCH_EGRESS_CONNS:-1000} + 100)) ] ||
 	die "the open files limit ($nofile) is too low for ${BENCH_EGRESS_CONNS:-1000} connections"
-kinds=(direct filtered inspected)
+kinds=(direct filtered uncounted inspected)
 [ "${BENCH_EGRESS_ONLY:-}" = churn ] && kinds=()
 i=0
 for ns in $churn_ns; do
@@ -182,6 +186,9 @@ for kind in "${kinds[@]}"; do
 	case $kind in
 	filtered)
 		ns=$cf_ns
+		policy="$name:443,$name:8080" ;;
+	uncounted)
+		ns=$cu_ns
 		policy="$name:443,$name:8080" ;;
 	inspected)
 		ns=$ci_ns
@@ -202,7 +209,7 @@ done
 
 args=(-clawrun "$clawrun" -config "$work/config.yaml" -root "$work/root"
 	"${churn_args[@]}" -churn-rate "${BENCH_EGRESS_CHURN_RATE:-1000}" -churn-time "${BENCH_EGRESS_CHURN_TIME:-60s}"
-	-direct "$work/direct" -filtered "$work/filtered" -inspected "$work/inspected" -server "$srv" -name "$name"
+	-direct "$work/direct" -filtered "$work/filtered" -uncounted "$work/uncounted" -inspected "$work/inspected" -server "$srv" -name "$name"
 	-log-dir "$work/logs" -id-prefix "bench-egress-$tag" -server-pid "$server_pid"
 	-rounds "${BENCH_EGRESS_ROUNDS:-20}" -block "${BENCH_EGRESS_BLOCK:-25}" -dns "${BENCH_EGRESS_BLOCK:-25}"
 	-bulk-mib "${BENCH_EGRESS_MIB:-256}" -bulk-runs "${BENCH_EGRESS_BULK_RUNS:-5}"

@@ -382,3 +382,126 @@ func startMoby(t *testing.T, name, client string, f *fakeNet) *dockerd {
 	}
 	return d
 }
+
+// learnDockerPolicy is what an operator runs an agent under through Docker
+// to learn its network policy: agent-default's files, and plain HTTP to
+// any name under learn.example audited (no rule allows a request: audit
+// lets each through and logs it).
+const learnDockerPolicy = `version: 1
+filesystem_policy:
+  read_only: [/bin, /sbin, /lib, /usr, /etc, /proc, /sys, /dev/urandom]
+  read_write: [/sandbox, /tmp, /dev/null]
+landlock:
+  compatibility: best_effort
+network_policies:
+  learn:
+    endpoints:
+      - {host: "*.learn.example", port: 80, protocol: rest, enforcement: audit}
+`
+
+// TestDockerPolicySuggest: the audit -> suggest -> enforce loop through
+// Docker (moby v2, the clawrun shim): a container learning under
+// learnDockerPolicy reaches a few names; `clawrun policy suggest` of its
+// full container ID writes a policy that policy check accepts; the same
+// agent run under it (run.clawrun.policy.inline) reaches every name again,
+// and a name it never used is denied and never reaches the fake internet.
+func TestDockerPolicySuggest(t *testing.T) {
+	client := needMoby(t)
+	start := time.Now()
+	f := theFakeNet(t)
+	d := startMoby(t, "docker-suggest", client, f)
+	defer d.stop(t, true)
+	step(t, start, "dockerd (moby v2) up, busybox imported")
+
+	hosts := []string{"one.learn.example", "two.learn.example", "three.learn.example"}
+	const never = "never.learn.example"
+	agent := httpGetFunc
+	for _, h := range hosts {
+		agent += fmt.Sprintf("\necho \"%s: $(get %s)\"", h, h)
+	}
+	// runAgent runs the agent in a new detached container under policy and
+	// checks that every host answered it; it returns the container's ID.
+	runAgent := func(name, policy string) string {
+		t.Helper()
+		id := strings.TrimSpace(must(t, d.docker("run", "-d", "--name", name, "--runtime", "clawrun",
+			"--annotation", "run.clawrun.policy.inline="+policy, dockerImage, "sh", "-c", loopScript)))
+		mark := f.Mark()
+		out := must(t, d.docker("exec", name, "sh", "-c", agent))
+		for _, h := range hosts {
+			if !strings.Contains(out, h+": "+answered+h+" ") {
+				t.Errorf("%s: %s did not answer through the egress filter:\n%s", name, h, out)
+			}
+			if !sawHTTPHost(f, mark, h) {
+				t.Errorf("%s: no request for %s reached the fake internet", name, h)
+			}
+		}
+		return id
+	}
+
+	learning := runAgent("learning", learnDockerPolicy)
+	step(t, start, "learning run done")
+	root := findRoot(learning, d.dir, "/run/containerd/runc")
+	if root == "" {
+		t.Fatalf("no clawrun state for %s", learning)
+	}
+	learned := filepath.Join(d.dir, "learned.yaml")
+	must(t, run(f.wrapperBin(), "--root", root, "policy", "suggest", "-o", learned, learning))
+	must(t, run(f.wrapperBin(), "policy", "check", learned))
+	suggested := readFile(t, learned)
+	for _, want := range append(hostLines(hosts), "enforcement: enforce") {
+		if !strings.Contains(suggested, want) {
+			t.Errorf("the suggestion lacks %q:\n%s", want, suggested)
+		}
+	}
+	for _, unwanted := range []string{"*.learn.example", "enforcement: audit", never} {
+		if strings.Contains(suggested, unwanted) {
+			t.Errorf("the suggestion has %q, which the run never needed:\n%s", unwanted, suggested)
+		}
+	}
+	step(t, start, "policy suggested and checked:\n%s", suggested)
+
+	runAgent("enforced", suggested) // positive control: everything the run did
+	mark := f.Mark()
+	r := d.docker("exec", "enforced", "sh", "-c", httpGetFunc+"\necho \"never: $(get "+never+")\"")
+	if strings.Contains(r.stdout, answered) {
+		t.Errorf("a name the learning run never used answered under the suggested policy:\n%v", r)
+	}
+	if f.queried(never) || sawHTTPHost(f, mark, never) {
+		t.Errorf("a name the learning run never used reached the fake internet (%v)", f.Since(mark))
+	}
+	step(t, start, "enforced run checked")
+	must(t, d.docker("rm", "-f", "learning", "enforced"))
+	if ids := listIDs(t, root); len(ids) > 0 {
+		t.Errorf("clawrun still lists %v after docker rm", ids)
+	}
+}
+
+// sawHTTPHost says whether an HTTP request for host reached the fake
+// internet since mark.
+func sawHTTPHost(f *fakeNet, mark int, host string) bool {
+	for _, e := range f.Since(mark) {
+		if e.Kind == "http" && e.Name == host {
+			return true
+		}
+	}
+	return false
+}
+
+// hostLines are the "host: NAME" lines a policy lists names with.
+func hostLines(hosts []string) []string {
+	var out []string
+	for _, h := range hosts {
+		out = append(out, "host: "+h)
+	}
+	return out
+}
+
+// readFile reads a file or fails the test.
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}

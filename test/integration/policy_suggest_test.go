@@ -144,3 +144,68 @@ func TestPolicySuggestInspected(t *testing.T) {
 		t.Errorf("a learned request: %+v, want allowed", rec)
 	}
 }
+
+// TestPolicySuggestAfterApply: suggest starts from the network policy in
+// force. After policy apply that is the applied one (its name, its keys,
+// none of the endpoints it dropped), not the one the container was
+// created with; when the policy in force is not on record, suggest says
+// so and learns only with --base.
+func TestPolicySuggestAfterApply(t *testing.T) {
+	r, fn := egressRuntime(t)
+	learning := fn.startPolicy(r, policyDoc(`  created:
+    endpoints:
+      - {host: dropped.test, port: 443}
+      - {host: allowed.test, port: 443, enforcement: audit}
+`))
+	applied := writeTemp(t, "applied.yaml", policyDoc(`  applied:
+    endpoints:
+      - {host: allowed.test, port: 443, enforcement: audit}
+      - {host: other.test, port: 80, protocol: rest, enforcement: audit}
+`))
+	r.ok(append(fn.globals(), "policy", "apply", learning.id, applied)...)
+	learning.checks(
+		echeck{name: "TLS to allowed.test",
+			args: []string{"tls", "allowed.test", "443", "allowed.test"},
+			out:  "OK cn=allowed.test verify=ok",
+			dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
+			saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}},
+		echeck{name: "plain HTTP to other.test, which only the applied policy lists",
+			args: []string{"http", "other.test", "80", "other.test", "-", "/docs"},
+			out:  "OK 200 host=other.test local=" + fn.ip(hOther) + " path=/docs",
+			dec:  []want{connWant("http", "other.test", 80, "allow", "allowed")},
+			saw:  []seen{sawHTTP("other.test", fn.ip(hOther))}},
+	)
+
+	suggest := func(args ...string) (string, result) {
+		out := filepath.Join(t.TempDir(), "learned.yaml")
+		res := r.run(append(fn.globals(), append([]string{"policy", "suggest", "-o", out}, args...)...)...)
+		data, _ := os.ReadFile(out)
+		return string(data), res
+	}
+	suggested, res := suggest(learning.id)
+	if res.Code != 0 {
+		t.Fatalf("policy suggest after apply: %s", res)
+	}
+	for _, want := range []string{"Starting from the policy " + applied, "  applied:", "host: allowed.test", "host: other.test", "path: /docs"} {
+		if !strings.Contains(suggested, want) {
+			t.Errorf("the suggestion lacks %q:\n%s", want, suggested)
+		}
+	}
+	for _, never := range []string{"dropped.test", "created:", "learned:"} {
+		if strings.Contains(suggested, never) {
+			t.Errorf("the suggestion has %q, from the policy the apply replaced:\n%s", never, suggested)
+		}
+	}
+
+	// The policy in force not on record (a record lost, or an apply by a
+	// clawrun that kept none): no guess from the created one.
+	if err := os.Remove(filepath.Join(r.root, learning.id, "egress-applied.json")); err != nil {
+		t.Fatal(err)
+	}
+	if text, res := suggest(learning.id); res.Code == 0 || !strings.Contains(res.Stderr, "--base") || text != "" {
+		t.Errorf("policy suggest without the applied policy's record: want an error naming --base, and no file: %s\n%s", res, text)
+	}
+	if text, res := suggest("--base", applied, learning.id); res.Code != 0 || !strings.Contains(text, "host: other.test") || strings.Contains(text, "dropped.test") {
+		t.Errorf("policy suggest --base with the applied policy: %s\n%s", res, text)
+	}
+}

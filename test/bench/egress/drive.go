@@ -33,6 +33,7 @@ import (
 type driveOptions struct {
 	clawrun, config, root  string
 	direct, filtered       string // bundles
+	uncounted              string // bundle as filtered's, its filter started without counters
 	inspected              string // bundle whose policy has bench.test:443 inspected
 	server, name           string // the fake internet's address, the allowed name
 	logDir                 string // egress.log_dir of the config
@@ -51,6 +52,8 @@ type driveOptions struct {
 	keepAliveTarget        time.Duration // added p50, a request on an open inspected connection
 	inspectBulkTarget      float64       // inspected/direct HTTPS download over the shaped link
 	rssTarget              int64         // bytes, supervisor + worker
+	countLatencyTarget     time.Duration // added p50, counted filter against uncounted
+	countThroughputTarget  float64       // counted/uncounted throughput
 	notes                  []string
 	idPrefix               string
 	settle                 time.Duration
@@ -59,6 +62,7 @@ type driveOptions struct {
 	after                  time.Duration // wait before the memory reading after the connections
 	directName, filterName string
 	inspectName            string
+	uncountedName          string
 	churn                  churnOptions
 	only                   string // "churn": that phase alone
 }
@@ -70,6 +74,7 @@ type ctr struct {
 	bundle   string
 	filtered bool     // its policy starts a filter
 	trust    []string // the client's flags for the roots it verifies TLS with
+	env      []string // added to the runtime's environment when it starts the container
 	// its filter's processes
 	sup, worker int
 }
@@ -78,12 +83,14 @@ type driver struct {
 	o      driveOptions
 	direct *ctr
 	filter *ctr
-	all    []*ctr
-	rng    *rand.Rand
-	logf   *os.File // output of run/delete (a file, not a pipe: `run -d` leaves the container holding it)
-	mu     sync.Mutex
-	made   []*ctr // started, to delete
-	raw    strings.Builder
+	// uncounted is filter's twin whose filter keeps no counters.
+	uncounted *ctr
+	all       []*ctr
+	rng       *rand.Rand
+	logf      *os.File // output of run/delete (a file, not a pipe: `run -d` leaves the container holding it)
+	mu        sync.Mutex
+	made      []*ctr // started, to delete
+	raw       strings.Builder
 	// inspect's filter terminates its TLS to bench.test:443.
 	inspect *ctr
 	// interrupted: a signal is being handled (cleanup, then exit 130);
@@ -99,6 +106,7 @@ func drive(args []string) {
 	fs.StringVar(&o.root, "root", "", "clawrun --root for the bench's containers")
 	fs.StringVar(&o.direct, "direct", "", "bundle of the direct container (no policy)")
 	fs.StringVar(&o.filtered, "filtered", "", "bundle of the filtered container (run.clawrun.egress)")
+	fs.StringVar(&o.uncounted, "uncounted", "", "bundle of the uncounted container (as -filtered; its filter keeps no counters)")
 	fs.StringVar(&o.inspected, "inspected", "", "bundle of the inspected container (a policy inspecting bench.test:443)")
 	fs.StringVar(&o.server, "server", "", "the fake internet's address (bench.test)")
 	fs.StringVar(&o.name, "name", "bench.test", "the allowed name")
@@ -123,6 +131,8 @@ func drive(args []string) {
 	fs.DurationVar(&o.inspectLatencyTarget, "inspect-latency-target", 1500*time.Microsecond, "target: added p50 of an inspected connection (connect, handshake, first request) below this")
 	fs.DurationVar(&o.keepAliveTarget, "keepalive-target", 300*time.Microsecond, "target: added p50 of a request on an open inspected connection below this")
 	fs.Float64Var(&o.inspectBulkTarget, "inspect-throughput-target", 0.7, "target: inspected/direct HTTPS download over the shaped link at least this")
+	fs.DurationVar(&o.countLatencyTarget, "count-latency-target", 100*time.Microsecond, "target: added p50 of the counting filter over the uncounted one below this")
+	fs.Float64Var(&o.countThroughputTarget, "count-throughput-target", 0.95, "target: counting/uncounted filter throughput at least this")
 	rssMiB := fs.Int64("rss-target-mib", 16, "target: filter RSS (supervisor + worker) below this many MiB")
 	fs.StringVar(&o.idPrefix, "id-prefix", fmt.Sprintf("bench-egress-%d", os.Getpid()), "container id prefix")
 	fs.DurationVar(&o.settle, "settle", 500*time.Millisecond, "wait after the start before the idle memory reading")
@@ -145,8 +155,8 @@ func drive(args []string) {
 		}
 	case o.only != "":
 		fatalf("drive: -only %q: only churn can run alone", o.only)
-	case o.config == "" || o.root == "" || o.direct == "" || o.filtered == "" || o.inspected == "" || o.server == "" || o.logDir == "":
-		fatalf("drive: -config, -root, -direct, -filtered, -inspected, -server and -log-dir are required")
+	case o.config == "" || o.root == "" || o.direct == "" || o.filtered == "" || o.uncounted == "" || o.inspected == "" || o.server == "" || o.logDir == "":
+		fatalf("drive: -config, -root, -direct, -filtered, -uncounted, -inspected, -server and -log-dir are required")
 	}
 	if len(o.churn.bundles) > 0 && (o.churn.rate < len(o.churn.bundles) || o.churn.window <= 0 || o.churn.length < 2*o.churn.window) {
 		fatalf("drive: the churn phase needs at least a connection a second per container and two windows")
@@ -157,7 +167,7 @@ func drive(args []string) {
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
 	}
-	o.directName, o.filterName, o.inspectName = "direct", "through clawrun", "inspected"
+	o.directName, o.filterName, o.inspectName, o.uncountedName = "direct", "through clawrun", "inspected", "uncounted"
 
 	dr := &driver{o: o, rng: rand.New(rand.NewPCG(o.seed, 0))}
 	dr.direct = &ctr{label: o.directName, id: o.idPrefix + "-direct", bundle: o.direct}
@@ -165,7 +175,9 @@ func drive(args []string) {
 	// The inspected client trusts what the runtime gave its container.
 	dr.inspect = &ctr{label: o.inspectName, id: o.idPrefix + "-inspected", bundle: o.inspected, filtered: true,
 		trust: []string{"-ca-env", "SSL_CERT_FILE"}}
-	dr.all = []*ctr{dr.direct, dr.filter, dr.inspect}
+	dr.uncounted = &ctr{label: o.uncountedName, id: o.idPrefix + "-uncounted", bundle: o.uncounted, filtered: true,
+		env: []string{uncountedEnv + "=1"}}
+	dr.all = []*ctr{dr.direct, dr.filter, dr.uncounted, dr.inspect}
 	// Beside --root, not in it: the runtime lists what is in it.
 	var err error
 	if dr.logf, err = os.CreateTemp(filepath.Dir(o.root), "runtime-*.log"); err != nil {
@@ -231,6 +243,11 @@ func (dr *driver) cleanup() {
 // runtime runs clawrun with the bench's --root and --config; its output
 // goes to a file, since `run -d` leaves the container's init holding it.
 func (dr *driver) runtime(timeout time.Duration, args ...string) (string, error) {
+	return dr.runtimeEnv(nil, timeout, args...)
+}
+
+// runtimeEnv is runtime with env added to the runtime's environment.
+func (dr *driver) runtimeEnv(env []string, timeout time.Duration, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := dr.logf.Truncate(0); err != nil {
@@ -241,6 +258,7 @@ func (dr *driver) runtime(timeout time.Duration, args ...string) (string, error)
 	}
 	full := append([]string{"--root", dr.o.root, "--config", dr.o.config}, args...)
 	cmd := exec.CommandContext(ctx, dr.o.clawrun, full...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = dr.logf, dr.logf
 	err := cmd.Run()
 	out, _ := os.ReadFile(dr.logf.Name())
@@ -254,7 +272,7 @@ func (dr *driver) start(c *ctr) {
 	dr.mu.Lock()
 	dr.made = append(dr.made, c)
 	dr.mu.Unlock()
-	if out, err := dr.runtime(time.Minute, "run", "-d", "--bundle", c.bundle, c.id); err != nil {
+	if out, err := dr.runtimeEnv(c.env, time.Minute, "run", "-d", "--bundle", c.bundle, c.id); err != nil {
 		dr.die("starting the %s container: %v\n%s", c.label, err, out)
 	}
 }
@@ -280,10 +298,33 @@ func (dr *driver) client(c *ctr, args ...string) result {
 // order is the direct container and other in a fresh random order:
 // neither always runs right after the other (or right after a bulk
 // transfer, say).
-func (dr *driver) order(other *ctr) []*ctr {
-	o := []*ctr{dr.direct, other}
+func (dr *driver) order(other *ctr) []*ctr { return dr.pair(dr.direct, other) }
+
+// pair is a and b in a fresh random order.
+func (dr *driver) pair(a, b *ctr) []*ctr {
+	o := []*ctr{a, b}
 	dr.rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
 	return o
+}
+
+// tlsArgs are the client's arguments for n TLS connections (mode
+// latency) or n requests on one (keepalive) to the server's :443.
+func (dr *driver) tlsArgs(mode string) func(c *ctr, n, warmup int) []string {
+	return func(c *ctr, n, warmup int) []string {
+		return append([]string{mode, "-addr", dr.o.server + ":443", "-sni", dr.o.name,
+			"-n", strconv.Itoa(n), "-warmup", strconv.Itoa(warmup)}, c.trust...)
+	}
+}
+
+// bulkRun is one transfer of size bytes in dir (plain HTTP on :8080) by
+// c's client, and its rate in MiB/s (0 if it failed).
+func (dr *driver) bulkRun(c *ctr, dir string, size int64) (result, float64) {
+	r := dr.client(c, "bulk", "-addr", dr.o.server+":8080", "-host", dr.o.name+":8080",
+		"-dir", dir, "-bytes", strconv.FormatInt(size, 10))
+	if r.Errors > 0 || r.Nanos <= 0 {
+		return r, 0
+	}
+	return r, float64(r.Bytes) / (1 << 20) / (float64(r.Nanos) / 1e9)
 }
 
 // measurements, per container label.
@@ -319,6 +360,12 @@ type measurements struct {
 	keepAlive      map[string][][]int64 // per round
 	inspectShaped  map[string][]float64 // HTTPS download over the shaped link
 	inspectDecided map[string]int       // the inspected container's decision log
+
+	// The counters' cost: the filtered container against the uncounted
+	// one, per container label.
+	countLatency map[string][][]int64 // per round
+	countBulk    map[string]map[string][]float64
+	countCheck   string // what the two filters' stats files say ("" until read)
 }
 
 // bulkCost is what the bulk transfers of one path cost the machine: the
@@ -340,21 +387,23 @@ func (dr *driver) run() (string, bool) {
 		cpu:      map[string]time.Duration{}, phaseOps: map[string]string{},
 		inspectFirst: map[string]time.Duration{}, inspectLatency: map[string][][]int64{},
 		keepAlive: map[string][][]int64{}, inspectShaped: map[string][]float64{},
+		countLatency: map[string][][]int64{}, countBulk: map[string]map[string][]float64{},
 	}
 	m.loadBefore = stats.LoadAvg()
 	m.version = versionOf(o.clawrun)
 	t0 := time.Now()
 	busy0, idle0, own0 := machineBusy(), machineIdle(), dr.ownCPU()
 	dr.raw.WriteString("phase,container,round,value\n")
-	fmt.Fprintf(os.Stderr, "egressbench: starting the direct, the filtered and the inspected container\n")
+	fmt.Fprintf(os.Stderr, "egressbench: starting the direct, the filtered, the uncounted and the inspected container\n")
 	for _, c := range dr.all {
 		dr.start(c)
 	}
 	defer dr.cleanup()
 	dr.findFilter(dr.filter)
 	dr.findFilter(dr.inspect)
+	dr.findFilter(dr.uncounted)
 	m.filterExe, _ = os.Readlink("/proc/" + strconv.Itoa(dr.filter.sup) + "/exe")
-	filterCPU0 := dr.filter.cpu() + dr.inspect.cpu()
+	filterCPU0 := dr.filter.cpu() + dr.inspect.cpu() + dr.uncounted.cpu()
 
 	// Idle: the filter as a container gets it, before any traffic.
 	time.Sleep(o.settle)
@@ -415,12 +464,7 @@ func (dr *driver) run() (string, bool) {
 	// TLS latency: the filter's first connection (its first proxied flow),
 	// then rounds.
 	fmt.Fprintf(os.Stderr, "egressbench: TLS connection latency\n")
-	tlsArgs := func(mode string) func(c *ctr, n, warmup int) []string {
-		return func(c *ctr, n, warmup int) []string {
-			return append([]string{mode, "-addr", o.server + ":443", "-sni", o.name,
-				"-n", strconv.Itoa(n), "-warmup", strconv.Itoa(warmup)}, c.trust...)
-		}
-	}
+	tlsArgs := dr.tlsArgs
 	timed("tls", "TLS connections", dr.filter, tlsArgs("latency"), o.block, m.tlsFirst, m.latency)
 	m.phaseOps["tls"] = fmt.Sprintf("%d connections", 1+o.rounds*(o.block+2))
 
@@ -444,13 +488,11 @@ func (dr *driver) run() (string, bool) {
 			cpu0 := dr.filter.cpu()
 			for round := range o.bulkRuns {
 				for _, c := range dr.order(dr.filter) {
-					r := dr.client(c, "bulk", "-addr", o.server+":8080", "-host", o.name+":8080",
-						"-dir", dir, "-bytes", strconv.FormatInt(size, 10))
+					r, mibs := dr.bulkRun(c, dir, size)
 					check(c, phase+" "+dir, r)
-					if r.Errors > 0 || r.Nanos <= 0 {
+					if mibs == 0 {
 						continue
 					}
-					mibs := float64(r.Bytes) / (1 << 20) / (float64(r.Nanos) / 1e9)
 					if into[c.label] == nil {
 						into[c.label] = map[string][]float64{}
 					}
@@ -477,6 +519,8 @@ func (dr *driver) run() (string, bool) {
 	}
 	fmt.Fprintf(os.Stderr, "egressbench: bulk transfers\n")
 	bulk("bulk", o.bulkMiB, m.bulk)
+	fmt.Fprintf(os.Stderr, "egressbench: the counters' cost: the filtered container against the uncounted one\n")
+	dr.countingAB(m, check)
 	if o.shapeRate != "" && len(o.shapeLinks) > 0 {
 		fmt.Fprintf(os.Stderr, "egressbench: bulk transfers over a %s link\n", o.shapeRate)
 		undo, err := shapeLinks(o.shapeLinks, o.shapeRate)
@@ -577,7 +621,7 @@ func (dr *driver) run() (string, bool) {
 	// at once, the direct one two: with 2 CPUs, other load costs the
 	// filtered figures more.
 	elapsed := time.Since(t0)
-	ours := dr.ownCPU() - own0 + dr.filter.cpu() + dr.inspect.cpu() - filterCPU0
+	ours := dr.ownCPU() - own0 + dr.filter.cpu() + dr.inspect.cpu() + dr.uncounted.cpu() - filterCPU0
 	others := machineBusy() - busy0 - ours
 	m.others = max(0, float64(others)/float64(elapsed))
 	if b, i := machineBusy()-busy0, machineIdle()-idle0; b+i > 0 {

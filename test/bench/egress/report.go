@@ -213,6 +213,7 @@ func (dr *driver) render(m *measurements) string {
 	for _, n := range o.notes {
 		w("- %s\n", n)
 	}
+	dr.renderCounting(&sb, m, rng)
 	return sb.String()
 }
 

@@ -4,7 +4,8 @@ package main
 // time of the bench: its namespace, linked to the host, where the filter
 // dials from; the direct and the filtered client's namespaces, each with
 // a route into it (and the inspected client's, whose container's policy
-// has the filter terminate its TLS); and its servers, on every address of
+// has the filter terminate its TLS, and the uncounted client's, filtered
+// as the filtered one's but by a filter without its counters); and its servers, on every address of
 // the namespace:
 //
 //	:53 udp+tcp  NAME A -> the namespace's address; other names NXDOMAIN
@@ -37,7 +38,8 @@ const (
 	blockDirect    = 1
 	blockFiltered  = 2
 	blockInspected = 3
-	blockChurn     = 4 // and the -churn-1 after it
+	blockUncounted = 4
+	blockChurn     = 5 // and the -churn-1 after it
 )
 
 func serve(args []string) {
@@ -98,6 +100,10 @@ func serveOn(n *fakenet.Net, name, dir string, churn int) (map[string]string, er
 	if err != nil {
 		return nil, err
 	}
+	uncounted, err := n.AddClient(fakenet.ClientOptions{Name: "uncounted", Block: blockUncounted})
+	if err != nil {
+		return nil, err
+	}
 	var churnNS []string
 	for i := range churn {
 		c, err := n.AddClient(fakenet.ClientOptions{Name: fmt.Sprintf("churn%d", i), Block: blockChurn + i})
@@ -117,6 +123,7 @@ func serveOn(n *fakenet.Net, name, dir string, churn int) (map[string]string, er
 		"if_dn":     direct.PeerIf, // and the fake internet's
 		"cf_ns":     filtered.NS,
 		"ci_ns":     inspected.NS,
+		"cu_ns":     uncounted.NS,
 		"upstreams": n.Prefix(0),
 	}, nil
 }
