@@ -50,6 +50,9 @@ const (
 	// time (16 MiB at the default MaxRPCBody): the filter's memory is
 	// bounded, and a container must not exhaust it with many streams.
 	rpcBodiesAtOnce = 16
+	// upstreamSessionCacheSize bounds the upstream TLS sessions kept for
+	// resumption, one per upstream name (least recently used out).
+	upstreamSessionCacheSize = 1024
 )
 
 // Engine terminates the TLS of the container's connections that the policy
@@ -71,7 +74,11 @@ type Engine struct {
 	serverTLS [2]*tls.Config
 	// upstreamSessions resumes upstream TLS sessions across connections:
 	// a resumed handshake skips the certificate chain (verified when the
-	// session was made).
+	// session was made). crypto/tls keys a session by the config's
+	// ServerName, the upstream's name, and before offering a session
+	// checks its certificate against that name and its verified chains
+	// against the roots and the clock again: a session is never offered
+	// to prove another name, nor once its chain no longer verifies.
 	upstreamSessions tls.ClientSessionCache
 	handler          http.Handler // serveHTTP
 	h1               *http.Server // shared by every HTTP/1.1 connection
@@ -93,7 +100,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		maxRPCBody:       cfg.MaxRPCBody,
 		rpcBodies:        make(chan struct{}, rpcBodiesAtOnce),
 		errorLog:         cfg.ErrorLog,
-		upstreamSessions: tls.NewLRUClientSessionCache(leafCacheSize),
+		upstreamSessions: tls.NewLRUClientSessionCache(upstreamSessionCacheSize),
 		buffers:          newBufferPool(),
 	}
 	if e.maxRPCBody == 0 {
