@@ -51,9 +51,15 @@ func (s *session) newTransport() *http.Transport {
 
 func (s *session) newProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
-		Rewrite:        s.rewrite,
-		Transport:      roundTripper{s},
-		FlushInterval:  -1, // stream: event streams, chunked bodies
+		Rewrite:   s.rewrite,
+		Transport: roundTripper{s},
+		// FlushInterval 0: ReverseProxy flushes every write of a body that
+		// streams (text/event-stream, or no Content-Length: chunked, an
+		// LLM's tokens) by itself; a body of known length goes out as it
+		// fills the connection's buffer, its head with its first bytes.
+		// (-1 would flush the head alone from a timer goroutine: one more
+		// TLS record and write per response.)
+		FlushInterval:  0,
 		ErrorLog:       s.e.errorLog,
 		BufferPool:     &s.e.buffers,
 		ModifyResponse: s.forwarded,
