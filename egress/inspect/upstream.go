@@ -74,7 +74,7 @@ func (s *session) rewrite(pr *httputil.ProxyRequest) {
 	ex := exchangeFrom(pr.In.Context())
 	out := pr.Out
 	out.URL = s.upstreamURL(ex.req)
-	out.Host = s.upstreamHost()
+	out.Host = s.host
 	out.Header.Del("Host")
 	// Trailer fields come after the body, after Decide: dropped, as a
 	// recipient of a chunked body may (RFC 9112, 7.1.2).
@@ -121,7 +121,7 @@ func (s *session) upstreamName() string {
 // Opaque would read as an authority: net/url writes that one from its
 // decoded form, equivalent.
 func (s *session) upstreamURL(req *Request) *url.URL {
-	u := &url.URL{Scheme: "https", Host: s.upstreamHost(), RawQuery: req.RawQuery}
+	u := &url.URL{Scheme: "https", Host: s.host, RawQuery: req.RawQuery}
 	if len(req.Path) > 1 && req.Path[:2] == "//" {
 		u.Path = req.DecodedPath
 		u.RawPath = req.Path
