@@ -211,15 +211,9 @@ func (c credential) boundTo(host string, port int) bool {
 // *Error when any placeholder names no credential or one not bound to
 // host:port.
 func (s *Set) Rewrite(host string, port int, r *http.Request) error {
-	header := r.Header.Clone()
-	for _, vs := range header {
-		for i, v := range vs {
-			nv, err := s.substitute(v, host, port, headerPrefixes, noEscape)
-			if err != nil {
-				return err
-			}
-			vs[i] = nv
-		}
+	header, err := s.substituteHeader(r.Header, host, port)
+	if err != nil {
+		return err
 	}
 	var query string
 	if r.URL != nil {
@@ -322,6 +316,37 @@ func jsonEscape(v string) string {
 }
 
 func noEscape(s string) string { return s }
+
+// substituteHeader returns header with its placeholders replaced: a copy
+// (the request is changed only once every placeholder resolved), or
+// header itself when it holds none, as most requests do.
+func (s *Set) substituteHeader(header http.Header, host string, port int) (http.Header, error) {
+	if !headerHasPlaceholder(header) {
+		return header, nil
+	}
+	out := header.Clone()
+	for _, vs := range out {
+		for i, v := range vs {
+			nv, err := s.substitute(v, host, port, headerPrefixes, noEscape)
+			if err != nil {
+				return nil, err
+			}
+			vs[i] = nv
+		}
+	}
+	return out, nil
+}
+
+func headerHasPlaceholder(header http.Header) bool {
+	for _, vs := range header {
+		for _, v := range vs {
+			if at, _ := nextPlaceholder(v, headerPrefixes); at >= 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // substitute replaces every placeholder of text (spelt with one of
 // prefixes), its secret escaped.

@@ -384,3 +384,34 @@ func TestRewriteWithoutCredentialsLeavesBodyUnread(t *testing.T) {
 		}
 	}
 }
+
+// A request without a placeholder, the common case, is left as it is
+// without a copy of its header: Rewrite runs on every inspected request.
+// The control: a request with one gets a header of its own.
+func TestRewriteWithoutPlaceholderCopiesNothing(t *testing.T) {
+	s := testSet(t)
+	r := request(t, "https://api.example.com/v1/models?limit=10", map[string]string{
+		"Accept": "application/json", "User-Agent": "agent/1.0", "Content-Type": "application/json", "X-Request-Id": "42"})
+	header := r.Header
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := s.Rewrite("api.example.com", 443, r); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Rewrite of a request without a placeholder: %v allocations, want 0", allocs)
+	}
+	if r.Header.Get("User-Agent") != "agent/1.0" || r.URL.RawQuery != "limit=10" {
+		t.Errorf("request changed: %v %q", r.Header, r.URL.RawQuery)
+	}
+	r.Header.Set("Authorization", "Bearer openshell:resolve:env:API_KEY")
+	if err := s.Rewrite("api.example.com", 443, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Header.Get("Authorization"); got != "Bearer "+secret {
+		t.Fatalf("control: Authorization %q", got)
+	}
+	if header.Get("Authorization") == "Bearer "+secret {
+		t.Fatal("control: the secret went into the header the request came with")
+	}
+}

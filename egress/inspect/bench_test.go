@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -126,4 +127,34 @@ func benchOps(b *testing.B, op func()) {
 	slices.Sort(durations)
 	b.ReportMetric(float64(durations[len(durations)/2].Nanoseconds()), "p50-ns/op")
 	b.ReportMetric(float64(durations[len(durations)*99/100].Nanoseconds()), "p99-ns/op")
+}
+
+// downloadBytes is the size of BenchmarkDownload's response.
+const downloadBytes = 32 << 20
+
+// BenchmarkDownload: a 32 MiB response (Content-Length known, written in
+// 64 KiB pieces) read on a connection already open; MB/s is the rate.
+func BenchmarkDownload(b *testing.B) {
+	piece := make([]byte, 64<<10)
+	up := newUpstream(b, false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(downloadBytes))
+		for sent := 0; sent < downloadBytes; sent += len(piece) {
+			if _, err := w.Write(piece); err != nil {
+				return
+			}
+		}
+	})
+	b.Run("direct", func(b *testing.B) {
+		cfg := &tls.Config{RootCAs: up.roots, ServerName: testHost, NextProtos: []string{protoHTTP1}}
+		benchDownload(b, up.addr(), cfg)
+	})
+	b.Run("inspected", func(b *testing.B) {
+		h := newHarness(b, up)
+		benchDownload(b, h.ln.Addr().String(), h.clientTLS(protoHTTP1))
+	})
+}
+
+func benchDownload(b *testing.B, addr string, cfg *tls.Config) {
+	b.SetBytes(downloadBytes)
+	benchRequest(b, addr, cfg)
 }

@@ -50,6 +50,9 @@ const (
 	// time (16 MiB at the default MaxRPCBody): the filter's memory is
 	// bounded, and a container must not exhaust it with many streams.
 	rpcBodiesAtOnce = 16
+	// upstreamSessionCacheSize bounds the upstream TLS sessions kept for
+	// resumption, one per upstream name (least recently used out).
+	upstreamSessionCacheSize = 1024
 )
 
 // Engine terminates the TLS of the container's connections that the policy
@@ -71,7 +74,11 @@ type Engine struct {
 	serverTLS [2]*tls.Config
 	// upstreamSessions resumes upstream TLS sessions across connections:
 	// a resumed handshake skips the certificate chain (verified when the
-	// session was made).
+	// session was made). crypto/tls keys a session by the config's
+	// ServerName, the upstream's name, and before offering a session
+	// checks its certificate against that name and its verified chains
+	// against the roots and the clock again: a session is never offered
+	// to prove another name, nor once its chain no longer verifies.
 	upstreamSessions tls.ClientSessionCache
 	handler          http.Handler // serveHTTP
 	h1               *http.Server // shared by every HTTP/1.1 connection
@@ -93,7 +100,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		maxRPCBody:       cfg.MaxRPCBody,
 		rpcBodies:        make(chan struct{}, rpcBodiesAtOnce),
 		errorLog:         cfg.ErrorLog,
-		upstreamSessions: tls.NewLRUClientSessionCache(leafCacheSize),
+		upstreamSessions: tls.NewLRUClientSessionCache(upstreamSessionCacheSize),
 		buffers:          newBufferPool(),
 	}
 	if e.maxRPCBody == 0 {
@@ -123,10 +130,22 @@ func (e *Engine) serverConfig(protos ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		NextProtos:         protos,
+		CurvePreferences:   clientLegCurves,
 		GetCertificate:     e.certificate,
 		GetConfigForClient: e.configForClient,
 	}
 }
+
+// clientLegCurves are the key exchanges the engine accepts from the
+// container's clients: the classical ones, without the post-quantum
+// hybrids (X25519MLKEM768...) that crypto/tls would otherwise always
+// pick. This leg never leaves the host (the container's network
+// namespace to the filter), where recording it for a later quantum
+// computer would take the host itself, and the filter's CA key with it;
+// the hybrid's ML-KEM costs each new connection about a tenth of a
+// millisecond of the filter's CPU and of the client's. The upstream leg,
+// which crosses the network, keeps crypto/tls's defaults.
+var clientLegCurves = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}
 
 // configForClient picks the server config whose ALPN order is the
 // client's: h2 when the client lists it before http/1.1.

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -150,5 +151,27 @@ func TestALPNFollowsClientPreference(t *testing.T) {
 		if got := c.ConnectionState().NegotiatedProtocol; got != tt.want {
 			t.Errorf("offered %v: negotiated %q, want %q", tt.offer, got, tt.want)
 		}
+	}
+}
+
+// The container's clients get a classical key exchange (X25519) even when
+// they offer the post-quantum hybrid: their leg stays on the host. The
+// upstream leg, across the network, keeps the hybrid.
+func TestKeyExchangePerLeg(t *testing.T) {
+	var upstreamCurve atomic.Value
+	up := newUpstream(t, false, func(w http.ResponseWriter, r *http.Request) {
+		upstreamCurve.Store(r.TLS.CurveID)
+	})
+	h := newHarness(t, up)
+	c := h.dial(protoHTTP1)
+	if got := c.ConnectionState().CurveID; got != tls.X25519 {
+		t.Fatalf("client leg: %v, want X25519", got)
+	}
+	resp := roundTrip(t, c, bufio.NewReader(c), "GET / HTTP/1.1\r\nHost: "+testHost+"\r\n\r\n")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got, _ := upstreamCurve.Load().(tls.CurveID); got != tls.X25519MLKEM768 {
+		t.Fatalf("upstream leg: %v, want X25519MLKEM768", got)
 	}
 }

@@ -152,7 +152,9 @@ type session struct {
 	h2   bool // the client speaks HTTP/2
 	// port is opts.Port in decimal ("" when 0): the only port a Host may
 	// name.
-	port      string
+	port string
+	// host is upstreamHost, the Host every request gets upstream.
+	host      string
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
 	h1conn    *h1Conn // the HTTP/1.1 connection, nil for HTTP/2
@@ -167,6 +169,7 @@ func (e *Engine) newSession(opts Options, h2 bool) *session {
 	if opts.Port != 0 {
 		s.port = strconv.Itoa(opts.Port)
 	}
+	s.host = s.upstreamHost()
 	s.transport = s.newTransport()
 	s.proxy = s.newProxy()
 	return s

@@ -51,9 +51,15 @@ func (s *session) newTransport() *http.Transport {
 
 func (s *session) newProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
-		Rewrite:        s.rewrite,
-		Transport:      roundTripper{s},
-		FlushInterval:  -1, // stream: event streams, chunked bodies
+		Rewrite:   s.rewrite,
+		Transport: roundTripper{s},
+		// FlushInterval 0: ReverseProxy flushes every write of a body that
+		// streams (text/event-stream, or no Content-Length: chunked, an
+		// LLM's tokens) by itself; a body of known length goes out as it
+		// fills the connection's buffer, its head with its first bytes.
+		// (-1 would flush the head alone from a timer goroutine: one more
+		// TLS record and write per response.)
+		FlushInterval:  0,
 		ErrorLog:       s.e.errorLog,
 		BufferPool:     &s.e.buffers,
 		ModifyResponse: s.forwarded,
@@ -68,7 +74,7 @@ func (s *session) rewrite(pr *httputil.ProxyRequest) {
 	ex := exchangeFrom(pr.In.Context())
 	out := pr.Out
 	out.URL = s.upstreamURL(ex.req)
-	out.Host = s.upstreamHost()
+	out.Host = s.host
 	out.Header.Del("Host")
 	// Trailer fields come after the body, after Decide: dropped, as a
 	// recipient of a chunked body may (RFC 9112, 7.1.2).
@@ -115,7 +121,7 @@ func (s *session) upstreamName() string {
 // Opaque would read as an authority: net/url writes that one from its
 // decoded form, equivalent.
 func (s *session) upstreamURL(req *Request) *url.URL {
-	u := &url.URL{Scheme: "https", Host: s.upstreamHost(), RawQuery: req.RawQuery}
+	u := &url.URL{Scheme: "https", Host: s.host, RawQuery: req.RawQuery}
 	if len(req.Path) > 1 && req.Path[:2] == "//" {
 		u.Path = req.DecodedPath
 		u.RawPath = req.Path

@@ -155,8 +155,9 @@ func TestClientHandshakeFailureLogged(t *testing.T) {
 	}
 }
 
-// signLeaf issues a leaf for name from ca with the given validity.
-func signLeaf(t *testing.T, ca *CA, name string, notBefore, notAfter time.Time) tls.Certificate {
+// signLeaf issues a leaf for name (and the names of more) from ca with
+// the given validity.
+func signLeaf(t *testing.T, ca *CA, name string, notBefore, notAfter time.Time, more ...string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -166,7 +167,7 @@ func signLeaf(t *testing.T, ca *CA, name string, notBefore, notAfter time.Time) 
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
+		DNSNames:     append([]string{name}, more...),
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,

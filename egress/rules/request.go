@@ -115,7 +115,9 @@ func (r *Rules) AllowRequest(e *Endpoint, req Request) (bool, Reason, []int) {
 		return false, ReasonRequest, nil
 	}
 	m := requestMatch{method: req.Method, exact: tp.readings(false), broad: tp.readings(true)}
-	m.query, m.qerr = url.ParseQuery(tp.query)
+	if l7.namesQuery() { // parsed only for rules that read it
+		m.query, m.qerr = url.ParseQuery(tp.query)
+	}
 	if l7.Path != "" && !everyReading(m.exact, func(p string) bool { return globMatch(l7.Path, p) }) {
 		return false, ReasonRequest, nil
 	}
@@ -293,6 +295,12 @@ func (m requestMatch) matchesCall(rule policy.Rule, call RPCCall, protocol strin
 	}
 	rule.Method, rule.Tool = "", ""
 	return m.matches(rule, deny)
+}
+
+// namesQuery reports whether a rule of l7 names query parameters.
+func (l7 *L7Rules) namesQuery() bool {
+	hasQuery := func(rule policy.Rule) bool { return len(rule.Query) > 0 }
+	return slices.ContainsFunc(l7.Allow, hasQuery) || slices.ContainsFunc(l7.Deny, hasQuery)
 }
 
 func everyReading(readings []string, ok func(string) bool) bool {
