@@ -54,7 +54,7 @@ that holds one: the policy made it read-only on purpose. A policy without
 filesystem_policy gets none (adding one would confine every other path).
 The grants are listed in the header as learned from Landlock denials.
 
-Nothing is suggested that was denied: names, ports and requests the policy
+Nothing the egress filter denied is suggested: names, ports and requests the policy
 refused are listed as comments, and so are the denials no policy can lift
 (private addresses, IP literals, TLS without SNI, encrypted ClientHellos),
 requests a deny rule matched, names resolved and never connected to, and
