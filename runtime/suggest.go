@@ -18,6 +18,8 @@ type Learning struct {
 	FilteredBy string
 	Current    *policy.Policy
 	Floor      *policy.NetworkLayer
+	// FloorFiles is the floor's Landlock layer (nil for none).
+	FloorFiles *policy.Layer
 	// InForceUnknown says why the network policy the filter enforces is
 	// not known (policy apply replaced it, and its record is missing):
 	// Current then has the network policies of create, which are not
@@ -52,6 +54,7 @@ func (r *Runtime) LearningFor(id string) (_ *Learning, err error) {
 	l := &Learning{LogFile: logFile, FilteredBy: filteredBy, Current: planPolicy(conf.Plan, conf.Floor)}
 	floorNet, ownNet := splitNetwork(netConf.Plan, netConf.Floor)
 	l.Floor = floorNet
+	l.FloorFiles = floorLayer(conf.Plan, conf.Floor)
 	if applied, err := appliedNetwork(filepath.Join(r.Root, filteredBy)); err != nil {
 		l.InForceUnknown = err
 	} else if applied != nil {
@@ -112,8 +115,8 @@ func planPolicy(plan *policy.Plan, floor string) *policy.Policy {
 		},
 	}
 	for i, l := range plan.Layers {
-		if i == 0 && floor != "" && l.Source == floor {
-			continue // Compile puts the floor's layer first
+		if i == 0 && floorLayer(plan, floor) != nil {
+			continue
 		}
 		p.Name, p.HasFilesystem = l.Source, true
 		p.FilesystemPolicy = policy.Filesystem{ReadOnly: l.ReadOnly, ReadWrite: l.ReadWrite}
@@ -121,6 +124,15 @@ func planPolicy(plan *policy.Plan, floor string) *policy.Policy {
 			TCPBind: l.TCPBind, TCPConnect: l.TCPConnect}
 	}
 	return p
+}
+
+// floorLayer is a Plan's floor Landlock layer (Compile puts it first),
+// nil when the floor has none.
+func floorLayer(plan *policy.Plan, floor string) *policy.Layer {
+	if len(plan.Layers) > 0 && floor != "" && plan.Layers[0].Source == floor {
+		return &plan.Layers[0]
+	}
+	return nil
 }
 
 // splitNetwork returns a Plan's floor network layer (the floor's, named

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
+	"github.com/clawrun/clawrun/runtime"
 	"github.com/clawrun/clawrun/runtime/policy"
 	"github.com/clawrun/clawrun/runtime/policy/suggest"
 )
@@ -24,8 +25,8 @@ writes a policy that allows what the run did, and enforces it.
 The policy starts from the container's own, with the network policies in
 force (the last policy apply's, if any; --base FILE instead, or with
 --from-log; without either, a policy of network_policies only): its
-filesystem_policy, process and Landlock sections are kept as they are, and
-so are the network endpoints that enforce. The endpoints with
+filesystem_policy (with what Landlock refused, below), process and Landlock
+sections are kept, and so are the network endpoints that enforce. The endpoints with
 enforcement: audit are what the run was to learn: each is replaced by what
 was seen through it, in a network policy of the same key (KEY-2 when KEY
 keeps endpoints that enforce):
@@ -41,7 +42,19 @@ keeps endpoints that enforce):
 What was allowed by no endpoint of the policy (an earlier generation's) is
 learned into the network policy "learned".
 
-Nothing is suggested that was denied: names, ports and requests the policy
+The file accesses Landlock refused the container (as clawrun audit shows
+them; the host's audit must be on: auditctl -e 1) are added to its
+filesystem_policy, each as narrow as sensible: a refused write makes the
+directory it was in read_write, a refused read or execute makes it
+read_only (the path itself when it names a directory, lies under /dev,
+/proc or /sys, or is directly under /); / itself is never suggested, and
+neither is what the floor denies. A write is never learned inside a
+directory the policy lists read_only (other than /), nor on a directory
+that holds one: the policy made it read-only on purpose. A policy without
+filesystem_policy gets none (adding one would confine every other path).
+The grants are listed in the header as learned from Landlock denials.
+
+Nothing the egress filter denied is suggested: names, ports and requests the policy
 refused are listed as comments, and so are the denials no policy can lift
 (private addresses, IP literals, TLS without SNI, encrypted ClientHellos),
 requests a deny rule matched, names resolved and never connected to, and
@@ -131,7 +144,33 @@ func learningInput(c *cli.Context, fromLog string) (suggest.Input, learnSource, 
 	if f := rt.EgressLogFailure(l.FilteredBy); f != "" {
 		fmt.Fprintf(os.Stderr, "clawrun: the decision log is incomplete: the egress filter cannot write it since %s\n", f)
 	}
-	return suggest.Input{Current: l.Current, Floor: l.Floor}, learnSource{log: l.LogFile, container: id}, nil
+	denials, err := fileDenials(rt, id)
+	if err != nil {
+		return suggest.Input{}, learnSource{}, err
+	}
+	in := suggest.Input{Current: l.Current, Floor: l.Floor, FloorFiles: l.FloorFiles, FileDenials: denials}
+	return in, learnSource{log: l.LogFile, container: id}, nil
+}
+
+// fileDenials are container id's Landlock denials, as clawrun audit shows
+// them; when the kernel does not report them, suggest says so in one line
+// and learns the network part only.
+func fileDenials(rt *runtime.Runtime, id string) ([]suggest.FileDenial, error) {
+	files, err := rt.FileDenials(id)
+	if err != nil {
+		return nil, err
+	}
+	if files.NotReported != "" {
+		fmt.Fprintf(os.Stderr, "clawrun: file denials: %s: nothing is learned for filesystem_policy\n", files.NotReported)
+	}
+	if n := files.Suppressed + files.Lost + files.Unattributed; n > 0 {
+		fmt.Fprintf(os.Stderr, "clawrun: file denials: %d audit records were dropped or cannot be attributed (see clawrun audit): filesystem_policy may lack some\n", n)
+	}
+	out := make([]suggest.FileDenial, 0, len(files.Denials))
+	for _, f := range files.Denials {
+		out = append(out, suggest.FileDenial{Path: f.Path, Access: f.Access})
+	}
+	return out, nil
 }
 
 // suggestHeader are the first comment lines of a suggestion.
@@ -143,6 +182,9 @@ func suggestHeader(source learnSource, in suggest.Input) []string {
 	lines := []string{fmt.Sprintf("Suggested by clawrun policy suggest from %d decisions of %s", len(in.Records), from)}
 	if n := len(in.Records); n > 0 {
 		lines = append(lines, fmt.Sprintf("logged from %s to %s.", in.Records[0].Time.Format(time.RFC3339), in.Records[n-1].Time.Format(time.RFC3339)))
+	}
+	if source.container != "" {
+		lines = append(lines, fmt.Sprintf("Also from the container's %d Landlock file denials the kernel's audit reported.", len(in.FileDenials)))
 	}
 	if in.Current != nil {
 		lines = append(lines, "Starting from the policy "+in.Current.Name+"; it allows what the run did, no more: review it before use.")

@@ -3,9 +3,12 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/clawrun/clawrun/landlock"
+	"github.com/clawrun/clawrun/runtime/policy"
 	"github.com/clawrun/clawrun/test/fakenet"
 )
 
@@ -208,4 +211,121 @@ func TestPolicySuggestAfterApply(t *testing.T) {
 	if text, res := suggest("--base", applied, learning.id); res.Code != 0 || !strings.Contains(text, "host: other.test") || strings.Contains(text, "dropped.test") {
 		t.Errorf("policy suggest --base with the applied policy: %s\n%s", res, text)
 	}
+}
+
+// TestPolicySuggestFiles: the file accesses Landlock refused a learning
+// run (the kernel's audit reports them) are learned into
+// filesystem_policy: a refused write of /work/out makes /work
+// read_write, a refused read of /data/in makes /data read_only, and the
+// same commands then succeed under the suggested policy, while a write
+// elsewhere (/opt/x) is still refused. With the host's audit off, suggest
+// says in one line that nothing is learned for files, and still writes the
+// network part.
+func TestPolicySuggestFiles(t *testing.T) {
+	if abi := landlock.ABI(); abi < 7 {
+		t.Skipf("kernel lacks Landlock ABI 7 (it has %d): denials are logged from ABI 7 (Linux 6.15) on", abi)
+	}
+	r, fn := egressRuntime(t)
+	setSysctl(t, "/proc/sys/kernel/printk_ratelimit_burst", "10000")
+	const learningDoc = `version: 1
+filesystem_policy:
+  read_only: [/bin, /usr, /lib, /etc, /proc]
+  read_write: [/tmp, /dev/null]
+network_policies:
+  learn:
+    endpoints:
+      - {host: allowed.test, port: 443, enforcement: audit}
+`
+	// Both accesses are tried, whichever fails.
+	const agentWork = "{ echo out > /work/out; w=$?; cat /data/in && [ $w = 0 ]; }"
+	start := func(doc string) *ectr {
+		b := fn.egressBundle(r, withInline(doc))
+		writeRootfs(t, b, "/data/in", "input-data\n", 0o644)
+		mkdirRootfs(t, b, "/work", "/opt")
+		return fn.start(r, b)
+	}
+	// shell runs cmd in c and says whether it succeeded.
+	shell := func(c *ectr, cmd string) string {
+		return c.exec("sh", "-c", cmd+" 2>&1 && echo SUCCEEDED || echo FAILED")
+	}
+	suggest := func(c *ectr) (string, result) {
+		out := filepath.Join(t.TempDir(), "learned.yaml")
+		res := r.run(append(fn.globals(), "policy", "suggest", "-o", out, c.id)...)
+		data, _ := os.ReadFile(out)
+		return string(data), res
+	}
+
+	learning := start(learningDoc)
+	learning.checks(echeck{name: "TLS to allowed.test",
+		args: []string{"tls", "allowed.test", "443", "allowed.test"},
+		out:  "OK cn=allowed.test verify=ok",
+		dec:  []want{connWant("tls", "allowed.test", 443, "allow", "allowed")},
+		saw:  []seen{sawTLS("allowed.test", fn.ip(hAllowed))}})
+
+	// Audit off: the kernel reports no denial; the network part is still
+	// learned.
+	setAudit(t, 0)
+	if out := shell(learning, agentWork); out != "FAILED" {
+		t.Fatalf("the learning run's file accesses were not refused: %q", out)
+	}
+	text, res := suggest(learning)
+	if res.Code != 0 || !strings.Contains(text, "host: allowed.test") {
+		t.Fatalf("policy suggest with audit off: %s\n%s", res, text)
+	}
+	if lines := strings.Split(strings.TrimSpace(res.Stderr), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "file denials: not reported: the host's audit is off") {
+		t.Errorf("policy suggest with audit off does not say so in one line:\n%s", res.Stderr)
+	}
+	if p := parsePolicy(t, text); slices.Contains(p.FilesystemPolicy.ReadWrite, "/work") || slices.Contains(p.FilesystemPolicy.ReadOnly, "/data") {
+		t.Errorf("files learned with audit off:\n%s", text)
+	}
+
+	// Audit on: the refused accesses are learned.
+	setAudit(t, 1)
+	if out := shell(learning, agentWork); out != "FAILED" {
+		t.Fatalf("the learning run's file accesses were not refused: %q", out)
+	}
+	suggested, res := suggest(learning)
+	if res.Code != 0 {
+		t.Fatalf("policy suggest: %s", res)
+	}
+	t.Logf("suggested:\n%s", suggested)
+	r.ok(append(fn.globals(), "policy", "check", writeTemp(t, "learned.yaml", suggested))...)
+	fs := parsePolicy(t, suggested).FilesystemPolicy
+	if !slices.Contains(fs.ReadWrite, "/work") || !slices.Contains(fs.ReadOnly, "/data") {
+		t.Errorf("the suggestion lacks read_write /work and read_only /data: %+v", fs)
+	}
+	for _, p := range append(slices.Clone(fs.ReadWrite), fs.ReadOnly...) {
+		if p == "/" || p == "/opt" || p == "/data/in" || p == "/work/out" {
+			t.Errorf("the suggestion grants %s: %+v", p, fs)
+		}
+	}
+	for _, want := range []string{"filesystem_policy: learned from Landlock denials:", "read_write /work, for fs.", "read_only /data, for fs.read_file /data/in", "host: allowed.test"} {
+		if !strings.Contains(suggested, want) {
+			t.Errorf("the suggestion lacks %q:\n%s", want, suggested)
+		}
+	}
+
+	enforced := start(suggested)
+	if out := shell(enforced, agentWork); out != "SUCCEEDED" {
+		t.Errorf("the learned accesses under the suggested policy: %q, want them to succeed", out)
+	}
+	if got := readFile(inRootfs(enforced.bundle, "/work/out")); got != "out\n" {
+		t.Errorf("/work/out under the suggested policy: %q", got)
+	}
+	if out := shell(enforced, "echo no > /opt/x"); out != "FAILED" {
+		t.Errorf("a write the run never needed (/opt/x): %q, want it refused", out)
+	}
+	if _, err := os.Stat(inRootfs(enforced.bundle, "/opt/x")); err == nil {
+		t.Errorf("/opt/x was written under the suggested policy")
+	}
+}
+
+// parsePolicy parses a policy document, failing the test if it does not.
+func parsePolicy(t *testing.T, text string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse("suggested.yaml", []byte(text))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	return p
 }

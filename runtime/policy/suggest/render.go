@@ -24,6 +24,16 @@ func (s *Suggestion) YAML(header ...string) ([]byte, error) {
 	if s.Floor != "" {
 		comment(fmt.Sprintf("Never wider than the floor policy %s: what it denies is not suggested.", s.Floor))
 	}
+	if len(s.Files) > 0 {
+		comment("filesystem_policy: learned from Landlock denials:")
+		for _, g := range s.Files {
+			list := "read_only"
+			if g.Write {
+				list = "read_write"
+			}
+			comment(fmt.Sprintf("  %s %s, for %s", list, g.Path, strings.Join(g.Because, "; ")))
+		}
+	}
 	if len(s.Notes) > 0 {
 		comment("Seen but not suggested:")
 		for _, n := range s.Notes {

@@ -7,8 +7,10 @@
 // run was to learn: they are replaced by what was seen through them (exact
 // names, ports, binaries, and for plain HTTP and inspected HTTPS the
 // methods and paths). Endpoints that enforce are kept as they are, and so
-// are the policy's filesystem, process and Landlock sections. Everything
-// is pure: records, policies in, a policy and notes out.
+// are the policy's process and Landlock sections; its filesystem_policy
+// gains the file accesses Landlock refused the run (see suggestFiles).
+// Everything is pure: records, denials, policies in, a policy and notes
+// out.
 package suggest
 
 import (
@@ -33,6 +35,12 @@ type Input struct {
 	// Floor is the network layer of the administrator's floor policy; nil
 	// when the floor does not restrict egress.
 	Floor *policy.NetworkLayer
+	// FileDenials are the container's Landlock denials, oldest first; the
+	// file accesses it needed and did not get (see suggestFiles).
+	FileDenials []FileDenial
+	// FloorFiles is the floor's Landlock layer; nil when the floor has no
+	// filesystem rules.
+	FloorFiles *policy.Layer
 }
 
 // Suggestion is a suggested policy and what was seen but not suggested.
@@ -41,6 +49,9 @@ type Suggestion struct {
 	// Floor names the floor policy that bounded the suggestion ("" for
 	// none).
 	Floor string
+	// Files are the paths added to filesystem_policy, learned from
+	// Landlock denials.
+	Files []FileGrant
 	// Notes say, one line each, what the run did that the policy does not
 	// allow, and why.
 	Notes []string
@@ -102,6 +113,7 @@ func Suggest(in Input) (*Suggestion, error) {
 		}
 	}
 	s.Policy = base.WithNetworkPolicies(extra)
+	s.Files = learnFiles(s.Policy, in, notes)
 	if err := s.Policy.Validate(); err != nil {
 		return nil, fmt.Errorf("the suggested policy is not valid: %w", err)
 	}
@@ -118,6 +130,26 @@ func Suggest(in Input) (*Suggestion, error) {
 	}
 	s.Notes = notes.lines()
 	return s, nil
+}
+
+// learnFiles adds to p's filesystem_policy what the Landlock denials ask
+// for, and returns the grants. A policy without filesystem_policy gets
+// none: adding one would confine every other path too, and its denials
+// were the floor's.
+func learnFiles(p *policy.Policy, in Input, notes *noteSet) []FileGrant {
+	if len(in.FileDenials) == 0 {
+		return nil
+	}
+	if !p.HasFilesystem {
+		for _, d := range in.FileDenials {
+			notes.add(fmt.Sprintf("file %s (%s)", d.Path, strings.Join(d.Access, ",")), "the floor policy denies it")
+		}
+		return nil
+	}
+	own := policy.Layer{ReadOnly: p.FilesystemPolicy.ReadOnly, ReadWrite: p.FilesystemPolicy.ReadWrite}
+	grants := suggestFiles(own, in.FloorFiles, in.FileDenials, notes)
+	p.FilesystemPolicy = withFileGrants(p.FilesystemPolicy, grants)
+	return grants
 }
 
 // startingPolicy is the current policy (or an empty one) with its audit
