@@ -15,7 +15,7 @@ repo=$(cd "$here/../.." && pwd)
 
 CLAWRUN=${CLAWRUN:-$repo/bin/clawrun}
 RUNC=${RUNC:-$repo/bin/runc-1.5.2}
-CACHE=${CLAWRUN_CACHE:-/var/cache/clawrun-ci}
+CACHE=${CLAWRUN_CI_CACHE:-/var/cache/clawrun-ci}
 GO=${GO:-go}
 
 log() { printf '%s: %s\n' "$PREFIX" "$*" >&2; }

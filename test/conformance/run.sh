@@ -10,7 +10,7 @@
 # Environment:
 #   CLAWRUN              runtime under test (default: bin/clawrun)
 #   RUNC                 reference runtime (default: bin/runc-1.5.2)
-#   CLAWRUN_CACHE        where the built suite is kept (/var/cache/clawrun-ci)
+#   CLAWRUN_CI_CACHE     where the built suite is kept (/var/cache/clawrun-ci)
 #   CONFORMANCE_OUT      TAP logs, results and summary (/tmp/clawrun-conformance)
 #   CONFORMANCE_TIMEOUT  seconds per test file (60)
 #   CONFORMANCE_TESTS    space-separated test names to run (default: all)

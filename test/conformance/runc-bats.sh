@@ -15,7 +15,7 @@
 # Environment:
 #   CLAWRUN          runtime under test (default: bin/clawrun)
 #   RUNC             reference runtime (default: bin/runc-1.5.2)
-#   CLAWRUN_CACHE    where the built suite is kept (/var/cache/clawrun-ci)
+#   CLAWRUN_CI_CACHE where the built suite is kept (/var/cache/clawrun-ci)
 #   RUNC_BATS_OUT    TAP logs, results and summary (/tmp/clawrun-runc-bats)
 #   RUNC_BATS_TIMEOUT  seconds per .bats file and runtime (900)
 #   RUNC_BATS_FILES  space-separated .bats names to run, e.g. "exec kill"

@@ -12,7 +12,7 @@
 #   - local images (no registry is reachable): a busybox rootfs tarball for
 #     `docker import`, and busybox and pause images as OCI layout tarballs
 #     for `ctr images import` (nerdctl, CRI).
-# $E2E_TOOLS (default /var/cache/clawrun-ci/e2e-<pins>) is reused when it
+# $E2E_TOOLS (default $CLAWRUN_CI_CACHE/e2e-<pins>, CLAWRUN_CI_CACHE /var/cache/clawrun-ci) is reused when it
 # is complete; nothing depends on it being there. Prints the E2E_TOOLS to
 # export for `go test ./test/e2e/`.
 set -euo pipefail
@@ -27,7 +27,7 @@ LAYOUT=1
 
 pins="$LAYOUT containerd=$CONTAINERD_VERSION crictl=$CRICTL_VERSION nerdctl=$NERDCTL_VERSION moby=$MOBY_VERSION docker-cli=$DOCKER_CLI_VERSION"
 tag=$(printf '%s' "$pins" | sha256sum | cut -c1-10)
-tools=${E2E_TOOLS:-/var/cache/clawrun-ci/e2e-$tag}
+tools=${E2E_TOOLS:-${CLAWRUN_CI_CACHE:-/var/cache/clawrun-ci}/e2e-$tag}
 go=${GO:-go}
 start=$(date +%s)
 
