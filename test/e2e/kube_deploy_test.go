@@ -20,7 +20,9 @@ import (
 // second cluster: TestKube's containerd starts with clawrun configured):
 // the image built by build-image.sh from bin/ and imported with ctr, the
 // installer DaemonSet, a confined pod through the installed RuntimeClasses,
-// the cleanup DaemonSet; then the node is as it was before.
+// the node's metrics served by the installer's pod (the pods' decisions
+// counted under their names), the cleanup DaemonSet; then the node is as
+// it was before.
 //
 // What is the test's, not the product's: the node's paths (containerd's
 // config, the binaries' dir, the drop-in, the installer's state) are
@@ -28,7 +30,8 @@ import (
 // share; clawrun gets the fake internet's config (CLAWRUN_CONFIG); the
 // restart command asks the test to restart its containerd (there is no
 // systemd here); and the pods reach the API server at 127.0.0.1, not
-// through the kubernetes Service (nothing routes it without kube-proxy).
+// through the kubernetes Service (nothing routes it without kube-proxy);
+// the metrics are served on a free port of the node (the test machine's).
 func TestKubeDeploy(t *testing.T) {
 	start := time.Now()
 	k := startKubeClusterWith(t, kubeOptions{name: "kube-deploy"})
@@ -38,6 +41,7 @@ func TestKubeDeploy(t *testing.T) {
 		dropIn:  filepath.Join(dir, "containerd", "conf.d", "clawrun.toml"),
 		state:   filepath.Join(dir, "state"),
 		restart: filepath.Join(dir, "restart-requested"),
+		metrics: freePorts(t, 1)[0],
 	}
 	if err := os.MkdirAll(n.dest, 0o755); err != nil {
 		t.Fatal(err)
@@ -93,10 +97,18 @@ func TestKubeDeploy(t *testing.T) {
 	expectStateConfined(t, stateOf(t, k.root(), k.pod(t, "installed-floor").containerID()), "agent-coding", true)
 	logs = k.kubectl("logs", "installed-floor")
 	expectConfined(t, "installed clawrun-agent (kubectl logs)", logs.stdout+logs.stderr)
+	metricsURL := k.nodeMetricsURL(t, "clawrun-deploy")
+	expectNodeMetrics(t, metricsURL,
+		podMetrics{name: "installed-agent", namespace: "default", decisions: []string{"allow", "deny"}},
+		podMetrics{name: "installed-floor", namespace: "default"})
+	step(t, start, "the node's metrics (%s) show both pods and installed-agent's allowed and denied connections", metricsURL)
 	must(t, k.kubectl("delete", "pod", "installed-agent", "installed-floor", "--wait", "--timeout=2m"))
 	step(t, start, "pods of both RuntimeClasses ran confined, and are deleted")
 
 	must(t, k.kubectl("-n", "kube-system", "delete", "daemonset", "clawrun-deploy", "--wait", "--timeout=2m"))
+	if !waitFor(time.Minute, func() bool { _, err := scrapeNode(metricsURL); return err != nil }) {
+		t.Errorf("the node's metrics are still served at %s a minute after the installer's DaemonSet was deleted", metricsURL)
+	}
 	n.apply(t, k, "contrib/kubernetes/deploy/clawrun-cleanup.yaml")
 	restarts = n.awaitDaemonSet(t, k, "clawrun-cleanup")
 	if restarts != 1 {
@@ -130,6 +142,8 @@ type deployNode struct {
 	// restart is the file the restart command creates, and waits for the
 	// test to remove once containerd is restarted.
 	restart string
+	// metrics is the port the installer's pod serves metrics on.
+	metrics int
 }
 
 // deployImage is the image the manifests name (build-image.sh's default
@@ -220,11 +234,16 @@ func (n *deployNode) apply(t *testing.T, k *kubeCluster, rel string) {
 		}
 		if obj["kind"] == "DaemonSet" {
 			sawDaemonSet = true
-			c := obj["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
-			if c["image"] != deployImage(t) {
-				t.Errorf("%s: image %v, want %s (build-image.sh's for this VERSION)", rel, c["image"], deployImage(t))
+			template := obj["spec"].(map[string]any)["template"].(map[string]any)
+			containers := template["spec"].(map[string]any)["containers"].([]any)
+			for _, c := range containers {
+				if image := c.(map[string]any)["image"]; image != deployImage(t) {
+					t.Errorf("%s: image %v, want %s (build-image.sh's for this VERSION)", rel, image, deployImage(t))
+				}
 			}
+			c := containers[0].(map[string]any)
 			c["env"] = withEnv(c["env"], settings)
+			withMetricsPort(t, template, n.metrics)
 		}
 		items = append(items, obj)
 	}
