@@ -107,6 +107,7 @@ func startKubeClusterWith(t *testing.T, o kubeOptions) *kubeCluster {
 		t.Fatalf("missing %v in %s: run test/e2e/kube-setup.sh (test/e2e/setup.sh runs it) and export KUBE_TOOLS", missing, bin)
 	}
 	start := time.Now()
+	holdKubeletLock(t, start)
 	k := &kubeCluster{dir: privateDir(t, name), bin: bin, f: theFakeNet(t)}
 	k.podLogs = filepath.Join(k.dir, "pod-logs")
 	t.Cleanup(func() { k.stop(t) })
@@ -121,6 +122,29 @@ func startKubeClusterWith(t *testing.T, o kubeOptions) *kubeCluster {
 	k.waitUsable(t)
 	step(t, start, "cluster up: node %s Ready, service account and root CA published", kubeNode)
 	return k
+}
+
+// kubeletLock is held by one cluster at a time on a host: every kubelet
+// with the cgroupfs driver manages the same /kubepods cgroups and kills
+// the pods in them it does not know (its "orphaned pod cgroups").
+const kubeletLock = "/run/lock/clawrun-e2e-kubelet.lock"
+
+// holdKubeletLock waits for kubeletLock and holds it until t's cluster has
+// stopped (cleanups run last-registered first).
+func holdKubeletLock(t *testing.T, start time.Time) {
+	t.Helper()
+	_ = os.MkdirAll(filepath.Dir(kubeletLock), 0o755)
+	f, err := os.OpenFile(kubeletLock, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		step(t, start, "waiting for another test's cluster to stop (%s)", kubeletLock)
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { f.Close() })
 }
 
 // startContainerd starts the CRI runtime: a private containerd with the
