@@ -130,7 +130,9 @@ func (n *notifySocket) waitReady(pid, mainPID int) error {
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if pidfdExited(pidfd) {
-				return nil
+				// What it sent before exiting is queued (a READY=1
+				// between this read's timeout and the exit check).
+				return n.readyQueued(buf, mainPID)
 			}
 		case err != nil:
 			return err
@@ -138,6 +140,37 @@ func (n *notifySocket) waitReady(pid, mainPID int) error {
 			if ready := readyLine(buf[:k]); ready != nil {
 				return n.notifyHost(ready, mainPID)
 			}
+		}
+	}
+}
+
+// readyQueued passes on a READY=1 among the datagrams already queued on
+// the container's socket, without waiting for more.
+func (n *notifySocket) readyQueued(buf []byte, mainPID int) error {
+	if err := n.conn.SetReadDeadline(time.Time{}); err != nil {
+		return err
+	}
+	raw, err := n.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for {
+		var k int
+		var rerr error
+		if err := raw.Read(func(fd uintptr) bool {
+			k, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			return true // never wait for more
+		}); err != nil {
+			return err
+		}
+		switch {
+		case errors.Is(rerr, unix.EAGAIN):
+			return nil
+		case rerr != nil:
+			return os.NewSyscallError("recvfrom", rerr)
+		}
+		if ready := readyLine(buf[:k]); ready != nil {
+			return n.notifyHost(ready, mainPID)
 		}
 	}
 }

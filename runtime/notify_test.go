@@ -1,6 +1,15 @@
 package runtime
 
-import "testing"
+import (
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
 
 func TestReadyLine(t *testing.T) {
 	for msg, want := range map[string]string{
@@ -14,6 +23,112 @@ func TestReadyLine(t *testing.T) {
 	} {
 		if got := string(readyLine([]byte(msg))); got != want {
 			t.Errorf("readyLine(%q) = %q, want %q", msg, got, want)
+		}
+	}
+}
+
+// TestReadyQueuedAfterExit: a READY=1 the process sent just before it
+// exited is already queued when its exit is seen; it is passed on, and
+// an empty queue ends the wait at once.
+func TestReadyQueuedAfterExit(t *testing.T) {
+	dir := t.TempDir()
+	host := hostNotifySocket(t, filepath.Join(dir, "host.sock"))
+	n := &notifySocket{host: host.path}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "c.sock"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	n.conn = conn
+	// The read before the exit check timed out: its deadline has passed.
+	if err := conn.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	send := func(msg string) {
+		c, err := net.DialUnix("unixgram", nil, conn.LocalAddr().(*net.UnixAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 4096)
+
+	done := make(chan error, 1)
+	go func() { done <- n.readyQueued(buf, 42) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("an empty queue: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an empty queue: readyQueued waits for more")
+	}
+	if got := host.lines(); len(got) != 0 {
+		t.Fatalf("an empty queue: the host got %q", got)
+	}
+
+	send("STATUS=starting")
+	send("READY=1")
+	if err := n.readyQueued(buf, 42); err != nil {
+		t.Fatal(err)
+	}
+	got := host.lines()
+	for _, want := range []string{"READY=1", "MAINPID=42", "BARRIER=1"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("the host got %q, want %q among them", got, want)
+		}
+	}
+}
+
+// testHostSocket is a service manager's notify socket that takes in
+// every datagram and acknowledges barriers (closes the fds sent).
+type testHostSocket struct {
+	path string
+	got  chan string
+}
+
+func hostNotifySocket(t *testing.T, path string) *testHostSocket {
+	t.Helper()
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	h := &testHostSocket{path: path, got: make(chan string, 64)}
+	go func() {
+		buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*8))
+		for {
+			k, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(buf[:k])), "\n") {
+				h.got <- line
+			}
+			msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+			for _, m := range msgs {
+				fds, _ := unix.ParseUnixRights(&m)
+				for _, fd := range fds {
+					unix.Close(fd)
+				}
+			}
+		}
+	}()
+	return h
+}
+
+// lines is what the socket took in so far.
+func (h *testHostSocket) lines() []string {
+	var out []string
+	for {
+		select {
+		case l := <-h.got:
+			out = append(out, l)
+		default:
+			return out
 		}
 	}
 }
