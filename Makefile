@@ -106,14 +106,14 @@ conformance: build bin/runc-1.5.2
 # The benchmarks, then their output pasted into README.md as it is
 # (test/bench/benchdoc; a unit test fails if that block is edited by hand).
 bench: build bin/runc-1.5.2
-	CLAWRUN=$(CURDIR)/bin/clawrun BENCH_OUT=bin/bench-start.md bash test/bench/run.sh
+	CLAWRUN=$(CURDIR)/bin/clawrun BENCH_OUT=bin/bench-start.md BENCH_BURST_OUT=bin/bench-burst.md bash test/bench/run.sh
 	CLAWRUN=$(CURDIR)/bin/clawrun BENCH_EGRESS_OUT=bin/bench-egress.md bash test/bench/egress.sh
 	# Pod start-up on the end-to-end tests' Kubernetes cluster (build tag
 	# kubebench: not part of make e2e).
 	tools=$$(E2E_TOOLS=$(E2E_TOOLS) bash test/e2e/setup.sh) && \
 	  E2E_TOOLS=$$tools CLAWRUN_BIN=$(CURDIR)/bin RUNC_152=$(CURDIR)/bin/runc-1.5.2 KUBE_BENCH_OUT=$(CURDIR)/bin/bench-kube.md \
 	  CGO_ENABLED=1 $(GO) test -tags '$(TAGS) kubebench' -count=1 -timeout 60m -v -run '^TestKubeStartBench$$' ./test/e2e/
-	$(GO) run ./test/bench/benchdoc -readme README.md bin/bench-start.md bin/bench-egress.md bin/bench-kube.md
+	$(GO) run ./test/bench/benchdoc -readme README.md bin/bench-start.md bin/bench-burst.md bin/bench-egress.md bin/bench-kube.md
 
 demo: deps build
 	bash contrib/demo/demo.sh

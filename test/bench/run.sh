@@ -28,7 +28,15 @@
 #   BENCH_GAP      idle time before each run, e.g. 20ms (default 0)
 #   BENCH_FIXED_ORDER=1  same order every round instead of shuffled
 #   DEBIAN_RUNC    second reference (default /usr/sbin/runc; skipped if absent)
-#   GO             go command used to build the driver (default go)
+#   GO             go command used to build the drivers (default go)
+#   BENCH_BURST_OUT    file the burst table is written to (default
+#                      bench-burst.md; empty: stdout only)
+#   BENCH_BURST_ROUNDS measured bursts per row (default 5; 0: no burst phase)
+#
+# The burst phase (burstbench/) then starts 100 long-running containers 8 at
+# a time, as a node does when a batch of agent sandboxes lands on it: runc
+# with no policy against clawrun with none and with agent-default plus an
+# egress filter (target <= 1.3 x runc's time).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -114,3 +122,22 @@ args=(-bundle "$work/bundle" -workdir "$work" -runs "$runs" -warmup "$warmup"
 start=$(date +%s%N)
 "$work/startbench" "${args[@]}" "${rows[@]}"
 echo "bench: done in $(( ($(date +%s%N) - start) / 1000000 )) ms${out:+, table written to $out}" >&2
+
+burst_rounds=${BENCH_BURST_ROUNDS:-5}
+[[ $burst_rounds =~ ^[0-9]+$ ]] || die "BENCH_BURST_ROUNDS must be a number (got '$burst_rounds')"
+[ "$burst_rounds" -gt 0 ] || exit 0
+burst_out=${BENCH_BURST_OUT-bench-burst.md}
+# A sandbox: agent-default's files and system calls, and egress through the
+# filter to one name (the filter runs whether or not anything connects).
+{
+	cat "$repo/runtime/policy/presets/agent-default.yaml"
+	printf 'network_policies:\n  bench:\n    endpoints:\n      - { host: bench.test, port: 443 }\n'
+} >"$work/sandbox.yaml"
+"$clawrun" policy check "$work/sandbox.yaml" >/dev/null || die "the sandbox policy does not check"
+(cd "$repo" && CGO_ENABLED=0 "${GO:-go}" build -o "$work/burstbench" ./test/bench/burstbench)
+RUNTIME=$runc152 bash "$repo/test/mkbundle.sh" "$work/sleep-bundle" sleep 3600 >/dev/null
+burst_args=(-bundle "$work/sleep-bundle" -workdir "$work" -baseline "$base" -rounds "$burst_rounds")
+[ -n "$burst_out" ] && burst_args+=(-out "$burst_out")
+[ -n "${BENCH_SEED:-}" ] && burst_args+=(-seed "$BENCH_SEED")
+"$work/burstbench" "${burst_args[@]}" "$base|$runc152" "clawrun|$clawrun" \
+	"clawrun + agent-default, egress filter|$clawrun --policy $work/sandbox.yaml|1.3"

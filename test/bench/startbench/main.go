@@ -146,7 +146,7 @@ func main() {
 	progress := isTerminal(os.Stderr)
 	var csv strings.Builder
 	csv.WriteString("round,position,row,wall_ns,cpu_ns\n")
-	busy0, busyOK := machineCPU()
+	busy0, busyOK := stats.MachineCPU()
 	self0 := selfCPU()
 	start := time.Now()
 	for i := 0; i < o.runs; i++ {
@@ -168,7 +168,7 @@ func main() {
 	// interval minus what the runs and this driver used. Other jobs widen
 	// the spread a lot (a runnable runtime waits for a CPU), so the table
 	// says whether there were any.
-	busy1, _ := machineCPU()
+	busy1, _ := stats.MachineCPU()
 	others := busy1 - busy0 - (selfCPU() - self0)
 	for _, r := range rows {
 		for _, c := range r.cpu {
@@ -394,24 +394,6 @@ func versionOf(argv []string) string {
 		return "?"
 	}
 	return strings.TrimSpace(line)
-}
-
-// machineCPU returns the CPU time used so far by all tasks on the machine,
-// from the root cgroup v1 cpuacct controller, which charges exact run time
-// (/proc/stat and the cgroup v2 root's cpu.stat sample ticks and are too
-// coarse to subtract our own share from). ok is false where it is missing.
-func machineCPU() (d time.Duration, ok bool) {
-	for _, p := range []string{"/sys/fs/cgroup/cpuacct/cpuacct.usage", "/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage"} {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		var ns int64
-		if _, err := fmt.Sscan(string(b), &ns); err == nil {
-			return time.Duration(ns), true
-		}
-	}
-	return 0, false
 }
 
 // selfCPU returns the user+sys time of this process itself.

@@ -5,10 +5,12 @@ package stats
 
 import (
 	"bufio"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Number is what the statistics take: durations or plain values.
@@ -132,4 +134,23 @@ func CPUModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// MachineCPU is the CPU time every task on the machine used so far, from
+// the root cgroup v1 cpuacct controller, which charges exact run time, the
+// kernel's work on behalf of tasks included (/proc/stat and the cgroup v2
+// root's cpu.stat sample ticks and are too coarse to subtract a share
+// from). ok is false where it is missing.
+func MachineCPU() (d time.Duration, ok bool) {
+	for _, p := range []string{"/sys/fs/cgroup/cpuacct/cpuacct.usage", "/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var ns int64
+		if _, err := fmt.Sscan(string(b), &ns); err == nil {
+			return time.Duration(ns), true
+		}
+	}
+	return 0, false
 }
