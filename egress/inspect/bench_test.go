@@ -19,7 +19,10 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 2000x ./egress/inspect/
 
-// BenchmarkConnect: a new connection (TLS handshake) and its first request.
+// BenchmarkConnect: a new connection (TLS handshake) and its first
+// request; inspected as the filter does (its connections share the
+// upstream's, Options.Pool), and with an upstream connection of each
+// client connection's own.
 func BenchmarkConnect(b *testing.B) {
 	up := newUpstream(b, false, nil)
 	b.Run("direct", func(b *testing.B) {
@@ -27,6 +30,11 @@ func BenchmarkConnect(b *testing.B) {
 		benchConnect(b, up.addr(), cfg)
 	})
 	b.Run("inspected", func(b *testing.B) {
+		h := newHarness(b, up)
+		h.pool.Store("bench")
+		benchConnect(b, h.ln.Addr().String(), h.clientTLS(protoHTTP1))
+	})
+	b.Run("inspected-unpooled", func(b *testing.B) {
 		h := newHarness(b, up)
 		benchConnect(b, h.ln.Addr().String(), h.clientTLS(protoHTTP1))
 	})

@@ -84,6 +84,7 @@ type Engine struct {
 	h1               *http.Server // shared by every HTTP/1.1 connection
 	h2Base           *http.Server // limits and log of HTTP/2 connections
 	buffers          bufferPool
+	pools            upstreamPools // upstream connections shared by Options.Pool
 }
 
 // NewEngine makes the Engine of one container.

@@ -34,7 +34,7 @@ func (e *Engine) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.deny(w, req, v)
 		return
 	}
-	ex := &exchange{req: req, verdict: v}
+	ex := &exchange{req: req, verdict: v, session: s}
 	s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
 }
 
@@ -42,6 +42,7 @@ func (e *Engine) serveHTTP(w http.ResponseWriter, r *http.Request) {
 type exchange struct {
 	req     *Request
 	verdict Verdict
+	session *session // whose DialUpstream a new upstream connection uses
 	// rewriteErr is why Options.Rewrite refused the request.
 	rewriteErr error
 }

@@ -116,6 +116,9 @@ type harness struct {
 	upstreamPort int
 	// cleartext is Options.Cleartext: the harness serves plain HTTP.
 	cleartext atomic.Bool
+	// pool is Options.Pool when not "" (a string), changeable between
+	// connections.
+	pool atomic.Value
 }
 
 // allowGETs is the tests' policy: GET, HEAD and OPTIONS allowed, the rest
@@ -193,7 +196,15 @@ func (h *harness) serve(ctx context.Context, c net.Conn) {
 		Upstream:     h.upstream,
 		UpstreamPort: h.upstreamPort,
 		Cleartext:    h.cleartext.Load(),
+		Pool:         h.poolOption(),
 	})
+}
+
+func (h *harness) poolOption() any {
+	if p, _ := h.pool.Load().(string); p != "" {
+		return p
+	}
+	return nil
 }
 
 // readRecord reads one whole TLS record (the ClientHello, as the filter

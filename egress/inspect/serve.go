@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 // Options are the filter's part of one inspected connection: what it
@@ -56,6 +57,18 @@ type Options struct {
 	// Log receives one Decision per request (and per refusal of
 	// something that was not a request, such as a failed handshake).
 	Log func(Decision)
+	// GotUpstream, if set, is given the first upstream connection a
+	// request of the client connection went on (as DialUpstream returned
+	// it), dialled for it or shared (Pool).
+	GotUpstream func(net.Conn)
+	// Pool, if not nil, lets the client connections whose Pool is equal
+	// share their upstream connections (pool.go): a request may go on an
+	// idle connection another client connection's DialUpstream made. The
+	// filter makes it of everything its DialUpstream checks, so that a
+	// shared connection goes only where this connection's own dial would;
+	// it must be comparable. nil: the connection's upstream connections
+	// are its own, closed with it.
+	Pool any
 	// Cleartext: the client speaks plain HTTP/1.x, not TLS (inference.local
 	// over http://, whose only leg outside the host is the upstream's,
 	// which is TLS all the same). Prefix then holds the request bytes
@@ -156,6 +169,9 @@ type session struct {
 	// host is upstreamHost, the Host every request gets upstream.
 	host      string
 	transport *http.Transport
+	ownTransp bool          // transport is the session's own, closed with it
+	slots     chan struct{} // its requests in flight upstream (slot)
+	toldConn  atomic.Bool   // Options.GotUpstream was called
 	proxy     *httputil.ReverseProxy
 	h1conn    *h1Conn // the HTTP/1.1 connection, nil for HTTP/2
 
@@ -170,7 +186,8 @@ func (e *Engine) newSession(opts Options, h2 bool) *session {
 		s.port = strconv.Itoa(opts.Port)
 	}
 	s.host = s.upstreamHost()
-	s.transport = s.newTransport()
+	s.slots = make(chan struct{}, maxUpstreamConns)
+	s.transport, s.ownTransp = s.transportFor()
 	s.proxy = s.newProxy()
 	return s
 }
@@ -187,14 +204,16 @@ func (s *session) begin() bool {
 	return true
 }
 
-// close waits for the session's requests to end and drops its upstream
-// connections.
+// close waits for the session's requests to end and drops its own
+// upstream connections (shared ones stay for the next client connection).
 func (s *session) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
 	s.handlers.Wait()
-	s.transport.CloseIdleConnections()
+	if s.ownTransp {
+		s.transport.CloseIdleConnections()
+	}
 }
 
 func (s *session) log(d Decision) { logTo(s.opts.Log, d) }

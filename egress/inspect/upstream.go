@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
@@ -18,32 +19,46 @@ import (
 // checked authority, framing of the engine's own making, no hop-by-hop
 // fields (Connection and what it names, Proxy-Authorization, TE,
 // Upgrade...), no Forwarded or X-Forwarded-* (the container's address is
-// nobody's business). Connections to the upstream are the session's own
-// (its Transport): reused from request to request, closed with the
-// client's connection.
+// nobody's business). Connections to the upstream are reused from
+// request to request: those of the client connections with the same
+// Options.Pool are shared (pool.go); without one they are the client
+// connection's own, closed with it.
 
 const (
 	// upstreamHandshakeTimeout bounds the dial and TLS handshake with the
 	// upstream (the filter's dial timeout).
 	upstreamHandshakeTimeout = 15 * time.Second
-	// upstreamIdle is how long an idle upstream connection is kept.
+	// upstreamIdle is how long an idle upstream connection of a client
+	// connection's own is kept.
 	upstreamIdle = 90 * time.Second
-	// maxUpstreamConns bounds the upstream connections of a session (an
-	// HTTP/2 client's concurrent streams over an HTTP/1.1 upstream): one
-	// client connection does not become a hundred upstream. Requests
-	// beyond wait for one of them.
+	// maxUpstreamConns bounds the requests of one client connection in
+	// flight upstream at once, so its upstream connections (an HTTP/2
+	// client's concurrent streams over an HTTP/1.1 upstream): one client
+	// connection does not become a hundred upstream. Requests beyond wait
+	// for one of them to end.
 	maxUpstreamConns = 16
 )
 
-func (s *session) newTransport() *http.Transport {
+// transportFor is the session's Transport: the one shared by its
+// Options.Pool, or one of its own.
+func (s *session) transportFor() (t *http.Transport, own bool) {
+	if s.opts.Pool == nil {
+		return s.e.newTransport(s.h2, upstreamIdle), true
+	}
+	key := poolKey{pool: s.opts.Pool, name: s.upstreamName(), port: s.upstreamPort(), h2: s.h2}
+	return s.e.pools.transport(key, func() *http.Transport { return s.e.newTransport(s.h2, pooledIdle) }), false
+}
+
+// newTransport is a Transport to one upstream; it dials for the session
+// whose request needs a connection (dialForRequest).
+func (e *Engine) newTransport(h2 bool, idle time.Duration) *http.Transport {
 	return &http.Transport{
 		Proxy:               nil, // the filter is the proxy
-		DialTLSContext:      s.dialUpstream,
-		ForceAttemptHTTP2:   s.h2, // h2 upstream when the upstream agrees
+		DialTLSContext:      dialForRequest,
+		ForceAttemptHTTP2:   h2,   // h2 upstream when the upstream agrees
 		DisableCompression:  true, // bodies pass as they are
-		MaxConnsPerHost:     maxUpstreamConns,
 		MaxIdleConnsPerHost: maxUpstreamConns,
-		IdleConnTimeout:     upstreamIdle,
+		IdleConnTimeout:     idle,
 		// Expect: 100-continue is honoured upstream, for a while.
 		ExpectContinueTimeout: time.Second,
 	}
@@ -106,6 +121,18 @@ func (s *session) upstreamHost() string {
 	return net.JoinHostPort(name, port)
 }
 
+// upstreamPort is the port the upstream is dialled on: Options.UpstreamPort
+// (443 when 0) with Options.Upstream, else the client's.
+func (s *session) upstreamPort() int {
+	if s.opts.Upstream == "" {
+		return s.opts.Port
+	}
+	if s.opts.UpstreamPort == 0 {
+		return 443
+	}
+	return s.opts.UpstreamPort
+}
+
 // upstreamName is the name the upstream's certificate must prove:
 // Options.Upstream, else the server name.
 func (s *session) upstreamName() string {
@@ -139,7 +166,30 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	if ex := exchangeFrom(r.Context()); ex != nil && ex.rewriteErr != nil {
 		return nil, &rewriteError{ex.rewriteErr}
 	}
-	return rt.s.transport.RoundTrip(r)
+	release, err := rt.s.slot(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	if rt.s.opts.GotUpstream != nil && !rt.s.toldConn.Load() {
+		r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) {
+				if rt.s.toldConn.CompareAndSwap(false, true) {
+					c := info.Conn
+					if tc, ok := c.(*tls.Conn); ok {
+						c = tc.NetConn()
+					}
+					rt.s.opts.GotUpstream(c)
+				}
+			},
+		}))
+	}
+	resp, err := rt.s.transport.RoundTrip(r)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	releaseWith(resp, release)
+	return resp, nil
 }
 
 type rewriteError struct{ err error }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
+	"strings"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/inspect"
@@ -23,18 +23,23 @@ func (p *Proxy) inspectFlow(f *flow, prefix []byte, d rules.Decision, rec *decis
 	defer p.track(f, false)
 	f.cancel() // no dial of its own: the engine dials per request
 	rec.Inspected = true
-	var resolved sync.Once
 	opts := inspect.Options{
 		ServerName: f.host,
 		Port:       f.port,
 		Prefix:     prefix,
 		DialUpstream: func(ctx context.Context) (net.Conn, error) {
 			c, ip, err := p.dialInspected(ctx, f)
-			if err == nil {
-				resolved.Do(func() { rec.ResolvedIP = ip })
+			if err != nil {
+				return nil, err
 			}
-			return c, err
+			return &checkedConn{Conn: c, ip: ip}, nil
 		},
+		GotUpstream: func(c net.Conn) {
+			if cc, ok := c.(*checkedConn); ok {
+				rec.ResolvedIP = cc.ip
+			}
+		},
+		Pool:   p.upstreamPool(f),
 		Decide: func(req inspect.Request) inspect.Verdict { return p.decideInspected(f, req) },
 		InspectRPC: func(req inspect.Request) bool {
 			return p.Rules().ReadsRPC(f.host, f.port, req.Method, requestTarget(req))
@@ -43,6 +48,36 @@ func (p *Proxy) inspectFlow(f *flow, prefix []byte, d rules.Decision, rec *decis
 		Log:     func(dec inspect.Decision) { p.log(p.requestRecord(f, rec, dec)) },
 	}
 	p.serveInspected(f, opts, d, rec, finish)
+}
+
+// upstreamPool is the Options.Pool of an inspected flow: what
+// dialInspected checks that does not change from dial to dial, the rules
+// in force and the addresses they allow the flow's name to reach. Flows
+// with equal pools share upstream connections: a flow reuses a connection
+// only where its own dial would go. A reload makes new rules, so new
+// pools: a connection dialled under the old ones is not reused after it.
+func (p *Proxy) upstreamPool(f *flow) any {
+	current := p.Rules()
+	d := current.MatchBinary(f.host, f.port, p.owners(f, current))
+	allowed := make([]string, len(d.AllowedIPs))
+	for i, a := range d.AllowedIPs {
+		allowed[i] = a.String()
+	}
+	return upstreamPool{rules: current, allowedIPs: strings.Join(allowed, ",")}
+}
+
+// checkedConn is an inspected flow's upstream connection with the address
+// dialChecked resolved and checked for it, which the flow's record
+// names (its first request's connection may be another flow's).
+type checkedConn struct {
+	net.Conn
+	ip string
+}
+
+// upstreamPool is the comparable Options.Pool of upstreamPool.
+type upstreamPool struct {
+	rules      *rules.Rules
+	allowedIPs string
 }
 
 // serveInspected serves an admitted flow with the engine until it ends,

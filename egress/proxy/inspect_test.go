@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -320,5 +321,66 @@ func BenchmarkProxyInspectRequest(b *testing.B) {
 		if resp.StatusCode != 200 {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
+	}
+}
+
+// TestProxyInspectSharesUpstreamUntilReload: inspected connections one
+// after the other share one upstream connection (no new dial and TLS
+// handshake each), each connection's record still names the address the
+// proxy checked; after a reload the next connection dials anew.
+func TestProxyInspectSharesUpstreamUntilReload(t *testing.T) {
+	h := newInspectHarness(t)
+	h.setRules(1, policy.Endpoint{Host: tlsHost, Protocol: "rest", Access: "read-only"})
+	var dials atomic.Int64
+	dial := h.p.Dial
+	h.p.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return dial(ctx, network, addr)
+	}
+	h.serve()
+	get := func() {
+		t.Helper()
+		c, err := h.dialTLS(h.clients)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if code, _ := send(t, c, bufio.NewReader(c), "GET", "/", ""); code != 200 {
+			t.Fatalf("GET: %d", code)
+		}
+	}
+	get()
+	get()
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("two inspected connections one after the other: %d upstream dials, want 1", n)
+	}
+	// The second connection's record names the address too, though its
+	// request went on the first one's upstream connection.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		h.mu.Lock()
+		var conns []decisionlog.Record
+		for _, r := range h.records {
+			if r.Protocol == "tls" {
+				conns = append(conns, r)
+			}
+		}
+		h.mu.Unlock()
+		if len(conns) == 2 {
+			for _, r := range conns {
+				if r.ResolvedIP != upstreamIP {
+					t.Errorf("connection record: resolved %q, want %q", r.ResolvedIP, upstreamIP)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connection records, want 2", len(conns))
+		}
+	}
+	h.setRules(2, policy.Endpoint{Host: tlsHost, Protocol: "rest", Access: "read-only"})
+	h.p.Recheck()
+	get()
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("after a reload: %d upstream dials in all, want a new one (2)", n)
 	}
 }

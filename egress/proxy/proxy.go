@@ -196,6 +196,10 @@ func (p *Proxy) OpenConns() int {
 // yet need nothing: they are decided with the rules current then.
 func (p *Proxy) Recheck() int {
 	current := p.Rules()
+	if p.Inspect != nil {
+		// Shared upstream connections were checked under the old rules.
+		p.Inspect.DropUpstreamConns()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	closed := 0

@@ -1,0 +1,168 @@
+package inspect
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Upstream connections shared by a container's client connections.
+//
+// A client that opens a connection per request (curl in a loop, a script
+// without an HTTP session, a tool spawned per call) would otherwise cost
+// an upstream TCP connection and TLS handshake per request, on top of its
+// own handshake with the filter. The client connections whose
+// Options.Pool is equal share one http.Transport per upstream (name,
+// port, ALPN offer): a request goes on an idle upstream connection
+// another one left, when there is one, else on a new one it dials.
+//
+// Reuse never reaches further than a dial would: the filter makes Pool of
+// what its dial checks (the rules in force and the addresses they allow
+// the connection), so a connection is only reused where the same dial
+// would have gone; every request is still decided on its own, with its
+// own client connection's identity; the upstream gets requests written
+// anew by net/http, never bytes of the client's, so one client connection
+// cannot leave anything in a shared connection for the next; and an
+// Engine is one container's, never shared with another.
+
+const (
+	// maxPools bounds the shared transports of an engine; the least
+	// recently used one goes (its idle connections closed) for a new one.
+	maxPools = 64
+	// pooledIdle is how long an idle shared connection is kept: below
+	// the keep-alive timeout of most servers (60 s and more), so that a
+	// request rarely meets a connection its server is closing.
+	pooledIdle = 50 * time.Second
+)
+
+// poolKey is what shares a transport: the filter's Pool, and where and
+// how the transport connects.
+type poolKey struct {
+	pool any
+	name string // the upstream's name, which its certificate proves
+	port int
+	h2   bool // offers h2 (the client speaks it)
+}
+
+// upstreamPools are an engine's shared transports.
+type upstreamPools struct {
+	mu sync.Mutex
+	m  map[poolKey]*pooledTransport
+}
+
+type pooledTransport struct {
+	t    *http.Transport
+	used time.Time
+}
+
+// transport returns the shared transport of key, made by newTransport
+// when there is none.
+func (p *upstreamPools) transport(key poolKey, newTransport func() *http.Transport) *http.Transport {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if pt := p.m[key]; pt != nil {
+		pt.used = now
+		return pt.t
+	}
+	if p.m == nil {
+		p.m = map[poolKey]*pooledTransport{}
+	}
+	if len(p.m) >= maxPools {
+		var (
+			oldestKey poolKey
+			oldest    *pooledTransport
+		)
+		for k, pt := range p.m {
+			if oldest == nil || pt.used.Before(oldest.used) {
+				oldestKey, oldest = k, pt
+			}
+		}
+		oldest.t.CloseIdleConnections()
+		delete(p.m, oldestKey)
+	}
+	t := newTransport()
+	p.m[key] = &pooledTransport{t: t, used: now}
+	return t
+}
+
+// drop forgets every shared transport and closes their idle connections
+// (the rules changed: new client connections get new keys, and what
+// requests still run on the old connections ends with them).
+func (p *upstreamPools) drop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, pt := range p.m {
+		pt.t.CloseIdleConnections()
+		delete(p.m, k)
+	}
+}
+
+// DropUpstreamConns closes the idle upstream connections the engine keeps
+// for reuse, and forgets them. The filter calls it when its rules change.
+func (e *Engine) DropUpstreamConns() { e.pools.drop() }
+
+// dialForRequest is a shared transport's dial: that of the session whose
+// request needs a connection (its Options.DialUpstream: the filter's
+// checks for that client connection).
+func dialForRequest(ctx context.Context, _, _ string) (net.Conn, error) {
+	ex := exchangeFrom(ctx)
+	if ex == nil || ex.session == nil {
+		return nil, errors.New("inspect: an upstream dial outside a request")
+	}
+	return ex.session.dialUpstream(ctx, "", "")
+}
+
+// slot takes one of the session's upstream slots (maxUpstreamConns): one
+// client connection's requests in flight upstream at once, whatever
+// connections they use, so that an HTTP/2 client's hundred streams do not
+// become a hundred upstream connections. It returns the release, or the
+// context's error.
+func (s *session) slot(ctx context.Context) (func(), error) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	var once sync.Once
+	return func() { once.Do(func() { <-s.slots }) }, nil
+}
+
+// releasingBody gives the slot back when the response body is closed
+// (the request is over then: its connection is free again).
+type releasingBody struct {
+	io.ReadCloser
+	release func()
+}
+
+func (b *releasingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.release()
+	return err
+}
+
+// releasingUpgrade is releasingBody for a 101 response, whose body is the
+// upgraded connection: httputil.ReverseProxy writes to it too.
+type releasingUpgrade struct {
+	io.ReadWriteCloser
+	release func()
+}
+
+func (b *releasingUpgrade) Close() error {
+	err := b.ReadWriteCloser.Close()
+	b.release()
+	return err
+}
+
+// releaseWith makes resp's body give the slot back when it is closed.
+func releaseWith(resp *http.Response, release func()) {
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+		resp.Body = &releasingUpgrade{rwc, release}
+		return
+	}
+	resp.Body = &releasingBody{resp.Body, release}
+}
