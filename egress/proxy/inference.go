@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/inference"
@@ -18,6 +17,9 @@ import (
 func (p *Proxy) isInference(host string) bool {
 	return p.Inference != nil && p.Inspect != nil && strings.EqualFold(host, inference.Host)
 }
+
+// inferencePool is the Options.Pool of inference.local's connections.
+type inferencePool struct{ route *inference.Route }
 
 // inferenceFlow serves a connection to inference.local, TLS or (cleartext)
 // plain HTTP: the engine presents a leaf for inference.local from the
@@ -35,7 +37,6 @@ func (p *Proxy) inferenceFlow(client net.Conn, port int, prefix []byte, cleartex
 	defer p.track(f, false)
 	rec.Inspected = true
 	d := rules.Decision{Allow: true, Reason: rules.ReasonAllowed, Rule: inference.Rule}
-	var resolved sync.Once
 	opts := inspect.Options{
 		ServerName:   inference.Host,
 		Port:         port,
@@ -46,11 +47,19 @@ func (p *Proxy) inferenceFlow(client net.Conn, port int, prefix []byte, cleartex
 			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 			defer cancel()
 			c, ip, _, err := p.dialChecked(ctx, route.BackendHost, route.BackendPort, nil)
-			if err == nil {
-				resolved.Do(func() { rec.ResolvedIP = ip.String() })
+			if err != nil {
+				return nil, err
 			}
-			return c, err
+			return &checkedConn{Conn: c, ip: ip.String()}, nil
 		},
+		GotUpstream: func(c net.Conn) {
+			if cc, ok := c.(*checkedConn); ok {
+				rec.ResolvedIP = cc.ip
+			}
+		},
+		// The backend's connections are shared by every connection to
+		// inference.local: its dial depends on the route alone.
+		Pool: inferencePool{route},
 		Decide: func(inspect.Request) inspect.Verdict {
 			return inspect.Verdict{Allow: true, Rule: inference.Rule, Reason: string(rules.ReasonAllowed)}
 		},

@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
@@ -130,5 +133,45 @@ func TestProxyInferenceCleartext(t *testing.T) {
 				t.Fatalf("the upstream saw %q", seen)
 			}
 		})
+	}
+}
+
+// TestProxyInferenceSharesBackendConnections: connections to
+// inference.local one after the other share the backend's connection (one
+// dial), and each connection's record names the backend's address.
+func TestProxyInferenceSharesBackendConnections(t *testing.T) {
+	h := newInspectHarness(t)
+	h.setRules(1, policy.Endpoint{Host: "other.test"})
+	h.p.Inference = &inference.Route{BackendHost: tlsHost, BackendPort: 443, Credential: "API_KEY",
+		KeyHeader: "Authorization", KeyPrefix: "Bearer ", Forward: []string{"Content-Type"}}
+	h.p.Credentials = credentialsFor(t, tlsHost, 443)
+	var dials atomic.Int64
+	dial := h.p.Dial
+	h.p.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return dial(ctx, network, addr)
+	}
+	h.serve()
+	for range 2 {
+		c := h.dial()
+		fmt.Fprintf(c, "POST /v1/messages HTTP/1.1\r\nHost: inference.local\r\nContent-Length: 2\r\n\r\n{}")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		c.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("two connections to inference.local: %d backend dials, want 1", n)
+	}
+	conns := h.waitRecords("both connections", 2, func(r decisionlog.Record) bool { return r.Protocol == "http" && r.Method == "" })
+	for _, r := range conns {
+		if r.ResolvedIP != upstreamIP {
+			t.Errorf("connection record: resolved %q, want %q", r.ResolvedIP, upstreamIP)
+		}
 	}
 }

@@ -356,25 +356,10 @@ func TestProxyInspectSharesUpstreamUntilReload(t *testing.T) {
 	}
 	// The second connection's record names the address too, though its
 	// request went on the first one's upstream connection.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		h.mu.Lock()
-		var conns []decisionlog.Record
-		for _, r := range h.records {
-			if r.Protocol == "tls" {
-				conns = append(conns, r)
-			}
-		}
-		h.mu.Unlock()
-		if len(conns) == 2 {
-			for _, r := range conns {
-				if r.ResolvedIP != upstreamIP {
-					t.Errorf("connection record: resolved %q, want %q", r.ResolvedIP, upstreamIP)
-				}
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connection records, want 2", len(conns))
+	conns := h.waitRecords("both connections", 2, func(r decisionlog.Record) bool { return r.Protocol == "tls" })
+	for _, r := range conns {
+		if r.ResolvedIP != upstreamIP {
+			t.Errorf("connection record: resolved %q, want %q", r.ResolvedIP, upstreamIP)
 		}
 	}
 	h.setRules(2, policy.Endpoint{Host: tlsHost, Protocol: "rest", Access: "read-only"})

@@ -132,6 +132,28 @@ func (h *proxyHarness) waitRecord(what string, match func(decisionlog.Record) bo
 	}
 }
 
+// waitRecords waits until n records are picked, and returns them.
+func (h *proxyHarness) waitRecords(what string, n int, pick func(decisionlog.Record) bool) []decisionlog.Record {
+	h.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		h.mu.Lock()
+		var got []decisionlog.Record
+		for _, r := range h.records {
+			if pick(r) {
+				got = append(got, r)
+			}
+		}
+		all := fmt.Sprintf("%+v", h.records)
+		h.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%d decision records for %s, want %d; the log: %s", len(got), what, n, all)
+		}
+	}
+}
+
 // recordingServer is a keep-alive HTTP server that records every request
 // it reads; GET /ws with Upgrade: websocket is switched (101) to an echo.
 type recordingServer struct {
