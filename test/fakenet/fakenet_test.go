@@ -111,6 +111,11 @@ func TestServers(t *testing.T) {
 	if _, err := hc.Get("https://" + net.JoinHostPort(n.Addr(), "8444") + "/"); err == nil || !strings.Contains(err.Error(), "unknown authority") {
 		t.Errorf("the unsigned server's certificate: %v, want one of an unknown authority", err)
 	}
+	// The server learns of the failed handshake from the client's alert,
+	// after the client has given up: wait for it before counting.
+	if _, ok := n.Wait(m, 5*time.Second, func(e Event) bool { return e.Kind == "tls-fail" }); !ok {
+		t.Errorf("the failed handshake with the unsigned server was not recorded:%s", n.Dump(m))
+	}
 
 	c, err := net.Dial("udp", net.JoinHostPort(n.IP6(0, 2), "7"))
 	if err != nil {
