@@ -3,7 +3,6 @@ package inspect
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -39,13 +38,12 @@ const (
 	pooledIdle = 50 * time.Second
 )
 
-// poolKey is what shares a transport: the filter's Pool, and where and
-// how the transport connects.
+// poolKey is what shares a transport: the filter's Pool, and where the
+// transport connects.
 type poolKey struct {
 	pool any
 	name string // the upstream's name, which its certificate proves
 	port int
-	h2   bool // offers h2 (the client speaks it)
 }
 
 // upstreamPools are an engine's shared transports.
@@ -115,54 +113,4 @@ func dialForRequest(ctx context.Context, _, _ string) (net.Conn, error) {
 		return nil, errors.New("inspect: an upstream dial outside a request")
 	}
 	return ex.session.dialUpstream(ctx, "", "")
-}
-
-// slot takes one of the session's upstream slots (maxUpstreamConns): one
-// client connection's requests in flight upstream at once, whatever
-// connections they use, so that an HTTP/2 client's hundred streams do not
-// become a hundred upstream connections. It returns the release, or the
-// context's error.
-func (s *session) slot(ctx context.Context) (func(), error) {
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	var once sync.Once
-	return func() { once.Do(func() { <-s.slots }) }, nil
-}
-
-// releasingBody gives the slot back when the response body is closed
-// (the request is over then: its connection is free again).
-type releasingBody struct {
-	io.ReadCloser
-	release func()
-}
-
-func (b *releasingBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.release()
-	return err
-}
-
-// releasingUpgrade is releasingBody for a 101 response, whose body is the
-// upgraded connection: httputil.ReverseProxy writes to it too.
-type releasingUpgrade struct {
-	io.ReadWriteCloser
-	release func()
-}
-
-func (b *releasingUpgrade) Close() error {
-	err := b.ReadWriteCloser.Close()
-	b.release()
-	return err
-}
-
-// releaseWith makes resp's body give the slot back when it is closed.
-func releaseWith(resp *http.Response, release func()) {
-	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
-		resp.Body = &releasingUpgrade{rwc, release}
-		return
-	}
-	resp.Body = &releasingBody{resp.Body, release}
 }

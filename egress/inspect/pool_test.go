@@ -64,3 +64,25 @@ func TestUpstreamConnectionsNotSharedAcrossPools(t *testing.T) {
 		t.Fatalf("after DropUpstreamConns: %d upstream connections, want a new one (3)", up.conns.Load())
 	}
 }
+
+// An HTTP/2 client keeps its connection and sends its requests on it as
+// streams: its upstream connections stay its own (maxUpstreamConns at
+// most), a Pool or not, and go with it.
+func TestUpstreamConnectionsOfHTTP2ClientsOwn(t *testing.T) {
+	up := newUpstream(t, true, nil)
+	h := newHarness(t, up)
+	h.pool.Store("rules-1")
+	for range 2 {
+		client := h.h2Client()
+		resp, err := client.Get("https://" + testHost + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		client.CloseIdleConnections()
+	}
+	if up.requests.Load() != 2 || up.conns.Load() != 2 {
+		t.Fatalf("2 HTTP/2 client connections: the upstream saw %d requests on %d connections, want 2 on 2",
+			up.requests.Load(), up.conns.Load())
+	}
+}

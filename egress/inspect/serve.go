@@ -61,13 +61,13 @@ type Options struct {
 	// request of the client connection went on (as DialUpstream returned
 	// it), dialled for it or shared (Pool).
 	GotUpstream func(net.Conn)
-	// Pool, if not nil, lets the client connections whose Pool is equal
-	// share their upstream connections (pool.go): a request may go on an
-	// idle connection another client connection's DialUpstream made. The
-	// filter makes it of everything its DialUpstream checks, so that a
-	// shared connection goes only where this connection's own dial would;
-	// it must be comparable. nil: the connection's upstream connections
-	// are its own, closed with it.
+	// Pool, if not nil, lets the HTTP/1.1 client connections whose Pool
+	// is equal share their upstream connections (pool.go): a request may
+	// go on an idle connection another client connection's DialUpstream
+	// made. The filter makes it of everything its DialUpstream checks, so
+	// that a shared connection goes only where this connection's own dial
+	// would; it must be comparable. nil (or an HTTP/2 client): the
+	// connection's upstream connections are its own, closed with it.
 	Pool any
 	// Cleartext: the client speaks plain HTTP/1.x, not TLS (inference.local
 	// over http://, whose only leg outside the host is the upstream's,
@@ -169,9 +169,8 @@ type session struct {
 	// host is upstreamHost, the Host every request gets upstream.
 	host      string
 	transport *http.Transport
-	ownTransp bool          // transport is the session's own, closed with it
-	slots     chan struct{} // its requests in flight upstream (slot)
-	toldConn  atomic.Bool   // Options.GotUpstream was called
+	ownTransp bool        // transport is the session's own, closed with it
+	toldConn  atomic.Bool // Options.GotUpstream was called
 	proxy     *httputil.ReverseProxy
 	h1conn    *h1Conn // the HTTP/1.1 connection, nil for HTTP/2
 
@@ -186,7 +185,6 @@ func (e *Engine) newSession(opts Options, h2 bool) *session {
 		s.port = strconv.Itoa(opts.Port)
 	}
 	s.host = s.upstreamHost()
-	s.slots = make(chan struct{}, maxUpstreamConns)
 	s.transport, s.ownTransp = s.transportFor()
 	s.proxy = s.newProxy()
 	return s

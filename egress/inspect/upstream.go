@@ -20,8 +20,8 @@ import (
 // fields (Connection and what it names, Proxy-Authorization, TE,
 // Upgrade...), no Forwarded or X-Forwarded-* (the container's address is
 // nobody's business). Connections to the upstream are reused from
-// request to request: those of the client connections with the same
-// Options.Pool are shared (pool.go); without one they are the client
+// request to request: those of the HTTP/1.1 client connections with the
+// same Options.Pool are shared (pool.go); otherwise they are the client
 // connection's own, closed with it.
 
 const (
@@ -31,32 +31,38 @@ const (
 	// upstreamIdle is how long an idle upstream connection of a client
 	// connection's own is kept.
 	upstreamIdle = 90 * time.Second
-	// maxUpstreamConns bounds the requests of one client connection in
-	// flight upstream at once, so its upstream connections (an HTTP/2
-	// client's concurrent streams over an HTTP/1.1 upstream): one client
-	// connection does not become a hundred upstream. Requests beyond wait
-	// for one of them to end.
+	// maxUpstreamConns bounds the upstream connections of an HTTP/2
+	// client connection (its concurrent streams over an HTTP/1.1
+	// upstream): one client connection does not become a hundred
+	// upstream. Requests beyond wait for one of them. It also bounds the
+	// idle connections kept per upstream.
 	maxUpstreamConns = 16
 )
 
-// transportFor is the session's Transport: the one shared by its
-// Options.Pool, or one of its own.
+// transportFor is the session's Transport: for an HTTP/1.1 client, the
+// one shared by its Options.Pool; else one of its own.
 func (s *session) transportFor() (t *http.Transport, own bool) {
-	if s.opts.Pool == nil {
-		return s.e.newTransport(s.h2, upstreamIdle), true
+	if s.opts.Pool == nil || s.h2 {
+		return newTransport(s.h2, upstreamIdle, maxUpstreamConns), true
 	}
-	key := poolKey{pool: s.opts.Pool, name: s.upstreamName(), port: s.upstreamPort(), h2: s.h2}
-	return s.e.pools.transport(key, func() *http.Transport { return s.e.newTransport(s.h2, pooledIdle) }), false
+	key := poolKey{pool: s.opts.Pool, name: s.upstreamName(), port: s.upstreamPort()}
+	return s.e.pools.transport(key, func() *http.Transport {
+		// As many connections as its client connections need at once
+		// (each has one request in flight at most).
+		return newTransport(false, pooledIdle, 0)
+	}), false
 }
 
-// newTransport is a Transport to one upstream; it dials for the session
-// whose request needs a connection (dialForRequest).
-func (e *Engine) newTransport(h2 bool, idle time.Duration) *http.Transport {
+// newTransport is a Transport to one upstream, at most maxConns
+// connections (0: no limit); it dials for the session whose request
+// needs a connection (dialForRequest).
+func newTransport(h2 bool, idle time.Duration, maxConns int) *http.Transport {
 	return &http.Transport{
 		Proxy:               nil, // the filter is the proxy
 		DialTLSContext:      dialForRequest,
 		ForceAttemptHTTP2:   h2,   // h2 upstream when the upstream agrees
 		DisableCompression:  true, // bodies pass as they are
+		MaxConnsPerHost:     maxConns,
 		MaxIdleConnsPerHost: maxUpstreamConns,
 		IdleConnTimeout:     idle,
 		// Expect: 100-continue is honoured upstream, for a while.
@@ -166,10 +172,6 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	if ex := exchangeFrom(r.Context()); ex != nil && ex.rewriteErr != nil {
 		return nil, &rewriteError{ex.rewriteErr}
 	}
-	release, err := rt.s.slot(r.Context())
-	if err != nil {
-		return nil, err
-	}
 	if rt.s.opts.GotUpstream != nil && !rt.s.toldConn.Load() {
 		r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
 			GotConn: func(info httptrace.GotConnInfo) {
@@ -183,13 +185,7 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 			},
 		}))
 	}
-	resp, err := rt.s.transport.RoundTrip(r)
-	if err != nil {
-		release()
-		return nil, err
-	}
-	releaseWith(resp, release)
-	return resp, nil
+	return rt.s.transport.RoundTrip(r)
 }
 
 type rewriteError struct{ err error }
