@@ -50,6 +50,8 @@ type driveOptions struct {
 	throughputTarget       float64       // filtered/direct
 	inspectLatencyTarget   time.Duration // added p50, inspected TLS connection + first request
 	keepAliveTarget        time.Duration // added p50, a request on an open inspected connection
+	connCPUTarget          time.Duration // the filter's CPU per spliced TLS connection
+	concurrentTarget       float64       // filtered/direct time until 1,000 connections are established
 	inspectBulkTarget      float64       // inspected/direct HTTPS download over the shaped link
 	rssTarget              int64         // bytes, supervisor + worker
 	countLatencyTarget     time.Duration // added p50, counted filter against uncounted
@@ -130,6 +132,8 @@ func drive(args []string) {
 	fs.Float64Var(&o.throughputTarget, "throughput-target", 0.8, "target: filtered/direct throughput at least this")
 	fs.DurationVar(&o.inspectLatencyTarget, "inspect-latency-target", 1500*time.Microsecond, "target: added p50 of an inspected connection (connect, handshake, first request) below this")
 	fs.DurationVar(&o.keepAliveTarget, "keepalive-target", 300*time.Microsecond, "target: added p50 of a request on an open inspected connection below this")
+	fs.DurationVar(&o.connCPUTarget, "conn-cpu-target", 700*time.Microsecond, "target: the filter's CPU per TLS connection (supervisor + worker) below this")
+	fs.Float64Var(&o.concurrentTarget, "concurrent-target", 1.8, "target: filtered/direct time until every concurrent connection is established at most this")
 	fs.Float64Var(&o.inspectBulkTarget, "inspect-throughput-target", 0.7, "target: inspected/direct HTTPS download over the shaped link at least this")
 	fs.DurationVar(&o.countLatencyTarget, "count-latency-target", 100*time.Microsecond, "target: added p50 of the counting filter over the uncounted one below this")
 	fs.Float64Var(&o.countThroughputTarget, "count-throughput-target", 0.95, "target: counting/uncounted filter throughput at least this")
@@ -343,6 +347,7 @@ type measurements struct {
 	hwm        int64                    // VmHWM(supervisor)+VmHWM(worker) at the end
 	cpu        map[string]time.Duration // the filter's CPU time per phase
 	phaseOps   map[string]string
+	phaseN     map[string]int // connections of the phases that count them
 	errors     []string
 	decisions  map[string]int
 	restarts   int // of the filtered container's filter, and of the inspected one's
@@ -384,7 +389,7 @@ func (dr *driver) run() (string, bool) {
 		bulk: map[string]map[string][]float64{}, conns: map[string][]result{},
 		bulkCost: map[string]map[string]*bulkCost{},
 		shaped:   map[string]map[string][]float64{},
-		cpu:      map[string]time.Duration{}, phaseOps: map[string]string{},
+		cpu:      map[string]time.Duration{}, phaseOps: map[string]string{}, phaseN: map[string]int{},
 		inspectFirst: map[string]time.Duration{}, inspectLatency: map[string][][]int64{},
 		keepAlive: map[string][][]int64{}, inspectShaped: map[string][]float64{},
 		countLatency: map[string][][]int64{}, countBulk: map[string]map[string][]float64{},
@@ -466,7 +471,8 @@ func (dr *driver) run() (string, bool) {
 	fmt.Fprintf(os.Stderr, "egressbench: TLS connection latency\n")
 	tlsArgs := dr.tlsArgs
 	timed("tls", "TLS connections", dr.filter, tlsArgs("latency"), o.block, m.tlsFirst, m.latency)
-	m.phaseOps["tls"] = fmt.Sprintf("%d connections", 1+o.rounds*(o.block+2))
+	m.phaseN["tls"] = 1 + o.rounds*(o.block+2)
+	m.phaseOps["tls"] = fmt.Sprintf("%d connections", m.phaseN["tls"])
 
 	// HTTPS inspected by the filter, against direct HTTPS: a connection
 	// and its first request (the filter's first one alone: its first
@@ -474,7 +480,8 @@ func (dr *driver) run() (string, bool) {
 	// connection already open.
 	fmt.Fprintf(os.Stderr, "egressbench: inspected HTTPS: connection latency\n")
 	timed("tls-inspected", "inspected TLS connections", dr.inspect, tlsArgs("latency"), o.block, m.inspectFirst, m.inspectLatency)
-	m.phaseOps["tls-inspected"] = fmt.Sprintf("%d connections", 1+o.rounds*(o.block+2))
+	m.phaseN["tls-inspected"] = 1 + o.rounds*(o.block+2)
+	m.phaseOps["tls-inspected"] = fmt.Sprintf("%d connections", m.phaseN["tls-inspected"])
 	fmt.Fprintf(os.Stderr, "egressbench: inspected HTTPS: requests on an open connection\n")
 	timed("keepalive", "requests on an open inspected connection", dr.inspect, tlsArgs("keepalive"), o.block, nil, m.keepAlive)
 	m.phaseOps["keepalive"] = fmt.Sprintf("%d requests on %d connections", o.rounds*(o.block+2), o.rounds)

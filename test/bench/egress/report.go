@@ -24,6 +24,7 @@ func (dr *driver) render(m *measurements) string {
 	latencyRows(&rows, "TLS connect + handshake + 1 request", m.latency[d], m.latency[f], o.latencyTarget, rng)
 	rows = append(rows, row{"TLS, the filter's first connection (cold: its first proxied flow; n=1)",
 		ms(m.tlsFirst[d]), ms(m.tlsFirst[f]), plusMS(m.tlsFirst[f] - m.tlsFirst[d]), "—", "—"})
+	rows = append(rows, cpuPerConnRow("The filter's CPU per TLS connection (supervisor + worker)", m, "tls", o.connCPUTarget))
 
 	// 2. Bulk.
 	bulkRows(&rows, o, m.bulk, d, f, "", o.bulkMiB, rng)
@@ -37,6 +38,7 @@ func (dr *driver) render(m *measurements) string {
 	latencyRows(&rows, "HTTPS inspected: TLS connect + handshake + 1 request", m.inspectLatency[d], m.inspectLatency[i], o.inspectLatencyTarget, rng)
 	rows = append(rows, row{"HTTPS inspected, the filter's first connection (cold: its first leaf certificate and upstream connection; n=1)",
 		ms(m.inspectFirst[d]), ms(m.inspectFirst[i]), plusMS(m.inspectFirst[i] - m.inspectFirst[d]), "—", "—"})
+	rows = append(rows, cpuPerConnRow("HTTPS inspected: the filter's CPU per connection and its first request", m, "tls-inspected", 0))
 	latencyRows(&rows, "HTTPS inspected: 1 request on an open connection (keep-alive)", m.keepAlive[d], m.keepAlive[i], o.keepAliveTarget, rng)
 	if len(m.inspectShaped) > 0 {
 		rows = append(rows, ratioRow(fmt.Sprintf("HTTPS inspected: download%s, %d MiB, one stream (median of %d)", shapedLink(o), o.shapedMiB, o.bulkRuns),
@@ -83,8 +85,16 @@ func (dr *driver) render(m *measurements) string {
 			what = "then one byte echoed on each"
 		}
 		dt, ft := connTime(m.conns[d], est), connTime(m.conns[f], est)
+		target, verdict := "—", "—"
+		if est && dt > 0 {
+			target = fmt.Sprintf("≤ %.2f×", o.concurrentTarget)
+			verdict = stats.Pass
+			if float64(ft)/float64(dt) > o.concurrentTarget {
+				verdict = stats.Fail
+			}
+		}
 		rows = append(rows, row{fmt.Sprintf("%s concurrent: %s, median", thousands(o.conns), what),
-			ms(dt), ms(ft), ratioOrDash(float64(ft), float64(dt)), "—", "—"})
+			ms(dt), ms(ft), ratioOrDash(float64(ft), float64(dt)), target, verdict})
 	}
 
 	// 4. DNS.
@@ -258,6 +268,25 @@ func diffCI(a, b [][]int64, q float64, rng *rand.Rand) (lo, hi time.Duration) {
 	}
 	slices.Sort(diffs)
 	return diffs[resamples*25/1000], diffs[resamples*975/1000-1]
+}
+
+// cpuPerConnRow is the filter's CPU time in phase over its connections,
+// judged against target when it is not 0. The CPU is one total (10 ms
+// ticks over hundreds of connections), without an interval: PASS or FAIL.
+func cpuPerConnRow(metric string, m *measurements, phase string, target time.Duration) row {
+	n := m.phaseN[phase]
+	if n == 0 {
+		return row{metric, "—", "—", "—", "—", "—"}
+	}
+	per := m.cpu[phase] / time.Duration(n)
+	r := row{fmt.Sprintf("%s (n=%d)", metric, n), "—", ms(per), "—", "—", "—"}
+	if target > 0 {
+		r.target, r.result = "≤ "+ms(target), stats.Pass
+		if per > target {
+			r.result = stats.Fail
+		}
+	}
+	return r
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
