@@ -2,13 +2,10 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
-	"sync/atomic"
 	"testing"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
@@ -145,12 +142,7 @@ func TestProxyInferenceSharesBackendConnections(t *testing.T) {
 	h.p.Inference = &inference.Route{BackendHost: tlsHost, BackendPort: 443, Credential: "API_KEY",
 		KeyHeader: "Authorization", KeyPrefix: "Bearer ", Forward: []string{"Content-Type"}}
 	h.p.Credentials = credentialsFor(t, tlsHost, 443)
-	var dials atomic.Int64
-	dial := h.p.Dial
-	h.p.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		dials.Add(1)
-		return dial(ctx, network, addr)
-	}
+	dials := h.countDials()
 	h.serve()
 	for range 2 {
 		c := h.dial()

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -331,12 +330,7 @@ func BenchmarkProxyInspectRequest(b *testing.B) {
 func TestProxyInspectSharesUpstreamUntilReload(t *testing.T) {
 	h := newInspectHarness(t)
 	h.setRules(1, policy.Endpoint{Host: tlsHost, Protocol: "rest", Access: "read-only"})
-	var dials atomic.Int64
-	dial := h.p.Dial
-	h.p.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		dials.Add(1)
-		return dial(ctx, network, addr)
-	}
+	dials := h.countDials()
 	h.serve()
 	get := func() {
 		t.Helper()

@@ -96,6 +96,17 @@ func (h *proxyHarness) upstream(addr string) {
 	}
 }
 
+// countDials counts the proxy's upstream dials from now on.
+func (h *proxyHarness) countDials() *atomic.Int64 {
+	var n atomic.Int64
+	dial := h.p.Dial
+	h.p.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		n.Add(1)
+		return dial(ctx, network, addr)
+	}
+	return &n
+}
+
 func (h *proxyHarness) serve() {
 	go func() { _ = h.p.Serve(h.ln) }()
 }

@@ -23,10 +23,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
+	"path/filepath"
 	goruntime "runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,10 +34,7 @@ import (
 )
 
 type row struct {
-	name    string
-	argv    []string
-	root    string
-	target  float64
+	*stats.Runtime
 	version string
 	start   []time.Duration // wall time of each round's burst of starts
 	cpu     []time.Duration // machine CPU used during it (every process and the kernel)
@@ -110,7 +106,7 @@ func main() {
 			delErr := r.each(ids, o.parallel, func(id string) []string { return []string{"delete", "--force", id} })
 			removed := time.Since(t1)
 			if err := errors.Join(startErr, delErr); err != nil {
-				fatalf("round %d, %s: %v", round+1, r.name, err)
+				fatalf("round %d, %s: %v", round+1, r.Name, err)
 			}
 			if round >= o.warmup {
 				r.start = append(r.start, wall)
@@ -119,11 +115,11 @@ func main() {
 			}
 			fmt.Fprintf(os.Stderr, "burstbench: round %d/%d (%s) %s: %d started in %s, deleted in %s\n",
 				round+1, o.warmup+o.rounds, map[bool]string{true: "warm-up", false: "measured"}[round < o.warmup],
-				r.name, o.count, wall.Round(time.Millisecond), removed.Round(time.Millisecond))
+				r.Name, o.count, wall.Round(time.Millisecond), removed.Round(time.Millisecond))
 		}
 	}
 	for _, r := range rows {
-		r.version = versionOf(r.argv)
+		r.version = r.Version()
 	}
 	table := render(rows, &o, load, time.Since(started))
 	fmt.Print(table)
@@ -170,18 +166,17 @@ func (r *row) each(ids []string, parallel int, args func(id string) []string) er
 // detached container keeps its stdio open, and `run -d` would never be seen
 // to finish by a reader waiting for EOF.
 func (r *row) run(args ...string) error {
-	log, err := os.CreateTemp(r.root, "out-*.log")
+	log, err := os.CreateTemp(filepath.Dir(r.Root), "out-*.log") // beside the root, not in it
 	if err != nil {
 		return err
 	}
 	defer os.Remove(log.Name())
 	defer log.Close()
-	full := append(slices.Clone(r.argv[1:]), append([]string{"--root", r.root}, args...)...)
-	cmd := exec.Command(r.argv[0], full...)
+	cmd := r.Command(args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {
 		out, _ := os.ReadFile(log.Name())
-		return fmt.Errorf("%s %s: %v: %s", r.argv[0], strings.Join(full, " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s: %v: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -190,7 +185,7 @@ func (r *row) run(args ...string) error {
 // that returned early, or a container that died, is a failed run, not a
 // fast one.
 func (r *row) allRunning(ids []string) error {
-	out, err := exec.Command(r.argv[0], append(slices.Clone(r.argv[1:]), "--root", r.root, "list", "--format", "json")...).Output()
+	out, err := r.Command("list", "--format", "json").Output()
 	if err != nil {
 		return fmt.Errorf("list: %v", err)
 	}
@@ -217,7 +212,7 @@ func render(rows []*row, o *options, load string, took time.Duration) string {
 	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
 	w("#### A burst of sandboxes\n\n")
 	w("| %d containers started, %d at a time | median s | min–max s | per container ms | machine CPU s | vs %s (95%% CI) | target | verdict | then deleted, median s |\n",
-		o.count, o.parallel, base.name)
+		o.count, o.parallel, base.Name)
 	w("| --- | --: | --: | --: | --: | --: | --: | --- | --: |\n")
 	for _, r := range rows {
 		s := slices.Sorted(slices.Values(r.start))
@@ -226,12 +221,12 @@ func render(rows []*row, o *options, load string, took time.Duration) string {
 		if r != base {
 			lo, hi := stats.RatioCI(r.start, base.start, 2000, rng)
 			ratio = fmt.Sprintf("%.2f (%.2f … %.2f)", float64(med)/float64(stats.Median(base.start)), lo, hi)
-			if r.target > 0 {
-				target = fmt.Sprintf("≤ %.2f", r.target)
-				verdict = stats.Verdict(lo, hi, r.target, true)
+			if r.Target > 0 {
+				target = fmt.Sprintf("≤ %.2f", r.Target)
+				verdict = stats.Verdict(lo, hi, r.Target, true)
 			}
 		}
-		w("| %s | %.2f | %.2f–%.2f | %.1f | %.2f | %s | %s | %s | %.2f |\n", r.name, med.Seconds(),
+		w("| %s | %.2f | %.2f–%.2f | %.1f | %.2f | %s | %s | %s | %.2f |\n", r.Name, med.Seconds(),
 			s[0].Seconds(), s[len(s)-1].Seconds(), float64(med.Milliseconds())/float64(o.count),
 			stats.Median(r.cpu).Seconds(), ratio, target, verdict, stats.Median(r.remove).Seconds())
 	}
@@ -246,58 +241,30 @@ func render(rows []*row, o *options, load string, took time.Duration) string {
 		stats.CPUModel(), goruntime.NumCPU(), stats.Kernel(), time.Now().UTC().Format("2006-01-02 15:04 MST"),
 		load, stats.LoadAvg(), took.Round(time.Second))
 	for _, r := range rows {
-		w("- %s: `%s` (%s)\n", r.name, strings.Join(r.argv, " "), r.version)
+		w("- %s: `%s` (%s)\n", r.Name, strings.Join(r.Argv, " "), r.version)
 	}
 	return sb.String()
 }
 
 func parseRows(specs []string, workdir string) ([]*row, error) {
-	var rows []*row
-	for _, s := range specs {
-		f := strings.Split(s, "|")
-		if len(f) < 2 || len(f) > 3 || strings.TrimSpace(f[0]) == "" || len(strings.Fields(f[1])) == 0 {
-			return nil, fmt.Errorf("bad row %q: want 'name|command prefix[|target]'", s)
-		}
-		r := &row{name: strings.TrimSpace(f[0]), argv: strings.Fields(f[1])}
-		if len(f) == 3 {
-			v, err := strconv.ParseFloat(strings.TrimSpace(f[2]), 64)
-			if err != nil {
-				return nil, fmt.Errorf("bad row %q: target %q is not a number", s, f[2])
-			}
-			r.target = v
-		}
-		if findRow(rows, r.name) != nil {
-			return nil, fmt.Errorf("duplicate row name %q", r.name)
-		}
-		path, err := exec.LookPath(r.argv[0])
-		if err != nil {
-			return nil, fmt.Errorf("row %q: %v", r.name, err)
-		}
-		r.argv[0] = path
-		if r.root, err = os.MkdirTemp(workdir, "root-"); err != nil {
-			return nil, err
-		}
-		rows = append(rows, r)
+	rts, err := stats.ParseRuntimes(specs, workdir)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]*row, len(rts))
+	for i, rt := range rts {
+		rows[i] = &row{Runtime: rt}
 	}
 	return rows, nil
 }
 
 func findRow(rows []*row, name string) *row {
 	for _, r := range rows {
-		if r.name == name {
+		if r.Name == name {
 			return r
 		}
 	}
 	return nil
-}
-
-func versionOf(argv []string) string {
-	out, err := exec.Command(argv[0], append(slices.Clone(argv[1:]), "--version")...).Output()
-	line, _, _ := strings.Cut(string(out), "\n")
-	if err != nil || line == "" {
-		return "?"
-	}
-	return strings.TrimSpace(line)
 }
 
 func fatalf(format string, a ...any) {

@@ -24,10 +24,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	goruntime "runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,13 +37,10 @@ import (
 // every row comes from round i, which is what pairs them for the ratio's
 // confidence interval.
 type row struct {
-	name    string
-	argv    []string // command prefix; the run arguments are appended
-	root    string   // its own --root, so runtimes never see each other's state
-	version string   // first line of `argv --version`, for the footnotes
+	*stats.Runtime
+	version string // first line of `argv --version`, for the footnotes
 	wall    []time.Duration
 	cpu     []time.Duration // user+sys of the runtime and its reaped children
-	target  float64         // this row's target ratio (0: not judged)
 }
 
 // diff is a difference of two rows the table's notes report with its
@@ -157,7 +152,7 @@ func main() {
 			}
 			r.wall = append(r.wall, wall)
 			r.cpu = append(r.cpu, cpu)
-			fmt.Fprintf(&csv, "%d,%d,%q,%d,%d\n", i, pos, r.name, wall.Nanoseconds(), cpu.Nanoseconds())
+			fmt.Fprintf(&csv, "%d,%d,%q,%d,%d\n", i, pos, r.Name, wall.Nanoseconds(), cpu.Nanoseconds())
 		}
 		if progress {
 			fmt.Fprintf(os.Stderr, "\rstartbench: round %d/%d", i+1, o.runs)
@@ -187,7 +182,7 @@ func main() {
 		}
 	}
 	for _, r := range rows {
-		r.version = versionOf(r.argv)
+		r.version = r.Version()
 	}
 	loadNote := fmt.Sprintf("Machine load: load average %s before the bench", load)
 	if busyOK {
@@ -226,8 +221,7 @@ func (b *bench) runOnce(r *row) (wall, cpu time.Duration, err error) {
 	}
 	b.n++
 	id := fmt.Sprintf("%s-%d", b.prefix, b.n)
-	args := append(slices.Clone(r.argv[1:]), "--root", r.root, "run", "--bundle", b.bundle, id)
-	cmd := exec.Command(r.argv[0], args...)
+	cmd := r.Command("run", "--bundle", b.bundle, id)
 	cmd.Stdout, cmd.Stderr = b.log, b.log // stdin stays /dev/null
 
 	// Collect our own garbage now rather than during a measurement.
@@ -241,9 +235,9 @@ func (b *bench) runOnce(r *row) (wall, cpu time.Duration, err error) {
 	if err != nil {
 		msg, _ := os.ReadFile(b.log.Name())
 		// Do not leave a half-made container (and its cgroups) behind.
-		_ = exec.Command(r.argv[0], append(slices.Clone(r.argv[1:]), "--root", r.root, "delete", "--force", id)...).Run()
-		return 0, 0, fmt.Errorf("%s: %s %s: %v\n--- its output ---\n%s",
-			r.name, r.argv[0], strings.Join(args, " "), err, strings.TrimSpace(string(msg)))
+		_ = r.Command("delete", "--force", id).Run()
+		return 0, 0, fmt.Errorf("%s: %s: %v\n--- its output ---\n%s",
+			r.Name, strings.Join(cmd.Args, " "), err, strings.TrimSpace(string(msg)))
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -252,44 +246,20 @@ func (b *bench) runOnce(r *row) (wall, cpu time.Duration, err error) {
 }
 
 func parseRows(specs []string, workdir string) ([]*row, error) {
-	var rows []*row
-	for _, s := range specs {
-		name, cmd, ok := strings.Cut(s, "|")
-		name = strings.TrimSpace(name)
-		// An optional third field is the row's own target ratio.
-		var target float64
-		if c, t, has := strings.Cut(cmd, "|"); has {
-			v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-			if err != nil {
-				return nil, fmt.Errorf("bad row %q: target %q is not a number", s, t)
-			}
-			cmd, target = c, v
-		}
-		argv := strings.Fields(cmd)
-		if !ok || name == "" || len(argv) == 0 {
-			return nil, fmt.Errorf("bad row %q: want 'name|command prefix'", s)
-		}
-		if findRow(rows, name) != nil {
-			return nil, fmt.Errorf("duplicate row name %q", name)
-		}
-		// Resolve now, so a missing binary fails before any measurement.
-		path, err := exec.LookPath(argv[0])
-		if err != nil {
-			return nil, fmt.Errorf("row %q: %v", name, err)
-		}
-		argv[0] = path
-		root, err := os.MkdirTemp(workdir, "root-")
-		if err != nil {
-			return nil, err
-		}
-		rows = append(rows, &row{name: name, argv: argv, root: root, target: target})
+	rts, err := stats.ParseRuntimes(specs, workdir)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]*row, len(rts))
+	for i, rt := range rts {
+		rows[i] = &row{Runtime: rt}
 	}
 	return rows, nil
 }
 
 func findRow(rows []*row, name string) *row {
 	for _, r := range rows {
-		if r.name == name {
+		if r.Name == name {
 			return r
 		}
 	}
@@ -313,11 +283,11 @@ func render(rows []*row, o *options) string {
 	head := []string{"runtime", "runs", "median ms", "p10–p90 ms", "min ms", "CPU ms"}
 	align := []string{"---", "--:", "--:", "--:", "--:", "--:"}
 	if base != nil {
-		head = append(head, fmt.Sprintf("vs %s (95%% CI)", base.name), "target", "verdict", "CPU vs "+base.name)
+		head = append(head, fmt.Sprintf("vs %s (95%% CI)", base.Name), "target", "verdict", "CPU vs "+base.Name)
 		align = append(align, "--:", "--:", "---", "--:")
 	}
 	if ref != nil {
-		head = append(head, "vs "+ref.name)
+		head = append(head, "vs "+ref.Name)
 		align = append(align, "--:")
 	}
 	line := func(cells []string) { w("| %s |\n", strings.Join(cells, " | ")) }
@@ -328,7 +298,7 @@ func render(rows []*row, o *options) string {
 		s := slices.Clone(r.wall)
 		slices.Sort(s)
 		med := stats.Quantile(s, 0.5)
-		cells := []string{r.name, fmt.Sprint(len(s)), ms(med),
+		cells := []string{r.Name, fmt.Sprint(len(s)), ms(med),
 			ms(stats.Quantile(s, 0.1)) + "–" + ms(stats.Quantile(s, 0.9)), ms(s[0]), ms(stats.Median(r.cpu))}
 		if base == r {
 			cells = append(cells, "—", "—", "—", "—")
@@ -336,9 +306,9 @@ func render(rows []*row, o *options) string {
 			ratio := float64(med) / float64(stats.Median(base.wall))
 			lo, hi := stats.RatioCI(r.wall, base.wall, 2000, rng)
 			target, verdict := "—", "—"
-			if r.target > 0 {
-				target = fmt.Sprintf("≤ %.2f", r.target)
-				verdict = stats.Verdict(lo, hi, r.target, true)
+			if r.Target > 0 {
+				target = fmt.Sprintf("≤ %.2f", r.Target)
+				verdict = stats.Verdict(lo, hi, r.Target, true)
 			}
 			cells = append(cells, fmt.Sprintf("%.3f (%.2f–%.2f)", ratio, lo, hi), target, verdict,
 				fmt.Sprintf("%.3f", float64(stats.Median(r.cpu))/float64(stats.Median(base.cpu))))
@@ -357,7 +327,7 @@ func render(rows []*row, o *options) string {
 		a, b := findRow(rows, d.a), findRow(rows, d.b)
 		wlo, whi := stats.DiffCI(a.wall, b.wall, 2000, rng)
 		clo, chi := stats.DiffCI(a.cpu, b.cpu, 2000, rng)
-		w("- %s (%s − %s): %s ms wall (95%% CI %s … %s), %s ms CPU (95%% CI %s … %s).\n", d.label, a.name, b.name,
+		w("- %s (%s − %s): %s ms wall (95%% CI %s … %s), %s ms CPU (95%% CI %s … %s).\n", d.label, a.Name, b.Name,
 			plusMS(stats.Median(a.wall)-stats.Median(b.wall)), plusMS(wlo), plusMS(whi),
 			plusMS(stats.Median(a.cpu)-stats.Median(b.cpu)), plusMS(clo), plusMS(chi))
 	}
@@ -378,22 +348,12 @@ func render(rows []*row, o *options) string {
 	w("Machine: %s, %d CPUs, kernel %s, %s, %s.\n\n",
 		stats.CPUModel(), goruntime.NumCPU(), stats.Kernel(), cgroupMode(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	for _, r := range rows {
-		w("- %s: `%s` (%s)\n", r.name, strings.Join(r.argv, " "), r.version)
+		w("- %s: `%s` (%s)\n", r.Name, strings.Join(r.Argv, " "), r.version)
 	}
 	for _, n := range o.notes {
 		w("- %s\n", n)
 	}
 	return sb.String()
-}
-
-// versionOf returns the first line of `argv --version`, or "?".
-func versionOf(argv []string) string {
-	out, err := exec.Command(argv[0], append(slices.Clone(argv[1:]), "--version")...).Output()
-	line, _, _ := strings.Cut(string(out), "\n")
-	if err != nil || line == "" {
-		return "?"
-	}
-	return strings.TrimSpace(line)
 }
 
 // selfCPU returns the user+sys time of this process itself.
