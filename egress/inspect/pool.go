@@ -14,10 +14,12 @@ import (
 // A client that opens a connection per request (curl in a loop, a script
 // without an HTTP session, a tool spawned per call) would otherwise cost
 // an upstream TCP connection and TLS handshake per request, on top of its
-// own handshake with the filter. The client connections whose
-// Options.Pool is equal share one http.Transport per upstream (name,
-// port, ALPN offer): a request goes on an idle upstream connection
-// another one left, when there is one, else on a new one it dials.
+// own handshake with the filter. The HTTP/1.1 client connections whose
+// Options.Pool is equal share one http.Transport per upstream (name and
+// port): a request goes on an idle upstream connection another one left,
+// when there is one, else on a new one it dials. (An HTTP/2 client keeps
+// its connection and sends its requests on it as streams: its upstream
+// connections stay its own, at most maxUpstreamConns, closed with it.)
 //
 // Reuse never reaches further than a dial would: the filter makes Pool of
 // what its dial checks (the rules in force and the addresses they allow
@@ -89,8 +91,9 @@ func (p *upstreamPools) transport(key poolKey, newTransport func() *http.Transpo
 }
 
 // drop forgets every shared transport and closes their idle connections
-// (the rules changed: new client connections get new keys, and what
-// requests still run on the old connections ends with them).
+// (the rules changed: new client connections get new keys; a connection
+// still in use goes back to a transport nobody finds any more, and is
+// closed once idle for pooledIdle).
 func (p *upstreamPools) drop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
