@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
@@ -43,20 +44,6 @@ func (p *Proxy) inferenceFlow(client net.Conn, port int, prefix []byte, cleartex
 		Prefix:       prefix,
 		Upstream:     route.BackendHost,
 		UpstreamPort: route.BackendPort,
-		DialUpstream: func(ctx context.Context) (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
-			defer cancel()
-			c, ip, _, err := p.dialChecked(ctx, route.BackendHost, route.BackendPort, nil)
-			if err != nil {
-				return nil, err
-			}
-			return &checkedConn{Conn: c, ip: ip.String()}, nil
-		},
-		GotUpstream: func(c net.Conn) {
-			if cc, ok := c.(*checkedConn); ok {
-				rec.ResolvedIP = cc.ip
-			}
-		},
 		// The backend's connections are shared by every connection to
 		// inference.local: its dial depends on the route alone.
 		Pool: inferencePool{route},
@@ -67,5 +54,11 @@ func (p *Proxy) inferenceFlow(client net.Conn, port int, prefix []byte, cleartex
 		Log:       func(dec inspect.Decision) { p.log(p.requestRecord(f, rec, dec)) },
 		Cleartext: cleartext,
 	}
+	opts.DialUpstream, opts.GotUpstream = checkedUpstream(rec, func(ctx context.Context) (net.Conn, netip.Addr, error) {
+		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		c, ip, _, err := p.dialChecked(ctx, route.BackendHost, route.BackendPort, nil)
+		return c, ip, err
+	})
 	p.serveInspected(f, opts, d, rec, finish)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
@@ -27,57 +28,67 @@ func (p *Proxy) inspectFlow(f *flow, prefix []byte, d rules.Decision, rec *decis
 		ServerName: f.host,
 		Port:       f.port,
 		Prefix:     prefix,
-		DialUpstream: func(ctx context.Context) (net.Conn, error) {
-			c, ip, err := p.dialInspected(ctx, f)
-			if err != nil {
-				return nil, err
-			}
-			return &checkedConn{Conn: c, ip: ip}, nil
-		},
-		GotUpstream: func(c net.Conn) {
-			if cc, ok := c.(*checkedConn); ok {
-				rec.ResolvedIP = cc.ip
-			}
-		},
-		Pool:   p.upstreamPool(f),
-		Decide: func(req inspect.Request) inspect.Verdict { return p.decideInspected(f, req) },
+		Pool:       upstreamPool{rules: f.admittedBy, allowedIPs: joinAddrs(d.AllowedIPs)},
+		Decide:     func(req inspect.Request) inspect.Verdict { return p.decideInspected(f, req) },
 		InspectRPC: func(req inspect.Request) bool {
 			return p.Rules().ReadsRPC(f.host, f.port, req.Method, requestTarget(req))
 		},
 		Rewrite: func(r *http.Request) error { return p.Credentials.Rewrite(f.host, f.port, r) },
 		Log:     func(dec inspect.Decision) { p.log(p.requestRecord(f, rec, dec)) },
 	}
+	opts.DialUpstream, opts.GotUpstream = checkedUpstream(rec, func(ctx context.Context) (net.Conn, netip.Addr, error) {
+		return p.dialInspected(ctx, f)
+	})
 	p.serveInspected(f, opts, d, rec, finish)
 }
 
 // upstreamPool is the Options.Pool of an inspected flow: what
 // dialInspected checks that does not change from dial to dial, the rules
-// in force and the addresses they allow the flow's name to reach. Flows
-// with equal pools share upstream connections: a flow reuses a connection
-// only where its own dial would go. A reload makes new rules, so new
-// pools: a connection dialled under the old ones is not reused after it.
-func (p *Proxy) upstreamPool(f *flow) any {
-	current := p.Rules()
-	d := current.MatchBinary(f.host, f.port, p.owners(f, current))
-	allowed := make([]string, len(d.AllowedIPs))
-	for i, a := range d.AllowedIPs {
-		allowed[i] = a.String()
-	}
-	return upstreamPool{rules: current, allowedIPs: strings.Join(allowed, ",")}
-}
-
-// checkedConn is an inspected flow's upstream connection with the address
-// dialChecked resolved and checked for it, which the flow's record
-// names (its first request's connection may be another flow's).
-type checkedConn struct {
-	net.Conn
-	ip string
-}
-
-// upstreamPool is the comparable Options.Pool of upstreamPool.
+// that admitted the flow and the addresses they allow its name to reach
+// (admission's decision d). Flows with equal pools share upstream
+// connections: a flow reuses a connection only where its own dial would
+// go. A reload makes new rules, so new pools: a connection dialled under
+// the old ones is not reused by a flow admitted after it.
 type upstreamPool struct {
 	rules      *rules.Rules
-	allowedIPs string
+	allowedIPs string // joinAddrs(d.AllowedIPs)
+}
+
+// joinAddrs is addrs as one comparable string.
+func joinAddrs(addrs []netip.Prefix) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// checkedConn is an upstream connection of the engine with the address
+// the proxy resolved and checked for it.
+type checkedConn struct {
+	net.Conn
+	ip netip.Addr
+}
+
+// checkedUpstream makes the engine's DialUpstream and GotUpstream for a
+// connection whose record is rec: dial connects to an address the proxy
+// checked, and the record names the address of the first upstream
+// connection a request used, which may be another connection's (shared
+// through Options.Pool) and so not one this connection dialled.
+func checkedUpstream(rec *decisionlog.Record, dial func(context.Context) (net.Conn, netip.Addr, error)) (func(context.Context) (net.Conn, error), func(net.Conn)) {
+	dialUpstream := func(ctx context.Context) (net.Conn, error) {
+		c, ip, err := dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &checkedConn{Conn: c, ip: ip}, nil
+	}
+	gotUpstream := func(c net.Conn) {
+		if cc, ok := c.(*checkedConn); ok {
+			rec.ResolvedIP = cc.ip.String()
+		}
+	}
+	return dialUpstream, gotUpstream
 }
 
 // serveInspected serves an admitted flow with the engine until it ends,
@@ -132,19 +143,16 @@ func rpcOf(in *inspect.RPC) *rules.RPC {
 // engine: the connection must still be allowed by the rules in force
 // (with their allowed_ips), and the address is the one the proxy resolves
 // and checks, never the client's destination.
-func (p *Proxy) dialInspected(ctx context.Context, f *flow) (net.Conn, string, error) {
+func (p *Proxy) dialInspected(ctx context.Context, f *flow) (net.Conn, netip.Addr, error) {
 	current := p.Rules()
 	d := current.MatchBinary(f.host, f.port, p.owners(f, current))
 	if !d.Allow {
-		return nil, "", fmt.Errorf("egress: %s:%d is no longer allowed (%s)", f.host, f.port, d.Reason)
+		return nil, netip.Addr{}, fmt.Errorf("egress: %s:%d is no longer allowed (%s)", f.host, f.port, d.Reason)
 	}
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	c, ip, _, err := p.dialChecked(ctx, f.host, f.port, d.AllowedIPs)
-	if err != nil {
-		return nil, "", err
-	}
-	return c, ip.String(), nil
+	return c, ip, err
 }
 
 // requestRecord is the decision-log record of one request (or engine

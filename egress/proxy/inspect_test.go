@@ -14,11 +14,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/inspect"
+	"github.com/clawrun/clawrun/egress/rules"
 	"github.com/clawrun/clawrun/runtime/policy"
 )
 
@@ -361,5 +363,42 @@ func TestProxyInspectSharesUpstreamUntilReload(t *testing.T) {
 	get()
 	if n := dials.Load(); n != 2 {
 		t.Fatalf("after a reload: %d upstream dials in all, want a new one (2)", n)
+	}
+}
+
+// TestProxyInspectSharesUpstreamByAllowedIPs: connections whose binaries
+// the rules allow different addresses do not share upstream connections
+// (each reuses only what its own dial could have made); those with the
+// same do.
+func TestProxyInspectSharesUpstreamByAllowedIPs(t *testing.T) {
+	h := newInspectHarness(t)
+	ep := func(allowed string) policy.Endpoint {
+		return policy.Endpoint{Host: tlsHost, Ports: []int{h.port}, Protocol: "rest", Access: "read-only", AllowedIPs: []string{allowed}}
+	}
+	r, err := rules.FromPlan([]policy.NetworkLayer{{Source: "inline", Policies: map[string]policy.NetworkPolicy{
+		"a": {Endpoints: []policy.Endpoint{ep(upstreamIP + "/32")}, Binaries: []policy.Binary{{Path: "/usr/bin/a"}}},
+		"b": {Endpoints: []policy.Endpoint{ep("192.0.2.0/24")}, Binaries: []policy.Binary{{Path: "/usr/bin/b"}}},
+	}}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.rules.Store(r)
+	var exe atomic.Value
+	h.p.Binaries = func(net.Conn) []string { return []string{exe.Load().(string)} }
+	dials := h.countDials()
+	h.serve()
+	for i, bin := range []string{"/usr/bin/a", "/usr/bin/b", "/usr/bin/a", "/usr/bin/b"} {
+		exe.Store(bin)
+		c, err := h.dialTLS(h.clients)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, _ := send(t, c, bufio.NewReader(c), "GET", "/", ""); code != 200 {
+			t.Fatalf("GET by %s: %d", bin, code)
+		}
+		c.Close()
+		if want := min(i+1, 2); dials.Load() != int64(want) {
+			t.Fatalf("after connection %d (%s): %d upstream dials, want %d", i+1, bin, dials.Load(), want)
+		}
 	}
 }

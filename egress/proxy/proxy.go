@@ -84,8 +84,10 @@ type flow struct {
 	port     int
 	binaries []string // p.mu for writes; see owners
 	looked   bool     // binaries were looked up
-	http     bool     // plain HTTP: its requests are checked one by one
-	cut      bool     // p.mu: closed by Recheck
+	// admittedBy: the rules that admitted the flow (see admit).
+	admittedBy *rules.Rules
+	http       bool // plain HTTP: its requests are checked one by one
+	cut        bool // p.mu: closed by Recheck
 	// inspected: served by the inspection engine until serveCtx ends
 	// (stopServe: Recheck cut it).
 	inspected bool
@@ -253,6 +255,7 @@ func (p *Proxy) admit(f *flow, rec *decisionlog.Record, decide func(current *rul
 		}
 		p.mu.Lock()
 		if p.Rules() == current {
+			f.admittedBy = current
 			p.trackLocked(f, true)
 			p.mu.Unlock()
 			return d
