@@ -71,11 +71,11 @@ func main() {
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
 	}
-	rows, err := parseRows(flag.Args(), o.workdir)
+	rows, err := stats.ParseRows(flag.Args(), o.workdir, func(rt *stats.Runtime) *row { return &row{Runtime: rt} })
 	if err != nil {
 		fatalf("%v", err)
 	}
-	if findRow(rows, o.baseline) == nil {
+	if stats.FindRow(rows, o.baseline) == nil {
 		fatalf("-baseline %q is not one of the rows", o.baseline)
 	}
 	if _, ok := stats.MachineCPU(); !ok {
@@ -206,7 +206,7 @@ func (r *row) allRunning(ids []string) error {
 }
 
 func render(rows []*row, o *options, load string, took time.Duration) string {
-	base := findRow(rows, o.baseline)
+	base := stats.FindRow(rows, o.baseline)
 	rng := rand.New(rand.NewPCG(o.seed, 1))
 	var sb strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
@@ -244,27 +244,6 @@ func render(rows []*row, o *options, load string, took time.Duration) string {
 		w("- %s: `%s` (%s)\n", r.Name, strings.Join(r.Argv, " "), r.version)
 	}
 	return sb.String()
-}
-
-func parseRows(specs []string, workdir string) ([]*row, error) {
-	rts, err := stats.ParseRuntimes(specs, workdir)
-	if err != nil {
-		return nil, err
-	}
-	rows := make([]*row, len(rts))
-	for i, rt := range rts {
-		rows[i] = &row{Runtime: rt}
-	}
-	return rows, nil
-}
-
-func findRow(rows []*row, name string) *row {
-	for _, r := range rows {
-		if r.Name == name {
-			return r
-		}
-	}
-	return nil
 }
 
 func fatalf(format string, a ...any) {

@@ -92,7 +92,7 @@ func main() {
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
 	}
-	rows, err := parseRows(flag.Args(), o.workdir)
+	rows, err := stats.ParseRows(flag.Args(), o.workdir, func(rt *stats.Runtime) *row { return &row{Runtime: rt} })
 	if err != nil {
 		fatalf("%v", err)
 	}
@@ -101,7 +101,7 @@ func main() {
 		names = append(names, d.a, d.b)
 	}
 	for _, name := range names {
-		if name != "" && findRow(rows, name) == nil {
+		if name != "" && stats.FindRow(rows, name) == nil {
 			fatalf("-baseline, -ref or -diff: %q is not one of the rows", name)
 		}
 	}
@@ -245,27 +245,6 @@ func (b *bench) runOnce(r *row) (wall, cpu time.Duration, err error) {
 	return wall, cpu, nil
 }
 
-func parseRows(specs []string, workdir string) ([]*row, error) {
-	rts, err := stats.ParseRuntimes(specs, workdir)
-	if err != nil {
-		return nil, err
-	}
-	rows := make([]*row, len(rts))
-	for i, rt := range rts {
-		rows[i] = &row{Runtime: rt}
-	}
-	return rows, nil
-}
-
-func findRow(rows []*row, name string) *row {
-	for _, r := range rows {
-		if r.Name == name {
-			return r
-		}
-	}
-	return nil
-}
-
 // ms formats a duration as milliseconds with 0.01 ms resolution.
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/1e6) }
 
@@ -273,7 +252,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/1e6) }
 func plusMS(d time.Duration) string { return fmt.Sprintf("%+.2f", float64(d)/1e6) }
 
 func render(rows []*row, o *options) string {
-	base, ref := findRow(rows, o.baseline), findRow(rows, o.ref)
+	base, ref := stats.FindRow(rows, o.baseline), stats.FindRow(rows, o.ref)
 	rng := rand.New(rand.NewPCG(o.seed, 1))
 	var sb strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
@@ -324,7 +303,7 @@ func render(rows []*row, o *options) string {
 		w("\n")
 	}
 	for _, d := range o.diffs {
-		a, b := findRow(rows, d.a), findRow(rows, d.b)
+		a, b := stats.FindRow(rows, d.a), stats.FindRow(rows, d.b)
 		wlo, whi := stats.DiffCI(a.wall, b.wall, 2000, rng)
 		clo, chi := stats.DiffCI(a.cpu, b.cpu, 2000, rng)
 		w("- %s (%s − %s): %s ms wall (95%% CI %s … %s), %s ms CPU (95%% CI %s … %s).\n", d.label, a.Name, b.Name,

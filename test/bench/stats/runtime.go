@@ -71,3 +71,34 @@ func (r *Runtime) Version() string {
 	}
 	return strings.TrimSpace(line)
 }
+
+// ParseRows is ParseRuntimes with each Runtime made into a benchmark's
+// own row type by wrap.
+func ParseRows[R any](specs []string, workdir string, wrap func(*Runtime) R) ([]R, error) {
+	rts, err := ParseRuntimes(specs, workdir)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]R, len(rts))
+	for i, rt := range rts {
+		rows[i] = wrap(rt)
+	}
+	return rows, nil
+}
+
+// Row is a benchmark's row type: one that embeds *Runtime.
+type Row interface{ runtime() *Runtime }
+
+func (r *Runtime) runtime() *Runtime { return r }
+
+// FindRow is the row of rows named name, or R's zero value (nil) when
+// there is none.
+func FindRow[R Row](rows []R, name string) R {
+	for _, r := range rows {
+		if r.runtime().Name == name {
+			return r
+		}
+	}
+	var none R
+	return none
+}

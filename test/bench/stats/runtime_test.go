@@ -37,3 +37,20 @@ func TestParseRuntimes(t *testing.T) {
 		t.Errorf("a duplicate name: %v", err)
 	}
 }
+
+func TestParseRowsFindRow(t *testing.T) {
+	type row struct {
+		*Runtime
+		samples []int
+	}
+	rows, err := ParseRows([]string{"a|true", "b|true"}, t.TempDir(), func(rt *Runtime) *row { return &row{Runtime: rt} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := FindRow(rows, "b"); got != rows[1] {
+		t.Fatalf("FindRow(b) = %v, want the second row", got)
+	}
+	if got := FindRow(rows, "c"); got != nil {
+		t.Fatalf("FindRow(c) = %v, want nil", got)
+	}
+}
