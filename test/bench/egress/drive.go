@@ -363,6 +363,7 @@ type measurements struct {
 	inspectFirst   map[string]time.Duration
 	inspectLatency map[string][][]int64 // per round
 	keepAlive      map[string][][]int64 // per round
+	keepAliveTLS   map[string][][]int64 // per round, the filtered (pass-through) container
 	inspectShaped  map[string][]float64 // HTTPS download over the shaped link
 	inspectDecided map[string]int       // the inspected container's decision log
 
@@ -391,7 +392,7 @@ func (dr *driver) run() (string, bool) {
 		shaped:   map[string]map[string][]float64{},
 		cpu:      map[string]time.Duration{}, phaseOps: map[string]string{}, phaseN: map[string]int{},
 		inspectFirst: map[string]time.Duration{}, inspectLatency: map[string][][]int64{},
-		keepAlive: map[string][][]int64{}, inspectShaped: map[string][]float64{},
+		keepAlive: map[string][][]int64{}, keepAliveTLS: map[string][][]int64{}, inspectShaped: map[string][]float64{},
 		countLatency: map[string][][]int64{}, countBulk: map[string]map[string][]float64{},
 	}
 	m.loadBefore = stats.LoadAvg()
@@ -473,6 +474,12 @@ func (dr *driver) run() (string, bool) {
 	timed("tls", "TLS connections", dr.filter, tlsArgs("latency"), o.block, m.tlsFirst, m.latency)
 	m.phaseN["tls"] = 1 + o.rounds*(o.block+2)
 	m.phaseOps["tls"] = fmt.Sprintf("%d connections", m.phaseN["tls"])
+	// Requests on an open pass-through connection: what a hop through
+	// the filter's process costs a request when nothing is decrypted,
+	// the floor under the inspected keep-alive figure.
+	fmt.Fprintf(os.Stderr, "egressbench: TLS: requests on an open connection\n")
+	timed("keepalive-tls", "requests on an open TLS connection", dr.filter, tlsArgs("keepalive"), o.block, nil, m.keepAliveTLS)
+	m.phaseOps["keepalive-tls"] = fmt.Sprintf("%d requests on %d connections", o.rounds*(o.block+2), o.rounds)
 
 	// HTTPS inspected by the filter, against direct HTTPS: a connection
 	// and its first request (the filter's first one alone: its first
