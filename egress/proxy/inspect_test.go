@@ -402,3 +402,56 @@ func TestProxyInspectSharesUpstreamByAllowedIPs(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyInspectUpstreamOfOldRulesNotReused: an upstream connection in
+// use across a reload (so not closed as idle) is never reused by a flow
+// admitted under the new rules, which dials its own. Two guards keep it
+// so, each enough: the reload drops the old pools (DropUpstreamConns),
+// and the pool key holds the rules that admitted the flow.
+func TestProxyInspectUpstreamOfOldRulesNotReused(t *testing.T) {
+	h := newInspectHarness(t)
+	ep := policy.Endpoint{Host: tlsHost, Protocol: "rest", Access: "read-only"}
+	h.setRules(1, ep)
+	hold, held := make(chan struct{}), make(chan struct{}, 1)
+	h.up.setHold(hold, held)
+	dials := h.countDials()
+	h.serve()
+	a, err := h.dialTLS(h.clients)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	answered := make(chan error, 1)
+	go func() {
+		fmt.Fprintf(a, "GET /hold HTTP/1.1\r\nHost: %s\r\n\r\n", tlsHost)
+		resp, err := http.ReadResponse(bufio.NewReader(a), nil)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held request never reached the upstream")
+	}
+	h.setRules(2, ep)
+	h.p.Recheck()
+	close(hold)
+	if err := <-answered; err != nil {
+		t.Fatalf("the held request: %v", err)
+	}
+	time.Sleep(50 * time.Millisecond) // its upstream connection back in the idle pool
+	b, err := h.dialTLS(h.clients)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if code, _ := send(t, b, bufio.NewReader(b), "GET", "/", ""); code != 200 {
+		t.Fatalf("GET after the reload: %d", code)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("a flow admitted after the reload: %d upstream dials in all, want its own (2)", n)
+	}
+}

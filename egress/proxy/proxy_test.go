@@ -171,6 +171,17 @@ type recordingServer struct {
 	ln   net.Listener
 	mu   sync.Mutex
 	seen []string // "METHOD host target"
+	// hold: a request for /hold signals held, then waits for hold to
+	// close (setHold), so that a test can act while it is in flight.
+	hold, held chan struct{}
+}
+
+// setHold makes requests for /hold wait: each sends on held, then waits
+// until hold is closed.
+func (s *recordingServer) setHold(hold, held chan struct{}) {
+	s.mu.Lock()
+	s.hold, s.held = hold, held
+	s.mu.Unlock()
 }
 
 func startRecordingServer(t testing.TB) *recordingServer {
@@ -189,7 +200,12 @@ func startRecordingServer(t testing.TB) *recordingServer {
 func (s *recordingServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	s.mu.Lock()
 	s.seen = append(s.seen, req.Method+" "+req.Host+" "+req.RequestURI)
+	hold, held := s.hold, s.held
 	s.mu.Unlock()
+	if req.URL.Path == "/hold" && hold != nil {
+		held <- struct{}{}
+		<-hold
+	}
 	if req.URL.Path == "/ws" && strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
 		c, brw, err := w.(http.Hijacker).Hijack()
 		if err != nil {
