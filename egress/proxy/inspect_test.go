@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -406,14 +407,17 @@ func TestProxyInspectSharesUpstreamByAllowedIPs(t *testing.T) {
 // TestProxyInspectUpstreamOfOldRulesNotReused: an upstream connection in
 // use across a reload (so not closed as idle) is never reused by a flow
 // admitted under the new rules, which dials its own. Two guards keep it
-// so, each enough: the reload drops the old pools (DropUpstreamConns),
-// and the pool key holds the rules that admitted the flow.
+// so, each enough: the reload drops the old pools (DropUpstreamConns,
+// whose CloseIdleConnections also closes connections that come back to
+// them later), and the pool key holds the rules that admitted the flow.
 func TestProxyInspectUpstreamOfOldRulesNotReused(t *testing.T) {
 	h := newInspectHarness(t)
 	ep := policy.Endpoint{Host: tlsHost, Protocol: "rest", Access: "read-only"}
 	h.setRules(1, ep)
 	hold, held := make(chan struct{}), make(chan struct{}, 1)
 	h.up.setHold(hold, held)
+	release := sync.OnceFunc(func() { close(hold) })
+	t.Cleanup(release) // before the upstream's Close, which waits for its handlers
 	dials := h.countDials()
 	h.serve()
 	a, err := h.dialTLS(h.clients)
@@ -438,7 +442,7 @@ func TestProxyInspectUpstreamOfOldRulesNotReused(t *testing.T) {
 	}
 	h.setRules(2, ep)
 	h.p.Recheck()
-	close(hold)
+	release()
 	if err := <-answered; err != nil {
 		t.Fatalf("the held request: %v", err)
 	}
