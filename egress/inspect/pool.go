@@ -91,9 +91,11 @@ func (p *upstreamPools) transport(key poolKey, newTransport func() *http.Transpo
 }
 
 // drop forgets every shared transport and closes their idle connections
-// (the rules changed: new client connections get new keys; a connection
-// still in use goes back to a transport nobody finds any more, and is
-// closed once idle for pooledIdle).
+// (the rules changed: new client connections get new keys). A connection
+// still in use goes back to its transport, which only the client
+// connections that already hold it still use; CloseIdleConnections makes
+// the transport close it as it comes back, until one of those asks for a
+// connection again.
 func (p *upstreamPools) drop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

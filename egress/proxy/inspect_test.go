@@ -66,6 +66,21 @@ func (h *inspectHarness) dialTLS(roots *x509.CertPool, protos ...string) (*tls.C
 	return tc, tc.Handshake()
 }
 
+// getOnNewConn opens an inspected connection, sends GET / on it and
+// fails the test unless it is answered 200 (what says who asked); the
+// connection is closed after.
+func (h *inspectHarness) getOnNewConn(t *testing.T, what string) {
+	t.Helper()
+	c, err := h.dialTLS(h.clients)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if code, _ := send(t, c, bufio.NewReader(c), "GET", "/", ""); code != 200 {
+		t.Fatalf("GET %s: %d", what, code)
+	}
+}
+
 // send writes one HTTP/1.1 request on c and reads its response.
 func send(t *testing.T, c net.Conn, br *bufio.Reader, method, target, body string) (int, string) {
 	t.Helper()
@@ -335,19 +350,8 @@ func TestProxyInspectSharesUpstreamUntilReload(t *testing.T) {
 	h.setRules(1, policy.Endpoint{Host: tlsHost, Protocol: "rest", Access: "read-only"})
 	dials := h.countDials()
 	h.serve()
-	get := func() {
-		t.Helper()
-		c, err := h.dialTLS(h.clients)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if code, _ := send(t, c, bufio.NewReader(c), "GET", "/", ""); code != 200 {
-			t.Fatalf("GET: %d", code)
-		}
-	}
-	get()
-	get()
+	h.getOnNewConn(t, "first")
+	h.getOnNewConn(t, "second")
 	if n := dials.Load(); n != 1 {
 		t.Fatalf("two inspected connections one after the other: %d upstream dials, want 1", n)
 	}
@@ -361,7 +365,7 @@ func TestProxyInspectSharesUpstreamUntilReload(t *testing.T) {
 	}
 	h.setRules(2, policy.Endpoint{Host: tlsHost, Protocol: "rest", Access: "read-only"})
 	h.p.Recheck()
-	get()
+	h.getOnNewConn(t, "after the reload")
 	if n := dials.Load(); n != 2 {
 		t.Fatalf("after a reload: %d upstream dials in all, want a new one (2)", n)
 	}
@@ -390,14 +394,7 @@ func TestProxyInspectSharesUpstreamByAllowedIPs(t *testing.T) {
 	h.serve()
 	for i, bin := range []string{"/usr/bin/a", "/usr/bin/b", "/usr/bin/a", "/usr/bin/b"} {
 		exe.Store(bin)
-		c, err := h.dialTLS(h.clients)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if code, _ := send(t, c, bufio.NewReader(c), "GET", "/", ""); code != 200 {
-			t.Fatalf("GET by %s: %d", bin, code)
-		}
-		c.Close()
+		h.getOnNewConn(t, "by "+bin)
 		if want := min(i+1, 2); dials.Load() != int64(want) {
 			t.Fatalf("after connection %d (%s): %d upstream dials, want %d", i+1, bin, dials.Load(), want)
 		}
@@ -447,14 +444,7 @@ func TestProxyInspectUpstreamOfOldRulesNotReused(t *testing.T) {
 		t.Fatalf("the held request: %v", err)
 	}
 	time.Sleep(50 * time.Millisecond) // its upstream connection back in the idle pool
-	b, err := h.dialTLS(h.clients)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if code, _ := send(t, b, bufio.NewReader(b), "GET", "/", ""); code != 200 {
-		t.Fatalf("GET after the reload: %d", code)
-	}
+	h.getOnNewConn(t, "after the reload")
 	if n := dials.Load(); n != 2 {
 		t.Fatalf("a flow admitted after the reload: %d upstream dials in all, want its own (2)", n)
 	}
