@@ -53,6 +53,23 @@ func BenchmarkRequest(b *testing.B) {
 	})
 }
 
+// BenchmarkRequestAfterIdle: a request on a connection already open, after
+// 1 ms without traffic, as an agent's requests come (the engine's and the
+// upstream's goroutines have gone to sleep; make bench's keep-alive phase
+// paces its requests too). The pause is not timed.
+func BenchmarkRequestAfterIdle(b *testing.B) {
+	up := newUpstream(b, false, nil)
+	b.Run("direct", func(b *testing.B) {
+		cfg := &tls.Config{RootCAs: up.roots, ServerName: testHost, NextProtos: []string{protoHTTP1}}
+		benchRequestAfter(b, up.addr(), cfg, time.Millisecond)
+	})
+	b.Run("inspected", func(b *testing.B) {
+		h := newHarness(b, up)
+		h.pool.Store("bench")
+		benchRequestAfter(b, h.ln.Addr().String(), h.clientTLS(protoHTTP1), time.Millisecond)
+	})
+}
+
 // BenchmarkRequestH2: a request on an HTTP/2 connection already open
 // (HTTP/2 upstream too).
 func BenchmarkRequestH2(b *testing.B) {
@@ -84,13 +101,19 @@ func benchConnect(b *testing.B, addr string, cfg *tls.Config) {
 }
 
 func benchRequest(b *testing.B, addr string, cfg *tls.Config) {
+	benchRequestAfter(b, addr, cfg, 0)
+}
+
+// benchRequestAfter times requests on one open connection, each after a
+// pause of idle (not timed).
+func benchRequestAfter(b *testing.B, addr string, cfg *tls.Config, idle time.Duration) {
 	c, err := tls.Dial("tcp", addr, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
 	br := bufio.NewReader(c)
-	benchOps(b, func() { getOn(b, c, br) })
+	benchOpsAfter(b, idle, func() { getOn(b, c, br) })
 }
 
 // getOn sends one GET and reads its whole answer.
@@ -122,11 +145,18 @@ func get(b *testing.B, client *http.Client, url string) {
 
 // benchOps runs op b.N times (after one warm-up) and reports the median
 // and 99th percentile of its durations.
-func benchOps(b *testing.B, op func()) {
+func benchOps(b *testing.B, op func()) { benchOpsAfter(b, 0, op) }
+
+// benchOpsAfter is benchOps with a pause of idle before each operation,
+// left out of its duration.
+func benchOpsAfter(b *testing.B, idle time.Duration, op func()) {
 	op()
 	durations := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for range b.N {
+		if idle > 0 {
+			time.Sleep(idle)
+		}
 		start := time.Now()
 		op()
 		durations = append(durations, time.Since(start))
