@@ -32,6 +32,7 @@ type upstream struct {
 	roots    *x509.CertPool
 	requests atomic.Int64
 	conns    atomic.Int64
+	closed   atomic.Int64 // connections the server closed (not hijacked ones)
 	mu       sync.Mutex
 	last     *seenRequest
 }
@@ -58,6 +59,26 @@ func newUpstream(t testing.TB, h2 bool, handler http.HandlerFunc) *upstream {
 
 func newUpstreamWithCert(t testing.TB, h2 bool, roots *x509.CertPool, cert tls.Certificate, handler http.HandlerFunc) *upstream {
 	t.Helper()
+	return startUpstream(t, h2, roots, cert, handler, nil)
+}
+
+// newUpstreamConfigured is newUpstream whose server configure changes
+// before it starts.
+func newUpstreamConfigured(t testing.TB, handler http.HandlerFunc, configure func(*http.Server)) *upstream {
+	t.Helper()
+	ca, err := NewCA("upstream test CA", 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Leaf(testHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startUpstream(t, false, poolOf(ca.Certificate()), *leaf, handler, configure)
+}
+
+func startUpstream(t testing.TB, h2 bool, roots *x509.CertPool, cert tls.Certificate, handler http.HandlerFunc, configure func(*http.Server)) *upstream {
+	t.Helper()
 	u := &upstream{roots: roots}
 	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.requests.Add(1)
@@ -72,12 +93,18 @@ func newUpstreamWithCert(t testing.TB, h2 bool, roots *x509.CertPool, cert tls.C
 		io.WriteString(w, "upstream says hi")
 	}))
 	u.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
+		switch s {
+		case http.StateNew:
 			u.conns.Add(1)
+		case http.StateClosed:
+			u.closed.Add(1)
 		}
 	}
 	u.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	u.srv.EnableHTTP2 = h2
+	if configure != nil {
+		configure(u.srv.Config)
+	}
 	u.srv.StartTLS()
 	t.Cleanup(u.srv.Close)
 	return u
@@ -119,6 +146,8 @@ type harness struct {
 	// pool is Options.Pool when not "" (a string), changeable between
 	// connections.
 	pool atomic.Value
+	// upstreamConn, when set, wraps every upstream connection dialled.
+	upstreamConn func(net.Conn) net.Conn
 }
 
 // allowGETs is the tests' policy: GET, HEAD and OPTIONS allowed, the rest
@@ -187,7 +216,11 @@ func (h *harness) serve(ctx context.Context, c net.Conn) {
 		Prefix:     prefix,
 		DialUpstream: func(ctx context.Context) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "tcp", h.up.addr())
+			c, err := d.DialContext(ctx, "tcp", h.up.addr())
+			if err == nil && h.upstreamConn != nil {
+				c = h.upstreamConn(c)
+			}
+			return c, err
 		},
 		Decide:       h.decide,
 		InspectRPC:   h.inspectRPC,

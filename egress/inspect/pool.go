@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -15,8 +14,9 @@ import (
 // without an HTTP session, a tool spawned per call) would otherwise cost
 // an upstream TCP connection and TLS handshake per request, on top of its
 // own handshake with the filter. The HTTP/1.1 client connections whose
-// Options.Pool is equal share one http.Transport per upstream (name and
-// port): a request goes on an idle upstream connection another one left,
+// Options.Pool is equal share one upstream client per upstream (name and
+// port; an h1Upstream and its Transport): a request goes on an idle
+// upstream connection another one left,
 // when there is one, else on a new one it dials. (An HTTP/2 client keeps
 // its connection and sends its requests on it as streams: its upstream
 // connections stay its own, at most maxUpstreamConns, closed with it.)
@@ -31,8 +31,8 @@ import (
 // Engine is one container's, never shared with another.
 
 const (
-	// maxPools bounds the shared transports of an engine; the least
-	// recently used one goes (its idle connections closed) for a new one.
+	// maxPools bounds the shared clients of an engine; the least recently
+	// used one goes (its idle connections closed) for a new one.
 	maxPools = 64
 	// pooledIdle is how long an idle shared connection is kept: below
 	// the keep-alive timeout of most servers (60 s and more), so that a
@@ -40,28 +40,28 @@ const (
 	pooledIdle = 50 * time.Second
 )
 
-// poolKey is what shares a transport: the filter's Pool, and where the
-// transport connects.
+// poolKey is what shares a client: the filter's Pool, and where the
+// client connects.
 type poolKey struct {
 	pool any
 	name string // the upstream's name, which its certificate proves
 	port int
 }
 
-// upstreamPools are an engine's shared transports.
+// upstreamPools are an engine's shared upstream clients.
 type upstreamPools struct {
 	mu sync.Mutex
-	m  map[poolKey]*pooledTransport
+	m  map[poolKey]*pooledClient
 }
 
-type pooledTransport struct {
-	t    *http.Transport
+type pooledClient struct {
+	t    *h1Upstream
 	used time.Time
 }
 
-// transport returns the shared transport of key, made by newTransport
-// when there is none.
-func (p *upstreamPools) transport(key poolKey, newTransport func() *http.Transport) *http.Transport {
+// client returns the shared client of key, made by newClient when
+// there is none.
+func (p *upstreamPools) client(key poolKey, newClient func() *h1Upstream) *h1Upstream {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
@@ -70,12 +70,12 @@ func (p *upstreamPools) transport(key poolKey, newTransport func() *http.Transpo
 		return pt.t
 	}
 	if p.m == nil {
-		p.m = map[poolKey]*pooledTransport{}
+		p.m = map[poolKey]*pooledClient{}
 	}
 	if len(p.m) >= maxPools {
 		var (
 			oldestKey poolKey
-			oldest    *pooledTransport
+			oldest    *pooledClient
 		)
 		for k, pt := range p.m {
 			if oldest == nil || pt.used.Before(oldest.used) {
@@ -85,16 +85,16 @@ func (p *upstreamPools) transport(key poolKey, newTransport func() *http.Transpo
 		oldest.t.CloseIdleConnections()
 		delete(p.m, oldestKey)
 	}
-	t := newTransport()
-	p.m[key] = &pooledTransport{t: t, used: now}
+	t := newClient()
+	p.m[key] = &pooledClient{t: t, used: now}
 	return t
 }
 
-// drop forgets every shared transport and closes their idle connections
+// drop forgets every shared client and closes their idle connections
 // (the rules changed: new client connections get new keys). A connection
-// still in use goes back to its transport, which only the client
+// still in use goes back to its client, which only the client
 // connections that already hold it still use; CloseIdleConnections makes
-// the transport close it as it comes back, until one of those asks for a
+// the client close it as it comes back, until one of those asks for a
 // connection again.
 func (p *upstreamPools) drop() {
 	p.mu.Lock()
@@ -109,7 +109,7 @@ func (p *upstreamPools) drop() {
 // for reuse, and forgets them. The filter calls it when its rules change.
 func (e *Engine) DropUpstreamConns() { e.pools.drop() }
 
-// dialForRequest is a shared transport's dial: that of the session whose
+// dialForRequest is a shared client's dial: that of the session whose
 // request needs a connection (its Options.DialUpstream: the filter's
 // checks for that client connection).
 func dialForRequest(ctx context.Context, _, _ string) (net.Conn, error) {

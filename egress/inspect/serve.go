@@ -168,8 +168,8 @@ type session struct {
 	port string
 	// host is upstreamHost, the Host every request gets upstream.
 	host      string
-	transport *http.Transport
-	ownTransp bool        // transport is the session's own, closed with it
+	client    upstreamClient
+	ownClient bool        // client is the session's own, closed with it
 	toldConn  atomic.Bool // Options.GotUpstream was called
 	proxy     *httputil.ReverseProxy
 	h1conn    *h1Conn // the HTTP/1.1 connection, nil for HTTP/2
@@ -185,7 +185,7 @@ func (e *Engine) newSession(opts Options, h2 bool) *session {
 		s.port = strconv.Itoa(opts.Port)
 	}
 	s.host = s.upstreamHost()
-	s.transport, s.ownTransp = s.transportFor()
+	s.client, s.ownClient = s.clientFor()
 	s.proxy = s.newProxy()
 	return s
 }
@@ -209,8 +209,8 @@ func (s *session) close() {
 	s.closed = true
 	s.mu.Unlock()
 	s.handlers.Wait()
-	if s.ownTransp {
-		s.transport.CloseIdleConnections()
+	if s.ownClient {
+		s.client.CloseIdleConnections()
 	}
 }
 

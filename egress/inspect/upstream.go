@@ -13,8 +13,9 @@ import (
 	"time"
 )
 
-// The upstream side: every allowed request is written anew (net/http's
-// Transport, through httputil.ReverseProxy), never copied as bytes, so the
+// The upstream side: every allowed request is written anew by net/http
+// (through httputil.ReverseProxy, by h1Upstream or net/http's Transport),
+// never copied as bytes, so the
 // upstream gets exactly the request that was decided: one Host, the
 // checked authority, framing of the engine's own making, no hop-by-hop
 // fields (Connection and what it names, Proxy-Authorization, TE,
@@ -39,17 +40,28 @@ const (
 	maxUpstreamConns = 16
 )
 
-// transportFor is the session's Transport: for an HTTP/1.1 client, the
-// one shared by its Options.Pool; else one of its own.
-func (s *session) transportFor() (t *http.Transport, own bool) {
-	if s.opts.Pool == nil || s.h2 {
-		return newTransport(s.h2, upstreamIdle, maxUpstreamConns), true
+// upstreamClient sends a session's requests upstream: an http.Transport,
+// or an h1Upstream in front of one.
+type upstreamClient interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
+// clientFor is the session's upstream client: for an HTTP/1.1 client,
+// the one shared by its Options.Pool, else one of its own; for HTTP/2, a
+// Transport of its own.
+func (s *session) clientFor() (t upstreamClient, own bool) {
+	switch {
+	case s.h2:
+		return newTransport(true, upstreamIdle, maxUpstreamConns), true
+	case s.opts.Pool == nil:
+		return newH1Upstream(newTransport(false, upstreamIdle, maxUpstreamConns)), true
 	}
 	key := poolKey{pool: s.opts.Pool, name: s.upstreamName(), port: s.upstreamPort()}
-	return s.e.pools.transport(key, func() *http.Transport {
+	return s.e.pools.client(key, func() *h1Upstream {
 		// As many connections as its client connections need at once
 		// (each has one request in flight at most).
-		return newTransport(false, pooledIdle, 0)
+		return newH1Upstream(newTransport(false, pooledIdle, 0))
 	}), false
 }
 
@@ -185,7 +197,7 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 			},
 		}))
 	}
-	return rt.s.transport.RoundTrip(r)
+	return rt.s.client.RoundTrip(r)
 }
 
 type rewriteError struct{ err error }

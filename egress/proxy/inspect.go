@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"syscall"
 
 	"github.com/clawrun/clawrun/egress/decisionlog"
 	"github.com/clawrun/clawrun/egress/inspect"
@@ -68,6 +70,15 @@ func joinAddrs(addrs []netip.Prefix) string {
 type checkedConn struct {
 	net.Conn
 	ip netip.Addr
+}
+
+// SyscallConn is the socket's, for the engine to look at an idle
+// connection before it reuses it (closed by its server meanwhile?).
+func (c *checkedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 // checkedUpstream makes the engine's DialUpstream and GotUpstream for a
