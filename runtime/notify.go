@@ -113,15 +113,17 @@ func (n *notifySocket) Close() {
 // passes on to the host's socket with mainPID, or once the process pid
 // exited without saying it.
 func (n *notifySocket) waitReady(pid, mainPID int) error {
+	buf := make([]byte, 4096)
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if errors.Is(err, unix.ESRCH) {
-		return nil
+		// Exited and reaped already (a foreground run's wait for the
+		// process may come first): what it sent is queued.
+		return n.readyQueued(buf, mainPID)
 	}
 	if err != nil {
 		return os.NewSyscallError("pidfd_open", err)
 	}
 	defer unix.Close(pidfd)
-	buf := make([]byte, 4096)
 	for {
 		if err := n.conn.SetReadDeadline(time.Now().Add(notifyPoll)); err != nil {
 			return err

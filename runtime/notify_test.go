@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"net"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,28 +32,10 @@ func TestReadyLine(t *testing.T) {
 // exited is already queued when its exit is seen; it is passed on, and
 // an empty queue ends the wait at once.
 func TestReadyQueuedAfterExit(t *testing.T) {
-	dir := t.TempDir()
-	host := hostNotifySocket(t, filepath.Join(dir, "host.sock"))
-	n := &notifySocket{host: host.path}
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "c.sock"), Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	n.conn = conn
+	n, host, send := containerNotifySocket(t)
 	// The read before the exit check timed out: its deadline has passed.
-	if err := conn.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+	if err := n.conn.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
 		t.Fatal(err)
-	}
-	send := func(msg string) {
-		c, err := net.DialUnix("unixgram", nil, conn.LocalAddr().(*net.UnixAddr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := c.Write([]byte(msg)); err != nil {
-			t.Fatal(err)
-		}
 	}
 	buf := make([]byte, 4096)
 
@@ -75,12 +58,48 @@ func TestReadyQueuedAfterExit(t *testing.T) {
 	if err := n.readyQueued(buf, 42); err != nil {
 		t.Fatal(err)
 	}
-	got := host.lines()
-	for _, want := range []string{"READY=1", "MAINPID=42", "BARRIER=1"} {
-		if !slices.Contains(got, want) {
-			t.Errorf("the host got %q, want %q among them", got, want)
+	host.want(t, "READY=1", "MAINPID=42", "BARRIER=1")
+}
+
+// TestReadyOfReapedProcess: a process that said READY=1 and was reaped
+// before the wait began (a foreground run waits for its process
+// meanwhile) still has it passed on.
+func TestReadyOfReapedProcess(t *testing.T) {
+	n, host, send := containerNotifySocket(t)
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	send("READY=1")
+	if err := n.waitReady(cmd.Process.Pid, 42); err != nil {
+		t.Fatal(err)
+	}
+	host.want(t, "READY=1", "MAINPID=42", "BARRIER=1")
+}
+
+// containerNotifySocket is a container's notify socket, listening, whose
+// host socket is a testHostSocket, and a function that sends it a
+// datagram as the container's process would.
+func containerNotifySocket(t *testing.T) (*notifySocket, *testHostSocket, func(string)) {
+	t.Helper()
+	dir := t.TempDir()
+	host := hostNotifySocket(t, filepath.Join(dir, "host.sock"))
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "c.sock"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	send := func(msg string) {
+		c, err := net.DialUnix("unixgram", nil, conn.LocalAddr().(*net.UnixAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
 		}
 	}
+	return &notifySocket{host: host.path, conn: conn}, host, send
 }
 
 // testHostSocket is a service manager's notify socket that takes in
@@ -118,6 +137,17 @@ func hostNotifySocket(t *testing.T, path string) *testHostSocket {
 		}
 	}()
 	return h
+}
+
+// want checks that the socket took in every line of want so far.
+func (h *testHostSocket) want(t *testing.T, want ...string) {
+	t.Helper()
+	got := h.lines()
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("the host got %q, want %q among them", got, w)
+		}
+	}
 }
 
 // lines is what the socket took in so far.
