@@ -488,6 +488,37 @@ func TestProxyDecidesWithCurrentRules(t *testing.T) {
 	}
 }
 
+// TestProxyUnicodeServerName: a server name sent as a U-label (RFC 6066
+// wants ASCII; a client that does not convert it) is refused as no server
+// name and never dialled, even where the rules allow its A-label; the
+// control, its A-label, is dialled.
+func TestProxyUnicodeServerName(t *testing.T) {
+	for _, tc := range []struct {
+		sni    string
+		dialed bool
+	}{{"xn--bcher-kva.test", true}, {"bücher.test", false}} {
+		t.Run(tc.sni, func(t *testing.T) {
+			h := newProxyHarness(t, "xn--bcher-kva.test")
+			up := newBlockingDialer(t, "127.0.0.1:1")
+			h.p.Dial = up.Dial
+			h.setRules(1, policy.Endpoint{Host: "xn--bcher-kva.test", Ports: []int{443}})
+			c := h.handlePipe(443)
+			go func() { _, _ = c.Write(egresstest.ClientHello(t, &tls.Config{ServerName: tc.sni})) }()
+			if tc.dialed {
+				select {
+				case <-up.started:
+				case <-time.After(5 * time.Second):
+					t.Fatal("control: the A-label was never dialled")
+				}
+				return
+			}
+			if r := h.decisionOrDial("", up); r.Decision != "deny" || r.Reason != rules.ReasonNoSNI {
+				t.Fatalf("decision %+v, want deny no_sni", r)
+			}
+		})
+	}
+}
+
 // TestProxyRecheckCancelsPendingDial: a flow whose upstream dial is still
 // pending when the rules change is seen by Recheck: the dial is cancelled
 // and the client's connection closed.

@@ -50,9 +50,10 @@ var idnaProfile = idna.New(
 // Canonical returns a name as policies and the filter compare it:
 // ASCII letters lower-cased, without its trailing dot, every label an
 // ASCII label (letters, digits, '-' and '_', 1 to 63 bytes) or an A-label,
-// at most 253 bytes. A U-label (from a TLS server name) becomes its
-// A-label. It reports false for anything else, so that such a name
-// matches nothing, not even a wildcard:
+// at most 253 bytes. A U-label becomes its A-label (names on the wire
+// never reach here as U-labels: the filter's parsers of SNI, Host and
+// DNS questions take ASCII only). It reports false for anything else, so
+// that such a name matches nothing, not even a wildcard:
 //   - characters other than letters, digits, '-', '_' and '.' (an escaped
 //     byte of a DNS name, '*', a space);
 //   - an "xn--" label that is not the canonical A-label of a valid
