@@ -112,31 +112,41 @@ func (r *runner) openReport() (*launchReport, error) {
 	return &launchReport{reader: pr, writer: pw}, nil
 }
 
-// sealedLauncher returns a sealed copy of clawrun-launch (installed next
-// to clawrun) for the process to run, or nil when it is not installed:
-// clawrun's own binary is the launcher then. A copy, never the installed
-// file, so that the container cannot reach a host binary through /proc
-// to replace it (CVE-2019-5736); sealed, so that nobody can write it.
-// tmpDir is where a copy goes on a kernel without memfds.
-func sealedLauncher(tmpDir string) (*os.File, error) {
+// sealedLauncher returns clawrun-launch (installed next to clawrun) for
+// the process to run, as sealExecutable hands it over, or nil when it is
+// not installed: clawrun's own binary is the launcher then.
+func sealedLauncher(stateDir string) (*os.File, error) {
 	path := launcherBinary()
 	if path == "" {
 		return nil, nil
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("policy launcher: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("policy launcher: %w", err)
-	}
-	exe, err := exeseal.CloneBinary(f, st.Size(), launcher.HelperName, tmpDir)
+	exe, err := sealExecutable(path, stateDir)
 	if err != nil {
 		return nil, fmt.Errorf("policy launcher %s: %w", path, err)
 	}
 	return exe, nil
+}
+
+// sealExecutable returns the executable path as a file nobody can write:
+// never the installed file as it is, so that the container cannot reach a
+// host binary through /proc to replace it (CVE-2019-5736). A read-only
+// view of it (readOnlyView), or where there is none, a sealed copy.
+// stateDir is the view's second layer, and where a copy goes on a kernel
+// without memfds.
+func sealExecutable(path, stateDir string) (*os.File, error) {
+	if view, err := readOnlyView(path, stateDir); err == nil {
+		return view, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return exeseal.CloneBinary(f, st.Size(), launcher.HelperName, stateDir)
 }
 
 // launcherBinary is clawrun-launch in the directory of the running clawrun

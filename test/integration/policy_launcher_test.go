@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,9 +20,10 @@ import (
 const memfdSeals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 
 // TestPolicyLauncherBinary: with clawrun-launch installed next to clawrun,
-// a confined process's launcher is a sealed copy of it, which the process
-// inherits as a descriptor and which nobody can write (not even root
-// through /proc); without it, clawrun's own binary is the launcher. Either
+// a confined process's launcher is a read-only view of it (a private
+// overlay mount; a sealed memfd copy where there is none), which the
+// process inherits as a descriptor and which nobody can write (not even
+// root through /proc); without it, clawrun's own binary is the launcher. Either
 // way the policy is enforced, and the command's process, init or exec'd,
 // holds nothing of the launcher: only its stdio, and its /proc/self/exe is
 // its own binary.
@@ -87,8 +89,9 @@ func TestPolicyLauncherBinary(t *testing.T) {
 	}
 }
 
-// launcherDescriptors are pid's descriptors to a memfd copy of
-// clawrun-launch.
+// launcherDescriptors are pid's descriptors to clawrun-launch handed
+// over: a view (the root of a mount of its own: "/clawrun-launch") or a
+// memfd copy.
 func launcherDescriptors(t *testing.T, pid int) []int {
 	t.Helper()
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -98,7 +101,7 @@ func launcherDescriptors(t *testing.T, pid int) []int {
 	var fds []int
 	for _, e := range ents {
 		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
-		if err == nil && strings.HasPrefix(target, "/memfd:") && strings.Contains(target, "clawrun-launch") {
+		if err == nil && (target == "/clawrun-launch" || strings.HasPrefix(target, "/memfd:") && strings.Contains(target, "clawrun-launch")) {
 			fd, _ := strconv.Atoi(e.Name())
 			fds = append(fds, fd)
 		}
@@ -106,13 +109,25 @@ func launcherDescriptors(t *testing.T, pid int) []int {
 	return fds
 }
 
-// checkSealedCopy: pid's fd is clawrun-launch's content, sealed against
-// any write.
+// checkSealedCopy: pid's fd is clawrun-launch's content, and nobody can
+// write it: a view refuses to open for writing (read-only file system),
+// a memfd copy is sealed against any write.
 func checkSealedCopy(t *testing.T, pid, fd int, want []byte) {
 	t.Helper()
 	path := fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
 	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
 		t.Errorf("%s: not clawrun-launch's content (%d bytes, %v)", path, len(got), err)
+	}
+	if target, _ := os.Readlink(path); !strings.HasPrefix(target, "/memfd:") {
+		for _, flag := range []int{os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_TRUNC} {
+			if f, err := os.OpenFile(path, flag, 0); !errors.Is(err, unix.EROFS) {
+				if err == nil {
+					f.Close()
+				}
+				t.Errorf("%s: opening the view with flags %#x: %v, want EROFS", path, flag, err)
+			}
+		}
+		return
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
