@@ -114,13 +114,6 @@ func TestUpstreamIdleConnectionClosedByServer(t *testing.T) {
 		get  = "GET / HTTP/1.1\r\nHost: " + testHost + "\r\n\r\n"
 		post = "POST /items HTTP/1.1\r\nHost: " + testHost + "\r\nContent-Length: 3\r\n\r\nx=1"
 	)
-	newIdleClosing := func(t *testing.T) (*upstream, *harness) {
-		up := newUpstreamConfigured(t, nil, func(s *http.Server) { s.IdleTimeout = 100 * time.Millisecond })
-		h := newHarness(t, up)
-		h.decide = allowAll
-		h.pool.Store("rules-1")
-		return up, h
-	}
 	// idleClosed: the upstream connection of the last answer is closed
 	// by its server, idle.
 	idleClosed := func(t *testing.T, up *upstream) {
@@ -128,12 +121,22 @@ func TestUpstreamIdleConnectionClosedByServer(t *testing.T) {
 		waitFor(t, "the server to close its idle connection", func() bool { return up.closed.Load() == want })
 		time.Sleep(20 * time.Millisecond) // its close reaches the engine's socket
 	}
-	t.Run("socket looked at", func(t *testing.T) {
-		up, h := newIdleClosing(t)
+	// afterIdleClose: a GET answered, on an upstream connection its
+	// server then closed, idle.
+	afterIdleClose := func(t *testing.T, wrap func(net.Conn) net.Conn) (*upstream, *harness) {
+		up := newUpstreamConfigured(t, nil, func(s *http.Server) { s.IdleTimeout = 100 * time.Millisecond })
+		h := newHarness(t, up)
+		h.decide = allowAll
+		h.pool.Store("rules-1")
+		h.upstreamConn = wrap
 		if resp := requestOnNewConnection(t, h, get); resp.StatusCode != 200 {
 			t.Fatalf("GET: %d", resp.StatusCode)
 		}
 		idleClosed(t, up)
+		return up, h
+	}
+	t.Run("socket looked at", func(t *testing.T) {
+		up, h := afterIdleClose(t, nil)
 		resp := requestOnNewConnection(t, h, post)
 		if resp.StatusCode != 200 || up.requests.Load() != 2 || up.conns.Load() != 2 {
 			t.Fatalf("POST after the idle connection closed: %d; the upstream saw %d requests on %d connections, want 200, 2 on 2",
@@ -144,12 +147,7 @@ func TestUpstreamIdleConnectionClosedByServer(t *testing.T) {
 		}
 	})
 	t.Run("no socket to look at", func(t *testing.T) {
-		up, h := newIdleClosing(t)
-		h.upstreamConn = func(c net.Conn) net.Conn { return socketHidden{c} }
-		if resp := requestOnNewConnection(t, h, get); resp.StatusCode != 200 {
-			t.Fatalf("GET: %d", resp.StatusCode)
-		}
-		idleClosed(t, up)
+		up, h := afterIdleClose(t, func(c net.Conn) net.Conn { return socketHidden{c} })
 		resp := requestOnNewConnection(t, h, get)
 		if resp.StatusCode != 200 || up.requests.Load() != 2 || up.conns.Load() != 2 {
 			t.Fatalf("GET on the closed connection: %d; the upstream saw %d requests on %d connections, want 200, 2 on 2",
@@ -194,43 +192,44 @@ func hijackingUpstream(t *testing.T, path string, write func(w *bufio.ReadWriter
 	})
 }
 
-// Bytes an upstream sends after an answer, asked for by no request, are
-// never read as the answer to the next one: the connection is not reused.
-func TestUpstreamStrayBytesNotAnAnswer(t *testing.T) {
-	up := hijackingUpstream(t, "/stray", func(w *bufio.ReadWriter) {
-		io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		w.Flush()
-		time.Sleep(50 * time.Millisecond) // after the answer was read
-		io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
-		w.Flush()
-	})
-	h := newHarness(t, up)
-	h.pool.Store("rules-1")
-	if resp := requestOnNewConnection(t, h, "GET /stray HTTP/1.1\r\nHost: "+testHost+"\r\n\r\n"); readAll(t, resp.Body) != "ok" {
-		t.Fatal("the first answer is not ok")
-	}
-	time.Sleep(150 * time.Millisecond)
-	resp := requestOnNewConnection(t, h, "GET / HTTP/1.1\r\nHost: "+testHost+"\r\n\r\n")
-	if body := readAll(t, resp.Body); body != "upstream says hi" || up.conns.Load() != 2 {
-		t.Fatalf("the next request got %q on the upstream's connection %d, want its own answer on a new one (2)", body, up.conns.Load())
-	}
-}
-
-// An answer that ends its connection (Connection: close) is the last on
-// it, even when the server leaves the connection open.
-func TestUpstreamConnectionCloseNotReused(t *testing.T) {
-	up := hijackingUpstream(t, "/last", func(w *bufio.ReadWriter) {
-		io.WriteString(w, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nlast")
-		w.Flush()
-	})
-	h := newHarness(t, up)
-	h.pool.Store("rules-1")
-	if resp := requestOnNewConnection(t, h, "GET /last HTTP/1.1\r\nHost: "+testHost+"\r\n\r\n"); readAll(t, resp.Body) != "last" {
-		t.Fatal("the first answer is not last")
-	}
-	resp := requestOnNewConnection(t, h, "GET / HTTP/1.1\r\nHost: "+testHost+"\r\n\r\n")
-	if body := readAll(t, resp.Body); body != "upstream says hi" || up.conns.Load() != 2 {
-		t.Fatalf("the next request got %d %q, upstream connections %d; want its answer on a new connection (2)", resp.StatusCode, body, up.conns.Load())
+// An upstream connection is not reused after an answer that ends it:
+//   - bytes the upstream sends after an answer, asked for by no request,
+//     are never read as the answer to the next one;
+//   - an answer with Connection: close is the last on its connection,
+//     even when the server leaves the connection open.
+//
+// The next request goes on a new connection and gets its own answer.
+func TestUpstreamConnectionNotReusedAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name, first string
+		write       func(w *bufio.ReadWriter)
+	}{
+		{"stray bytes", "ok", func(w *bufio.ReadWriter) {
+			io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			w.Flush()
+			time.Sleep(50 * time.Millisecond) // after the answer was read
+			io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+			w.Flush()
+		}},
+		{"Connection: close", "last", func(w *bufio.ReadWriter) {
+			io.WriteString(w, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nlast")
+			w.Flush()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := hijackingUpstream(t, "/raw", tc.write)
+			h := newHarness(t, up)
+			h.pool.Store("rules-1")
+			if resp := requestOnNewConnection(t, h, "GET /raw HTTP/1.1\r\nHost: "+testHost+"\r\n\r\n"); readAll(t, resp.Body) != tc.first {
+				t.Fatalf("the first answer is not %q", tc.first)
+			}
+			time.Sleep(150 * time.Millisecond) // stray bytes have come
+			resp := requestOnNewConnection(t, h, "GET / HTTP/1.1\r\nHost: "+testHost+"\r\n\r\n")
+			if body := readAll(t, resp.Body); body != "upstream says hi" || up.conns.Load() != 2 {
+				t.Fatalf("the next request got %d %q, upstream connections %d; want its own answer on a new connection (2)",
+					resp.StatusCode, body, up.conns.Load())
+			}
+		})
 	}
 }
 

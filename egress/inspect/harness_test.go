@@ -46,6 +46,13 @@ type seenRequest struct {
 
 func newUpstream(t testing.TB, h2 bool, handler http.HandlerFunc) *upstream {
 	t.Helper()
+	roots, leaf := upstreamLeaf(t)
+	return startUpstream(t, h2, roots, leaf, handler, nil)
+}
+
+// upstreamLeaf is a new CA's pool and its leaf for testHost.
+func upstreamLeaf(t testing.TB) (*x509.CertPool, tls.Certificate) {
+	t.Helper()
 	ca, err := NewCA("upstream test CA", 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +61,7 @@ func newUpstream(t testing.TB, h2 bool, handler http.HandlerFunc) *upstream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newUpstreamWithCert(t, h2, poolOf(ca.Certificate()), *leaf, handler)
+	return poolOf(ca.Certificate()), *leaf
 }
 
 func newUpstreamWithCert(t testing.TB, h2 bool, roots *x509.CertPool, cert tls.Certificate, handler http.HandlerFunc) *upstream {
@@ -66,15 +73,8 @@ func newUpstreamWithCert(t testing.TB, h2 bool, roots *x509.CertPool, cert tls.C
 // before it starts.
 func newUpstreamConfigured(t testing.TB, handler http.HandlerFunc, configure func(*http.Server)) *upstream {
 	t.Helper()
-	ca, err := NewCA("upstream test CA", 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Leaf(testHost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startUpstream(t, false, poolOf(ca.Certificate()), *leaf, handler, configure)
+	roots, leaf := upstreamLeaf(t)
+	return startUpstream(t, false, roots, leaf, handler, configure)
 }
 
 func startUpstream(t testing.TB, h2 bool, roots *x509.CertPool, cert tls.Certificate, handler http.HandlerFunc, configure func(*http.Server)) *upstream {
