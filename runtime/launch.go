@@ -130,12 +130,16 @@ func sealedLauncher(stateDir string) (*os.File, error) {
 // sealExecutable returns the executable path as a file nobody can write:
 // never the installed file as it is, so that the container cannot reach a
 // host binary through /proc to replace it (CVE-2019-5736). A read-only
-// view of it (readOnlyView), or where there is none, a sealed copy.
-// stateDir is the view's second layer, and where a copy goes on a kernel
-// without memfds.
+// view of it (readOnlyView), or where there is none, a sealed copy. The
+// view's second layer is an empty directory of stateDir's own (never the
+// state dir itself, which holds the container's CA key); a copy goes to
+// stateDir on a kernel without memfds.
 func sealExecutable(path, stateDir string) (*os.File, error) {
-	if view, err := readOnlyView(path, stateDir); err == nil {
-		return view, nil
+	empty := filepath.Join(stateDir, viewLayerDir)
+	if err := os.Mkdir(empty, 0o700); err == nil || errors.Is(err, os.ErrExist) {
+		if view, err := readOnlyView(path, empty); err == nil {
+			return view, nil
+		}
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -148,6 +152,10 @@ func sealExecutable(path, stateDir string) (*os.File, error) {
 	}
 	return exeseal.CloneBinary(f, st.Size(), launcher.HelperName, stateDir)
 }
+
+// viewLayerDir is the empty directory in the state dir under the
+// launcher's read-only view.
+const viewLayerDir = "launcher-view"
 
 // launcherBinary is clawrun-launch in the directory of the running clawrun
 // binary, "" if it is not there. Only that directory is searched, never

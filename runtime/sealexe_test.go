@@ -72,9 +72,29 @@ func TestReadOnlyView(t *testing.T) {
 	}
 }
 
-// Where there is no read-only view (here: its second layer does not
-// exist), the executable is handed over as a sealed memfd copy that
-// nobody can write either.
+// sealExecutable hands an executable over as a read-only view whose
+// second layer is an empty directory of the state dir's own, not the
+// state dir (its CA key).
+func TestSealExecutableView(t *testing.T) {
+	bin := copyExecutable(t)
+	stateDir := t.TempDir()
+	exe, err := sealExecutable(bin, stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exe.Close()
+	if link, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", exe.Fd())); link != "/clawrun-launch" {
+		t.Fatalf("handed over as %q, want the view (/clawrun-launch)", link)
+	}
+	ents, err := os.ReadDir(filepath.Join(stateDir, viewLayerDir))
+	if err != nil || len(ents) != 0 {
+		t.Fatalf("the view's layer in the state dir: %v entries (%v), want an empty directory", len(ents), err)
+	}
+}
+
+// Where there is no read-only view (here: the state dir does not exist),
+// the executable is handed over as a sealed memfd copy that nobody can
+// write either.
 func TestSealExecutableCopies(t *testing.T) {
 	bin := copyExecutable(t)
 	want, _ := os.ReadFile(bin)

@@ -16,10 +16,10 @@ import (
 // own handshake with the filter. The HTTP/1.1 client connections whose
 // Options.Pool is equal share one upstream client per upstream (name and
 // port; an h1Upstream and its Transport): a request goes on an idle
-// upstream connection another one left,
-// when there is one, else on a new one it dials. (An HTTP/2 client keeps
-// its connection and sends its requests on it as streams: its upstream
-// connections stay its own, at most maxUpstreamConns, closed with it.)
+// upstream connection another one left, when there is one, else on a new
+// one it dials. (An HTTP/2 client keeps its connection and sends its
+// requests on it as streams: its upstream connections stay its own, at
+// most maxUpstreamConns, closed with it.)
 //
 // Reuse never reaches further than a dial would: the filter makes Pool of
 // what its dial checks (the rules in force and the addresses they allow

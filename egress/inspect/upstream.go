@@ -14,16 +14,15 @@ import (
 )
 
 // The upstream side: every allowed request is written anew by net/http
-// (through httputil.ReverseProxy, by h1Upstream or net/http's Transport),
-// never copied as bytes, so the
-// upstream gets exactly the request that was decided: one Host, the
-// checked authority, framing of the engine's own making, no hop-by-hop
-// fields (Connection and what it names, Proxy-Authorization, TE,
-// Upgrade...), no Forwarded or X-Forwarded-* (the container's address is
-// nobody's business). Connections to the upstream are reused from
-// request to request: those of the HTTP/1.1 client connections with the
-// same Options.Pool are shared (pool.go); otherwise they are the client
-// connection's own, closed with it.
+// (h1Upstream or net/http's Transport, through httputil.ReverseProxy),
+// never copied as bytes, so the upstream gets exactly the request that
+// was decided: one Host, the checked authority, framing of the engine's
+// own making, no hop-by-hop fields (Connection and what it names,
+// Proxy-Authorization, TE, Upgrade...), no Forwarded or X-Forwarded-*
+// (the container's address is nobody's business). Connections to the
+// upstream are reused from request to request: those of the HTTP/1.1
+// client connections with the same Options.Pool are shared (pool.go);
+// otherwise they are the client connection's own, closed with it.
 
 const (
 	// upstreamHandshakeTimeout bounds the dial and TLS handshake with the
