@@ -53,13 +53,19 @@ func TestPolicyAuditFileDenials(t *testing.T) {
 	writeRootfs(t, bundleB, "/srv/denied-other.txt", "", 0o644)
 	r.runReady(b, bundleB, "ready")
 
-	res := r.ok("audit", a)
-	t.Logf("audit %s:\n%s%s", a, res.Stdout, res.Stderr)
-	for _, path := range []string{"/srv/denied-init.txt", "/srv/denied-exec.txt"} {
-		if line := lineWith(res.Stdout, path); !strings.Contains(line, "deny") || !strings.Contains(line, "fs.write_file") {
-			t.Errorf("audit of %s does not show the denied write of %s:\n%s", a, path, res)
+	// The kernel's audit thread prints the records asynchronously: a
+	// denial just made may not be in the kernel's log yet.
+	deniedWrites := func(out string, paths ...string) bool {
+		for _, path := range paths {
+			if line := lineWith(out, path); !strings.Contains(line, "deny") || !strings.Contains(line, "fs.write_file") {
+				return false
+			}
 		}
+		return true
 	}
+	res := auditUntil(t, 10*time.Second, "the denied writes of its init and of its exec'd process", func() result { return r.ok("audit", a) },
+		func(res result) bool { return deniedWrites(res.Stdout, "/srv/denied-init.txt", "/srv/denied-exec.txt") })
+	t.Logf("audit %s:\n%s%s", a, res.Stdout, res.Stderr)
 	for _, absent := range []string{"allowed", "denied-other"} {
 		if strings.Contains(res.Stdout, absent) {
 			t.Errorf("audit of %s shows %q:\n%s", a, absent, res.Stdout)
@@ -68,8 +74,10 @@ func TestPolicyAuditFileDenials(t *testing.T) {
 	if strings.Contains(res.Stderr, "not reported") {
 		t.Errorf("audit says file denials are not reported while audit is on:\n%s", res.Stderr)
 	}
-	if resB := r.ok("audit", b); !strings.Contains(lineWith(resB.Stdout, "/srv/denied-other.txt"), "fs.write_file") || strings.Contains(resB.Stdout, "denied-init") {
-		t.Errorf("audit of %s is not its own denials:\n%s", b, resB)
+	resB := auditUntil(t, 10*time.Second, "its denied write", func() result { return r.ok("audit", b) },
+		func(res result) bool { return deniedWrites(res.Stdout, "/srv/denied-other.txt") })
+	if strings.Contains(resB.Stdout, "denied-init") {
+		t.Errorf("audit of %s shows another container's denial:\n%s", b, resB)
 	}
 
 	setAudit(t, 0)
@@ -99,7 +107,9 @@ func TestPolicyAuditFileDenialsBesideEgress(t *testing.T) {
 	}
 	c.expect("ERR NXDOMAIN", "dns", fn.ip(hDNS), "after.test")
 
-	res := r.ok(append(fn.globals(), "audit", c.id)...)
+	// The file denial reaches the kernel's log asynchronously.
+	res := auditUntil(t, 10*time.Second, "the file denial", func() result { return r.ok(append(fn.globals(), "audit", c.id)...) },
+		func(res result) bool { return strings.Contains(res.Stdout, "/srv/denied.txt") })
 	t.Logf("audit %s:\n%s%s", c.id, res.Stdout, res.Stderr)
 	order := []string{"before.test", "/srv/denied.txt", "after.test"}
 	last := -1
@@ -138,6 +148,31 @@ func TestPolicyAuditFileDenialsFromAuditd(t *testing.T) {
 		return strings.Contains(lineWith(res.Stdout, "/srv/denied-auditd.txt"), "fs.write_file")
 	})
 	t.Logf("audit %s:\n%s%s", id, res.Stdout, res.Stderr)
+}
+
+// auditUntil runs audit until its result shows what ok looks for, and
+// fails with the last result and the kernel's audit records after timeout:
+// the kernel writes the records asynchronously.
+func auditUntil(t *testing.T, timeout time.Duration, what string, audit func() result, ok func(result) bool) result {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		res := audit()
+		if ok(res) {
+			return res
+		}
+		if time.Now().After(deadline) {
+			kmsg, _ := exec.Command("dmesg").CombinedOutput()
+			var records []string
+			for _, line := range strings.Split(string(kmsg), "\n") {
+				if strings.Contains(line, "type=142") {
+					records = append(records, line)
+				}
+			}
+			t.Fatalf("audit does not show %s after %v:\n%s\nthe kernel's Landlock records:\n%s", what, timeout, res, strings.Join(records[max(0, len(records)-10):], "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // runAuditd runs an audit daemon (auditd's own configuration: its log in
