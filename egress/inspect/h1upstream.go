@@ -141,18 +141,16 @@ func (u *h1Upstream) CloseIdleConnections() {
 func (u *h1Upstream) conn(ctx context.Context) (pc *upstreamConn, reused bool, err error) {
 	u.mu.Lock()
 	u.closing = false
-	for len(u.idle) > 0 {
-		pc = u.idle[len(u.idle)-1]
-		u.idle = u.idle[:len(u.idle)-1]
+	u.mu.Unlock()
+	for pc = u.takeIdle(); pc != nil; pc = u.takeIdle() {
 		// A connection whose timer fired is being closed by it, or will
-		// be here (the timer waits for u.mu and will not find it).
+		// be here (the timer waits for u.mu and will not find it). The
+		// socket is looked at outside u.mu, which every request takes.
 		if pc.idleTimer.Stop() && pc.alive() {
 			break
 		}
 		pc.close()
-		pc = nil
 	}
-	u.mu.Unlock()
 	if pc == nil {
 		conn, err := u.dial(ctx, "tcp", "")
 		if err != nil {
@@ -166,6 +164,19 @@ func (u *h1Upstream) conn(ctx context.Context) (pc *upstreamConn, reused bool, e
 		trace.GotConn(httptrace.GotConnInfo{Conn: pc.conn, Reused: reused})
 	}
 	return pc, reused, nil
+}
+
+// takeIdle removes the most recently used idle connection from the
+// list and returns it, nil when there is none.
+func (u *h1Upstream) takeIdle() *upstreamConn {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.idle) == 0 {
+		return nil
+	}
+	pc := u.idle[len(u.idle)-1]
+	u.idle = u.idle[:len(u.idle)-1]
+	return pc
 }
 
 // put keeps pc for the next request, unless the client is closing or

@@ -55,8 +55,8 @@ type upstreamPools struct {
 }
 
 type pooledClient struct {
-	t    *h1Upstream
-	used time.Time
+	client *h1Upstream
+	used   time.Time
 }
 
 // client returns the shared client of key, made by newClient when
@@ -67,7 +67,7 @@ func (p *upstreamPools) client(key poolKey, newClient func() *h1Upstream) *h1Ups
 	now := time.Now()
 	if pt := p.m[key]; pt != nil {
 		pt.used = now
-		return pt.t
+		return pt.client
 	}
 	if p.m == nil {
 		p.m = map[poolKey]*pooledClient{}
@@ -82,12 +82,12 @@ func (p *upstreamPools) client(key poolKey, newClient func() *h1Upstream) *h1Ups
 				oldestKey, oldest = k, pt
 			}
 		}
-		oldest.t.CloseIdleConnections()
+		oldest.client.CloseIdleConnections()
 		delete(p.m, oldestKey)
 	}
-	t := newClient()
-	p.m[key] = &pooledClient{t: t, used: now}
-	return t
+	c := newClient()
+	p.m[key] = &pooledClient{client: c, used: now}
+	return c
 }
 
 // drop forgets every shared client and closes their idle connections
@@ -100,7 +100,7 @@ func (p *upstreamPools) drop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k, pt := range p.m {
-		pt.t.CloseIdleConnections()
+		pt.client.CloseIdleConnections()
 		delete(p.m, k)
 	}
 }
